@@ -1,0 +1,379 @@
+/*
+ * conf.c — loads kotak.conf with libinih.
+ *
+ * Each key is a row of `conf_keys[]`: its section, its name, and a setter
+ * that checks the value. inih calls the handler once per key; the first
+ * error is kept with its line number and the rest of the file is ignored,
+ * so the administrator sees one clear line rather than a cascade.
+ */
+#include "conf.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "util.h"
+
+static const char *const listener_names[CONF_LISTENER_COUNT] = {
+    "smtp", "submission", "submissions", "pop3", "pop3s",
+};
+
+/* DESIGN.md: loopback and unprivileged ports, so that a first try needs no root. */
+static const char *const listener_defaults[CONF_LISTENER_COUNT] = {
+    "127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2465", "127.0.0.1:2110", "127.0.0.1:2995",
+};
+
+const char *conf_listener_name(enum conf_listener_kind kind)
+{
+    return listener_names[kind];
+}
+
+static char *default_hostname(void)
+{
+    char name[256];
+    if (gethostname(name, sizeof(name)) != 0 || name[0] == '\0')
+        return xstrdup("localhost");
+    name[sizeof(name) - 1] = '\0';
+    return xstrdup(name);
+}
+
+void conf_defaults(struct conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < CONF_LISTENER_COUNT; i++) {
+        char err[128];
+        int rc = conf_parse_listen(listener_defaults[i], &c->listeners[i], err, sizeof(err));
+        (void)rc;
+        assert(rc == 0);
+    }
+    c->dir = xstrdup(".");
+    c->hostname = default_hostname();
+    c->data_dir = xstrdup("kotak-data");
+    c->run_user = xstrdup("");
+    c->log_level = LOG_INFO;
+}
+
+void conf_free(struct conf *c)
+{
+    free(c->path);
+    free(c->dir);
+    free(c->hostname);
+    free(c->data_dir);
+    free(c->run_user);
+    memset(c, 0, sizeof(*c));
+}
+
+static int parse_endpoint(const char *s, size_t len, struct conf_endpoint *ep, char *err,
+                          size_t err_size)
+{
+    const char *host = s, *colon;
+    size_t host_len;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close == NULL) {
+            snprintf(err, err_size, "'%.*s' has no closing ']'; write [::1]:2525", (int)len, s);
+            return -1;
+        }
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+        if (colon >= s + len || *colon != ':')
+            colon = NULL;
+    } else {
+        colon = NULL;
+        for (size_t i = len; i > 0; i--) {
+            if (s[i - 1] == ':') {
+                colon = s + i - 1;
+                break;
+            }
+        }
+        host_len = colon ? (size_t)(colon - s) : len;
+        if (memchr(s, ':', host_len) != NULL) {
+            snprintf(err, err_size, "'%.*s': put an IPv6 address in brackets, as [::1]:2525",
+                     (int)len, s);
+            return -1;
+        }
+    }
+    if (colon == NULL) {
+        snprintf(err, err_size, "'%.*s' has no port; write ADDRESS:PORT, as 127.0.0.1:2525",
+                 (int)len, s);
+        return -1;
+    }
+    if (host_len == 0 || host_len >= sizeof(ep->host)) {
+        snprintf(err, err_size, "'%.*s' has no address; write ADDRESS:PORT, as 127.0.0.1:2525",
+                 (int)len, s);
+        return -1;
+    }
+    memcpy(ep->host, host, host_len);
+    ep->host[host_len] = '\0';
+    unsigned char sa[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, ep->host, sa) != 1 && inet_pton(AF_INET6, ep->host, sa) != 1) {
+        snprintf(err, err_size,
+                 "'%s' is not an IP address; use one (0.0.0.0 or [::] for all addresses)",
+                 ep->host);
+        return -1;
+    }
+    const char *port = colon + 1;
+    size_t port_len = (size_t)(s + len - port);
+    unsigned long v = 0;
+    for (size_t i = 0; i < port_len; i++) {
+        if (port[i] < '0' || port[i] > '9' || v > 65535) {
+            v = 0;
+            break;
+        }
+        v = v * 10 + (unsigned long)(port[i] - '0');
+    }
+    if (port_len == 0 || v == 0 || v > 65535) {
+        snprintf(err, err_size, "'%.*s' is not a port; use a number from 1 to 65535",
+                 (int)port_len, port);
+        return -1;
+    }
+    ep->port = (uint16_t)v;
+    return 0;
+}
+
+int conf_parse_listen(const char *value, struct conf_listener *l, char *err, size_t err_size)
+{
+    struct conf_listener out = {0};
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        size_t len = (size_t)(end - p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0) {
+            if (*end == '\0' && out.n == 0 && end == p)
+                break;
+            snprintf(err, err_size, "empty address in the list; separate ADDRESS:PORT with commas");
+            return -1;
+        }
+        if (out.n == CONF_LISTEN_MAX) {
+            snprintf(err, err_size, "more than %d addresses; listen on fewer", CONF_LISTEN_MAX);
+            return -1;
+        }
+        if (parse_endpoint(p, len, &out.ep[out.n], err, err_size) < 0)
+            return -1;
+        out.n++;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && *p == '\0') {
+            snprintf(err, err_size, "the list ends in a comma; remove it");
+            return -1;
+        }
+    }
+    *l = out;
+    return 0;
+}
+
+/* The state of one load: the config being filled and the first error. */
+struct load {
+    struct conf *c;
+    char *err;
+    size_t err_size;
+    bool failed;
+    unsigned long long seen; /* one bit per row of conf_keys, for duplicates */
+};
+
+struct conf_key {
+    const char *section;
+    const char *name;
+    int (*set)(struct conf *c, const char *section, const char *value, char *err, size_t n);
+};
+
+static int set_listen(struct conf *c, const char *section, const char *value, char *err, size_t n)
+{
+    for (int i = 0; i < CONF_LISTENER_COUNT; i++)
+        if (strcmp(section, listener_names[i]) == 0)
+            return conf_parse_listen(value, &c->listeners[i], err, n);
+    return -1; /* unreachable: the table only routes listener sections here */
+}
+
+static int set_hostname(struct conf *c, const char *section, const char *value, char *err, size_t n)
+{
+    (void)section;
+    char name[ADDR_DOMAIN_MAX + 1];
+    if (addr_parse_domain(value, strlen(value), 0, name) < 0) {
+        snprintf(err, n, "'%s' is not a host name; use the server's name, as mail.example.org",
+                 value);
+        return -1;
+    }
+    free(c->hostname);
+    c->hostname = xstrdup(name);
+    return 0;
+}
+
+static int set_data_dir(struct conf *c, const char *section, const char *value, char *err, size_t n)
+{
+    (void)section;
+    if (value[0] == '\0') {
+        snprintf(err, n, "data_dir is empty; name the folder that holds kotak.db");
+        return -1;
+    }
+    free(c->data_dir);
+    c->data_dir = xstrdup(value);
+    return 0;
+}
+
+static int set_user(struct conf *c, const char *section, const char *value, char *err, size_t n)
+{
+    (void)section, (void)err, (void)n;
+    free(c->run_user);
+    c->run_user = xstrdup(value);
+    return 0;
+}
+
+static int set_log_level(struct conf *c, const char *section, const char *value, char *err,
+                         size_t n)
+{
+    (void)section;
+    if (log_level_parse(value, &c->log_level) < 0) {
+        snprintf(err, n, "'%s' is not a log level; use error, warn, info or debug", value);
+        return -1;
+    }
+    return 0;
+}
+
+static const struct conf_key conf_keys[] = {
+    {"smtp", "listen", set_listen},
+    {"submission", "listen", set_listen},
+    {"submissions", "listen", set_listen},
+    {"pop3", "listen", set_listen},
+    {"pop3s", "listen", set_listen},
+    {"server", "hostname", set_hostname},
+    {"server", "data_dir", set_data_dir},
+    {"server", "user", set_user},
+    {"server", "log_level", set_log_level},
+};
+#define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static bool section_known(const char *section)
+{
+    for (size_t i = 0; i < CONF_KEY_COUNT; i++)
+        if (strcmp(conf_keys[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct load *ld = user;
+    if (ld->failed)
+        return 1; /* report the first error only */
+    ld->failed = true;
+    if (section[0] == '\0') {
+        snprintf(ld->err, ld->err_size, "'%s' is outside any section; put it under one, as [server]",
+                 name);
+        return 0;
+    }
+    if (!section_known(section)) {
+        snprintf(ld->err, ld->err_size, "unknown section [%s]; see the comments of kotak init's file",
+                 section);
+        return 0;
+    }
+    for (size_t i = 0; i < CONF_KEY_COUNT; i++) {
+        const struct conf_key *k = &conf_keys[i];
+        if (strcmp(k->section, section) != 0 || strcmp(k->name, name) != 0)
+            continue;
+        if (ld->seen & (1ull << i)) {
+            snprintf(ld->err, ld->err_size, "[%s] %s is set twice; keep one", section, name);
+            return 0;
+        }
+        ld->seen |= 1ull << i;
+        char msg[200];
+        if (k->set(ld->c, section, value, msg, sizeof(msg)) < 0) {
+            snprintf(ld->err, ld->err_size, "[%s] %s: %s", section, name, msg);
+            return 0;
+        }
+        ld->failed = false;
+        return 1;
+    }
+    snprintf(ld->err, ld->err_size, "unknown key '%s' in [%s]; check its spelling", name, section);
+    return 0;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return xstrdup(".");
+    if (slash == path)
+        return xstrdup("/");
+    return xstrndup(path, (size_t)(slash - path));
+}
+
+int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
+{
+    _Static_assert(CONF_KEY_COUNT <= 64, "conf_load keeps one bit per key");
+    char msg[400] = "";
+    struct load ld = {.c = c, .err = msg, .err_size = sizeof(msg)};
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        int e = errno;
+        if (e == ENOENT)
+            snprintf(err, err_size, "%s: no such file; run 'kotak init' or pass -c FILE", path);
+        else
+            snprintf(err, err_size, "%s: cannot read: %s", path, strerror(e));
+        return -1;
+    }
+    int line = ini_parse_file(f, on_key, &ld);
+    fclose(f);
+    if (line > 0) {
+        if (!ld.failed)
+            snprintf(msg, sizeof(msg), "not an INI line; write key = value or [section]");
+        snprintf(err, err_size, "%s:%d: %s", path, line, msg);
+        return -1;
+    }
+    if (line < 0) {
+        snprintf(err, err_size, "%s: cannot read", path);
+        return -1;
+    }
+    free(c->path);
+    free(c->dir);
+    c->path = xstrdup(path);
+    c->dir = dir_of(path);
+    return 0;
+}
+
+const char *conf_locate(const char *cli_path)
+{
+    if (cli_path != NULL)
+        return cli_path;
+    const char *env = getenv("KOTAK_CONFIG");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    if (access("kotak.conf", F_OK) == 0)
+        return "kotak.conf";
+    return "/etc/kotak/kotak.conf";
+}
+
+char *conf_path(const struct conf *c, const char *rel)
+{
+    size_t n = strlen(c->dir) + strlen(rel) + 2;
+    char *out = xmalloc(n);
+    if (rel[0] == '/' || strcmp(c->dir, ".") == 0)
+        snprintf(out, n, "%s", rel);
+    else
+        snprintf(out, n, "%s/%s", c->dir, rel);
+    return out;
+}
+
+char *conf_store_path(const struct conf *c)
+{
+    size_t n = strlen(c->data_dir) + sizeof("/kotak.db");
+    char *rel = xmalloc(n);
+    snprintf(rel, n, "%s/kotak.db", c->data_dir);
+    char *out = conf_path(c, rel);
+    free(rel);
+    return out;
+}

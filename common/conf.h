@@ -1,0 +1,88 @@
+/*
+ * conf.h — kotak.conf, the one INI file that kotak, kotak-smtpd and
+ * kotak-pop3d share.
+ *
+ * The listener sections and their `listen` key are fixed by DESIGN.md; every
+ * other key is listed in conf.c's table with its type and range. A key the
+ * table does not know, a value out of range or a section that does not exist
+ * is an error that names file:line, so a typo never silently falls back to a
+ * default.
+ */
+#ifndef KOTAK_CONF_H
+#define KOTAK_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONF_LISTEN_MAX 8
+#define CONF_HOST_MAX 64 /* an IPv6 literal with a zone fits */
+
+struct conf_endpoint {
+    char host[CONF_HOST_MAX]; /* an IP literal, without brackets */
+    uint16_t port;
+};
+
+struct conf_listener {
+    size_t n; /* 0: the listener is off */
+    struct conf_endpoint ep[CONF_LISTEN_MAX];
+};
+
+enum conf_listener_kind {
+    CONF_SMTP,        /* [smtp]: MX, no login */
+    CONF_SUBMISSION,  /* [submission]: STARTTLS, login */
+    CONF_SUBMISSIONS, /* [submissions]: implicit TLS, login */
+    CONF_POP3,        /* [pop3]: STLS */
+    CONF_POP3S,       /* [pop3s]: implicit TLS */
+    CONF_LISTENER_COUNT
+};
+
+struct conf {
+    char *path; /* the file it was loaded from; NULL for defaults */
+    char *dir;  /* its folder: relative paths in the file are relative to it */
+    struct conf_listener listeners[CONF_LISTENER_COUNT];
+    char *hostname;  /* [server] hostname: greeting, Received:, certificate */
+    char *data_dir;  /* [server] data_dir: holds kotak.db; resolved against dir */
+    char *run_user;  /* [server] user: drop to it when started as root; "" none */
+    enum log_level log_level; /* [server] log_level */
+};
+
+/* The section name of a listener kind ("smtp", ...). */
+const char *conf_listener_name(enum conf_listener_kind kind);
+
+/* Fills c with the defaults that `kotak init` writes. conf_free() frees it. */
+void conf_defaults(struct conf *c);
+
+/*
+ * Loads path over the defaults. Returns 0, or -1 with one line
+ * "path:line: what is wrong; how to mend it" in err[0..err_size); c then
+ * holds nothing that needs freeing beyond conf_free().
+ */
+int conf_load(const char *path, struct conf *c, char *err, size_t err_size);
+
+/* Frees what c owns; c may be loaded again. */
+void conf_free(struct conf *c);
+
+/*
+ * Picks the config file: cli_path when given, else $KOTAK_CONFIG, else
+ * ./kotak.conf if it exists, else /etc/kotak/kotak.conf. Never NULL.
+ */
+const char *conf_locate(const char *cli_path);
+
+/*
+ * A path from the file, resolved against the file's folder (an absolute one
+ * is kept): a new string the caller frees.
+ */
+char *conf_path(const struct conf *c, const char *rel);
+
+/* The store file, data_dir/kotak.db, resolved: a new string the caller frees. */
+char *conf_store_path(const struct conf *c);
+
+/*
+ * Parses one `listen` value ("127.0.0.1:2525, [::1]:2525"; empty is off).
+ * Returns 0, or -1 with a sentence in err.
+ */
+int conf_parse_listen(const char *value, struct conf_listener *l, char *err, size_t err_size);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * util.c — allocation wrappers, kotak's error strings and fatal().
+ *
+ * Out of memory is not an error kotak tries to survive: a mail server that
+ * cannot allocate a few bytes cannot answer sensibly either, so it aborts
+ * loudly and lets the supervisor restart it. Everything acknowledged is
+ * already committed, so nothing is lost.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *kotak_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    switch (err) {
+    case KOTAK_ESTORE: return "store error";
+    case KOTAK_ELOCKED: return "store is locked by another process";
+    case KOTAK_EREADONLY: return "store is read-only";
+    case KOTAK_ENODOMAIN: return "domain is not local";
+    case KOTAK_ESCHEMA: return "store was written by a newer kotak";
+    case KOTAK_EADDR: return "not a valid mailbox address";
+    default: return strerror(err);
+    }
+}
+
+static void *oom(size_t n)
+{
+    fprintf(stderr, "kotak: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom(n);
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    return p ? p : oom(n * size);
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom(n);
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *d = xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+void fatal(int status, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", program_invocation_short_name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(status);
+}

@@ -1,0 +1,39 @@
+/*
+ * util.h — small helpers every kotak program shares: allocation that never
+ * returns NULL, start-up fatal errors, and the error codes that are not errno.
+ */
+#ifndef KOTAK_UTIL_H
+#define KOTAK_UTIL_H
+
+#include <stddef.h>
+
+#define KOTAK_VERSION "0.1.0"
+
+/*
+ * Error codes beyond errno. Functions return 0 or a negative value: -errno
+ * (-EEXIST, -ENOENT, -ENOSPC, ...) or one of these, also negated.
+ */
+enum kotak_err {
+    KOTAK_EBASE = 10000,
+    KOTAK_ESTORE,    /* the store failed in a way that has no errno twin */
+    KOTAK_ELOCKED,   /* another process holds the store's write lock */
+    KOTAK_EREADONLY, /* the store file or its folder is not writable */
+    KOTAK_ENODOMAIN, /* the address is in a domain that is not local */
+    KOTAK_ESCHEMA,   /* the store was written by a newer kotak */
+    KOTAK_EADDR,     /* not a valid RFC 5321 mailbox */
+};
+
+/* A short sentence for a code from this enum or errno, never NULL. */
+const char *kotak_strerror(int err);
+
+/* Allocation that aborts the process when memory runs out. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Start-up only: print "PROG: message" on stderr and exit with status. */
+void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * ctl.h — what the files of the `kotak` admin command share.
+ *
+ * Every mistake ends the command with one line on stderr, "kotak: what is
+ * wrong; how to mend it", and exit status 2 (KOTAK_EXIT_USAGE); the store is
+ * left as it was, since each change is one transaction.
+ */
+#ifndef KOTAK_CTL_H
+#define KOTAK_CTL_H
+
+#include <stdbool.h>
+
+#include "conf.h"
+#include "store.h"
+
+#define KOTAK_EXIT_USAGE 2
+
+/* What a command gets: its arguments after the command words, and -c. */
+struct ctl {
+    const char *config_arg; /* -c FILE, or NULL */
+    int argc;
+    char **argv;
+};
+
+/* Prints "kotak: ..." on stderr and exits with status 2. */
+void ctl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Loads the config the way every command does, or dies with its line. */
+void ctl_load_conf(const struct ctl *c, struct conf *conf);
+
+/* Opens the configured store (read-only when asked), or dies saying why. */
+struct store *ctl_open_store(const struct conf *conf, bool readonly);
+
+/* Dies with the sentence that fits a store error rc for the given subject. */
+void ctl_die_store(struct store *s, int rc, const char *subject)
+    __attribute__((noreturn));
+
+/* True when argv holds --help or -h; the command then prints its usage. */
+bool ctl_wants_help(int argc, char **argv);
+
+/*
+ * Reads a password: with from_stdin, one line of standard input; else from
+ * the terminal without echo, twice to confirm. Dies when neither works.
+ * Returns a string the caller wipes with explicit_bzero and frees.
+ */
+char *ctl_read_password(const char *address, bool from_stdin);
+
+int ctl_init(const struct ctl *c);
+int ctl_domain(const struct ctl *c);
+int ctl_user(const struct ctl *c);
+int ctl_alias(const struct ctl *c);
+int ctl_mailbox(const struct ctl *c);
+int ctl_stats(const struct ctl *c);
+int ctl_backup(const struct ctl *c);
+int ctl_run(const struct ctl *c);
+
+#endif

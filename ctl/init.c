@@ -1,0 +1,164 @@
+/*
+ * init.c — `kotak init`: a commented kotak.conf and kotak-data/ with a new
+ * store, ready for `kotak domain add`.
+ *
+ * The file is written from the template below and then loaded with the same
+ * loader the daemons use, so what init writes is always what they accept.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char conf_template[] =
+    "; kotak.conf: one file for kotak, kotak-smtpd and kotak-pop3d.\n"
+    "; Written by 'kotak init'. Lines starting with ';' are comments; a relative\n"
+    "; path is relative to the folder of this file.\n"
+    "\n"
+    "[server]\n"
+    "; The name this server gives itself in greetings and Received: headers.\n"
+    "hostname = %s\n"
+    "; The folder that holds the store, kotak.db.\n"
+    "data_dir = kotak-data\n"
+    "; The unprivileged user the daemons switch to after binding their ports when\n"
+    "; started as root. Empty: they keep the user they were started as.\n"
+    "user =\n"
+    "; How much the daemons log: error, warn, info or debug.\n"
+    "log_level = info\n"
+    "\n"
+    "; Listeners. 'listen' is a comma-separated list of ADDRESS:PORT, an IPv6\n"
+    "; address in brackets ([::1]:2525); 0.0.0.0 and [::] mean every address; an\n"
+    "; empty value turns the listener off. These defaults listen on loopback and\n"
+    "; on unprivileged ports, so that a first try needs no root. In production:\n"
+    "; smtp 25, submission 587, submissions 465, pop3 110, pop3s 995.\n"
+    "\n"
+    "[smtp]          ; MX: no login, local recipients only\n"
+    "listen = 127.0.0.1:2525\n"
+    "\n"
+    "[submission]    ; STARTTLS, login required\n"
+    "listen = 127.0.0.1:2587\n"
+    "\n"
+    "[submissions]   ; implicit TLS, login required\n"
+    "listen = 127.0.0.1:2465\n"
+    "\n"
+    "[pop3]          ; STLS\n"
+    "listen = 127.0.0.1:2110\n"
+    "\n"
+    "[pop3s]         ; implicit TLS\n"
+    "listen = 127.0.0.1:2995\n";
+
+/* Writes text to path through path.tmp, so that path is whole or untouched. */
+static void write_file(const char *path, const char *text)
+{
+    size_t n = strlen(path) + sizeof(".tmp");
+    char *tmp = xmalloc(n);
+    snprintf(tmp, n, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        ctl_die("cannot write %s: %s; pick a folder you can write to with -c", tmp,
+                strerror(errno));
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            ctl_die("cannot write %s: %s", tmp, strerror(e));
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        ctl_die("cannot write %s: %s", path, strerror(e));
+    }
+    free(tmp);
+}
+
+static void remove_store(const char *store_path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(store_path) + 5;
+        char *p = xmalloc(n);
+        snprintf(p, n, "%s%s", store_path, suffixes[i]);
+        if (unlink(p) != 0 && errno != ENOENT)
+            ctl_die("cannot remove %s: %s", p, strerror(errno));
+        free(p);
+    }
+}
+
+int ctl_init(const struct ctl *c)
+{
+    static const char usage[] = "kotak [-c FILE] init [--hostname NAME] [--force]";
+    const char *hostname_arg = NULL;
+    bool force = false;
+    if (ctl_wants_help(c->argc, c->argv)) {
+        printf("usage: %s\n\nWrites FILE (default ./kotak.conf) and, beside it, kotak-data/ "
+               "with a new store.\nWithout --force it never replaces an existing one.\n",
+               usage);
+        return 0;
+    }
+    for (int i = 0; i < c->argc; i++) {
+        if (strcmp(c->argv[i], "--force") == 0)
+            force = true;
+        else if (strcmp(c->argv[i], "--hostname") == 0 && i + 1 < c->argc)
+            hostname_arg = c->argv[++i];
+        else
+            ctl_die("usage: %s", usage);
+    }
+    const char *env = getenv("KOTAK_CONFIG");
+    const char *path = c->config_arg ? c->config_arg : env && env[0] ? env : "kotak.conf";
+
+    struct conf conf;
+    conf_defaults(&conf);
+    char hostname[ADDR_DOMAIN_MAX + 1];
+    const char *name = hostname_arg ? hostname_arg : conf.hostname;
+    if (addr_parse_domain(name, strlen(name), 0, hostname) < 0)
+        ctl_die("'%s' is not a host name; give one with --hostname mail.example.org", name);
+
+    struct stat sb;
+    if (!force && stat(path, &sb) == 0)
+        ctl_die("%s already exists; add --force to replace it and its store (all mail in it "
+                "is lost)", path);
+
+    size_t n = sizeof(conf_template) + strlen(hostname);
+    char *text = xmalloc(n);
+    snprintf(text, n, conf_template, hostname);
+    write_file(path, text);
+    free(text);
+
+    char err[512];
+    if (conf_load(path, &conf, err, sizeof(err)) < 0)
+        ctl_die("%s", err); /* only if the template and the loader disagree */
+    char *data_dir = conf_path(&conf, conf.data_dir);
+    char *store_path = conf_store_path(&conf);
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+        ctl_die("cannot create %s: %s", data_dir, strerror(errno));
+    if (!force && stat(store_path, &sb) == 0)
+        ctl_die("%s already exists; add --force to replace it (all mail in it is lost)",
+                store_path);
+    remove_store(store_path);
+
+    struct store *s;
+    int rc = store_open(store_path, STORE_CREATE, &s, err, sizeof(err));
+    if (rc < 0)
+        ctl_die("%s", err);
+    store_close(&s);
+    printf("wrote %s and created the store %s\n"
+           "next: kotak domain add example.test; kotak user add alice@example.test\n",
+           path, store_path);
+    free(data_dir);
+    free(store_path);
+    conf_free(&conf);
+    return 0;
+}

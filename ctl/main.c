@@ -1,0 +1,155 @@
+/*
+ * main.c — `kotak`, the one command an administrator types: it finds the
+ * config, picks the subcommand and leaves the work to the ctl_* functions.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "util.h"
+
+static const char usage[] =
+    "usage: kotak [-c FILE] COMMAND [ARGS]\n"
+    "\n"
+    "Set-up and administration of a kotak mail server.\n"
+    "\n"
+    "commands:\n"
+    "  init [--hostname NAME] [--force]     write kotak.conf and create kotak-data/\n"
+    "  domain add|del|list [DOMAIN]         the domains this server receives mail for\n"
+    "  user add|del|passwd|list [ADDRESS]   mailbox users and their passwords\n"
+    "  alias add|del|list [SOURCE] [TARGETS] addresses that forward to users\n"
+    "  mailbox ADDRESS                      the messages waiting in a user's maildrop\n"
+    "  stats                                counts and sizes of the store\n"
+    "  backup FILE [--force]                a consistent copy of the store, safe while running\n"
+    "  run                                  both daemons in the foreground\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE   the config file (else $KOTAK_CONFIG, ./kotak.conf,\n"
+    "                      /etc/kotak/kotak.conf)\n"
+    "  -h, --help          this help; 'kotak COMMAND --help' for one command\n"
+    "  -V, --version       the version\n";
+
+struct command {
+    const char *name;
+    int (*run)(const struct ctl *c);
+};
+
+static const struct command commands[] = {
+    {"init", ctl_init},       {"domain", ctl_domain},   {"user", ctl_user},
+    {"alias", ctl_alias},     {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
+    {"backup", ctl_backup},   {"run", ctl_run},
+};
+
+void ctl_die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("kotak: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(KOTAK_EXIT_USAGE);
+}
+
+bool ctl_wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
+}
+
+void ctl_load_conf(const struct ctl *c, struct conf *conf)
+{
+    char err[512];
+    conf_defaults(conf);
+    if (conf_load(conf_locate(c->config_arg), conf, err, sizeof(err)) < 0)
+        ctl_die("%s", err);
+}
+
+void ctl_die_store(struct store *s, int rc, const char *subject)
+{
+    switch (-rc) {
+    case KOTAK_ELOCKED:
+        ctl_die("%s: the store is locked by another process; try again once it is done", subject);
+    case KOTAK_EREADONLY:
+        ctl_die("%s: the store is read-only; run kotak as the user that owns kotak-data/ or "
+                "fix its permissions", subject);
+    case ENOSPC:
+        ctl_die("%s: the disk holding the store is full; free some space", subject);
+    default:
+        ctl_die("%s: %s%s%s", subject, kotak_strerror(rc), s ? ": " : "",
+                s ? store_errmsg(s) : "");
+    }
+}
+
+struct store *ctl_open_store(const struct conf *conf, bool readonly)
+{
+    char *path = conf_store_path(conf);
+    char err[512];
+    struct store *s;
+    int rc = store_open(path, readonly ? STORE_READONLY : 0, &s, err, sizeof(err));
+    if (rc == -ENOENT)
+        ctl_die("no store at %s; run 'kotak init' first, or set data_dir in %s", path,
+                conf->path);
+    if (rc == -KOTAK_EREADONLY)
+        ctl_die("%s is read-only; run kotak as the user that owns it or fix its permissions",
+                path);
+    if (rc == -KOTAK_ELOCKED)
+        ctl_die("%s is locked by another process; try again once it is done", path);
+    if (rc < 0)
+        ctl_die("%s", err);
+    free(path);
+    return s;
+}
+
+/* Takes -c FILE / --config FILE / --config=FILE out of argv, wherever it is. */
+static const char *take_config(int *argc, char **argv)
+{
+    const char *path = NULL;
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= *argc)
+                ctl_die("%s needs a file name, as -c /etc/kotak/kotak.conf", argv[i]);
+            path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    argc--, argv++;
+    struct ctl c = {.config_arg = take_config(&argc, argv)};
+    if (argc == 0) {
+        fputs(usage, stderr);
+        return KOTAK_EXIT_USAGE;
+    }
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(argv[0], "--version") == 0 || strcmp(argv[0], "-V") == 0) {
+        printf("kotak %s\n", KOTAK_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[0], commands[i].name) == 0) {
+            c.argc = argc - 1;
+            c.argv = argv + 1;
+            return commands[i].run(&c);
+        }
+    }
+    ctl_die("unknown command '%s'; see 'kotak --help'", argv[0]);
+}

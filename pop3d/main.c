@@ -1,0 +1,11 @@
+/*
+ * main.c — kotak-pop3d, not built yet: it says so and exits, so that
+ * `kotak run` and scripts get a clear answer rather than a missing file.
+ */
+#include <stdio.h>
+
+int main(void)
+{
+    fprintf(stderr, "kotak-pop3d: not implemented yet in this version of kotak\n");
+    return 1;
+}

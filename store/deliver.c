@@ -1,0 +1,205 @@
+/*
+ * deliver.c — storing a message once for all its local recipients, and
+ * committing many messages with one fsync.
+ *
+ * A body is written in STORE_CHUNK rows as it arrives, so neither the
+ * caller nor the store needs the whole message in memory. The maildrop rows
+ * carry the final size, so they are written at commit, when it is known.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+#include "util.h"
+
+struct store_msg {
+    struct store *s;
+    int64_t id;
+    int64_t received;
+    int64_t size;
+    int64_t seq;        /* the next chunk's number */
+    uint8_t *pending;   /* up to STORE_CHUNK bytes not yet written */
+    size_t pending_len;
+    int64_t *rcpts;
+    size_t n_rcpts, cap_rcpts;
+    int error;          /* the first failure; commit then rolls back */
+};
+
+static int step_done(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
+}
+
+int store_batch_begin(struct store *s)
+{
+    assert(!s->in_batch);
+    int rc = store__begin(s);
+    if (rc == 0)
+        s->in_batch = true;
+    return rc;
+}
+
+int store_batch_commit(struct store *s)
+{
+    assert(s->in_batch);
+    s->in_batch = false;
+    return store__commit(s);
+}
+
+void store_batch_rollback(struct store *s)
+{
+    s->in_batch = false;
+    store__rollback(s);
+}
+
+int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
+{
+    *m_r = NULL;
+    int rc = s->in_batch ? store__exec(s, "SAVEPOINT msg") : store__begin(s);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = store__stmt(s, STMT_MSG_ADD);
+    if (st == NULL) {
+        rc = -KOTAK_ESTORE;
+    } else {
+        sqlite3_bind_int64(st, 1, received);
+        rc = step_done(s, st);
+    }
+    if (rc < 0) {
+        if (s->in_batch)
+            store__exec(s, "ROLLBACK TO msg; RELEASE msg");
+        else
+            store__rollback(s);
+        return rc;
+    }
+    struct store_msg *m = xcalloc(1, sizeof(*m));
+    m->s = s;
+    m->id = sqlite3_last_insert_rowid(s->db);
+    m->received = received;
+    m->pending = xmalloc(STORE_CHUNK);
+    *m_r = m;
+    return 0;
+}
+
+static int flush_chunk(struct store_msg *m)
+{
+    if (m->pending_len == 0)
+        return 0;
+    sqlite3_stmt *st = store__stmt(m->s, STMT_CHUNK_ADD);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    sqlite3_bind_int64(st, 1, m->id);
+    sqlite3_bind_int64(st, 2, m->seq);
+    sqlite3_bind_blob(st, 3, m->pending, (int)m->pending_len, SQLITE_STATIC);
+    int rc = step_done(m->s, st);
+    if (rc == 0) {
+        m->seq++;
+        m->pending_len = 0;
+    }
+    return rc;
+}
+
+int store_msg_append(struct store_msg *m, const void *p, size_t n)
+{
+    const uint8_t *in = p;
+    while (n > 0 && m->error == 0) {
+        size_t k = STORE_CHUNK - m->pending_len;
+        if (k > n)
+            k = n;
+        memcpy(m->pending + m->pending_len, in, k);
+        m->pending_len += k;
+        m->size += (int64_t)k;
+        in += k;
+        n -= k;
+        if (m->pending_len == STORE_CHUNK)
+            m->error = flush_chunk(m);
+    }
+    return m->error;
+}
+
+int store_msg_add_rcpt(struct store_msg *m, int64_t user_id)
+{
+    for (size_t i = 0; i < m->n_rcpts; i++)
+        if (m->rcpts[i] == user_id)
+            return 0;
+    if (m->n_rcpts == m->cap_rcpts) {
+        m->cap_rcpts = m->cap_rcpts ? m->cap_rcpts * 2 : 4;
+        m->rcpts = xrealloc(m->rcpts, m->cap_rcpts * sizeof(m->rcpts[0]));
+    }
+    m->rcpts[m->n_rcpts++] = user_id;
+    return 0;
+}
+
+static void msg_free(struct store_msg **mp)
+{
+    struct store_msg *m = *mp;
+    free(m->pending);
+    free(m->rcpts);
+    free(m);
+    *mp = NULL;
+}
+
+void store_msg_abort(struct store_msg **mp)
+{
+    struct store_msg *m = *mp;
+    if (m == NULL)
+        return;
+    if (m->s->in_batch)
+        store__exec(m->s, "ROLLBACK TO msg; RELEASE msg");
+    else
+        store__rollback(m->s);
+    msg_free(mp);
+}
+
+static int write_rest(struct store_msg *m)
+{
+    int rc = m->error;
+    if (rc == 0 && m->n_rcpts == 0)
+        rc = -EINVAL;
+    if (rc == 0)
+        rc = flush_chunk(m);
+    if (rc == 0) {
+        sqlite3_stmt *st = store__stmt(m->s, STMT_MSG_SIZE);
+        if (st == NULL)
+            return -KOTAK_ESTORE;
+        sqlite3_bind_int64(st, 1, m->id);
+        sqlite3_bind_int64(st, 2, m->size);
+        rc = step_done(m->s, st);
+    }
+    for (size_t i = 0; rc == 0 && i < m->n_rcpts; i++) {
+        sqlite3_stmt *st = store__stmt(m->s, STMT_DROP_ADD);
+        if (st == NULL)
+            return -KOTAK_ESTORE;
+        sqlite3_bind_int64(st, 1, m->rcpts[i]);
+        sqlite3_bind_int64(st, 2, m->id);
+        sqlite3_bind_int64(st, 3, m->size);
+        sqlite3_bind_int64(st, 4, m->received);
+        rc = step_done(m->s, st);
+    }
+    return rc;
+}
+
+int store_msg_commit(struct store_msg **mp, int64_t *msg_id_r)
+{
+    struct store_msg *m = *mp;
+    struct store *s = m->s;
+    int rc = write_rest(m);
+    if (rc < 0) {
+        store_msg_abort(mp);
+        return rc;
+    }
+    if (s->in_batch)
+        rc = store__exec(s, "RELEASE msg");
+    else
+        rc = store__commit(s);
+    if (rc < 0 && s->in_batch)
+        store__exec(s, "ROLLBACK TO msg; RELEASE msg");
+    if (rc == 0 && msg_id_r != NULL)
+        *msg_id_r = m->id;
+    msg_free(mp);
+    return rc;
+}

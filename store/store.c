@@ -1,0 +1,320 @@
+/*
+ * store.c — opening the store, its schema and migrations, the statement
+ * cache, and the mapping of SQLite's result codes to kotak's.
+ *
+ * The schema is versioned with PRAGMA user_version: migrations[i] takes a
+ * store from version i to i + 1, each in its own transaction, so a store
+ * written by any older kotak is brought forward on open, and a store from a
+ * newer kotak is refused rather than misread.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_int.h"
+#include "util.h"
+
+static const char *const migrations[] = {
+    /* 1: the first schema. A body lives once in messages + chunks; each
+     * recipient gets a maildrop row pointing at it. AUTOINCREMENT keeps
+     * maildrop ids, and so UIDLs, from ever being reused. */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('uidl_prefix', lower(hex(randomblob(4))));"
+    "CREATE TABLE domains(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE users(id INTEGER PRIMARY KEY,"
+    "  domain_id INTEGER NOT NULL REFERENCES domains(id),"
+    "  local TEXT NOT NULL, hash TEXT NOT NULL, created INTEGER NOT NULL,"
+    "  UNIQUE(domain_id, local));"
+    "CREATE TABLE aliases(domain_id INTEGER NOT NULL REFERENCES domains(id),"
+    "  local TEXT NOT NULL, target TEXT NOT NULL,"
+    "  PRIMARY KEY(domain_id, local, target)) WITHOUT ROWID;"
+    "CREATE TABLE messages(id INTEGER PRIMARY KEY, received INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL);"
+    "CREATE TABLE chunks(message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(message_id, seq));"
+    "CREATE TABLE maildrop(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  message_id INTEGER NOT NULL REFERENCES messages(id),"
+    "  size INTEGER NOT NULL, arrived INTEGER NOT NULL);"
+    "CREATE INDEX maildrop_user ON maildrop(user_id, id);"
+    "CREATE INDEX maildrop_message ON maildrop(message_id);"
+    /* A body goes when the last maildrop entry that refers to it goes. */
+    "CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop"
+    "  WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)"
+    "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static const char *const stmt_sql[STMT_COUNT] = {
+    [STMT_DOMAIN_ID] = "SELECT id FROM domains WHERE name = ?1",
+    [STMT_DOMAIN_ADD] = "INSERT INTO domains(name) VALUES(?1)",
+    [STMT_DOMAIN_DEL] = "DELETE FROM domains WHERE id = ?1",
+    [STMT_DOMAIN_LIST] =
+        "SELECT name, (SELECT count(*) FROM users WHERE domain_id = d.id),"
+        " (SELECT count(DISTINCT local) FROM aliases WHERE domain_id = d.id)"
+        " FROM domains d ORDER BY name",
+    [STMT_USER_GET] = "SELECT id, hash FROM users WHERE domain_id = ?1 AND local = ?2",
+    [STMT_USER_ADD] =
+        "INSERT INTO users(domain_id, local, hash, created) VALUES(?1, ?2, ?3, unixepoch())",
+    [STMT_USER_DEL] = "DELETE FROM users WHERE id = ?1",
+    [STMT_USER_PASSWD] = "UPDATE users SET hash = ?2 WHERE id = ?1",
+    [STMT_USER_LIST] =
+        "SELECT u.id, u.local || '@' || d.name, u.hash,"
+        " (SELECT count(*) FROM maildrop WHERE user_id = u.id),"
+        " (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = u.id)"
+        " FROM users u JOIN domains d ON d.id = u.domain_id ORDER BY d.name, u.local",
+    [STMT_USER_LIST_DOMAIN] =
+        "SELECT u.id, u.local || '@' || d.name, u.hash,"
+        " (SELECT count(*) FROM maildrop WHERE user_id = u.id),"
+        " (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = u.id)"
+        " FROM users u JOIN domains d ON d.id = u.domain_id WHERE d.name = ?1 ORDER BY u.local",
+    [STMT_ALIAS_EXISTS] = "SELECT 1 FROM aliases WHERE domain_id = ?1 AND local = ?2 LIMIT 1",
+    [STMT_ALIAS_TARGETS] = "SELECT target FROM aliases WHERE domain_id = ?1 AND local = ?2",
+    [STMT_ALIAS_ADD] = "INSERT INTO aliases(domain_id, local, target) VALUES(?1, ?2, ?3)",
+    [STMT_ALIAS_DEL_ONE] = "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2 AND target = ?3",
+    [STMT_ALIAS_DEL_ALL] = "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2",
+    [STMT_ALIAS_LIST] =
+        "SELECT a.local || '@' || d.name, a.target FROM aliases a"
+        " JOIN domains d ON d.id = a.domain_id ORDER BY d.name, a.local, a.target",
+    [STMT_MSG_ADD] = "INSERT INTO messages(received, size) VALUES(?1, 0)",
+    [STMT_MSG_SIZE] = "UPDATE messages SET size = ?2 WHERE id = ?1",
+    [STMT_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
+    [STMT_DROP_ADD] =
+        "INSERT INTO maildrop(user_id, message_id, size, arrived) VALUES(?1, ?2, ?3, ?4)",
+    [STMT_MBOX_LIST] =
+        "SELECT id, message_id, size, arrived FROM maildrop WHERE user_id = ?1 ORDER BY id",
+    [STMT_CHUNK_READ] =
+        "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
+    [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",
+};
+
+sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id)
+{
+    sqlite3_stmt *st = s->stmts[id];
+    if (st == NULL) {
+        int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &s->stmts[id], NULL);
+        if (rc != SQLITE_OK)
+            return NULL;
+        return s->stmts[id];
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+int store__rc(struct store *s, int rc)
+{
+    (void)s;
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -KOTAK_ELOCKED;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return -KOTAK_EREADONLY;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_CONSTRAINT:
+        return -EEXIST;
+    case SQLITE_CANTOPEN:
+        return -ENOENT;
+    default:
+        return -KOTAK_ESTORE;
+    }
+}
+
+int store__exec(struct store *s, const char *sql)
+{
+    return store__rc(s, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+int store__begin(struct store *s)
+{
+    return store__exec(s, "BEGIN IMMEDIATE");
+}
+
+int store__commit(struct store *s)
+{
+    int rc = store__exec(s, "COMMIT");
+    if (rc < 0)
+        store__rollback(s);
+    return rc;
+}
+
+void store__rollback(struct store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+const char *store_errmsg(struct store *s)
+{
+    return sqlite3_errmsg(s->db);
+}
+
+void store_set_busy_timeout(struct store *s, int ms)
+{
+    sqlite3_busy_timeout(s->db, ms);
+}
+
+static int pragma_int(struct store *s, const char *sql, int *v_r)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return store__rc(s, rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v_r = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : store__rc(s, rc);
+}
+
+static int migrate(struct store *s, char *err, size_t err_size)
+{
+    int version, rc;
+    if ((rc = pragma_int(s, "PRAGMA user_version", &version)) < 0) {
+        snprintf(err, err_size, "cannot read the schema version: %s", store_errmsg(s));
+        return rc;
+    }
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, err_size, "schema version %d is newer than this kotak's (%d); upgrade kotak",
+                 version, SCHEMA_VERSION);
+        return -KOTAK_ESCHEMA;
+    }
+    if (version == 0) {
+        int tables = 0;
+        pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables);
+        if (tables > 0) {
+            snprintf(err, err_size, "the file is an SQLite database but not a kotak store");
+            return -KOTAK_ESCHEMA;
+        }
+    }
+    if (version == SCHEMA_VERSION)
+        return 0;
+    if (s->readonly) {
+        snprintf(err, err_size, "schema version %d needs an upgrade; open it once read-write",
+                 version);
+        return -KOTAK_ESCHEMA;
+    }
+    for (; version < SCHEMA_VERSION; version++) {
+        char set[64];
+        snprintf(set, sizeof(set), "PRAGMA user_version = %d", version + 1);
+        if ((rc = store__begin(s)) < 0 || (rc = store__exec(s, migrations[version])) < 0 ||
+            (rc = store__exec(s, set)) < 0 || (rc = store__commit(s)) < 0) {
+            snprintf(err, err_size, "cannot bring the schema to version %d: %s", version + 1,
+                     store_errmsg(s));
+            store__rollback(s);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int load_meta(struct store *s, char *err, size_t err_size)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'uidl_prefix'", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        snprintf(s->uidl_prefix, sizeof(s->uidl_prefix), "%s", sqlite3_column_text(st, 0));
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_size, "cannot read the store's settings: %s", store_errmsg(s));
+        return rc == SQLITE_DONE ? -KOTAK_ESTORE : store__rc(s, rc);
+    }
+    return 0;
+}
+
+int store_open(const char *path, unsigned flags, struct store **s_r, char *err, size_t err_size)
+{
+    bool memory = strcmp(path, ":memory:") == 0;
+    *s_r = NULL;
+    if (!memory && !(flags & STORE_CREATE) && access(path, F_OK) != 0) {
+        snprintf(err, err_size, "no store at %s", path);
+        return -ENOENT;
+    }
+    struct store *s = xcalloc(1, sizeof(*s));
+    s->readonly = (flags & STORE_READONLY) != 0;
+    int oflags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if (flags & STORE_CREATE)
+        oflags |= SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = store__rc(s, rc);
+        snprintf(err, err_size, "cannot open %s: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    if (!s->readonly && sqlite3_db_readonly(s->db, "main") == 1) {
+        rc = -KOTAK_EREADONLY;
+        snprintf(err, err_size, "%s is read-only", path);
+        goto fail;
+    }
+    /* WAL lets readers (POP3, backups) run beside the writer; FULL makes
+     * every commit durable before it returns, which the 250 reply after DATA
+     * relies on. */
+    if (!s->readonly && !memory) {
+        char mode[16] = "";
+        sqlite3_stmt *st;
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+            snprintf(mode, sizeof(mode), "%s", sqlite3_column_text(st, 0));
+        rc = sqlite3_finalize(st);
+        if (strcmp(mode, "wal") != 0) {
+            rc = rc != SQLITE_OK ? store__rc(s, rc) : -KOTAK_ESTORE;
+            snprintf(err, err_size, "cannot use %s: %s", path, sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    if ((rc = store__exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON")) < 0) {
+        snprintf(err, err_size, "cannot use %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if ((rc = migrate(s, err, err_size)) < 0 || (rc = load_meta(s, err, err_size)) < 0)
+        goto fail;
+    *s_r = s;
+    return 0;
+fail:
+    store_close(&s);
+    return rc;
+}
+
+void store_close(struct store **sp)
+{
+    struct store *s = *sp;
+    if (s == NULL)
+        return;
+    for (int i = 0; i < STMT_COUNT; i++)
+        sqlite3_finalize(s->stmts[i]);
+    sqlite3_close(s->db);
+    free(s);
+    *sp = NULL;
+}
+
+int store__domain_id(struct store *s, const char *domain, int64_t *id_r)
+{
+    sqlite3_stmt *st = store__stmt(s, STMT_DOMAIN_ID);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id_r = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return 1;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
+}

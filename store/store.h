@@ -1,0 +1,223 @@
+/*
+ * store.h — kotak's message store: one SQLite file holding domains, users,
+ * aliases, messages and maildrops.
+ *
+ * The API carries plain structs and ids; no SQLite type appears here, so the
+ * store could one day live behind a socket. A `struct store` belongs to one
+ * thread at a time. Every function returns 0 (or, for a look-up, 1 found and
+ * 0 absent) or a negative code: -EEXIST, -ENOENT, -ENOTEMPTY, -ENOSPC (the
+ * disk or the store's size limit is full), -KOTAK_ELOCKED (another process
+ * holds the write lock past the busy timeout), -KOTAK_EREADONLY,
+ * -KOTAK_ENODOMAIN, -KOTAK_ESTORE. store_errmsg() gives SQLite's own words
+ * for the last failure.
+ *
+ * Writes run in `BEGIN IMMEDIATE` transactions with synchronous=FULL in WAL
+ * mode: when a write function returns 0, its change is on disk.
+ */
+#ifndef KOTAK_STORE_H
+#define KOTAK_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "auth.h"
+
+struct store;
+struct store_msg;
+
+enum store_open_flags {
+    STORE_CREATE = 1 << 0,   /* create the file if it is missing */
+    STORE_READONLY = 1 << 1, /* never write; no migration */
+};
+
+#define STORE_UIDL_MAX 40
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/*
+ * Opens (and with STORE_CREATE creates) the store at path; ":memory:" gives
+ * a private in-memory store. Brings an older schema up to date. Returns 0
+ * with *s_r set, or a negative code with one sentence in err.
+ */
+int store_open(const char *path, unsigned flags, struct store **s_r, char *err, size_t err_size);
+
+/* Closes the store and sets *s to NULL. NULL is allowed. */
+void store_close(struct store **s);
+
+/* SQLite's message for the last failure on s. */
+const char *store_errmsg(struct store *s);
+
+/* How long a write waits for another process's lock before -KOTAK_ELOCKED. */
+void store_set_busy_timeout(struct store *s, int ms);
+
+/* --- domains ----------------------------------------------------------- */
+
+struct store_domain {
+    const char *name; /* valid during the callback only */
+    int64_t users;
+    int64_t aliases;
+};
+
+/* Adds a local domain (already parsed and folded by addr_parse_domain). */
+int store_domain_add(struct store *s, const char *domain);
+
+/* Removes a domain with no users and no aliases: else -ENOTEMPTY. */
+int store_domain_del(struct store *s, const char *domain);
+
+/* 1 when domain is local, 0 when not, or a negative code. */
+int store_domain_exists(struct store *s, const char *domain);
+
+/* Calls cb for each domain, by name; a non-zero return from cb stops and is returned. */
+int store_domain_list(struct store *s, int (*cb)(void *ctx, const struct store_domain *d),
+                      void *ctx);
+
+/* --- users -------------------------------------------------------------- */
+
+struct store_user {
+    int64_t id;
+    char address[ADDR_TEXT_SIZE];
+    char hash[AUTH_HASH_MAX];
+    int64_t messages; /* in the maildrop */
+    int64_t bytes;
+};
+
+/*
+ * Adds a user with a crypt(3) hash. -KOTAK_ENODOMAIN when the domain is not
+ * local, -EEXIST when the address is already a user or an alias.
+ */
+int store_user_add(struct store *s, const struct addr *a, const char *hash);
+
+/* Removes a user and their maildrop. -ENOENT when there is no such user. */
+int store_user_del(struct store *s, const struct addr *a);
+
+/* Replaces a user's hash. -ENOENT when there is no such user. */
+int store_user_passwd(struct store *s, const struct addr *a, const char *hash);
+
+/* 1 with *u_r filled (counts left 0), 0 when there is no such user. */
+int store_user_lookup(struct store *s, const struct addr *a, struct store_user *u_r);
+
+/* Calls cb for each user (of domain, or all when NULL), by address, with counts. */
+int store_user_list(struct store *s, const char *domain,
+                    int (*cb)(void *ctx, const struct store_user *u), void *ctx);
+
+/* --- aliases ------------------------------------------------------------ */
+
+/*
+ * Adds source -> target for each target. A source whose local part is ""
+ * is the domain's catch-all. The source's domain must be local and the
+ * source must not be a user (-EEXIST); a target in a local domain must be a
+ * user or an alias there (-ENOENT); an existing pair is -EEXIST. All or
+ * nothing.
+ */
+int store_alias_add(struct store *s, const struct addr *source, const struct addr *targets,
+                    size_t n);
+
+/* Removes source -> target, or every target of source when target is NULL. -ENOENT if none. */
+int store_alias_del(struct store *s, const struct addr *source, const struct addr *target);
+
+/* Calls cb for each pair, by source; source is "@domain" for a catch-all. */
+int store_alias_list(struct store *s, int (*cb)(void *ctx, const char *source, const char *target),
+                     void *ctx);
+
+/* --- recipients --------------------------------------------------------- */
+
+#define STORE_EXPAND_DEPTH 8 /* alias of alias of ...: deeper is a loop */
+
+struct store_rcpts {
+    size_t n;          /* local users, each once */
+    size_t cap;
+    int64_t *user_ids;
+    size_t n_remote;   /* alias targets outside the local domains */
+};
+
+/*
+ * Resolves rcpt to local users: a user; else an alias, expanded; else, for
+ * "user+tag", the same for "user"; else the domain's catch-all. Appends to
+ * r (zeroed by the caller, freed with store_rcpts_free), skipping users
+ * already there. Returns 1 when the address is known, 0 when the domain is
+ * local but nobody has the address, -KOTAK_ENODOMAIN when the domain is not
+ * local.
+ */
+int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *r);
+void store_rcpts_free(struct store_rcpts *r);
+
+/* --- delivery ----------------------------------------------------------- */
+
+/*
+ * One message, stored once for all its recipients:
+ *   store_msg_begin -> store_msg_append* -> store_msg_add_rcpt* ->
+ *   store_msg_commit | store_msg_abort
+ * Outside a batch, begin opens a write transaction and commit makes it
+ * durable. Inside a batch (store_batch_begin), each message is a savepoint:
+ * a failed one is rolled back alone, and the batch commit makes them all
+ * durable with one fsync (group commit). Nothing is visible before commit.
+ */
+int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r);
+
+/* Appends body bytes, exactly as POP3 will send them (CRLF line ends). */
+int store_msg_append(struct store_msg *m, const void *p, size_t n);
+
+/* Adds a maildrop entry for a local user; duplicates are ignored. */
+int store_msg_add_rcpt(struct store_msg *m, int64_t user_id);
+
+/* Stores the message; *m is freed and NULL whatever the result. */
+int store_msg_commit(struct store_msg **m, int64_t *msg_id_r);
+
+/* Forgets the message; *m is freed and NULL. */
+void store_msg_abort(struct store_msg **m);
+
+/* Opens a group of deliveries committed together. */
+int store_batch_begin(struct store *s);
+
+/* Makes every message committed in the batch durable at once. */
+int store_batch_commit(struct store *s);
+
+/* Drops every message of the batch. */
+void store_batch_rollback(struct store *s);
+
+/* --- maildrops ---------------------------------------------------------- */
+
+struct store_mail {
+    int64_t id;         /* the maildrop entry */
+    int64_t message_id; /* the body, shared with other recipients */
+    int64_t size;       /* octets as RETR sends them, before byte-stuffing */
+    int64_t arrived;    /* Unix time */
+    char uidl[STORE_UIDL_MAX];
+};
+
+/* The user's maildrop, oldest first, into a new array the caller frees. */
+int store_mbox_list(struct store *s, int64_t user_id, struct store_mail **list_r, size_t *n_r);
+
+/*
+ * Reads up to n bytes of a message body from offset into p; *got_r is 0 at
+ * the end. Lets a large message be streamed in chunks.
+ */
+int store_mbox_read(struct store *s, int64_t message_id, int64_t offset, void *p, size_t n,
+                    size_t *got_r);
+
+/*
+ * Removes the given entries of the user's maildrop in one transaction; a
+ * body goes with its last entry. Entries not the user's are left alone.
+ */
+int store_mbox_delete(struct store *s, int64_t user_id, const int64_t *ids, size_t n);
+
+/* --- administration ----------------------------------------------------- */
+
+struct store_stats {
+    int64_t domains, users, aliases;
+    int64_t messages;  /* bodies, each once */
+    int64_t entries;   /* maildrop entries */
+    int64_t bytes;     /* octets of all bodies */
+    int64_t file_bytes;
+};
+
+int store_stats(struct store *s, struct store_stats *st);
+
+/*
+ * Copies the store into a new file at dest with SQLite's online backup,
+ * safe while daemons write. Writes dest.tmp first and renames it, so dest
+ * is either whole or absent.
+ */
+int store_backup(struct store *s, const char *dest, char *err, size_t err_size);
+
+#endif

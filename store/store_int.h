@@ -1,0 +1,67 @@
+/*
+ * store_int.h — what the files of store/ share and nobody else sees.
+ */
+#ifndef KOTAK_STORE_INT_H
+#define KOTAK_STORE_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "store.h"
+
+/* Every statement the store runs, prepared once on first use. */
+enum store_stmt {
+    STMT_DOMAIN_ID,
+    STMT_DOMAIN_ADD,
+    STMT_DOMAIN_DEL,
+    STMT_DOMAIN_LIST,
+    STMT_USER_GET,
+    STMT_USER_ADD,
+    STMT_USER_DEL,
+    STMT_USER_PASSWD,
+    STMT_USER_LIST,
+    STMT_USER_LIST_DOMAIN,
+    STMT_ALIAS_EXISTS,
+    STMT_ALIAS_TARGETS,
+    STMT_ALIAS_ADD,
+    STMT_ALIAS_DEL_ONE,
+    STMT_ALIAS_DEL_ALL,
+    STMT_ALIAS_LIST,
+    STMT_MSG_ADD,
+    STMT_MSG_SIZE,
+    STMT_CHUNK_ADD,
+    STMT_DROP_ADD,
+    STMT_MBOX_LIST,
+    STMT_CHUNK_READ,
+    STMT_MBOX_DELETE,
+    STMT_COUNT
+};
+
+#define STORE_CHUNK (64 * 1024) /* a body is kept in rows of this size */
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[STMT_COUNT];
+    char uidl_prefix[17]; /* random per store, so UIDLs of a new store never repeat an old one's */
+    bool in_batch;
+    bool readonly;
+};
+
+/* The prepared statement, reset and unbound, or NULL after an error. */
+sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id);
+
+/* Maps an SQLite result code to kotak's: -ENOSPC, -KOTAK_ELOCKED, .... */
+int store__rc(struct store *s, int sqlite_rc);
+
+/* Runs a statement without results: 0 or a mapped code. */
+int store__exec(struct store *s, const char *sql);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK with mapped codes. */
+int store__begin(struct store *s);
+int store__commit(struct store *s);
+void store__rollback(struct store *s);
+
+/* The id of a local domain: 1 found, 0 absent, or a negative code. */
+int store__domain_id(struct store *s, const char *domain, int64_t *id_r);
+
+#endif
