@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,11 +180,26 @@ int conf_parse_listen(const char *value, struct conf_listener *l, char *err, siz
 /* The state of one load: the config being filled and the first error. */
 struct load {
     struct conf *c;
-    char *err;
-    size_t err_size;
-    bool failed;
+    FILE *f;
+    int line;           /* lines read so far */
+    bool at_line_start; /* the last read ended a line */
+    char err[400];
+    int err_line;       /* 0 while there is no error */
     unsigned long long seen; /* one bit per row of conf_keys, for duplicates */
 };
+
+/* Records the first error only: one clear line rather than a cascade. */
+static void load_fail(struct load *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void load_fail(struct load *ld, const char *fmt, ...)
+{
+    if (ld->err_line != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->err, sizeof(ld->err), fmt, ap);
+    va_end(ap);
+    ld->err_line = ld->line;
+}
 
 struct conf_key {
     const char *section;
@@ -268,38 +284,61 @@ static bool section_known(const char *section)
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     struct load *ld = user;
-    if (ld->failed)
-        return 1; /* report the first error only */
-    ld->failed = true;
+    if (ld->err_line != 0)
+        return 1; /* the first error is the one reported */
     if (section[0] == '\0') {
-        snprintf(ld->err, ld->err_size, "'%s' is outside any section; put it under one, as [server]",
-                 name);
-        return 0;
-    }
-    if (!section_known(section)) {
-        snprintf(ld->err, ld->err_size, "unknown section [%s]; see the comments of kotak init's file",
-                 section);
-        return 0;
+        load_fail(ld, "'%s' is outside any section; put it under one, as [server]", name);
+        return 1;
     }
     for (size_t i = 0; i < CONF_KEY_COUNT; i++) {
         const struct conf_key *k = &conf_keys[i];
         if (strcmp(k->section, section) != 0 || strcmp(k->name, name) != 0)
             continue;
         if (ld->seen & (1ull << i)) {
-            snprintf(ld->err, ld->err_size, "[%s] %s is set twice; keep one", section, name);
-            return 0;
+            load_fail(ld, "[%s] %s is set twice; keep one", section, name);
+            return 1;
         }
         ld->seen |= 1ull << i;
         char msg[200];
-        if (k->set(ld->c, section, value, msg, sizeof(msg)) < 0) {
-            snprintf(ld->err, ld->err_size, "[%s] %s: %s", section, name, msg);
-            return 0;
-        }
-        ld->failed = false;
+        if (k->set(ld->c, section, value, msg, sizeof(msg)) < 0)
+            load_fail(ld, "[%s] %s: %s", section, name, msg);
         return 1;
     }
-    snprintf(ld->err, ld->err_size, "unknown key '%s' in [%s]; check its spelling", name, section);
-    return 0;
+    load_fail(ld, "unknown key '%s' in [%s]; check its spelling", name, section);
+    return 1;
+}
+
+/*
+ * inih's line reader, wrapped to count lines (inih passes no line number to
+ * the handler here) and to catch an unknown section even when it holds no
+ * key, since inih only reports sections through their keys.
+ */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load *ld = stream;
+    if (fgets(str, num, ld->f) == NULL)
+        return NULL;
+    if (ld->at_line_start)
+        ld->line++;
+    size_t n = strlen(str);
+    bool was_start = ld->at_line_start;
+    ld->at_line_start = n > 0 && str[n - 1] == '\n';
+    if (!was_start)
+        return str;
+    const char *p = str;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (close != NULL) {
+            char name[64];
+            snprintf(name, sizeof(name), "%.*s", (int)(close - p - 1), p + 1);
+            if (!section_known(name))
+                load_fail(ld, "unknown section [%s]; the sections are server, smtp, submission, "
+                          "submissions, pop3 and pop3s", name);
+        }
+    }
+    return str;
 }
 
 static char *dir_of(const char *path)
@@ -312,13 +351,20 @@ static char *dir_of(const char *path)
     return xstrndup(path, (size_t)(slash - path));
 }
 
+void conf_set_file(struct conf *c, const char *path)
+{
+    free(c->path);
+    free(c->dir);
+    c->path = xstrdup(path);
+    c->dir = dir_of(path);
+}
+
 int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
 {
     _Static_assert(CONF_KEY_COUNT <= 64, "conf_load keeps one bit per key");
-    char msg[400] = "";
-    struct load ld = {.c = c, .err = msg, .err_size = sizeof(msg)};
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    struct load ld = {.c = c, .at_line_start = true};
+    ld.f = fopen(path, "r");
+    if (ld.f == NULL) {
         int e = errno;
         if (e == ENOENT)
             snprintf(err, err_size, "%s: no such file; run 'kotak init' or pass -c FILE", path);
@@ -326,22 +372,23 @@ int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
             snprintf(err, err_size, "%s: cannot read: %s", path, strerror(e));
         return -1;
     }
-    int line = ini_parse_file(f, on_key, &ld);
-    fclose(f);
-    if (line > 0) {
-        if (!ld.failed)
-            snprintf(msg, sizeof(msg), "not an INI line; write key = value or [section]");
-        snprintf(err, err_size, "%s:%d: %s", path, line, msg);
+    int line = ini_parse_stream(read_line, &ld, on_key, &ld);
+    fclose(ld.f);
+    /* inih's own error (a line that is not INI) or ours, whichever came first. */
+    if (line > 0 && (ld.err_line == 0 || line < ld.err_line)) {
+        snprintf(err, err_size, "%s:%d: not an INI line; write key = value or [section]", path,
+                 line);
+        return -1;
+    }
+    if (ld.err_line != 0) {
+        snprintf(err, err_size, "%s:%d: %s", path, ld.err_line, ld.err);
         return -1;
     }
     if (line < 0) {
         snprintf(err, err_size, "%s: cannot read", path);
         return -1;
     }
-    free(c->path);
-    free(c->dir);
-    c->path = xstrdup(path);
-    c->dir = dir_of(path);
+    conf_set_file(c, path);
     return 0;
 }
 

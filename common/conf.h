@@ -61,6 +61,9 @@ void conf_defaults(struct conf *c);
  */
 int conf_load(const char *path, struct conf *c, char *err, size_t err_size);
 
+/* Records path as c's file: relative paths in it then resolve against its folder. */
+void conf_set_file(struct conf *c, const char *path);
+
 /* Frees what c owns; c may be loaded again. */
 void conf_free(struct conf *c);
 

@@ -197,6 +197,7 @@ int ctl_user(const struct ctl *c)
     char hash[AUTH_HASH_MAX] = "";
     char text[ADDR_TEXT_SIZE];
     snprintf(text, sizeof(text), "%s@%s", a.local, a.domain);
+    addr_lower(text);
     if (add) {
         struct store_user u;
         if (store_domain_exists(s, a.domain) == 0)

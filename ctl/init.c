@@ -131,6 +131,15 @@ int ctl_init(const struct ctl *c)
         ctl_die("%s already exists; add --force to replace it and its store (all mail in it "
                 "is lost)", path);
 
+    /* Where the store will be, checked before anything is written, so that a
+     * refused init leaves no trace. */
+    conf_set_file(&conf, path);
+    char *data_dir = conf_path(&conf, conf.data_dir);
+    char *store_path = conf_store_path(&conf);
+    if (!force && stat(store_path, &sb) == 0)
+        ctl_die("%s already exists; add --force to replace it (all mail in it is lost)",
+                store_path);
+
     size_t n = sizeof(conf_template) + strlen(hostname);
     char *text = xmalloc(n);
     snprintf(text, n, conf_template, hostname);
@@ -140,13 +149,8 @@ int ctl_init(const struct ctl *c)
     char err[512];
     if (conf_load(path, &conf, err, sizeof(err)) < 0)
         ctl_die("%s", err); /* only if the template and the loader disagree */
-    char *data_dir = conf_path(&conf, conf.data_dir);
-    char *store_path = conf_store_path(&conf);
     if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
         ctl_die("cannot create %s: %s", data_dir, strerror(errno));
-    if (!force && stat(store_path, &sb) == 0)
-        ctl_die("%s already exists; add --force to replace it (all mail in it is lost)",
-                store_path);
     remove_store(store_path);
 
     struct store *s;

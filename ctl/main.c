@@ -131,10 +131,8 @@ int main(int argc, char **argv)
 {
     argc--, argv++;
     struct ctl c = {.config_arg = take_config(&argc, argv)};
-    if (argc == 0) {
-        fputs(usage, stderr);
-        return KOTAK_EXIT_USAGE;
-    }
+    if (argc == 0)
+        ctl_die("no command given; see 'kotak --help'");
     if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0 ||
         strcmp(argv[0], "help") == 0) {
         fputs(usage, stdout);

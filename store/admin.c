@@ -17,7 +17,8 @@ int store_stats(struct store *s, struct store_stats *st_r)
 {
     static const char sql[] =
         "SELECT (SELECT count(*) FROM domains), (SELECT count(*) FROM users),"
-        " (SELECT count(*) FROM aliases), (SELECT count(*) FROM messages),"
+        " (SELECT count(*) FROM (SELECT DISTINCT domain_id, local FROM aliases)),"
+        " (SELECT count(*) FROM messages),"
         " (SELECT count(*) FROM maildrop), (SELECT coalesce(sum(size), 0) FROM messages),"
         " (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())";
     sqlite3_stmt *st;

@@ -192,9 +192,7 @@ static int user_find(struct store *s, const struct addr *a, int64_t *id_r, char 
     return user_get(s, did, local, id_r, hash_r);
 }
 
-/* Runs stmt with ?1 = the id of user a, in one transaction. */
-static int user_update(struct store *s, const struct addr *a, enum store_stmt stmt,
-                       const char *text2)
+int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
 {
     int64_t uid;
     int rc = store__begin(s);
@@ -204,14 +202,13 @@ static int user_update(struct store *s, const struct addr *a, enum store_stmt st
         rc = rc == 0 ? -ENOENT : rc;
         goto fail;
     }
-    sqlite3_stmt *st = store__stmt(s, stmt);
+    sqlite3_stmt *st = store__stmt(s, STMT_USER_PASSWD);
     if (st == NULL) {
         rc = -KOTAK_ESTORE;
         goto fail;
     }
     sqlite3_bind_int64(st, 1, uid);
-    if (text2 != NULL)
-        sqlite3_bind_text(st, 2, text2, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
     if ((rc = step_done(s, st)) < 0)
         goto fail;
     return store__commit(s);
@@ -220,14 +217,40 @@ fail:
     return rc;
 }
 
+static void addr_text(const struct addr *a, char *out);
+
 int store_user_del(struct store *s, const struct addr *a)
 {
-    return user_update(s, a, STMT_USER_DEL, NULL);
-}
-
-int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
-{
-    return user_update(s, a, STMT_USER_PASSWD, hash);
+    int64_t uid;
+    char text[ADDR_TEXT_SIZE];
+    int rc = store__begin(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = user_find(s, a, &uid, NULL)) <= 0) {
+        rc = rc == 0 ? -ENOENT : rc;
+        goto fail;
+    }
+    sqlite3_stmt *st = store__stmt(s, STMT_USER_DEL);
+    if (st == NULL) {
+        rc = -KOTAK_ESTORE;
+        goto fail;
+    }
+    sqlite3_bind_int64(st, 1, uid);
+    if ((rc = step_done(s, st)) < 0)
+        goto fail;
+    /* An alias target naming the user would now lead nowhere. */
+    if ((st = store__stmt(s, STMT_ALIAS_DEL_TARGET)) == NULL) {
+        rc = -KOTAK_ESTORE;
+        goto fail;
+    }
+    addr_text(a, text);
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    if ((rc = step_done(s, st)) < 0)
+        goto fail;
+    return store__commit(s);
+fail:
+    store__rollback(s);
+    return rc;
 }
 
 int store_user_lookup(struct store *s, const struct addr *a, struct store_user *u_r)

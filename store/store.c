@@ -75,6 +75,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_ALIAS_ADD] = "INSERT INTO aliases(domain_id, local, target) VALUES(?1, ?2, ?3)",
     [STMT_ALIAS_DEL_ONE] = "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2 AND target = ?3",
     [STMT_ALIAS_DEL_ALL] = "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2",
+    [STMT_ALIAS_DEL_TARGET] = "DELETE FROM aliases WHERE target = ?1",
     [STMT_ALIAS_LIST] =
         "SELECT a.local || '@' || d.name, a.target FROM aliases a"
         " JOIN domains d ON d.id = a.domain_id ORDER BY d.name, a.local, a.target",
@@ -235,6 +236,50 @@ static int load_meta(struct store *s, char *err, size_t err_size)
     return 0;
 }
 
+/* A URI for path with the characters that URIs reserve escaped. */
+static char *file_uri(const char *path, const char *query)
+{
+    size_t n = strlen(path) * 3 + strlen(query) + 8;
+    char *uri = xmalloc(n), *o = uri;
+    o += sprintf(o, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p <= 0x20 || *p >= 0x7f)
+            o += sprintf(o, "%%%02X", *p);
+        else
+            *o++ = (char)*p;
+    }
+    snprintf(o, n - (size_t)(o - uri), "%s", query);
+    return uri;
+}
+
+/*
+ * A reader of a WAL store needs its -shm file; a user who may read the
+ * store but not write its folder cannot create one. When no -shm exists, no
+ * process has the store open, so nothing can change under the reader and
+ * SQLite may read the file as immutable.
+ */
+static int reopen_immutable_if_needed(struct store *s, const char *path)
+{
+    int version;
+    if (pragma_int(s, "PRAGMA user_version", &version) == 0)
+        return 0;
+    size_t n = strlen(path) + sizeof("-shm");
+    char *shm = xmalloc(n);
+    snprintf(shm, n, "%s-shm", path);
+    bool shm_exists = access(shm, F_OK) == 0;
+    free(shm);
+    if (shm_exists)
+        return -KOTAK_EREADONLY;
+    sqlite3_close(s->db);
+    char *uri = file_uri(path, "?mode=ro&immutable=1");
+    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (rc != SQLITE_OK)
+        return store__rc(s, rc);
+    sqlite3_extended_result_codes(s->db, 1);
+    return 0;
+}
+
 int store_open(const char *path, unsigned flags, struct store **s_r, char *err, size_t err_size)
 {
     bool memory = strcmp(path, ":memory:") == 0;
@@ -257,6 +302,10 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    if (s->readonly && !memory && (rc = reopen_immutable_if_needed(s, path)) < 0) {
+        snprintf(err, err_size, "cannot read %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
     if (!s->readonly && sqlite3_db_readonly(s->db, "main") == 1) {
         rc = -KOTAK_EREADONLY;
         snprintf(err, err_size, "%s is read-only", path);

@@ -87,7 +87,10 @@ struct store_user {
  */
 int store_user_add(struct store *s, const struct addr *a, const char *hash);
 
-/* Removes a user and their maildrop. -ENOENT when there is no such user. */
+/*
+ * Removes a user, their maildrop, and every alias target that names them,
+ * in one transaction. -ENOENT when there is no such user.
+ */
 int store_user_del(struct store *s, const struct addr *a);
 
 /* Replaces a user's hash. -ENOENT when there is no such user. */

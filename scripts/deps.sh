@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kotak needs, when they are missing.
+#   scripts/deps.sh          what building and running needs
+#   scripts/deps.sh --test   that, plus what the test suite needs
+# Runs apt-get only when something is missing, through sudo when not root.
+set -eu
+
+pkgs=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmbedtls-dev libsqlite3-dev
+      libinih-dev libcrypt-dev)
+if [ "${1:-}" = --test ]; then
+    pkgs+=(python3 util-linux)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

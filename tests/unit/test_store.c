@@ -1,0 +1,490 @@
+/*
+ * test_store.c — the store on a real temporary file and in :memory:.
+ *
+ * Each scenario runs against both, since WAL, durability and the trigger
+ * that frees bodies behave the same way on both and must keep doing so.
+ */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_int.h" /* white-box: test_full sets max_page_count */
+#include "tap.h"
+#include "util.h"
+
+static const char *mode; /* "file" or "memory", in every check's name */
+
+static struct addr A(const char *s)
+{
+    struct addr a;
+    if (s[0] == '@') {
+        memset(&a, 0, sizeof(a));
+        snprintf(a.domain, sizeof(a.domain), "%s", s + 1);
+    } else if (addr_parse(s, strlen(s), 0, &a) < 0) {
+        fprintf(stderr, "bad test address %s\n", s);
+        abort();
+    }
+    return a;
+}
+
+static int64_t user_id(struct store *s, const char *addr)
+{
+    struct store_user u;
+    struct addr a = A(addr);
+    return store_user_lookup(s, &a, &u) == 1 ? u.id : -1;
+}
+
+/* Resolves addr; returns its status and puts the sorted user ids in ids. */
+static int resolve(struct store *s, const char *addr, int64_t *ids, size_t *n, size_t *remote)
+{
+    struct store_rcpts r = {0};
+    struct addr a = A(addr);
+    int rc = store_resolve(s, &a, &r);
+    *n = r.n;
+    *remote = r.n_remote;
+    for (size_t i = 0; i < r.n; i++)
+        ids[i] = r.user_ids[i];
+    for (size_t i = 1; i < r.n; i++)
+        for (size_t j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+            int64_t t = ids[j];
+            ids[j] = ids[j - 1];
+            ids[j - 1] = t;
+        }
+    store_rcpts_free(&r);
+    return rc;
+}
+
+static void test_directory(struct store *s)
+{
+    struct addr a;
+    is_int(store_domain_add(s, "example.test"), 0, "%s: domain add", mode);
+    is_int(store_domain_add(s, "example.test"), -EEXIST, "%s: duplicate domain", mode);
+    is_int(store_domain_exists(s, "example.test"), 1, "%s: domain exists", mode);
+    is_int(store_domain_exists(s, "other.test"), 0, "%s: unknown domain", mode);
+
+    a = A("alice@example.test");
+    is_int(store_user_add(s, &a, "$y$hash1"), 0, "%s: user add", mode);
+    a = A("Alice@example.test");
+    is_int(store_user_add(s, &a, "$y$hash2"), -EEXIST, "%s: user names ignore case", mode);
+    a = A("bob@example.test");
+    is_int(store_user_add(s, &a, "$y$hashb"), 0, "%s: second user", mode);
+    a = A("carol@other.test");
+    is_int(store_user_add(s, &a, "$y$x"), -KOTAK_ENODOMAIN, "%s: user needs a local domain", mode);
+
+    struct store_user u;
+    a = A("ALICE@Example.Test");
+    is_int(store_user_lookup(s, &a, &u), 1, "%s: look-up ignores case", mode);
+    is_str(u.address, "alice@example.test", "%s: address folded", mode);
+    is_str(u.hash, "$y$hash1", "%s: hash kept", mode);
+    is_int(store_user_passwd(s, &a, "$y$new"), 0, "%s: passwd", mode);
+    store_user_lookup(s, &a, &u);
+    is_str(u.hash, "$y$new", "%s: passwd replaced the hash", mode);
+    a = A("nobody@example.test");
+    is_int(store_user_passwd(s, &a, "$y$x"), -ENOENT, "%s: passwd of nobody", mode);
+    is_int(store_user_lookup(s, &a, &u), 0, "%s: look-up of nobody", mode);
+
+    int64_t alice = user_id(s, "alice@example.test"), bob = user_id(s, "bob@example.test");
+    int64_t ids[8];
+    size_t n, remote;
+
+    struct addr t[3] = {A("alice@example.test"), A("bob@example.test"), A("x@far.example")};
+    struct addr src = A("sales@example.test");
+    is_int(store_alias_add(s, &src, t, 3), 0, "%s: alias to two users and a remote", mode);
+    is_int(store_alias_add(s, &src, t, 1), -EEXIST, "%s: the same pair twice", mode);
+    src = A("alice@example.test");
+    is_int(store_alias_add(s, &src, &t[1], 1), -EEXIST, "%s: an alias cannot shadow a user",
+           mode);
+    src = A("x@example.test");
+    struct addr ghost = A("ghost@example.test");
+    is_int(store_alias_add(s, &src, &ghost, 1), -ENOENT, "%s: a local target must exist", mode);
+    struct addr two[2] = {A("alice@example.test"), A("ghost@example.test")};
+    is_int(store_alias_add(s, &src, two, 2), -ENOENT, "%s: alias add is all or nothing", mode);
+    is_int(resolve(s, "x@example.test", ids, &n, &remote), 0, "%s: ... nothing was added", mode);
+    a = A("x@example.test");
+    is_int(store_user_add(s, &a, "$y$x"), 0, "%s: ... so the name is still free", mode);
+    store_user_del(s, &a);
+
+    is_int(resolve(s, "alice@example.test", ids, &n, &remote), 1, "%s: resolve a user", mode);
+    ok(n == 1 && ids[0] == alice, "%s: ... to that user", mode);
+    is_int(resolve(s, "alice+lists@example.test", ids, &n, &remote), 1, "%s: plus address",
+           mode);
+    ok(n == 1 && ids[0] == alice, "%s: ... to the user without the tag", mode);
+    is_int(resolve(s, "sales@example.test", ids, &n, &remote), 1, "%s: resolve an alias", mode);
+    ok(n == 2 && ids[0] == alice && ids[1] == bob && remote == 1,
+       "%s: ... to both users, each once, and one remote", mode);
+    is_int(resolve(s, "sales+q4@example.test", ids, &n, &remote), 1, "%s: plus on an alias",
+           mode);
+    is_int(resolve(s, "nobody@example.test", ids, &n, &remote), 0, "%s: unknown local user",
+           mode);
+    is_int(resolve(s, "alice@far.example", ids, &n, &remote), -KOTAK_ENODOMAIN,
+           "%s: a remote domain", mode);
+
+    /* Aliases of aliases, a loop, and the catch-all. */
+    src = A("team@example.test");
+    struct addr tt[2] = {A("sales@example.test"), A("alice@example.test")};
+    is_int(store_alias_add(s, &src, tt, 2), 0, "%s: alias to an alias", mode);
+    is_int(resolve(s, "team@example.test", ids, &n, &remote), 1, "%s: nested alias", mode);
+    ok(n == 2, "%s: ... expands once per user", mode);
+    struct addr loop_a = A("loop1@example.test"), loop_b = A("loop2@example.test");
+    struct addr bob_t = A("bob@example.test");
+    store_alias_add(s, &loop_a, &bob_t, 1);
+    store_alias_add(s, &loop_b, &loop_a, 1);
+    is_int(store_alias_add(s, &loop_a, &loop_b, 1), 0, "%s: a loop can be written", mode);
+    is_int(resolve(s, "loop1@example.test", ids, &n, &remote), 1, "%s: a loop ends", mode);
+    ok(n == 1 && ids[0] == bob, "%s: ... with the users found on the way", mode);
+
+    struct addr catchall = A("@example.test");
+    is_int(store_alias_add(s, &catchall, &bob_t, 1), 0, "%s: catch-all", mode);
+    is_int(resolve(s, "whoever@example.test", ids, &n, &remote), 1, "%s: catch-all takes the rest",
+           mode);
+    ok(n == 1 && ids[0] == bob, "%s: ... for its target", mode);
+    is_int(resolve(s, "alice@example.test", ids, &n, &remote), 1, "%s: users before catch-all",
+           mode);
+    ok(n == 1 && ids[0] == alice, "%s: ... alice still gets her own mail", mode);
+    is_int(store_alias_del(s, &catchall, NULL), 0, "%s: catch-all removed", mode);
+    is_int(store_alias_del(s, &catchall, NULL), -ENOENT, "%s: removing it twice", mode);
+    is_int(store_alias_del(s, &src, &tt[0]), 0, "%s: one target removed", mode);
+    is_int(resolve(s, "team@example.test", ids, &n, &remote), 1, "%s: the other remains", mode);
+    ok(n == 1 && ids[0] == alice, "%s: ... alice only", mode);
+
+    is_int(store_domain_del(s, "example.test"), -ENOTEMPTY, "%s: domain in use", mode);
+    is_int(store_domain_del(s, "none.test"), -ENOENT, "%s: unknown domain del", mode);
+    is_int(store_domain_add(s, "empty.test"), 0, "%s: empty domain", mode);
+    is_int(store_domain_del(s, "empty.test"), 0, "%s: empty domain del", mode);
+}
+
+/* Reads the whole body of a message in pieces of step bytes. */
+static char *read_all(struct store *s, int64_t msg, size_t step, size_t *len_r)
+{
+    size_t cap = 1 << 20, len = 0, got;
+    char *out = malloc(cap);
+    int64_t off = 0;
+    for (;;) {
+        if (len + step > cap)
+            out = realloc(out, cap = (len + step) * 2);
+        if (store_mbox_read(s, msg, off, out + len, step, &got) < 0 || got == 0)
+            break;
+        len += got;
+        off += (int64_t)got;
+    }
+    *len_r = len;
+    return out;
+}
+
+static void test_delivery(struct store *s)
+{
+    int64_t alice = user_id(s, "alice@example.test"), bob = user_id(s, "bob@example.test");
+    struct store_msg *m;
+    int64_t id1, id2;
+    const char body[] = "Subject: hi\r\n\r\nHello, Bob.\r\n";
+
+    is_int(store_msg_begin(s, 1000, &m), 0, "%s: begin", mode);
+    store_msg_append(m, body, 10);
+    store_msg_append(m, body + 10, sizeof(body) - 1 - 10);
+    store_msg_add_rcpt(m, alice);
+    store_msg_add_rcpt(m, bob);
+    store_msg_add_rcpt(m, bob);
+    is_int(store_msg_commit(&m, &id1), 0, "%s: commit to two users", mode);
+    ok(m == NULL, "%s: commit frees the message", mode);
+
+    struct store_mail *la, *lb;
+    size_t na, nb;
+    store_mbox_list(s, alice, &la, &na);
+    store_mbox_list(s, bob, &lb, &nb);
+    ok(na == 1 && nb == 1, "%s: one entry each, though bob was named twice", mode);
+    ok(la[0].message_id == id1 && lb[0].message_id == id1, "%s: one body for both", mode);
+    is_int(la[0].size, sizeof(body) - 1, "%s: size is the octet count", mode);
+    is_int(la[0].arrived, 1000, "%s: arrival time", mode);
+    ok(strcmp(la[0].uidl, lb[0].uidl) != 0, "%s: each entry has its own UIDL", mode);
+    ok(strlen(la[0].uidl) > 0 && strlen(la[0].uidl) <= 70 && strchr(la[0].uidl, ' ') == NULL,
+       "%s: UIDL is 1..70 printable characters (RFC 1939)", mode);
+    char uidl_a[STORE_UIDL_MAX];
+    snprintf(uidl_a, sizeof(uidl_a), "%s", la[0].uidl);
+    int64_t entry_a = la[0].id, entry_b = lb[0].id;
+    free(la);
+    free(lb);
+
+    size_t len;
+    char *got = read_all(s, id1, 7, &len);
+    ok(len == sizeof(body) - 1 && memcmp(got, body, len) == 0, "%s: body byte for byte", mode);
+    free(got);
+
+    /* An aborted message leaves nothing behind. */
+    struct store_stats st0, st1;
+    store_stats(s, &st0);
+    store_msg_begin(s, 1001, &m);
+    store_msg_append(m, "x", 1);
+    store_msg_add_rcpt(m, alice);
+    store_msg_abort(&m);
+    store_stats(s, &st1);
+    ok(st1.messages == st0.messages && st1.entries == st0.entries, "%s: abort stores nothing",
+       mode);
+    store_msg_begin(s, 1001, &m);
+    store_msg_append(m, "x", 1);
+    is_int(store_msg_commit(&m, &id2), -EINVAL, "%s: a message with no recipient is refused",
+           mode);
+
+    /* A large body spans chunks and reads back whole from any offset. */
+    size_t big = 3 * 64 * 1024 + 12345;
+    char *data = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)('a' + (i * 7) % 26);
+    store_msg_begin(s, 1002, &m);
+    for (size_t off = 0; off < big; off += 1000)
+        store_msg_append(m, data + off, big - off < 1000 ? big - off : 1000);
+    store_msg_add_rcpt(m, bob);
+    is_int(store_msg_commit(&m, &id2), 0, "%s: large message", mode);
+    got = read_all(s, id2, 50000, &len);
+    ok(len == big && memcmp(got, data, big) == 0, "%s: large body read back in pieces", mode);
+    free(got);
+    char piece[100];
+    size_t n;
+    store_mbox_read(s, id2, 64 * 1024 - 50, piece, sizeof(piece), &n);
+    ok(n == 100 && memcmp(piece, data + 64 * 1024 - 50, 100) == 0,
+       "%s: a read across a chunk boundary", mode);
+    store_mbox_read(s, id2, (int64_t)big, piece, sizeof(piece), &n);
+    is_int(n, 0, "%s: a read at the end returns nothing", mode);
+    free(data);
+
+    /* Group commit: a batch of messages, one of them aborted. */
+    store_stats(s, &st0);
+    is_int(store_batch_begin(s), 0, "%s: batch begin", mode);
+    for (int i = 0; i < 5; i++) {
+        store_msg_begin(s, 2000 + i, &m);
+        store_msg_append(m, "batch\r\n", 7);
+        store_msg_add_rcpt(m, alice);
+        if (i == 2)
+            store_msg_abort(&m);
+        else
+            store_msg_commit(&m, NULL);
+    }
+    is_int(store_batch_commit(s), 0, "%s: batch commit", mode);
+    store_stats(s, &st1);
+    is_int(st1.messages - st0.messages, 4, "%s: the batch stored all but the aborted one", mode);
+    store_stats(s, &st0);
+    store_batch_begin(s);
+    store_msg_begin(s, 3000, &m);
+    store_msg_append(m, "gone\r\n", 6);
+    store_msg_add_rcpt(m, alice);
+    store_msg_commit(&m, NULL);
+    store_batch_rollback(s);
+    store_stats(s, &st1);
+    is_int(st1.messages, st0.messages, "%s: a rolled-back batch stores nothing", mode);
+
+    /* Deleting entries frees a body only with its last entry. */
+    store_stats(s, &st0);
+    is_int(store_mbox_delete(s, alice, &entry_a, 1), 0, "%s: delete alice's entry", mode);
+    store_stats(s, &st1);
+    is_int(st1.messages, st0.messages, "%s: the body stays while bob has it", mode);
+    is_int(store_mbox_delete(s, alice, &entry_b, 1), 0, "%s: alice cannot delete bob's", mode);
+    store_mbox_list(s, bob, &lb, &nb);
+    ok(nb >= 1 && lb[0].id == entry_b, "%s: ... bob's entry is still there", mode);
+    free(lb);
+    store_mbox_delete(s, bob, &entry_b, 1);
+    store_stats(s, &st1);
+    is_int(st1.messages, st0.messages - 1, "%s: the body goes with its last entry", mode);
+    got = read_all(s, id1, 100, &len);
+    is_int(len, 0, "%s: ... and its chunks with it", mode);
+    free(got);
+
+    /* A new message never gets a UIDL seen before. */
+    store_msg_begin(s, 4000, &m);
+    store_msg_append(m, "new\r\n", 5);
+    store_msg_add_rcpt(m, alice);
+    store_msg_commit(&m, NULL);
+    store_mbox_list(s, alice, &la, &na);
+    int reused = 0;
+    for (size_t i = 0; i < na; i++)
+        reused |= strcmp(la[i].uidl, uidl_a) == 0;
+    ok(!reused, "%s: UIDLs are not reused after a delete", mode);
+    free(la);
+
+    /* Deleting a user takes the maildrop and unshared bodies along. */
+    store_stats(s, &st0);
+    struct addr b = A("bob@example.test");
+    is_int(store_user_del(s, &b), 0, "%s: user del", mode);
+    store_stats(s, &st1);
+    ok(st1.users == st0.users - 1 && st1.messages < st0.messages,
+       "%s: bob's mail went with bob", mode);
+    is_int(store_user_del(s, &b), -ENOENT, "%s: user del twice", mode);
+}
+
+static void run(const char *path)
+{
+    struct store *s;
+    char err[256];
+    mode = strcmp(path, ":memory:") == 0 ? "memory" : "file";
+    int rc = store_open(path, STORE_CREATE, &s, err, sizeof(err));
+    is_int(rc, 0, "%s: open", mode);
+    if (rc < 0) {
+        printf("# %s\n", err);
+        return;
+    }
+    test_directory(s);
+    test_delivery(s);
+    store_close(&s);
+    ok(s == NULL, "%s: close clears the handle", mode);
+}
+
+/* Opening: a missing file, the schema version, a foreign database, a newer one. */
+static void test_open(const char *dir)
+{
+    char path[512], err[256];
+    struct store *s;
+    mode = "open";
+    snprintf(path, sizeof(path), "%s/missing.db", dir);
+    is_int(store_open(path, 0, &s, err, sizeof(err)), -ENOENT, "missing store without CREATE");
+
+    snprintf(path, sizeof(path), "%s/v.db", dir);
+    store_open(path, STORE_CREATE, &s, err, sizeof(err));
+    store_close(&s);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    sqlite3_step(st);
+    is_int(sqlite3_column_int(st, 0), 1, "schema version recorded");
+    sqlite3_finalize(st);
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+    sqlite3_step(st);
+    is_str((const char *)sqlite3_column_text(st, 0), "wal", "store is in WAL mode");
+    sqlite3_finalize(st);
+    sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+    sqlite3_close(db);
+    is_int(store_open(path, 0, &s, err, sizeof(err)), -KOTAK_ESCHEMA, "newer schema refused");
+    ok(strstr(err, "newer") != NULL, "... saying it is newer");
+
+    snprintf(path, sizeof(path), "%s/foreign.db", dir);
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL);
+    sqlite3_close(db);
+    is_int(store_open(path, 0, &s, err, sizeof(err)), -KOTAK_ESCHEMA,
+           "a database that is not a store is refused");
+
+    snprintf(path, sizeof(path), "%s/junk.db", dir);
+    FILE *f = fopen(path, "w");
+    fputs("this is not a database, just some text long enough to fill a header...........\n", f);
+    fclose(f);
+    ok(store_open(path, 0, &s, err, sizeof(err)) < 0 && s == NULL, "a junk file is refused");
+
+    /* Two stores made anew hand out different UIDLs for their first message. */
+    char uidl[2][STORE_UIDL_MAX];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/u%d.db", dir, i);
+        store_open(path, STORE_CREATE, &s, err, sizeof(err));
+        store_domain_add(s, "example.test");
+        struct addr a = A("alice@example.test");
+        store_user_add(s, &a, "$y$x");
+        struct store_msg *m;
+        store_msg_begin(s, 1, &m);
+        store_msg_append(m, "x\r\n", 3);
+        store_msg_add_rcpt(m, user_id(s, "alice@example.test"));
+        store_msg_commit(&m, NULL);
+        struct store_mail *l;
+        size_t n;
+        store_mbox_list(s, user_id(s, "alice@example.test"), &l, &n);
+        snprintf(uidl[i], sizeof(uidl[i]), "%s", n ? l[0].uidl : "");
+        free(l);
+        store_close(&s);
+    }
+    ok(strcmp(uidl[0], uidl[1]) != 0, "a store made anew does not repeat an old store's UIDLs");
+
+    /* Backup while another connection writes: the copy opens and holds the data. */
+    snprintf(path, sizeof(path), "%s/u0.db", dir);
+    store_open(path, 0, &s, err, sizeof(err));
+    sqlite3_open(path, &db);
+    sqlite3_busy_timeout(db, 1000);
+    sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO domains(name) VALUES('pending.test')", NULL,
+                 NULL, NULL);
+    char dest[512];
+    snprintf(dest, sizeof(dest), "%s/backup.db", dir);
+    is_int(store_backup(s, dest, err, sizeof(err)), 0, "backup while a writer holds the lock");
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    store_close(&s);
+    is_int(store_open(dest, 0, &s, err, sizeof(err)), 0, "the backup opens as a store");
+    if (s != NULL) {
+        is_int(store_domain_exists(s, "example.test"), 1, "... with the committed data");
+        is_int(store_domain_exists(s, "pending.test"), 0, "... and not the uncommitted");
+        store_close(&s);
+    }
+    snprintf(path, sizeof(path), "%s/backup.db.tmp", dir);
+    ok(access(path, F_OK) != 0, "no temporary file is left behind");
+
+    /* A writer that holds the lock past the busy timeout: -KOTAK_ELOCKED. */
+    snprintf(path, sizeof(path), "%s/u1.db", dir);
+    store_open(path, 0, &s, err, sizeof(err));
+    store_set_busy_timeout(s, 100);
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    is_int(store_domain_add(s, "late.test"), -KOTAK_ELOCKED, "a locked store says so");
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    is_int(store_domain_add(s, "late.test"), 0, "... and works once the lock is gone");
+    store_close(&s);
+}
+
+/* A full store: SQLITE_FULL becomes -ENOSPC and nothing half-written stays. */
+static void test_full(void)
+{
+    struct store *s;
+    char err[256];
+    mode = "full";
+    store_open(":memory:", STORE_CREATE, &s, err, sizeof(err));
+    store_domain_add(s, "example.test");
+    struct addr a = A("alice@example.test");
+    store_user_add(s, &a, "$y$x");
+    int64_t alice = user_id(s, "alice@example.test");
+    struct store_stats st0, st1;
+    store_stats(s, &st0);
+    /* Room for a little more than now; then a body far larger than that. */
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count = %lld",
+             (long long)(st0.file_bytes / 4096 + 8));
+    store__exec(s, pragma);
+    struct store_msg *m;
+    static char chunk[64 * 1024];
+    memset(chunk, 'x', sizeof(chunk));
+    int rc = store_msg_begin(s, 2, &m);
+    for (int i = 0; rc == 0 && i < 64; i++)
+        rc = store_msg_append(m, chunk, sizeof(chunk));
+    if (m != NULL) {
+        store_msg_add_rcpt(m, alice);
+        int crc = store_msg_commit(&m, NULL);
+        if (rc == 0)
+            rc = crc;
+    }
+    is_int(rc, -ENOSPC, "a full store gives -ENOSPC");
+    store_stats(s, &st1);
+    ok(st1.messages == st0.messages && st1.entries == st0.entries,
+       "nothing of the failed message stays");
+    store__exec(s, "PRAGMA max_page_count = 1073741823");
+    store_msg_begin(s, 3, &m);
+    store_msg_append(m, "ok\r\n", 4);
+    store_msg_add_rcpt(m, alice);
+    is_int(store_msg_commit(&m, NULL), 0, "service returns once there is room");
+    store_close(&s);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/kotak-test-store-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char path[512];
+    snprintf(path, sizeof(path), "%s/kotak.db", dir);
+    run(path);
+    run(":memory:");
+    test_open(dir);
+    test_full();
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return done_testing();
+}
