@@ -10,10 +10,13 @@
  *   sub-domain    = Let-dig [Ldh-str]
  *
  * RFC 6531 adds UTF8-non-ascii to atext, qtextSMTP and sub-domain.
+ * Pure but for inet_pton, which reads nothing but its arguments.
  */
 #include "addr.h"
 
+#include <arpa/inet.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -170,16 +173,37 @@ int addr_parse_domain(const char *s, size_t len, unsigned flags, char *out)
     return 0;
 }
 
-/* address-literal: "[" IPv4 or "IPv6:" address or tag ":" content "]". */
+/*
+ * address-literal = "[" ( IPv4-address-literal / IPv6-address-literal /
+ *                         General-address-literal ) "]"
+ * General-address-literal = Standardized-tag ":" 1*dcontent
+ */
 static bool literal_ok(const unsigned char *s, size_t len)
 {
-    if (len < 3 || s[0] != '[' || s[len - 1] != ']')
+    char text[ADDR_DOMAIN_MAX + 1];
+    unsigned char ip[16];
+    if (len < 3 || len > ADDR_DOMAIN_MAX || s[0] != '[' || s[len - 1] != ']')
         return false;
-    for (size_t i = 1; i < len - 1; i++) {
+    size_t n = len - 2;
+    memcpy(text, s + 1, n);
+    text[n] = '\0';
+    for (size_t i = 0; i < n; i++) {
         /* dcontent = %d33-90 / %d94-126: printable, no brackets or '\' */
-        if (s[i] < 33 || s[i] > 126 || s[i] == '[' || s[i] == ']' || s[i] == '\\')
+        unsigned char c = (unsigned char)text[i];
+        if (c < 33 || c > 126 || c == '[' || c == ']' || c == '\\')
             return false;
     }
+    if (inet_pton(AF_INET, text, ip) == 1)
+        return true;
+    if (strncasecmp(text, "IPv6:", 5) == 0)
+        return inet_pton(AF_INET6, text + 5, ip) == 1;
+    /* Standardized-tag = Ldh-str: letters, digits, inner hyphens. */
+    const char *colon = strchr(text, ':');
+    if (colon == NULL || colon == text || colon[1] == '\0' || colon[-1] == '-')
+        return false;
+    for (const char *p = text; p < colon; p++)
+        if (!is_let_dig((unsigned char)*p) && (*p != '-' || p == text))
+            return false;
     return true;
 }
 
@@ -208,8 +232,7 @@ int addr_parse(const char *s, size_t len, unsigned flags, struct addr *r)
     if (!local_ok)
         return -KOTAK_EADDR;
     if (dom_len > 0 && dom[0] == '[') {
-        if (!(flags & ADDR_LITERAL) || !literal_ok((const unsigned char *)dom, dom_len) ||
-            dom_len > ADDR_DOMAIN_MAX)
+        if (!(flags & ADDR_LITERAL) || !literal_ok((const unsigned char *)dom, dom_len))
             return -KOTAK_EADDR;
         memcpy(r->domain, dom, dom_len);
         r->domain[dom_len] = '\0';

@@ -42,7 +42,10 @@ bool auth_hash_acceptable(const char *hash)
             known = true;
     if (!known || strlen(hash) >= AUTH_HASH_MAX)
         return false;
-    if (crypt_checksalt(hash) != CRYPT_SALT_OK)
+    /* libxcrypt calls SHA-crypt "legacy"; the prefix list above is what
+     * decides which schemes kotak accepts. */
+    int salt = crypt_checksalt(hash);
+    if (salt != CRYPT_SALT_OK && salt != CRYPT_SALT_METHOD_LEGACY)
         return false;
     /* crypt_checksalt looks at the setting only; a hash must also verify as
      * itself, which it does only when its shape is complete. */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -182,7 +183,6 @@ struct load {
     struct conf *c;
     FILE *f;
     int line;           /* lines read so far */
-    bool at_line_start; /* the last read ended a line */
     char err[400];
     int err_line;       /* 0 while there is no error */
     unsigned long long seen; /* one bit per row of conf_keys, for duplicates */
@@ -316,15 +316,22 @@ static int on_key(void *user, const char *section, const char *name, const char 
 static char *read_line(char *str, int num, void *stream)
 {
     struct load *ld = stream;
-    if (fgets(str, num, ld->f) == NULL)
+    if (fgets(str, num, ld->f) == NULL) {
+        if (ferror(ld->f))
+            load_fail(ld, "cannot read: %s; give the path of the config file", strerror(errno));
         return NULL;
-    if (ld->at_line_start)
-        ld->line++;
+    }
+    ld->line++;
     size_t n = strlen(str);
-    bool was_start = ld->at_line_start;
-    ld->at_line_start = n > 0 && str[n - 1] == '\n';
-    if (!was_start)
+    if (n > 0 && str[n - 1] != '\n' && !feof(ld->f)) {
+        /* inih's line buffer is this long; a longer line would be cut in two. */
+        load_fail(ld, "the line is longer than %d characters; shorten it", num - 2);
+        int c;
+        while ((c = fgetc(ld->f)) != EOF && c != '\n')
+            ;
+        str[0] = '\0';
         return str;
+    }
     const char *p = str;
     while (*p == ' ' || *p == '\t')
         p++;
@@ -362,7 +369,7 @@ void conf_set_file(struct conf *c, const char *path)
 int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
 {
     _Static_assert(CONF_KEY_COUNT <= 64, "conf_load keeps one bit per key");
-    struct load ld = {.c = c, .at_line_start = true};
+    struct load ld = {.c = c};
     ld.f = fopen(path, "r");
     if (ld.f == NULL) {
         int e = errno;
@@ -370,6 +377,12 @@ int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
             snprintf(err, err_size, "%s: no such file; run 'kotak init' or pass -c FILE", path);
         else
             snprintf(err, err_size, "%s: cannot read: %s", path, strerror(e));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fileno(ld.f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(ld.f);
+        snprintf(err, err_size, "%s: is a folder; give the path of the config file", path);
         return -1;
     }
     int line = ini_parse_stream(read_line, &ld, on_key, &ld);
@@ -408,8 +421,11 @@ char *conf_path(const struct conf *c, const char *rel)
 {
     size_t n = strlen(c->dir) + strlen(rel) + 2;
     char *out = xmalloc(n);
+    size_t dir_len = strlen(c->dir);
     if (rel[0] == '/' || strcmp(c->dir, ".") == 0)
         snprintf(out, n, "%s", rel);
+    else if (dir_len > 0 && c->dir[dir_len - 1] == '/')
+        snprintf(out, n, "%s%s", c->dir, rel);
     else
         snprintf(out, n, "%s/%s", c->dir, rel);
     return out;
