@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <stddef.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -61,6 +63,26 @@ void conf_defaults(struct conf *c)
     c->data_dir = xstrdup("kotak-data");
     c->run_user = xstrdup("");
     c->log_level = LOG_INFO;
+    c->tls_cert = xstrdup("kotak-data/cert.pem");
+    c->tls_key = xstrdup("kotak-data/key.pem");
+    c->limits = (struct conf_limits){
+        .message_size = 25 << 20,
+        .recipients = 100,
+        .command_line = 512,
+        .text_line = 1000,
+        .idle_timeout_ms = 300 * 1000,
+        .tls_handshake_timeout_ms = 30 * 1000,
+        .connections = 1000,
+        .connections_per_address = 20,
+        .bad_commands = 10,
+        .spool_memory = 256 << 10,
+    };
+    c->auth = (struct conf_auth){
+        .failure_delay_ms = 2000,
+        .max_failures = 5,
+        .failure_window_ms = 10 * 60 * 1000,
+        .lockout_ms = 15 * 60 * 1000,
+    };
 }
 
 void conf_free(struct conf *c)
@@ -70,6 +92,8 @@ void conf_free(struct conf *c)
     free(c->hostname);
     free(c->data_dir);
     free(c->run_user);
+    free(c->tls_cert);
+    free(c->tls_key);
     memset(c, 0, sizeof(*c));
 }
 
@@ -204,20 +228,124 @@ static void load_fail(struct load *ld, const char *fmt, ...)
 struct conf_key {
     const char *section;
     const char *name;
-    int (*set)(struct conf *c, const char *section, const char *value, char *err, size_t n);
+    int (*set)(struct conf *c, const struct conf_key *k, const char *value, char *err, size_t n);
+    size_t offset;     /* of the uint64_t or char * it sets, for the generic setters */
+    uint64_t min, max; /* for numbers, in the unit they are kept in */
 };
 
-static int set_listen(struct conf *c, const char *section, const char *value, char *err, size_t n)
+static uint64_t *number_at(struct conf *c, const struct conf_key *k)
+{
+    return (uint64_t *)((char *)c + k->offset);
+}
+
+/* Digits then an optional unit; *v_r is scaled by the unit's factor. */
+static int parse_number(const char *value, const char *const *units, const uint64_t *factors,
+                        uint64_t *v_r)
+{
+    char *end;
+    errno = 0;
+    if (value[0] < '0' || value[0] > '9')
+        return -1;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno != 0)
+        return -1;
+    for (size_t i = 0; units[i] != NULL; i++) {
+        if (strcasecmp(end, units[i]) == 0) {
+            if (v > UINT64_MAX / factors[i])
+                return -1;
+            *v_r = v * factors[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int check_range(const struct conf_key *k, uint64_t v, const char *value, const char *unit,
+                       uint64_t scale, char *err, size_t n)
+{
+    if (v >= k->min && v <= k->max)
+        return 0;
+    snprintf(err, n, "'%s' is out of range; use %llu%s to %llu%s", value,
+             (unsigned long long)(k->min / scale), unit, (unsigned long long)(k->max / scale),
+             unit);
+    return -1;
+}
+
+static int set_count(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                     size_t n)
+{
+    static const char *const units[] = {"", NULL};
+    static const uint64_t factors[] = {1};
+    uint64_t v;
+    if (parse_number(value, units, factors, &v) < 0) {
+        snprintf(err, n, "'%s' is not a number; write digits only, as 100", value);
+        return -1;
+    }
+    if (check_range(k, v, value, "", 1, err, n) < 0)
+        return -1;
+    *number_at(c, k) = v;
+    return 0;
+}
+
+static int set_size(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                    size_t n)
+{
+    static const char *const units[] = {"", "K", "M", "G", NULL};
+    static const uint64_t factors[] = {1, 1 << 10, 1 << 20, 1 << 30};
+    uint64_t v;
+    if (parse_number(value, units, factors, &v) < 0) {
+        snprintf(err, n, "'%s' is not a size; write octets with K, M or G, as 25M", value);
+        return -1;
+    }
+    if (check_range(k, v, value, "", 1, err, n) < 0)
+        return -1;
+    *number_at(c, k) = v;
+    return 0;
+}
+
+static int set_duration(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                        size_t n)
+{
+    static const char *const units[] = {"ms", "s", "m", "h", NULL};
+    static const uint64_t factors[] = {1, 1000, 60 * 1000, 3600 * 1000};
+    uint64_t v;
+    if (parse_number(value, units, factors, &v) < 0) {
+        snprintf(err, n, "'%s' is not a duration; write a number with ms, s, m or h, as 5m",
+                 value);
+        return -1;
+    }
+    if (check_range(k, v, value, "ms", 1, err, n) < 0)
+        return -1;
+    *number_at(c, k) = v;
+    return 0;
+}
+
+static int set_path(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                    size_t n)
+{
+    char **slot = (char **)((char *)c + k->offset);
+    if (value[0] == '\0') {
+        snprintf(err, n, "the path is empty; name a file");
+        return -1;
+    }
+    free(*slot);
+    *slot = xstrdup(value);
+    return 0;
+}
+
+static int set_listen(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                      size_t n)
 {
     for (int i = 0; i < CONF_LISTENER_COUNT; i++)
-        if (strcmp(section, listener_names[i]) == 0)
+        if (strcmp(k->section, listener_names[i]) == 0)
             return conf_parse_listen(value, &c->listeners[i], err, n);
     return -1; /* unreachable: the table only routes listener sections here */
 }
 
-static int set_hostname(struct conf *c, const char *section, const char *value, char *err, size_t n)
+static int set_hostname(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                        size_t n)
 {
-    (void)section;
+    (void)k;
     char name[ADDR_DOMAIN_MAX + 1];
     if (addr_parse_domain(value, strlen(value), 0, name) < 0) {
         snprintf(err, n, "'%s' is not a host name; use the server's name, as mail.example.org",
@@ -229,9 +357,10 @@ static int set_hostname(struct conf *c, const char *section, const char *value, 
     return 0;
 }
 
-static int set_data_dir(struct conf *c, const char *section, const char *value, char *err, size_t n)
+static int set_data_dir(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                        size_t n)
 {
-    (void)section;
+    (void)k;
     if (value[0] == '\0') {
         snprintf(err, n, "data_dir is empty; name the folder that holds kotak.db");
         return -1;
@@ -241,18 +370,19 @@ static int set_data_dir(struct conf *c, const char *section, const char *value, 
     return 0;
 }
 
-static int set_user(struct conf *c, const char *section, const char *value, char *err, size_t n)
+static int set_user(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                    size_t n)
 {
-    (void)section, (void)err, (void)n;
+    (void)k, (void)err, (void)n;
     free(c->run_user);
     c->run_user = xstrdup(value);
     return 0;
 }
 
-static int set_log_level(struct conf *c, const char *section, const char *value, char *err,
+static int set_log_level(struct conf *c, const struct conf_key *k, const char *value, char *err,
                          size_t n)
 {
-    (void)section;
+    (void)k;
     if (log_level_parse(value, &c->log_level) < 0) {
         snprintf(err, n, "'%s' is not a log level; use error, warn, info or debug", value);
         return -1;
@@ -260,16 +390,37 @@ static int set_log_level(struct conf *c, const char *section, const char *value,
     return 0;
 }
 
+#define NUM(field) offsetof(struct conf, field)
+#define SEC(x) ((uint64_t)(x) * 1000)
 static const struct conf_key conf_keys[] = {
-    {"smtp", "listen", set_listen},
-    {"submission", "listen", set_listen},
-    {"submissions", "listen", set_listen},
-    {"pop3", "listen", set_listen},
-    {"pop3s", "listen", set_listen},
-    {"server", "hostname", set_hostname},
-    {"server", "data_dir", set_data_dir},
-    {"server", "user", set_user},
-    {"server", "log_level", set_log_level},
+    {"smtp", "listen", set_listen, 0, 0, 0},
+    {"submission", "listen", set_listen, 0, 0, 0},
+    {"submissions", "listen", set_listen, 0, 0, 0},
+    {"pop3", "listen", set_listen, 0, 0, 0},
+    {"pop3s", "listen", set_listen, 0, 0, 0},
+    {"server", "hostname", set_hostname, 0, 0, 0},
+    {"server", "data_dir", set_data_dir, 0, 0, 0},
+    {"server", "user", set_user, 0, 0, 0},
+    {"server", "log_level", set_log_level, 0, 0, 0},
+    {"tls", "cert", set_path, NUM(tls_cert), 0, 0},
+    {"tls", "key", set_path, NUM(tls_key), 0, 0},
+    /* The floors are RFC 5321 4.5.3's minimums; the ceilings keep memory bounded. */
+    {"limits", "message_size", set_size, NUM(limits.message_size), 64 << 10, 1ull << 30},
+    {"limits", "recipients", set_count, NUM(limits.recipients), 100, 10000},
+    {"limits", "command_line", set_count, NUM(limits.command_line), 512, 4096},
+    {"limits", "text_line", set_count, NUM(limits.text_line), 1000, 65536},
+    {"limits", "idle_timeout", set_duration, NUM(limits.idle_timeout_ms), SEC(1), SEC(3600)},
+    {"limits", "tls_handshake_timeout", set_duration, NUM(limits.tls_handshake_timeout_ms),
+     SEC(1), SEC(300)},
+    {"limits", "connections", set_count, NUM(limits.connections), 1, 1000000},
+    {"limits", "connections_per_address", set_count, NUM(limits.connections_per_address), 1,
+     1000000},
+    {"limits", "bad_commands", set_count, NUM(limits.bad_commands), 1, 1000},
+    {"limits", "spool_memory", set_size, NUM(limits.spool_memory), 0, 64 << 20},
+    {"auth", "failure_delay", set_duration, NUM(auth.failure_delay_ms), 0, SEC(60)},
+    {"auth", "max_failures", set_count, NUM(auth.max_failures), 1, 1000},
+    {"auth", "failure_window", set_duration, NUM(auth.failure_window_ms), SEC(1), SEC(86400)},
+    {"auth", "lockout", set_duration, NUM(auth.lockout_ms), 0, SEC(86400)},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 
@@ -300,7 +451,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
         }
         ld->seen |= 1ull << i;
         char msg[200];
-        if (k->set(ld->c, section, value, msg, sizeof(msg)) < 0)
+        if (k->set(ld->c, k, value, msg, sizeof(msg)) < 0)
             load_fail(ld, "[%s] %s: %s", section, name, msg);
         return 1;
     }
@@ -341,8 +492,8 @@ static char *read_line(char *str, int num, void *stream)
             char name[64];
             snprintf(name, sizeof(name), "%.*s", (int)(close - p - 1), p + 1);
             if (!section_known(name))
-                load_fail(ld, "unknown section [%s]; the sections are server, smtp, submission, "
-                          "submissions, pop3 and pop3s", name);
+                load_fail(ld, "unknown section [%s]; the sections are server, tls, limits, auth, "
+                          "smtp, submission, submissions, pop3 and pop3s", name);
         }
     }
     return str;

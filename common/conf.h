@@ -38,6 +38,28 @@ enum conf_listener_kind {
     CONF_LISTENER_COUNT
 };
 
+/* [limits]: every count, size and time a peer could otherwise push without end. */
+struct conf_limits {
+    uint64_t message_size;      /* octets; SIZE (RFC 1870) */
+    uint64_t recipients;        /* per message; RFC 5321 asks for at least 100 */
+    uint64_t command_line;      /* octets with CRLF; at least 512 */
+    uint64_t text_line;         /* octets with CRLF; at least 1000 */
+    uint64_t idle_timeout_ms;   /* SMTP; RFC 5321 4.5.3.2 suggests 5 minutes */
+    uint64_t tls_handshake_timeout_ms;
+    uint64_t connections;       /* per daemon */
+    uint64_t connections_per_address;
+    uint64_t bad_commands;      /* errors before 421 and close */
+    uint64_t spool_memory;      /* a message larger than this goes to a temporary file */
+};
+
+/* [auth]: how failed logins are slowed down and counted. */
+struct conf_auth {
+    uint64_t failure_delay_ms;  /* every failure is answered after this */
+    uint64_t max_failures;      /* from one address within failure_window ... */
+    uint64_t failure_window_ms;
+    uint64_t lockout_ms;        /* ... lock it out for this long */
+};
+
 struct conf {
     char *path; /* the file it was loaded from; NULL for defaults */
     char *dir;  /* its folder: relative paths in the file are relative to it */
@@ -46,6 +68,10 @@ struct conf {
     char *data_dir;  /* [server] data_dir: holds kotak.db; resolved against dir */
     char *run_user;  /* [server] user: drop to it when started as root; "" none */
     enum log_level log_level; /* [server] log_level */
+    char *tls_cert;  /* [tls] cert: PEM chain; resolved against dir by conf_path */
+    char *tls_key;   /* [tls] key: PEM private key */
+    struct conf_limits limits;
+    struct conf_auth auth;
 };
 
 /* The section name of a listener kind ("smtp", ...). */

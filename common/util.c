@@ -9,6 +9,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,4 +78,27 @@ void fatal(int status, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(status);
+}
+
+int drop_privileges(const char *user, char *err, size_t err_size)
+{
+    if (geteuid() != 0 || user == NULL || user[0] == '\0')
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, err_size, "no such user '%s' for [server] user; create it or change the "
+                 "setting", user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        snprintf(err, err_size, "cannot switch to user '%s': %s", user, strerror(errno));
+        return -1;
+    }
+    /* Make sure there is no way back. */
+    if (setuid(0) == 0) {
+        snprintf(err, err_size, "could regain root after switching to '%s'", user);
+        return -1;
+    }
+    return 0;
 }

@@ -33,6 +33,12 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/*
+ * Start-up only: when running as root and user is not empty, switches to
+ * that user and its groups for good. Returns 0, or -1 with a sentence in err.
+ */
+int drop_privileges(const char *user, char *err, size_t err_size);
+
 /* Start-up only: print "PROG: message" on stderr and exit with status. */
 void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cert.h"
 #include "ctl.h"
 #include "util.h"
 
@@ -31,6 +32,32 @@ static const char conf_template[] =
     "user =\n"
     "; How much the daemons log: error, warn, info or debug.\n"
     "log_level = info\n"
+    "\n"
+    "[tls]\n"
+    "; The certificate chain and key for STARTTLS, STLS and the TLS ports, in PEM.\n"
+    "; 'kotak init' made a self-signed pair for the host name above; put your\n"
+    "; CA-signed ones here (or in place of these files) for production.\n"
+    "cert = kotak-data/cert.pem\n"
+    "key = kotak-data/key.pem\n"
+    "\n"
+    "[limits]\n"
+    "; Sizes take K, M or G; times take ms, s, m or h.\n"
+    "message_size = 25M            ; the largest message accepted (SIZE)\n"
+    "recipients = 100              ; per message; RFC 5321 asks for at least 100\n"
+    "command_line = 512            ; octets with CRLF; at least 512\n"
+    "text_line = 1000              ; octets with CRLF; at least 1000\n"
+    "idle_timeout = 5m             ; SMTP; RFC 5321 suggests 5 minutes\n"
+    "tls_handshake_timeout = 30s\n"
+    "connections = 1000            ; per daemon\n"
+    "connections_per_address = 20  ; from one client address\n"
+    "bad_commands = 10             ; errors before the server hangs up\n"
+    "spool_memory = 256K           ; a larger message waits in a temporary file\n"
+    "\n"
+    "[auth]\n"
+    "failure_delay = 2s            ; every failed login is answered this late\n"
+    "max_failures = 5              ; failures from one address within ...\n"
+    "failure_window = 10m          ; ... this time lock it out for ...\n"
+    "lockout = 15m                 ; ... this long\n"
     "\n"
     "; Listeners. 'listen' is a comma-separated list of ADDRESS:PORT, an IPv6\n"
     "; address in brackets ([::1]:2525); 0.0.0.0 and [::] mean every address; an\n"
@@ -158,6 +185,12 @@ int ctl_init(const struct ctl *c)
     if (rc < 0)
         ctl_die("%s", err);
     store_close(&s);
+    char *cert = conf_path(&conf, conf.tls_cert), *key = conf_path(&conf, conf.tls_key);
+    if (cert_make_self_signed(conf.hostname, cert, key, err, sizeof(err)) < 0)
+        ctl_die("%s", err);
+    printf("made a self-signed certificate for %s: %s\n", conf.hostname, cert);
+    free(cert);
+    free(key);
     printf("wrote %s and created the store %s\n"
            "next: kotak domain add example.test; kotak user add alice@example.test\n",
            path, store_path);

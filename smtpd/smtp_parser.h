@@ -32,7 +32,6 @@ enum smtp_event_type {
 enum smtp_data_flags {
     SMTP_DATA_BARE_EOL = 1 << 0,  /* a bare CR or LF was seen */
     SMTP_DATA_LONG_LINE = 1 << 1, /* a text line over text_max octets */
-    SMTP_DATA_NUL = 1 << 2,       /* a NUL byte */
 };
 
 struct smtp_event {
@@ -76,5 +75,78 @@ void smtp_parser_start_data(struct smtp_parser *p);
  */
 int smtp_parser_next(struct smtp_parser *p, const char *buf, size_t len, size_t *consumed_r,
                      struct smtp_event *ev_r);
+
+/* --- the words of a command line ---------------------------------------- */
+
+enum smtp_verb {
+    SMTP_CMD_UNKNOWN,
+    SMTP_CMD_HELO,
+    SMTP_CMD_EHLO,
+    SMTP_CMD_MAIL,
+    SMTP_CMD_RCPT,
+    SMTP_CMD_DATA,
+    SMTP_CMD_RSET,
+    SMTP_CMD_NOOP,
+    SMTP_CMD_QUIT,
+    SMTP_CMD_HELP,
+    SMTP_CMD_VRFY,
+    SMTP_CMD_EXPN,
+    SMTP_CMD_STARTTLS,
+    SMTP_CMD_AUTH,
+    SMTP_CMD_BDAT,
+};
+
+/* A command line split into its verb and the rest, both borrowed from the line. */
+struct smtp_command {
+    enum smtp_verb verb;
+    const char *arg; /* after the verb and one space; "" if none */
+    size_t arg_len;
+};
+
+/*
+ * Splits a command line into verb and argument. A verb is matched without
+ * regard to case (RFC 5321 2.4). Returns 0, or -1 when the verb is followed
+ * by something other than a space (SMTP_CMD_UNKNOWN is not an error here).
+ */
+int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
+
+#define SMTP_PARAMS_MAX 16
+
+/* An ESMTP parameter, "KEY" or "KEY=VALUE"; value is NULL when there is no '='. */
+struct smtp_param {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* MAIL FROM:<path> or RCPT TO:<path>, with parameters. */
+struct smtp_path_args {
+    const char *mailbox; /* inside the brackets, source route dropped; "" for <> */
+    size_t mailbox_len;
+    bool had_route;      /* a source route (<@a,@b:x@y>) was given and dropped */
+    size_t n_params;
+    struct smtp_param params[SMTP_PARAMS_MAX];
+};
+
+enum smtp_path_err {
+    SMTP_PATH_SYNTAX = 1, /* no prefix, no brackets, junk after them */
+    SMTP_PATH_PARAM,      /* a malformed parameter: no key, "X=", a space or control in it */
+    SMTP_PATH_TOO_MANY,   /* more than SMTP_PARAMS_MAX parameters */
+};
+
+/*
+ * Parses the argument of MAIL ("FROM:") or RCPT ("TO:"): the prefix, matched
+ * without regard to case and allowing spaces after the colon as many clients
+ * send them; a path in angle brackets that may hold a quoted local part; a
+ * source route, which RFC 5321 4.1.2 says to accept and ignore; then the
+ * parameters (RFC 5321 4.1.2 esmtp-param; with utf8, values may hold UTF-8
+ * as RFC 6531 allows). Returns 0 or -SMTP_PATH_*.
+ */
+int smtp_path_parse(const char *arg, size_t len, const char *prefix, bool utf8,
+                    struct smtp_path_args *r);
+
+/* True when the parameter's key is name, without regard to case. */
+bool smtp_param_is(const struct smtp_param *p, const char *name);
 
 #endif

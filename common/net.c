@@ -1,0 +1,659 @@
+/*
+ * net.c — libuv listeners and connections with optional TLS; see net.h.
+ *
+ * Memory per idle connection is kept small on purpose: the connection
+ * struct with its two libuv handles, an input buffer that is empty until
+ * bytes arrive, and no read buffer of its own — every read lands in one
+ * buffer shared by the server, and is moved to the connection (or through
+ * TLS) before the callback returns.
+ */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "util.h"
+
+#define NET_READ_BUF (64 * 1024)
+#define NET_CLOSE_GRACE_MS 10000 /* how long a closing peer may take to read our last words */
+#define NET_IP_BUCKETS 1024
+
+enum conn_mode { MODE_PLAIN, MODE_HANDSHAKE, MODE_TLS };
+
+struct net_listener {
+    uv_tcp_t tcp;
+    struct net_server *srv;
+    const struct net_proto *proto;
+    void *ctx;
+    bool implicit_tls;
+    char refused[160];
+    struct net_listener *next;
+};
+
+/* Connections from one client address, for connections_per_address. */
+struct ip_count {
+    uint8_t ip[16];
+    uint64_t n;
+    struct ip_count *next;
+};
+
+struct net_server {
+    uv_loop_t *loop;
+    struct tls_server *tls;
+    struct net_limits limits;
+    char name[16];
+    struct net_listener *listeners;
+    struct net_conn *conns; /* a doubly linked list of open connections */
+    size_t n_conns;
+    uint32_t next_id;
+    struct ip_count *ips[NET_IP_BUCKETS];
+    char read_buf[NET_READ_BUF];
+    bool read_buf_busy;
+};
+
+struct net_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* handshake, idle, or closing grace */
+    struct net_server *srv;
+    struct net_listener *l;
+    void *ctx; /* the protocol's, once opened */
+    struct tls_conn *tls;
+    enum conn_mode mode;
+    bool opened, paused, reading, closing, closed, in_input, redeliver;
+    int handles; /* libuv handles not yet closed */
+    struct buf in;
+    size_t pending; /* bytes handed to uv_write and not yet written */
+    bool above_water;
+    struct ip_count *ip;
+    char peer[64];
+    uint8_t peer16[16];
+    char id[12];
+    struct net_conn *prev, *next;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct net_conn *c;
+    size_t len;
+    char data[];
+};
+
+static void conn_update_reading(struct net_conn *c);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
+static void conn_finish(struct net_conn *c);
+
+/* --- per-address counts ------------------------------------------------- */
+
+static unsigned ip_hash(const uint8_t ip[16])
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ ip[i]) * 16777619u;
+    return h % NET_IP_BUCKETS;
+}
+
+static struct ip_count *ip_get(struct net_server *srv, const uint8_t ip[16])
+{
+    struct ip_count **head = &srv->ips[ip_hash(ip)];
+    for (struct ip_count *e = *head; e != NULL; e = e->next)
+        if (memcmp(e->ip, ip, 16) == 0)
+            return e;
+    struct ip_count *e = xcalloc(1, sizeof(*e));
+    memcpy(e->ip, ip, 16);
+    e->next = *head;
+    *head = e;
+    return e;
+}
+
+static void ip_put(struct net_server *srv, struct ip_count *ip)
+{
+    if (--ip->n > 0)
+        return;
+    struct ip_count **p = &srv->ips[ip_hash(ip->ip)];
+    while (*p != ip)
+        p = &(*p)->next;
+    *p = ip->next;
+    free(ip);
+}
+
+/* --- server ------------------------------------------------------------- */
+
+struct net_server *net_server_new(uv_loop_t *loop, struct tls_server *tls,
+                                  const struct net_limits *limits, const char *name)
+{
+    struct net_server *srv = xcalloc(1, sizeof(*srv));
+    srv->loop = loop;
+    srv->tls = tls;
+    srv->limits = *limits;
+    snprintf(srv->name, sizeof(srv->name), "%s", name);
+    srv->next_id = (uint32_t)time(NULL) << 8;
+    return srv;
+}
+
+size_t net_server_count(const struct net_server *srv)
+{
+    return srv->n_conns;
+}
+
+void net_server_each(struct net_server *srv, void (*fn)(struct net_conn *c, void *ctx))
+{
+    for (struct net_conn *c = srv->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->opened && !c->closing)
+            fn(c, c->ctx);
+    }
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void net_server_stop_listening(struct net_server *srv)
+{
+    for (struct net_listener *l = srv->listeners, *next; l != NULL; l = next) {
+        next = l->next;
+        l->tcp.data = l;
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    }
+    srv->listeners = NULL;
+}
+
+void net_server_free(struct net_server **srvp)
+{
+    struct net_server *srv = *srvp;
+    if (srv == NULL)
+        return;
+    net_server_stop_listening(srv);
+    free(srv);
+    *srvp = NULL;
+}
+
+/* --- writing ------------------------------------------------------------ */
+
+static void write_done(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct net_conn *c = w->c;
+    c->pending -= w->len;
+    free(w);
+    if (status < 0 && !c->closed) {
+        /* The peer is gone; nothing more can be said to it. */
+        c->closing = true;
+        conn_finish(c);
+        return;
+    }
+    if (c->closing) {
+        if (c->pending == 0)
+            conn_finish(c);
+        return;
+    }
+    if (c->above_water && c->pending < NET_LOW_WATER) {
+        c->above_water = false;
+        if (c->opened && c->l->proto->drain != NULL)
+            c->l->proto->drain(c, c->ctx);
+    }
+}
+
+/* Sends bytes as they are: at once if the socket takes them, else queued. */
+static int send_raw(struct net_conn *c, const void *p, size_t n)
+{
+    if (c->closed)
+        return -EPIPE;
+    const char *data = p;
+    if (c->pending == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (w > 0) {
+            data += w;
+            n -= (size_t)w;
+        } else if (w != UV_EAGAIN && w != UV_ENOSYS) {
+            return w;
+        }
+    }
+    if (n == 0)
+        return 0;
+    struct write_req *w = xmalloc(sizeof(*w) + n);
+    memcpy(w->data, data, n);
+    w->c = c;
+    w->len = n;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    c->pending += n;
+    if (c->pending >= NET_LOW_WATER)
+        c->above_water = true;
+    return 0;
+}
+
+static int flush_tls(struct net_conn *c)
+{
+    size_t len;
+    const void *p = tls_conn_pending_out(c->tls, &len);
+    if (len == 0)
+        return 0;
+    int rc = send_raw(c, p, len);
+    tls_conn_consume_out(c->tls, len);
+    return rc;
+}
+
+int net_conn_write(struct net_conn *c, const void *p, size_t n)
+{
+    if (c->closed)
+        return -EPIPE;
+    if (c->mode == MODE_PLAIN)
+        return send_raw(c, p, n);
+    if (c->mode != MODE_TLS || tls_conn_write(c->tls, p, n) < 0)
+        return -EPROTO;
+    return flush_tls(c);
+}
+
+size_t net_conn_pending(const struct net_conn *c)
+{
+    return c->pending;
+}
+
+/* --- closing ------------------------------------------------------------ */
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct net_conn *c = h->data;
+    if (--c->handles > 0)
+        return;
+    tls_conn_free(&c->tls);
+    buf_free(&c->in);
+    free(c);
+}
+
+/* Really closes: the protocol is told, the handles go, the memory follows. */
+static void conn_finish(struct net_conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    struct net_server *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->n_conns--;
+    if (c->ip != NULL)
+        ip_put(srv, c->ip);
+    log_debug("%s conn=%s event=closed", srv->name, c->id);
+    if (c->opened && c->l->proto->close != NULL)
+        c->l->proto->close(c, c->ctx);
+    c->ctx = NULL;
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+static void grace_expired(uv_timer_t *t)
+{
+    conn_finish(t->data);
+}
+
+void net_conn_close(struct net_conn *c)
+{
+    if (c->closing || c->closed)
+        return;
+    c->closing = true;
+    conn_update_reading(c);
+    if (c->mode == MODE_TLS) {
+        tls_conn_close_notify(c->tls);
+        flush_tls(c);
+    }
+    if (c->pending == 0) {
+        conn_finish(c);
+        return;
+    }
+    uv_timer_start(&c->timer, grace_expired, NET_CLOSE_GRACE_MS, 0);
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+static void alloc_read(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)suggested;
+    struct net_conn *c = h->data;
+    /* Each read is used up before the next one starts, so one buffer serves all. */
+    *b = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
+}
+
+static void conn_update_reading(struct net_conn *c)
+{
+    bool want = !c->closing && !c->closed && !c->paused && c->in.len < NET_INPUT_MAX;
+    if (c->mode != MODE_PLAIN && !c->closing && !c->closed)
+        want = want || c->mode == MODE_HANDSHAKE;
+    if (want && !c->reading)
+        c->reading = uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_read) == 0;
+    else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static void idle_expired(uv_timer_t *t)
+{
+    struct net_conn *c = t->data;
+    if (c->mode == MODE_HANDSHAKE) {
+        log_info("%s conn=%s ip=%s event=tls-timeout", c->srv->name, c->id, c->peer);
+        conn_finish(c);
+        return;
+    }
+    if (c->opened && c->l->proto->timeout != NULL)
+        c->l->proto->timeout(c, c->ctx);
+    else
+        net_conn_close(c);
+}
+
+static void arm_idle(struct net_conn *c)
+{
+    uint64_t ms = c->mode == MODE_HANDSHAKE ? c->srv->limits.tls_handshake_timeout_ms
+                                            : c->srv->limits.idle_timeout_ms;
+    uv_timer_start(&c->timer, idle_expired, ms, 0);
+}
+
+static int tls_drain(struct net_conn *c);
+
+/*
+ * Hands the input to the protocol, one call at a time even when it resumes
+ * from inside one, and again while it makes progress: with TLS, more
+ * plaintext may wait inside the engine once the input buffer has room.
+ */
+static void deliver(struct net_conn *c)
+{
+    if (c->in_input) {
+        c->redeliver = true;
+        return;
+    }
+    c->in_input = true;
+    for (;;) {
+        c->redeliver = false;
+        if (c->mode == MODE_TLS && tls_drain(c) < 0) {
+            c->in_input = false;
+            conn_finish(c);
+            return;
+        }
+        if (!c->opened || c->paused || c->closing || c->in.len == 0)
+            break;
+        size_t before = c->in.len;
+        c->l->proto->input(c, c->ctx);
+        if (c->closed)
+            return; /* the struct is still valid until its handles close */
+        if (c->in.len == before && !c->redeliver)
+            break;
+    }
+    c->in_input = false;
+    if (!c->closed)
+        conn_update_reading(c);
+}
+
+static void conn_open(struct net_conn *c)
+{
+    c->opened = true;
+    c->ctx = c->l->proto->open(c, c->l->ctx);
+}
+
+/* Decrypts what TLS holds into the input buffer. Returns <0 when the connection must end. */
+static int tls_drain(struct net_conn *c)
+{
+    for (;;) {
+        if (buf_reserve(&c->in, 16 * 1024) < 0)
+            return 0; /* full: reading has paused; the rest waits inside TLS */
+        ssize_t n = tls_conn_read(c->tls, c->in.data + c->in.len, 16 * 1024);
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            return (int)n;
+        c->in.len += (size_t)n;
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    struct net_conn *c = stream->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or an error: the peer is gone, and so is whatever we queued. */
+        c->closing = true;
+        conn_finish(c);
+        return;
+    }
+    if (c->closing)
+        return;
+    if (c->mode == MODE_PLAIN) {
+        if (buf_append(&c->in, b->base, (size_t)nread) < 0) {
+            conn_finish(c);
+            return;
+        }
+        arm_idle(c);
+        deliver(c);
+        return;
+    }
+    if (tls_conn_feed(c->tls, b->base, (size_t)nread) < 0) {
+        conn_finish(c);
+        return;
+    }
+    if (c->mode == MODE_HANDSHAKE) {
+        int rc = tls_conn_handshake(c->tls);
+        flush_tls(c);
+        if (rc < 0) {
+            log_info("%s conn=%s ip=%s event=tls-failed", c->srv->name, c->id, c->peer);
+            c->closing = true;
+            if (c->pending == 0)
+                conn_finish(c);
+            else
+                uv_timer_start(&c->timer, grace_expired, 1000, 0);
+            conn_update_reading(c);
+            return;
+        }
+        if (rc == 0)
+            return;
+        c->mode = MODE_TLS;
+        arm_idle(c);
+        if (!c->opened)
+            conn_open(c);
+        else if (c->l->proto->tls_started != NULL)
+            c->l->proto->tls_started(c, c->ctx);
+        if (c->closed || c->closing)
+            return;
+    }
+    arm_idle(c);
+    deliver(c);
+}
+
+struct buf *net_conn_input(struct net_conn *c)
+{
+    return &c->in;
+}
+
+void net_conn_pause(struct net_conn *c)
+{
+    c->paused = true;
+    conn_update_reading(c);
+}
+
+void net_conn_resume(struct net_conn *c)
+{
+    if (c->closed)
+        return;
+    c->paused = false;
+    deliver(c);
+}
+
+void net_conn_start_tls(struct net_conn *c)
+{
+    if (c->srv->tls == NULL || c->mode != MODE_PLAIN) {
+        net_conn_close(c);
+        return;
+    }
+    buf_reset(&c->in); /* plaintext behind STARTTLS is never read as a command */
+    c->tls = tls_conn_new(c->srv->tls);
+    c->mode = MODE_HANDSHAKE;
+    arm_idle(c);
+    conn_update_reading(c);
+}
+
+/* --- accepting ---------------------------------------------------------- */
+
+static void peer_of(struct net_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    memset(c->peer16, 0, 16);
+    snprintf(c->peer, sizeof(c->peer), "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        c->peer16[10] = c->peer16[11] = 0xff;
+        memcpy(c->peer16 + 12, &in->sin_addr, 4);
+        inet_ntop(AF_INET, &in->sin_addr, c->peer, sizeof(c->peer));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        memcpy(c->peer16, &in6->sin6_addr, 16);
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->peer, sizeof(c->peer));
+    }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct net_listener *l = server->data;
+    struct net_server *srv = l->srv;
+    if (status < 0)
+        return;
+    struct net_conn *c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->l = l;
+    c->tcp.data = c;
+    c->timer.data = c;
+    buf_init(&c->in, 2 * NET_INPUT_MAX + NET_READ_BUF);
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->handles = 2;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    snprintf(c->id, sizeof(c->id), "%08x", srv->next_id++);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_finish(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    peer_of(c);
+    c->ip = ip_get(srv, c->peer16);
+    c->ip->n++;
+    if (srv->n_conns > srv->limits.connections ||
+        c->ip->n > srv->limits.connections_per_address) {
+        log_info("%s conn=%s ip=%s event=refused reason=%s", srv->name, c->id, c->peer,
+                 srv->n_conns > srv->limits.connections ? "connections" : "per-address");
+        send_raw(c, l->refused, strlen(l->refused));
+        net_conn_close(c);
+        return;
+    }
+    log_debug("%s conn=%s ip=%s event=connected", srv->name, c->id, c->peer);
+    if (l->implicit_tls) {
+        c->tls = tls_conn_new(srv->tls);
+        c->mode = MODE_HANDSHAKE;
+    } else {
+        conn_open(c);
+    }
+    if (!c->closed && !c->closing) {
+        arm_idle(c);
+        conn_update_reading(c);
+    }
+}
+
+int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool implicit_tls,
+               const struct net_proto *proto, void *listener_ctx, const char *refused, char *err,
+               size_t err_size)
+{
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(ep->host, ep->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(ep->host, ep->port, (struct sockaddr_in6 *)&ss) != 0) {
+        snprintf(err, err_size, "'%s' is not an IP address", ep->host);
+        return -1;
+    }
+    if (implicit_tls && srv->tls == NULL) {
+        snprintf(err, err_size, "%s:%u needs TLS, and no certificate is loaded", ep->host,
+                 ep->port);
+        return -1;
+    }
+    struct net_listener *l = xcalloc(1, sizeof(*l));
+    l->srv = srv;
+    l->proto = proto;
+    l->ctx = listener_ctx;
+    l->implicit_tls = implicit_tls;
+    snprintf(l->refused, sizeof(l->refused), "%s", refused);
+    uv_tcp_init(srv->loop, &l->tcp);
+    l->tcp.data = l;
+    unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+    int rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rc != 0) {
+        const char *fmt = strchr(ep->host, ':') ? "cannot listen on [%s]:%u: %s%s"
+                                                : "cannot listen on %s:%u: %s%s";
+        snprintf(err, err_size, fmt, ep->host, ep->port, uv_strerror(rc),
+                 rc == UV_EACCES ? " (ports below 1024 need root)" : "");
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        return -1;
+    }
+    l->next = srv->listeners;
+    srv->listeners = l;
+    return 0;
+}
+
+/* --- the peer ----------------------------------------------------------- */
+
+const char *net_conn_peer(const struct net_conn *c)
+{
+    return c->peer;
+}
+
+const uint8_t *net_conn_peer16(const struct net_conn *c)
+{
+    return c->peer16;
+}
+
+bool net_conn_is_loopback(const struct net_conn *c)
+{
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    if (memcmp(c->peer16, v6_loopback, 16) == 0)
+        return true;
+    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    return memcmp(c->peer16, v4_mapped, 12) == 0 && c->peer16[12] == 127;
+}
+
+bool net_conn_is_tls(const struct net_conn *c)
+{
+    return c->mode == MODE_TLS;
+}
+
+const char *net_conn_tls_version(const struct net_conn *c)
+{
+    return c->tls ? tls_conn_version(c->tls) : "";
+}
+
+const char *net_conn_tls_cipher(const struct net_conn *c)
+{
+    return c->tls ? tls_conn_cipher(c->tls) : "";
+}
+
+const char *net_conn_id(const struct net_conn *c)
+{
+    return c->id;
+}

@@ -1,0 +1,113 @@
+/*
+ * net.h — listeners and connections on libuv, with TLS in the middle.
+ *
+ * A protocol (the SMTP or POP3 glue) sees plaintext only: bytes that
+ * arrived wait in net_conn_input(), replies go out through net_conn_write(),
+ * and net decrypts and encrypts on the way when TLS is on — from the first
+ * byte on implicit-TLS listeners, or after net_conn_start_tls() (STARTTLS,
+ * STLS). net also enforces what no protocol should have to: connection
+ * limits in total and per client address, the idle and TLS handshake
+ * timeouts, and a bound on unread input.
+ */
+#ifndef KOTAK_NET_H
+#define KOTAK_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "tls.h"
+
+struct net_conn;
+struct net_server;
+
+/* What a protocol does with its connections. Every callback runs on the loop. */
+struct net_proto {
+    /* A connection is ready (after the handshake, on implicit TLS): returns
+     * the protocol's state for it, passed to every other callback. */
+    void *(*open)(struct net_conn *c, void *listener_ctx);
+    /* Plaintext arrived in net_conn_input(c). */
+    void (*input)(struct net_conn *c, void *ctx);
+    /* The output queue fell below NET_LOW_WATER after being above it. */
+    void (*drain)(struct net_conn *c, void *ctx);
+    /* No input for idle_timeout: the protocol says goodbye and closes. */
+    void (*timeout)(struct net_conn *c, void *ctx);
+    /* net_conn_start_tls() finished its handshake. */
+    void (*tls_started)(struct net_conn *c, void *ctx);
+    /* The connection is gone; free ctx. No callback follows. */
+    void (*close)(struct net_conn *c, void *ctx);
+};
+
+#define NET_INPUT_MAX (64 * 1024) /* unread plaintext; reading pauses past it */
+#define NET_LOW_WATER (64 * 1024)  /* output queued below this counts as drained */
+
+struct net_limits {
+    uint64_t idle_timeout_ms;
+    uint64_t tls_handshake_timeout_ms;
+    uint64_t connections;
+    uint64_t connections_per_address;
+};
+
+/* A server: the loop, the TLS credentials (NULL: no TLS) and the limits. */
+struct net_server *net_server_new(uv_loop_t *loop, struct tls_server *tls,
+                                  const struct net_limits *limits, const char *name);
+
+/*
+ * Listens on ep. implicit_tls needs a TLS server. refused is the line sent
+ * to a client turned away by a connection limit ("421 4.7.0 ...\r\n").
+ * Returns 0, or -1 with a sentence in err.
+ */
+int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool implicit_tls,
+               const struct net_proto *proto, void *listener_ctx, const char *refused, char *err,
+               size_t err_size);
+
+/* Stops accepting; open connections go on. */
+void net_server_stop_listening(struct net_server *srv);
+
+/* Calls fn for every open connection (for a shutdown message). */
+void net_server_each(struct net_server *srv, void (*fn)(struct net_conn *c, void *ctx));
+
+/* Open connections. */
+size_t net_server_count(const struct net_server *srv);
+
+/* Frees the server once every connection and listener is closed. */
+void net_server_free(struct net_server **srv);
+
+/* Plaintext read and not yet used; the protocol consumes what it used. */
+struct buf *net_conn_input(struct net_conn *c);
+
+/* Queues plaintext for the peer. Returns 0 or a negative error (closing). */
+int net_conn_write(struct net_conn *c, const void *p, size_t n);
+
+/* Bytes queued for the socket and not yet written. */
+size_t net_conn_pending(const struct net_conn *c);
+
+/* Stops or restarts delivering input (while the protocol waits on something). */
+void net_conn_pause(struct net_conn *c);
+void net_conn_resume(struct net_conn *c);
+
+/*
+ * Begins TLS on a plaintext connection: input not yet used is thrown away
+ * (RFC 3207 4.2, RFC 2595 4), and so is anything that arrives before the
+ * handshake. tls_started follows, or the connection closes.
+ */
+void net_conn_start_tls(struct net_conn *c);
+
+/* Writes what is queued, then closes. Input is no longer delivered. */
+void net_conn_close(struct net_conn *c);
+
+/* The peer, as text ("192.0.2.1", "::1") and as 16 bytes (IPv4 mapped). */
+const char *net_conn_peer(const struct net_conn *c);
+const uint8_t *net_conn_peer16(const struct net_conn *c);
+bool net_conn_is_loopback(const struct net_conn *c);
+bool net_conn_is_tls(const struct net_conn *c);
+const char *net_conn_tls_version(const struct net_conn *c);
+const char *net_conn_tls_cipher(const struct net_conn *c);
+
+/* A short id for logs, unique within the process. */
+const char *net_conn_id(const struct net_conn *c);
+
+#endif

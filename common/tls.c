@@ -1,0 +1,445 @@
+/*
+ * tls.c — server-side TLS over memory buffers, with mbedTLS 2.28; see tls.h
+ * for the contract.
+ *
+ * Each connection is an mbedtls_ssl_context whose transport (set with
+ * mbedtls_ssl_set_bio) is two struct bufs: `in` holds ciphertext the glue fed
+ * and mbedTLS has not yet taken, `out` the ciphertext mbedTLS produced and the
+ * glue has not yet sent. The receive callback answers WANT_READ when `in` is
+ * empty, so every mbedTLS call returns instead of blocking, and the glue
+ * resumes it after the next feed. The send callback always takes everything,
+ * so mbedTLS never holds output of its own and never says WANT_WRITE.
+ *
+ * Memory: a connection is mostly mbedTLS's two record buffers (about 16.6 KiB
+ * each, fixed by the library's build) plus the session keys; mbedTLS frees
+ * the handshake state once the handshake is over. Our two bufs are freed
+ * whenever they run empty, so an idle connection holds no buffer of ours.
+ *
+ * Everything shared — the config, the certificate chain, the key and the
+ * random generator — lives once in struct tls_server.
+ */
+#include "tls.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "buf.h"
+#include "util.h"
+
+/* Ciphertext that may wait unprocessed before tls_conn_feed refuses more. */
+#define TLS_IN_MAX (64 * 1024)
+
+/* A certificate chain or key file larger than this is surely not one. */
+#define TLS_FILE_MAX (1024 * 1024)
+
+struct tls_server {
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt chain;
+    mbedtls_pk_context key;
+};
+
+struct tls_conn {
+    mbedtls_ssl_context ssl;
+    struct buf in;  /* ciphertext from the peer; in.data[in_off..len) not yet taken */
+    struct buf out; /* ciphertext for the peer, not yet sent */
+    size_t in_off;
+    bool peer_closed; /* close_notify seen; every later read says -EPIPE */
+};
+
+/*
+ * ECDHE only, for forward secrecy, and AEAD only, since CBC with MAC-then-
+ * encrypt has a long history of padding oracles. mbedTLS picks by this
+ * (the server's) order, which is Mozilla's "intermediate" one: AES-GCM first,
+ * fast wherever there is AES hardware, then ChaCha20-Poly1305.
+ */
+static const int tls_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+
+/* The library's default list also offers small and exotic curves. */
+static const mbedtls_ecp_group_id tls_curves[] = {
+    MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_NONE,
+};
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+{
+    if (err == NULL || err_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    /* A truncated sentence is still the best we can give; nothing to check. */
+    vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+}
+
+/* mbedTLS's text for rc ("X509 - ..."), in a caller's buffer. */
+static const char *mbed_err(int rc, char *tmp, size_t size)
+{
+    mbedtls_strerror(rc, tmp, size);
+    return tmp;
+}
+
+/*
+ * Reads a whole file into a new NUL-terminated buffer, so that mbedTLS's
+ * PEM parser can take it and so that a missing file is reported with errno's
+ * words, which mbedTLS's own file loader loses. Returns 0 with *data_r (the
+ * caller wipes and frees it) and *len_r (without the NUL), or -errno.
+ */
+static int load_file(const char *path, unsigned char **data_r, size_t *len_r)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > TLS_FILE_MAX) {
+        close(fd);
+        return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+    }
+    size_t cap = (size_t)st.st_size;
+    unsigned char *data = xmalloc(cap + 1);
+    size_t len = 0;
+    while (len < cap) {
+        ssize_t r = read(fd, data + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            mbedtls_platform_zeroize(data, len);
+            free(data);
+            close(fd);
+            return -e;
+        }
+        if (r == 0)
+            break; /* the file shrank under us; take what is there */
+        len += (size_t)r;
+    }
+    close(fd);
+    data[len] = '\0';
+    *data_r = data;
+    *len_r = len;
+    return 0;
+}
+
+/* Loads the chain and key into srv; 0 or -1 with err set. */
+static int load_cert_and_key(struct tls_server *srv, const char *cert_path, const char *key_path,
+                             char *err, size_t err_size)
+{
+    char tmp[128];
+    unsigned char *data;
+    size_t len;
+
+    int rc = load_file(cert_path, &data, &len);
+    if (rc < 0) {
+        set_err(err, err_size, "cannot read cert %s: %s", cert_path,
+                rc == -EINVAL ? "not a regular file" : strerror(-rc));
+        return -1;
+    }
+    /* For PEM, mbedTLS wants the terminating NUL counted in the length. */
+    rc = mbedtls_x509_crt_parse(&srv->chain, data, len + 1);
+    free(data);
+    if (rc < 0) {
+        set_err(err, err_size, "cannot read cert %s: %s", cert_path, mbed_err(rc, tmp, sizeof tmp));
+        return -1;
+    }
+    if (rc > 0) {
+        set_err(err, err_size, "cannot read cert %s: %d certificate(s) in it are invalid",
+                cert_path, rc);
+        return -1;
+    }
+
+    rc = load_file(key_path, &data, &len);
+    if (rc < 0) {
+        set_err(err, err_size, "cannot read key %s: %s", key_path,
+                rc == -EINVAL ? "not a regular file" : strerror(-rc));
+        return -1;
+    }
+    rc = mbedtls_pk_parse_key(&srv->key, data, len + 1, NULL, 0);
+    mbedtls_platform_zeroize(data, len);
+    free(data);
+    if (rc != 0) {
+        set_err(err, err_size, "cannot read key %s: %s", key_path, mbed_err(rc, tmp, sizeof tmp));
+        return -1;
+    }
+
+    if (mbedtls_pk_check_pair(&srv->chain.pk, &srv->key) != 0) {
+        set_err(err, err_size, "key %s does not belong to the certificate in %s", key_path,
+                cert_path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sets up srv->conf with kotak's policy; 0 or -1 with err set. */
+static int setup_config(struct tls_server *srv, char *err, size_t err_size)
+{
+    char tmp[128];
+    mbedtls_ssl_config *conf = &srv->conf;
+
+    int rc = mbedtls_ssl_config_defaults(conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                         MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc != 0) {
+        set_err(err, err_size, "cannot set up TLS: %s", mbed_err(rc, tmp, sizeof tmp));
+        return -1;
+    }
+    /* mbedTLS 2.28's TLS 1.3 is a client-side experiment: 1.2 is both ends. */
+    mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(conf, tls_suites);
+    mbedtls_ssl_conf_curves(conf, tls_curves);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+    /* The default already, said aloud: renegotiation is an attack surface. */
+    mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+    mbedtls_ssl_conf_rng(conf, mbedtls_ctr_drbg_random, &srv->drbg);
+
+    rc = mbedtls_ssl_conf_own_cert(conf, &srv->chain, &srv->key);
+    if (rc != 0) {
+        set_err(err, err_size, "cannot use the certificate: %s", mbed_err(rc, tmp, sizeof tmp));
+        return -1;
+    }
+    return 0;
+}
+
+int tls_server_new(const char *cert_path, const char *key_path, struct tls_server **srv_r,
+                   char *err, size_t err_size)
+{
+    static const char pers[] = "kotak-tls-server";
+    char tmp[128];
+
+    /* On the heap and never moved: the config points into the struct. */
+    struct tls_server *srv = xcalloc(1, sizeof *srv);
+    mbedtls_entropy_init(&srv->entropy);
+    mbedtls_ctr_drbg_init(&srv->drbg);
+    mbedtls_ssl_config_init(&srv->conf);
+    mbedtls_x509_crt_init(&srv->chain);
+    mbedtls_pk_init(&srv->key);
+
+    int rc = mbedtls_ctr_drbg_seed(&srv->drbg, mbedtls_entropy_func, &srv->entropy,
+                                   (const unsigned char *)pers, sizeof pers - 1);
+    if (rc != 0) {
+        set_err(err, err_size, "cannot seed the random generator: %s",
+                mbed_err(rc, tmp, sizeof tmp));
+        goto fail;
+    }
+    if (load_cert_and_key(srv, cert_path, key_path, err, err_size) < 0)
+        goto fail;
+    if (setup_config(srv, err, err_size) < 0)
+        goto fail;
+    *srv_r = srv;
+    return 0;
+
+fail:
+    tls_server_free(&srv);
+    return -1;
+}
+
+void tls_server_free(struct tls_server **srv)
+{
+    struct tls_server *s = *srv;
+    if (s == NULL)
+        return;
+    mbedtls_ssl_config_free(&s->conf);
+    mbedtls_pk_free(&s->key); /* wipes the key */
+    mbedtls_x509_crt_free(&s->chain);
+    mbedtls_ctr_drbg_free(&s->drbg);
+    mbedtls_entropy_free(&s->entropy);
+    free(s);
+    *srv = NULL;
+}
+
+/* mbedTLS's transport: hands over what was fed, or says "come back later". */
+static int bio_recv(void *ctx, unsigned char *p, size_t n)
+{
+    struct tls_conn *c = ctx;
+    size_t avail = c->in.len - c->in_off;
+    if (avail == 0)
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    if (n > avail)
+        n = avail;
+    if (n > INT_MAX)
+        n = INT_MAX;
+    memcpy(p, c->in.data + c->in_off, n);
+    c->in_off += n;
+    if (c->in_off == c->in.len) {
+        /* Drained: give the storage back, so an idle connection holds none. */
+        buf_free(&c->in);
+        c->in_off = 0;
+    }
+    return (int)n;
+}
+
+/* mbedTLS's transport: everything goes to `out`, which has no ceiling. */
+static int bio_send(void *ctx, const unsigned char *p, size_t n)
+{
+    struct tls_conn *c = ctx;
+    if (n > INT_MAX)
+        n = INT_MAX;
+    if (buf_append(&c->out, p, n) < 0)
+        return MBEDTLS_ERR_SSL_WANT_WRITE; /* unreachable without a ceiling */
+    return (int)n;
+}
+
+struct tls_conn *tls_conn_new(struct tls_server *srv)
+{
+    struct tls_conn *c = xmalloc(sizeof *c);
+    mbedtls_ssl_init(&c->ssl);
+    buf_init(&c->in, 0); /* the ceiling is tls_conn_feed's, see there */
+    buf_init(&c->out, 0);
+    c->in_off = 0;
+    c->peer_closed = false;
+    /* The only failure is memory for the record buffers: abort, as xmalloc. */
+    if (mbedtls_ssl_setup(&c->ssl, &srv->conf) != 0)
+        abort();
+    mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
+    return c;
+}
+
+void tls_conn_free(struct tls_conn **c)
+{
+    struct tls_conn *t = *c;
+    if (t == NULL)
+        return;
+    mbedtls_ssl_free(&t->ssl);
+    buf_free(&t->in);
+    buf_free(&t->out);
+    free(t);
+    *c = NULL;
+}
+
+int tls_conn_feed(struct tls_conn *c, const void *p, size_t n)
+{
+    /*
+     * The test is on what already waits, as documented, so one read of any
+     * size is always taken: the glue's read buffer bounds a single feed.
+     */
+    if (c->in.len - c->in_off > TLS_IN_MAX)
+        return -ENOBUFS;
+    if (c->in_off > 0) {
+        buf_consume(&c->in, c->in_off);
+        c->in_off = 0;
+    }
+    return buf_append(&c->in, p, n);
+}
+
+static bool handshake_over(const struct tls_conn *c)
+{
+    return c->ssl.state == MBEDTLS_SSL_HANDSHAKE_OVER;
+}
+
+int tls_conn_handshake(struct tls_conn *c)
+{
+    int rc = mbedtls_ssl_handshake(&c->ssl);
+    if (rc == 0)
+        return 1;
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return 0;
+    return -EPROTO;
+}
+
+ssize_t tls_conn_read(struct tls_conn *c, void *p, size_t n)
+{
+    if (c->peer_closed)
+        return -EPIPE;
+    if (!handshake_over(c))
+        return -EPROTO;
+    if (n == 0)
+        return 0;
+    if (n > INT_MAX)
+        n = INT_MAX;
+    int rc = mbedtls_ssl_read(&c->ssl, p, n);
+    if (rc > 0)
+        return rc;
+    if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+        c->peer_closed = true;
+        return -EPIPE;
+    }
+    /* 0 would mean the transport ended, which ours never says. */
+    if (rc == 0 || rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return 0;
+    return -EPROTO;
+}
+
+int tls_conn_write(struct tls_conn *c, const void *p, size_t n)
+{
+    if (!handshake_over(c))
+        return -EPROTO;
+    const unsigned char *s = p;
+    while (n > 0) {
+        /* Each call writes at most one record (16 KiB); loop for the rest. */
+        int rc = mbedtls_ssl_write(&c->ssl, s, n);
+        if (rc <= 0)
+            return -EPROTO; /* WANT_WRITE cannot happen: bio_send takes all */
+        s += rc;
+        n -= (size_t)rc;
+    }
+    return 0;
+}
+
+void tls_conn_close_notify(struct tls_conn *c)
+{
+    /* Only the transport could fail, and bio_send does not. */
+    (void)mbedtls_ssl_close_notify(&c->ssl);
+}
+
+const void *tls_conn_pending_out(struct tls_conn *c, size_t *len_r)
+{
+    *len_r = c->out.len;
+    return c->out.data;
+}
+
+void tls_conn_consume_out(struct tls_conn *c, size_t n)
+{
+    assert(n <= c->out.len);
+    if (n >= c->out.len) {
+        /* All sent: give the storage back, so an idle connection holds none. */
+        buf_free(&c->out);
+        return;
+    }
+    buf_consume(&c->out, n);
+}
+
+const char *tls_conn_version(struct tls_conn *c)
+{
+    return handshake_over(c) ? mbedtls_ssl_get_version(&c->ssl) : NULL;
+}
+
+const char *tls_conn_cipher(struct tls_conn *c)
+{
+    return handshake_over(c) ? mbedtls_ssl_get_ciphersuite(&c->ssl) : NULL;
+}

@@ -1,0 +1,104 @@
+/*
+ * tls.h — server-side TLS over memory buffers.
+ *
+ * The TLS engine never touches a socket. The network glue feeds it the
+ * ciphertext it read from the peer (tls_conn_feed), drives it (handshake,
+ * read, write), and sends whatever ciphertext it produced
+ * (tls_conn_pending_out, then tls_conn_consume_out). This keeps mbedTLS out
+ * of the event loop's callbacks and lets a test run a whole handshake in
+ * memory, with a client in the same process.
+ *
+ * Policy, fixed here rather than in the config: TLS 1.2 only, ECDHE key
+ * exchange with AEAD ciphers only (AES-GCM, ChaCha20-Poly1305), no
+ * renegotiation, no session resumption.
+ *
+ * A tls_server and its connections belong to one thread (the daemon's loop).
+ */
+#ifndef KOTAK_TLS_H
+#define KOTAK_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct tls_server; /* shared: config, cert, key, RNG; one per daemon */
+struct tls_conn;   /* one per connection */
+
+/*
+ * Loads a PEM certificate chain (the server's certificate first) and its
+ * private key, and checks that they belong together. Returns 0 with a new
+ * server in *srv_r, or -1 with one sentence in err ("cannot read cert FILE:
+ * ...") and *srv_r untouched. The caller frees the server with
+ * tls_server_free, after every connection made from it.
+ */
+int tls_server_new(const char *cert_path, const char *key_path, struct tls_server **srv_r,
+                   char *err, size_t err_size);
+
+/* Frees the server, wiping its key, and sets *srv to NULL. NULL is fine. */
+void tls_server_free(struct tls_server **srv);
+
+/*
+ * A new connection in the handshake state, which borrows srv (srv must
+ * outlive it). Never NULL: running out of memory aborts.
+ */
+struct tls_conn *tls_conn_new(struct tls_server *srv);
+
+/* Frees the connection and its buffers and sets *c to NULL. NULL is fine. */
+void tls_conn_free(struct tls_conn **c);
+
+/*
+ * Ciphertext that arrived from the peer; it is copied. Returns 0, or -ENOBUFS
+ * (nothing taken) when more than 64 KiB are already waiting unprocessed: the
+ * glue then stops reading from the socket until tls_conn_read has drained
+ * them.
+ */
+int tls_conn_feed(struct tls_conn *c, const void *p, size_t n);
+
+/*
+ * Drives the handshake with what has been fed. Returns 1 when it is done (and
+ * keeps returning 1), 0 when it needs more input from the peer, or -EPROTO
+ * when it failed; the connection is then useless, but a fatal alert may wait
+ * in tls_conn_pending_out, worth sending before closing. After each call the
+ * glue sends what tls_conn_pending_out holds.
+ */
+int tls_conn_handshake(struct tls_conn *c);
+
+/*
+ * Decrypts into p at most n bytes of application data. Returns the count
+ * (>0), 0 when more input is needed (or n is 0), -EPIPE when the peer sent
+ * close_notify, or -EPROTO on any other error (bad record, alert, handshake
+ * not done). Call it again until it returns 0: one feed may hold several
+ * records.
+ */
+ssize_t tls_conn_read(struct tls_conn *c, void *p, size_t n);
+
+/*
+ * Encrypts all n bytes of p, as many records as needed, into the outgoing
+ * buffer, which has no ceiling: the glue bounds it by not writing more while
+ * tls_conn_pending_out is large. Returns 0, or -EPROTO (handshake not done,
+ * or the connection failed earlier).
+ */
+int tls_conn_write(struct tls_conn *c, const void *p, size_t n);
+
+/* Queues a close_notify alert in the outgoing buffer (after the handshake). */
+void tls_conn_close_notify(struct tls_conn *c);
+
+/*
+ * The ciphertext waiting to be sent: returns a pointer and sets *len_r (0:
+ * nothing; the pointer may then be NULL). The bytes stay valid until the next
+ * call on c, so the glue copies them or sends them before calling again; it
+ * then reports how many went out with tls_conn_consume_out.
+ */
+const void *tls_conn_pending_out(struct tls_conn *c, size_t *len_r);
+
+/* Drops the first n bytes (n <= the pending length) of the outgoing data. */
+void tls_conn_consume_out(struct tls_conn *c, size_t n);
+
+/*
+ * After the handshake, the protocol ("TLSv1.2") and the cipher suite
+ * ("TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"), static strings for a
+ * Received: header. NULL before the handshake is done.
+ */
+const char *tls_conn_version(struct tls_conn *c);
+const char *tls_conn_cipher(struct tls_conn *c);
+
+#endif

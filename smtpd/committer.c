@@ -1,0 +1,179 @@
+/*
+ * committer.c — the store thread; see committer.h.
+ */
+#include "committer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "util.h"
+
+#define COPY_CHUNK (64 * 1024)
+
+struct committer {
+    uv_loop_t *loop;
+    struct store *store;
+    uv_thread_t thread;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    uv_async_t async;
+    struct commit_job *queue, **queue_tail; /* waiting for the thread */
+    struct commit_job *done, **done_tail;   /* waiting for the loop */
+    size_t in_flight;                       /* loop thread only */
+    bool stop;
+    void (*done_cb)(struct commit_job *job, void *ctx);
+    void *ctx;
+};
+
+void commit_job_free(struct commit_job *job)
+{
+    spool_free(&job->spool);
+    free(job->user_ids);
+    free(job);
+}
+
+/* Writes one message inside the open batch. */
+static int write_job(struct store *store, struct commit_job *job, char *chunk)
+{
+    struct store_msg *m;
+    int rc = store_msg_begin(store, job->received, &m);
+    if (rc < 0)
+        return rc;
+    uint64_t off = 0;
+    for (;;) {
+        ssize_t n = spool_read(&job->spool, off, chunk, COPY_CHUNK);
+        if (n < 0) {
+            store_msg_abort(&m);
+            return (int)n;
+        }
+        if (n == 0)
+            break;
+        if ((rc = store_msg_append(m, chunk, (size_t)n)) < 0) {
+            store_msg_abort(&m);
+            return rc;
+        }
+        off += (uint64_t)n;
+    }
+    for (size_t i = 0; i < job->n_users; i++)
+        store_msg_add_rcpt(m, job->user_ids[i]);
+    return store_msg_commit(&m, &job->message_id);
+}
+
+static void run_batch(struct committer *c, struct commit_job *batch, char *chunk)
+{
+    int rc = store_batch_begin(c->store);
+    for (struct commit_job *j = batch; j != NULL; j = j->next)
+        j->rc = rc < 0 ? rc : write_job(c->store, j, chunk);
+    if (rc == 0) {
+        rc = store_batch_commit(c->store);
+        /* Nothing of the batch is durable if its commit failed. */
+        for (struct commit_job *j = batch; j != NULL && rc < 0; j = j->next)
+            if (j->rc == 0)
+                j->rc = rc;
+    }
+    if (rc < 0)
+        log_error("smtp event=store-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+}
+
+static void thread_main(void *arg)
+{
+    struct committer *c = arg;
+    char *chunk = xmalloc(COPY_CHUNK);
+    uv_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->queue == NULL && !c->stop)
+            uv_cond_wait(&c->cv, &c->mu);
+        if (c->queue == NULL && c->stop)
+            break;
+        struct commit_job *batch = c->queue, *last = batch;
+        c->queue = NULL;
+        c->queue_tail = &c->queue;
+        uv_mutex_unlock(&c->mu);
+
+        run_batch(c, batch, chunk);
+        while (last->next != NULL)
+            last = last->next;
+
+        uv_mutex_lock(&c->mu);
+        *c->done_tail = batch;
+        c->done_tail = &last->next;
+        uv_async_send(&c->async);
+    }
+    uv_mutex_unlock(&c->mu);
+    free(chunk);
+}
+
+static void on_done(uv_async_t *a)
+{
+    struct committer *c = a->data;
+    uv_mutex_lock(&c->mu);
+    struct commit_job *list = c->done;
+    c->done = NULL;
+    c->done_tail = &c->done;
+    uv_mutex_unlock(&c->mu);
+    while (list != NULL) {
+        struct commit_job *j = list;
+        list = j->next;
+        j->next = NULL;
+        c->in_flight--;
+        c->done_cb(j, c->ctx);
+    }
+}
+
+struct committer *committer_start(uv_loop_t *loop, struct store *store,
+                                  void (*done)(struct commit_job *job, void *ctx), void *ctx)
+{
+    struct committer *c = xcalloc(1, sizeof(*c));
+    c->loop = loop;
+    c->store = store;
+    c->queue_tail = &c->queue;
+    c->done_tail = &c->done;
+    c->done_cb = done;
+    c->ctx = ctx;
+    uv_mutex_init(&c->mu);
+    uv_cond_init(&c->cv);
+    uv_async_init(loop, &c->async, on_done);
+    c->async.data = c;
+    if (uv_thread_create(&c->thread, thread_main, c) != 0) {
+        uv_close((uv_handle_t *)&c->async, NULL);
+        return NULL;
+    }
+    return c;
+}
+
+void committer_submit(struct committer *c, struct commit_job *job)
+{
+    job->next = NULL;
+    c->in_flight++;
+    uv_mutex_lock(&c->mu);
+    *c->queue_tail = job;
+    c->queue_tail = &job->next;
+    uv_cond_signal(&c->cv);
+    uv_mutex_unlock(&c->mu);
+}
+
+size_t committer_in_flight(const struct committer *c)
+{
+    return c->in_flight;
+}
+
+static void async_closed(uv_handle_t *h)
+{
+    struct committer *c = h->data;
+    uv_mutex_destroy(&c->mu);
+    uv_cond_destroy(&c->cv);
+    free(c);
+}
+
+void committer_stop(struct committer *c)
+{
+    uv_mutex_lock(&c->mu);
+    c->stop = true;
+    uv_cond_signal(&c->cv);
+    uv_mutex_unlock(&c->mu);
+    uv_thread_join(&c->thread);
+    on_done(&c->async); /* results of the last batch */
+    store_close(&c->store);
+    uv_close((uv_handle_t *)&c->async, async_closed);
+}

@@ -1,0 +1,56 @@
+/*
+ * committer.h — the store thread of kotak-smtpd, with group commit.
+ *
+ * The event loop hands over finished messages (a spool and the users it is
+ * for); the thread writes every message that is waiting into one
+ * transaction and commits them with one fsync, then hands the results back
+ * to the loop. While it commits, new messages queue up for the next batch,
+ * so throughput grows with load instead of being one fsync per message,
+ * and a lone message waits for nothing but its own commit.
+ */
+#ifndef KOTAK_COMMITTER_H
+#define KOTAK_COMMITTER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "spool.h"
+#include "store.h"
+
+struct committer;
+
+struct commit_job {
+    struct spool spool;    /* moved in; freed by the committer */
+    int64_t *user_ids;     /* owned by the job */
+    size_t n_users;
+    int64_t received;
+    int rc;                /* the result: 0, -ENOSPC, ... */
+    int64_t message_id;
+    void *owner;           /* the loop's; given back with the result */
+    struct commit_job *next;
+};
+
+/*
+ * Starts the thread on an open store it takes over, and calls done on the
+ * loop thread for each job, in order, once its batch has committed (or
+ * failed). Returns NULL on failure.
+ */
+struct committer *committer_start(uv_loop_t *loop, struct store *store,
+                                  void (*done)(struct commit_job *job, void *ctx), void *ctx);
+
+/* Queues a job; the loop thread keeps no pointer into it until done. */
+void committer_submit(struct committer *c, struct commit_job *job);
+
+/* Jobs submitted whose done has not run yet. */
+size_t committer_in_flight(const struct committer *c);
+
+/*
+ * Finishes the queued jobs, stops the thread, closes the store and frees
+ * everything once the loop has closed the committer's handle.
+ */
+void committer_stop(struct committer *c);
+
+/* Frees a job and what it owns. */
+void commit_job_free(struct commit_job *job);
+
+#endif

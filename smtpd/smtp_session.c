@@ -1,0 +1,810 @@
+/*
+ * smtp_session.c — the SMTP state machine: RFC 5321 with the extensions
+ * kotak offers (PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
+ * STARTTLS, AUTH). See smtp_session.h for how it meets the glue.
+ *
+ * Each verb is a row of smtp_cmds[] with the states it is allowed in; the
+ * dispatcher answers 503 for the rest, so a handler checks only syntax and
+ * policy. Every reply carries an enhanced status code (RFC 2034, 3463).
+ */
+#include "smtp_session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "sasl.h"
+#include "smtp_parser.h"
+#include "util.h"
+
+#define SMTP_PARSER_LINE_MAX 4096 /* AUTH lines may be long (RFC 4954 4); others are cut at line_max */
+#define SMTP_OUT_MAX (256 * 1024)
+
+enum smtp_state {
+    ST_FRESH = 1 << 0,   /* greeted, no EHLO/HELO yet */
+    ST_READY = 1 << 1,   /* EHLO/HELO done, no transaction */
+    ST_MAIL = 1 << 2,    /* MAIL accepted */
+    ST_RCPT = 1 << 3,    /* at least one RCPT accepted */
+    ST_DATA = 1 << 4,    /* reading message data */
+    ST_AUTH = 1 << 5,    /* inside a SASL exchange */
+    ST_CLOSED = 1 << 6,  /* QUIT or 421 sent */
+};
+#define ST_ANY (ST_FRESH | ST_READY | ST_MAIL | ST_RCPT)
+
+struct smtp_session {
+    struct smtp_session_config cfg;
+    const struct smtp_ops *ops;
+    void *ctx;
+    struct smtp_parser parser;
+    enum smtp_state state;
+    enum smtp_action action;
+    bool busy;
+    bool esmtp;        /* EHLO, not HELO */
+    bool tls;
+    char tls_desc[96]; /* "TLSv1.2 TLS-ECDHE-..." for Received: */
+    char helo[256];
+    int64_t user_id;   /* logged in: > 0 */
+    char user[SASL_FIELD_MAX + 1];
+    struct sasl sasl;
+    unsigned errors;
+    unsigned tx_count;
+    struct smtp_tx *tx;
+    struct buf out;
+};
+
+/* --- replies ------------------------------------------------------------ */
+
+static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct smtp_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = buf_vprintf(&s->out, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+        rc = buf_append(&s->out, "\r\n", 2);
+    if (rc < 0) {
+        /* A client that sends without reading fills our output; it is not
+         * listening, so the conversation ends. */
+        s->state = ST_CLOSED;
+        s->action = SMTP_ACT_CLOSE;
+    }
+}
+
+static void close_with(struct smtp_session *s, const char *line)
+{
+    reply(s, "%s", line);
+    s->state = ST_CLOSED;
+    s->action = SMTP_ACT_CLOSE;
+}
+
+/* Counts a client error; past the limit the session ends (STYLE.md). */
+static void count_error(struct smtp_session *s)
+{
+    if (++s->errors >= s->cfg.bad_commands)
+        close_with(s, "421 4.7.0 Too many errors, closing the connection");
+}
+
+/* --- transactions ------------------------------------------------------- */
+
+static void tx_free(struct smtp_session *s)
+{
+    if (s->tx == NULL)
+        return;
+    if (s->tx->spooling)
+        s->ops->spool_abort(s->ctx);
+    store_rcpts_free(&s->tx->rcpts);
+    free(s->tx);
+    s->tx = NULL;
+}
+
+static void tx_reset(struct smtp_session *s)
+{
+    tx_free(s);
+    if (s->state & (ST_MAIL | ST_RCPT | ST_DATA))
+        s->state = ST_READY;
+}
+
+/* --- EHLO, HELO --------------------------------------------------------- */
+
+/* A HELO name goes into Received: headers, so only plain characters pass. */
+static bool helo_name_ok(const char *p, size_t n)
+{
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("\"()<>\\;", c) != NULL)
+            return false;
+    }
+    return true;
+}
+
+static bool auth_allowed(const struct smtp_session *s)
+{
+    return s->cfg.role != SMTP_ROLE_MX && (s->tls || s->cfg.peer_loopback);
+}
+
+static void cmd_helo(struct smtp_session *s, const struct smtp_command *c, bool ehlo)
+{
+    if (!helo_name_ok(c->arg, c->arg_len)) {
+        reply(s, "501 5.5.4 %s needs the client's domain name or address literal",
+              ehlo ? "EHLO" : "HELO");
+        count_error(s);
+        return;
+    }
+    tx_reset(s);
+    memcpy(s->helo, c->arg, c->arg_len);
+    s->helo[c->arg_len] = '\0';
+    s->esmtp = ehlo;
+    s->state = ST_READY;
+    if (!ehlo) {
+        reply(s, "250 %s", s->cfg.hostname);
+        return;
+    }
+    reply(s, "250-%s greets %s", s->cfg.hostname, s->helo);
+    reply(s, "250-PIPELINING");
+    reply(s, "250-SIZE %zu", s->cfg.message_size);
+    reply(s, "250-8BITMIME");
+    reply(s, "250-SMTPUTF8");
+    if (!s->tls && s->cfg.tls_available && s->cfg.role != SMTP_ROLE_SUBMISSIONS)
+        reply(s, "250-STARTTLS");
+    if (auth_allowed(s) && s->user_id == 0)
+        reply(s, "250-AUTH PLAIN LOGIN");
+    reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+/* --- MAIL, RCPT --------------------------------------------------------- */
+
+static bool has_8bit(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] >= 0x80)
+            return true;
+    return false;
+}
+
+static unsigned addr_flags(bool utf8)
+{
+    return ADDR_QUOTED | ADDR_LITERAL | (utf8 ? ADDR_UTF8 : 0);
+}
+
+static bool param_value_is(const struct smtp_param *p, const char *v)
+{
+    return p->value != NULL && p->value_len == strlen(v) && strncasecmp(p->value, v, p->value_len) == 0;
+}
+
+/* Parses SIZE=n: 0, or -1 when it is not a number. */
+static int parse_size(const struct smtp_param *p, size_t *size_r)
+{
+    size_t v = 0;
+    if (p->value == NULL || p->value_len == 0 || p->value_len > 19)
+        return -1;
+    for (size_t i = 0; i < p->value_len; i++) {
+        if (p->value[i] < '0' || p->value[i] > '9')
+            return -1;
+        v = v * 10 + (size_t)(p->value[i] - '0');
+    }
+    *size_r = v;
+    return 0;
+}
+
+static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
+{
+    struct smtp_path_args a;
+    if (s->cfg.role != SMTP_ROLE_MX && s->user_id == 0) {
+        reply(s, "530 5.7.0 Authentication required");
+        return;
+    }
+    int rc = smtp_path_parse(c->arg, c->arg_len, "FROM:", true, &a);
+    if (rc < 0) {
+        reply(s, rc == -SMTP_PATH_SYNTAX ? "501 5.5.2 Syntax: MAIL FROM:<address>"
+                                         : "501 5.5.4 Malformed parameter");
+        count_error(s);
+        return;
+    }
+    bool utf8 = false;
+    size_t declared = 0;
+    for (size_t i = 0; i < a.n_params; i++) {
+        const struct smtp_param *p = &a.params[i];
+        if (!s->esmtp) {
+            reply(s, "555 5.5.4 Parameters need EHLO");
+            return;
+        }
+        if (smtp_param_is(p, "SIZE")) {
+            if (parse_size(p, &declared) < 0) {
+                reply(s, "501 5.5.4 SIZE needs a number of octets");
+                return;
+            }
+        } else if (smtp_param_is(p, "BODY")) {
+            if (!param_value_is(p, "7BIT") && !param_value_is(p, "8BITMIME")) {
+                reply(s, "501 5.5.4 BODY is 7BIT or 8BITMIME");
+                return;
+            }
+        } else if (smtp_param_is(p, "SMTPUTF8") && p->value == NULL) {
+            utf8 = true;
+        } else {
+            reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(p->key_len < 32 ? p->key_len : 32),
+                  p->key);
+            return;
+        }
+    }
+    if (declared > s->cfg.message_size) {
+        reply(s, "552 5.3.4 Message size exceeds the limit of %zu octets", s->cfg.message_size);
+        return;
+    }
+    struct addr from;
+    if (a.mailbox_len > 0 && addr_parse(a.mailbox, a.mailbox_len, addr_flags(utf8), &from) < 0) {
+        if (!utf8 && has_8bit(a.mailbox, a.mailbox_len))
+            reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
+        else
+            reply(s, "501 5.1.7 Bad sender address syntax");
+        count_error(s);
+        return;
+    }
+    if (s->cfg.role != SMTP_ROLE_MX) {
+        /* The sender must be the user, one of their aliases, or a +tag of either. */
+        struct store_rcpts r = {0};
+        bool mine = false;
+        if (a.mailbox_len > 0 && s->ops->resolve(s->ctx, &from, &r) == 1)
+            for (size_t i = 0; i < r.n; i++)
+                mine |= r.user_ids[i] == s->user_id;
+        store_rcpts_free(&r);
+        if (!mine) {
+            reply(s, "553 5.7.1 Sender address does not belong to you");
+            return;
+        }
+    }
+    s->tx = xcalloc(1, sizeof(*s->tx));
+    s->tx->utf8 = utf8;
+    if (a.mailbox_len > 0)
+        snprintf(s->tx->from, sizeof(s->tx->from), "%s@%s", from.local, from.domain);
+    snprintf(s->tx->id, sizeof(s->tx->id), "%s.%u", s->cfg.session_id, ++s->tx_count);
+    s->state = ST_MAIL;
+    reply(s, "250 2.1.0 Ok");
+}
+
+static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
+{
+    struct smtp_path_args a;
+    struct smtp_tx *tx = s->tx;
+    int rc = smtp_path_parse(c->arg, c->arg_len, "TO:", tx->utf8, &a);
+    if (rc < 0 || a.mailbox_len == 0) {
+        reply(s, rc == -SMTP_PATH_PARAM ? "501 5.5.4 Malformed parameter"
+                                        : "501 5.5.2 Syntax: RCPT TO:<address>");
+        count_error(s);
+        return;
+    }
+    if (a.n_params > 0) {
+        reply(s, "555 5.5.4 Unsupported parameter %.*s",
+              (int)(a.params[0].key_len < 32 ? a.params[0].key_len : 32), a.params[0].key);
+        return;
+    }
+    struct addr to;
+    if (addr_parse(a.mailbox, a.mailbox_len, addr_flags(tx->utf8), &to) < 0) {
+        if (!tx->utf8 && has_8bit(a.mailbox, a.mailbox_len))
+            reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
+        else
+            reply(s, "501 5.1.3 Bad recipient address syntax");
+        count_error(s);
+        return;
+    }
+    if (tx->n_rcpt_cmds >= s->cfg.recipients) {
+        reply(s, "452 4.5.3 Too many recipients");
+        return;
+    }
+    size_t before = tx->rcpts.n;
+    rc = s->ops->resolve(s->ctx, &to, &tx->rcpts);
+    if (rc == -KOTAK_ENODOMAIN) {
+        if (s->cfg.role == SMTP_ROLE_MX)
+            reply(s, "550 5.7.1 Relay access denied");
+        else
+            reply(s, "550 5.7.1 Relaying to other domains is not available on this server");
+        return;
+    }
+    if (rc < 0) {
+        reply(s, "451 4.3.0 Temporary lookup failure, try again later");
+        return;
+    }
+    if (rc == 0) {
+        reply(s, "550 5.1.1 No such user here");
+        return;
+    }
+    if (tx->rcpts.n == before && tx->rcpts.n_remote > 0) {
+        /* An alias that only forwards elsewhere: that needs the relay. */
+        reply(s, "550 5.7.1 This address forwards to other domains, which is not available yet");
+        return;
+    }
+    if (tx->n_rcpt_cmds == 0)
+        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s@%s", to.local, to.domain);
+    tx->n_rcpt_cmds++;
+    s->state = ST_RCPT;
+    reply(s, "250 2.1.5 Ok");
+}
+
+/* --- DATA --------------------------------------------------------------- */
+
+static int spool_printf(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int spool_printf(struct smtp_session *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return -EINVAL;
+    return s->ops->spool_write(s->ctx, line, (size_t)n);
+}
+
+/* Return-Path: and Received: (RFC 5321 4.4), written ahead of the message. */
+static int write_trace(struct smtp_session *s)
+{
+    struct smtp_tx *tx = s->tx;
+    const char *proto = tx->utf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+    const char *suffix = s->tls && s->user_id ? "SA" : s->tls ? "S" : s->user_id ? "A" : "";
+    if (!s->esmtp)
+        suffix = "";
+    char date[64];
+    time_t now = s->ops->now(s->ctx);
+    struct tm tm;
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", gmtime_r(&now, &tm));
+    char tls[128] = "";
+    if (s->tls)
+        snprintf(tls, sizeof(tls), "\r\n\t(%s)", s->tls_desc);
+    char rcpt[ADDR_TEXT_SIZE + 16] = "";
+    if (tx->n_rcpt_cmds == 1)
+        snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", tx->first_rcpt);
+    int rc = spool_printf(s, "Return-Path: <%s>\r\n", tx->from);
+    if (rc == 0)
+        rc = spool_printf(s,
+                          "Received: from %s ([%s])\r\n\tby %s (kotak) with %s%s id %s%s%s;\r\n"
+                          "\t%s\r\n",
+                          s->helo, s->cfg.peer_ip, s->cfg.hostname, proto, suffix, tx->id, tls,
+                          rcpt, date);
+    return rc;
+}
+
+static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
+{
+    if (c->arg_len > 0) {
+        reply(s, "501 5.5.4 DATA takes no argument");
+        return;
+    }
+    if (s->state == ST_MAIL) {
+        reply(s, "554 5.5.1 No valid recipients");
+        return;
+    }
+    int rc = s->ops->spool_begin(s->ctx);
+    if (rc == 0) {
+        s->tx->spooling = true;
+        rc = write_trace(s);
+    }
+    if (rc < 0) {
+        reply(s, rc == -ENOSPC ? "452 4.3.1 Insufficient system storage"
+                               : "451 4.3.0 Temporary failure, try again later");
+        tx_reset(s);
+        return;
+    }
+    smtp_parser_start_data(&s->parser);
+    s->state = ST_DATA;
+    reply(s, "354 3.0.0 End data with <CR><LF>.<CR><LF>");
+}
+
+static void data_chunk(struct smtp_session *s, const char *p, size_t n)
+{
+    struct smtp_tx *tx = s->tx;
+    /* After a failure, read on to the final dot and answer once there. */
+    if (tx->too_big || tx->spool_error < 0)
+        return;
+    if (n > s->cfg.message_size - tx->size) {
+        tx->too_big = true;
+        return;
+    }
+    tx->size += n;
+    tx->spool_error = s->ops->spool_write(s->ctx, p, n);
+}
+
+static void data_end(struct smtp_session *s, unsigned flags)
+{
+    struct smtp_tx *tx = s->tx;
+    s->state = ST_READY;
+    const char *refusal = NULL;
+    if (tx->spool_error == -ENOSPC)
+        refusal = "452 4.3.1 Insufficient system storage";
+    else if (tx->spool_error < 0)
+        refusal = "451 4.3.0 Temporary failure, try again later";
+    else if (tx->too_big)
+        refusal = "552 5.3.4 Message too big";
+    else if (flags & SMTP_DATA_BARE_EOL)
+        refusal = "550 5.6.0 Message refused: bare CR or LF; lines must end in CRLF";
+    else if (flags & SMTP_DATA_LONG_LINE)
+        refusal = "550 5.6.0 Message refused: a line is longer than 998 characters";
+    if (refusal != NULL) {
+        log_info("smtp session=%s event=refused id=%s size=%zu code=%.3s", s->cfg.session_id,
+                 tx->id, tx->size, refusal);
+        reply(s, "%s", refusal);
+        tx_reset(s);
+        return;
+    }
+    s->busy = true;
+    s->ops->deliver(s->ctx, tx);
+}
+
+void smtp_session_store_done(struct smtp_session *s, int rc)
+{
+    struct smtp_tx *tx = s->tx;
+    char from[ADDR_TEXT_SIZE + 8];
+    s->busy = false;
+    tx->spooling = false; /* the glue has finished with the spool */
+    log_info("smtp session=%s event=%s id=%s from=<%s> rcpts=%zu size=%zu result=%d",
+             s->cfg.session_id, rc == 0 ? "accepted" : "failed", tx->id,
+             log_value(from, sizeof(from), tx->from, strlen(tx->from)), tx->rcpts.n, tx->size,
+             rc);
+    if (rc == 0)
+        reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
+    else if (rc == -ENOSPC)
+        reply(s, "452 4.3.1 Insufficient system storage");
+    else
+        reply(s, "451 4.3.0 Temporary failure, try again later");
+    tx_reset(s);
+}
+
+/* --- AUTH --------------------------------------------------------------- */
+
+static void auth_fail(struct smtp_session *s, const char *line)
+{
+    sasl_clear(&s->sasl);
+    s->state = ST_READY;
+    reply(s, "%s", line);
+    count_error(s);
+}
+
+/* Feeds one SASL response; starts the password check when complete. */
+static void auth_step(struct smtp_session *s, const char *resp, size_t len)
+{
+    char challenge[64];
+    int rc = sasl_step(&s->sasl, resp, len, challenge, sizeof(challenge));
+    if (rc == -ECANCELED) {
+        auth_fail(s, "501 5.0.0 Authentication cancelled");
+        return;
+    }
+    if (rc < 0) {
+        auth_fail(s, "501 5.5.2 Cannot decode the response");
+        return;
+    }
+    if (rc == SASL_CONTINUE) {
+        s->state = ST_AUTH;
+        reply(s, "334 %s", challenge);
+        return;
+    }
+    if (s->sasl.authzid[0] != '\0' && strcmp(s->sasl.authzid, s->sasl.user) != 0) {
+        auth_fail(s, "535 5.7.8 Authentication credentials invalid");
+        return;
+    }
+    s->state = ST_AUTH;
+    s->busy = true;
+    snprintf(s->user, sizeof(s->user), "%s", s->sasl.user);
+    s->ops->auth(s->ctx, s->sasl.user, s->sasl.password);
+    sasl_clear(&s->sasl);
+}
+
+static void cmd_auth(struct smtp_session *s, const struct smtp_command *c)
+{
+    if (s->cfg.role == SMTP_ROLE_MX) {
+        reply(s, "502 5.5.1 No login on this port; use submission");
+        return;
+    }
+    if (!auth_allowed(s)) {
+        reply(s, "538 5.7.11 Encryption required: send STARTTLS first");
+        return;
+    }
+    if (s->user_id != 0) {
+        reply(s, "503 5.5.1 Already authenticated");
+        return;
+    }
+    const char *sp = memchr(c->arg, ' ', c->arg_len);
+    size_t name_len = sp ? (size_t)(sp - c->arg) : c->arg_len;
+    enum sasl_mech mech;
+    if (sasl_mech_parse(c->arg, name_len, &mech) < 0) {
+        reply(s, "504 5.5.4 Unknown mechanism; use PLAIN or LOGIN");
+        count_error(s);
+        return;
+    }
+    sasl_begin(&s->sasl, mech);
+    if (sp != NULL) {
+        auth_step(s, sp + 1, c->arg_len - name_len - 1);
+        return;
+    }
+    s->state = ST_AUTH;
+    reply(s, "334 %s", sasl_first_challenge(mech));
+}
+
+void smtp_session_auth_done(struct smtp_session *s, int rc, int64_t user_id)
+{
+    char user[SASL_FIELD_MAX * 4 + 3];
+    s->busy = false;
+    s->state = ST_READY;
+    log_info("smtp session=%s event=login user=%s result=%s", s->cfg.session_id,
+             log_value(user, sizeof(user), s->user, strlen(s->user)),
+             rc > 0 ? "ok" : rc == -EAGAIN ? "locked" : "failed");
+    if (rc > 0) {
+        s->user_id = user_id;
+        reply(s, "235 2.7.0 Authentication successful");
+        return;
+    }
+    s->user[0] = '\0';
+    if (rc == -EAGAIN) {
+        reply(s, "454 4.7.0 Too many failed logins from your address, try again later");
+        return;
+    }
+    reply(s, "535 5.7.8 Authentication credentials invalid");
+    count_error(s);
+}
+
+/* --- the rest ----------------------------------------------------------- */
+
+static void cmd_starttls(struct smtp_session *s, const struct smtp_command *c)
+{
+    if (s->tls || !s->cfg.tls_available || s->cfg.role == SMTP_ROLE_SUBMISSIONS) {
+        reply(s, "502 5.5.1 STARTTLS not available");
+        return;
+    }
+    if (c->arg_len > 0) {
+        reply(s, "501 5.5.4 STARTTLS takes no argument");
+        return;
+    }
+    reply(s, "220 2.0.0 Ready to start TLS");
+    s->action = SMTP_ACT_STARTTLS;
+}
+
+static void cmd_rset(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    tx_reset(s);
+    reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    tx_reset(s);
+    close_with(s, "221 2.0.0 Bye");
+}
+
+static void cmd_help(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    reply(s, "214-2.0.0 kotak speaks EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+    reply(s, "214 2.0.0 STARTTLS AUTH; see RFC 5321");
+}
+
+static void cmd_vrfy(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    /* RFC 5321 3.5.3: 252 says neither yes nor no, so no user list leaks. */
+    reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_not_implemented(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    reply(s, "502 5.5.1 Command not implemented");
+}
+
+static void cmd_unknown(struct smtp_session *s, const struct smtp_command *c)
+{
+    (void)c;
+    reply(s, "500 5.5.2 Command unrecognized");
+    count_error(s);
+}
+
+static void cmd_ehlo(struct smtp_session *s, const struct smtp_command *c)
+{
+    cmd_helo(s, c, true);
+}
+
+static void cmd_helo_only(struct smtp_session *s, const struct smtp_command *c)
+{
+    cmd_helo(s, c, false);
+}
+
+struct smtp_cmd_def {
+    enum smtp_verb verb;
+    unsigned states;
+    const char *out_of_order; /* the 503 text */
+    void (*run)(struct smtp_session *s, const struct smtp_command *c);
+};
+
+static const struct smtp_cmd_def smtp_cmds[] = {
+    {SMTP_CMD_EHLO, ST_ANY, NULL, cmd_ehlo},
+    {SMTP_CMD_HELO, ST_ANY, NULL, cmd_helo_only},
+    {SMTP_CMD_MAIL, ST_READY, "503 5.5.1 Send EHLO first, or finish this transaction", cmd_mail},
+    {SMTP_CMD_RCPT, ST_MAIL | ST_RCPT, "503 5.5.1 Send MAIL first", cmd_rcpt},
+    {SMTP_CMD_DATA, ST_MAIL | ST_RCPT, "503 5.5.1 Send MAIL and RCPT first", cmd_data},
+    {SMTP_CMD_RSET, ST_ANY, NULL, cmd_rset},
+    {SMTP_CMD_NOOP, ST_ANY, NULL, cmd_noop},
+    {SMTP_CMD_QUIT, ST_ANY, NULL, cmd_quit},
+    {SMTP_CMD_HELP, ST_ANY, NULL, cmd_help},
+    {SMTP_CMD_VRFY, ST_ANY, NULL, cmd_vrfy},
+    {SMTP_CMD_EXPN, ST_ANY, NULL, cmd_not_implemented},
+    {SMTP_CMD_BDAT, ST_ANY, NULL, cmd_not_implemented},
+    {SMTP_CMD_STARTTLS, ST_FRESH | ST_READY, "503 5.5.1 STARTTLS is not allowed inside a transaction",
+     cmd_starttls},
+    {SMTP_CMD_AUTH, ST_READY, "503 5.5.1 Send EHLO first, and AUTH outside a transaction", cmd_auth},
+    {SMTP_CMD_UNKNOWN, ST_ANY, NULL, cmd_unknown},
+};
+
+static void run_line(struct smtp_session *s, const char *line, size_t len)
+{
+    if (s->state == ST_AUTH) {
+        auth_step(s, line, len);
+        return;
+    }
+    struct smtp_command c;
+    smtp_command_parse(line, len, &c);
+    if (c.verb != SMTP_CMD_AUTH && len + 2 > s->cfg.line_max) {
+        reply(s, "500 5.5.0 Line too long");
+        count_error(s);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
+        const struct smtp_cmd_def *d = &smtp_cmds[i];
+        if (d->verb != c.verb)
+            continue;
+        if (!(d->states & s->state)) {
+            reply(s, "%s", d->out_of_order ? d->out_of_order : "503 5.5.1 Bad sequence of commands");
+            count_error(s);
+            return;
+        }
+        d->run(s, &c);
+        return;
+    }
+}
+
+static void parse_error(struct smtp_session *s, int err)
+{
+    if (s->state == ST_AUTH) {
+        sasl_clear(&s->sasl);
+        s->state = ST_READY;
+    }
+    switch (-err) {
+    case SMTP_PERR_LINE_TOO_LONG:
+        reply(s, "500 5.5.0 Line too long");
+        break;
+    case SMTP_PERR_NUL:
+        reply(s, "500 5.5.2 NUL character not allowed");
+        break;
+    default:
+        reply(s, "500 5.5.2 Bare CR or LF not allowed; end lines with CRLF");
+        break;
+    }
+    count_error(s);
+}
+
+void smtp_session_feed(struct smtp_session *s, const char *buf, size_t len, size_t *consumed_r)
+{
+    size_t done = 0;
+    while (done < len && !s->busy && s->action == SMTP_ACT_NONE && s->state != ST_CLOSED) {
+        struct smtp_event ev;
+        size_t used;
+        int rc = smtp_parser_next(&s->parser, buf + done, len - done, &used, &ev);
+        done += used;
+        if (rc < 0) {
+            parse_error(s, rc);
+            continue;
+        }
+        if (rc == 0) {
+            if (used == 0)
+                break;
+            continue;
+        }
+        switch (ev.type) {
+        case SMTP_EV_LINE:
+            run_line(s, ev.data, ev.len);
+            break;
+        case SMTP_EV_DATA:
+            data_chunk(s, ev.data, ev.len);
+            break;
+        case SMTP_EV_DATA_END:
+            data_end(s, ev.flags);
+            break;
+        }
+    }
+    *consumed_r = done;
+}
+
+/* --- life cycle --------------------------------------------------------- */
+
+struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
+                                      const struct smtp_ops *ops, void *ctx)
+{
+    struct smtp_session *s = xcalloc(1, sizeof(*s));
+    s->cfg = *cfg;
+    if (s->cfg.line_max < 512)
+        s->cfg.line_max = 512;
+    if (s->cfg.text_max < 1000)
+        s->cfg.text_max = 1000;
+    if (s->cfg.recipients < 100)
+        s->cfg.recipients = 100;
+    if (s->cfg.bad_commands == 0)
+        s->cfg.bad_commands = 10;
+    s->ops = ops;
+    s->ctx = ctx;
+    s->state = ST_FRESH;
+    smtp_parser_init(&s->parser, SMTP_PARSER_LINE_MAX, s->cfg.text_max);
+    buf_init(&s->out, SMTP_OUT_MAX);
+    return s;
+}
+
+void smtp_session_free(struct smtp_session **sp)
+{
+    struct smtp_session *s = *sp;
+    if (s == NULL)
+        return;
+    tx_free(s);
+    sasl_clear(&s->sasl);
+    buf_free(&s->out);
+    free(s);
+    *sp = NULL;
+}
+
+void smtp_session_greet(struct smtp_session *s)
+{
+    reply(s, "220 %s ESMTP kotak", s->cfg.hostname);
+}
+
+struct buf *smtp_session_output(struct smtp_session *s)
+{
+    return &s->out;
+}
+
+enum smtp_action smtp_session_action(struct smtp_session *s)
+{
+    enum smtp_action a = s->action;
+    if (a == SMTP_ACT_STARTTLS)
+        s->action = SMTP_ACT_NONE;
+    return a;
+}
+
+bool smtp_session_busy(const struct smtp_session *s)
+{
+    return s->busy;
+}
+
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher)
+{
+    /* RFC 3207 4.2: forget everything learned before TLS. */
+    tx_reset(s);
+    sasl_clear(&s->sasl);
+    s->tls = true;
+    snprintf(s->tls_desc, sizeof(s->tls_desc), "%s %s", version, cipher);
+    s->helo[0] = '\0';
+    s->esmtp = false;
+    s->user_id = 0;
+    s->user[0] = '\0';
+    s->state = ST_FRESH;
+    smtp_parser_init(&s->parser, SMTP_PARSER_LINE_MAX, s->cfg.text_max);
+}
+
+void smtp_session_timeout(struct smtp_session *s)
+{
+    tx_reset(s);
+    close_with(s, "421 4.4.2 Idle for too long, closing the connection");
+}
+
+void smtp_session_shutdown(struct smtp_session *s)
+{
+    if (s->state != ST_CLOSED)
+        close_with(s, "421 4.3.2 Server shutting down, try again later");
+}

@@ -1,0 +1,131 @@
+/*
+ * smtp_session.h — one SMTP conversation as a state machine, with no I/O.
+ *
+ * The glue feeds it the bytes it read (after TLS); the session parses them,
+ * runs each command, and appends the replies to its output buffer, which
+ * the glue writes out. What needs the world — the directory, the spool,
+ * the store thread, a password check — goes through `struct smtp_ops`, so
+ * tests drive a session with a fake store and no sockets. Slow work
+ * (delivery, login) is asynchronous: the session says it is busy, the glue
+ * stops reading, and the result comes back through smtp_session_store_done
+ * or smtp_session_auth_done.
+ */
+#ifndef KOTAK_SMTP_SESSION_H
+#define KOTAK_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "store.h"
+
+enum smtp_role {
+    SMTP_ROLE_MX,          /* [smtp]: no login, local recipients only */
+    SMTP_ROLE_SUBMISSION,  /* [submission]: STARTTLS, login required */
+    SMTP_ROLE_SUBMISSIONS, /* [submissions]: implicit TLS, login required */
+};
+
+struct smtp_session_config {
+    enum smtp_role role;
+    const char *hostname;
+    bool tls_available;   /* a certificate is loaded: STARTTLS can be offered */
+    bool peer_loopback;   /* login without TLS is allowed from loopback only */
+    char peer_ip[64];     /* for Received: and logs */
+    char session_id[16];  /* for logs and queue ids */
+    size_t message_size;  /* SIZE, RFC 1870 */
+    size_t recipients;    /* per transaction, RFC 5321 4.5.3.1.8: at least 100 */
+    size_t line_max;      /* command line with CRLF, at least 512 */
+    size_t text_max;      /* text line with CRLF, at least 1000 */
+    unsigned bad_commands; /* errors before 421 and close */
+};
+
+/* One message on its way to the store. */
+struct smtp_tx {
+    char from[ADDR_TEXT_SIZE + 2]; /* the reverse-path, "" for <> */
+    struct store_rcpts rcpts;      /* local users, each once */
+    size_t n_rcpt_cmds;            /* accepted RCPT commands */
+    char first_rcpt[ADDR_TEXT_SIZE];
+    bool utf8;                     /* SMTPUTF8 given on MAIL */
+    bool spooling;                 /* the spool was opened */
+    size_t size;                   /* octets of message data so far */
+    bool too_big;                  /* past message_size: refused at the final dot */
+    int spool_error;               /* a failed spool write, refused at the final dot */
+    char id[32];                   /* queue id, for 250 and logs */
+};
+
+/*
+ * What the session needs from the world. ctx is the glue's; every call is
+ * made on the loop thread.
+ */
+struct smtp_ops {
+    /* store_resolve, synchronously (a few indexed reads). */
+    int (*resolve)(void *ctx, const struct addr *rcpt, struct store_rcpts *r);
+    /* Opens a spool for a new message, then appends to it: 0 or -errno. */
+    int (*spool_begin)(void *ctx);
+    int (*spool_write)(void *ctx, const void *p, size_t n);
+    void (*spool_abort)(void *ctx);
+    /* Hands the spooled message to the store; answers with smtp_session_store_done. */
+    void (*deliver)(void *ctx, const struct smtp_tx *tx);
+    /* Checks a login; answers with smtp_session_auth_done. */
+    void (*auth)(void *ctx, const char *user, const char *password);
+    /* The time, for Received: headers. */
+    time_t (*now)(void *ctx);
+};
+
+enum smtp_action {
+    SMTP_ACT_NONE,
+    SMTP_ACT_STARTTLS, /* flush the output, drop unread input, start TLS */
+    SMTP_ACT_CLOSE,    /* flush the output, then close */
+};
+
+struct smtp_session;
+
+/* A new session; cfg is copied. Nothing is written until smtp_session_greet. */
+struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
+                                      const struct smtp_ops *ops, void *ctx);
+
+/* Frees the session and any transaction (aborting its spool); sets *s to NULL. */
+void smtp_session_free(struct smtp_session **s);
+
+/* Writes the 220 greeting (after the TLS handshake on submissions). */
+void smtp_session_greet(struct smtp_session *s);
+
+/*
+ * Runs the commands in buf[0..len) until the input is used up, the session
+ * waits for an asynchronous answer, or it asks for an action. *consumed_r
+ * says how many bytes are done with; the caller keeps the rest for the next
+ * call.
+ */
+void smtp_session_feed(struct smtp_session *s, const char *buf, size_t len, size_t *consumed_r);
+
+/* The replies waiting to be sent; the caller consumes what it sent. */
+struct buf *smtp_session_output(struct smtp_session *s);
+
+/* What the glue must do now; reading it clears STARTTLS (CLOSE stays). */
+enum smtp_action smtp_session_action(struct smtp_session *s);
+
+/* True while an answer from the store or the login check is awaited. */
+bool smtp_session_busy(const struct smtp_session *s);
+
+/* TLS is up, after STARTTLS or at once on submissions: state is reset (RFC 3207 4.2). */
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher);
+
+/* The store's answer to ops->deliver: 0, -ENOSPC, or another negative code. */
+void smtp_session_store_done(struct smtp_session *s, int rc);
+
+/*
+ * The answer to ops->auth: 1 logged in (user_id set), 0 refused, -EAGAIN
+ * when the client address is locked out for now.
+ */
+void smtp_session_auth_done(struct smtp_session *s, int rc, int64_t user_id);
+
+/* The idle timer fired: 421 and close. */
+void smtp_session_timeout(struct smtp_session *s);
+
+/* The daemon is shutting down: 421 and close. */
+void smtp_session_shutdown(struct smtp_session *s);
+
+#endif

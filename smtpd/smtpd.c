@@ -1,0 +1,519 @@
+/*
+ * smtpd.c — the glue of kotak-smtpd: the only file that knows libuv, TLS,
+ * the store thread and the thread pool at once. Sessions stay pure; this
+ * file gives them their smtp_ops and carries bytes and results between
+ * them and the world.
+ *
+ * Start-up order matters for privileges: the certificate and key are read
+ * and the ports bound as root, then the daemon becomes the configured user
+ * before it opens the store, so that every store file it creates belongs to
+ * that user.
+ */
+#include "smtpd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "committer.h"
+#include "log.h"
+#include "net.h"
+#include "sasl.h"
+#include "smtp_session.h"
+#include "spool.h"
+#include "store.h"
+#include "throttle.h"
+#include "tls.h"
+#include "util.h"
+
+#define THROTTLE_ENTRIES 4096
+
+struct smtpd;
+
+/* What each listener passes to its connections. */
+struct listener_ctx {
+    struct smtpd *d;
+    enum smtp_role role;
+    const char *name;
+};
+
+struct smtpd {
+    const struct conf *conf;
+    uv_loop_t *loop;
+    struct net_server *net;
+    struct tls_server *tls;
+    struct store *reader; /* look-ups on the loop thread */
+    struct committer *committer;
+    struct throttle *throttle;
+    char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users, so they cost the same */
+    char *data_dir;
+    uv_signal_t sigint, sigterm;
+    bool stopping, stopped;
+    struct listener_ctx listeners[3];
+};
+
+/* One connection's state beside its session; lives until its last async result. */
+struct sconn {
+    struct smtpd *d;
+    struct net_conn *net;  /* NULL once the connection is gone */
+    const struct listener_ctx *l;
+    struct smtp_session *session;
+    struct spool spool;
+    bool spool_open;
+    uv_timer_t delay;      /* failed logins are answered late */
+    int async;             /* commit jobs, login checks and delays in flight */
+    int auth_rc;
+};
+
+struct auth_job {
+    uv_work_t req;
+    struct sconn *sc;
+    bool found, ok;
+    int64_t user_id;
+    char hash[AUTH_HASH_MAX];
+    char password[SASL_FIELD_MAX + 1];
+};
+
+static void maybe_finish(struct smtpd *d);
+
+static uint64_t now_ms(struct smtpd *d)
+{
+    return uv_now(d->loop);
+}
+
+/* --- the life of a connection ------------------------------------------- */
+
+static void sconn_freed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Frees sc once the connection is gone and nothing async refers to it. */
+static void sconn_release(struct sconn *sc)
+{
+    if (sc->net != NULL || sc->async > 0)
+        return;
+    if (sc->spool_open)
+        spool_free(&sc->spool);
+    struct smtpd *d = sc->d;
+    uv_close((uv_handle_t *)&sc->delay, sconn_freed);
+    maybe_finish(d);
+}
+
+/* Sends what the session wrote and does what it asked. */
+static void after_session(struct sconn *sc)
+{
+    struct smtp_session *s = sc->session;
+    struct buf *out = smtp_session_output(s);
+    if (out->len > 0) {
+        net_conn_write(sc->net, out->data, out->len);
+        buf_reset(out);
+    }
+    bool busy = smtp_session_busy(s);
+    enum smtp_action a = smtp_session_action(s);
+    if (a == SMTP_ACT_NONE && sc->d->stopping && !busy) {
+        smtp_session_shutdown(s);
+        after_session(sc);
+        return;
+    }
+    if (a == SMTP_ACT_CLOSE) {
+        net_conn_close(sc->net); /* may free the session: nothing after this */
+        return;
+    }
+    if (a == SMTP_ACT_STARTTLS)
+        net_conn_start_tls(sc->net);
+    if (busy)
+        net_conn_pause(sc->net);
+}
+
+/* An async result arrived: answer, then go on with what was pipelined behind. */
+static void resume(struct sconn *sc)
+{
+    after_session(sc);
+    if (sc->net != NULL && !smtp_session_busy(sc->session))
+        net_conn_resume(sc->net);
+}
+
+/* --- smtp_ops ------------------------------------------------------------ */
+
+static int op_resolve(void *ctx, const struct addr *rcpt, struct store_rcpts *r)
+{
+    struct sconn *sc = ctx;
+    return store_resolve(sc->d->reader, rcpt, r);
+}
+
+static int op_spool_begin(void *ctx)
+{
+    struct sconn *sc = ctx;
+    spool_init(&sc->spool, sc->d->conf->limits.spool_memory, sc->d->data_dir);
+    sc->spool_open = true;
+    return 0;
+}
+
+static int op_spool_write(void *ctx, const void *p, size_t n)
+{
+    struct sconn *sc = ctx;
+    return spool_write(&sc->spool, p, n);
+}
+
+static void op_spool_abort(void *ctx)
+{
+    struct sconn *sc = ctx;
+    if (sc->spool_open)
+        spool_free(&sc->spool);
+    sc->spool_open = false;
+}
+
+static void op_deliver(void *ctx, const struct smtp_tx *tx)
+{
+    struct sconn *sc = ctx;
+    struct commit_job *job = xcalloc(1, sizeof(*job));
+    job->spool = sc->spool; /* the job owns it now */
+    sc->spool_open = false;
+    job->n_users = tx->rcpts.n;
+    job->user_ids = xmalloc(tx->rcpts.n * sizeof(int64_t));
+    memcpy(job->user_ids, tx->rcpts.user_ids, tx->rcpts.n * sizeof(int64_t));
+    job->received = time(NULL);
+    job->owner = sc;
+    sc->async++;
+    committer_submit(sc->d->committer, job);
+}
+
+static void commit_done(struct commit_job *job, void *ctx)
+{
+    (void)ctx;
+    struct sconn *sc = job->owner;
+    sc->async--;
+    if (sc->session != NULL) {
+        smtp_session_store_done(sc->session, job->rc);
+        resume(sc);
+    }
+    commit_job_free(job);
+    sconn_release(sc);
+}
+
+static void answer_login(struct sconn *sc, int rc, int64_t user_id)
+{
+    if (sc->session != NULL) {
+        smtp_session_auth_done(sc->session, rc, user_id);
+        resume(sc);
+    }
+    sconn_release(sc);
+}
+
+static void delay_done(uv_timer_t *t)
+{
+    struct sconn *sc = t->data;
+    sc->async--;
+    answer_login(sc, sc->auth_rc, 0);
+}
+
+/* A failure, or a locked-out address, is told only after the delay. */
+static void answer_later(struct sconn *sc, int rc)
+{
+    sc->auth_rc = rc;
+    sc->async++;
+    uv_timer_start(&sc->delay, delay_done, sc->d->conf->auth.failure_delay_ms, 0);
+}
+
+static void auth_work(uv_work_t *req)
+{
+    struct auth_job *j = req->data;
+    j->ok = auth_verify(j->hash, j->password) && j->found;
+    explicit_bzero(j->password, sizeof(j->password));
+}
+
+static void auth_after(uv_work_t *req, int status)
+{
+    struct auth_job *j = req->data;
+    struct sconn *sc = j->sc;
+    struct smtpd *d = sc->d;
+    bool ok = status == 0 && j->ok;
+    int64_t uid = j->user_id;
+    explicit_bzero(j, sizeof(*j));
+    free(j);
+    sc->async--;
+    const uint8_t *ip = sc->net ? net_conn_peer16(sc->net) : NULL;
+    if (ok) {
+        if (ip != NULL)
+            throttle_success(d->throttle, ip);
+        answer_login(sc, 1, uid);
+        return;
+    }
+    if (ip != NULL)
+        throttle_fail(d->throttle, ip, now_ms(d));
+    answer_later(sc, 0);
+}
+
+static void op_auth(void *ctx, const char *user, const char *password)
+{
+    struct sconn *sc = ctx;
+    struct smtpd *d = sc->d;
+    if (throttle_locked(d->throttle, net_conn_peer16(sc->net), now_ms(d))) {
+        answer_later(sc, -EAGAIN);
+        return;
+    }
+    struct auth_job *j = xcalloc(1, sizeof(*j));
+    j->req.data = j;
+    j->sc = sc;
+    struct addr a;
+    struct store_user u;
+    if (addr_parse(user, strlen(user), ADDR_UTF8, &a) == 0 &&
+        store_user_lookup(d->reader, &a, &u) == 1) {
+        j->found = true;
+        j->user_id = u.id;
+        memcpy(j->hash, u.hash, sizeof(j->hash));
+    } else {
+        /* The same work as for a real user, so that timing tells nothing. */
+        memcpy(j->hash, d->dummy_hash, sizeof(j->hash));
+    }
+    explicit_bzero(&u, sizeof(u));
+    snprintf(j->password, sizeof(j->password), "%s", password);
+    sc->async++;
+    if (uv_queue_work(d->loop, &j->req, auth_work, auth_after) != 0) {
+        sc->async--;
+        explicit_bzero(j, sizeof(*j));
+        free(j);
+        answer_later(sc, 0);
+    }
+}
+
+static time_t op_now(void *ctx)
+{
+    (void)ctx;
+    return time(NULL);
+}
+
+static const struct smtp_ops smtp_ops = {
+    .resolve = op_resolve,
+    .spool_begin = op_spool_begin,
+    .spool_write = op_spool_write,
+    .spool_abort = op_spool_abort,
+    .deliver = op_deliver,
+    .auth = op_auth,
+    .now = op_now,
+};
+
+/* --- net_proto ----------------------------------------------------------- */
+
+static void *on_open(struct net_conn *c, void *listener_ctx)
+{
+    const struct listener_ctx *l = listener_ctx;
+    struct smtpd *d = l->d;
+    const struct conf_limits *lim = &d->conf->limits;
+    struct sconn *sc = xcalloc(1, sizeof(*sc));
+    sc->d = d;
+    sc->net = c;
+    sc->l = l;
+    uv_timer_init(d->loop, &sc->delay);
+    sc->delay.data = sc;
+    struct smtp_session_config cfg = {
+        .role = l->role,
+        .hostname = d->conf->hostname,
+        .tls_available = d->tls != NULL,
+        .peer_loopback = net_conn_is_loopback(c),
+        .message_size = lim->message_size,
+        .recipients = lim->recipients,
+        .line_max = lim->command_line,
+        .text_max = lim->text_line,
+        .bad_commands = (unsigned)lim->bad_commands,
+    };
+    snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
+    snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
+    sc->session = smtp_session_new(&cfg, &smtp_ops, sc);
+    log_info("smtp session=%s ip=%s listener=%s event=connect", net_conn_id(c), net_conn_peer(c),
+             l->name);
+    if (net_conn_is_tls(c))
+        smtp_session_tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c));
+    smtp_session_greet(sc->session);
+    after_session(sc);
+    return sc;
+}
+
+static void on_input(struct net_conn *c, void *ctx)
+{
+    struct sconn *sc = ctx;
+    struct buf *in = net_conn_input(c);
+    size_t used;
+    smtp_session_feed(sc->session, (const char *)in->data, in->len, &used);
+    buf_consume(in, used);
+    after_session(sc);
+}
+
+static void on_tls_started(struct net_conn *c, void *ctx)
+{
+    struct sconn *sc = ctx;
+    smtp_session_tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c));
+}
+
+static void on_timeout(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct sconn *sc = ctx;
+    smtp_session_timeout(sc->session);
+    after_session(sc);
+}
+
+static void on_close(struct net_conn *c, void *ctx)
+{
+    struct sconn *sc = ctx;
+    log_info("smtp session=%s event=disconnect", net_conn_id(c));
+    sc->net = NULL;
+    smtp_session_free(&sc->session);
+    sconn_release(sc);
+}
+
+static const struct net_proto smtp_proto = {
+    .open = on_open,
+    .input = on_input,
+    .timeout = on_timeout,
+    .tls_started = on_tls_started,
+    .close = on_close,
+};
+
+/* --- start and stop ------------------------------------------------------ */
+
+static void signal_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* When stopping and the last connection and message are done: stop the loop. */
+static void maybe_finish(struct smtpd *d)
+{
+    if (!d->stopping || d->stopped || net_server_count(d->net) > 0 ||
+        committer_in_flight(d->committer) > 0)
+        return;
+    d->stopped = true;
+    committer_stop(d->committer);
+    uv_close((uv_handle_t *)&d->sigint, signal_closed);
+    uv_close((uv_handle_t *)&d->sigterm, signal_closed);
+}
+
+static void shutdown_conn(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct sconn *sc = ctx;
+    if (!smtp_session_busy(sc->session)) {
+        smtp_session_shutdown(sc->session);
+        after_session(sc);
+    }
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct smtpd *d = sig->data;
+    if (d->stopping)
+        return;
+    log_info("smtp event=stopping signal=%d connections=%zu", signum, net_server_count(d->net));
+    d->stopping = true;
+    net_server_stop_listening(d->net);
+    net_server_each(d->net, shutdown_conn);
+    maybe_finish(d);
+}
+
+static void load_tls(struct smtpd *d)
+{
+    const struct conf *conf = d->conf;
+    char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);
+    char err[512];
+    bool needed = conf->listeners[CONF_SUBMISSION].n > 0 || conf->listeners[CONF_SUBMISSIONS].n > 0;
+    if (access(cert, F_OK) != 0 && !needed) {
+        log_warn("smtp event=no-tls cert=%s reason=\"no certificate: STARTTLS is off\"", cert);
+    } else if (tls_server_new(cert, key, &d->tls, err, sizeof(err)) < 0) {
+        fatal(2, "%s; run 'kotak init' to make one, or set [tls] cert and key", err);
+    }
+    free(cert);
+    free(key);
+}
+
+static void listen_all(struct smtpd *d)
+{
+    static const struct {
+        enum conf_listener_kind kind;
+        enum smtp_role role;
+    } roles[] = {
+        {CONF_SMTP, SMTP_ROLE_MX},
+        {CONF_SUBMISSION, SMTP_ROLE_SUBMISSION},
+        {CONF_SUBMISSIONS, SMTP_ROLE_SUBMISSIONS},
+    };
+    for (int i = 0; i < 3; i++) {
+        const struct conf_listener *l = &d->conf->listeners[roles[i].kind];
+        d->listeners[i] = (struct listener_ctx){d, roles[i].role, conf_listener_name(roles[i].kind)};
+        for (size_t k = 0; k < l->n; k++) {
+            char err[512];
+            if (net_listen(d->net, &l->ep[k], roles[i].role == SMTP_ROLE_SUBMISSIONS, &smtp_proto,
+                           &d->listeners[i], "421 4.7.0 Too many connections, try again later\r\n",
+                           err, sizeof(err)) < 0)
+                fatal(2, "[%s] %s", d->listeners[i].name, err);
+            log_info("smtp event=listening listener=%s address=%s port=%u", d->listeners[i].name,
+                     l->ep[k].host, l->ep[k].port);
+        }
+    }
+}
+
+static void open_store(struct smtpd *d)
+{
+    char *path = conf_store_path(d->conf);
+    char err[512];
+    struct store *writer;
+    if (store_open(path, 0, &writer, err, sizeof(err)) < 0)
+        fatal(2, "%s; run 'kotak init' first, or check [server] data_dir", err);
+    if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
+        fatal(2, "%s", err);
+    d->committer = committer_start(d->loop, writer, commit_done, d);
+    if (d->committer == NULL)
+        fatal(1, "cannot start the store thread");
+    free(path);
+}
+
+int smtpd_run(const struct conf *conf)
+{
+    struct smtpd d = {.conf = conf, .loop = uv_default_loop()};
+    char err[512];
+    log_set_level(conf->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    load_tls(&d);
+    struct net_limits limits = {
+        .idle_timeout_ms = conf->limits.idle_timeout_ms,
+        .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
+        .connections = conf->limits.connections,
+        .connections_per_address = conf->limits.connections_per_address,
+    };
+    d.net = net_server_new(d.loop, d.tls, &limits, "smtp");
+    listen_all(&d);
+    if (drop_privileges(conf->run_user, err, sizeof(err)) < 0)
+        fatal(2, "%s", err);
+    if (geteuid() == 0)
+        log_warn("smtp event=running-as-root hint=\"set [server] user to an unprivileged user\"");
+    d.data_dir = conf_path(conf, conf->data_dir);
+    open_store(&d);
+    d.throttle = throttle_new(THROTTLE_ENTRIES, (unsigned)conf->auth.max_failures,
+                              conf->auth.failure_window_ms, conf->auth.lockout_ms);
+    if (auth_hash_password("kotak: no such user", d.dummy_hash) < 0)
+        fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
+    uv_signal_init(d.loop, &d.sigint);
+    uv_signal_init(d.loop, &d.sigterm);
+    d.sigint.data = d.sigterm.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    log_info("smtp event=started version=%s hostname=%s", KOTAK_VERSION, conf->hostname);
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    log_info("smtp event=stopped");
+    net_server_free(&d.net);
+    uv_run(d.loop, UV_RUN_NOWAIT); /* let the listeners' close callbacks run */
+    uv_loop_close(d.loop);
+    store_close(&d.reader);
+    throttle_free(&d.throttle);
+    tls_server_free(&d.tls);
+    free(d.data_dir);
+    return 0;
+}
