@@ -53,7 +53,6 @@ struct net_server {
     uint32_t next_id;
     struct ip_count *ips[NET_IP_BUCKETS];
     char read_buf[NET_READ_BUF];
-    bool read_buf_busy;
 };
 
 struct net_conn {

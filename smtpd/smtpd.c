@@ -12,6 +12,7 @@
 #include "smtpd.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,16 +24,14 @@
 #include "auth.h"
 #include "committer.h"
 #include "log.h"
+#include "login.h"
 #include "net.h"
 #include "sasl.h"
 #include "smtp_session.h"
 #include "spool.h"
 #include "store.h"
-#include "throttle.h"
 #include "tls.h"
 #include "util.h"
-
-#define THROTTLE_ENTRIES 4096
 
 struct smtpd;
 
@@ -50,8 +49,7 @@ struct smtpd {
     struct tls_server *tls;
     struct store *reader; /* look-ups on the loop thread */
     struct committer *committer;
-    struct throttle *throttle;
-    char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users, so they cost the same */
+    struct login *login;
     char *data_dir;
     uv_signal_t sigint, sigterm;
     bool stopping, stopped;
@@ -66,26 +64,11 @@ struct sconn {
     struct smtp_session *session;
     struct spool spool;
     bool spool_open;
-    uv_timer_t delay;      /* failed logins are answered late */
-    int async;             /* commit jobs, login checks and delays in flight */
-    int auth_rc;
-};
-
-struct auth_job {
-    uv_work_t req;
-    struct sconn *sc;
-    bool found, ok;
-    int64_t user_id;
-    char hash[AUTH_HASH_MAX];
-    char password[SASL_FIELD_MAX + 1];
+    struct login_req login;
+    int async;             /* commit jobs and login checks in flight */
 };
 
 static void maybe_finish(struct smtpd *d);
-
-static uint64_t now_ms(struct smtpd *d)
-{
-    return uv_now(d->loop);
-}
 
 /* --- the life of a connection ------------------------------------------- */
 
@@ -102,7 +85,7 @@ static void sconn_release(struct sconn *sc)
     if (sc->spool_open)
         spool_free(&sc->spool);
     struct smtpd *d = sc->d;
-    uv_close((uv_handle_t *)&sc->delay, sconn_freed);
+    login_req_close(&sc->login, sconn_freed, sc);
     maybe_finish(d);
 }
 
@@ -198,8 +181,10 @@ static void commit_done(struct commit_job *job, void *ctx)
     sconn_release(sc);
 }
 
-static void answer_login(struct sconn *sc, int rc, int64_t user_id)
+static void login_done(struct login_req *r, int rc, int64_t user_id)
 {
+    struct sconn *sc = (struct sconn *)((char *)r - offsetof(struct sconn, login));
+    sc->async--;
     if (sc->session != NULL) {
         smtp_session_auth_done(sc->session, rc, user_id);
         resume(sc);
@@ -207,81 +192,17 @@ static void answer_login(struct sconn *sc, int rc, int64_t user_id)
     sconn_release(sc);
 }
 
-static void delay_done(uv_timer_t *t)
-{
-    struct sconn *sc = t->data;
-    sc->async--;
-    answer_login(sc, sc->auth_rc, 0);
-}
-
-/* A failure, or a locked-out address, is told only after the delay. */
-static void answer_later(struct sconn *sc, int rc)
-{
-    sc->auth_rc = rc;
-    sc->async++;
-    uv_timer_start(&sc->delay, delay_done, sc->d->conf->auth.failure_delay_ms, 0);
-}
-
-static void auth_work(uv_work_t *req)
-{
-    struct auth_job *j = req->data;
-    j->ok = auth_verify(j->hash, j->password) && j->found;
-    explicit_bzero(j->password, sizeof(j->password));
-}
-
-static void auth_after(uv_work_t *req, int status)
-{
-    struct auth_job *j = req->data;
-    struct sconn *sc = j->sc;
-    struct smtpd *d = sc->d;
-    bool ok = status == 0 && j->ok;
-    int64_t uid = j->user_id;
-    explicit_bzero(j, sizeof(*j));
-    free(j);
-    sc->async--;
-    const uint8_t *ip = sc->net ? net_conn_peer16(sc->net) : NULL;
-    if (ok) {
-        if (ip != NULL)
-            throttle_success(d->throttle, ip);
-        answer_login(sc, 1, uid);
-        return;
-    }
-    if (ip != NULL)
-        throttle_fail(d->throttle, ip, now_ms(d));
-    answer_later(sc, 0);
-}
-
 static void op_auth(void *ctx, const char *user, const char *password)
 {
     struct sconn *sc = ctx;
-    struct smtpd *d = sc->d;
-    if (throttle_locked(d->throttle, net_conn_peer16(sc->net), now_ms(d))) {
-        answer_later(sc, -EAGAIN);
-        return;
-    }
-    struct auth_job *j = xcalloc(1, sizeof(*j));
-    j->req.data = j;
-    j->sc = sc;
     struct addr a;
     struct store_user u;
-    if (addr_parse(user, strlen(user), ADDR_UTF8, &a) == 0 &&
-        store_user_lookup(d->reader, &a, &u) == 1) {
-        j->found = true;
-        j->user_id = u.id;
-        memcpy(j->hash, u.hash, sizeof(j->hash));
-    } else {
-        /* The same work as for a real user, so that timing tells nothing. */
-        memcpy(j->hash, d->dummy_hash, sizeof(j->hash));
-    }
-    explicit_bzero(&u, sizeof(u));
-    snprintf(j->password, sizeof(j->password), "%s", password);
+    bool found = addr_parse(user, strlen(user), ADDR_UTF8, &a) == 0 &&
+                 store_user_lookup(sc->d->reader, &a, &u) == 1;
     sc->async++;
-    if (uv_queue_work(d->loop, &j->req, auth_work, auth_after) != 0) {
-        sc->async--;
-        explicit_bzero(j, sizeof(*j));
-        free(j);
-        answer_later(sc, 0);
-    }
+    login_check(&sc->login, net_conn_peer16(sc->net), found ? u.hash : NULL, found ? u.id : 0,
+                password);
+    explicit_bzero(&u, sizeof(u));
 }
 
 static time_t op_now(void *ctx)
@@ -311,8 +232,7 @@ static void *on_open(struct net_conn *c, void *listener_ctx)
     sc->d = d;
     sc->net = c;
     sc->l = l;
-    uv_timer_init(d->loop, &sc->delay);
-    sc->delay.data = sc;
+    login_req_init(d->login, &sc->login, login_done);
     struct smtp_session_config cfg = {
         .role = l->role,
         .hostname = d->conf->hostname,
@@ -494,9 +414,8 @@ int smtpd_run(const struct conf *conf)
         log_warn("smtp event=running-as-root hint=\"set [server] user to an unprivileged user\"");
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d);
-    d.throttle = throttle_new(THROTTLE_ENTRIES, (unsigned)conf->auth.max_failures,
-                              conf->auth.failure_window_ms, conf->auth.lockout_ms);
-    if (auth_hash_password("kotak: no such user", d.dummy_hash) < 0)
+    d.login = login_new(d.loop, &conf->auth);
+    if (d.login == NULL)
         fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
     uv_signal_init(d.loop, &d.sigint);
     uv_signal_init(d.loop, &d.sigterm);
@@ -512,7 +431,7 @@ int smtpd_run(const struct conf *conf)
     uv_run(d.loop, UV_RUN_NOWAIT); /* let the listeners' close callbacks run */
     uv_loop_close(d.loop);
     store_close(&d.reader);
-    throttle_free(&d.throttle);
+    login_free(&d.login);
     tls_server_free(&d.tls);
     free(d.data_dir);
     return 0;

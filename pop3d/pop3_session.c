@@ -1,0 +1,708 @@
+/*
+ * pop3_session.c — the POP3 state machine; see pop3_session.h.
+ *
+ * RFC 1939 to the letter: the AUTHORIZATION state until a login succeeds
+ * and the maildrop lock is taken; TRANSACTION on a snapshot of the maildrop
+ * taken at login; DELE only marks, and the marks are applied in one store
+ * transaction when QUIT enters UPDATE. A session that ends any other way
+ * deletes nothing.
+ */
+#include "pop3_session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pop3_parser.h"
+#include "sasl.h"
+#include "util.h"
+
+#define POP3_OUT_MAX (512 * 1024)
+#define POP3_PUMP_BYTES (64 * 1024) /* added to the output per pump */
+#define POP3_READ_CHUNK (16 * 1024)
+
+enum pop3_state {
+    ST_AUTHORIZATION = 1 << 0,
+    ST_SASL = 1 << 1,        /* inside an AUTH exchange */
+    ST_TRANSACTION = 1 << 2,
+    ST_CLOSED = 1 << 3,
+};
+
+/* The message being sent by RETR or TOP. */
+struct pop3_send {
+    bool active;
+    int64_t message_id;
+    int64_t offset, size;
+    bool bol;          /* the next byte starts a line */
+    bool in_header;    /* TOP: still in the header */
+    size_t line_len;   /* octets of the current line so far */
+    long body_lines;   /* TOP: body lines still to send; -1 for RETR */
+};
+
+struct pop3_session {
+    struct pop3_session_config cfg;
+    const struct pop3_ops *ops;
+    void *ctx;
+    struct pop3_parser parser;
+    enum pop3_state state;
+    enum pop3_action action;
+    bool busy, tls, utf8;
+    char user[SASL_FIELD_MAX + 1]; /* from USER, or the SASL identity */
+    int64_t user_id;               /* > 0 once logged in and locked */
+    struct sasl sasl;
+    struct store_mail *mails;
+    bool *deleted;
+    size_t n_mails;
+    unsigned errors;
+    struct pop3_send send;
+    struct buf out;
+};
+
+/* --- replies ------------------------------------------------------------ */
+
+static void reply(struct pop3_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct pop3_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = buf_vprintf(&s->out, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+        rc = buf_append(&s->out, "\r\n", 2);
+    if (rc < 0) {
+        s->state = ST_CLOSED;
+        s->action = POP3_ACT_CLOSE;
+    }
+}
+
+static void close_with(struct pop3_session *s, const char *line)
+{
+    reply(s, "%s", line);
+    s->state = ST_CLOSED;
+    s->action = POP3_ACT_CLOSE;
+}
+
+static void count_error(struct pop3_session *s)
+{
+    if (++s->errors >= s->cfg.bad_commands)
+        close_with(s, "-ERR Too many errors, closing the connection");
+}
+
+static bool login_allowed(const struct pop3_session *s)
+{
+    return s->tls || s->cfg.peer_loopback;
+}
+
+/* --- AUTHORIZATION ------------------------------------------------------ */
+
+static void cmd_capa(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    reply(s, "+OK Capability list follows");
+    reply(s, "TOP");
+    reply(s, "UIDL");
+    if (s->state != ST_TRANSACTION && login_allowed(s)) {
+        reply(s, "USER");
+        reply(s, "SASL PLAIN LOGIN");
+    }
+    if (s->state != ST_TRANSACTION && !s->tls && s->cfg.tls_available)
+        reply(s, "STLS");
+    reply(s, "RESP-CODES");
+    reply(s, "AUTH-RESP-CODE");
+    reply(s, "PIPELINING");
+    reply(s, "UTF8");
+    /* What is enforced: mail stays until deleted, and logins may follow at once. */
+    reply(s, "EXPIRE NEVER");
+    reply(s, "LOGIN-DELAY 0");
+    reply(s, "IMPLEMENTATION kotak %s", KOTAK_VERSION);
+    reply(s, ".");
+}
+
+static bool check_login_allowed(struct pop3_session *s)
+{
+    if (login_allowed(s))
+        return true;
+    reply(s, "-ERR [AUTH] Login needs an encrypted connection: send STLS first");
+    return false;
+}
+
+static void cmd_user(struct pop3_session *s, const struct pop3_command *c)
+{
+    if (!check_login_allowed(s))
+        return;
+    if (c->argc != 1 || c->rest_len > SASL_FIELD_MAX) {
+        reply(s, "-ERR Syntax: USER name");
+        count_error(s);
+        return;
+    }
+    memcpy(s->user, c->rest, c->rest_len);
+    s->user[c->rest_len] = '\0';
+    reply(s, "+OK Send PASS");
+}
+
+static void start_auth(struct pop3_session *s, const char *user, const char *password)
+{
+    s->busy = true;
+    snprintf(s->user, sizeof(s->user), "%s", user);
+    s->ops->auth(s->ctx, user, password);
+}
+
+static void cmd_pass(struct pop3_session *s, const struct pop3_command *c)
+{
+    if (!check_login_allowed(s))
+        return;
+    if (s->user[0] == '\0') {
+        reply(s, "-ERR Send USER first");
+        count_error(s);
+        return;
+    }
+    if (c->rest_len == 0 || c->rest_len > SASL_FIELD_MAX) {
+        reply(s, "-ERR Syntax: PASS password");
+        count_error(s);
+        return;
+    }
+    char password[SASL_FIELD_MAX + 1];
+    memcpy(password, c->rest, c->rest_len);
+    password[c->rest_len] = '\0';
+    char user[SASL_FIELD_MAX + 1];
+    memcpy(user, s->user, sizeof(user));
+    start_auth(s, user, password);
+    explicit_bzero(password, sizeof(password));
+}
+
+static void sasl_fail(struct pop3_session *s, const char *line)
+{
+    sasl_clear(&s->sasl);
+    s->state = ST_AUTHORIZATION;
+    reply(s, "%s", line);
+    count_error(s);
+}
+
+static void sasl_feed(struct pop3_session *s, const char *resp, size_t len)
+{
+    char challenge[64];
+    int rc = sasl_step(&s->sasl, resp, len, challenge, sizeof(challenge));
+    if (rc == -ECANCELED) {
+        sasl_fail(s, "-ERR Authentication cancelled");
+        return;
+    }
+    if (rc < 0) {
+        sasl_fail(s, "-ERR [AUTH] Cannot decode the response");
+        return;
+    }
+    if (rc == SASL_CONTINUE) {
+        s->state = ST_SASL;
+        reply(s, "+ %s", challenge);
+        return;
+    }
+    s->state = ST_AUTHORIZATION;
+    if (s->sasl.authzid[0] != '\0') {
+        sasl_fail(s, "-ERR [AUTH] Invalid credentials");
+        return;
+    }
+    start_auth(s, s->sasl.user, s->sasl.password);
+    sasl_clear(&s->sasl);
+}
+
+static void cmd_auth(struct pop3_session *s, const struct pop3_command *c)
+{
+    if (c->argc == 0) {
+        /* The list that clients from before RFC 5034 ask for with a bare AUTH. */
+        reply(s, "+OK Mechanisms follow");
+        reply(s, "PLAIN");
+        reply(s, "LOGIN");
+        reply(s, ".");
+        return;
+    }
+    if (!check_login_allowed(s))
+        return;
+    enum sasl_mech mech;
+    if (c->too_many_args || sasl_mech_parse(c->argv[0], c->arg_len[0], &mech) < 0) {
+        reply(s, "-ERR Unknown mechanism; use PLAIN or LOGIN");
+        count_error(s);
+        return;
+    }
+    sasl_begin(&s->sasl, mech);
+    if (c->argc == 2) {
+        sasl_feed(s, c->argv[1], c->arg_len[1]);
+        return;
+    }
+    s->state = ST_SASL;
+    reply(s, "+ %s", sasl_first_challenge(mech));
+}
+
+void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
+{
+    char user[SASL_FIELD_MAX * 4 + 3];
+    s->busy = false;
+    log_value(user, sizeof(user), s->user, strlen(s->user));
+    if (rc == -EAGAIN) {
+        log_info("pop3 session=%s event=login user=%s result=locked", s->cfg.session_id, user);
+        reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later");
+        s->user[0] = '\0';
+        return;
+    }
+    if (rc <= 0) {
+        log_info("pop3 session=%s event=login user=%s result=failed", s->cfg.session_id, user);
+        reply(s, "-ERR [AUTH] Invalid user name or password");
+        s->user[0] = '\0';
+        count_error(s);
+        return;
+    }
+    if (s->ops->lock(s->ctx, user_id) < 0) {
+        log_info("pop3 session=%s event=login user=%s result=in-use", s->cfg.session_id, user);
+        reply(s, "-ERR [IN-USE] The maildrop is in use by another session");
+        s->user[0] = '\0';
+        return;
+    }
+    int lrc = s->ops->list(s->ctx, user_id, &s->mails, &s->n_mails);
+    if (lrc < 0) {
+        s->ops->unlock(s->ctx, user_id);
+        log_info("pop3 session=%s event=login user=%s result=store-error", s->cfg.session_id, user);
+        reply(s, "-ERR [SYS/TEMP] Cannot open the maildrop, try again later");
+        return;
+    }
+    s->user_id = user_id;
+    s->deleted = xcalloc(s->n_mails ? s->n_mails : 1, sizeof(bool));
+    s->state = ST_TRANSACTION;
+    int64_t total = 0;
+    for (size_t i = 0; i < s->n_mails; i++)
+        total += s->mails[i].size;
+    log_info("pop3 session=%s event=login user=%s result=ok messages=%zu", s->cfg.session_id, user,
+             s->n_mails);
+    reply(s, "+OK Logged in, %zu messages (%lld octets)", s->n_mails, (long long)total);
+}
+
+static void cmd_stls(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    if (s->tls || !s->cfg.tls_available) {
+        reply(s, "-ERR STLS not available");
+        return;
+    }
+    reply(s, "+OK Begin TLS negotiation");
+    s->action = POP3_ACT_STLS;
+}
+
+static void cmd_utf8(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    s->utf8 = true;
+    reply(s, "+OK UTF8 enabled");
+}
+
+static void cmd_apop(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    /* APOP needs the password in the clear on the server; kotak keeps hashes only. */
+    reply(s, "-ERR APOP is not supported; use USER/PASS or AUTH over TLS");
+}
+
+/* --- TRANSACTION -------------------------------------------------------- */
+
+/* The message named by arg, not deleted: its index, or -1 after an -ERR. */
+static long message_arg(struct pop3_session *s, const char *arg, size_t len)
+{
+    unsigned long n;
+    if (pop3_parse_number(arg, len, s->n_mails, &n) < 0 || s->deleted[n - 1]) {
+        reply(s, "-ERR No such message");
+        return -1;
+    }
+    return (long)n - 1;
+}
+
+static void cmd_stat(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    size_t n = 0;
+    int64_t total = 0;
+    for (size_t i = 0; i < s->n_mails; i++) {
+        if (!s->deleted[i]) {
+            n++;
+            total += s->mails[i].size;
+        }
+    }
+    reply(s, "+OK %zu %lld", n, (long long)total);
+}
+
+static void list_or_uidl(struct pop3_session *s, const struct pop3_command *c, bool uidl)
+{
+    if (c->argc > 1) {
+        reply(s, "-ERR Syntax: %s [message]", uidl ? "UIDL" : "LIST");
+        return;
+    }
+    if (c->argc == 1) {
+        long i = message_arg(s, c->argv[0], c->arg_len[0]);
+        if (i < 0)
+            return;
+        if (uidl)
+            reply(s, "+OK %ld %s", i + 1, s->mails[i].uidl);
+        else
+            reply(s, "+OK %ld %lld", i + 1, (long long)s->mails[i].size);
+        return;
+    }
+    reply(s, "+OK %s follows", uidl ? "Unique-ID listing" : "Scan listing");
+    for (size_t i = 0; i < s->n_mails; i++) {
+        if (s->deleted[i])
+            continue;
+        if (uidl)
+            reply(s, "%zu %s", i + 1, s->mails[i].uidl);
+        else
+            reply(s, "%zu %lld", i + 1, (long long)s->mails[i].size);
+    }
+    reply(s, ".");
+}
+
+static void cmd_list(struct pop3_session *s, const struct pop3_command *c)
+{
+    list_or_uidl(s, c, false);
+}
+
+static void cmd_uidl(struct pop3_session *s, const struct pop3_command *c)
+{
+    list_or_uidl(s, c, true);
+}
+
+static void start_send(struct pop3_session *s, long i, long body_lines)
+{
+    s->send = (struct pop3_send){
+        .active = true,
+        .message_id = s->mails[i].message_id,
+        .size = s->mails[i].size,
+        .bol = true,
+        .in_header = body_lines >= 0,
+        .body_lines = body_lines,
+    };
+    pop3_session_pump(s);
+}
+
+static void cmd_retr(struct pop3_session *s, const struct pop3_command *c)
+{
+    if (c->argc != 1) {
+        reply(s, "-ERR Syntax: RETR message");
+        return;
+    }
+    long i = message_arg(s, c->argv[0], c->arg_len[0]);
+    if (i < 0)
+        return;
+    reply(s, "+OK %lld octets", (long long)s->mails[i].size);
+    start_send(s, i, -1);
+}
+
+static void cmd_top(struct pop3_session *s, const struct pop3_command *c)
+{
+    unsigned long lines;
+    if (c->argc != 2 || c->too_many_args ||
+        (!(c->arg_len[1] == 1 && c->argv[1][0] == '0') &&
+         pop3_parse_number(c->argv[1], c->arg_len[1], 1000000000ul, &lines) < 0)) {
+        reply(s, "-ERR Syntax: TOP message lines");
+        return;
+    }
+    if (c->argv[1][0] == '0')
+        lines = 0;
+    long i = message_arg(s, c->argv[0], c->arg_len[0]);
+    if (i < 0)
+        return;
+    reply(s, "+OK Top of message follows");
+    start_send(s, i, (long)lines);
+}
+
+static void cmd_dele(struct pop3_session *s, const struct pop3_command *c)
+{
+    if (c->argc != 1) {
+        reply(s, "-ERR Syntax: DELE message");
+        return;
+    }
+    long i = message_arg(s, c->argv[0], c->arg_len[0]);
+    if (i < 0)
+        return;
+    s->deleted[i] = true;
+    reply(s, "+OK Message %ld marked for deletion", i + 1);
+}
+
+static void cmd_rset(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    memset(s->deleted, 0, s->n_mails * sizeof(bool));
+    reply(s, "+OK %zu messages", s->n_mails);
+}
+
+static void cmd_noop(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    reply(s, "+OK");
+}
+
+static void cmd_quit(struct pop3_session *s, const struct pop3_command *c)
+{
+    (void)c;
+    if (s->state != ST_TRANSACTION) {
+        close_with(s, "+OK Bye");
+        return;
+    }
+    /* UPDATE: every mark at once, before the +OK (RFC 1939 6). */
+    int64_t *ids = xmalloc((s->n_mails ? s->n_mails : 1) * sizeof(int64_t));
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_mails; i++)
+        if (s->deleted[i])
+            ids[n++] = s->mails[i].id;
+    if (n == 0) {
+        free(ids);
+        close_with(s, "+OK Bye");
+        return;
+    }
+    s->busy = true;
+    s->ops->commit(s->ctx, s->user_id, ids, n);
+    free(ids);
+}
+
+void pop3_session_commit_done(struct pop3_session *s, int rc)
+{
+    s->busy = false;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_mails; i++)
+        n += s->deleted[i];
+    log_info("pop3 session=%s event=update deleted=%zu result=%d", s->cfg.session_id,
+             rc == 0 ? n : 0, rc);
+    if (rc == 0) {
+        reply(s, "+OK Bye, %zu messages deleted", n);
+        s->state = ST_CLOSED;
+        s->action = POP3_ACT_CLOSE;
+    } else {
+        close_with(s, "-ERR [SYS/TEMP] Some deleted messages not removed, try again later");
+    }
+}
+
+/* --- sending a message -------------------------------------------------- */
+
+/*
+ * Appends p[0..n) to the output with byte-stuffing (RFC 1939 3), counting
+ * lines for TOP. Returns the bytes taken: fewer than n when TOP has sent
+ * all the lines it was asked for.
+ */
+static size_t stuff(struct pop3_session *s, const char *p, size_t n)
+{
+    struct pop3_send *t = &s->send;
+    size_t i = 0;
+    while (i < n) {
+        if (t->body_lines == 0 && !t->in_header)
+            return i;
+        const char *lf = memchr(p + i, '\n', n - i);
+        size_t end = lf ? (size_t)(lf - p) + 1 : n;
+        if (t->bol && p[i] == '.')
+            buf_append(&s->out, ".", 1);
+        buf_append(&s->out, p + i, end - i);
+        t->line_len += end - i;
+        t->bol = lf != NULL;
+        if (lf != NULL) {
+            if (t->in_header && t->line_len <= 2)
+                t->in_header = false; /* the empty line after the header */
+            else if (!t->in_header && t->body_lines > 0)
+                t->body_lines--;
+            t->line_len = 0;
+        }
+        i = end;
+    }
+    return n;
+}
+
+static void send_end(struct pop3_session *s)
+{
+    if (!s->send.bol)
+        buf_append(&s->out, "\r\n", 2);
+    buf_append(&s->out, ".\r\n", 3);
+    s->send.active = false;
+}
+
+void pop3_session_pump(struct pop3_session *s)
+{
+    struct pop3_send *t = &s->send;
+    char chunk[POP3_READ_CHUNK];
+    size_t added = 0;
+    while (t->active && added < POP3_PUMP_BYTES) {
+        size_t got;
+        int rc = s->ops->read(s->ctx, t->message_id, t->offset, chunk, sizeof(chunk), &got);
+        if (rc < 0) {
+            /* The +OK is out already; all that is left is to hang up. */
+            log_error("pop3 session=%s event=read-failed rc=%d", s->cfg.session_id, rc);
+            t->active = false;
+            s->state = ST_CLOSED;
+            s->action = POP3_ACT_CLOSE;
+            return;
+        }
+        size_t before = s->out.len;
+        size_t used = got ? stuff(s, chunk, got) : 0;
+        added += s->out.len - before;
+        t->offset += (int64_t)used;
+        if (got == 0 || used < got || t->offset >= t->size)
+            send_end(s);
+    }
+}
+
+/* --- dispatch ------------------------------------------------------------ */
+
+struct pop3_cmd_def {
+    enum pop3_verb verb;
+    unsigned states;
+    void (*run)(struct pop3_session *s, const struct pop3_command *c);
+};
+
+#define ST_BOTH (ST_AUTHORIZATION | ST_TRANSACTION)
+
+static const struct pop3_cmd_def pop3_cmds[] = {
+    {POP3_CMD_CAPA, ST_BOTH, cmd_capa},
+    {POP3_CMD_USER, ST_AUTHORIZATION, cmd_user},
+    {POP3_CMD_PASS, ST_AUTHORIZATION, cmd_pass},
+    {POP3_CMD_AUTH, ST_AUTHORIZATION, cmd_auth},
+    {POP3_CMD_STLS, ST_AUTHORIZATION, cmd_stls},
+    {POP3_CMD_UTF8, ST_AUTHORIZATION, cmd_utf8},
+    {POP3_CMD_APOP, ST_AUTHORIZATION, cmd_apop},
+    {POP3_CMD_STAT, ST_TRANSACTION, cmd_stat},
+    {POP3_CMD_LIST, ST_TRANSACTION, cmd_list},
+    {POP3_CMD_UIDL, ST_TRANSACTION, cmd_uidl},
+    {POP3_CMD_RETR, ST_TRANSACTION, cmd_retr},
+    {POP3_CMD_TOP, ST_TRANSACTION, cmd_top},
+    {POP3_CMD_DELE, ST_TRANSACTION, cmd_dele},
+    {POP3_CMD_RSET, ST_TRANSACTION, cmd_rset},
+    {POP3_CMD_NOOP, ST_TRANSACTION, cmd_noop},
+    {POP3_CMD_QUIT, ST_BOTH, cmd_quit},
+};
+
+static void run_line(struct pop3_session *s, const char *line, size_t len)
+{
+    if (s->state == ST_SASL) {
+        sasl_feed(s, line, len);
+        return;
+    }
+    struct pop3_command c;
+    pop3_command_parse(line, len, &c);
+    for (size_t i = 0; i < sizeof(pop3_cmds) / sizeof(pop3_cmds[0]); i++) {
+        if (pop3_cmds[i].verb != c.verb)
+            continue;
+        if (!(pop3_cmds[i].states & s->state)) {
+            reply(s, "-ERR Not allowed %s", s->state == ST_TRANSACTION ? "after login"
+                                                                        : "before login");
+            count_error(s);
+            return;
+        }
+        pop3_cmds[i].run(s, &c);
+        return;
+    }
+    reply(s, "-ERR Unknown command");
+    count_error(s);
+}
+
+void pop3_session_feed(struct pop3_session *s, const char *buf, size_t len, size_t *consumed_r)
+{
+    size_t done = 0;
+    while (done < len && !s->busy && !s->send.active && s->action == POP3_ACT_NONE &&
+           s->state != ST_CLOSED) {
+        const char *line;
+        size_t line_len, used;
+        int rc = pop3_parser_next(&s->parser, buf + done, len - done, &used, &line, &line_len);
+        done += used;
+        if (rc < 0) {
+            if (s->state == ST_SASL)
+                sasl_fail(s, "-ERR Line too long");
+            else {
+                reply(s, rc == -POP3_PERR_LINE_TOO_LONG ? "-ERR Line too long"
+                                                        : "-ERR Lines end with CRLF");
+                count_error(s);
+            }
+            continue;
+        }
+        if (rc == 0) {
+            if (used == 0)
+                break;
+            continue;
+        }
+        run_line(s, line, line_len);
+    }
+    *consumed_r = done;
+}
+
+/* --- life cycle --------------------------------------------------------- */
+
+struct pop3_session *pop3_session_new(const struct pop3_session_config *cfg,
+                                      const struct pop3_ops *ops, void *ctx)
+{
+    struct pop3_session *s = xcalloc(1, sizeof(*s));
+    s->cfg = *cfg;
+    if (s->cfg.bad_commands == 0)
+        s->cfg.bad_commands = 10;
+    s->ops = ops;
+    s->ctx = ctx;
+    s->state = ST_AUTHORIZATION;
+    pop3_parser_init(&s->parser);
+    buf_init(&s->out, POP3_OUT_MAX);
+    return s;
+}
+
+void pop3_session_free(struct pop3_session **sp)
+{
+    struct pop3_session *s = *sp;
+    if (s == NULL)
+        return;
+    if (s->user_id > 0)
+        s->ops->unlock(s->ctx, s->user_id);
+    sasl_clear(&s->sasl);
+    free(s->mails);
+    free(s->deleted);
+    buf_free(&s->out);
+    free(s);
+    *sp = NULL;
+}
+
+void pop3_session_greet(struct pop3_session *s)
+{
+    /* No timestamp: APOP is not offered (RFC 1939 7). */
+    reply(s, "+OK kotak POP3 server ready");
+}
+
+struct buf *pop3_session_output(struct pop3_session *s)
+{
+    return &s->out;
+}
+
+enum pop3_action pop3_session_action(struct pop3_session *s)
+{
+    enum pop3_action a = s->action;
+    if (a == POP3_ACT_STLS)
+        s->action = POP3_ACT_NONE;
+    return a;
+}
+
+bool pop3_session_busy(const struct pop3_session *s)
+{
+    return s->busy;
+}
+
+bool pop3_session_sending(const struct pop3_session *s)
+{
+    return s->send.active;
+}
+
+void pop3_session_tls_started(struct pop3_session *s)
+{
+    /* RFC 2595 4: what was said before TLS is forgotten. */
+    s->tls = true;
+    s->user[0] = '\0';
+    sasl_clear(&s->sasl);
+    s->state = ST_AUTHORIZATION;
+    pop3_parser_init(&s->parser);
+}
+
+void pop3_session_timeout(struct pop3_session *s)
+{
+    s->send.active = false;
+    close_with(s, "-ERR Idle for too long, closing the connection");
+}
+
+void pop3_session_shutdown(struct pop3_session *s)
+{
+    if (s->state != ST_CLOSED)
+        close_with(s, "-ERR [SYS/TEMP] Server shutting down, try again later");
+}

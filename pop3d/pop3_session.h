@@ -1,0 +1,85 @@
+/*
+ * pop3_session.h — one POP3 conversation as a state machine, with no I/O
+ * (RFC 1939, with CAPA, RESP-CODES, AUTH-RESP-CODE, SASL, STLS, UTF8).
+ *
+ * As in SMTP, the glue feeds bytes in and sends out what the session wrote;
+ * the store, the login check and the maildrop lock are reached through
+ * `struct pop3_ops`. A message is sent in pieces: while a RETR or TOP is
+ * under way the session is "sending", reads no further commands, and the
+ * glue calls pop3_session_pump() each time the socket has drained, so a
+ * 25 MiB message never sits whole in memory.
+ */
+#ifndef KOTAK_POP3_SESSION_H
+#define KOTAK_POP3_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "store.h"
+
+struct pop3_session_config {
+    bool tls_available;  /* STLS can be offered */
+    bool peer_loopback;  /* login without TLS is allowed from loopback only */
+    char session_id[16];
+    unsigned bad_commands;
+};
+
+struct pop3_ops {
+    /* Checks a login; answers with pop3_session_auth_done. */
+    void (*auth)(void *ctx, const char *user, const char *password);
+    /* Takes the user's maildrop lock: 0, or -EBUSY when another session has it. */
+    int (*lock)(void *ctx, int64_t user_id);
+    void (*unlock)(void *ctx, int64_t user_id);
+    /* The maildrop as it is now (store_mbox_list). */
+    int (*list)(void *ctx, int64_t user_id, struct store_mail **list_r, size_t *n_r);
+    /* A piece of a body (store_mbox_read). */
+    int (*read)(void *ctx, int64_t message_id, int64_t offset, void *p, size_t n, size_t *got_r);
+    /* Removes entries in one transaction; answers with pop3_session_commit_done. */
+    void (*commit)(void *ctx, int64_t user_id, const int64_t *ids, size_t n);
+};
+
+enum pop3_action {
+    POP3_ACT_NONE,
+    POP3_ACT_STLS,  /* flush, drop unread input, start TLS */
+    POP3_ACT_CLOSE, /* flush, then close */
+};
+
+struct pop3_session;
+
+struct pop3_session *pop3_session_new(const struct pop3_session_config *cfg,
+                                      const struct pop3_ops *ops, void *ctx);
+
+/* Frees the session; a held lock is released (no deletion happens). */
+void pop3_session_free(struct pop3_session **s);
+
+void pop3_session_greet(struct pop3_session *s);
+
+/* Runs the commands in buf[0..len) until input runs out or the session waits. */
+void pop3_session_feed(struct pop3_session *s, const char *buf, size_t len, size_t *consumed_r);
+
+/* Adds the next piece of the message being sent, if any. */
+void pop3_session_pump(struct pop3_session *s);
+
+struct buf *pop3_session_output(struct pop3_session *s);
+
+/* What the glue must do; reading it clears STLS (CLOSE stays). */
+enum pop3_action pop3_session_action(struct pop3_session *s);
+
+/* True while a login or a QUIT's deletion is awaited, or a message is being sent. */
+bool pop3_session_busy(const struct pop3_session *s);
+bool pop3_session_sending(const struct pop3_session *s);
+
+void pop3_session_tls_started(struct pop3_session *s);
+
+/* 1 logged in as user_id, 0 refused, -EAGAIN address locked out. */
+void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id);
+
+/* The result of ops->commit: 0 or a negative code. */
+void pop3_session_commit_done(struct pop3_session *s, int rc);
+
+void pop3_session_timeout(struct pop3_session *s);
+void pop3_session_shutdown(struct pop3_session *s);
+
+#endif
