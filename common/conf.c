@@ -71,6 +71,7 @@ void conf_defaults(struct conf *c)
         .command_line = 512,
         .text_line = 1000,
         .idle_timeout_ms = 300 * 1000,
+        .pop3_idle_timeout_ms = 600 * 1000,
         .tls_handshake_timeout_ms = 30 * 1000,
         .connections = 1000,
         .connections_per_address = 20,
@@ -410,6 +411,9 @@ static const struct conf_key conf_keys[] = {
     {"limits", "command_line", set_count, NUM(limits.command_line), 512, 4096},
     {"limits", "text_line", set_count, NUM(limits.text_line), 1000, 65536},
     {"limits", "idle_timeout", set_duration, NUM(limits.idle_timeout_ms), SEC(1), SEC(3600)},
+    /* Timeouts go below the RFCs' (5 and 10 minutes) only for tests. */
+    {"limits", "pop3_idle_timeout", set_duration, NUM(limits.pop3_idle_timeout_ms), SEC(1),
+     SEC(86400)},
     {"limits", "tls_handshake_timeout", set_duration, NUM(limits.tls_handshake_timeout_ms),
      SEC(1), SEC(300)},
     {"limits", "connections", set_count, NUM(limits.connections), 1, 1000000},

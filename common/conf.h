@@ -45,6 +45,7 @@ struct conf_limits {
     uint64_t command_line;      /* octets with CRLF; at least 512 */
     uint64_t text_line;         /* octets with CRLF; at least 1000 */
     uint64_t idle_timeout_ms;   /* SMTP; RFC 5321 4.5.3.2 suggests 5 minutes */
+    uint64_t pop3_idle_timeout_ms; /* POP3; RFC 1939 3: at least 10 minutes */
     uint64_t tls_handshake_timeout_ms;
     uint64_t connections;       /* per daemon */
     uint64_t connections_per_address;

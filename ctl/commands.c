@@ -386,7 +386,7 @@ int ctl_stats(const struct ctl *c)
     return 0;
 }
 
-/* --- backup, run -------------------------------------------------------- */
+/* --- backup -------------------------------------------------------- */
 
 int ctl_backup(const struct ctl *c)
 {
@@ -419,18 +419,4 @@ int ctl_backup(const struct ctl *c)
     store_close(&s);
     conf_free(&conf);
     return 0;
-}
-
-int ctl_run(const struct ctl *c)
-{
-    bool help = ctl_wants_help(c->argc, c->argv);
-    if (help || c->argc != 0)
-        return usage_exit("kotak run", help);
-    struct conf conf;
-    ctl_load_conf(c, &conf);
-    struct store *s = ctl_open_store(&conf, true);
-    store_close(&s);
-    conf_free(&conf);
-    ctl_die("the instance is set up, but this version of kotak has no daemons yet "
-            "(kotak-smtpd, kotak-pop3d); 'kotak stats' and 'kotak mailbox' work meanwhile");
 }

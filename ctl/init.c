@@ -47,6 +47,7 @@ static const char conf_template[] =
     "command_line = 512            ; octets with CRLF; at least 512\n"
     "text_line = 1000              ; octets with CRLF; at least 1000\n"
     "idle_timeout = 5m             ; SMTP; RFC 5321 suggests 5 minutes\n"
+    "pop3_idle_timeout = 10m       ; POP3; RFC 1939 asks for at least 10 minutes\n"
     "tls_handshake_timeout = 30s\n"
     "connections = 1000            ; per daemon\n"
     "connections_per_address = 20  ; from one client address\n"

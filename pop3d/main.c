@@ -1,11 +1,13 @@
 /*
- * main.c — kotak-pop3d, not built yet: it says so and exits, so that
- * `kotak run` and scripts get a clear answer rather than a missing file.
+ * main.c — kotak-pop3d: `kotak-pop3d [-c FILE]`.
  */
-#include <stdio.h>
+#include "daemon.h"
+#include "pop3d.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
-    fprintf(stderr, "kotak-pop3d: not implemented yet in this version of kotak\n");
-    return 1;
+    return daemon_main(argc, argv, "kotak-pop3d",
+                       "Serves kotak's maildrops over POP3 on the [pop3] and [pop3s] listeners\n"
+                       "of FILE.",
+                       pop3d_run);
 }

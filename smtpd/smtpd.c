@@ -23,6 +23,7 @@
 
 #include "auth.h"
 #include "committer.h"
+#include "daemon.h"
 #include "log.h"
 #include "login.h"
 #include "net.h"
@@ -66,6 +67,7 @@ struct sconn {
     bool spool_open;
     struct login_req login;
     int async;             /* commit jobs and login checks in flight */
+    bool released;
 };
 
 static void maybe_finish(struct smtpd *d);
@@ -80,8 +82,9 @@ static void sconn_freed(uv_handle_t *h)
 /* Frees sc once the connection is gone and nothing async refers to it. */
 static void sconn_release(struct sconn *sc)
 {
-    if (sc->net != NULL || sc->async > 0)
+    if (sc->net != NULL || sc->async > 0 || sc->released)
         return;
+    sc->released = true; /* a result handler and the close callback may both get here */
     if (sc->spool_open)
         spool_free(&sc->spool);
     struct smtpd *d = sc->d;
@@ -338,21 +341,6 @@ static void on_signal(uv_signal_t *sig, int signum)
     maybe_finish(d);
 }
 
-static void load_tls(struct smtpd *d)
-{
-    const struct conf *conf = d->conf;
-    char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);
-    char err[512];
-    bool needed = conf->listeners[CONF_SUBMISSION].n > 0 || conf->listeners[CONF_SUBMISSIONS].n > 0;
-    if (access(cert, F_OK) != 0 && !needed) {
-        log_warn("smtp event=no-tls cert=%s reason=\"no certificate: STARTTLS is off\"", cert);
-    } else if (tls_server_new(cert, key, &d->tls, err, sizeof(err)) < 0) {
-        fatal(2, "%s; run 'kotak init' to make one, or set [tls] cert and key", err);
-    }
-    free(cert);
-    free(key);
-}
-
 static void listen_all(struct smtpd *d)
 {
     static const struct {
@@ -399,7 +387,8 @@ int smtpd_run(const struct conf *conf)
     char err[512];
     log_set_level(conf->log_level);
     signal(SIGPIPE, SIG_IGN);
-    load_tls(&d);
+    d.tls = daemon_load_tls(conf, conf->listeners[CONF_SUBMISSION].n > 0 ||
+                                      conf->listeners[CONF_SUBMISSIONS].n > 0, "smtp");
     struct net_limits limits = {
         .idle_timeout_ms = conf->limits.idle_timeout_ms,
         .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,

@@ -1,0 +1,55 @@
+/*
+ * daemon.c — the shared command line of kotak-smtpd and kotak-pop3d.
+ */
+#include "daemon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+int daemon_main(int argc, char **argv, const char *name, const char *about,
+                int (*run)(const struct conf *conf))
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("%s %s\n", name, KOTAK_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: %s [-c FILE]\n\n%s\nFILE: else $KOTAK_CONFIG, ./kotak.conf, "
+                   "/etc/kotak/kotak.conf.\n",
+                   name, about);
+            return 0;
+        } else {
+            fatal(2, "unknown argument '%s'; see %s --help", argv[i], name);
+        }
+    }
+    struct conf conf;
+    char err[512];
+    conf_defaults(&conf);
+    if (conf_load(conf_locate(path), &conf, err, sizeof(err)) < 0)
+        fatal(2, "%s", err);
+    int rc = run(&conf);
+    conf_free(&conf);
+    return rc;
+}
+
+struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const char *name)
+{
+    char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);
+    char err[512];
+    struct tls_server *tls = NULL;
+    if (access(cert, F_OK) != 0 && !needed)
+        log_warn("%s event=no-tls cert=%s reason=\"no certificate: STARTTLS is off\"", name, cert);
+    else if (tls_server_new(cert, key, &tls, err, sizeof(err)) < 0)
+        fatal(2, "%s; run 'kotak init' to make one, or set [tls] cert and key", err);
+    free(cert);
+    free(key);
+    return tls;
+}

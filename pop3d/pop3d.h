@@ -1,0 +1,13 @@
+/*
+ * pop3d.h — kotak-pop3d's glue: listeners, sessions, maildrop locks, logins
+ * and deletions, wired together on one libuv loop.
+ */
+#ifndef KOTAK_POP3D_H
+#define KOTAK_POP3D_H
+
+#include "conf.h"
+
+/* Runs the daemon until SIGINT or SIGTERM; returns the exit status. */
+int pop3d_run(const struct conf *conf);
+
+#endif
