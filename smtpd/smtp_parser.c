@@ -63,10 +63,11 @@ static int next_line(struct smtp_parser *p, const char *buf, size_t len, size_t 
     *consumed_r = n;
     if (n > limit)
         return -SMTP_PERR_LINE_TOO_LONG;
+    /* The first fault in the line wins, however the bytes arrived. */
+    if (n >= 2 && memchr(buf, '\r', n - 2) != NULL)
+        return -SMTP_PERR_BARE_CR;
     if (n < 2 || buf[n - 2] != '\r')
         return -SMTP_PERR_BARE_LF;
-    if (memchr(buf, '\r', n - 2) != NULL)
-        return -SMTP_PERR_BARE_CR;
     if (memchr(buf, '\0', n - 2) != NULL)
         return -SMTP_PERR_NUL;
     ev_r->type = SMTP_EV_LINE;
@@ -108,8 +109,10 @@ static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t 
             if (c == '\r') {
                 p->state = SMTP_P_DATA_CR;
             } else if (c == '\n') {
+                /* A bare LF ends no line: a dot after it must not end the
+                 * data, or a second message could hide in the first. */
                 p->flags |= SMTP_DATA_BARE_EOL;
-                p->state = SMTP_P_DATA_BOL;
+                count_octet(p);
             } else {
                 count_octet(p);
             }
@@ -201,18 +204,19 @@ static char upper(char c)
     return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
 }
 
+/* True when s starts with word, compared without regard to ASCII case. */
 static bool prefix_is(const char *s, size_t len, const char *word)
 {
     size_t n = strlen(word);
     if (len < n)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (upper(s[i]) != word[i])
+        if (upper(s[i]) != upper(word[i]))
             return false;
     return true;
 }
 
-int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
+void smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
 {
     size_t n = 0;
     while (n < len && line[n] != ' ')
@@ -226,7 +230,6 @@ int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
     }
     cmd_r->arg = n < len ? line + n + 1 : "";
     cmd_r->arg_len = n < len ? len - n - 1 : 0;
-    return 0;
 }
 
 bool smtp_param_is(const struct smtp_param *p, const char *name)

@@ -104,11 +104,11 @@ struct smtp_command {
 };
 
 /*
- * Splits a command line into verb and argument. A verb is matched without
- * regard to case (RFC 5321 2.4). Returns 0, or -1 when the verb is followed
- * by something other than a space (SMTP_CMD_UNKNOWN is not an error here).
+ * Splits a command line into verb and argument at the first space. A verb
+ * is matched without regard to case (RFC 5321 2.4); anything else, "MAILX"
+ * included, is SMTP_CMD_UNKNOWN.
  */
-int smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
+void smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
 
 #define SMTP_PARAMS_MAX 16
 

@@ -61,6 +61,7 @@ struct smtp_session {
 static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply(struct smtp_session *s, const char *fmt, ...)
 {
+    size_t before = s->out.len;
     va_list ap;
     va_start(ap, fmt);
     int rc = buf_vprintf(&s->out, fmt, ap);
@@ -68,6 +69,7 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
     if (rc == 0)
         rc = buf_append(&s->out, "\r\n", 2);
     if (rc < 0) {
+        s->out.len = before; /* whole lines only */
         /* A client that sends without reading fills our output; it is not
          * listening, so the conversation ends. */
         s->state = ST_CLOSED;
@@ -297,7 +299,7 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "452 4.5.3 Too many recipients");
         return;
     }
-    size_t before = tx->rcpts.n;
+    size_t before = tx->rcpts.n, remote_before = tx->rcpts.n_remote;
     rc = s->ops->resolve(s->ctx, &to, &tx->rcpts);
     if (rc == -KOTAK_ENODOMAIN) {
         if (s->cfg.role == SMTP_ROLE_MX)
@@ -314,7 +316,7 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "550 5.1.1 No such user here");
         return;
     }
-    if (tx->rcpts.n == before && tx->rcpts.n_remote > 0) {
+    if (tx->rcpts.n == before && tx->rcpts.n_remote > remote_before) {
         /* An alias that only forwards elsewhere: that needs the relay. */
         reply(s, "550 5.7.1 This address forwards to other domains, which is not available yet");
         return;
@@ -392,7 +394,7 @@ static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
     }
     smtp_parser_start_data(&s->parser);
     s->state = ST_DATA;
-    reply(s, "354 3.0.0 End data with <CR><LF>.<CR><LF>");
+    reply(s, "354 End data with <CR><LF>.<CR><LF>"); /* 3xx: no enhanced code (RFC 2034 4) */
 }
 
 static void data_chunk(struct smtp_session *s, const char *p, size_t n)

@@ -1204,9 +1204,15 @@ class HelpTest(KotakTest):
         p = self.fails(conf=False)
         self.assertIn("--help", p.stderr)
 
-    def test_run_without_daemons_exits_2_with_one_line(self):
+    def test_run_without_a_store_exits_2_with_one_line(self):
         self.init()
-        self.fails("run")
+        os.remove(self.db_path)
+        p = self.fails("run")
+        self.assertIn("kotak init", p.stderr)
+
+    def test_run_with_extra_arguments_exits_2(self):
+        self.init()
+        self.fails("run", "now")
 
 
 if __name__ == "__main__":
