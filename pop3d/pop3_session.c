@@ -135,13 +135,13 @@ static void cmd_user(struct pop3_session *s, const struct pop3_command *c)
 {
     if (!check_login_allowed(s))
         return;
-    if (c->argc != 1 || c->rest_len > SASL_FIELD_MAX) {
+    if (c->argc != 1 || c->arg_len[0] > SASL_FIELD_MAX) {
         reply(s, "-ERR Syntax: USER name");
         count_error(s);
         return;
     }
-    memcpy(s->user, c->rest, c->rest_len);
-    s->user[c->rest_len] = '\0';
+    memcpy(s->user, c->argv[0], c->arg_len[0]);
+    s->user[c->arg_len[0]] = '\0';
     reply(s, "+OK Send PASS");
 }
 
@@ -524,7 +524,9 @@ void pop3_session_pump(struct pop3_session *s)
     struct pop3_send *t = &s->send;
     char chunk[POP3_READ_CHUNK];
     size_t added = 0;
-    while (t->active && added < POP3_PUMP_BYTES) {
+    /* Stuffing can double a chunk; only whole chunks go in, so none is cut. */
+    while (t->active && added < POP3_PUMP_BYTES &&
+           s->out.len + 2 * POP3_READ_CHUNK + 8 <= s->out.max) {
         size_t got;
         int rc = s->ops->read(s->ctx, t->message_id, t->offset, chunk, sizeof(chunk), &got);
         if (rc < 0) {
@@ -705,6 +707,7 @@ void pop3_session_timeout(struct pop3_session *s)
 
 void pop3_session_shutdown(struct pop3_session *s)
 {
+    s->send.active = false;
     if (s->state != ST_CLOSED)
         close_with(s, "-ERR [SYS/TEMP] Server shutting down, try again later");
 }
