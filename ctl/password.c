@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "sasl.h"
 #include "util.h"
 
-#define PASSWORD_MAX 1024
+/* What a login can carry: SASL and POP3 PASS keep this many octets. */
+#define PASSWORD_MAX SASL_FIELD_MAX
 
 /* One line from f without its line end, or NULL at end of file or when too long. */
 static char *read_line(FILE *f, bool *too_long)

@@ -201,11 +201,9 @@ static void sasl_feed(struct pop3_session *s, const char *resp, size_t len)
         return;
     }
     s->state = ST_AUTHORIZATION;
-    if (s->sasl.authzid[0] != '\0') {
-        sasl_fail(s, "-ERR [AUTH] Invalid credentials");
-        return;
-    }
-    start_auth(s, s->sasl.user, s->sasl.password);
+    /* No proxy logins: one for another identity is a login of nobody, which
+     * fails like any other, after the delay. */
+    start_auth(s, s->sasl.authzid[0] != '\0' ? "" : s->sasl.user, s->sasl.password);
     sasl_clear(&s->sasl);
 }
 

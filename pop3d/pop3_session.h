@@ -27,7 +27,7 @@ struct pop3_session_config {
 };
 
 struct pop3_ops {
-    /* Checks a login; answers with pop3_session_auth_done. */
+    /* Checks a login; answers with pop3_session_auth_done. user "" is nobody. */
     void (*auth)(void *ctx, const char *user, const char *password);
     /* Takes the user's maildrop lock: 0, or -EBUSY when another session has it. */
     int (*lock)(void *ctx, int64_t user_id);

@@ -359,14 +359,16 @@ static int write_trace(struct smtp_session *s)
     if (s->tls)
         snprintf(tls, sizeof(tls), "\r\n\t(%s)", s->tls_desc);
     char rcpt[ADDR_TEXT_SIZE + 16] = "";
+    /* RFC 5321 4.1.3: an IPv6 address literal is tagged. */
+    const char *ip_tag = strchr(s->cfg.peer_ip, ':') ? "IPv6:" : "";
     if (tx->n_rcpt_cmds == 1)
         snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", tx->first_rcpt);
     int rc = spool_printf(s, "Return-Path: <%s>\r\n", tx->from);
     if (rc == 0)
         rc = spool_printf(s,
-                          "Received: from %s ([%s])\r\n\tby %s (kotak) with %s%s id %s%s%s;\r\n"
+                          "Received: from %s ([%s%s])\r\n\tby %s (kotak) with %s%s id %s%s%s;\r\n"
                           "\t%s\r\n",
-                          s->helo, s->cfg.peer_ip, s->cfg.hostname, proto, suffix, tx->id, tls,
+                          s->helo, ip_tag, s->cfg.peer_ip, s->cfg.hostname, proto, suffix, tx->id, tls,
                           rcpt, date);
     return rc;
 }
@@ -484,14 +486,13 @@ static void auth_step(struct smtp_session *s, const char *resp, size_t len)
         reply(s, "334 %s", challenge);
         return;
     }
-    if (s->sasl.authzid[0] != '\0' && strcmp(s->sasl.authzid, s->sasl.user) != 0) {
-        auth_fail(s, "535 5.7.8 Authentication credentials invalid");
-        return;
-    }
     s->state = ST_AUTH;
     s->busy = true;
     snprintf(s->user, sizeof(s->user), "%s", s->sasl.user);
-    s->ops->auth(s->ctx, s->sasl.user, s->sasl.password);
+    /* kotak has no proxy logins: one for another identity is checked as a
+     * login of nobody, so that it fails like any other, after the delay. */
+    bool proxy = s->sasl.authzid[0] != '\0' && strcmp(s->sasl.authzid, s->sasl.user) != 0;
+    s->ops->auth(s->ctx, proxy ? "" : s->sasl.user, s->sasl.password);
     sasl_clear(&s->sasl);
 }
 

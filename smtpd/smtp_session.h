@@ -69,7 +69,7 @@ struct smtp_ops {
     void (*spool_abort)(void *ctx);
     /* Hands the spooled message to the store; answers with smtp_session_store_done. */
     void (*deliver)(void *ctx, const struct smtp_tx *tx);
-    /* Checks a login; answers with smtp_session_auth_done. */
+    /* Checks a login; answers with smtp_session_auth_done. user "" is nobody. */
     void (*auth)(void *ctx, const char *user, const char *password);
     /* The time, for Received: headers. */
     time_t (*now)(void *ctx);

@@ -1050,7 +1050,11 @@ static const struct step sub_loopback[] = {
     C(PLAIN_ALICE "\r\n", ""),
     AUTHED(-EAGAIN, 0, "454 4.7.0"),
     C("AUTH PLAIN !!!!\r\n", "501 5.5.2"),
-    C("AUTH PLAIN " PLAIN_AS_BOB "\r\n", "535 5.7.8"),
+    /* Acting as another user is checked as a login of nobody: it waits for
+     * the check, and so for the failure delay, like any other failure. */
+    C("AUTH PLAIN " PLAIN_AS_BOB "\r\n", ""),
+    IS_BUSY(1),
+    AUTHED(0, 0, "535 5.7.8"),
     /* A bad line inside the exchange ends it. */
     C("AUTH PLAIN\r\n", "334 "),
     C("abc\n", "500 5.5.2"),
@@ -1071,7 +1075,7 @@ static const struct step sub_loopback[] = {
 
 static void check_sub_loopback(const struct fake *f, const char *tag)
 {
-    is_int(f->auths, 3, "%s: three password checks (not the cancelled or the proxy one)", tag);
+    is_int(f->auths, 4, "%s: four password checks (the proxy one as nobody; not the cancelled)", tag);
     is_str(f->user, "alice@example.test", "%s: the last user", tag);
     is_str(f->password, "secret", "%s: the last password", tag);
     ok(message_has(f, " with ESMTPA id "), "%s: Received: with ESMTPA", tag);
