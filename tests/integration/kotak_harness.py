@@ -1,0 +1,574 @@
+"""A kotak instance for integration tests: a fresh folder, config and store,
+the real daemons on free loopback ports, and ways to look inside the store.
+
+Used by test_smtpd.py and, later, the POP3 tests. Standard library only.
+
+    inst = KotakInstance(config={"limits": {"idle_timeout": "2s"}})
+    inst.create()                      # kotak init, domain, users alice and bob
+    inst.start("smtpd")                # kotak-smtpd -c DIR/kotak.conf
+    inst.ports["smtp"], inst.ports["submission"], ...
+    inst.bodies("alice@example.test")  # the stored messages, as bytes
+    inst.kill9("smtpd"); inst.start("smtpd")
+    inst.close()                       # SIGTERM, then SIGKILL; removes the folder
+
+KotakTestCase does all of that in setUp/tearDown; a test changes the config
+with the class attribute CONFIG or the @config(...) decorator on one test.
+
+The build to test is $KOTAK_BUILD (the meson build root), default
+/work/main/build. Every wait here is bounded, every socket has a timeout.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD = os.path.abspath(os.environ.get("KOTAK_BUILD", "/work/main/build"))
+KOTAK = os.path.join(BUILD, "ctl", "kotak")
+DAEMONS = {
+    "smtpd": os.path.join(BUILD, "smtpd", "kotak-smtpd"),
+    "pop3d": os.path.join(BUILD, "pop3d", "kotak-pop3d"),
+}
+# The listeners each daemon serves (the fixed section names of DESIGN.md).
+DAEMON_LISTENERS = {
+    "smtpd": ("smtp", "submission", "submissions"),
+    "pop3d": ("pop3", "pop3s"),
+}
+LISTENERS = ("smtp", "submission", "submissions", "pop3", "pop3s")
+IMPLICIT_TLS = ("submissions", "pop3s")
+
+HOSTNAME = "mail.example.test"
+DOMAIN = "example.test"
+PASSWORDS = {
+    "alice@example.test": "alice-Secret-7f3k",
+    "bob@example.test": "bob-Secret-9q2z",
+}
+ALIASES = {
+    "sales@example.test": ["alice@example.test", "bob@example.test"],
+}
+
+CLI_TIMEOUT = 30      # one kotak command
+START_TIMEOUT = 10    # the daemon's ports accept connections
+STOP_TIMEOUT = 10     # SIGTERM, then SIGKILL
+SOCKET_TIMEOUT = 10   # every socket operation
+
+
+class HarnessError(Exception):
+    pass
+
+
+def free_ports(n, host="127.0.0.1"):
+    """n distinct free TCP ports on host, found by binding port 0 (all at once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "KOTAK_CONFIG"}
+    env.update(extra)
+    return env
+
+
+def rewrite_config(text, changes):
+    """Sets changes {section: {key: value}} in an INI text, in place when the key
+    is there (its inline comment dropped), else at the end of its section (a
+    section missing is appended). A value None removes the key."""
+    lines = text.splitlines()
+    out = []
+    section = None
+    done = set()
+    pending = {s: dict(kv) for s, kv in changes.items()}
+
+    def flush(sec):
+        for key, value in pending.get(sec, {}).items():
+            if (sec, key) not in done and value is not None:
+                out.append(f"{key} = {value}")
+                done.add((sec, key))
+
+    for line in lines:
+        m = re.match(r"\s*\[([^\]]+)\]", line)
+        if m:
+            # Keys still to add go before the blank lines that end the section.
+            blanks = []
+            while out and out[-1].strip() == "":
+                blanks.append(out.pop())
+            flush(section)
+            out.extend(blanks)
+            section = m.group(1).strip()
+            out.append(line)
+            continue
+        m = re.match(r"\s*([A-Za-z_]+)\s*=", line)
+        if m and section in pending and m.group(1) in pending[section]:
+            key = m.group(1)
+            value = pending[section][key]
+            if value is not None and (section, key) not in done:
+                out.append(f"{key} = {value}")
+            done.add((section, key))
+            continue
+        out.append(line)
+    flush(section)
+    for sec, kv in pending.items():
+        if any((sec, k) not in done and v is not None for k, v in kv.items()):
+            if not any(re.match(rf"\s*\[{re.escape(sec)}\]", l) for l in out):
+                out.append(f"[{sec}]")
+                for key, value in kv.items():
+                    if value is not None:
+                        out.append(f"{key} = {value}")
+                        done.add((sec, key))
+    return "\n".join(out) + "\n"
+
+
+def merge_config(*configs):
+    out = {}
+    for c in configs:
+        for sec, kv in (c or {}).items():
+            out.setdefault(sec, {}).update(kv)
+    return out
+
+
+class KotakInstance:
+    """One kotak: a temporary folder with kotak.conf, kotak-data/ and daemon logs."""
+
+    def __init__(self, config=None, users=True, prefix="kotak-integ-"):
+        self.config = merge_config(config)
+        self.with_users = users
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self.conf = os.path.join(self.dir, "kotak.conf")
+        self.data_dir = os.path.join(self.dir, "kotak-data")
+        self.db_path = os.path.join(self.data_dir, "kotak.db")
+        self.cert = os.path.join(self.data_dir, "cert.pem")
+        self.ports = {}
+        self.procs = {}       # daemon name -> Popen
+        self.exit_codes = {}  # daemon name -> the last exit status
+        self.logs = {name: os.path.join(self.dir, f"{name}.log") for name in DAEMONS}
+
+    # --- set-up ----------------------------------------------------------
+
+    def kotak(self, *args, input=None, check=True):
+        """Runs kotak -c DIR/kotak.conf ARGS; returns the CompletedProcess."""
+        p = subprocess.run([KOTAK, "-c", self.conf, *args], input=input,
+                           stdin=None if input is not None else subprocess.DEVNULL,
+                           capture_output=True, text=True, env=clean_env(), cwd=self.dir,
+                           timeout=CLI_TIMEOUT)
+        if check and p.returncode != 0:
+            raise HarnessError(f"kotak {' '.join(args)}: exit {p.returncode}: "
+                               f"{p.stderr.strip()} {p.stdout.strip()}")
+        return p
+
+    def create(self):
+        """kotak init, free ports, the config changes, domain, users, aliases."""
+        for path in [KOTAK] + [DAEMONS["smtpd"]]:
+            if not os.access(path, os.X_OK):
+                raise HarnessError(f"{path} is not built; set KOTAK_BUILD to the meson build root")
+        self.kotak("init", "--hostname", HOSTNAME)
+        ports = free_ports(len(LISTENERS))
+        self.ports = dict(zip(LISTENERS, ports))
+        listen = {name: {"listen": f"127.0.0.1:{self.ports[name]}"} for name in LISTENERS}
+        changes = merge_config(listen, self.config)
+        # A listen value the test gave wins; its port is then the first one in it.
+        for name in LISTENERS:
+            value = changes[name]["listen"]
+            m = re.match(r"\s*(?:\[[^\]]*\]|[^,:]+):(\d+)", value or "")
+            if m:
+                self.ports[name] = int(m.group(1))
+            elif not value:
+                self.ports.pop(name, None)
+        with open(self.conf) as f:
+            text = f.read()
+        with open(self.conf, "w") as f:
+            f.write(rewrite_config(text, changes))
+        if self.with_users:
+            self.kotak("domain", "add", DOMAIN)
+            for address, password in PASSWORDS.items():
+                self.kotak("user", "add", address, "--password-stdin", input=password + "\n")
+            for alias, targets in ALIASES.items():
+                self.kotak("alias", "add", alias, ",".join(targets))
+        return self
+
+    # --- daemons ---------------------------------------------------------
+
+    def start(self, name="smtpd", timeout=START_TIMEOUT):
+        """Starts the daemon, stderr appended to DIR/NAME.log, and waits until each of
+        its listeners completes a conversation (greeting and QUIT), bounded."""
+        if name in self.procs and self.procs[name].poll() is None:
+            raise HarnessError(f"{name} is already running")
+        log = open(self.logs[name], "ab")
+        try:
+            self.procs[name] = subprocess.Popen(
+                [DAEMONS[name], "-c", self.conf], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, cwd=self.dir, env=clean_env())
+        finally:
+            log.close()
+        self.wait_ready(name, timeout)
+        return self.procs[name]
+
+    def wait_ready(self, name="smtpd", timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        proc = self.procs[name]
+        for listener in DAEMON_LISTENERS[name]:
+            if listener not in self.ports:
+                continue
+            while True:
+                if proc.poll() is not None:
+                    raise HarnessError(f"{name} exited with status {proc.returncode} while "
+                                       f"starting; its log:\n{self.log(name)}")
+                try:
+                    self._probe(listener, max(0.5, deadline - time.monotonic()))
+                    break
+                except (OSError, ssl.SSLError, HarnessError):
+                    if time.monotonic() >= deadline:
+                        raise HarnessError(f"{name}: [{listener}] port {self.ports[listener]} "
+                                           f"does not answer after {timeout} s; its log:\n"
+                                           f"{self.log(name)}")
+                    time.sleep(0.05)
+
+    def _probe(self, listener, timeout):
+        """One short conversation: the greeting, QUIT, and the server closing."""
+        sock = socket.create_connection(("127.0.0.1", self.ports[listener]),
+                                        timeout=min(timeout, 2))
+        try:
+            if listener in IMPLICIT_TLS:
+                sock = self.ssl_context().wrap_socket(sock, server_hostname=HOSTNAME)
+            f = sock.makefile("rb")
+            greeting = f.readline()
+            if not (greeting.startswith(b"220") or greeting.startswith(b"+OK")):
+                raise HarnessError(f"unexpected greeting {greeting!r}")
+            sock.sendall(b"QUIT\r\n")
+            f.readline()
+            # Read until the server closes, so that it has forgotten us when we return.
+            for _ in range(100):
+                if not f.read(1024):
+                    break
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def running(self, name="smtpd"):
+        return name in self.procs and self.procs[name].poll() is None
+
+    def stop(self, name="smtpd", timeout=STOP_TIMEOUT):
+        """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit status
+        (negative: the signal that ended it)."""
+        proc = self.procs.get(name)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
+        self.exit_codes[name] = proc.returncode
+        del self.procs[name]
+        return proc.returncode
+
+    def kill9(self, name="smtpd"):
+        """SIGKILL, at once; returns when the process is gone."""
+        proc = self.procs.get(name)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(STOP_TIMEOUT)
+        self.exit_codes[name] = proc.returncode
+        del self.procs[name]
+        return proc.returncode
+
+    def restart(self, name="smtpd", kill=True):
+        """kill -9 (or SIGTERM with kill=False), then start again."""
+        if kill:
+            self.kill9(name)
+        else:
+            self.stop(name)
+        return self.start(name)
+
+    def close(self):
+        for name in list(self.procs):
+            self.stop(name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self, name="smtpd"):
+        try:
+            with open(self.logs[name], "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, name="smtpd", timeout=5, count=1):
+        """Waits (bounded) until the log matches pattern count times; returns the matches."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.findall(pattern, self.log(name), re.M)
+            if len(found) >= count or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
+    # --- TLS -------------------------------------------------------------
+
+    def ssl_context(self):
+        """A client context that trusts only the instance's self-signed certificate;
+        connect to 127.0.0.1 with server_hostname=HOSTNAME."""
+        ctx = ssl.create_default_context(cafile=self.cert)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    # --- the store -------------------------------------------------------
+
+    def db(self):
+        """A read-only connection to the store (WAL: it sees each committed state)."""
+        con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5,
+                              isolation_level=None)
+        return con
+
+    def query(self, sql, *params):
+        con = self.db()
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def user_id(self, address):
+        local, domain = address.rsplit("@", 1)
+        rows = self.query("SELECT u.id FROM users u JOIN domains d ON d.id = u.domain_id "
+                          "WHERE u.local = ? AND d.name = ?", local, domain)
+        if not rows:
+            raise HarnessError(f"no user {address}")
+        return rows[0][0]
+
+    def maildrop(self, address):
+        """The user's maildrop, oldest first: a list of dicts with id, message_id,
+        size (maildrop.size), received, arrived and body (the chunks joined)."""
+        uid = self.user_id(address)
+        con = self.db()
+        try:
+            rows = con.execute(
+                "SELECT md.id, md.message_id, md.size, md.arrived, m.received, m.size "
+                "FROM maildrop md JOIN messages m ON m.id = md.message_id "
+                "WHERE md.user_id = ? ORDER BY md.id", (uid,)).fetchall()
+            out = []
+            for mid, message_id, size, arrived, received, msize in rows:
+                chunks = con.execute("SELECT data FROM chunks WHERE message_id = ? ORDER BY seq",
+                                     (message_id,)).fetchall()
+                body = b"".join(bytes(c[0]) for c in chunks)
+                out.append({"id": mid, "message_id": message_id, "size": size,
+                            "message_size": msize, "arrived": arrived, "received": received,
+                            "body": body})
+            return out
+        finally:
+            con.close()
+
+    def bodies(self, address):
+        """The stored messages of a user, as bytes, oldest first."""
+        return [m["body"] for m in self.maildrop(address)]
+
+    def mailbox_listing(self, address):
+        """`kotak mailbox ADDRESS`: a list of (number, uidl, size) and the summary line."""
+        p = self.kotak("mailbox", address)
+        lines = p.stdout.splitlines()
+        entries = []
+        for line in lines[:-1]:
+            fields = line.split("\t")
+            entries.append((int(fields[0]), fields[1], int(fields[2])))
+        return entries, lines[-1] if lines else ""
+
+    def count(self, table):
+        return self.query(f"SELECT count(*) FROM {table}")[0][0]
+
+
+def config(**sections):
+    """Decorates one test with config changes: @config(limits={"idle_timeout": "2s"})."""
+    def wrap(fn):
+        fn.kotak_config = sections
+        return fn
+    return wrap
+
+
+class KotakTestCase(unittest.TestCase):
+    """A fresh instance per test, with kotak-smtpd (DAEMONS_TO_START) running.
+
+    CONFIG (class) and @config (test) are merged, the test's winning."""
+    CONFIG = {}
+    DAEMONS_TO_START = ("smtpd",)
+
+    def setUp(self):
+        method = getattr(self, self._testMethodName)
+        extra = getattr(method, "kotak_config", {})
+        self.kotak = KotakInstance(merge_config(self.CONFIG, extra))
+        self.addCleanup(self._cleanup)
+        self.kotak.create()
+        for name in self.DAEMONS_TO_START:
+            self.kotak.start(name)
+
+    def _cleanup(self):
+        # On failure, the daemon's log is the first thing one wants to read.
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome is not None and not getattr(outcome, "success", True)
+        if outcome is not None and getattr(outcome, "errors", None):
+            failed = failed or any(exc is not None for _, exc in outcome.errors)
+        if failed or os.environ.get("KOTAK_TEST_KEEP_LOGS"):
+            for name in DAEMONS:
+                text = self.kotak.log(name)
+                if text:
+                    tail = "\n".join(text.splitlines()[-40:])
+                    print(f"# --- {name} log (last 40 lines) of {self.id()} ---")
+                    for line in tail.splitlines():
+                        print(f"# {line}")
+        self.kotak.close()
+
+
+class RawClient:
+    """A line-level client for conversations smtplib would not hold: pipelined
+    writes, bare LF, NUL, STARTTLS with bytes behind it. Every read is bounded
+    by the socket timeout; reads keep their own buffer, so that starttls()
+    can check nothing was left unread."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, tls_context=None,
+                 source=None):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        # Each send() goes out as its own segment, so tests can split the
+        # stream exactly where they mean to.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls_context is not None:
+            self.sock = tls_context.wrap_socket(self.sock, server_hostname=HOSTNAME)
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError):
+            chunk = b""
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        self.buf += chunk
+
+    def readline(self, limit=1 << 20):
+        while b"\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise HarnessError(f"no line end in {len(self.buf)} octets")
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
+
+    def reply(self):
+        """One SMTP reply: (code, [lines without CRLF, as str])."""
+        lines = []
+        for _ in range(1000):
+            line = self.readline()
+            lines.append(line.rstrip(b"\r\n").decode("utf-8", "replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                break
+        try:
+            code = int(lines[-1][:3])
+        except ValueError:
+            raise HarnessError(f"not an SMTP reply: {lines!r}")
+        return code, lines
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def cmd(self, line):
+        """Sends one command line (CRLF added) and reads its reply."""
+        self.send((line.encode("utf-8") if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def starttls(self, context):
+        if self.buf:
+            raise HarnessError(f"unread bytes before TLS: {self.buf!r}")
+        self.sock = context.wrap_socket(self.sock, server_hostname=HOSTNAME)
+
+    def read_until_closed(self, timeout):
+        """Reads until the server closes; returns (closed, what arrived meanwhile)."""
+        deadline = time.monotonic() + timeout
+        got = self.buf
+        self.buf = b""
+        old = self.sock.gettimeout()
+        try:
+            while time.monotonic() < deadline:
+                self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    break
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError):
+                    return True, got
+                except ssl.SSLError:
+                    return True, got
+                if not chunk:
+                    return True, got
+                got += chunk
+            return False, got
+        finally:
+            try:
+                self.sock.settimeout(old)
+            except OSError:
+                pass
+
+
+import smtplib  # noqa: E402  (kept next to the classes that use it)
+
+
+class SMTP(smtplib.SMTP):
+    """smtplib.SMTP that checks the certificate against HOSTNAME after STARTTLS,
+    while connecting to an IP address."""
+
+    def connect(self, host="localhost", port=0, source_address=None):
+        r = super().connect(host, port, source_address)
+        self._host = HOSTNAME
+        return r
+
+
+class SMTP_SSL(smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL (implicit TLS) that checks the certificate against HOSTNAME."""
+
+    def _get_socket(self, host, port, timeout):
+        sock = socket.create_connection((host, port), timeout, self.source_address)
+        return self.context.wrap_socket(sock, server_hostname=HOSTNAME)
