@@ -421,6 +421,7 @@ static const struct conf_key conf_keys[] = {
      1000000},
     {"limits", "bad_commands", set_count, NUM(limits.bad_commands), 1, 1000},
     {"limits", "spool_memory", set_size, NUM(limits.spool_memory), 0, 64 << 20},
+    {"limits", "store_size", set_size, NUM(limits.store_size), 0, 1ull << 50},
     {"auth", "failure_delay", set_duration, NUM(auth.failure_delay_ms), 0, SEC(60)},
     {"auth", "max_failures", set_count, NUM(auth.max_failures), 1, 1000},
     {"auth", "failure_window", set_duration, NUM(auth.failure_window_ms), SEC(1), SEC(86400)},

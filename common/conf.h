@@ -51,6 +51,7 @@ struct conf_limits {
     uint64_t connections_per_address;
     uint64_t bad_commands;      /* errors before 421 and close */
     uint64_t spool_memory;      /* a message larger than this goes to a temporary file */
+    uint64_t store_size;        /* the store file's cap in octets; 0: none */
 };
 
 /* [auth]: how failed logins are slowed down and counted. */

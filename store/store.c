@@ -178,6 +178,21 @@ static int pragma_int(struct store *s, const char *sql, int *v_r)
     return rc == SQLITE_ROW ? 0 : store__rc(s, rc);
 }
 
+int store_set_max_size(struct store *s, uint64_t bytes)
+{
+    int page_size;
+    int rc = pragma_int(s, "PRAGMA page_size", &page_size);
+    if (rc < 0)
+        return rc;
+    /* SQLite's own ceiling stands for "no cap". */
+    uint64_t pages = bytes ? bytes / (uint64_t)page_size : 0xfffffffe;
+    if (pages < 1)
+        pages = 1;
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %llu", (unsigned long long)pages);
+    return store__exec(s, sql);
+}
+
 static int migrate(struct store *s, char *err, size_t err_size)
 {
     int version, rc;

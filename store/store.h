@@ -50,6 +50,13 @@ const char *store_errmsg(struct store *s);
 /* How long a write waits for another process's lock before -KOTAK_ELOCKED. */
 void store_set_busy_timeout(struct store *s, int ms);
 
+/*
+ * Caps the store file at about bytes (0: no cap) for writes through s: a
+ * write that would pass it fails with -ENOSPC, as on a full disk, and
+ * succeeds again once there is room. Returns 0 or a negative code.
+ */
+int store_set_max_size(struct store *s, uint64_t bytes);
+
 /* --- domains ----------------------------------------------------------- */
 
 struct store_domain {
