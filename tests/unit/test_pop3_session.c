@@ -311,7 +311,8 @@ static void out_add(struct out *o, const void *p, size_t n)
         o->cap = (o->len + n + 1) * 2;
         o->data = realloc(o->data, o->cap);
     }
-    memcpy(o->data + o->len, p, n);
+    if (n > 0) /* an empty buffer may have no data pointer yet */
+        memcpy(o->data + o->len, p, n);
     o->len += n;
     o->data[o->len] = '\0';
 }
