@@ -97,6 +97,15 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     return rc;
 }
 
+int buf_vprintf_crlf(struct buf *b, const char *fmt, va_list ap)
+{
+    size_t before = b->len;
+    int rc = buf_vprintf(b, fmt, ap);
+    if (rc == 0 && (rc = buf_append(b, "\r\n", 2)) < 0)
+        b->len = before;
+    return rc;
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
     if (n >= b->len) {

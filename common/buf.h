@@ -48,6 +48,12 @@ int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 
+/*
+ * Appends printf-formatted text and CRLF: a whole protocol line or, with
+ * -ENOBUFS, nothing at all.
+ */
+int buf_vprintf_crlf(struct buf *b, const char *fmt, va_list ap);
+
 /* Drops the first n bytes (n <= len), moving the rest to the front. */
 void buf_consume(struct buf *b, size_t n);
 

@@ -20,7 +20,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,26 +45,12 @@
 #define CERT_PEM_MAX 4096
 #define CERT_HOST_MAX 253
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    /* A truncated sentence is still the best we can give; nothing to check. */
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
-
 /* An mbedTLS failure as "cannot STEP: mbedTLS's words". */
 static void mbed_err(char *err, size_t err_size, const char *step, int rc)
 {
     char tmp[128];
     mbedtls_strerror(rc, tmp, sizeof tmp);
-    set_err(err, err_size, "cannot %s: %s", step, tmp);
+    snprintf(err, err_size, "cannot %s: %s", step, tmp);
 }
 
 /*
@@ -204,7 +189,7 @@ static int make_pems(const char *hostname, unsigned char *key_pem, unsigned char
     time_t now = time(NULL);
     struct tm from, until;
     if (gmtime_r(&now, &from) == NULL) {
-        set_err(err, err_size, "cannot read the clock");
+        snprintf(err, err_size, "cannot read the clock");
         goto out;
     }
     until = from;
@@ -304,12 +289,12 @@ static int write_file(const char *what, const char *path, const void *data, size
                       char *err, size_t err_size)
 {
     if (unlink(path) < 0 && errno != ENOENT) {
-        set_err(err, err_size, "cannot replace %s %s: %s", what, path, strerror(errno));
+        snprintf(err, err_size, "cannot replace %s %s: %s", what, path, strerror(errno));
         return -1;
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) {
-        set_err(err, err_size, "cannot create %s %s: %s", what, path, strerror(errno));
+        snprintf(err, err_size, "cannot create %s %s: %s", what, path, strerror(errno));
         return -1;
     }
     const char *p = data;
@@ -342,7 +327,7 @@ fail:;
     if (fd >= 0)
         close(fd);
     unlink(path);
-    set_err(err, err_size, "cannot write %s %s: %s", what, path, strerror(e));
+    snprintf(err, err_size, "cannot write %s %s: %s", what, path, strerror(e));
     return -1;
 }
 
@@ -351,7 +336,7 @@ int cert_make_self_signed(const char *hostname, const char *cert_path, const cha
 {
     unsigned char ip[16];
     if (!host_ok(hostname) && inet_pton(AF_INET6, hostname, ip) != 1) {
-        set_err(err, err_size,
+        snprintf(err, err_size,
                 "cannot make a certificate for \"%s\": not a host name or IP address", hostname);
         return -1;
     }

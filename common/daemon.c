@@ -3,6 +3,7 @@
  */
 #include "daemon.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,4 +53,42 @@ struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const c
     free(cert);
     free(key);
     return tls;
+}
+
+void daemon_drop_privileges(const struct conf *conf, const char *name)
+{
+    char err[512];
+    if (drop_privileges(conf->run_user, err, sizeof(err)) < 0)
+        fatal(2, "%s", err);
+    if (geteuid() == 0)
+        log_warn("%s event=running-as-root hint=\"set [server] user to an unprivileged user\"",
+                 name);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct daemon_signals *ds = sig->data;
+    if (ds->fired)
+        return;
+    ds->fired = true;
+    ds->stop(ds->ctx, signum);
+}
+
+void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
+                          void (*stop)(void *ctx, int signum), void *ctx)
+{
+    ds->stop = stop;
+    ds->ctx = ctx;
+    ds->fired = false;
+    uv_signal_init(loop, &ds->sigint);
+    uv_signal_init(loop, &ds->sigterm);
+    ds->sigint.data = ds->sigterm.data = ds;
+    uv_signal_start(&ds->sigint, on_signal, SIGINT);
+    uv_signal_start(&ds->sigterm, on_signal, SIGTERM);
+}
+
+void daemon_signals_close(struct daemon_signals *ds)
+{
+    uv_close((uv_handle_t *)&ds->sigint, NULL);
+    uv_close((uv_handle_t *)&ds->sigterm, NULL);
 }

@@ -7,6 +7,7 @@
 #define KOTAK_DAEMON_H
 
 #include <stdbool.h>
+#include <uv.h>
 
 #include "conf.h"
 #include "tls.h"
@@ -24,5 +25,25 @@ int daemon_main(int argc, char **argv, const char *name, const char *about,
  * saying how to make one.
  */
 struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const char *name);
+
+/*
+ * Start-up after the ports are bound: becomes [server] user when root, or
+ * exits with one line; warns when it stays root.
+ */
+void daemon_drop_privileges(const struct conf *conf, const char *name);
+
+/* SIGINT and SIGTERM start a clean stop, once. */
+struct daemon_signals {
+    uv_signal_t sigint, sigterm;
+    void (*stop)(void *ctx, int signum);
+    void *ctx;
+    bool fired;
+};
+
+void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
+                          void (*stop)(void *ctx, int signum), void *ctx);
+
+/* Closes the signal handles, so that the loop can end. */
+void daemon_signals_close(struct daemon_signals *ds);
 
 #endif

@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,20 +88,6 @@ static const mbedtls_ecp_group_id tls_curves[] = {
     MBEDTLS_ECP_DP_NONE,
 };
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    /* A truncated sentence is still the best we can give; nothing to check. */
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
-
 /* mbedTLS's text for rc ("X509 - ..."), in a caller's buffer. */
 static const char *mbed_err(int rc, char *tmp, size_t size)
 {
@@ -166,7 +151,7 @@ static int load_cert_and_key(struct tls_server *srv, const char *cert_path, cons
 
     int rc = load_file(cert_path, &data, &len);
     if (rc < 0) {
-        set_err(err, err_size, "cannot read cert %s: %s", cert_path,
+        snprintf(err, err_size, "cannot read cert %s: %s", cert_path,
                 rc == -EINVAL ? "not a regular file" : strerror(-rc));
         return -1;
     }
@@ -174,18 +159,18 @@ static int load_cert_and_key(struct tls_server *srv, const char *cert_path, cons
     rc = mbedtls_x509_crt_parse(&srv->chain, data, len + 1);
     free(data);
     if (rc < 0) {
-        set_err(err, err_size, "cannot read cert %s: %s", cert_path, mbed_err(rc, tmp, sizeof tmp));
+        snprintf(err, err_size, "cannot read cert %s: %s", cert_path, mbed_err(rc, tmp, sizeof tmp));
         return -1;
     }
     if (rc > 0) {
-        set_err(err, err_size, "cannot read cert %s: %d certificate(s) in it are invalid",
+        snprintf(err, err_size, "cannot read cert %s: %d certificate(s) in it are invalid",
                 cert_path, rc);
         return -1;
     }
 
     rc = load_file(key_path, &data, &len);
     if (rc < 0) {
-        set_err(err, err_size, "cannot read key %s: %s", key_path,
+        snprintf(err, err_size, "cannot read key %s: %s", key_path,
                 rc == -EINVAL ? "not a regular file" : strerror(-rc));
         return -1;
     }
@@ -193,12 +178,12 @@ static int load_cert_and_key(struct tls_server *srv, const char *cert_path, cons
     mbedtls_platform_zeroize(data, len);
     free(data);
     if (rc != 0) {
-        set_err(err, err_size, "cannot read key %s: %s", key_path, mbed_err(rc, tmp, sizeof tmp));
+        snprintf(err, err_size, "cannot read key %s: %s", key_path, mbed_err(rc, tmp, sizeof tmp));
         return -1;
     }
 
     if (mbedtls_pk_check_pair(&srv->chain.pk, &srv->key) != 0) {
-        set_err(err, err_size, "key %s does not belong to the certificate in %s", key_path,
+        snprintf(err, err_size, "key %s does not belong to the certificate in %s", key_path,
                 cert_path);
         return -1;
     }
@@ -214,7 +199,7 @@ static int setup_config(struct tls_server *srv, char *err, size_t err_size)
     int rc = mbedtls_ssl_config_defaults(conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
                                          MBEDTLS_SSL_PRESET_DEFAULT);
     if (rc != 0) {
-        set_err(err, err_size, "cannot set up TLS: %s", mbed_err(rc, tmp, sizeof tmp));
+        snprintf(err, err_size, "cannot set up TLS: %s", mbed_err(rc, tmp, sizeof tmp));
         return -1;
     }
     /* mbedTLS 2.28's TLS 1.3 is a client-side experiment: 1.2 is both ends. */
@@ -230,7 +215,7 @@ static int setup_config(struct tls_server *srv, char *err, size_t err_size)
 
     rc = mbedtls_ssl_conf_own_cert(conf, &srv->chain, &srv->key);
     if (rc != 0) {
-        set_err(err, err_size, "cannot use the certificate: %s", mbed_err(rc, tmp, sizeof tmp));
+        snprintf(err, err_size, "cannot use the certificate: %s", mbed_err(rc, tmp, sizeof tmp));
         return -1;
     }
     return 0;
@@ -253,7 +238,7 @@ int tls_server_new(const char *cert_path, const char *key_path, struct tls_serve
     int rc = mbedtls_ctr_drbg_seed(&srv->drbg, mbedtls_entropy_func, &srv->entropy,
                                    (const unsigned char *)pers, sizeof pers - 1);
     if (rc != 0) {
-        set_err(err, err_size, "cannot seed the random generator: %s",
+        snprintf(err, err_size, "cannot seed the random generator: %s",
                 mbed_err(rc, tmp, sizeof tmp));
         goto fail;
     }

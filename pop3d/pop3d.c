@@ -39,7 +39,7 @@ struct pop3d {
     int64_t *locked;          /* user ids whose maildrop a session holds */
     size_t n_locked, cap_locked;
     size_t in_flight;         /* deletions under way */
-    uv_signal_t sigint, sigterm;
+    struct daemon_signals signals;
     bool stopping, stopped;
 };
 
@@ -140,10 +140,8 @@ static void login_done(struct login_req *r, int rc, int64_t user_id)
 static void op_auth(void *ctx, const char *user, const char *password)
 {
     struct pconn *pc = ctx;
-    struct addr a;
     struct store_user u;
-    bool found = addr_parse(user, strlen(user), ADDR_UTF8, &a) == 0 &&
-                 store_user_lookup(pc->d->reader, &a, &u) == 1;
+    bool found = store_user_by_login(pc->d->reader, user, &u) == 1;
     pc->async++;
     login_check(&pc->login, net_conn_peer16(pc->net), found ? u.hash : NULL, found ? u.id : 0,
                 password);
@@ -324,8 +322,7 @@ static void maybe_finish(struct pop3d *d)
     if (!d->stopping || d->stopped || net_server_count(d->net) > 0 || d->in_flight > 0)
         return;
     d->stopped = true;
-    uv_close((uv_handle_t *)&d->sigint, NULL);
-    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    daemon_signals_close(&d->signals);
 }
 
 static void shutdown_conn(struct net_conn *c, void *ctx)
@@ -338,11 +335,9 @@ static void shutdown_conn(struct net_conn *c, void *ctx)
     }
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+static void on_stop(void *ctx, int signum)
 {
-    struct pop3d *d = sig->data;
-    if (d->stopping)
-        return;
+    struct pop3d *d = ctx;
     log_info("pop3 event=stopping signal=%d connections=%zu", signum, net_server_count(d->net));
     d->stopping = true;
     net_server_stop_listening(d->net);
@@ -382,7 +377,6 @@ static void open_store(struct pop3d *d)
 int pop3d_run(const struct conf *conf)
 {
     struct pop3d d = {.conf = conf, .loop = uv_default_loop()};
-    char err[512];
     log_set_level(conf->log_level);
     signal(SIGPIPE, SIG_IGN);
     d.tls = daemon_load_tls(conf, conf->listeners[CONF_POP3S].n > 0, "pop3");
@@ -394,19 +388,12 @@ int pop3d_run(const struct conf *conf)
     };
     d.net = net_server_new(d.loop, d.tls, &limits, "pop3");
     listen_all(&d);
-    if (drop_privileges(conf->run_user, err, sizeof(err)) < 0)
-        fatal(2, "%s", err);
-    if (geteuid() == 0)
-        log_warn("pop3 event=running-as-root hint=\"set [server] user to an unprivileged user\"");
+    daemon_drop_privileges(conf, "pop3");
     open_store(&d);
     d.login = login_new(d.loop, &conf->auth);
     if (d.login == NULL)
         fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
-    uv_signal_init(d.loop, &d.sigint);
-    uv_signal_init(d.loop, &d.sigterm);
-    d.sigint.data = d.sigterm.data = &d;
-    uv_signal_start(&d.sigint, on_signal, SIGINT);
-    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    daemon_signals_start(d.loop, &d.signals, on_stop, &d);
     log_info("pop3 event=started version=%s", KOTAK_VERSION);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

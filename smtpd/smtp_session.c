@@ -61,15 +61,11 @@ struct smtp_session {
 static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply(struct smtp_session *s, const char *fmt, ...)
 {
-    size_t before = s->out.len;
     va_list ap;
     va_start(ap, fmt);
-    int rc = buf_vprintf(&s->out, fmt, ap);
+    int rc = buf_vprintf_crlf(&s->out, fmt, ap);
     va_end(ap);
-    if (rc == 0)
-        rc = buf_append(&s->out, "\r\n", 2);
     if (rc < 0) {
-        s->out.len = before; /* whole lines only */
         /* A client that sends without reading fills our output; it is not
          * listening, so the conversation ends. */
         s->state = ST_CLOSED;

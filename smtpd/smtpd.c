@@ -52,7 +52,7 @@ struct smtpd {
     struct committer *committer;
     struct login *login;
     char *data_dir;
-    uv_signal_t sigint, sigterm;
+    struct daemon_signals signals;
     bool stopping, stopped;
     struct listener_ctx listeners[3];
 };
@@ -198,10 +198,8 @@ static void login_done(struct login_req *r, int rc, int64_t user_id)
 static void op_auth(void *ctx, const char *user, const char *password)
 {
     struct sconn *sc = ctx;
-    struct addr a;
     struct store_user u;
-    bool found = addr_parse(user, strlen(user), ADDR_UTF8, &a) == 0 &&
-                 store_user_lookup(sc->d->reader, &a, &u) == 1;
+    bool found = store_user_by_login(sc->d->reader, user, &u) == 1;
     sc->async++;
     login_check(&sc->login, net_conn_peer16(sc->net), found ? u.hash : NULL, found ? u.id : 0,
                 password);
@@ -302,11 +300,6 @@ static const struct net_proto smtp_proto = {
 
 /* --- start and stop ------------------------------------------------------ */
 
-static void signal_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
 /* When stopping and the last connection and message are done: stop the loop. */
 static void maybe_finish(struct smtpd *d)
 {
@@ -315,8 +308,7 @@ static void maybe_finish(struct smtpd *d)
         return;
     d->stopped = true;
     committer_stop(d->committer);
-    uv_close((uv_handle_t *)&d->sigint, signal_closed);
-    uv_close((uv_handle_t *)&d->sigterm, signal_closed);
+    daemon_signals_close(&d->signals);
 }
 
 static void shutdown_conn(struct net_conn *c, void *ctx)
@@ -329,11 +321,9 @@ static void shutdown_conn(struct net_conn *c, void *ctx)
     }
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+static void on_stop(void *ctx, int signum)
 {
-    struct smtpd *d = sig->data;
-    if (d->stopping)
-        return;
+    struct smtpd *d = ctx;
     log_info("smtp event=stopping signal=%d connections=%zu", signum, net_server_count(d->net));
     d->stopping = true;
     net_server_stop_listening(d->net);
@@ -386,7 +376,6 @@ static void open_store(struct smtpd *d)
 int smtpd_run(const struct conf *conf)
 {
     struct smtpd d = {.conf = conf, .loop = uv_default_loop()};
-    char err[512];
     log_set_level(conf->log_level);
     signal(SIGPIPE, SIG_IGN);
     d.tls = daemon_load_tls(conf, conf->listeners[CONF_SUBMISSION].n > 0 ||
@@ -399,20 +388,13 @@ int smtpd_run(const struct conf *conf)
     };
     d.net = net_server_new(d.loop, d.tls, &limits, "smtp");
     listen_all(&d);
-    if (drop_privileges(conf->run_user, err, sizeof(err)) < 0)
-        fatal(2, "%s", err);
-    if (geteuid() == 0)
-        log_warn("smtp event=running-as-root hint=\"set [server] user to an unprivileged user\"");
+    daemon_drop_privileges(conf, "smtp");
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d);
     d.login = login_new(d.loop, &conf->auth);
     if (d.login == NULL)
         fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
-    uv_signal_init(d.loop, &d.sigint);
-    uv_signal_init(d.loop, &d.sigterm);
-    d.sigint.data = d.sigterm.data = &d;
-    uv_signal_start(&d.sigint, on_signal, SIGINT);
-    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    daemon_signals_start(d.loop, &d.signals, on_stop, &d);
     log_info("smtp event=started version=%s hostname=%s", KOTAK_VERSION, conf->hostname);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

@@ -265,6 +265,15 @@ int store_user_lookup(struct store *s, const struct addr *a, struct store_user *
     return rc;
 }
 
+int store_user_by_login(struct store *s, const char *login, struct store_user *u_r)
+{
+    struct addr a;
+    memset(u_r, 0, sizeof(*u_r));
+    if (addr_parse(login, strlen(login), ADDR_UTF8, &a) < 0)
+        return 0;
+    return store_user_lookup(s, &a, u_r);
+}
+
 int store_user_list(struct store *s, const char *domain,
                     int (*cb)(void *ctx, const struct store_user *u), void *ctx)
 {

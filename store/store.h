@@ -106,6 +106,13 @@ int store_user_passwd(struct store *s, const struct addr *a, const char *hash);
 /* 1 with *u_r filled (counts left 0), 0 when there is no such user. */
 int store_user_lookup(struct store *s, const struct addr *a, struct store_user *u_r);
 
+/*
+ * The user a login name stands for: the name is a mailbox address, any
+ * case. 1 with *u_r filled, 0 when it is no user's (or no address), or a
+ * negative code. The caller wipes *u_r's hash after use.
+ */
+int store_user_by_login(struct store *s, const char *login, struct store_user *u_r);
+
 /* Calls cb for each user (of domain, or all when NULL), by address, with counts. */
 int store_user_list(struct store *s, const char *domain,
                     int (*cb)(void *ctx, const struct store_user *u), void *ctx);
