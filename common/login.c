@@ -90,8 +90,7 @@ static void after_work(uv_work_t *w, int status)
         finish(r, 1, r->user_id);
         return;
     }
-    throttle_fail(l->throttle, r->ip, uv_now(l->loop));
-    answer_late(r, 0);
+    answer_late(r, 0); /* the failure was counted when the check began */
 }
 
 void login_check(struct login_req *r, const uint8_t ip[16], const char *hash, int64_t user_id,
@@ -104,6 +103,10 @@ void login_check(struct login_req *r, const uint8_t ip[16], const char *hash, in
         answer_late(r, -EAGAIN);
         return;
     }
+    /* Counted as a failure now and forgiven on success, so that guesses sent
+     * side by side on many connections meet the lockout as soon as serial
+     * ones would. */
+    throttle_fail(l->throttle, ip, uv_now(l->loop));
     /* ok carries "the user exists" into the work; the hash check must agree. */
     r->ok = hash != NULL;
     r->user_id = user_id;

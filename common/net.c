@@ -85,6 +85,7 @@ struct write_req {
 static void conn_update_reading(struct net_conn *c);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
 static void conn_finish(struct net_conn *c);
+static void arm_idle(struct net_conn *c);
 
 /* --- per-address counts ------------------------------------------------- */
 
@@ -192,6 +193,8 @@ static void write_done(uv_write_t *req, int status)
             conn_finish(c);
         return;
     }
+    if (c->mode != MODE_HANDSHAKE)
+        arm_idle(c); /* the peer is taking what we send: not idle */
     if (c->above_water && c->pending < NET_LOW_WATER) {
         c->above_water = false;
         if (c->opened && c->l->proto->drain != NULL)
@@ -355,6 +358,11 @@ static void idle_expired(uv_timer_t *t)
         net_conn_close(c);
 }
 
+/*
+ * The idle timer runs from the last progress — input the protocol used, or
+ * output the peer took — not from the last byte, so a client that trickles
+ * a byte at a time (slowloris) still times out.
+ */
 static void arm_idle(struct net_conn *c)
 {
     uint64_t ms = c->mode == MODE_HANDSHAKE ? c->srv->limits.tls_handshake_timeout_ms
@@ -389,6 +397,8 @@ static void deliver(struct net_conn *c)
         c->l->proto->input(c, c->ctx);
         if (c->closed)
             return; /* the struct is still valid until its handles close */
+        if (c->in.len < before && !c->closing)
+            arm_idle(c); /* progress: bytes that merely trickle in never count */
         if (c->in.len == before && !c->redeliver)
             break;
     }
@@ -436,7 +446,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
             conn_finish(c);
             return;
         }
-        arm_idle(c);
         deliver(c);
         return;
     }
@@ -468,7 +477,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         if (c->closed || c->closing)
             return;
     }
-    arm_idle(c);
     deliver(c);
 }
 

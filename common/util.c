@@ -102,3 +102,15 @@ int drop_privileges(const char *user, char *err, size_t err_size)
     }
     return 0;
 }
+
+bool looks_like_http(const char *line, size_t len)
+{
+    static const char *const methods[] = {"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ",
+                                          "OPTIONS ", "DELETE ", "PATCH "};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        size_t n = strlen(methods[i]);
+        if (len >= n && memcmp(line, methods[i], n) == 0)
+            return true;
+    }
+    return false;
+}

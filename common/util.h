@@ -5,6 +5,7 @@
 #ifndef KOTAK_UTIL_H
 #define KOTAK_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define KOTAK_VERSION "0.1.0"
@@ -25,6 +26,14 @@ enum kotak_err {
 
 /* A short sentence for a code from this enum or errno, never NULL. */
 const char *kotak_strerror(int err);
+
+/*
+ * True when a command line is an HTTP request line ("GET / HTTP/1.1", ...).
+ * A browser can be made to send a form to a mail port; its request line
+ * comes first, so hanging up there keeps the form's body from ever being
+ * read as mail commands (cross-protocol attacks).
+ */
+bool looks_like_http(const char *line, size_t len);
 
 /* Allocation that aborts the process when memory runs out. */
 void *xmalloc(size_t n);

@@ -575,6 +575,10 @@ static void run_line(struct pop3_session *s, const char *line, size_t len)
         sasl_feed(s, line, len);
         return;
     }
+    if (looks_like_http(line, len)) {
+        close_with(s, "-ERR This is a mail server; closing the connection");
+        return;
+    }
     struct pop3_command c;
     pop3_command_parse(line, len, &c);
     for (size_t i = 0; i < sizeof(pop3_cmds) / sizeof(pop3_cmds[0]); i++) {

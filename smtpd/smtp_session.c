@@ -650,6 +650,10 @@ static void run_line(struct smtp_session *s, const char *line, size_t len)
         auth_step(s, line, len);
         return;
     }
+    if (looks_like_http(line, len)) {
+        close_with(s, "421 4.7.0 This is a mail server; closing the connection");
+        return;
+    }
     struct smtp_command c;
     smtp_command_parse(line, len, &c);
     if (c.verb != SMTP_CMD_AUTH && len + 2 > s->cfg.line_max) {

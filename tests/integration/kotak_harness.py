@@ -18,6 +18,7 @@ The build to test is $KOTAK_BUILD (the meson build root), default
 /work/main/build. Every wait here is bounded, every socket has a timeout.
 """
 import os
+import poplib
 import re
 import shutil
 import signal
@@ -121,7 +122,7 @@ def rewrite_config(text, changes):
             section = m.group(1).strip()
             out.append(line)
             continue
-        m = re.match(r"\s*([A-Za-z_]+)\s*=", line)
+        m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
         if m and section in pending and m.group(1) in pending[section]:
             key = m.group(1)
             value = pending[section][key]
@@ -572,3 +573,54 @@ class SMTP_SSL(smtplib.SMTP_SSL):
     def _get_socket(self, host, port, timeout):
         sock = socket.create_connection((host, port), timeout, self.source_address)
         return self.context.wrap_socket(sock, server_hostname=HOSTNAME)
+
+
+# --- added for the POP3 tests ----------------------------------------------
+
+
+
+class POP3(poplib.POP3):
+    """poplib.POP3 that checks the certificate against HOSTNAME after STLS,
+    while connecting to an IP address."""
+
+    def _create_socket(self, timeout):
+        sock = super()._create_socket(timeout)
+        self.host = HOSTNAME
+        return sock
+
+
+class POP3_SSL(poplib.POP3_SSL):
+    """poplib.POP3_SSL (implicit TLS) that checks the certificate against HOSTNAME."""
+
+    def _create_socket(self, timeout):
+        sock = poplib.POP3._create_socket(self, timeout)
+        self.host = HOSTNAME
+        return self.context.wrap_socket(sock, server_hostname=HOSTNAME)
+
+
+def proc_status(pid, field):
+    """A field of /proc/PID/status in kB (VmRSS, VmHWM), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def processes_with(text):
+    """{pid: argv} of the processes whose command line contains text."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and any(text in a for a in argv):
+            out[int(name)] = argv
+    return out

@@ -1569,6 +1569,18 @@ static void test_bad_commands(void)
     RUN("bad-command limit", s, steps);
     pop3_session_free(&s);
 
+    /* A browser's form sent to the POP3 port: the request line ends the
+     * session, so the form's body is never read as commands. */
+    s = session(&f, false, true, 0);
+    const struct step http[] = {
+        {.send = "POST / HTTP/1.1\r\nUSER alice\r\n",
+         .left = "USER alice\r\n",
+         .expect = {"-ERR"},
+         .action = POP3_ACT_CLOSE},
+    };
+    RUN("an HTTP request", s, http);
+    pop3_session_free(&s);
+
     /* The default limit (0 in the config) is some small number, not infinity. */
     s = session(&f, false, true, 0);
     int closed_after = 0;

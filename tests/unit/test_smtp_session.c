@@ -843,6 +843,16 @@ static const struct step mx_bad_commands[] = {
     THE_END,
 };
 
+/* A browser's form sent to the mail port: the request line ends the
+ * session, so the form's body is never read as commands. */
+static const struct step mx_http[] = {
+    GREETING,
+    C("POST /form HTTP/1.1\r\nHost: x\r\n\r\nMAIL FROM:<a@remote.test>\r\n", "421 4.7.0"),
+    IS_ACTION(SMTP_ACT_CLOSE),
+    IS_PENDING("Host: x\r\n\r\nMAIL FROM:<a@remote.test>\r\n"),
+    THE_END,
+};
+
 static const struct step mx_store_results[] = {
     GREETING,
     C("EHLO client.test\r\n", EHLO_PLAIN),
@@ -1148,6 +1158,7 @@ static const struct conv conversations[] = {
     {.name = "mx: smuggling", .steps = mx_smuggling, .check = check_refused},
     {.name = "mx: other commands", .steps = mx_misc},
     {.name = "mx: too many errors", .bad_commands = 3, .steps = mx_bad_commands},
+    {.name = "mx: an HTTP request", .steps = mx_http},
     {.name = "mx: store results", .steps = mx_store_results, .check = check_store_results},
     {.name = "mx: spool_begin fails",
      .begin_rc = -EIO,
