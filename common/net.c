@@ -394,11 +394,15 @@ static void deliver(struct net_conn *c)
         if (!c->opened || c->paused || c->closing || c->in.len == 0)
             break;
         size_t before = c->in.len;
+        const uint8_t *lf = memchr(c->in.data, '\n', c->in.len);
+        size_t first_line = lf ? (size_t)(lf - c->in.data) + 1 : SIZE_MAX;
         c->l->proto->input(c, c->ctx);
         if (c->closed)
             return; /* the struct is still valid until its handles close */
-        if (c->in.len < before && !c->closing)
-            arm_idle(c); /* progress: bytes that merely trickle in never count */
+        /* Progress is a whole line used: bytes that merely trickle in, even
+         * into a message, never count. */
+        if (before - c->in.len >= first_line && !c->closing)
+            arm_idle(c);
         if (c->in.len == before && !c->redeliver)
             break;
     }

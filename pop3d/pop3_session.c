@@ -611,7 +611,7 @@ void pop3_session_feed(struct pop3_session *s, const char *buf, size_t len, size
                 sasl_fail(s, "-ERR Line too long");
             else {
                 reply(s, rc == -POP3_PERR_LINE_TOO_LONG ? "-ERR Line too long"
-                                                        : "-ERR Lines end with CRLF");
+                                                        : "-ERR A line ends with CRLF and holds no NUL");
                 count_error(s);
             }
             continue;

@@ -43,25 +43,53 @@ int store_batch_begin(struct store *s)
     return rc;
 }
 
+/*
+ * After a failure inside a batch: on some errors (SQLITE_FULL among them)
+ * SQLite rolls back the whole transaction, not just the statement. Then the
+ * batch is gone, and no savepoint may run outside it, or it would commit on
+ * its own. Returns rc.
+ */
+static int note_failure(struct store *s, int rc)
+{
+    if (rc < 0 && s->in_batch && s->batch_lost == 0 && sqlite3_get_autocommit(s->db))
+        s->batch_lost = rc;
+    return rc;
+}
+
+/* Undoes one message of a batch, unless the batch itself is already gone. */
+static void savepoint_undo(struct store *s)
+{
+    if (s->batch_lost == 0)
+        note_failure(s, store__exec(s, "ROLLBACK TO msg; RELEASE msg"));
+}
+
 int store_batch_commit(struct store *s)
 {
     assert(s->in_batch);
     s->in_batch = false;
+    if (s->batch_lost < 0) {
+        int rc = s->batch_lost;
+        s->batch_lost = 0;
+        return rc;
+    }
     return store__commit(s);
 }
 
 void store_batch_rollback(struct store *s)
 {
     s->in_batch = false;
+    s->batch_lost = 0;
     store__rollback(s);
 }
 
 int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
 {
     *m_r = NULL;
+    if (s->in_batch && s->batch_lost < 0)
+        return s->batch_lost;
     int rc = s->in_batch ? store__exec(s, "SAVEPOINT msg") : store__begin(s);
     if (rc < 0)
-        return rc;
+        return note_failure(s, rc);
     sqlite3_stmt *st = store__stmt(s, STMT_MSG_ADD);
     if (st == NULL) {
         rc = -KOTAK_ESTORE;
@@ -70,8 +98,9 @@ int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
         rc = step_done(s, st);
     }
     if (rc < 0) {
+        note_failure(s, rc);
         if (s->in_batch)
-            store__exec(s, "ROLLBACK TO msg; RELEASE msg");
+            savepoint_undo(s);
         else
             store__rollback(s);
         return rc;
@@ -148,8 +177,9 @@ void store_msg_abort(struct store_msg **mp)
     struct store_msg *m = *mp;
     if (m == NULL)
         return;
+    note_failure(m->s, m->error);
     if (m->s->in_batch)
-        store__exec(m->s, "ROLLBACK TO msg; RELEASE msg");
+        savepoint_undo(m->s);
     else
         store__rollback(m->s);
     msg_free(mp);
@@ -189,15 +219,16 @@ int store_msg_commit(struct store_msg **mp, int64_t *msg_id_r)
     struct store *s = m->s;
     int rc = write_rest(m);
     if (rc < 0) {
+        m->error = rc;
         store_msg_abort(mp);
         return rc;
     }
     if (s->in_batch)
-        rc = store__exec(s, "RELEASE msg");
+        rc = note_failure(s, store__exec(s, "RELEASE msg"));
     else
         rc = store__commit(s);
     if (rc < 0 && s->in_batch)
-        store__exec(s, "ROLLBACK TO msg; RELEASE msg");
+        savepoint_undo(s);
     if (rc == 0 && msg_id_r != NULL)
         *msg_id_r = m->id;
     msg_free(mp);

@@ -45,6 +45,7 @@ struct store {
     sqlite3_stmt *stmts[STMT_COUNT];
     char uidl_prefix[17]; /* random per store, so UIDLs of a new store never repeat an old one's */
     bool in_batch;
+    int batch_lost; /* SQLite rolled the whole batch back (a full store does): why */
     bool readonly;
 };
 

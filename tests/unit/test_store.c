@@ -461,6 +461,34 @@ static void test_full(void)
     store_stats(s, &st1);
     ok(st1.messages == st0.messages && st1.entries == st0.entries,
        "nothing of the failed message stays");
+    /* The same inside a batch: SQLite may roll the whole batch back, and
+     * then no message of it may be stored, not even one after the failure. */
+    store_stats(s, &st0);
+    store_batch_begin(s);
+    store_msg_begin(s, 4, &m);
+    store_msg_append(m, "small\r\n", 7);
+    store_msg_add_rcpt(m, alice);
+    is_int(store_msg_commit(&m, NULL), 0, "batch: a small message before the big one");
+    rc = store_msg_begin(s, 5, &m);
+    for (int i = 0; rc == 0 && i < 64; i++)
+        rc = store_msg_append(m, chunk, sizeof(chunk));
+    if (m != NULL) {
+        store_msg_add_rcpt(m, alice);
+        int crc = store_msg_commit(&m, NULL);
+        if (rc == 0)
+            rc = crc;
+    }
+    is_int(rc, -ENOSPC, "batch: the big message gives -ENOSPC");
+    int after = store_msg_begin(s, 6, &m);
+    if (after == 0) {
+        store_msg_append(m, "after\r\n", 7);
+        store_msg_add_rcpt(m, alice);
+        after = store_msg_commit(&m, NULL);
+    }
+    is_int(store_batch_commit(s), -ENOSPC, "batch: the batch commit says the store is full");
+    store_stats(s, &st1);
+    ok(st1.messages == st0.messages && st1.entries == st0.entries,
+       "batch: nothing of the batch is stored, not even after the failure (%d)", after);
     store__exec(s, "PRAGMA max_page_count = 1073741823");
     store_msg_begin(s, 3, &m);
     store_msg_append(m, "ok\r\n", 4);
