@@ -60,8 +60,8 @@ ssize_t sasl_b64_decode(const char *in, size_t in_len, uint8_t *out, size_t out_
     size_t rem = body % 4;
     if (rem == 1)
         return -EINVAL; /* six bits cannot make a byte */
-    if (pad > 0 && (rem == 0 || (body + pad) % 4 != 0))
-        return -EINVAL; /* padding that does not complete the last quantum */
+    if (pad > 0 && (rem == 0 || pad != 4 - rem))
+        return -EINVAL; /* padding must exactly complete the last quantum */
 
     for (size_t i = 0; i < body; i++)
         if (b64_value((unsigned char)in[i]) < 0)

@@ -99,6 +99,8 @@ static void test_b64_malformed(void)
         {"Zm9vY", 0, "five characters"},
         {"Zm9vY===", 0, "three pad characters"},
         {"Zg=", 0, "pad that does not complete the quantum"},
+        {"QQ======", 0, "more pad than the quantum needs"},
+        {"Zm8=====", 0, "pad past a completed quantum"},
         {"Zg===", 0, "too much padding"},
         {"Zm9v=", 0, "pad after a complete quantum"},
         {"Zm9v====", 0, "a quantum of padding"},
