@@ -21,13 +21,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "auth.h"
 #include "committer.h"
 #include "daemon.h"
 #include "log.h"
 #include "login.h"
 #include "net.h"
-#include "sasl.h"
 #include "smtp_session.h"
 #include "spool.h"
 #include "store.h"
