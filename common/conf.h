@@ -60,6 +60,7 @@ struct conf_auth {
     uint64_t max_failures;      /* from one address within failure_window ... */
     uint64_t failure_window_ms;
     uint64_t lockout_ms;        /* ... lock it out for this long */
+    uint64_t cache_ttl_ms;      /* a passed check is remembered this long; 0: never */
 };
 
 struct conf {

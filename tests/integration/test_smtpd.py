@@ -729,6 +729,29 @@ class SubmissionTest(SmtpdTest):
         # Every failed login is answered late (issue 3, Login), this one too.
         self.assertGreaterEqual(time.monotonic() - start, 0.3)
 
+    def test_a_new_password_takes_effect_at_once_despite_the_login_cache(self):
+        # The first login passes the full check and is remembered ([auth] cache).
+        self.submission(user=ALICE).quit()
+        p = self.kotak.kotak("user", "passwd", ALICE, "--password-stdin",
+                             input="a-new-password\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = self.submission(user=None)
+        with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+            self.login(s, ALICE, PASSWORDS[ALICE], "PLAIN")
+        self.assertEqual(cm.exception.smtp_code, 535)
+        s = self.submission(user=None)
+        code, _ = self.login(s, ALICE, "a-new-password", "PLAIN")
+        self.assertEqual(code, 235)
+
+    def test_a_remembered_login_does_not_let_a_wrong_password_in(self):
+        self.submission(user=ALICE).quit()
+        s = self.submission(user=None)
+        start = time.monotonic()
+        with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
+            self.login(s, ALICE, PASSWORDS[ALICE] + "x", "PLAIN")
+        self.assertEqual(cm.exception.smtp_code, 535)
+        self.assertGreaterEqual(time.monotonic() - start, 0.3)
+
     def test_the_longest_password_kotak_user_add_takes_can_log_in(self):
         password = "Long-" + "p4ss" * 62 + "xy"    # 255 characters, the most either takes
         self.assertEqual(len(password), 255)
