@@ -105,19 +105,29 @@ static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t 
             p->line_len = 0;
             p->state = SMTP_P_DATA;
             continue; /* the same byte, inside a line */
-        case SMTP_P_DATA:
+        case SMTP_P_DATA: {
+            /* The common case, a run of text, in one tight loop. */
+            size_t j = i;
+            while (j < len && buf[j] != '\r' && buf[j] != '\n')
+                j++;
+            if (j > i) {
+                p->line_len += j - i;
+                if (p->line_len > p->text_max - 2)
+                    p->flags |= SMTP_DATA_LONG_LINE;
+                i = j;
+                continue;
+            }
             if (c == '\r') {
                 p->state = SMTP_P_DATA_CR;
-            } else if (c == '\n') {
+            } else {
                 /* A bare LF ends no line: a dot after it must not end the
                  * data, or a second message could hide in the first. */
                 p->flags |= SMTP_DATA_BARE_EOL;
                 count_octet(p);
-            } else {
-                count_octet(p);
             }
             i++;
             continue;
+        }
         case SMTP_P_DATA_CR:
             if (c == '\n') {
                 p->state = SMTP_P_DATA_BOL;
