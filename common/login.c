@@ -15,6 +15,7 @@
 #define LOGIN_THROTTLE_ENTRIES 4096
 #define LOGIN_CACHE_ENTRIES 1024
 #define LOGIN_MAC_SIZE 32
+#define LOGIN_WAIT_MS 20 /* how often a check waiting its turn looks again */
 
 /*
  * A login that passed the crypt(3) check is remembered for cache_ttl as an
@@ -37,7 +38,26 @@ struct login {
     char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users */
     uint8_t cache_key[LOGIN_MAC_SIZE];
     struct login_cached cache[LOGIN_CACHE_ENTRIES];
+    struct login_req *checking; /* checks under way, for the per-address count */
 };
+
+/* Checks under way for ip. */
+static unsigned checking_from(const struct login *l, const uint8_t ip[16])
+{
+    unsigned n = 0;
+    for (const struct login_req *r = l->checking; r != NULL; r = r->next_checking)
+        n += memcmp(r->ip, ip, 16) == 0;
+    return n;
+}
+
+static void checking_remove(struct login *l, struct login_req *r)
+{
+    struct login_req **p = &l->checking;
+    while (*p != r)
+        p = &(*p)->next_checking;
+    *p = r->next_checking;
+    r->next_checking = NULL;
+}
 
 /* HMAC-SHA-256(key, hash NUL password). */
 static void login_mac(const struct login *l, const char *hash, const char *password,
@@ -138,6 +158,8 @@ static void work(uv_work_t *w)
     explicit_bzero(r->password, sizeof(r->password));
 }
 
+static void wait_turn(uv_timer_t *t);
+
 static void cache_hit_answer(uv_timer_t *t)
 {
     struct login_req *r = t->data;
@@ -148,6 +170,7 @@ static void after_work(uv_work_t *w, int status)
 {
     struct login_req *r = w->data;
     struct login *l = r->l;
+    checking_remove(l, r);
     explicit_bzero(r->hash, sizeof(r->hash));
     if (status == 0 && r->ok) {
         throttle_success(l->throttle, r->ip);
@@ -161,7 +184,43 @@ static void after_work(uv_work_t *w, int status)
         finish(r, 1, r->user_id);
         return;
     }
-    answer_late(r, 0); /* the failure was counted when the check began */
+    throttle_fail(l->throttle, r->ip, uv_now(l->loop));
+    answer_late(r, 0);
+}
+
+/*
+ * Starts the crypt(3) check, unless the address already has as many checks
+ * under way as failures left before its lockout: then it waits its turn.
+ * So guesses sent side by side on many connections meet the lockout as
+ * soon as serial ones would, while an office behind one address that logs
+ * in all at once is only made to queue, never refused.
+ */
+static void start_check(struct login_req *r)
+{
+    struct login *l = r->l;
+    uint64_t now = uv_now(l->loop);
+    if (throttle_locked(l->throttle, r->ip, now)) {
+        explicit_bzero(r->password, sizeof(r->password));
+        answer_late(r, -EAGAIN);
+        return;
+    }
+    if (checking_from(l, r->ip) + throttle_failures(l->throttle, r->ip, now) >=
+        l->cfg.max_failures) {
+        uv_timer_start(&r->delay, wait_turn, LOGIN_WAIT_MS, 0);
+        return;
+    }
+    r->next_checking = l->checking;
+    l->checking = r;
+    if (uv_queue_work(l->loop, &r->work, work, after_work) != 0) {
+        checking_remove(l, r);
+        explicit_bzero(r->password, sizeof(r->password));
+        answer_late(r, 0);
+    }
+}
+
+static void wait_turn(uv_timer_t *t)
+{
+    start_check(t->data);
 }
 
 void login_check(struct login_req *r, const uint8_t ip[16], const char *hash, int64_t user_id,
@@ -180,19 +239,12 @@ void login_check(struct login_req *r, const uint8_t ip[16], const char *hash, in
         uv_timer_start(&r->delay, cache_hit_answer, 0, 0); /* done is always async */
         return;
     }
-    /* Counted as a failure now and forgiven on success, so that guesses sent
-     * side by side on many connections meet the lockout as soon as serial
-     * ones would. */
-    throttle_fail(l->throttle, ip, uv_now(l->loop));
     /* ok carries "the user exists" into the work; the hash check must agree. */
     r->ok = hash != NULL;
     r->user_id = user_id;
     snprintf(r->hash, sizeof(r->hash), "%s", hash ? hash : l->dummy_hash);
     snprintf(r->password, sizeof(r->password), "%s", password);
-    if (uv_queue_work(l->loop, &r->work, work, after_work) != 0) {
-        explicit_bzero(r->password, sizeof(r->password));
-        answer_late(r, 0);
-    }
+    start_check(r);
 }
 
 void login_req_close(struct login_req *r, uv_close_cb close_cb, void *data)

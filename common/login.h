@@ -31,6 +31,7 @@ struct login_req {
     char hash[AUTH_HASH_MAX];
     char password[256];
     uint8_t mac[32];    /* for the login cache, set by a check that passed */
+    struct login_req *next_checking; /* in the login's list of checks under way */
     /* Called on the loop: 1 logged in, 0 refused, -EAGAIN address locked out. */
     void (*done)(struct login_req *r, int rc, int64_t user_id);
 };

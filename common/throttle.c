@@ -244,6 +244,14 @@ bool throttle_locked(struct throttle *t, const uint8_t ip[16], uint64_t now_ms)
     return false;
 }
 
+unsigned throttle_failures(struct throttle *t, const uint8_t ip[16], uint64_t now_ms)
+{
+    if (throttle_locked(t, ip, now_ms))
+        return t->max_failures;
+    uint32_t i = entry_find(t, ip);
+    return i == NONE ? 0 : t->entries[i].failures;
+}
+
 void throttle_fail(struct throttle *t, const uint8_t ip[16], uint64_t now_ms)
 {
     expire(t, now_ms);

@@ -46,6 +46,9 @@ bool throttle_locked(struct throttle *t, const uint8_t ip[16], uint64_t now_ms);
  */
 void throttle_fail(struct throttle *t, const uint8_t ip[16], uint64_t now_ms);
 
+/* Failures counted for ip in its window now: 0 when none, max_failures while locked out. */
+unsigned throttle_failures(struct throttle *t, const uint8_t ip[16], uint64_t now_ms);
+
 /* Forgets ip after a successful login, lockout included. */
 void throttle_success(struct throttle *t, const uint8_t ip[16]);
 

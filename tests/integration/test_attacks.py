@@ -1212,6 +1212,25 @@ class BruteForceTest(AttackTest):
         self.assertLessEqual(codes.count(535), 3, f"guesses checked past max_failures: {codes}")
         self.assertNotEqual(codes[-1], 235, f"the 8th parallel guess logged in: {codes}")
 
+    @config(auth={"max_failures": "3", "failure_delay": "300ms", "cache": "0s"})
+    def test_an_office_behind_one_address_logging_in_at_once_is_queued_not_refused(self):
+        # Eight clients behind one address log in at the same moment, all
+        # with the right password: more checks than max_failures at once,
+        # none of them a failure, so every one must log in (the cache is
+        # off, so each pays the full check).
+        n = 8
+        conns = [self.raw("submission") for _ in range(n)]
+        users = [ALICE, BOB] * (n // 2)
+
+        def attempt(i, barrier):
+            line = f"AUTH PLAIN {plain(users[i], PASSWORDS[users[i]])}\r\n".encode()
+            barrier.wait()
+            conns[i].send(line)
+            return conns[i].reply()[0]
+
+        codes = self.parallel_guesses(attempt, n)
+        self.assertEqual(codes, [235] * n)
+
     @config(auth={"max_failures": "3", "failure_delay": "300ms"})
     def test_pop3_parallel_guesses_get_no_more_than_max_failures_checked(self):
         n = 8
