@@ -35,6 +35,9 @@ enum store_stmt {
     STMT_MBOX_LIST,
     STMT_CHUNK_READ,
     STMT_MBOX_DELETE,
+    STMT_SAVEPOINT,
+    STMT_RELEASE,
+    STMT_ROLLBACK_TO,
     STMT_COUNT
 };
 
