@@ -192,9 +192,32 @@ static int user_find(struct store *s, const struct addr *a, int64_t *id_r, char 
     return user_get(s, did, local, id_r, hash_r);
 }
 
-int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
+/* Runs stmt with ?1 = id (when id > 0) and the next parameter = text (when given). */
+static int exec_stmt(struct store *s, enum store_stmt id_stmt, int64_t id, const char *text)
+{
+    sqlite3_stmt *st = store__stmt(s, id_stmt);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    int i = 1;
+    if (id > 0)
+        sqlite3_bind_int64(st, i++, id);
+    if (text != NULL)
+        sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+    return step_done(s, st);
+}
+
+static void addr_text(const struct addr *a, char *out);
+
+/*
+ * The user a names, in a write transaction: then changes it with stmt
+ * (?1 = the user's id, ?2 = text). For user_del, also drops the alias
+ * targets that named the user, which would now lead nowhere.
+ */
+static int user_change(struct store *s, const struct addr *a, enum store_stmt stmt,
+                       const char *text)
 {
     int64_t uid;
+    char name[ADDR_TEXT_SIZE];
     int rc = store__begin(s);
     if (rc < 0)
         return rc;
@@ -202,55 +225,27 @@ int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
         rc = rc == 0 ? -ENOENT : rc;
         goto fail;
     }
-    sqlite3_stmt *st = store__stmt(s, STMT_USER_PASSWD);
-    if (st == NULL) {
-        rc = -KOTAK_ESTORE;
+    if ((rc = exec_stmt(s, stmt, uid, text)) < 0)
         goto fail;
+    if (stmt == STMT_USER_DEL) {
+        addr_text(a, name);
+        if ((rc = exec_stmt(s, STMT_ALIAS_DEL_TARGET, 0, name)) < 0)
+            goto fail;
     }
-    sqlite3_bind_int64(st, 1, uid);
-    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-    if ((rc = step_done(s, st)) < 0)
-        goto fail;
     return store__commit(s);
 fail:
     store__rollback(s);
     return rc;
 }
 
-static void addr_text(const struct addr *a, char *out);
+int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
+{
+    return user_change(s, a, STMT_USER_PASSWD, hash);
+}
 
 int store_user_del(struct store *s, const struct addr *a)
 {
-    int64_t uid;
-    char text[ADDR_TEXT_SIZE];
-    int rc = store__begin(s);
-    if (rc < 0)
-        return rc;
-    if ((rc = user_find(s, a, &uid, NULL)) <= 0) {
-        rc = rc == 0 ? -ENOENT : rc;
-        goto fail;
-    }
-    sqlite3_stmt *st = store__stmt(s, STMT_USER_DEL);
-    if (st == NULL) {
-        rc = -KOTAK_ESTORE;
-        goto fail;
-    }
-    sqlite3_bind_int64(st, 1, uid);
-    if ((rc = step_done(s, st)) < 0)
-        goto fail;
-    /* An alias target naming the user would now lead nowhere. */
-    if ((st = store__stmt(s, STMT_ALIAS_DEL_TARGET)) == NULL) {
-        rc = -KOTAK_ESTORE;
-        goto fail;
-    }
-    addr_text(a, text);
-    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-    if ((rc = step_done(s, st)) < 0)
-        goto fail;
-    return store__commit(s);
-fail:
-    store__rollback(s);
-    return rc;
+    return user_change(s, a, STMT_USER_DEL, NULL);
 }
 
 int store_user_lookup(struct store *s, const struct addr *a, struct store_user *u_r)
