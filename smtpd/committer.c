@@ -11,12 +11,25 @@
 
 #define COPY_CHUNK (64 * 1024)
 
+/*
+ * Checkpoints run on a thread of their own, beside the commits, once the
+ * WAL holds CHECKPOINT_PAGES (SQLite's own default). Under a steady stream
+ * of commits such a checkpoint never catches up with the last one, and the
+ * WAL would grow without end; past WAL_MAX_PAGES the store thread itself
+ * checkpoints between two batches, when nothing is being written, so that
+ * the WAL is copied out whole and starts again from its beginning.
+ */
+#define CHECKPOINT_PAGES 1000
+#define WAL_MAX_PAGES 8000
+
 struct committer {
     uv_loop_t *loop;
     struct store *store;
-    uv_thread_t thread;
+    struct store *checkpoint_store;
+    uv_thread_t thread, checkpoint_thread;
     uv_mutex_t mu;
-    uv_cond_t cv;
+    uv_cond_t cv, checkpoint_cv;
+    bool checkpoint_wanted;
     uv_async_t async;
     struct commit_job *queue, **queue_tail; /* waiting for the thread */
     struct commit_job *done, **done_tail;   /* waiting for the loop */
@@ -99,9 +112,38 @@ static void thread_main(void *arg)
         *c->done_tail = batch;
         c->done_tail = &last->next;
         uv_async_send(&c->async);
+
+        int pages = store_wal_pages(c->store);
+        if (pages >= WAL_MAX_PAGES) {
+            uv_mutex_unlock(&c->mu);
+            store_checkpoint(c->store);
+            uv_mutex_lock(&c->mu);
+        } else if (pages >= CHECKPOINT_PAGES && !c->checkpoint_wanted) {
+            c->checkpoint_wanted = true;
+            uv_cond_signal(&c->checkpoint_cv);
+        }
     }
     uv_mutex_unlock(&c->mu);
     free(chunk);
+}
+
+static void checkpoint_main(void *arg)
+{
+    struct committer *c = arg;
+    uv_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->checkpoint_wanted && !c->stop)
+            uv_cond_wait(&c->checkpoint_cv, &c->mu);
+        if (!c->checkpoint_wanted)
+            break;
+        uv_mutex_unlock(&c->mu);
+        int rc = store_checkpoint(c->checkpoint_store);
+        if (rc < 0)
+            log_error("smtp event=checkpoint-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+        uv_mutex_lock(&c->mu);
+        c->checkpoint_wanted = false;
+    }
+    uv_mutex_unlock(&c->mu);
 }
 
 static void on_done(uv_async_t *a)
@@ -121,22 +163,57 @@ static void on_done(uv_async_t *a)
     }
 }
 
+static void async_closed(uv_handle_t *h)
+{
+    struct committer *c = h->data;
+    uv_mutex_destroy(&c->mu);
+    uv_cond_destroy(&c->cv);
+    uv_cond_destroy(&c->checkpoint_cv);
+    free(c);
+}
+
+/* Stops the threads (those started) and closes the stores. */
+static void stop_threads(struct committer *c, bool store_thread)
+{
+    uv_mutex_lock(&c->mu);
+    c->stop = true;
+    uv_cond_signal(&c->cv);
+    uv_cond_signal(&c->checkpoint_cv);
+    uv_mutex_unlock(&c->mu);
+    if (store_thread)
+        uv_thread_join(&c->thread);
+    uv_thread_join(&c->checkpoint_thread);
+    store_close(&c->store);
+    store_close(&c->checkpoint_store);
+}
+
 struct committer *committer_start(uv_loop_t *loop, struct store *store,
+                                  struct store *checkpoint_store,
                                   void (*done)(struct commit_job *job, void *ctx), void *ctx)
 {
     struct committer *c = xcalloc(1, sizeof(*c));
     c->loop = loop;
     c->store = store;
+    c->checkpoint_store = checkpoint_store;
+    store_defer_checkpoints(store);
     c->queue_tail = &c->queue;
     c->done_tail = &c->done;
     c->done_cb = done;
     c->ctx = ctx;
     uv_mutex_init(&c->mu);
     uv_cond_init(&c->cv);
+    uv_cond_init(&c->checkpoint_cv);
     uv_async_init(loop, &c->async, on_done);
     c->async.data = c;
+    if (uv_thread_create(&c->checkpoint_thread, checkpoint_main, c) != 0) {
+        store_close(&c->store);
+        store_close(&c->checkpoint_store);
+        uv_close((uv_handle_t *)&c->async, async_closed);
+        return NULL;
+    }
     if (uv_thread_create(&c->thread, thread_main, c) != 0) {
-        uv_close((uv_handle_t *)&c->async, NULL);
+        stop_threads(c, false);
+        uv_close((uv_handle_t *)&c->async, async_closed);
         return NULL;
     }
     return c;
@@ -158,22 +235,10 @@ size_t committer_in_flight(const struct committer *c)
     return c->in_flight;
 }
 
-static void async_closed(uv_handle_t *h)
-{
-    struct committer *c = h->data;
-    uv_mutex_destroy(&c->mu);
-    uv_cond_destroy(&c->cv);
-    free(c);
-}
 
 void committer_stop(struct committer *c)
 {
-    uv_mutex_lock(&c->mu);
-    c->stop = true;
-    uv_cond_signal(&c->cv);
-    uv_mutex_unlock(&c->mu);
-    uv_thread_join(&c->thread);
+    stop_threads(c, true);
     on_done(&c->async); /* results of the last batch */
-    store_close(&c->store);
     uv_close((uv_handle_t *)&c->async, async_closed);
 }

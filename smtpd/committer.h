@@ -33,9 +33,13 @@ struct commit_job {
 /*
  * Starts the thread on an open store it takes over, and calls done on the
  * loop thread for each job, in order, once its batch has committed (or
- * failed). Returns NULL on failure.
+ * failed). checkpoint_store, a second connection to the same file, is
+ * taken over too: a thread of its own copies the WAL back into the
+ * database file from it, so that no batch waits for that copy. Returns
+ * NULL on failure.
  */
 struct committer *committer_start(uv_loop_t *loop, struct store *store,
+                                  struct store *checkpoint_store,
                                   void (*done)(struct commit_job *job, void *ctx), void *ctx);
 
 /* Queues a job; the loop thread keeps no pointer into it until done. */

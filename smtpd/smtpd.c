@@ -358,14 +358,16 @@ static void open_store(struct smtpd *d)
 {
     char *path = conf_store_path(d->conf);
     char err[512];
-    struct store *writer;
+    struct store *writer, *checkpointer;
     if (store_open(path, 0, &writer, err, sizeof(err)) < 0)
         fatal(2, "%s; run 'kotak init' first, or check [server] data_dir", err);
+    if (store_open(path, 0, &checkpointer, err, sizeof(err)) < 0)
+        fatal(2, "%s", err);
     if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
     if (store_set_max_size(writer, d->conf->limits.store_size) < 0)
         fatal(2, "cannot cap the store at [limits] store_size: %s", store_errmsg(writer));
-    d->committer = committer_start(d->loop, writer, commit_done, d);
+    d->committer = committer_start(d->loop, writer, checkpointer, commit_done, d);
     if (d->committer == NULL)
         fatal(1, "cannot start the store thread");
     free(path);

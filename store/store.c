@@ -163,6 +163,31 @@ const char *store_errmsg(struct store *s)
     return sqlite3_errmsg(s->db);
 }
 
+static int note_wal_pages(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    ((struct store *)arg)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+void store_defer_checkpoints(struct store *s)
+{
+    /* A WAL hook of our own replaces SQLite's automatic checkpoint. */
+    sqlite3_wal_hook(s->db, note_wal_pages, s);
+}
+
+int store_wal_pages(const struct store *s)
+{
+    return s->wal_pages;
+}
+
+int store_checkpoint(struct store *s)
+{
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : store__rc(s, rc);
+}
+
 void store_set_busy_timeout(struct store *s, int ms)
 {
     sqlite3_busy_timeout(s->db, ms);

@@ -57,6 +57,28 @@ void store_set_busy_timeout(struct store *s, int ms);
  */
 int store_set_max_size(struct store *s, uint64_t bytes);
 
+/*
+ * Checkpoints copy what the WAL holds back into the database file. By
+ * default SQLite runs one inside the commit that fills the WAL past 1000
+ * pages, and whoever committed waits for the copy and its fsync. After
+ * store_defer_checkpoints, commits through s never do: the owner watches
+ * store_wal_pages and runs store_checkpoint, from another connection
+ * (another thread) or between its own commits.
+ */
+void store_defer_checkpoints(struct store *s);
+
+/* The WAL's length in pages as of the last commit through s (deferred mode). */
+int store_wal_pages(const struct store *s);
+
+/*
+ * Copies what it can of the WAL into the database file and syncs it,
+ * waiting for no reader or writer. When nobody else was writing meanwhile,
+ * the WAL is then copied out whole and the next commit starts it again
+ * from its beginning. Returns 0 (also when another checkpoint was already
+ * running) or a negative code.
+ */
+int store_checkpoint(struct store *s);
+
 /* --- domains ----------------------------------------------------------- */
 
 struct store_domain {

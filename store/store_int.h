@@ -50,6 +50,7 @@ struct store {
     bool in_batch;
     int batch_lost; /* SQLite rolled the whole batch back (a full store does): why */
     bool readonly;
+    int wal_pages; /* as of the last commit, with deferred checkpoints */
 };
 
 /* The prepared statement, reset and unbound, or NULL after an error. */

@@ -497,6 +497,53 @@ static void test_full(void)
     store_close(&s);
 }
 
+/* Commits one small message for user_id through s. */
+static int deliver_small(struct store *s, int64_t user_id)
+{
+    struct store_msg *m;
+    int rc = store_msg_begin(s, 7, &m);
+    if (rc < 0)
+        return rc;
+    store_msg_append(m, "hello\r\n", 7);
+    store_msg_add_rcpt(m, user_id);
+    return store_msg_commit(&m, NULL);
+}
+
+/* Deferred checkpoints: commits leave the WAL alone, a checkpoint from
+ * another connection copies it out, and the WAL then starts over. */
+static void test_checkpoints(const char *dir)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof(path), "%s/checkpoint.db", dir);
+    struct store *w, *ck;
+    mode = "checkpoint";
+    if (store_open(path, STORE_CREATE, &w, err, sizeof(err)) < 0 ||
+        store_open(path, 0, &ck, err, sizeof(err)) < 0) {
+        ok(0, "open: %s", err);
+        return;
+    }
+    store_domain_add(w, "example.test");
+    struct addr a = A("alice@example.test");
+    store_user_add(w, &a, "$y$x");
+    int64_t alice = user_id(w, "alice@example.test");
+    store_defer_checkpoints(w);
+    int rc = 0;
+    for (int i = 0; i < 300 && rc == 0; i++)
+        rc = deliver_small(w, alice);
+    is_int(rc, 0, "300 commits with deferred checkpoints");
+    int grown = store_wal_pages(w);
+    ok(grown >= 300, "the WAL grew past 300 pages, no checkpoint ran (%d)", grown);
+    is_int(store_checkpoint(ck), 0, "a checkpoint from a second connection");
+    is_int(deliver_small(w, alice), 0, "a commit after it");
+    int restarted = store_wal_pages(w);
+    ok(restarted > 0 && restarted < 20, "the WAL started over (%d pages)", restarted);
+    struct store_stats st;
+    store_stats(ck, &st);
+    is_int((int)st.entries, 301, "every message is there, read through the other connection");
+    store_close(&ck);
+    store_close(&w);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/kotak-test-store-XXXXXX";
@@ -510,6 +557,7 @@ int main(void)
     run(":memory:");
     test_open(dir);
     test_full();
+    test_checkpoints(dir);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
