@@ -150,7 +150,7 @@ static int alias_exists(struct store *s, int64_t domain_id, const char *local)
 int store_user_add(struct store *s, const struct addr *a, const char *hash)
 {
     char local[ADDR_LOCAL_MAX + 1];
-    int64_t did, uid;
+    int64_t did = 0, uid = 0;
     fold_local(a, local);
     int rc = store__begin(s);
     if (rc < 0)
@@ -216,7 +216,7 @@ static void addr_text(const struct addr *a, char *out);
 static int user_change(struct store *s, const struct addr *a, enum store_stmt stmt,
                        const char *text)
 {
-    int64_t uid;
+    int64_t uid = 0;
     char name[ADDR_TEXT_SIZE];
     int rc = store__begin(s);
     if (rc < 0)
@@ -308,7 +308,7 @@ static void addr_text(const struct addr *a, char *out)
 static int target_check(struct store *s, const struct addr *t)
 {
     char local[ADDR_LOCAL_MAX + 1];
-    int64_t did, uid;
+    int64_t did = 0, uid = 0;
     int rc = store__domain_id(s, t->domain, &did);
     if (rc <= 0)
         return rc; /* a remote target: fine */
@@ -322,7 +322,7 @@ int store_alias_add(struct store *s, const struct addr *source, const struct add
                     size_t n)
 {
     char local[ADDR_LOCAL_MAX + 1], target[ADDR_TEXT_SIZE];
-    int64_t did, uid;
+    int64_t did = 0, uid = 0;
     fold_local(source, local);
     int rc = store__begin(s);
     if (rc < 0)
@@ -475,7 +475,7 @@ static int expand_alias(struct store *s, int64_t did, const char *local, int dep
 static int resolve(struct store *s, const char *local, const char *domain, int depth,
                    struct store_rcpts *r)
 {
-    int64_t did, uid;
+    int64_t did = 0, uid = 0;
     if (depth > STORE_EXPAND_DEPTH)
         return 1; /* an alias loop: what was found on the way is kept */
     int rc = store__domain_id(s, domain, &did);
@@ -504,7 +504,30 @@ static int resolve(struct store *s, const char *local, const char *domain, int d
     return expand_alias(s, did, "", depth, r);
 }
 
+/* Runs statement id to its end: 0 or a mapped code. */
+static int run_stmt(struct store *s, enum store_stmt id)
+{
+    sqlite3_stmt *st = store__stmt(s, id);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
+}
+
 int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *r)
 {
-    return resolve(s, rcpt->local, rcpt->domain, 0, r);
+    /* All the look-ups in one read transaction: one snapshot of the
+     * directory, and one round of WAL locks instead of one per statement. */
+    bool own = sqlite3_get_autocommit(s->db) != 0;
+    int rc = own ? run_stmt(s, STMT_READ_BEGIN) : 0;
+    if (rc < 0)
+        return rc;
+    rc = resolve(s, rcpt->local, rcpt->domain, 0, r);
+    if (own) {
+        int erc = run_stmt(s, STMT_READ_END);
+        if (rc >= 0 && erc < 0)
+            rc = erc;
+    }
+    return rc;
 }

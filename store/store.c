@@ -92,6 +92,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_SAVEPOINT] = "SAVEPOINT msg",
     [STMT_RELEASE] = "RELEASE msg",
     [STMT_ROLLBACK_TO] = "ROLLBACK TO msg",
+    [STMT_READ_BEGIN] = "BEGIN",
+    [STMT_READ_END] = "COMMIT",
 };
 
 sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id)
@@ -208,7 +210,7 @@ static int pragma_int(struct store *s, const char *sql, int *v_r)
 
 int store_set_max_size(struct store *s, uint64_t bytes)
 {
-    int page_size;
+    int page_size = 0;
     int rc = pragma_int(s, "PRAGMA page_size", &page_size);
     if (rc < 0)
         return rc;
@@ -223,7 +225,7 @@ int store_set_max_size(struct store *s, uint64_t bytes)
 
 static int migrate(struct store *s, char *err, size_t err_size)
 {
-    int version, rc;
+    int version = 0, rc;
     if ((rc = pragma_int(s, "PRAGMA user_version", &version)) < 0) {
         snprintf(err, err_size, "cannot read the schema version: %s", store_errmsg(s));
         return rc;
@@ -303,7 +305,7 @@ static char *file_uri(const char *path, const char *query)
  */
 static int reopen_immutable_if_needed(struct store *s, const char *path)
 {
-    int version;
+    int version = 0;
     if (pragma_int(s, "PRAGMA user_version", &version) == 0)
         return 0;
     size_t n = strlen(path) + sizeof("-shm");

@@ -38,6 +38,8 @@ enum store_stmt {
     STMT_SAVEPOINT,
     STMT_RELEASE,
     STMT_ROLLBACK_TO,
+    STMT_READ_BEGIN,
+    STMT_READ_END,
     STMT_COUNT
 };
 
