@@ -74,6 +74,12 @@ static void on_signal(uv_signal_t *sig, int signum)
     ds->stop(ds->ctx, signum);
 }
 
+static void flush_log(uv_prepare_t *h)
+{
+    (void)h;
+    log_flush();
+}
+
 void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
                           void (*stop)(void *ctx, int signum), void *ctx)
 {
@@ -85,10 +91,15 @@ void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
     ds->sigint.data = ds->sigterm.data = ds;
     uv_signal_start(&ds->sigint, on_signal, SIGINT);
     uv_signal_start(&ds->sigterm, on_signal, SIGTERM);
+    uv_prepare_init(loop, &ds->log_flush);
+    uv_prepare_start(&ds->log_flush, flush_log);
+    log_set_buffered(true);
 }
 
 void daemon_signals_close(struct daemon_signals *ds)
 {
     uv_close((uv_handle_t *)&ds->sigint, NULL);
     uv_close((uv_handle_t *)&ds->sigterm, NULL);
+    uv_close((uv_handle_t *)&ds->log_flush, NULL);
+    log_set_buffered(false);
 }

@@ -32,9 +32,13 @@ struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const c
  */
 void daemon_drop_privileges(const struct conf *conf, const char *name);
 
-/* SIGINT and SIGTERM start a clean stop, once. */
+/*
+ * SIGINT and SIGTERM start a clean stop, once. While the handles run, the
+ * log is buffered and written out each time before the loop waits for I/O.
+ */
 struct daemon_signals {
     uv_signal_t sigint, sigterm;
+    uv_prepare_t log_flush;
     void (*stop)(void *ctx, int signum);
     void *ctx;
     bool fired;

@@ -1,19 +1,28 @@
 /*
- * log.c — key=value lines on stderr. Writes go out whole with one write(2)
- * call per line, so lines of concurrent processes sharing the stream (as
- * under `kotak run`) do not interleave mid-line.
+ * log.c — key=value lines on stderr. Lines go out whole, one write(2) per
+ * line or, buffered, whole lines of at most PIPE_BUF octets per write, so
+ * lines of concurrent processes sharing the stream (as under `kotak run`)
+ * do not interleave mid-line.
  */
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static enum log_level log_threshold = LOG_INFO;
+
+/* Threads of a daemon log too: the mode and the pending lines are shared. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool log_buffered;
+static char pending[PIPE_BUF];
+static size_t pending_len;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -33,16 +42,65 @@ int log_level_parse(const char *name, enum log_level *level_r)
     return -EINVAL;
 }
 
+static void write_all(const char *p, size_t n)
+{
+    ssize_t w;
+    size_t off = 0;
+    while (off < n && ((w = write(STDERR_FILENO, p + off, n - off)) > 0 || errno == EINTR))
+        if (w > 0)
+            off += (size_t)w;
+}
+
+static void flush_locked(void)
+{
+    write_all(pending, pending_len);
+    pending_len = 0;
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&log_mu);
+    flush_locked();
+    pthread_mutex_unlock(&log_mu);
+}
+
+void log_set_buffered(bool on)
+{
+    static bool at_exit;
+    pthread_mutex_lock(&log_mu);
+    if (!on)
+        flush_locked();
+    log_buffered = on;
+    pthread_mutex_unlock(&log_mu);
+    if (on && !at_exit)
+        at_exit = atexit(log_flush) == 0;
+}
+
+/* Writes "ts=...Z" for now into dst; the text is kept for the rest of the second. */
+static size_t format_ts(char *dst, size_t size)
+{
+    static __thread time_t cached_sec = -1;
+    static __thread char cached[32];
+    static __thread size_t cached_len;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof(cached), "ts=%Y-%m-%dT%H:%M:%SZ", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    size_t n = cached_len < size ? cached_len : 0;
+    memcpy(dst, cached, n);
+    return n;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (level > log_threshold)
         return;
     char line[2048];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%SZ", &tm);
+    size_t n = format_ts(line, sizeof(line));
     int k = snprintf(line + n, sizeof(line) - n, " level=%s ", level_names[level]);
     if (k > 0)
         n += (size_t)k;
@@ -55,11 +113,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2; /* a cut line still ends in LF */
     line[n++] = '\n';
-    ssize_t w;
-    size_t off = 0;
-    while (off < n && ((w = write(STDERR_FILENO, line + off, n - off)) > 0 || errno == EINTR))
-        if (w > 0)
-            off += (size_t)w;
+    pthread_mutex_lock(&log_mu);
+    if (!log_buffered) {
+        write_all(line, n);
+    } else {
+        if (pending_len + n > sizeof(pending))
+            flush_locked();
+        memcpy(pending + pending_len, line, n); /* n <= 2048 < PIPE_BUF */
+        pending_len += n;
+    }
+    pthread_mutex_unlock(&log_mu);
 }
 
 static bool plain_char(unsigned char c)

@@ -9,6 +9,7 @@
 #ifndef KOTAK_LOG_H
 #define KOTAK_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -21,6 +22,15 @@ int log_level_parse(const char *name, enum log_level *level_r);
 
 /* Writes one line: ts=... level=... then the formatted text, then LF. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Buffered (the daemons): lines wait until log_flush(), which the daemon's
+ * loop calls each time before it waits for I/O, at exit, or until the next
+ * line would not fit in PIPE_BUF octets. A busy turn of the loop then costs
+ * one write(2) instead of one per line. Turning it off flushes.
+ */
+void log_set_buffered(bool on);
+void log_flush(void);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 const char *kotak_strerror(int err)
 {
     if (err < 0)
@@ -72,6 +74,7 @@ char *xstrdup(const char *s)
 void fatal(int status, const char *fmt, ...)
 {
     va_list ap;
+    log_flush(); /* what was logged before comes first */
     fprintf(stderr, "%s: ", program_invocation_short_name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
