@@ -92,7 +92,7 @@ busiest() { top -b -n2 -d2 -o %CPU | awk '/^top -/ {n++} n == 2 && /^ *[0-9]/ {p
 # cpu_ticks: "total steal" of the machine's CPU time so far (/proc/stat), for steal_pct
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9}' /proc/stat; }
 # steal_pct "BEFORE" "AFTER": the share of CPU time the hypervisor took between the two
-steal_pct() { echo "$1 $2" | awk '{d = $3 - $1; printf "%.0f", d > 0 ? 100 * ($4 - $2) / d : 0}'; }
+steal_pct() { echo "$1 $2" | awk '{d = $3 - $1; printf "%.0f", (d > 0 ? 100 * ($4 - $2) / d : 0)}'; }
 free_port() { # a port below the ephemeral range that nobody listens on
   local p
   while :; do

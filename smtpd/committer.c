@@ -235,7 +235,6 @@ size_t committer_in_flight(const struct committer *c)
     return c->in_flight;
 }
 
-
 void committer_stop(struct committer *c)
 {
     stop_threads(c, true);
