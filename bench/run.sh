@@ -15,7 +15,7 @@
 # POP3 clients bind to 127.0.0.2, .3, ... (one address per user, as 20 users would be).
 # Needs root (apt-get, the peers' set-up, reading other users' /proc).
 #
-# Knobs: REPEATS (5; the median is kept), RESULTS (folder for logs and the table),
+# Knobs: REPEATS (7; the median is kept), RESULTS (folder for logs and the table),
 # KEEP=1 (leave the kotak instance), RENICE (-5: the whole run, servers included, runs at
 # this priority, above other work on the machine; 0 leaves it), message counts below.
 set -u
@@ -23,7 +23,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 PEERS_SH=$BENCH/peers.sh
 STEPS=${STEPS:-"smtp pop3 mem big"}
-REPEATS=${REPEATS:-5}
+REPEATS=${REPEATS:-7}
 RESULTS=${RESULTS:-$BENCH/results/$(date +%Y%m%d-%H%M%S)}
 # messages per run: kotak and smtp-sink are fast, Postfix is measured on fewer
 M1K_KOTAK=${M1K_KOTAK:-10000}; M1K_SINK=${M1K_SINK:-20000}; M1K_PF=${M1K_PF:-2000}
