@@ -548,6 +548,7 @@ class HeaderInjectionTest(AttackTest):
         stored = self.kotak.bodies(ALICE)[-1]
         self.assertEqual(len(self.received_of(stored, sent)), 2)
         self.assertNotIn(b"Injected", stored[:len(stored) - len(sent)])
+        self.kotak.wait_log(r"event=accepted", count=1)
         log = self.assertLogWellFormed("smtpd")
         self.assertNotIn("Injected", log)
 
@@ -1146,7 +1147,7 @@ class BruteForceTest(AttackTest):
         self.assertTrue(s.cmd(f"USER {ALICE}").startswith("+OK"))
         reply = s.cmd(f"PASS {PASSWORDS[ALICE]}")
         self.assertTrue(reply.startswith("-ERR [SYS/TEMP]"), reply)
-        self.assertIn("result=locked", self.kotak.log("pop3d"))
+        self.assertTrue(self.kotak.wait_log(r"result=locked", name="pop3d"), self.kotak.log("pop3d"))
         # Another address is not locked (127.0.0.2 is loopback too).
         try:
             other = Pop3Raw(self.port("pop3"), source="127.0.0.2")

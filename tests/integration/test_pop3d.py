@@ -827,7 +827,7 @@ class LoginTest(Pop3dTest):
         c = self.raw("pop3s")   # the other port and SASL too
         cred = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode()).decode()
         self.assertTrue(c.cmd1(f"AUTH PLAIN {cred}").startswith("-ERR [SYS/TEMP]"))
-        self.assertIn("result=locked", self.kotak.log("pop3d"))
+        self.assertTrue(self.kotak.wait_log(r"result=locked", "pop3d"), self.kotak.log("pop3d"))
 
     def test_auth_plain_with_initial_response(self):
         sent = self.deliver(message(token()))
