@@ -19,6 +19,7 @@ The build to test is $KOTAK_BUILD (the meson build root), default
 """
 import os
 import poplib
+import random
 import re
 import shutil
 import signal
@@ -64,15 +65,35 @@ class HarnessError(Exception):
     pass
 
 
+def ephemeral_low():
+    """The lowest port the kernel hands out to outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n, host="127.0.0.1"):
-    """n distinct free TCP ports on host, found by binding port 0 (all at once)."""
+    """n distinct free TCP ports on host, below the ephemeral range: a port taken
+    from that range could be the source port of some client's connection (tests
+    run side by side) by the time the daemon binds it. Each is checked by binding
+    it; the search is bounded."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low, high = 10000, ephemeral_low() - 1
     socks = []
     try:
-        for _ in range(n):
+        for _ in range(200 * n):
+            if len(socks) == n:
+                break
             s = socket.socket(family, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
+            try:
+                s.bind((host, random.randint(low, high)))
+                socks.append(s)
+            except OSError:
+                s.close()
+        if len(socks) < n:
+            raise HarnessError(f"no {n} free ports between {low} and {high}")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
