@@ -100,6 +100,11 @@ void daemon_signals_close(struct daemon_signals *ds)
 {
     uv_close((uv_handle_t *)&ds->sigint, NULL);
     uv_close((uv_handle_t *)&ds->sigterm, NULL);
+    /* The stop is done; what is left is freeing and the last log line. A
+     * second signal now (kotak run sends SIGTERM after a Ctrl-C that reached
+     * the whole process group) would kill the daemon with that line unwritten. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     uv_close((uv_handle_t *)&ds->log_flush, NULL);
     log_set_buffered(false);
 }
