@@ -309,6 +309,21 @@ void bbuf_consume(struct bbuf *b, size_t n)
     b->len -= n;
 }
 
+ssize_t bbuf_take_line(struct bbuf *b, const char **p, size_t *n)
+{
+    const char *nl = memchr(*p, '\n', *n);
+    size_t take = nl ? (size_t)(nl - *p) + 1 : *n;
+    bbuf_append(b, *p, take);
+    *p += take;
+    *n -= take;
+    if (nl == NULL)
+        return -1;
+    bbuf_append(b, "", 1);
+    size_t len = strcspn(b->data, "\r\n");
+    b->data[len] = '\0';
+    return (ssize_t)len;
+}
+
 void bbuf_free(struct bbuf *b)
 {
     free(b->data);

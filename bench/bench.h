@@ -76,6 +76,14 @@ void bbuf_printf(struct bbuf *b, const char *fmt, ...) __attribute__((format(pri
 void bbuf_consume(struct bbuf *b, size_t n);
 void bbuf_free(struct bbuf *b);
 
+/*
+ * Moves input from *p (*n octets) into b, up to and including the first LF,
+ * and advances *p and *n past it. Returns the length of the line then whole
+ * in b (NUL-terminated, its CR LF cut off; the caller empties b when done
+ * with it), or -1 when the input ran out first.
+ */
+ssize_t bbuf_take_line(struct bbuf *b, const char **p, size_t *n);
+
 /* --- TLS client over memory buffers ----------------------------------------- */
 
 struct btls;

@@ -268,15 +268,8 @@ static void on_data(struct bconn *c, const char *p, size_t n)
             on_body_done(s, k);
             continue;
         }
-        const char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) + 1 : n;
-        bbuf_append(&s->line, p, take);
-        p += take;
-        n -= take;
-        if (nl == NULL)
+        if (bbuf_take_line(&s->line, &p, &n) < 0)
             return;
-        bbuf_append(&s->line, "", 1);
-        s->line.data[strcspn(s->line.data, "\r\n")] = '\0';
         bool multi = on_status(s, k, s->line.data);
         s->line.len = 0;
         if (multi) {

@@ -359,18 +359,11 @@ static void on_data(struct bconn *c, const char *p, size_t n)
 {
     struct sess *s = c->ctx;
     while (n > 0 && !c->closing) {
-        const char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) + 1 : n;
-        bbuf_append(&s->line, p, take);
-        p += take;
-        n -= take;
-        if (nl == NULL)
+        ssize_t got = bbuf_take_line(&s->line, &p, &n);
+        if (got < 0)
             break;
-        /* A complete line in s->line. */
-        bbuf_append(&s->line, "", 1);
         char *line = s->line.data;
-        size_t len = strcspn(line, "\r\n");
-        line[len] = '\0';
+        size_t len = (size_t)got;
         s->line.len = 0;
         if (len < 3) {
             report_error(s, "short reply line", line);
