@@ -43,13 +43,6 @@ int store_batch_begin(struct store *s)
     return rc;
 }
 
-/* Runs one of the savepoint statements: 0 or a mapped code. */
-static int savepoint(struct store *s, enum store_stmt id)
-{
-    sqlite3_stmt *st = store__stmt(s, id);
-    return st == NULL ? -KOTAK_ESTORE : step_done(s, st);
-}
-
 /*
  * After a failure inside a batch: on some errors (SQLITE_FULL among them)
  * SQLite rolls back the whole transaction, not just the statement. Then the
@@ -67,8 +60,8 @@ static int note_failure(struct store *s, int rc)
 static void savepoint_undo(struct store *s)
 {
     if (s->batch_lost == 0)
-        if (note_failure(s, savepoint(s, STMT_ROLLBACK_TO)) == 0)
-            note_failure(s, savepoint(s, STMT_RELEASE));
+        if (note_failure(s, store__run(s, STMT_ROLLBACK_TO)) == 0)
+            note_failure(s, store__run(s, STMT_RELEASE));
 }
 
 int store_batch_commit(struct store *s)
@@ -95,7 +88,7 @@ int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
     *m_r = NULL;
     if (s->in_batch && s->batch_lost < 0)
         return s->batch_lost;
-    int rc = s->in_batch ? savepoint(s, STMT_SAVEPOINT) : store__begin(s);
+    int rc = s->in_batch ? store__run(s, STMT_SAVEPOINT) : store__begin(s);
     if (rc < 0)
         return note_failure(s, rc);
     sqlite3_stmt *st = store__stmt(s, STMT_MSG_ADD);
@@ -232,7 +225,7 @@ int store_msg_commit(struct store_msg **mp, int64_t *msg_id_r)
         return rc;
     }
     if (s->in_batch)
-        rc = note_failure(s, savepoint(s, STMT_RELEASE));
+        rc = note_failure(s, store__run(s, STMT_RELEASE));
     else
         rc = store__commit(s);
     if (rc < 0 && s->in_batch)

@@ -504,28 +504,17 @@ static int resolve(struct store *s, const char *local, const char *domain, int d
     return expand_alias(s, did, "", depth, r);
 }
 
-/* Runs statement id to its end: 0 or a mapped code. */
-static int run_stmt(struct store *s, enum store_stmt id)
-{
-    sqlite3_stmt *st = store__stmt(s, id);
-    if (st == NULL)
-        return -KOTAK_ESTORE;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
-}
-
 int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *r)
 {
     /* All the look-ups in one read transaction: one snapshot of the
      * directory, and one round of WAL locks instead of one per statement. */
     bool own = sqlite3_get_autocommit(s->db) != 0;
-    int rc = own ? run_stmt(s, STMT_READ_BEGIN) : 0;
+    int rc = own ? store__run(s, STMT_READ_BEGIN) : 0;
     if (rc < 0)
         return rc;
     rc = resolve(s, rcpt->local, rcpt->domain, 0, r);
     if (own) {
-        int erc = run_stmt(s, STMT_READ_END);
+        int erc = store__run(s, STMT_READ_END);
         if (rc >= 0 && erc < 0)
             rc = erc;
     }

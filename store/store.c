@@ -146,6 +146,16 @@ int store__begin(struct store *s)
     return store__exec(s, "BEGIN IMMEDIATE");
 }
 
+int store__run(struct store *s, enum store_stmt id)
+{
+    sqlite3_stmt *st = store__stmt(s, id);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
+}
+
 int store__commit(struct store *s)
 {
     int rc = store__exec(s, "COMMIT");

@@ -61,6 +61,9 @@ sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id);
 /* Maps an SQLite result code to kotak's: -ENOSPC, -KOTAK_ELOCKED, .... */
 int store__rc(struct store *s, int sqlite_rc);
 
+/* Runs prepared statement id, which has no parameters and no results, to its end. */
+int store__run(struct store *s, enum store_stmt id);
+
 /* Runs a statement without results: 0 or a mapped code. */
 int store__exec(struct store *s, const char *sql);
 
