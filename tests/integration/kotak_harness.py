@@ -17,6 +17,7 @@ with the class attribute CONFIG or the @config(...) decorator on one test.
 The build to test is $KOTAK_BUILD (the meson build root), default
 /work/main/build. Every wait here is bounded, every socket has a timeout.
 """
+import fcntl
 import os
 import poplib
 import random
@@ -74,30 +75,40 @@ def ephemeral_low():
         return 32768
 
 
+PORT_COUNTER = os.path.join(tempfile.gettempdir(), "kotak-test-ports")
+
+
 def free_ports(n, host="127.0.0.1"):
-    """n distinct free TCP ports on host, below the ephemeral range: a port taken
-    from that range could be the source port of some client's connection (tests
-    run side by side) by the time the daemon binds it. Each is checked by binding
-    it; the search is bounded."""
+    """n distinct free TCP ports on host. They come from below the ephemeral range:
+    a port from that range could be the source port of some client's connection
+    (suites run side by side) by the time the daemon binds it. And they come in
+    turn from a counter shared by every test process (a file under a lock), so two
+    processes never pick the same port between the check and the daemon's bind.
+    Each is checked by binding it; the search is bounded."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     low, high = 10000, ephemeral_low() - 1
-    socks = []
-    try:
-        for _ in range(200 * n):
-            if len(socks) == n:
+    ports = []
+    with open(PORT_COUNTER, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read().strip()
+        port = int(text) if text.isdigit() and low <= int(text) <= high else random.randint(low, high)
+        for _ in range(high - low + 1):
+            if len(ports) == n:
                 break
-            s = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                s.bind((host, random.randint(low, high)))
-                socks.append(s)
-            except OSError:
-                s.close()
-        if len(socks) < n:
-            raise HarnessError(f"no {n} free ports between {low} and {high}")
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                    ports.append(port)
+                except OSError:
+                    pass
+            port = port + 1 if port < high else low
+        f.seek(0)
+        f.truncate()
+        f.write(str(port))
+    if len(ports) < n:
+        raise HarnessError(f"no {n} free ports between {low} and {high}")
+    return ports
 
 
 def ipv6_loopback_available():
