@@ -64,6 +64,7 @@ struct net_conn {
     struct tls_conn *tls;
     enum conn_mode mode;
     bool opened, paused, reading, closing, closed, in_input, redeliver;
+    bool eof; /* the peer has sent all it will */
     int handles; /* libuv handles not yet closed */
     struct buf in;
     size_t pending; /* bytes handed to uv_write and not yet written */
@@ -331,9 +332,15 @@ static void alloc_read(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
 }
 
+/*
+ * Reading goes on while the protocol is paused, up to NET_INPUT_MAX: a
+ * client waiting for an answer sends nothing, and the socket then stays
+ * registered with the loop as it is, instead of leaving and rejoining it
+ * around every wait.
+ */
 static void conn_update_reading(struct net_conn *c)
 {
-    bool want = !c->closing && !c->closed && !c->paused && c->in.len < NET_INPUT_MAX;
+    bool want = !c->closing && !c->closed && !c->eof && c->in.len < NET_INPUT_MAX;
     if (c->mode != MODE_PLAIN && !c->closing && !c->closed)
         want = want || c->mode == MODE_HANDSHAKE;
     if (want && !c->reading)
@@ -407,6 +414,12 @@ static void deliver(struct net_conn *c)
             break;
     }
     c->in_input = false;
+    if (c->eof && !c->paused && !c->closing && !c->closed) {
+        /* What the peer sent before its end has been used: nothing more will come. */
+        c->closing = true;
+        conn_finish(c);
+        return;
+    }
     if (!c->closed)
         conn_update_reading(c);
 }
@@ -437,8 +450,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     struct net_conn *c = stream->data;
     if (nread == 0)
         return;
+    if (nread == UV_EOF && c->mode != MODE_HANDSHAKE && !c->closing) {
+        /* Input that came before the end (read while paused) is still used. */
+        c->eof = true;
+        conn_update_reading(c);
+        deliver(c);
+        return;
+    }
     if (nread < 0) {
-        /* EOF or an error: the peer is gone, and so is whatever we queued. */
+        /* An error: the peer is gone, and so is whatever we queued. */
         c->closing = true;
         conn_finish(c);
         return;
@@ -563,8 +583,7 @@ static void on_connection(uv_stream_t *server, int status)
         conn_finish(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    peer_of(c);
+    peer_of(c); /* TCP_NODELAY came with the socket, from the listener */
     c->ip = ip_get(srv, c->peer16);
     c->ip->n++;
     if (srv->n_conns > srv->limits.connections ||
@@ -613,6 +632,10 @@ int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool impl
     l->tcp.data = l;
     unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
     int rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+    /* Replies go out at once, not held back to be merged (Nagle). Linux
+     * hands the option on to every accepted socket: one call for all. */
+    if (rc == 0)
+        rc = uv_tcp_nodelay(&l->tcp, 1);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc != 0) {

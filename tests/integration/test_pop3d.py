@@ -782,6 +782,19 @@ class PipeliningTest(Pop3dTest):
         self.assertTrue(closed)
         self.assertEqual(self.kotak.bodies(BOB), [bodies[0], bodies[2]])
 
+    def test_client_that_half_closes_after_quit_still_gets_its_deletions_and_ok(self):
+        # QUIT's deletions are applied off the loop; the end of the client's
+        # stream arrives meanwhile, and the +OK still goes out.
+        bodies, _ = self.expected()
+        c = self.raw_login()
+        c.send(b"DELE 1\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertTrue(c.line().startswith("+OK"), "DELE")
+        self.assertTrue(c.line().startswith("+OK"), "QUIT")
+        closed, _ = c.read_until_closed(5)
+        self.assertTrue(closed)
+        self.assertEqual(self.kotak.bodies(BOB), bodies[1:])
+
 
 # --- logins ------------------------------------------------------------------
 

@@ -463,6 +463,31 @@ class MessageContentTest(SmtpdTest):
         stored = [self.split_trace(b)[2] for b in self.kotak.bodies(ALICE)]
         self.assertEqual(stored, sents)
 
+    def test_client_that_half_closes_after_quit_still_gets_250_and_221(self):
+        # The end of the client's stream arrives while the message is being
+        # committed; what came before it is still answered.
+        c = self.raw()
+        c.send(f"MAIL FROM:<{REMOTE}>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n")
+        self.assertEqual([g[0] for g in c.replies(3)], [250, 250, 354])
+        sent = message(token())
+        c.send(sent + b".\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertReply(c.reply(), 221)
+        closed, _ = c.read_until_closed(5)
+        self.assertTrue(closed)
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def test_client_that_half_closes_mid_command_gets_no_reply_to_it(self):
+        c = self.raw()
+        c.send(f"MAIL FROM:<{REMOTE}>\r\nRCPT TO:<{ALICE}>")
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertReply(c.reply(), 250)
+        closed, rest = c.read_until_closed(5)
+        self.assertTrue(closed)
+        self.assertEqual(rest, b"")
+        self.assertNothingStored()
+
 
 class SmtpUtf8Test(SmtpdTest):
     def test_smtputf8_unknown_utf8_local_part_is_550(self):
