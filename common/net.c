@@ -64,7 +64,7 @@ struct net_conn {
     struct tls_conn *tls;
     enum conn_mode mode;
     bool opened, paused, reading, closing, closed, in_input, redeliver;
-    bool eof; /* the peer has sent all it will */
+    bool eof;    /* the peer has sent all it will */
     int handles; /* libuv handles not yet closed */
     struct buf in;
     size_t pending; /* bytes handed to uv_write and not yet written */

@@ -327,7 +327,7 @@ static int reopen_immutable_if_needed(struct store *s, const char *path)
         return -KOTAK_EREADONLY;
     sqlite3_close(s->db);
     char *uri = file_uri(path, "?mode=ro&immutable=1");
-    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, store__vfs());
     free(uri);
     if (rc != SQLITE_OK)
         return store__rc(s, rc);
@@ -348,7 +348,7 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
     int oflags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     if (flags & STORE_CREATE)
         oflags |= SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, store__vfs());
     if (rc != SQLITE_OK) {
         rc = store__rc(s, rc);
         snprintf(err, err_size, "cannot open %s: %s", path,

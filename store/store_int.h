@@ -55,6 +55,13 @@ struct store {
     int wal_pages; /* as of the last commit, with deferred checkpoints */
 };
 
+/*
+ * The name of the store's VFS (walvfs.c): the system's own, writing each
+ * WAL in fewer, larger writes into a file grown ahead of them. NULL if it
+ * could not be registered; SQLite's default then serves.
+ */
+const char *store__vfs(void);
+
 /* The prepared statement, reset and unbound, or NULL after an error. */
 sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id);
 

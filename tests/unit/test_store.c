@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store_int.h" /* white-box: test_full sets max_page_count */
@@ -544,6 +545,99 @@ static void test_checkpoints(const char *dir)
     store_close(&w);
 }
 
+/* A message of n octets whose content depends on seed. */
+static char *pattern(size_t n, unsigned seed)
+{
+    char *p = xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)('a' + (i * 7 + seed) % 26);
+    return p;
+}
+
+static int deliver_bytes(struct store *s, int64_t user_id, const char *p, size_t n)
+{
+    struct store_msg *m;
+    int rc = store_msg_begin(s, 7, &m);
+    if (rc < 0)
+        return rc;
+    store_msg_append(m, p, n);
+    store_msg_add_rcpt(m, user_id);
+    return store_msg_commit(&m, NULL);
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/*
+ * The store's VFS writes the WAL in gathered writes into a file grown ahead
+ * in whole MiB of zeros. A copy of the database and its WAL taken while the
+ * writer still has them open (what a crash leaves) must hold every
+ * committed message, whole.
+ */
+static void test_wal_file(const char *dir)
+{
+    char path[512], wal[520], copy[512], copy_wal[520], err[256];
+    snprintf(path, sizeof(path), "%s/wal.db", dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(copy, sizeof(copy), "%s/wal-copy.db", dir);
+    snprintf(copy_wal, sizeof(copy_wal), "%s-wal", copy);
+    mode = "wal";
+    struct store *w;
+    if (store_open(path, STORE_CREATE, &w, err, sizeof(err)) < 0) {
+        ok(0, "open: %s", err);
+        return;
+    }
+    store_defer_checkpoints(w); /* everything stays in the WAL */
+    store_domain_add(w, "example.test");
+    struct addr a = A("alice@example.test");
+    store_user_add(w, &a, "$y$x");
+    int64_t alice = user_id(w, "alice@example.test");
+    /* Small messages, one larger than the VFS's buffer, then small again. */
+    static const size_t sizes[] = {1000, 5000, 100 * 1024, 700 * 1024, 1, 3000};
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    int rc = 0;
+    for (size_t i = 0; i < N && rc == 0; i++) {
+        char *p = pattern(sizes[i], (unsigned)i);
+        rc = deliver_bytes(w, alice, p, sizes[i]);
+        free(p);
+    }
+    is_int(rc, 0, "messages of 1 octet to 700 KiB committed");
+    struct stat st;
+    ok(stat(wal, &st) == 0 && st.st_size > 0 && st.st_size % (1024 * 1024) == 0,
+       "the WAL file is grown in whole MiB (%lld octets)", (long long)st.st_size);
+    ok(copy_file(path, copy) == 0 && copy_file(wal, copy_wal) == 0, "copied as a crash leaves it");
+    store_close(&w);
+
+    struct store *c;
+    if (store_open(copy, 0, &c, err, sizeof(err)) < 0) {
+        ok(0, "open the copy: %s", err);
+        return;
+    }
+    struct store_mail *list = NULL;
+    size_t n = 0;
+    is_int(store_mbox_list(c, alice, &list, &n), 0, "the copy's maildrop lists");
+    is_int((int)n, N, "every committed message is in the copy");
+    for (size_t i = 0; i < n && i < N; i++) {
+        char *want = pattern(sizes[i], (unsigned)i), *got = xmalloc(sizes[i] + 1);
+        size_t have = 0, k = 0;
+        while (have <= sizes[i] &&
+               store_mbox_read(c, list[i].message_id, (int64_t)have, got + have,
+                               sizes[i] + 1 - have, &k) == 0 &&
+               k > 0)
+            have += k;
+        ok(have == sizes[i] && memcmp(got, want, sizes[i]) == 0,
+           "message %zu (%zu octets) reads back whole from the copy", i + 1, sizes[i]);
+        free(want);
+        free(got);
+    }
+    free(list);
+    store_close(&c);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/kotak-test-store-XXXXXX";
@@ -558,6 +652,7 @@ int main(void)
     test_open(dir);
     test_full();
     test_checkpoints(dir);
+    test_wal_file(dir);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
