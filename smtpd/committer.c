@@ -4,6 +4,7 @@
 #include "committer.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -22,22 +23,49 @@
 #define CHECKPOINT_PAGES 1000
 #define WAL_MAX_PAGES 8000
 
+/*
+ * Jobs pass between the threads on two lock-free stacks, so that handing
+ * over a message takes no lock that the other thread might hold (a lock
+ * taken per message was a futex wake, and often a sleep, per message).
+ * The mutex and condition variables are for sleeping only: the store
+ * thread when nothing waits, the checkpoint thread between checkpoints.
+ */
 struct committer {
     uv_loop_t *loop;
     struct store *store;
     struct store *checkpoint_store;
     uv_thread_t thread, checkpoint_thread;
+    _Atomic(struct commit_job *) incoming; /* submitted, newest first */
+    _Atomic(struct commit_job *) finished; /* written or failed, newest first */
+    atomic_bool sleeping;                  /* the store thread waits on cv */
     uv_mutex_t mu;
     uv_cond_t cv, checkpoint_cv;
-    bool checkpoint_wanted;
+    bool checkpoint_wanted, stop; /* under mu */
     uv_async_t async;
-    struct commit_job *queue, **queue_tail; /* waiting for the thread */
-    struct commit_job *done, **done_tail;   /* waiting for the loop */
-    size_t in_flight;                       /* loop thread only */
-    bool stop;
+    size_t in_flight; /* loop thread only */
     void (*done_cb)(struct commit_job *job, void *ctx);
     void *ctx;
 };
+
+static void push(_Atomic(struct commit_job *) *stack, struct commit_job *job)
+{
+    job->next = atomic_load_explicit(stack, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak(stack, &job->next, job))
+        ;
+}
+
+/* Takes a whole stack, oldest first. */
+static struct commit_job *take_all(_Atomic(struct commit_job *) *stack)
+{
+    struct commit_job *j = atomic_exchange(stack, NULL), *oldest_first = NULL;
+    while (j != NULL) {
+        struct commit_job *next = j->next;
+        j->next = oldest_first;
+        oldest_first = j;
+        j = next;
+    }
+    return oldest_first;
+}
 
 void commit_job_free(struct commit_job *job)
 {
@@ -89,41 +117,50 @@ static void run_batch(struct committer *c, struct commit_job *batch, char *chunk
         log_error("smtp event=store-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
 }
 
+/* The next batch; NULL once stopped with nothing left. */
+static struct commit_job *wait_for_jobs(struct committer *c)
+{
+    struct commit_job *batch = take_all(&c->incoming);
+    if (batch != NULL)
+        return batch;
+    uv_mutex_lock(&c->mu);
+    /* The flag is set before the last look at the stack: a job pushed
+     * after that look sees the flag, and signals under the mutex, which
+     * this thread holds until it waits. */
+    atomic_store(&c->sleeping, true);
+    while ((batch = take_all(&c->incoming)) == NULL && !c->stop)
+        uv_cond_wait(&c->cv, &c->mu);
+    atomic_store(&c->sleeping, false);
+    uv_mutex_unlock(&c->mu);
+    return batch;
+}
+
 static void thread_main(void *arg)
 {
     struct committer *c = arg;
     char *chunk = xmalloc(COPY_CHUNK);
-    uv_mutex_lock(&c->mu);
-    for (;;) {
-        while (c->queue == NULL && !c->stop)
-            uv_cond_wait(&c->cv, &c->mu);
-        if (c->queue == NULL && c->stop)
-            break;
-        struct commit_job *batch = c->queue, *last = batch;
-        c->queue = NULL;
-        c->queue_tail = &c->queue;
-        uv_mutex_unlock(&c->mu);
-
+    struct commit_job *batch;
+    while ((batch = wait_for_jobs(c)) != NULL) {
         run_batch(c, batch, chunk);
-        while (last->next != NULL)
-            last = last->next;
-
-        uv_mutex_lock(&c->mu);
-        *c->done_tail = batch;
-        c->done_tail = &last->next;
+        while (batch != NULL) {
+            struct commit_job *next = batch->next;
+            push(&c->finished, batch);
+            batch = next;
+        }
         uv_async_send(&c->async);
 
         int pages = store_wal_pages(c->store);
         if (pages >= WAL_MAX_PAGES) {
-            uv_mutex_unlock(&c->mu);
             store_checkpoint(c->store);
+        } else if (pages >= CHECKPOINT_PAGES) {
             uv_mutex_lock(&c->mu);
-        } else if (pages >= CHECKPOINT_PAGES && !c->checkpoint_wanted) {
-            c->checkpoint_wanted = true;
-            uv_cond_signal(&c->checkpoint_cv);
+            if (!c->checkpoint_wanted) {
+                c->checkpoint_wanted = true;
+                uv_cond_signal(&c->checkpoint_cv);
+            }
+            uv_mutex_unlock(&c->mu);
         }
     }
-    uv_mutex_unlock(&c->mu);
     free(chunk);
 }
 
@@ -149,11 +186,7 @@ static void checkpoint_main(void *arg)
 static void on_done(uv_async_t *a)
 {
     struct committer *c = a->data;
-    uv_mutex_lock(&c->mu);
-    struct commit_job *list = c->done;
-    c->done = NULL;
-    c->done_tail = &c->done;
-    uv_mutex_unlock(&c->mu);
+    struct commit_job *list = take_all(&c->finished);
     while (list != NULL) {
         struct commit_job *j = list;
         list = j->next;
@@ -196,8 +229,6 @@ struct committer *committer_start(uv_loop_t *loop, struct store *store,
     c->store = store;
     c->checkpoint_store = checkpoint_store;
     store_defer_checkpoints(store);
-    c->queue_tail = &c->queue;
-    c->done_tail = &c->done;
     c->done_cb = done;
     c->ctx = ctx;
     uv_mutex_init(&c->mu);
@@ -221,13 +252,13 @@ struct committer *committer_start(uv_loop_t *loop, struct store *store,
 
 void committer_submit(struct committer *c, struct commit_job *job)
 {
-    job->next = NULL;
     c->in_flight++;
-    uv_mutex_lock(&c->mu);
-    *c->queue_tail = job;
-    c->queue_tail = &job->next;
-    uv_cond_signal(&c->cv);
-    uv_mutex_unlock(&c->mu);
+    push(&c->incoming, job);
+    if (atomic_load(&c->sleeping)) {
+        uv_mutex_lock(&c->mu);
+        uv_cond_signal(&c->cv);
+        uv_mutex_unlock(&c->mu);
+    }
 }
 
 size_t committer_in_flight(const struct committer *c)
