@@ -78,7 +78,7 @@ void commit_job_free(struct commit_job *job)
 static int write_job(struct store *store, struct commit_job *job, char *chunk)
 {
     struct store_msg *m;
-    int rc = store_msg_begin(store, job->received, &m);
+    int rc = store_msg_begin(store, job->received, (int64_t)spool_size(&job->spool), &m);
     if (rc < 0)
         return rc;
     uint64_t off = 0;

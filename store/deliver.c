@@ -19,6 +19,7 @@ struct store_msg {
     int64_t id;
     int64_t received;
     int64_t size;
+    int64_t size_told; /* what begin was told, and the row holds until commit */
     int64_t seq;        /* the next chunk's number */
     uint8_t *pending;   /* up to STORE_CHUNK bytes not yet written */
     size_t pending_len;
@@ -83,7 +84,7 @@ void store_batch_rollback(struct store *s)
     store__rollback(s);
 }
 
-int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
+int store_msg_begin(struct store *s, int64_t received, int64_t size, struct store_msg **m_r)
 {
     *m_r = NULL;
     if (s->in_batch && s->batch_lost < 0)
@@ -96,6 +97,7 @@ int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
         rc = -KOTAK_ESTORE;
     } else {
         sqlite3_bind_int64(st, 1, received);
+        sqlite3_bind_int64(st, 2, size < 0 ? 0 : size);
         rc = step_done(s, st);
     }
     if (rc < 0) {
@@ -110,6 +112,7 @@ int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r)
     m->s = s;
     m->id = sqlite3_last_insert_rowid(s->db);
     m->received = received;
+    m->size_told = size < 0 ? 0 : size;
     m->pending = xmalloc(STORE_CHUNK);
     *m_r = m;
     return 0;
@@ -193,7 +196,7 @@ static int write_rest(struct store_msg *m)
         rc = -EINVAL;
     if (rc == 0)
         rc = flush_chunk(m);
-    if (rc == 0) {
+    if (rc == 0 && m->size != m->size_told) {
         sqlite3_stmt *st = store__stmt(m->s, STMT_MSG_SIZE);
         if (st == NULL)
             return -KOTAK_ESTORE;

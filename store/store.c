@@ -78,7 +78,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_ALIAS_DEL_TARGET] = "DELETE FROM aliases WHERE target = ?1",
     [STMT_ALIAS_LIST] = ("SELECT a.local || '@' || d.name, a.target FROM aliases a"
                          " JOIN domains d ON d.id = a.domain_id ORDER BY d.name, a.local, a.target"),
-    [STMT_MSG_ADD] = "INSERT INTO messages(received, size) VALUES(?1, 0)",
+    [STMT_MSG_ADD] = "INSERT INTO messages(received, size) VALUES(?1, ?2)",
     [STMT_MSG_SIZE] = "UPDATE messages SET size = ?2 WHERE id = ?1",
     [STMT_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
     [STMT_DROP_ADD] =

@@ -190,8 +190,10 @@ void store_rcpts_free(struct store_rcpts *r);
  * durable. Inside a batch (store_batch_begin), each message is a savepoint:
  * a failed one is rolled back alone, and the batch commit makes them all
  * durable with one fsync (group commit). Nothing is visible before commit.
+ * size is the body's length when the caller knows it ahead (a spooled
+ * message), which saves rewriting the row at commit; -1 when it does not.
  */
-int store_msg_begin(struct store *s, int64_t received, struct store_msg **m_r);
+int store_msg_begin(struct store *s, int64_t received, int64_t size, struct store_msg **m_r);
 
 /* Appends body bytes, exactly as POP3 will send them (CRLF line ends). */
 int store_msg_append(struct store_msg *m, const void *p, size_t n);

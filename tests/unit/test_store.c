@@ -182,7 +182,7 @@ static void test_delivery(struct store *s)
     int64_t id1, id2;
     const char body[] = "Subject: hi\r\n\r\nHello, Bob.\r\n";
 
-    is_int(store_msg_begin(s, 1000, &m), 0, "%s: begin", mode);
+    is_int(store_msg_begin(s, 1000, -1, &m), 0, "%s: begin", mode);
     store_msg_append(m, body, 10);
     store_msg_append(m, body + 10, sizeof(body) - 1 - 10);
     store_msg_add_rcpt(m, alice);
@@ -216,14 +216,14 @@ static void test_delivery(struct store *s)
     /* An aborted message leaves nothing behind. */
     struct store_stats st0, st1;
     store_stats(s, &st0);
-    store_msg_begin(s, 1001, &m);
+    store_msg_begin(s, 1001, -1, &m);
     store_msg_append(m, "x", 1);
     store_msg_add_rcpt(m, alice);
     store_msg_abort(&m);
     store_stats(s, &st1);
     ok(st1.messages == st0.messages && st1.entries == st0.entries, "%s: abort stores nothing",
        mode);
-    store_msg_begin(s, 1001, &m);
+    store_msg_begin(s, 1001, -1, &m);
     store_msg_append(m, "x", 1);
     is_int(store_msg_commit(&m, &id2), -EINVAL, "%s: a message with no recipient is refused",
            mode);
@@ -233,7 +233,7 @@ static void test_delivery(struct store *s)
     char *data = malloc(big);
     for (size_t i = 0; i < big; i++)
         data[i] = (char)('a' + (i * 7) % 26);
-    store_msg_begin(s, 1002, &m);
+    store_msg_begin(s, 1002, -1, &m);
     for (size_t off = 0; off < big; off += 1000)
         store_msg_append(m, data + off, big - off < 1000 ? big - off : 1000);
     store_msg_add_rcpt(m, bob);
@@ -254,7 +254,7 @@ static void test_delivery(struct store *s)
     store_stats(s, &st0);
     is_int(store_batch_begin(s), 0, "%s: batch begin", mode);
     for (int i = 0; i < 5; i++) {
-        store_msg_begin(s, 2000 + i, &m);
+        store_msg_begin(s, 2000 + i, -1, &m);
         store_msg_append(m, "batch\r\n", 7);
         store_msg_add_rcpt(m, alice);
         if (i == 2)
@@ -267,7 +267,7 @@ static void test_delivery(struct store *s)
     is_int(st1.messages - st0.messages, 4, "%s: the batch stored all but the aborted one", mode);
     store_stats(s, &st0);
     store_batch_begin(s);
-    store_msg_begin(s, 3000, &m);
+    store_msg_begin(s, 3000, -1, &m);
     store_msg_append(m, "gone\r\n", 6);
     store_msg_add_rcpt(m, alice);
     store_msg_commit(&m, NULL);
@@ -292,7 +292,7 @@ static void test_delivery(struct store *s)
     free(got);
 
     /* A new message never gets a UIDL seen before. */
-    store_msg_begin(s, 4000, &m);
+    store_msg_begin(s, 4000, -1, &m);
     store_msg_append(m, "new\r\n", 5);
     store_msg_add_rcpt(m, alice);
     store_msg_commit(&m, NULL);
@@ -313,6 +313,34 @@ static void test_delivery(struct store *s)
     is_int(store_user_del(s, &b), -ENOENT, "%s: user del twice", mode);
 }
 
+/* A size told at begin is what the message is stored with; a wrong one is put right. */
+static void test_size_told(struct store *s)
+{
+    int64_t alice = user_id(s, "alice@example.test");
+    static const int64_t told[] = {12, 3, 500}; /* right, short, long */
+    for (size_t i = 0; i < sizeof(told) / sizeof(told[0]); i++) {
+        struct store_msg *m;
+        int64_t id;
+        struct store_stats st0, st1;
+        store_stats(s, &st0);
+        is_int(store_msg_begin(s, 5000, told[i], &m), 0, "%s: begin told %lld octets", mode,
+               (long long)told[i]);
+        store_msg_append(m, "hello\r\n", 7);
+        store_msg_append(m, "bye\r\n", 5);
+        store_msg_add_rcpt(m, alice);
+        is_int(store_msg_commit(&m, &id), 0, "%s: commit", mode);
+        store_stats(s, &st1);
+        is_int(st1.bytes - st0.bytes, 12, "%s: told %lld, the body's 12 octets are counted",
+               mode, (long long)told[i]);
+        struct store_mail *l;
+        size_t n;
+        store_mbox_list(s, alice, &l, &n);
+        ok(n > 0 && l[n - 1].message_id == id && l[n - 1].size == 12,
+           "%s: told %lld, the maildrop says 12", mode, (long long)told[i]);
+        free(l);
+    }
+}
+
 static void run(const char *path)
 {
     struct store *s;
@@ -326,6 +354,7 @@ static void run(const char *path)
     }
     test_directory(s);
     test_delivery(s);
+    test_size_told(s);
     store_close(&s);
     ok(s == NULL, "%s: close clears the handle", mode);
 }
@@ -380,7 +409,7 @@ static void test_open(const char *dir)
         struct addr a = A("alice@example.test");
         store_user_add(s, &a, "$y$x");
         struct store_msg *m;
-        store_msg_begin(s, 1, &m);
+        store_msg_begin(s, 1, -1, &m);
         store_msg_append(m, "x\r\n", 3);
         store_msg_add_rcpt(m, user_id(s, "alice@example.test"));
         store_msg_commit(&m, NULL);
@@ -449,7 +478,7 @@ static void test_full(void)
     struct store_msg *m;
     static char chunk[64 * 1024];
     memset(chunk, 'x', sizeof(chunk));
-    int rc = store_msg_begin(s, 2, &m);
+    int rc = store_msg_begin(s, 2, -1, &m);
     for (int i = 0; rc == 0 && i < 64; i++)
         rc = store_msg_append(m, chunk, sizeof(chunk));
     if (m != NULL) {
@@ -466,11 +495,11 @@ static void test_full(void)
      * then no message of it may be stored, not even one after the failure. */
     store_stats(s, &st0);
     store_batch_begin(s);
-    store_msg_begin(s, 4, &m);
+    store_msg_begin(s, 4, -1, &m);
     store_msg_append(m, "small\r\n", 7);
     store_msg_add_rcpt(m, alice);
     is_int(store_msg_commit(&m, NULL), 0, "batch: a small message before the big one");
-    rc = store_msg_begin(s, 5, &m);
+    rc = store_msg_begin(s, 5, -1, &m);
     for (int i = 0; rc == 0 && i < 64; i++)
         rc = store_msg_append(m, chunk, sizeof(chunk));
     if (m != NULL) {
@@ -480,7 +509,7 @@ static void test_full(void)
             rc = crc;
     }
     is_int(rc, -ENOSPC, "batch: the big message gives -ENOSPC");
-    int after = store_msg_begin(s, 6, &m);
+    int after = store_msg_begin(s, 6, -1, &m);
     if (after == 0) {
         store_msg_append(m, "after\r\n", 7);
         store_msg_add_rcpt(m, alice);
@@ -491,7 +520,7 @@ static void test_full(void)
     ok(st1.messages == st0.messages && st1.entries == st0.entries,
        "batch: nothing of the batch is stored, not even after the failure (%d)", after);
     store__exec(s, "PRAGMA max_page_count = 1073741823");
-    store_msg_begin(s, 3, &m);
+    store_msg_begin(s, 3, -1, &m);
     store_msg_append(m, "ok\r\n", 4);
     store_msg_add_rcpt(m, alice);
     is_int(store_msg_commit(&m, NULL), 0, "service returns once there is room");
@@ -502,7 +531,7 @@ static void test_full(void)
 static int deliver_small(struct store *s, int64_t user_id)
 {
     struct store_msg *m;
-    int rc = store_msg_begin(s, 7, &m);
+    int rc = store_msg_begin(s, 7, -1, &m);
     if (rc < 0)
         return rc;
     store_msg_append(m, "hello\r\n", 7);
@@ -557,7 +586,7 @@ static char *pattern(size_t n, unsigned seed)
 static int deliver_bytes(struct store *s, int64_t user_id, const char *p, size_t n)
 {
     struct store_msg *m;
-    int rc = store_msg_begin(s, 7, &m);
+    int rc = store_msg_begin(s, 7, -1, &m);
     if (rc < 0)
         return rc;
     store_msg_append(m, p, n);
