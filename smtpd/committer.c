@@ -14,13 +14,16 @@
 
 /*
  * Checkpoints run on a thread of their own, beside the commits, once the
- * WAL holds CHECKPOINT_PAGES (SQLite's own default). Under a steady stream
+ * WAL holds CHECKPOINT_PAGES (16 MiB; SQLite's default is 1000 pages, but
+ * the same few index pages are in every commit, and each checkpoint copies
+ * them again: at 4000, kotak-smtpd spent 7% less CPU per 1 KiB message in
+ * an A/B run of 20 rounds). Under a steady stream
  * of commits such a checkpoint never catches up with the last one, and the
  * WAL would grow without end; past WAL_MAX_PAGES the store thread itself
  * checkpoints between two batches, when nothing is being written, so that
  * the WAL is copied out whole and starts again from its beginning.
  */
-#define CHECKPOINT_PAGES 1000
+#define CHECKPOINT_PAGES 4000
 #define WAL_MAX_PAGES 8000
 
 /*
