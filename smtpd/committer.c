@@ -104,20 +104,33 @@ static int write_job(struct store *store, struct commit_job *job, char *chunk)
     return store_msg_commit(&m, &job->message_id);
 }
 
+static void log_store_failed(int rc)
+{
+    log_error("smtp event=store-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+}
+
 static void run_batch(struct committer *c, struct commit_job *batch, char *chunk)
 {
+    struct commit_job *failed = NULL;
     int rc = store_batch_begin(c->store);
-    for (struct commit_job *j = batch; j != NULL; j = j->next)
-        j->rc = rc < 0 ? rc : write_job(c->store, j, chunk);
     if (rc == 0) {
-        rc = store_batch_commit(c->store);
-        /* Nothing of the batch is durable if its commit failed. */
-        for (struct commit_job *j = batch; j != NULL && rc < 0; j = j->next)
-            if (j->rc == 0)
-                j->rc = rc;
+        for (struct commit_job *j = batch; j != NULL && failed == NULL; j = j->next)
+            if ((j->rc = write_job(c->store, j, chunk)) < 0)
+                failed = j;
+        rc = store_batch_commit(c->store); /* rolls back a batch that a message spoiled */
     }
+    if (failed != NULL && batch->next != NULL) {
+        /* Each message again, in a transaction of its own: one's failure is no other's. */
+        for (struct commit_job *j = batch; j != NULL; j = j->next)
+            if ((j->rc = write_job(c->store, j, chunk)) < 0)
+                log_store_failed(j->rc);
+        return;
+    }
+    /* The batch could not begin or commit (or held one message only): nothing of it is stored. */
+    for (struct commit_job *j = batch; j != NULL; j = j->next)
+        j->rc = rc;
     if (rc < 0)
-        log_error("smtp event=store-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+        log_store_failed(rc);
 }
 
 /* The next batch; NULL once stopped with nothing left. */

@@ -19,13 +19,13 @@ struct store_msg {
     int64_t id;
     int64_t received;
     int64_t size;
-    int64_t size_told; /* what begin was told, and the row holds until commit */
-    int64_t seq;        /* the next chunk's number */
-    uint8_t *pending;   /* up to STORE_CHUNK bytes not yet written */
+    int64_t size_told; /* what begin was told: the row holds it until commit */
+    int64_t seq;       /* the next chunk's number */
+    uint8_t *pending;  /* up to STORE_CHUNK bytes not yet written */
     size_t pending_len;
     int64_t *rcpts;
     size_t n_rcpts, cap_rcpts;
-    int error;          /* the first failure; commit then rolls back */
+    int error; /* the first failure; commit then rolls back */
 };
 
 static int step_done(struct store *s, sqlite3_stmt *st)
@@ -45,24 +45,19 @@ int store_batch_begin(struct store *s)
 }
 
 /*
- * After a failure inside a batch: on some errors (SQLITE_FULL among them)
- * SQLite rolls back the whole transaction, not just the statement. Then the
- * batch is gone, and no savepoint may run outside it, or it would commit on
- * its own. Returns rc.
+ * A message that fails inside a batch leaves rows behind in the batch's
+ * transaction (on some errors, SQLITE_FULL among them, SQLite has even
+ * rolled the whole transaction back already). The batch is then spoiled:
+ * every later call in it fails alike, and its commit rolls it back. The
+ * caller redoes its messages one by one, so that one's failure is no
+ * other's; failures are rare, and each message of a batch costs less
+ * without a savepoint around it. Returns rc.
  */
 static int note_failure(struct store *s, int rc)
 {
-    if (rc < 0 && s->in_batch && s->batch_lost == 0 && sqlite3_get_autocommit(s->db))
+    if (rc < 0 && s->in_batch && s->batch_lost == 0)
         s->batch_lost = rc;
     return rc;
-}
-
-/* Undoes one message of a batch, unless the batch itself is already gone. */
-static void savepoint_undo(struct store *s)
-{
-    if (s->batch_lost == 0)
-        if (note_failure(s, store__run(s, STMT_ROLLBACK_TO)) == 0)
-            note_failure(s, store__run(s, STMT_RELEASE));
 }
 
 int store_batch_commit(struct store *s)
@@ -72,6 +67,7 @@ int store_batch_commit(struct store *s)
     if (s->batch_lost < 0) {
         int rc = s->batch_lost;
         s->batch_lost = 0;
+        store__rollback(s);
         return rc;
     }
     return store__commit(s);
@@ -89,9 +85,9 @@ int store_msg_begin(struct store *s, int64_t received, int64_t size, struct stor
     *m_r = NULL;
     if (s->in_batch && s->batch_lost < 0)
         return s->batch_lost;
-    int rc = s->in_batch ? store__run(s, STMT_SAVEPOINT) : store__begin(s);
+    int rc = s->in_batch ? 0 : store__begin(s);
     if (rc < 0)
-        return note_failure(s, rc);
+        return rc;
     sqlite3_stmt *st = store__stmt(s, STMT_MSG_ADD);
     if (st == NULL) {
         rc = -KOTAK_ESTORE;
@@ -101,12 +97,9 @@ int store_msg_begin(struct store *s, int64_t received, int64_t size, struct stor
         rc = step_done(s, st);
     }
     if (rc < 0) {
-        note_failure(s, rc);
-        if (s->in_batch)
-            savepoint_undo(s);
-        else
+        if (!s->in_batch)
             store__rollback(s);
-        return rc;
+        return note_failure(s, rc);
     }
     struct store_msg *m = xcalloc(1, sizeof(*m));
     m->s = s;
@@ -181,9 +174,8 @@ void store_msg_abort(struct store_msg **mp)
     struct store_msg *m = *mp;
     if (m == NULL)
         return;
-    note_failure(m->s, m->error);
     if (m->s->in_batch)
-        savepoint_undo(m->s);
+        note_failure(m->s, m->error < 0 ? m->error : -ECANCELED);
     else
         store__rollback(m->s);
     msg_free(mp);
@@ -227,12 +219,8 @@ int store_msg_commit(struct store_msg **mp, int64_t *msg_id_r)
         store_msg_abort(mp);
         return rc;
     }
-    if (s->in_batch)
-        rc = note_failure(s, store__run(s, STMT_RELEASE));
-    else
+    if (!s->in_batch)
         rc = store__commit(s);
-    if (rc < 0 && s->in_batch)
-        savepoint_undo(s);
     if (rc == 0 && msg_id_r != NULL)
         *msg_id_r = m->id;
     msg_free(mp);

@@ -88,10 +88,6 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_CHUNK_READ] =
         "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
     [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",
-    /* One savepoint per message of a batch, prepared once like the rest. */
-    [STMT_SAVEPOINT] = "SAVEPOINT msg",
-    [STMT_RELEASE] = "RELEASE msg",
-    [STMT_ROLLBACK_TO] = "ROLLBACK TO msg",
     [STMT_READ_BEGIN] = "BEGIN",
     [STMT_READ_END] = "COMMIT",
 };

@@ -187,9 +187,11 @@ void store_rcpts_free(struct store_rcpts *r);
  *   store_msg_begin -> store_msg_append* -> store_msg_add_rcpt* ->
  *   store_msg_commit | store_msg_abort
  * Outside a batch, begin opens a write transaction and commit makes it
- * durable. Inside a batch (store_batch_begin), each message is a savepoint:
- * a failed one is rolled back alone, and the batch commit makes them all
- * durable with one fsync (group commit). Nothing is visible before commit.
+ * durable. Inside a batch (store_batch_begin), the batch commit makes all
+ * its messages durable with one fsync (group commit); a message that fails
+ * or is aborted spoils the batch: later ones fail with its error, and the
+ * batch commit rolls everything back and returns it, for the caller to
+ * redo the messages one by one. Nothing is visible before commit.
  * size is the body's length when the caller knows it ahead (a spooled
  * message), which saves rewriting the row at commit; -1 when it does not.
  */
@@ -210,7 +212,7 @@ void store_msg_abort(struct store_msg **m);
 /* Opens a group of deliveries committed together. */
 int store_batch_begin(struct store *s);
 
-/* Makes every message committed in the batch durable at once. */
+/* Makes every message committed in the batch durable at once; see above for a spoiled batch. */
 int store_batch_commit(struct store *s);
 
 /* Drops every message of the batch. */

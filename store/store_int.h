@@ -35,9 +35,6 @@ enum store_stmt {
     STMT_MBOX_LIST,
     STMT_CHUNK_READ,
     STMT_MBOX_DELETE,
-    STMT_SAVEPOINT,
-    STMT_RELEASE,
-    STMT_ROLLBACK_TO,
     STMT_READ_BEGIN,
     STMT_READ_END,
     STMT_COUNT
@@ -50,7 +47,7 @@ struct store {
     sqlite3_stmt *stmts[STMT_COUNT];
     char uidl_prefix[17]; /* random per store, so UIDLs of a new store never repeat an old one's */
     bool in_batch;
-    int batch_lost; /* SQLite rolled the whole batch back (a full store does): why */
+    int batch_lost; /* why a message of the batch failed, spoiling the batch */
     bool readonly;
     int wal_pages; /* as of the last commit, with deferred checkpoints */
 };

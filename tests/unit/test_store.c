@@ -250,21 +250,42 @@ static void test_delivery(struct store *s)
     is_int(n, 0, "%s: a read at the end returns nothing", mode);
     free(data);
 
-    /* Group commit: a batch of messages, one of them aborted. */
+    /* Group commit: a batch of messages. */
     store_stats(s, &st0);
     is_int(store_batch_begin(s), 0, "%s: batch begin", mode);
+    int committed = 0;
     for (int i = 0; i < 5; i++) {
         store_msg_begin(s, 2000 + i, -1, &m);
         store_msg_append(m, "batch\r\n", 7);
         store_msg_add_rcpt(m, alice);
-        if (i == 2)
+        committed += store_msg_commit(&m, NULL) == 0;
+    }
+    is_int(committed, 5, "%s: five messages in a batch", mode);
+    is_int(store_batch_commit(s), 0, "%s: batch commit", mode);
+    store_stats(s, &st1);
+    is_int(st1.messages - st0.messages, 5, "%s: the batch stored all five", mode);
+    /* A message aborted inside a batch spoils it: the caller redoes the rest. */
+    store_stats(s, &st0);
+    store_batch_begin(s);
+    int begun[4];
+    for (int i = 0; i < 4; i++) {
+        begun[i] = store_msg_begin(s, 2100 + i, -1, &m);
+        if (m == NULL)
+            continue;
+        store_msg_append(m, "spoilt\r\n", 8);
+        store_msg_add_rcpt(m, alice);
+        if (i == 1)
             store_msg_abort(&m);
         else
             store_msg_commit(&m, NULL);
     }
-    is_int(store_batch_commit(s), 0, "%s: batch commit", mode);
+    ok(begun[0] == 0 && begun[1] == 0 && begun[2] == -ECANCELED && begun[3] == -ECANCELED,
+       "%s: after an abort, the batch takes no more messages (%d %d %d %d)", mode, begun[0],
+       begun[1], begun[2], begun[3]);
+    is_int(store_batch_commit(s), -ECANCELED, "%s: the spoilt batch's commit says so", mode);
     store_stats(s, &st1);
-    is_int(st1.messages - st0.messages, 4, "%s: the batch stored all but the aborted one", mode);
+    is_int(st1.messages - st0.messages, 0, "%s: a spoilt batch stores nothing", mode);
+    is_int(st1.entries - st0.entries, 0, "%s: ... not even a maildrop entry", mode);
     store_stats(s, &st0);
     store_batch_begin(s);
     store_msg_begin(s, 3000, -1, &m);
