@@ -305,6 +305,9 @@ static void maybe_finish(struct smtpd *d)
         committer_in_flight(d->committer) > 0)
         return;
     d->stopped = true;
+    /* The read-only connection goes first: the last one to close copies the
+     * WAL into the database and removes it, which a read-only one cannot. */
+    store_close(&d->reader);
     committer_stop(d->committer);
     daemon_signals_close(&d->signals);
 }
