@@ -2,9 +2,11 @@
  * deliver.c — storing a message once for all its local recipients, and
  * committing many messages with one fsync.
  *
- * A body is written in STORE_CHUNK rows as it arrives, so neither the
- * caller nor the store needs the whole message in memory. The maildrop rows
- * carry the final size, so they are written at commit, when it is known.
+ * A body is written in STORE_CHUNK pieces as it arrives, so neither the
+ * caller nor the store needs the whole message in memory. The first piece
+ * is the head of the message's own row, written when it is full or at
+ * commit: a message of up to STORE_CHUNK octets is one row. The maildrop
+ * rows carry the final size, so they are written at commit, when it is known.
  */
 #include <assert.h>
 #include <errno.h>
@@ -88,22 +90,8 @@ int store_msg_begin(struct store *s, int64_t received, int64_t size, struct stor
     int rc = s->in_batch ? 0 : store__begin(s);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = store__stmt(s, STMT_MSG_ADD);
-    if (st == NULL) {
-        rc = -KOTAK_ESTORE;
-    } else {
-        sqlite3_bind_int64(st, 1, received);
-        sqlite3_bind_int64(st, 2, size < 0 ? 0 : size);
-        rc = step_done(s, st);
-    }
-    if (rc < 0) {
-        if (!s->in_batch)
-            store__rollback(s);
-        return note_failure(s, rc);
-    }
     struct store_msg *m = xcalloc(1, sizeof(*m));
     m->s = s;
-    m->id = sqlite3_last_insert_rowid(s->db);
     m->received = received;
     m->size_told = size < 0 ? 0 : size;
     m->pending = xmalloc(STORE_CHUNK);
@@ -111,22 +99,37 @@ int store_msg_begin(struct store *s, int64_t received, int64_t size, struct stor
     return 0;
 }
 
+/*
+ * Writes the piece gathered so far: the first as the head of a new
+ * messages row, which gives the message its id, the others as chunks.
+ */
 static int flush_chunk(struct store_msg *m)
 {
-    if (m->pending_len == 0)
+    sqlite3_stmt *st;
+    if (m->id == 0) {
+        if ((st = store__stmt(m->s, STMT_MSG_ADD)) == NULL)
+            return -KOTAK_ESTORE;
+        sqlite3_bind_int64(st, 1, m->received);
+        sqlite3_bind_int64(st, 2, m->size_told);
+        /* pending is never NULL: an empty body is an empty head, not a missing one */
+        sqlite3_bind_blob(st, 3, m->pending, (int)m->pending_len, SQLITE_STATIC);
+    } else if (m->pending_len > 0) {
+        if ((st = store__stmt(m->s, STMT_CHUNK_ADD)) == NULL)
+            return -KOTAK_ESTORE;
+        sqlite3_bind_int64(st, 1, m->id);
+        sqlite3_bind_int64(st, 2, m->seq);
+        sqlite3_bind_blob(st, 3, m->pending, (int)m->pending_len, SQLITE_STATIC);
+    } else {
         return 0;
-    sqlite3_stmt *st = store__stmt(m->s, STMT_CHUNK_ADD);
-    if (st == NULL)
-        return -KOTAK_ESTORE;
-    sqlite3_bind_int64(st, 1, m->id);
-    sqlite3_bind_int64(st, 2, m->seq);
-    sqlite3_bind_blob(st, 3, m->pending, (int)m->pending_len, SQLITE_STATIC);
-    int rc = step_done(m->s, st);
-    if (rc == 0) {
-        m->seq++;
-        m->pending_len = 0;
     }
-    return rc;
+    int rc = step_done(m->s, st);
+    if (rc < 0)
+        return rc;
+    if (m->id == 0)
+        m->id = sqlite3_last_insert_rowid(m->s->db);
+    m->seq++;
+    m->pending_len = 0;
+    return 0;
 }
 
 int store_msg_append(struct store_msg *m, const void *p, size_t n)

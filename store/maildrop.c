@@ -47,38 +47,66 @@ int store_mbox_list(struct store *s, int64_t user_id, struct store_mail **list_r
     return 0;
 }
 
+/* Copies what the piece data[0..len) holds past *skip into out, up to n in all. */
+static void take(const uint8_t *data, size_t len, size_t *skip, uint8_t *out, size_t n,
+                 size_t *got)
+{
+    if (*skip >= len) {
+        *skip -= len;
+        return;
+    }
+    size_t k = len - *skip;
+    if (k > n - *got)
+        k = n - *got;
+    memcpy(out + *got, data + *skip, k);
+    *got += k;
+    *skip = 0;
+}
+
 int store_mbox_read(struct store *s, int64_t message_id, int64_t offset, void *p, size_t n,
                     size_t *got_r)
 {
     *got_r = 0;
     if (offset < 0)
         return -EINVAL;
+    /* Every piece but the last is STORE_CHUNK long, so the offset names the
+     * piece to start from without reading the ones before it. */
+    int64_t seq = offset / STORE_CHUNK;
+    size_t skip = (size_t)(offset % STORE_CHUNK);
+    uint8_t *out = p;
+    size_t got = 0;
+    int rc = SQLITE_DONE;
+    if (seq == 0) {
+        /* Piece 0 is the head in the messages row, unless the body is older
+         * than heads: then it is chunk 0 like the rest. */
+        sqlite3_stmt *st = store__stmt(s, STMT_HEAD_READ);
+        if (st == NULL)
+            return -KOTAK_ESTORE;
+        sqlite3_bind_int64(st, 1, message_id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            size_t len = (size_t)sqlite3_column_bytes(st, 0);
+            take(sqlite3_column_blob(st, 0), len, &skip, out, n, &got);
+            sqlite3_reset(st);
+            seq = 1;
+            if (len < STORE_CHUNK || got == n) { /* a short head is the whole body */
+                *got_r = got;
+                return 0;
+            }
+        } else {
+            sqlite3_reset(st);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return store__rc(s, rc);
+        }
+    }
     sqlite3_stmt *st = store__stmt(s, STMT_CHUNK_READ);
     if (st == NULL)
         return -KOTAK_ESTORE;
-    /* Every chunk but the last is STORE_CHUNK long, so the offset names the
-     * chunk to start from without reading the ones before it. */
-    int64_t seq = offset / STORE_CHUNK;
-    size_t skip = (size_t)(offset % STORE_CHUNK);
     sqlite3_bind_int64(st, 1, message_id);
     sqlite3_bind_int64(st, 2, seq);
-    uint8_t *out = p;
-    size_t got = 0;
-    int rc;
-    while (got < n && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *data = sqlite3_column_blob(st, 1);
-        size_t len = (size_t)sqlite3_column_bytes(st, 1);
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        size_t k = len - skip;
-        if (k > n - got)
-            k = n - got;
-        memcpy(out + got, data + skip, k);
-        got += k;
-        skip = 0;
-    }
+    while (got < n && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        take(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &skip, out, n,
+             &got);
     if (got < n && rc != SQLITE_DONE) {
         sqlite3_reset(st);
         return store__rc(s, rc);

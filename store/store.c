@@ -44,6 +44,12 @@ static const char *const migrations[] = {
     "CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop"
     "  WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)"
     "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;",
+    /* 2: the first STORE_CHUNK octets of a body (all of most bodies) live
+     * in its messages row, its head; chunks then hold the rest from seq 1.
+     * A message is one row to write instead of two, and its commit touches
+     * neither the chunks table nor its index. Bodies stored before have no
+     * head (NULL), and all of them in chunks from seq 0. */
+    "ALTER TABLE messages ADD COLUMN head BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -78,13 +84,14 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_ALIAS_DEL_TARGET] = "DELETE FROM aliases WHERE target = ?1",
     [STMT_ALIAS_LIST] = ("SELECT a.local || '@' || d.name, a.target FROM aliases a"
                          " JOIN domains d ON d.id = a.domain_id ORDER BY d.name, a.local, a.target"),
-    [STMT_MSG_ADD] = "INSERT INTO messages(received, size) VALUES(?1, ?2)",
+    [STMT_MSG_ADD] = "INSERT INTO messages(received, size, head) VALUES(?1, ?2, ?3)",
     [STMT_MSG_SIZE] = "UPDATE messages SET size = ?2 WHERE id = ?1",
     [STMT_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
     [STMT_DROP_ADD] =
         "INSERT INTO maildrop(user_id, message_id, size, arrived) VALUES(?1, ?2, ?3, ?4)",
     [STMT_MBOX_LIST] =
         "SELECT id, message_id, size, arrived FROM maildrop WHERE user_id = ?1 ORDER BY id",
+    [STMT_HEAD_READ] = "SELECT head FROM messages WHERE id = ?1",
     [STMT_CHUNK_READ] =
         "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
     [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",

@@ -33,6 +33,7 @@ enum store_stmt {
     STMT_CHUNK_ADD,
     STMT_DROP_ADD,
     STMT_MBOX_LIST,
+    STMT_HEAD_READ,
     STMT_CHUNK_READ,
     STMT_MBOX_DELETE,
     STMT_READ_BEGIN,
@@ -40,7 +41,9 @@ enum store_stmt {
     STMT_COUNT
 };
 
-#define STORE_CHUNK (64 * 1024) /* a body is kept in rows of this size */
+/* A body is kept in pieces of this size: the first in its messages row
+ * (the head), the rest in chunks rows; every piece but the last is full. */
+#define STORE_CHUNK (64 * 1024)
 
 struct store {
     sqlite3 *db;

@@ -41,6 +41,7 @@ LISTENERS = {
 }
 COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run"]
 NOBODY = 65534
+SCHEMA_VERSION = 2  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -184,7 +185,7 @@ class InitTest(KotakTest):
         cp.read_string(text)
         for section, listen in LISTENERS.items():
             self.assertEqual(cp.get(section, "listen"), listen, section)
-        self.assertEqual(self.query("PRAGMA user_version"), [(1,)])
+        self.assertEqual(self.query("PRAGMA user_version"), [(SCHEMA_VERSION,)])
         self.assertEqual(self.query("PRAGMA journal_mode"), [("wal",)])
         tables = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type='table'")}
         for t in ("domains", "users", "aliases", "messages", "chunks", "maildrop"):
@@ -224,7 +225,7 @@ class InitTest(KotakTest):
         cp = configparser.ConfigParser(inline_comment_prefixes=(";",))
         cp.read(self.conf)
         self.assertEqual(cp.get("server", "hostname"), "new.example.test")
-        self.assertEqual(self.query("PRAGMA user_version"), [(1,)])
+        self.assertEqual(self.query("PRAGMA user_version"), [(SCHEMA_VERSION,)])
 
     def test_init_refusing_an_existing_store_writes_no_config(self):
         # kotak.conf lost, store still there: init must refuse and change nothing,
@@ -991,7 +992,7 @@ class BackupTest(KotakTest):
 
     def assert_valid_copy(self, path):
         self.assertEqual(self.query("PRAGMA integrity_check", path=path), [("ok",)])
-        self.assertEqual(self.query("PRAGMA user_version", path=path), [(1,)])
+        self.assertEqual(self.query("PRAGMA user_version", path=path), [(SCHEMA_VERSION,)])
         self.assertEqual(self.domains(path=path), self.domains())
         self.assertEqual(self.users(path=path), self.users())
         self.assertEqual(

@@ -398,19 +398,20 @@ class KotakInstance:
 
     def maildrop(self, address):
         """The user's maildrop, oldest first: a list of dicts with id, message_id,
-        size (maildrop.size), received, arrived and body (the chunks joined)."""
+        size (maildrop.size), received, arrived and body (the head in the message's
+        row, then its chunks; a body stored before heads is all chunks)."""
         uid = self.user_id(address)
         con = self.db()
         try:
             rows = con.execute(
-                "SELECT md.id, md.message_id, md.size, md.arrived, m.received, m.size "
+                "SELECT md.id, md.message_id, md.size, md.arrived, m.received, m.size, m.head "
                 "FROM maildrop md JOIN messages m ON m.id = md.message_id "
                 "WHERE md.user_id = ? ORDER BY md.id", (uid,)).fetchall()
             out = []
-            for mid, message_id, size, arrived, received, msize in rows:
+            for mid, message_id, size, arrived, received, msize, head in rows:
                 chunks = con.execute("SELECT data FROM chunks WHERE message_id = ? ORDER BY seq",
                                      (message_id,)).fetchall()
-                body = b"".join(bytes(c[0]) for c in chunks)
+                body = bytes(head or b"") + b"".join(bytes(c[0]) for c in chunks)
                 out.append({"id": mid, "message_id": message_id, "size": size,
                             "message_size": msize, "arrived": arrived, "received": received,
                             "body": body})

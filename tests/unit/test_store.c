@@ -175,6 +175,20 @@ static char *read_all(struct store *s, int64_t msg, size_t step, size_t *len_r)
     return out;
 }
 
+/* A count from the store's own connection (white-box). */
+static int count_rows(struct store *s, const char *sql, int64_t arg)
+{
+    sqlite3_stmt *st;
+    int n = -1;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, arg);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
 static void test_delivery(struct store *s)
 {
     int64_t alice = user_id(s, "alice@example.test"), bob = user_id(s, "bob@example.test");
@@ -248,6 +262,11 @@ static void test_delivery(struct store *s)
        "%s: a read across a chunk boundary", mode);
     store_mbox_read(s, id2, (int64_t)big, piece, sizeof(piece), &n);
     is_int(n, 0, "%s: a read at the end returns nothing", mode);
+    /* The first 64 KiB are the head; only the rest went to chunks. */
+    is_int(count_rows(s, "SELECT count(*) FROM chunks WHERE message_id = ?1", id2), 3,
+           "%s: the large body's head is in its row, 3 chunks follow", mode);
+    is_int(count_rows(s, "SELECT count(*) FROM chunks WHERE message_id = ?1", id1), 0,
+           "%s: a small body is all head, no chunk", mode);
     free(data);
 
     /* Group commit: a batch of messages. */
@@ -380,6 +399,87 @@ static void run(const char *path)
     ok(s == NULL, "%s: close clears the handle", mode);
 }
 
+/*
+ * Bodies stored before schema version 2 have no head: all of them is in
+ * chunks from seq 0. A version 1 store (the head column dropped again) is
+ * brought forward on open, and such a body still reads back whole, from
+ * any offset.
+ */
+static void test_headless_bodies(const char *dir)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof(path), "%s/v1.db", dir);
+    mode = "v1";
+    struct store *s;
+    if (store_open(path, STORE_CREATE, &s, err, sizeof(err)) < 0) {
+        ok(0, "open: %s", err);
+        return;
+    }
+    store_domain_add(s, "example.test");
+    struct addr a = A("alice@example.test");
+    store_user_add(s, &a, "$y$x");
+    int64_t alice = user_id(s, "alice@example.test");
+    store_close(&s);
+
+    /* As kotak before version 2 left it: the body in chunks 0 and 1, no head. */
+    size_t len = STORE_CHUNK + 1000;
+    char *body = xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        body[i] = (char)('A' + i % 23);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    int rc = sqlite3_exec(db,
+                          "ALTER TABLE messages DROP COLUMN head; PRAGMA user_version = 1;"
+                          "INSERT INTO messages(id, received, size) VALUES(77, 1, 66536);",
+                          NULL, NULL, NULL);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "INSERT INTO chunks(message_id, seq, data) VALUES(77, ?1, ?2)", -1,
+                       &st, NULL);
+    for (int seq = 0; seq < 2 && rc == SQLITE_OK; seq++) {
+        sqlite3_bind_int(st, 1, seq);
+        sqlite3_bind_blob(st, 2, body + seq * STORE_CHUNK, seq ? 1000 : STORE_CHUNK,
+                          SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO maildrop(user_id, message_id, size, arrived) VALUES(%lld, 77, 66536, 1)",
+             (long long)alice);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    is_int(rc, SQLITE_OK, "a version 1 store with a body in chunks 0 and 1");
+
+    is_int(store_open(path, 0, &s, err, sizeof(err)), 0, "it opens, brought forward");
+    if (s == NULL) {
+        free(body);
+        return;
+    }
+    size_t got_len;
+    char *got = read_all(s, 77, 500, &got_len);
+    ok(got_len == len && memcmp(got, body, len) == 0, "the old body reads back whole");
+    free(got);
+    char piece[100];
+    size_t n = 0;
+    store_mbox_read(s, 77, STORE_CHUNK - 50, piece, sizeof(piece), &n);
+    ok(n == 100 && memcmp(piece, body + STORE_CHUNK - 50, 100) == 0,
+       "... and across its chunk boundary");
+    /* A new message beside it, in the new layout. */
+    struct store_msg *m;
+    int64_t id;
+    store_msg_begin(s, 2, 5, &m);
+    store_msg_append(m, "new\r\n", 5);
+    store_msg_add_rcpt(m, alice);
+    is_int(store_msg_commit(&m, &id), 0, "a new message in the brought-forward store");
+    got = read_all(s, id, 3, &got_len);
+    ok(got_len == 5 && memcmp(got, "new\r\n", 5) == 0, "... reads back from its head");
+    free(got);
+    store_close(&s);
+    free(body);
+}
+
 /* Opening: a missing file, the schema version, a foreign database, a newer one. */
 static void test_open(const char *dir)
 {
@@ -397,7 +497,7 @@ static void test_open(const char *dir)
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     sqlite3_step(st);
-    is_int(sqlite3_column_int(st, 0), 1, "schema version recorded");
+    is_int(sqlite3_column_int(st, 0), 2, "schema version recorded");
     sqlite3_finalize(st);
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
     sqlite3_step(st);
@@ -703,6 +803,7 @@ int main(void)
     test_full();
     test_checkpoints(dir);
     test_wal_file(dir);
+    test_headless_bodies(dir);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
