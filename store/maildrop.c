@@ -48,8 +48,7 @@ int store_mbox_list(struct store *s, int64_t user_id, struct store_mail **list_r
 }
 
 /* Copies what the piece data[0..len) holds past *skip into out, up to n in all. */
-static void take(const uint8_t *data, size_t len, size_t *skip, uint8_t *out, size_t n,
-                 size_t *got)
+static void take(const uint8_t *data, size_t len, size_t *skip, uint8_t *out, size_t n, size_t *got)
 {
     if (*skip >= len) {
         *skip -= len;
@@ -105,8 +104,7 @@ int store_mbox_read(struct store *s, int64_t message_id, int64_t offset, void *p
     sqlite3_bind_int64(st, 1, message_id);
     sqlite3_bind_int64(st, 2, seq);
     while (got < n && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        take(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &skip, out, n,
-             &got);
+        take(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &skip, out, n, &got);
     if (got < n && rc != SQLITE_DONE) {
         sqlite3_reset(st);
         return store__rc(s, rc);
