@@ -58,7 +58,8 @@ struct store {
 /*
  * The name of the store's VFS (walvfs.c): the system's own, writing each
  * WAL in fewer, larger writes into a file grown ahead of them. NULL if it
- * could not be registered; SQLite's default then serves.
+ * could not be registered; SQLite's default then serves. The first call
+ * also sets SQLite up for the process (see register_vfs).
  */
 const char *store__vfs(void);
 

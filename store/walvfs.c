@@ -364,6 +364,10 @@ static int x_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *t)
 
 static void register_vfs(void)
 {
+    /* Before SQLite initialises (sqlite3_vfs_find does): no memory
+     * statistics. kotak reads none, and keeping them takes a lock that every
+     * allocation of every thread's connection shares. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite3_vfs *sys = sqlite3_vfs_find(NULL);
     if (sys == NULL)
         return;
