@@ -73,17 +73,28 @@ int buf_append_str(struct buf *b, const char *s)
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
+    /* Formatted straight into the room the buffer has (at least
+     * PRINTF_GUESS octets, as far as max allows): one pass for a reply or a
+     * header line, a second only for longer text. One byte more than the
+     * text is needed, for vsnprintf's NUL; it is not counted. */
+    enum { PRINTF_GUESS = 128 };
+    size_t room = b->max - b->len;
+    grow(b, b->len + (room < PRINTF_GUESS ? room : PRINTF_GUESS) + 1);
+    size_t avail = b->cap - b->len;
+    if (avail > room + 1)
+        avail = room + 1;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf((char *)b->data + b->len, avail, fmt, ap2);
     va_end(ap2);
     if (n < 0)
         return -EINVAL;
-    if ((size_t)n > b->max - b->len)
+    if ((size_t)n > room)
         return -ENOBUFS;
-    /* One byte more than the text, for vsnprintf's NUL; it is not counted. */
-    grow(b, b->len + (size_t)n + 1);
-    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    if ((size_t)n >= avail) {
+        grow(b, b->len + (size_t)n + 1);
+        vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    }
     b->len += (size_t)n;
     return 0;
 }

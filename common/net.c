@@ -558,6 +558,15 @@ static void peer_of(struct net_conn *c)
     }
 }
 
+/* The id's eight hex digits: one per connection, so cheaper than snprintf. */
+static void format_id(char out[12], uint32_t id)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--, id >>= 4)
+        out[i] = hex[id & 15];
+    out[8] = '\0';
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct net_listener *l = server->data;
@@ -578,7 +587,7 @@ static void on_connection(uv_stream_t *server, int status)
         srv->conns->prev = c;
     srv->conns = c;
     srv->n_conns++;
-    snprintf(c->id, sizeof(c->id), "%08x", srv->next_id++);
+    format_id(c->id, srv->next_id++);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_finish(c);
         return;

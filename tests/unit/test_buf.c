@@ -167,6 +167,19 @@ static void test_printf_ceiling(void)
     ok(b.data[0] == '0' && b.data[499] == '7' && memcmp(b.data + 500, "|end", 4) == 0,
        "long printf content");
     buf_free(&b);
+
+    /* Longer than one pass formats into a bounded buffer, after text already in it. */
+    buf_init(&b, 1000);
+    buf_append_str(&b, "head:");
+    is_int(buf_printf(&b, "%0600d|%s", 9, "tail"), 0, "printf of 605 bytes after 5, max 1000");
+    ok(b.len == 610 && memcmp(b.data, "head:", 5) == 0 && b.data[604] == '9' &&
+           memcmp(b.data + 605, "|tail", 5) == 0,
+       "its text follows what was there");
+    is_int(buf_printf(&b, "%0391d", 1), -ENOBUFS, "printf of 391 with 390 left fails");
+    is_int(b.len, 610, "... and leaves the length");
+    is_int(buf_printf(&b, "%0390d", 1), 0, "printf of exactly the 390 left fits");
+    is_int(b.len, 1000, "len == max");
+    buf_free(&b);
 }
 
 static void test_binary(void)
