@@ -514,7 +514,7 @@ int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *
         return rc;
     rc = resolve(s, rcpt->local, rcpt->domain, 0, r);
     if (own) {
-        int erc = store__run(s, STMT_READ_END);
+        int erc = store__run(s, STMT_COMMIT);
         if (rc >= 0 && erc < 0)
             rc = erc;
     }

@@ -96,7 +96,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
     [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",
     [STMT_READ_BEGIN] = "BEGIN",
-    [STMT_READ_END] = "COMMIT",
+    [STMT_WRITE_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
 };
 
 sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id)
@@ -146,7 +147,7 @@ int store__exec(struct store *s, const char *sql)
 
 int store__begin(struct store *s)
 {
-    return store__exec(s, "BEGIN IMMEDIATE");
+    return store__run(s, STMT_WRITE_BEGIN);
 }
 
 int store__run(struct store *s, enum store_stmt id)
@@ -161,7 +162,7 @@ int store__run(struct store *s, enum store_stmt id)
 
 int store__commit(struct store *s)
 {
-    int rc = store__exec(s, "COMMIT");
+    int rc = store__run(s, STMT_COMMIT);
     if (rc < 0)
         store__rollback(s);
     return rc;

@@ -37,7 +37,8 @@ enum store_stmt {
     STMT_CHUNK_READ,
     STMT_MBOX_DELETE,
     STMT_READ_BEGIN,
-    STMT_READ_END,
+    STMT_WRITE_BEGIN,
+    STMT_COMMIT,
     STMT_COUNT
 };
 
@@ -75,7 +76,7 @@ int store__run(struct store *s, enum store_stmt id);
 /* Runs a statement without results: 0 or a mapped code. */
 int store__exec(struct store *s, const char *sql);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK with mapped codes. */
+/* BEGIN IMMEDIATE / COMMIT (prepared once, like the rest) / ROLLBACK with mapped codes. */
 int store__begin(struct store *s);
 int store__commit(struct store *s);
 void store__rollback(struct store *s);
