@@ -80,8 +80,8 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     enum { PRINTF_GUESS = 128 };
     size_t room = b->max - b->len;
     grow(b, b->len + (room < PRINTF_GUESS ? room : PRINTF_GUESS) + 1);
-    size_t avail = b->cap - b->len;
-    if (avail > room + 1)
+    size_t avail = b->cap - b->len; /* at least 1 */
+    if (avail - 1 > room)
         avail = room + 1;
     va_list ap2;
     va_copy(ap2, ap);

@@ -393,7 +393,10 @@ static void deliver(struct net_conn *c)
     c->in_input = true;
     for (;;) {
         c->redeliver = false;
-        if (c->mode == MODE_TLS && tls_drain(c) < 0) {
+        int drained = c->mode == MODE_TLS ? tls_drain(c) : 0;
+        if (drained == -EPIPE) {
+            c->eof = true; /* close_notify: the peer has said all it will */
+        } else if (drained < 0) {
             c->in_input = false;
             conn_finish(c);
             return;
@@ -415,9 +418,9 @@ static void deliver(struct net_conn *c)
     }
     c->in_input = false;
     if (c->eof && !c->paused && !c->closing && !c->closed) {
-        /* What the peer sent before its end has been used: nothing more will come. */
-        c->closing = true;
-        conn_finish(c);
+        /* What the peer sent before its end has been used: nothing more will
+         * come. What it was answered still goes out before the close. */
+        net_conn_close(c);
         return;
     }
     if (!c->closed)

@@ -14,11 +14,11 @@
 
 /*
  * Checkpoints run on a thread of their own, beside the commits, once the
- * WAL holds CHECKPOINT_PAGES (16 MiB; SQLite's default is 1000 pages, but
- * the same few index pages are in every commit, and each checkpoint copies
- * them again: at 4000, kotak-smtpd spent 7% less CPU per 1 KiB message in
- * an A/B run of 20 rounds). Under a steady stream
- * of commits such a checkpoint never catches up with the last one, and the
+ * WAL holds CHECKPOINT_PAGES (16 MiB of 4 KiB pages). SQLite's default is
+ * 1000, but the same few index pages are in every commit and each
+ * checkpoint copies them again: at 4000, kotak-smtpd spent 7% less CPU per
+ * 1 KiB message in an A/B run of 20 rounds. Under a steady stream of
+ * commits such a checkpoint never catches up with the last one, and the
  * WAL would grow without end; past WAL_MAX_PAGES the store thread itself
  * checkpoints between two batches, when nothing is being written, so that
  * the WAL is copied out whole and starts again from its beginning.
@@ -126,7 +126,9 @@ static void run_batch(struct committer *c, struct commit_job *batch, char *chunk
                 log_store_failed(j->rc);
         return;
     }
-    /* The batch could not begin or commit (or held one message only): nothing of it is stored. */
+    /* The batch could not begin or commit, or its one message failed: nothing of it is stored. */
+    if (failed != NULL)
+        rc = failed->rc; /* its own error, not the spoiled batch's */
     for (struct commit_job *j = batch; j != NULL; j = j->next)
         j->rc = rc;
     if (rc < 0)

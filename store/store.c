@@ -8,6 +8,7 @@
  * newer kotak is refused rather than misread.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,9 @@ static const char *const migrations[] = {
      * in its messages row, its head; chunks then hold the rest from seq 1.
      * A message is one row to write instead of two, and its commit touches
      * neither the chunks table nor its index. Bodies stored before have no
-     * head (NULL), and all of them in chunks from seq 0. */
+     * head (NULL), and all of them in chunks from seq 0. A kotak older
+     * than this reads such a body wrongly: stop both daemons before
+     * starting the new ones on a store. */
     "ALTER TABLE messages ADD COLUMN head BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -295,6 +298,20 @@ static int load_meta(struct store *s, char *err, size_t err_size)
     return 0;
 }
 
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+static const char *store_vfs;
+
+/*
+ * Once per process, before SQLite initialises: no memory statistics (kotak
+ * reads none, and keeping them takes one lock around every allocation of
+ * every thread's connection), then the store's VFS.
+ */
+static void setup_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    store_vfs = store__register_vfs();
+}
+
 /* A URI for path with the characters that URIs reserve escaped. */
 static char *file_uri(const char *path, const char *query)
 {
@@ -331,7 +348,7 @@ static int reopen_immutable_if_needed(struct store *s, const char *path)
         return -KOTAK_EREADONLY;
     sqlite3_close(s->db);
     char *uri = file_uri(path, "?mode=ro&immutable=1");
-    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, store__vfs());
+    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, store_vfs);
     free(uri);
     if (rc != SQLITE_OK)
         return store__rc(s, rc);
@@ -347,12 +364,13 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
         snprintf(err, err_size, "no store at %s", path);
         return -ENOENT;
     }
+    pthread_once(&sqlite_once, setup_sqlite);
     struct store *s = xcalloc(1, sizeof(*s));
     s->readonly = (flags & STORE_READONLY) != 0;
     int oflags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     if (flags & STORE_CREATE)
         oflags |= SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, store__vfs());
+    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, store_vfs);
     if (rc != SQLITE_OK) {
         rc = store__rc(s, rc);
         snprintf(err, err_size, "cannot open %s: %s", path,

@@ -57,12 +57,12 @@ struct store {
 };
 
 /*
- * The name of the store's VFS (walvfs.c): the system's own, writing each
- * WAL in fewer, larger writes into a file grown ahead of them. NULL if it
- * could not be registered; SQLite's default then serves. The first call
- * also sets SQLite up for the process (see register_vfs).
+ * Registers the store's VFS (walvfs.c): the system's own, writing each WAL
+ * in fewer, larger writes into a file grown ahead of them. Returns its
+ * name, or NULL if it could not be registered (SQLite's default then
+ * serves). Called once, by store_open.
  */
-const char *store__vfs(void);
+const char *store__register_vfs(void);
 
 /* The prepared statement, reset and unbound, or NULL after an error. */
 sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id);

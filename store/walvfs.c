@@ -16,6 +16,15 @@
  * a checksum), and SQLite itself leaves old frames there after a restart.
  * Only the holder of the store's write lock writes a WAL, so the file's
  * real size, read just before, is the size nobody else is changing.
+ *
+ * Gathered writes never outlive that lock. A commit syncs, and so flushes,
+ * before it ends; but a transaction that rolls back after writing frames
+ * (a cache spill of a large message) leaves them in the buffer, and another
+ * process may then commit frames at the same offsets. So when the
+ * connection lets go of the WAL's write lock (a call on its database file,
+ * which is linked to its WAL file here), the buffer goes out first, still
+ * under the lock, past the last committed frame, where it is harmless. A
+ * WAL whose database file cannot be found is written through, ungathered.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,18 +38,25 @@
 #define WAL_BUFFER (120 * 1024)
 #define WAL_GROW (1024 * 1024)
 
+/* SQLite's WAL_WRITE_LOCK: the first of the shared-memory locks (wal.c). */
+#define WAL_WRITE_LOCK 0
+
 struct wal_file {
     sqlite3_file base;
     sqlite3_file *real; /* the system VFS's file, right behind this struct */
     bool is_wal;
-    unsigned char *buf; /* WAL_BUFFER octets, once the file is written */
+    const char *name;        /* a main database file's, as SQLite passed it */
+    struct wal_file *linked; /* database file <-> its connection's WAL file */
+    struct wal_file *next;   /* open database files, for a WAL to find its own */
+    unsigned char *buf;      /* WAL_BUFFER octets, once the file is written */
     sqlite3_int64 buf_off;
     size_t buf_len;
     sqlite3_int64 size; /* the file's size as last seen or made; only grows here */
 };
 
 static sqlite3_vfs vfs;
-static pthread_once_t vfs_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t files_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wal_file *db_files; /* under files_mu */
 
 static sqlite3_vfs *sys_vfs(void)
 {
@@ -101,6 +117,15 @@ static int x_close(sqlite3_file *f)
     int rc = flush(w);
     free(w->buf);
     w->buf = NULL;
+    pthread_mutex_lock(&files_mu);
+    if (w->linked != NULL)
+        w->linked->linked = NULL;
+    for (struct wal_file **p = &db_files; *p != NULL; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    pthread_mutex_unlock(&files_mu);
     int rc2 = w->real->pMethods->xClose(w->real);
     return rc != SQLITE_OK ? rc : rc2;
 }
@@ -117,6 +142,8 @@ static int x_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
     struct wal_file *w = (struct wal_file *)f;
     if (!w->is_wal)
         return w->real->pMethods->xWrite(w->real, p, n, off);
+    if (w->linked == NULL)
+        return write_through(w, p, (size_t)n, off);
     /* Into the buffer when it lands on or right after what the buffer holds. */
     if (w->buf_len > 0 && off >= w->buf_off && off <= w->buf_off + (sqlite3_int64)w->buf_len &&
         off - w->buf_off + n <= WAL_BUFFER) {
@@ -183,9 +210,8 @@ static int x_check_reserved_lock(sqlite3_file *f, int *out)
 
 static int x_file_control(sqlite3_file *f, int op, void *arg)
 {
-    struct wal_file *w = (struct wal_file *)f;
-    int rc = flush(w);
-    return rc != SQLITE_OK ? rc : w->real->pMethods->xFileControl(w->real, op, arg);
+    sqlite3_file *r = ((struct wal_file *)f)->real;
+    return r->pMethods->xFileControl(r, op, arg);
 }
 
 static int x_sector_size(sqlite3_file *f)
@@ -211,9 +237,15 @@ static int x_shm_map(sqlite3_file *f, int page, int size, int extend, void volat
 
 static int x_shm_lock(sqlite3_file *f, int offset, int n, int flags)
 {
-    sqlite3_file *r = ((struct wal_file *)f)->real;
+    struct wal_file *w = (struct wal_file *)f;
+    sqlite3_file *r = w->real;
     if (r->pMethods->iVersion < 2)
         return SQLITE_IOERR_SHMLOCK;
+    /* Letting go of the write lock: what the WAL gathered goes out first
+     * (see the top). A failure here is no commit's: a commit has synced. */
+    if (offset == WAL_WRITE_LOCK && flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) &&
+        w->linked != NULL)
+        flush(w->linked);
     return r->pMethods->xShmLock(r, offset, n, flags);
 }
 
@@ -281,6 +313,25 @@ static int x_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f, int fl
     int rc = sys_vfs()->xOpen(sys_vfs(), name, w->real, flags, out);
     /* SQLite closes what it opened through pMethods, even when the open failed. */
     f->pMethods = w->real->pMethods != NULL ? &io_methods : NULL;
+    if (rc != SQLITE_OK || name == NULL)
+        return rc;
+    /* A connection's WAL name leads back to its database file's name, the
+     * very pointer that file was opened with: that pairs the two. */
+    pthread_mutex_lock(&files_mu);
+    if (flags & SQLITE_OPEN_MAIN_DB) {
+        w->name = name;
+        w->next = db_files;
+        db_files = w;
+    } else if (w->is_wal) {
+        const char *db_name = sqlite3_filename_database(name);
+        for (struct wal_file *d = db_files; d != NULL; d = d->next)
+            if (d->name == db_name && d->linked == NULL) {
+                d->linked = w;
+                w->linked = d;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&files_mu);
     return rc;
 }
 
@@ -362,15 +413,11 @@ static int x_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *t)
     return rc;
 }
 
-static void register_vfs(void)
+const char *store__register_vfs(void)
 {
-    /* Before SQLite initialises (sqlite3_vfs_find does): no memory
-     * statistics. kotak reads none, and keeping them takes a lock that every
-     * allocation of every thread's connection shares. */
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite3_vfs *sys = sqlite3_vfs_find(NULL);
     if (sys == NULL)
-        return;
+        return NULL;
     vfs = (sqlite3_vfs){
         .iVersion = 2,
         .szOsFile = (int)sizeof(struct wal_file) + sys->szOsFile,
@@ -391,12 +438,5 @@ static void register_vfs(void)
         .xGetLastError = x_get_last_error,
         .xCurrentTimeInt64 = x_current_time_int64,
     };
-    if (sqlite3_vfs_register(&vfs, 0) != SQLITE_OK)
-        vfs.zName = NULL;
-}
-
-const char *store__vfs(void)
-{
-    pthread_once(&vfs_once, register_vfs);
-    return vfs.zName;
+    return sqlite3_vfs_register(&vfs, 0) == SQLITE_OK ? vfs.zName : NULL;
 }

@@ -797,6 +797,61 @@ class PipeliningTest(Pop3dTest):
         self.assertTrue(closed)
         self.assertEqual(self.kotak.bodies(BOB), bodies[1:])
 
+    def test_tls_client_that_sends_close_notify_after_quit_still_gets_its_deletions_and_ok(self):
+        # The TLS form of the half-close: close_notify follows QUIT at once and
+        # reaches the server while QUIT's deletions are applied.
+        bodies, _ = self.expected()
+        raw = socket.create_connection(("127.0.0.1", self.port("pop3s")), timeout=SOCKET_TIMEOUT)
+        self.addCleanup(raw.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.kotak.ssl_context().wrap_bio(incoming, outgoing, server_hostname=HOSTNAME)
+
+        def send_pending():
+            data = outgoing.read()
+            if data:
+                raw.sendall(data)
+
+        def receive():
+            data = raw.recv(65536)
+            if not data:
+                raise EOFError("the server closed the connection")
+            incoming.write(data)
+
+        for _ in range(100):
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                send_pending()
+                receive()
+        send_pending()
+        text = b""
+
+        def line():
+            nonlocal text
+            for _ in range(1000):
+                if b"\r\n" in text:
+                    got, _, text = text.partition(b"\r\n")
+                    return got.decode()
+                try:
+                    text += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    receive()
+            raise AssertionError("no line")
+
+        self.assertTrue(line().startswith("+OK"), "greeting")
+        tls.write(f"USER {BOB}\r\nPASS {PASSWORDS[BOB]}\r\n".encode())
+        send_pending()
+        self.assertTrue(line().startswith("+OK"), "USER")
+        self.assertTrue(line().startswith("+OK"), "PASS")
+        tls.write(b"DELE 1\r\nQUIT\r\n")
+        with self.assertRaises(ssl.SSLWantReadError):
+            tls.unwrap()  # close_notify goes out; the server's is awaited
+        send_pending()
+        self.assertTrue(line().startswith("+OK"), "DELE")
+        self.assertTrue(line().startswith("+OK"), "QUIT")
+        self.assertEqual(self.kotak.bodies(BOB), bodies[1:])
+
 
 # --- logins ------------------------------------------------------------------
 
