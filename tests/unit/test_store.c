@@ -39,6 +39,15 @@ static int64_t user_id(struct store *s, const char *addr)
 }
 
 /* Resolves addr; returns its status and puts the sorted user ids in ids. */
+/* A store's first domain and user, as most tests below begin: alice's id. */
+static int64_t add_alice(struct store *s)
+{
+    store_domain_add(s, "example.test");
+    struct addr a = A("alice@example.test");
+    store_user_add(s, &a, "$y$x");
+    return user_id(s, "alice@example.test");
+}
+
 static int resolve(struct store *s, const char *addr, int64_t *ids, size_t *n, size_t *remote)
 {
     struct store_rcpts r = {0};
@@ -415,10 +424,7 @@ static void test_headless_bodies(const char *dir)
         ok(0, "open: %s", err);
         return;
     }
-    store_domain_add(s, "example.test");
-    struct addr a = A("alice@example.test");
-    store_user_add(s, &a, "$y$x");
-    int64_t alice = user_id(s, "alice@example.test");
+    int64_t alice = add_alice(s);
     store_close(&s);
 
     /* As kotak before version 2 left it: the body in chunks 0 and 1, no head. */
@@ -585,10 +591,7 @@ static void test_full(void)
     char err[256];
     mode = "full";
     store_open(":memory:", STORE_CREATE, &s, err, sizeof(err));
-    store_domain_add(s, "example.test");
-    struct addr a = A("alice@example.test");
-    store_user_add(s, &a, "$y$x");
-    int64_t alice = user_id(s, "alice@example.test");
+    int64_t alice = add_alice(s);
     struct store_stats st0, st1;
     store_stats(s, &st0);
     /* Room for a little more than now; then a body far larger than that. */
@@ -673,10 +676,7 @@ static void test_checkpoints(const char *dir)
         ok(0, "open: %s", err);
         return;
     }
-    store_domain_add(w, "example.test");
-    struct addr a = A("alice@example.test");
-    store_user_add(w, &a, "$y$x");
-    int64_t alice = user_id(w, "alice@example.test");
+    int64_t alice = add_alice(w);
     store_defer_checkpoints(w);
     int rc = 0;
     for (int i = 0; i < 300 && rc == 0; i++)
@@ -742,10 +742,7 @@ static void test_wal_file(const char *dir)
         return;
     }
     store_defer_checkpoints(w); /* everything stays in the WAL */
-    store_domain_add(w, "example.test");
-    struct addr a = A("alice@example.test");
-    store_user_add(w, &a, "$y$x");
-    int64_t alice = user_id(w, "alice@example.test");
+    int64_t alice = add_alice(w);
     /* Small messages, one larger than the VFS's buffer, then small again. */
     static const size_t sizes[] = {1000, 5000, 100 * 1024, 700 * 1024, 1, 3000};
     enum { N = sizeof(sizes) / sizeof(sizes[0]) };
@@ -806,10 +803,7 @@ static void test_wal_rollback(const char *dir)
         ok(0, "open: %s", err);
         return;
     }
-    store_domain_add(a, "example.test");
-    struct addr al = A("alice@example.test");
-    store_user_add(a, &al, "$y$x");
-    int64_t alice = user_id(a, "alice@example.test");
+    int64_t alice = add_alice(a);
     store__exec(a, "PRAGMA cache_size = 10");
 
     size_t big = 80 * 1024;
