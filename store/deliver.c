@@ -62,24 +62,23 @@ static int note_failure(struct store *s, int rc)
     return rc;
 }
 
-int store_batch_commit(struct store *s)
-{
-    assert(s->in_batch);
-    s->in_batch = false;
-    if (s->batch_lost < 0) {
-        int rc = s->batch_lost;
-        s->batch_lost = 0;
-        store__rollback(s);
-        return rc;
-    }
-    return store__commit(s);
-}
-
 void store_batch_rollback(struct store *s)
 {
     s->in_batch = false;
     s->batch_lost = 0;
     store__rollback(s);
+}
+
+int store_batch_commit(struct store *s)
+{
+    assert(s->in_batch);
+    int lost = s->batch_lost;
+    if (lost < 0) {
+        store_batch_rollback(s);
+        return lost;
+    }
+    s->in_batch = false;
+    return store__commit(s);
 }
 
 int store_msg_begin(struct store *s, int64_t received, int64_t size, struct store_msg **m_r)
