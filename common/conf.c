@@ -76,7 +76,10 @@ void conf_defaults(struct conf *c)
         .connections = 1000,
         .connections_per_address = 20,
         .bad_commands = 10,
-        .spool_memory = 256 << 10,
+        .junk_commands = 100,
+        .hard_errors = 20,
+        .stress_idle_timeout_ms = 10 * 1000,
+        .spool_memory = 64 << 10,
     };
     c->auth = (struct conf_auth){
         .failure_delay_ms = 2000,
@@ -421,6 +424,10 @@ static const struct conf_key conf_keys[] = {
     {"limits", "connections_per_address", set_count, NUM(limits.connections_per_address), 1,
      1000000},
     {"limits", "bad_commands", set_count, NUM(limits.bad_commands), 1, 1000},
+    {"limits", "junk_commands", set_count, NUM(limits.junk_commands), 1, 100000},
+    {"limits", "hard_errors", set_count, NUM(limits.hard_errors), 1, 1000},
+    {"limits", "stress_idle_timeout", set_duration, NUM(limits.stress_idle_timeout_ms), SEC(1),
+     SEC(3600)},
     {"limits", "spool_memory", set_size, NUM(limits.spool_memory), 0, 64 << 20},
     {"limits", "store_size", set_size, NUM(limits.store_size), 0, 1ull << 50},
     {"auth", "failure_delay", set_duration, NUM(auth.failure_delay_ms), 0, SEC(60)},

@@ -50,6 +50,9 @@ struct conf_limits {
     uint64_t connections;       /* per daemon */
     uint64_t connections_per_address;
     uint64_t bad_commands;      /* errors before 421 and close */
+    uint64_t junk_commands;     /* NOOP, RSET, VRFY, HELP before each counts as an error */
+    uint64_t hard_errors;       /* 5xx replies (SMTP) before 421 and close */
+    uint64_t stress_idle_timeout_ms; /* idle time before login when slots run short */
     uint64_t spool_memory;      /* a message larger than this goes to a temporary file */
     uint64_t store_size;        /* the store file's cap in octets; 0: none */
 };

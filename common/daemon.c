@@ -55,6 +55,25 @@ struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const c
     return tls;
 }
 
+struct tls_server *daemon_reload_tls(const struct conf *conf, struct tls_server *old,
+                                     const char *name)
+{
+    char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);
+    char err[512];
+    struct tls_server *tls = NULL;
+    if (tls_server_new(cert, key, &tls, err, sizeof(err)) < 0) {
+        log_error("%s event=tls-reload result=failed reason=\"%s; the old certificate stays\"",
+                  name, err);
+        tls = old;
+    } else {
+        log_info("%s event=tls-reload result=ok cert=%s", name, cert);
+        tls_server_free(&old);
+    }
+    free(cert);
+    free(key);
+    return tls;
+}
+
 void daemon_drop_privileges(const struct conf *conf, const char *name)
 {
     char err[512];
@@ -74,6 +93,14 @@ static void on_signal(uv_signal_t *sig, int signum)
     ds->stop(ds->ctx, signum);
 }
 
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    struct daemon_signals *ds = sig->data;
+    if (!ds->fired)
+        ds->reload(ds->ctx);
+}
+
 static void flush_log(uv_prepare_t *h)
 {
     (void)h;
@@ -81,9 +108,11 @@ static void flush_log(uv_prepare_t *h)
 }
 
 void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
-                          void (*stop)(void *ctx, int signum), void *ctx)
+                          void (*stop)(void *ctx, int signum), void (*reload)(void *ctx),
+                          void *ctx)
 {
     ds->stop = stop;
+    ds->reload = reload;
     ds->ctx = ctx;
     ds->fired = false;
     uv_signal_init(loop, &ds->sigint);
@@ -91,6 +120,9 @@ void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
     ds->sigint.data = ds->sigterm.data = ds;
     uv_signal_start(&ds->sigint, on_signal, SIGINT);
     uv_signal_start(&ds->sigterm, on_signal, SIGTERM);
+    uv_signal_init(loop, &ds->sighup);
+    ds->sighup.data = ds;
+    uv_signal_start(&ds->sighup, on_sighup, SIGHUP);
     uv_prepare_init(loop, &ds->log_flush);
     uv_prepare_start(&ds->log_flush, flush_log);
     log_set_buffered(true);
@@ -100,11 +132,13 @@ void daemon_signals_close(struct daemon_signals *ds)
 {
     uv_close((uv_handle_t *)&ds->sigint, NULL);
     uv_close((uv_handle_t *)&ds->sigterm, NULL);
+    uv_close((uv_handle_t *)&ds->sighup, NULL);
     /* The stop is done; what is left is freeing and the last log line. A
      * second signal now (kotak run sends SIGTERM after a Ctrl-C that reached
      * the whole process group) would kill the daemon with that line unwritten. */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     uv_close((uv_handle_t *)&ds->log_flush, NULL);
     log_set_buffered(false);
 }

@@ -27,25 +27,36 @@ int daemon_main(int argc, char **argv, const char *name, const char *about,
 struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const char *name);
 
 /*
+ * SIGHUP: loads [tls] cert and key again. Returns the new server, having let
+ * the old one go (connections made from it go on with it), or, when the new
+ * pair cannot be used, logs one error line and returns the old one.
+ */
+struct tls_server *daemon_reload_tls(const struct conf *conf, struct tls_server *old,
+                                     const char *name);
+
+/*
  * Start-up after the ports are bound: becomes [server] user when root, or
  * exits with one line; warns when it stays root.
  */
 void daemon_drop_privileges(const struct conf *conf, const char *name);
 
 /*
- * SIGINT and SIGTERM start a clean stop, once. While the handles run, the
- * log is buffered and written out each time before the loop waits for I/O.
+ * SIGINT and SIGTERM start a clean stop, once; SIGHUP calls reload, each
+ * time (a certificate renewal). While the handles run, the log is buffered
+ * and written out each time before the loop waits for I/O.
  */
 struct daemon_signals {
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_prepare_t log_flush;
     void (*stop)(void *ctx, int signum);
+    void (*reload)(void *ctx);
     void *ctx;
     bool fired;
 };
 
 void daemon_signals_start(uv_loop_t *loop, struct daemon_signals *ds,
-                          void (*stop)(void *ctx, int signum), void *ctx);
+                          void (*stop)(void *ctx, int signum), void (*reload)(void *ctx),
+                          void *ctx);
 
 /* Closes the signal handles, so that the loop can end. */
 void daemon_signals_close(struct daemon_signals *ds);

@@ -31,6 +31,7 @@ struct net_listener {
     const struct net_proto *proto;
     void *ctx;
     bool implicit_tls;
+    size_t n_conns; /* open connections accepted here */
     char refused[160];
     struct net_listener *next;
 };
@@ -48,8 +49,12 @@ struct net_server {
     struct net_limits limits;
     char name[16];
     struct net_listener *listeners;
-    struct net_conn *conns; /* a doubly linked list of open connections */
+    size_t n_listeners;
+    /* Open connections, newest first: a doubly linked list, with its tail
+     * kept so the oldest is found first when room must be made. */
+    struct net_conn *conns, *oldest;
     size_t n_conns;
+    bool stressed; /* slots run short: see update_stress */
     uint32_t next_id;
     struct ip_count *ips[NET_IP_BUCKETS];
     char read_buf[NET_READ_BUF];
@@ -64,7 +69,9 @@ struct net_conn {
     struct tls_conn *tls;
     enum conn_mode mode;
     bool opened, paused, reading, closing, closed, in_input, redeliver;
-    bool eof;    /* the peer has sent all it will */
+    bool eof;     /* the peer has sent all it will */
+    bool engaged; /* logged in or in a transaction: see net_conn_set_engaged */
+    bool output_blocked; /* input waits until the peer takes our output */
     int handles; /* libuv handles not yet closed */
     struct buf in;
     size_t pending; /* bytes handed to uv_write and not yet written */
@@ -87,8 +94,19 @@ static void conn_update_reading(struct net_conn *c);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
 static void conn_finish(struct net_conn *c);
 static void arm_idle(struct net_conn *c);
+static void deliver(struct net_conn *c);
+static void update_stress(struct net_server *srv);
+static size_t read_room(const struct net_conn *c);
 
 /* --- per-address counts ------------------------------------------------- */
+
+void net_addr_prefix(uint8_t key[16], const uint8_t ip[16])
+{
+    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    memcpy(key, ip, 16);
+    if (memcmp(ip, v4_mapped, 12) != 0)
+        memset(key + 8, 0, 8); /* one IPv6 site gets a /64: its hosts are one client */
+}
 
 static unsigned ip_hash(const uint8_t ip[16])
 {
@@ -98,8 +116,10 @@ static unsigned ip_hash(const uint8_t ip[16])
     return h % NET_IP_BUCKETS;
 }
 
-static struct ip_count *ip_get(struct net_server *srv, const uint8_t ip[16])
+static struct ip_count *ip_get(struct net_server *srv, const uint8_t peer16[16])
 {
+    uint8_t ip[16];
+    net_addr_prefix(ip, peer16);
     struct ip_count **head = &srv->ips[ip_hash(ip)];
     for (struct ip_count *e = *head; e != NULL; e = e->next)
         if (memcmp(e->ip, ip, 16) == 0)
@@ -163,6 +183,12 @@ void net_server_stop_listening(struct net_server *srv)
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
     }
     srv->listeners = NULL;
+    srv->n_listeners = 0;
+}
+
+void net_server_set_tls(struct net_server *srv, struct tls_server *tls)
+{
+    srv->tls = tls;
 }
 
 void net_server_free(struct net_server **srvp)
@@ -200,6 +226,10 @@ static void write_done(uv_write_t *req, int status)
         c->above_water = false;
         if (c->opened && c->l->proto->drain != NULL)
             c->l->proto->drain(c, c->ctx);
+        if (c->output_blocked && !c->closed && !c->closing) {
+            c->output_blocked = false; /* the peer reads again: so do we */
+            deliver(c);
+        }
     }
 }
 
@@ -289,9 +319,13 @@ static void conn_finish(struct net_conn *c)
         srv->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    else
+        srv->oldest = c->prev;
     srv->n_conns--;
+    c->l->n_conns--;
     if (c->ip != NULL)
         ip_put(srv, c->ip);
+    update_stress(srv);
     log_debug("%s conn=%s event=closed", srv->name, c->id);
     if (c->opened && c->l->proto->close != NULL)
         c->l->proto->close(c, c->ctx);
@@ -328,8 +362,17 @@ static void alloc_read(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     (void)suggested;
     struct net_conn *c = h->data;
-    /* Each read is used up before the next one starts, so one buffer serves all. */
-    *b = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
+    /* Each read is used up before the next one starts, so one buffer serves
+     * all; it is sized to the room left, so no read overfills a connection. */
+    *b = uv_buf_init(c->srv->read_buf, (unsigned)read_room(c));
+}
+
+/* What the next read may bring: plaintext, or ciphertext TLS has not used yet. */
+static size_t read_room(const struct net_conn *c)
+{
+    size_t held = c->mode == MODE_PLAIN ? c->in.len : tls_conn_waiting(c->tls);
+    size_t room = held < NET_INPUT_MAX ? NET_INPUT_MAX - held : 0;
+    return room < NET_READ_BUF ? room : NET_READ_BUF;
 }
 
 /*
@@ -340,9 +383,9 @@ static void alloc_read(uv_handle_t *h, size_t suggested, uv_buf_t *b)
  */
 static void conn_update_reading(struct net_conn *c)
 {
-    bool want = !c->closing && !c->closed && !c->eof && c->in.len < NET_INPUT_MAX;
-    if (c->mode != MODE_PLAIN && !c->closing && !c->closed)
-        want = want || c->mode == MODE_HANDSHAKE;
+    bool want = !c->closing && !c->closed && !c->eof && read_room(c) > 0;
+    if (c->mode == MODE_TLS)
+        want = want && c->in.len < NET_INPUT_MAX;
     if (want && !c->reading)
         c->reading = uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_read) == 0;
     else if (!want && c->reading) {
@@ -363,6 +406,9 @@ static void idle_expired(uv_timer_t *t)
         c->l->proto->timeout(c, c->ctx);
     else
         net_conn_close(c);
+    /* The protocol waits on a result of its own: the peer is not idle. */
+    if (!c->closing && !c->closed)
+        arm_idle(c);
 }
 
 /*
@@ -372,12 +418,15 @@ static void idle_expired(uv_timer_t *t)
  */
 static void arm_idle(struct net_conn *c)
 {
-    uint64_t ms = c->mode == MODE_HANDSHAKE ? c->srv->limits.tls_handshake_timeout_ms
-                                            : c->srv->limits.idle_timeout_ms;
+    const struct net_limits *lim = &c->srv->limits;
+    uint64_t ms = c->mode == MODE_HANDSHAKE ? lim->tls_handshake_timeout_ms : lim->idle_timeout_ms;
+    if (c->srv->stressed && !c->engaged && ms > lim->stress_idle_timeout_ms)
+        ms = lim->stress_idle_timeout_ms;
     uv_timer_start(&c->timer, idle_expired, ms, 0);
 }
 
 static int tls_drain(struct net_conn *c);
+static int flush_tls(struct net_conn *c);
 
 /*
  * Hands the input to the protocol, one call at a time even when it resumes
@@ -393,7 +442,11 @@ static void deliver(struct net_conn *c)
     c->in_input = true;
     for (;;) {
         c->redeliver = false;
-        int drained = c->mode == MODE_TLS ? tls_drain(c) : 0;
+        int drained = 0;
+        if (c->mode == MODE_TLS) {
+            drained = tls_drain(c);
+            flush_tls(c); /* what TLS answered on its own, as a no_renegotiation alert */
+        }
         if (drained == -EPIPE) {
             c->eof = true; /* close_notify: the peer has said all it will */
         } else if (drained < 0) {
@@ -403,6 +456,12 @@ static void deliver(struct net_conn *c)
         }
         if (!c->opened || c->paused || c->closing || c->in.len == 0)
             break;
+        if (c->pending >= NET_LOW_WATER) {
+            /* The peer does not take what it was sent: hold its input (and
+             * soon stop reading) until it does, whatever the state. */
+            c->output_blocked = true;
+            break;
+        }
         size_t before = c->in.len;
         const uint8_t *lf = memchr(c->in.data, '\n', c->in.len);
         size_t first_line = lf ? (size_t)(lf - c->in.data) + 1 : SIZE_MAX;
@@ -417,7 +476,7 @@ static void deliver(struct net_conn *c)
             break;
     }
     c->in_input = false;
-    if (c->eof && !c->paused && !c->closing && !c->closed) {
+    if (c->eof && !c->paused && !c->output_blocked && !c->closing && !c->closed) {
         /* What the peer sent before its end has been used: nothing more will
          * come. What it was answered still goes out before the close. */
         net_conn_close(c);
@@ -437,9 +496,14 @@ static void conn_open(struct net_conn *c)
 static int tls_drain(struct net_conn *c)
 {
     for (;;) {
-        if (buf_reserve(&c->in, 16 * 1024) < 0)
-            return 0; /* full: reading has paused; the rest waits inside TLS */
-        ssize_t n = tls_conn_read(c->tls, c->in.data + c->in.len, 16 * 1024);
+        size_t room = NET_INPUT_MAX - c->in.len;
+        if (room == 0)
+            return 0; /* full: the rest waits inside TLS, and reading pauses */
+        if (room > 16 * 1024)
+            room = 16 * 1024;
+        if (buf_reserve(&c->in, room) < 0)
+            return -ENOMEM;
+        ssize_t n = tls_conn_read(c->tls, c->in.data + c->in.len, room);
         if (n == 0)
             return 0;
         if (n < 0)
@@ -512,6 +576,15 @@ struct buf *net_conn_input(struct net_conn *c)
     return &c->in;
 }
 
+void net_conn_set_engaged(struct net_conn *c, bool engaged)
+{
+    if (c->engaged == engaged)
+        return;
+    c->engaged = engaged;
+    if (c->srv->stressed && !c->closing && !c->closed)
+        arm_idle(c); /* from the short idle time to the full one, or back */
+}
+
 void net_conn_pause(struct net_conn *c)
 {
     c->paused = true;
@@ -561,6 +634,80 @@ static void peer_of(struct net_conn *c)
     }
 }
 
+/*
+ * The most connections one listener may hold: all the slots but a reserve
+ * for each other listener, an eighth of its even share, which a flood on
+ * one port cannot take from the others.
+ */
+static size_t listener_cap(const struct net_server *srv)
+{
+    size_t n = srv->n_listeners > 0 ? srv->n_listeners : 1;
+    size_t reserve = srv->limits.connections / (8 * n);
+    return srv->limits.connections - reserve * (n - 1);
+}
+
+/*
+ * Slots run short from three quarters full until back below half: then a
+ * connection not yet engaged gets the short idle time, and the timers of
+ * those already waiting are brought forward to it.
+ */
+static void update_stress(struct net_server *srv)
+{
+    size_t full = srv->limits.connections;
+    bool stressed = srv->stressed ? srv->n_conns * 2 >= full : srv->n_conns * 4 >= full * 3;
+    if (stressed == srv->stressed)
+        return;
+    srv->stressed = stressed;
+    log_info("%s event=%s connections=%zu", srv->name, stressed ? "stress-begins" : "stress-ends",
+             srv->n_conns);
+    if (!stressed)
+        return;
+    uint64_t ms = srv->limits.stress_idle_timeout_ms;
+    for (struct net_conn *c = srv->conns; c != NULL; c = c->next)
+        if (!c->engaged && !c->closing && c->mode != MODE_HANDSHAKE &&
+            uv_timer_get_due_in(&c->timer) > ms)
+            uv_timer_start(&c->timer, idle_expired, ms, 0);
+}
+
+/* Closes the oldest connection not yet engaged (on l, or on any listener
+ * when l is NULL) to make room. Returns whether there was one. */
+static bool make_room(struct net_server *srv, const struct net_listener *l, struct net_conn *self)
+{
+    for (struct net_conn *c = srv->oldest; c != NULL; c = c->prev) {
+        if (c == self || c->engaged || c->closing || (l != NULL && c->l != l))
+            continue;
+        log_info("%s conn=%s ip=%s event=dropped reason=make-room", srv->name, c->id, c->peer);
+        if (c->opened && c->l->proto->timeout != NULL)
+            c->l->proto->timeout(c, c->ctx); /* its goodbye */
+        if (!c->closed)
+            net_conn_close(c);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Whether a new connection may stay: NULL, or the reason it may not. A
+ * client address over its own cap is refused; a full listener or server
+ * first gives up its oldest connection that has not engaged yet. Closing
+ * connections still hold their slot for a moment (NET_CLOSE_GRACE_MS at
+ * most), so a hard ceiling an eighth above the limit bounds them.
+ */
+static const char *admit(struct net_conn *c)
+{
+    struct net_server *srv = c->srv;
+    size_t full = srv->limits.connections;
+    if (c->ip->n > srv->limits.connections_per_address)
+        return "per-address";
+    if (srv->n_conns > full + full / 8)
+        return "connections";
+    if (c->l->n_conns > listener_cap(srv) && !make_room(srv, c->l, c))
+        return "listener";
+    if (srv->n_conns > full && c->l->n_conns <= listener_cap(srv) && !make_room(srv, NULL, c))
+        return "connections";
+    return NULL;
+}
+
 /* The id's eight hex digits: one per connection, so cheaper than snprintf. */
 static void format_id(char out[12], uint32_t id)
 {
@@ -581,15 +728,18 @@ static void on_connection(uv_stream_t *server, int status)
     c->l = l;
     c->tcp.data = c;
     c->timer.data = c;
-    buf_init(&c->in, 2 * NET_INPUT_MAX + NET_READ_BUF);
+    buf_init(&c->in, NET_INPUT_MAX);
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
     c->handles = 2;
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
+    else
+        srv->oldest = c;
     srv->conns = c;
     srv->n_conns++;
+    l->n_conns++;
     format_id(c->id, srv->next_id++);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_finish(c);
@@ -598,14 +748,16 @@ static void on_connection(uv_stream_t *server, int status)
     peer_of(c); /* TCP_NODELAY came with the socket, from the listener */
     c->ip = ip_get(srv, c->peer16);
     c->ip->n++;
-    if (srv->n_conns > srv->limits.connections ||
-        c->ip->n > srv->limits.connections_per_address) {
-        log_info("%s conn=%s ip=%s event=refused reason=%s", srv->name, c->id, c->peer,
-                 srv->n_conns > srv->limits.connections ? "connections" : "per-address");
-        send_raw(c, l->refused, strlen(l->refused));
+    const char *refusal = admit(c);
+    if (refusal != NULL) {
+        log_info("%s conn=%s ip=%s event=refused reason=%s", srv->name, c->id, c->peer, refusal);
+        /* A TLS client would take plaintext for a broken handshake. */
+        if (!l->implicit_tls)
+            send_raw(c, l->refused, strlen(l->refused));
         net_conn_close(c);
         return;
     }
+    update_stress(srv);
     log_debug("%s conn=%s ip=%s event=connected", srv->name, c->id, c->peer);
     if (l->implicit_tls) {
         c->tls = tls_conn_new(srv->tls);
@@ -660,6 +812,7 @@ int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool impl
     }
     l->next = srv->listeners;
     srv->listeners = l;
+    srv->n_listeners++;
     return 0;
 }
 

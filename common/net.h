@@ -33,7 +33,9 @@ struct net_proto {
     void (*input)(struct net_conn *c, void *ctx);
     /* The output queue fell below NET_LOW_WATER after being above it. */
     void (*drain)(struct net_conn *c, void *ctx);
-    /* No input for idle_timeout: the protocol says goodbye and closes. */
+    /* No input for idle_timeout: the protocol says goodbye and closes, or,
+     * while it waits on a result of its own, leaves the connection open
+     * (the timer starts again), or net makes room: then it closes anyway. */
     void (*timeout)(struct net_conn *c, void *ctx);
     /* net_conn_start_tls() finished its handshake. */
     void (*tls_started)(struct net_conn *c, void *ctx);
@@ -41,7 +43,13 @@ struct net_proto {
     void (*close)(struct net_conn *c, void *ctx);
 };
 
-#define NET_INPUT_MAX (64 * 1024) /* unread plaintext; reading pauses past it */
+/*
+ * What one connection may hold, whatever its peer does: unread plaintext
+ * up to NET_INPUT_MAX (reads are sized to the room left), and output up to
+ * NET_LOW_WATER plus one reply: past it, input waits until the peer has
+ * taken what it was sent. docs/SECURITY.md adds up the worst case.
+ */
+#define NET_INPUT_MAX (32 * 1024)
 #define NET_LOW_WATER (64 * 1024)  /* output queued below this counts as drained */
 
 struct net_limits {
@@ -49,6 +57,8 @@ struct net_limits {
     uint64_t tls_handshake_timeout_ms;
     uint64_t connections;
     uint64_t connections_per_address;
+    /* Under slot pressure, the idle time of connections not yet engaged. */
+    uint64_t stress_idle_timeout_ms;
 };
 
 /* A server: the loop, the TLS credentials (NULL: no TLS) and the limits. */
@@ -57,7 +67,10 @@ struct net_server *net_server_new(uv_loop_t *loop, struct tls_server *tls,
 
 /*
  * Listens on ep. implicit_tls needs a TLS server. refused is the line sent
- * to a client turned away by a connection limit ("421 4.7.0 ...\r\n").
+ * to a client turned away by a connection limit ("421 4.7.0 ...\r\n"); on
+ * an implicit-TLS listener such a client is closed on, without a word, as
+ * it expects no plaintext. Each listener keeps a reserve of the slots that
+ * the others cannot take, so a flood on one port leaves room on the rest.
  * Returns 0, or -1 with a sentence in err.
  */
 int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool implicit_tls,
@@ -66,6 +79,13 @@ int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool impl
 
 /* Stops accepting; open connections go on. */
 void net_server_stop_listening(struct net_server *srv);
+
+/*
+ * Replaces the TLS credentials for the handshakes that follow; connections
+ * made with the old ones go on with them. The caller keeps ownership of
+ * both (tls_server_free lets the old one go once its connections are gone).
+ */
+void net_server_set_tls(struct net_server *srv, struct tls_server *tls);
 
 /* Calls fn for every open connection (for a shutdown message). */
 void net_server_each(struct net_server *srv, void (*fn)(struct net_conn *c, void *ctx));
@@ -84,6 +104,13 @@ int net_conn_write(struct net_conn *c, const void *p, size_t n);
 
 /* Bytes queued for the socket and not yet written. */
 size_t net_conn_pending(const struct net_conn *c);
+
+/*
+ * The protocol says the peer has logged in or begun a transaction. Until
+ * then, when slots run short, the connection gets the short stress idle
+ * time and may be closed, oldest first, to make room for a new one.
+ */
+void net_conn_set_engaged(struct net_conn *c, bool engaged);
 
 /* Stops or restarts delivering input (while the protocol waits on something). */
 void net_conn_pause(struct net_conn *c);
@@ -106,6 +133,10 @@ bool net_conn_is_loopback(const struct net_conn *c);
 bool net_conn_is_tls(const struct net_conn *c);
 const char *net_conn_tls_version(const struct net_conn *c);
 const char *net_conn_tls_cipher(const struct net_conn *c);
+
+/* The key one client is counted under: an IPv4 address whole, an IPv6
+ * address by its /64, the least one site is given. */
+void net_addr_prefix(uint8_t key[16], const uint8_t ip[16]);
 
 /* A short id for logs, unique within the process. */
 const char *net_conn_id(const struct net_conn *c);

@@ -54,6 +54,8 @@ struct tls_server {
     mbedtls_ssl_config conf;
     mbedtls_x509_crt chain;
     mbedtls_pk_context key;
+    size_t conns;  /* connections made from it and not yet freed */
+    bool released; /* tls_server_free was called: the last connection frees it */
 };
 
 struct tls_conn {
@@ -62,6 +64,7 @@ struct tls_conn {
     struct buf out; /* ciphertext for the peer, not yet sent */
     size_t in_off;
     bool peer_closed; /* close_notify seen; every later read says -EPIPE */
+    struct tls_server *srv;
 };
 
 /*
@@ -254,18 +257,25 @@ fail:
     return -1;
 }
 
-void tls_server_free(struct tls_server **srv)
+static void server_destroy(struct tls_server *s)
 {
-    struct tls_server *s = *srv;
-    if (s == NULL)
-        return;
     mbedtls_ssl_config_free(&s->conf);
     mbedtls_pk_free(&s->key); /* wipes the key */
     mbedtls_x509_crt_free(&s->chain);
     mbedtls_ctr_drbg_free(&s->drbg);
     mbedtls_entropy_free(&s->entropy);
     free(s);
+}
+
+void tls_server_free(struct tls_server **srv)
+{
+    struct tls_server *s = *srv;
     *srv = NULL;
+    if (s == NULL)
+        return;
+    s->released = true;
+    if (s->conns == 0)
+        server_destroy(s);
 }
 
 /* mbedTLS's transport: hands over what was fed, or says "come back later". */
@@ -308,6 +318,8 @@ struct tls_conn *tls_conn_new(struct tls_server *srv)
     buf_init(&c->out, 0);
     c->in_off = 0;
     c->peer_closed = false;
+    c->srv = srv;
+    srv->conns++;
     /* The only failure is memory for the record buffers: abort, as xmalloc. */
     if (mbedtls_ssl_setup(&c->ssl, &srv->conf) != 0)
         abort();
@@ -323,8 +335,11 @@ void tls_conn_free(struct tls_conn **c)
     mbedtls_ssl_free(&t->ssl);
     buf_free(&t->in);
     buf_free(&t->out);
+    struct tls_server *srv = t->srv;
     free(t);
     *c = NULL;
+    if (--srv->conns == 0 && srv->released)
+        server_destroy(srv); /* replaced by a reload, and now unused */
 }
 
 int tls_conn_feed(struct tls_conn *c, const void *p, size_t n)
@@ -340,6 +355,11 @@ int tls_conn_feed(struct tls_conn *c, const void *p, size_t n)
         c->in_off = 0;
     }
     return buf_append(&c->in, p, n);
+}
+
+size_t tls_conn_waiting(const struct tls_conn *c)
+{
+    return c->in.len - c->in_off;
 }
 
 static bool handshake_over(const struct tls_conn *c)

@@ -27,18 +27,21 @@ struct tls_conn;   /* one per connection */
  * Loads a PEM certificate chain (the server's certificate first) and its
  * private key, and checks that they belong together. Returns 0 with a new
  * server in *srv_r, or -1 with one sentence in err ("cannot read cert FILE:
- * ...") and *srv_r untouched. The caller frees the server with
- * tls_server_free, after every connection made from it.
+ * ...") and *srv_r untouched. The caller lets it go with tls_server_free.
  */
 int tls_server_new(const char *cert_path, const char *key_path, struct tls_server **srv_r,
                    char *err, size_t err_size);
 
-/* Frees the server, wiping its key, and sets *srv to NULL. NULL is fine. */
+/*
+ * Lets the server go and sets *srv to NULL (NULL is fine): it is freed, its
+ * key wiped, at once, or when the last connection made from it is freed —
+ * so a reload can replace it while connections go on with the old pair.
+ */
 void tls_server_free(struct tls_server **srv);
 
 /*
- * A new connection in the handshake state, which borrows srv (srv must
- * outlive it). Never NULL: running out of memory aborts.
+ * A new connection in the handshake state, which keeps srv alive until it
+ * is freed. Never NULL: running out of memory aborts.
  */
 struct tls_conn *tls_conn_new(struct tls_server *srv);
 
@@ -52,6 +55,9 @@ void tls_conn_free(struct tls_conn **c);
  * them.
  */
 int tls_conn_feed(struct tls_conn *c, const void *p, size_t n);
+
+/* Ciphertext fed and not yet used: the glue sizes its reads by it. */
+size_t tls_conn_waiting(const struct tls_conn *c);
 
 /*
  * Drives the handshake with what has been fed. Returns 1 when it is done (and

@@ -20,8 +20,10 @@
 #include "sasl.h"
 #include "util.h"
 
+/* Replies to pipelined commands wait for the glue past POP3_OUT_HIGH. */
+#define POP3_OUT_HIGH (4 * 1024)
 #define POP3_OUT_MAX (512 * 1024)
-#define POP3_PUMP_BYTES (64 * 1024) /* added to the output per pump */
+#define POP3_PUMP_BYTES (16 * 1024) /* added to the output per pump */
 #define POP3_READ_CHUNK (16 * 1024)
 
 enum pop3_state {
@@ -601,7 +603,7 @@ void pop3_session_feed(struct pop3_session *s, const char *buf, size_t len, size
 {
     size_t done = 0;
     while (done < len && !s->busy && !s->send.active && s->action == POP3_ACT_NONE &&
-           s->state != ST_CLOSED) {
+           s->state != ST_CLOSED && s->out.len < POP3_OUT_HIGH) {
         const char *line;
         size_t line_len, used;
         int rc = pop3_parser_next(&s->parser, buf + done, len - done, &used, &line, &line_len);
@@ -708,4 +710,9 @@ void pop3_session_shutdown(struct pop3_session *s)
     s->send.active = false;
     if (s->state != ST_CLOSED)
         close_with(s, "-ERR [SYS/TEMP] Server shutting down, try again later");
+}
+
+bool pop3_session_logged_in(const struct pop3_session *s)
+{
+    return s->state == ST_TRANSACTION;
 }

@@ -70,6 +70,8 @@ enum pop3_action pop3_session_action(struct pop3_session *s);
 /* True while a login or a QUIT's deletion is awaited, or a message is being sent. */
 bool pop3_session_busy(const struct pop3_session *s);
 bool pop3_session_sending(const struct pop3_session *s);
+/* Past USER/PASS or AUTH: the connection is worth its slot. */
+bool pop3_session_logged_in(const struct pop3_session *s);
 
 void pop3_session_tls_started(struct pop3_session *s);
 

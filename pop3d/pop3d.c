@@ -110,6 +110,7 @@ static void after_session(struct pconn *pc)
         net_conn_close(pc->net); /* may free the session: nothing after this */
         return;
     }
+    net_conn_set_engaged(pc->net, pop3_session_logged_in(s));
     if (a == POP3_ACT_STLS)
         net_conn_start_tls(pc->net);
     if (waiting)
@@ -345,6 +346,13 @@ static void on_stop(void *ctx, int signum)
     maybe_finish(d);
 }
 
+static void on_reload(void *ctx)
+{
+    struct pop3d *d = ctx;
+    d->tls = daemon_reload_tls(d->conf, d->tls, "pop3");
+    net_server_set_tls(d->net, d->tls);
+}
+
 static void listen_all(struct pop3d *d)
 {
     static const enum conf_listener_kind kinds[] = {CONF_POP3, CONF_POP3S};
@@ -385,6 +393,7 @@ int pop3d_run(const struct conf *conf)
         .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
         .connections = conf->limits.connections,
         .connections_per_address = conf->limits.connections_per_address,
+        .stress_idle_timeout_ms = conf->limits.stress_idle_timeout_ms,
     };
     d.net = net_server_new(d.loop, d.tls, &limits, "pop3");
     listen_all(&d);
@@ -393,7 +402,7 @@ int pop3d_run(const struct conf *conf)
     d.login = login_new(d.loop, &conf->auth);
     if (d.login == NULL)
         fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
-    daemon_signals_start(d.loop, &d.signals, on_stop, &d);
+    daemon_signals_start(d.loop, &d.signals, on_stop, on_reload, &d);
     log_info("pop3 event=started version=%s", KOTAK_VERSION);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

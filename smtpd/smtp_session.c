@@ -22,7 +22,10 @@
 #include "util.h"
 
 #define SMTP_PARSER_LINE_MAX 4096 /* AUTH lines may be long (RFC 4954 4); others are cut at line_max */
-#define SMTP_OUT_MAX (256 * 1024)
+/* Replies to pipelined commands wait for the glue past SMTP_OUT_HIGH, so
+ * SMTP_OUT_MAX is never near: it only backs that promise. */
+#define SMTP_OUT_HIGH (4 * 1024)
+#define SMTP_OUT_MAX (16 * 1024)
 
 enum smtp_state {
     ST_FRESH = 1 << 0,   /* greeted, no EHLO/HELO yet */
@@ -51,6 +54,8 @@ struct smtp_session {
     char user[SASL_FIELD_MAX + 1];
     struct sasl sasl;
     unsigned errors;
+    unsigned junk;        /* NOOP, RSET, VRFY and HELP so far */
+    unsigned hard_errors; /* 5xx replies so far */
     unsigned tx_count;
     struct smtp_tx *tx;
     struct buf out;
@@ -59,9 +64,11 @@ struct smtp_session {
 /* --- replies ------------------------------------------------------------ */
 
 static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void close_with(struct smtp_session *s, const char *line);
 static void reply(struct smtp_session *s, const char *fmt, ...)
 {
     va_list ap;
+    size_t start = s->out.len;
     va_start(ap, fmt);
     int rc = buf_vprintf_crlf(&s->out, fmt, ap);
     va_end(ap);
@@ -70,11 +77,17 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
          * listening, so the conversation ends. */
         s->state = ST_CLOSED;
         s->action = SMTP_ACT_CLOSE;
+        return;
     }
+    /* Every refusal counts, so that guessing addresses is not free. */
+    if (s->out.data[start] == '5' && ++s->hard_errors >= s->cfg.hard_errors)
+        close_with(s, "421 4.7.0 Too many errors, closing the connection");
 }
 
 static void close_with(struct smtp_session *s, const char *line)
 {
+    if (s->state == ST_CLOSED)
+        return; /* one goodbye only */
     reply(s, "%s", line);
     s->state = ST_CLOSED;
     s->action = SMTP_ACT_CLOSE;
@@ -440,12 +453,16 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
     struct smtp_tx *tx = s->tx;
     char from[ADDR_TEXT_SIZE + 8];
     s->busy = false;
+    if (tx == NULL)
+        return;
     tx->spooling = false; /* the glue has finished with the spool */
     log_info("smtp session=%s event=%s id=%s from=<%s> rcpts=%zu size=%zu result=%d",
              s->cfg.session_id, rc == 0 ? "accepted" : "failed", tx->id,
              log_value(from, sizeof(from), tx->from, strlen(tx->from)), tx->rcpts.n, tx->size,
              rc);
-    if (rc == 0)
+    if (s->state == ST_CLOSED)
+        ; /* the goodbye went out already; the log line above is the record */
+    else if (rc == 0)
         reply(s, "250 2.0.0 Ok: queued as %s", tx->id);
     else if (rc == -ENOSPC)
         reply(s, "452 4.3.1 Insufficient system storage");
@@ -527,6 +544,8 @@ void smtp_session_auth_done(struct smtp_session *s, int rc, int64_t user_id)
 {
     char user[SASL_FIELD_MAX * 4 + 3];
     s->busy = false;
+    if (s->state == ST_CLOSED)
+        return; /* the goodbye went out already: no answer follows it */
     s->state = ST_READY;
     log_info("smtp session=%s event=login user=%s result=%s", s->cfg.session_id,
              log_value(user, sizeof(user), s->user, strlen(s->user)),
@@ -623,25 +642,28 @@ struct smtp_cmd_def {
     unsigned states;
     const char *out_of_order; /* the 503 text */
     void (*run)(struct smtp_session *s, const struct smtp_command *c);
+    bool junk; /* moves no mail: past junk_commands, each one is an error */
 };
 
 static const struct smtp_cmd_def smtp_cmds[] = {
-    {SMTP_CMD_EHLO, ST_ANY, NULL, cmd_ehlo},
-    {SMTP_CMD_HELO, ST_ANY, NULL, cmd_helo_only},
-    {SMTP_CMD_MAIL, ST_READY, "503 5.5.1 Send EHLO first, or finish this transaction", cmd_mail},
-    {SMTP_CMD_RCPT, ST_MAIL | ST_RCPT, "503 5.5.1 Send MAIL first", cmd_rcpt},
-    {SMTP_CMD_DATA, ST_MAIL | ST_RCPT, "503 5.5.1 Send MAIL and RCPT first", cmd_data},
-    {SMTP_CMD_RSET, ST_ANY, NULL, cmd_rset},
-    {SMTP_CMD_NOOP, ST_ANY, NULL, cmd_noop},
-    {SMTP_CMD_QUIT, ST_ANY, NULL, cmd_quit},
-    {SMTP_CMD_HELP, ST_ANY, NULL, cmd_help},
-    {SMTP_CMD_VRFY, ST_ANY, NULL, cmd_vrfy},
-    {SMTP_CMD_EXPN, ST_ANY, NULL, cmd_not_implemented},
-    {SMTP_CMD_BDAT, ST_ANY, NULL, cmd_not_implemented},
+    {SMTP_CMD_EHLO, ST_ANY, NULL, cmd_ehlo, false},
+    {SMTP_CMD_HELO, ST_ANY, NULL, cmd_helo_only, false},
+    {SMTP_CMD_MAIL, ST_READY, "503 5.5.1 Send EHLO first, or finish this transaction", cmd_mail,
+     false},
+    {SMTP_CMD_RCPT, ST_MAIL | ST_RCPT, "503 5.5.1 Send MAIL first", cmd_rcpt, false},
+    {SMTP_CMD_DATA, ST_MAIL | ST_RCPT, "503 5.5.1 Send MAIL and RCPT first", cmd_data, false},
+    {SMTP_CMD_RSET, ST_ANY, NULL, cmd_rset, true},
+    {SMTP_CMD_NOOP, ST_ANY, NULL, cmd_noop, true},
+    {SMTP_CMD_QUIT, ST_ANY, NULL, cmd_quit, false},
+    {SMTP_CMD_HELP, ST_ANY, NULL, cmd_help, true},
+    {SMTP_CMD_VRFY, ST_ANY, NULL, cmd_vrfy, true},
+    {SMTP_CMD_EXPN, ST_ANY, NULL, cmd_not_implemented, false},
+    {SMTP_CMD_BDAT, ST_ANY, NULL, cmd_not_implemented, false},
     {SMTP_CMD_STARTTLS, ST_FRESH | ST_READY, "503 5.5.1 STARTTLS is not allowed inside a transaction",
-     cmd_starttls},
-    {SMTP_CMD_AUTH, ST_READY, "503 5.5.1 Send EHLO first, and AUTH outside a transaction", cmd_auth},
-    {SMTP_CMD_UNKNOWN, ST_ANY, NULL, cmd_unknown},
+     cmd_starttls, false},
+    {SMTP_CMD_AUTH, ST_READY, "503 5.5.1 Send EHLO first, and AUTH outside a transaction",
+     cmd_auth, false},
+    {SMTP_CMD_UNKNOWN, ST_ANY, NULL, cmd_unknown, false},
 };
 
 static void run_line(struct smtp_session *s, const char *line, size_t len)
@@ -671,6 +693,8 @@ static void run_line(struct smtp_session *s, const char *line, size_t len)
             return;
         }
         d->run(s, &c);
+        if (d->junk && ++s->junk > s->cfg.junk_commands)
+            count_error(s); /* a NOOP now and then must not hold a slot for ever */
         return;
     }
 }
@@ -698,7 +722,8 @@ static void parse_error(struct smtp_session *s, int err)
 void smtp_session_feed(struct smtp_session *s, const char *buf, size_t len, size_t *consumed_r)
 {
     size_t done = 0;
-    while (done < len && !s->busy && s->action == SMTP_ACT_NONE && s->state != ST_CLOSED) {
+    while (done < len && !s->busy && s->action == SMTP_ACT_NONE && s->state != ST_CLOSED &&
+           s->out.len < SMTP_OUT_HIGH) {
         struct smtp_event ev;
         size_t used;
         int rc = smtp_parser_next(&s->parser, buf + done, len - done, &used, &ev);
@@ -742,6 +767,10 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
         s->cfg.recipients = 100;
     if (s->cfg.bad_commands == 0)
         s->cfg.bad_commands = 10;
+    if (s->cfg.junk_commands == 0)
+        s->cfg.junk_commands = 100;
+    if (s->cfg.hard_errors == 0)
+        s->cfg.hard_errors = 20;
     s->ops = ops;
     s->ctx = ctx;
     s->state = ST_FRESH;
@@ -802,6 +831,10 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version, const
 
 void smtp_session_timeout(struct smtp_session *s)
 {
+    /* A commit or a password check under way is our wait, not the client's:
+     * its answer comes first, and the client's idle time starts after it. */
+    if (s->busy)
+        return;
     tx_reset(s);
     close_with(s, "421 4.4.2 Idle for too long, closing the connection");
 }
@@ -810,4 +843,9 @@ void smtp_session_shutdown(struct smtp_session *s)
 {
     if (s->state != ST_CLOSED)
         close_with(s, "421 4.3.2 Server shutting down, try again later");
+}
+
+bool smtp_session_engaged(const struct smtp_session *s)
+{
+    return s->user_id != 0 || s->tx != NULL;
 }

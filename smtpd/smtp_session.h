@@ -40,6 +40,8 @@ struct smtp_session_config {
     size_t line_max;      /* command line with CRLF, at least 512 */
     size_t text_max;      /* text line with CRLF, at least 1000 */
     unsigned bad_commands; /* errors before 421 and close */
+    unsigned junk_commands; /* NOOP, RSET, VRFY, HELP before each counts as an error */
+    unsigned hard_errors;   /* 5xx replies before 421 and close */
 };
 
 /* One message on its way to the store. */
@@ -109,6 +111,9 @@ enum smtp_action smtp_session_action(struct smtp_session *s);
 
 /* True while an answer from the store or the login check is awaited. */
 bool smtp_session_busy(const struct smtp_session *s);
+
+/* Logged in, or in a transaction: the connection is worth its slot. */
+bool smtp_session_engaged(const struct smtp_session *s);
 
 /* TLS is up, after STARTTLS or at once on submissions: state is reset (RFC 3207 4.2). */
 void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher);

@@ -110,6 +110,7 @@ static void after_session(struct sconn *sc)
         net_conn_close(sc->net); /* may free the session: nothing after this */
         return;
     }
+    net_conn_set_engaged(sc->net, smtp_session_engaged(s));
     if (a == SMTP_ACT_STARTTLS)
         net_conn_start_tls(sc->net);
     if (busy)
@@ -242,6 +243,8 @@ static void *on_open(struct net_conn *c, void *listener_ctx)
         .line_max = lim->command_line,
         .text_max = lim->text_line,
         .bad_commands = (unsigned)lim->bad_commands,
+        .junk_commands = (unsigned)lim->junk_commands,
+        .hard_errors = (unsigned)lim->hard_errors,
     };
     snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
@@ -332,6 +335,13 @@ static void on_stop(void *ctx, int signum)
     maybe_finish(d);
 }
 
+static void on_reload(void *ctx)
+{
+    struct smtpd *d = ctx;
+    d->tls = daemon_reload_tls(d->conf, d->tls, "smtp");
+    net_server_set_tls(d->net, d->tls);
+}
+
 static void listen_all(struct smtpd *d)
 {
     static const struct {
@@ -388,6 +398,7 @@ int smtpd_run(const struct conf *conf)
         .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
         .connections = conf->limits.connections,
         .connections_per_address = conf->limits.connections_per_address,
+        .stress_idle_timeout_ms = conf->limits.stress_idle_timeout_ms,
     };
     d.net = net_server_new(d.loop, d.tls, &limits, "smtp");
     listen_all(&d);
@@ -397,7 +408,7 @@ int smtpd_run(const struct conf *conf)
     d.login = login_new(d.loop, &conf->auth);
     if (d.login == NULL)
         fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
-    daemon_signals_start(d.loop, &d.signals, on_stop, &d);
+    daemon_signals_start(d.loop, &d.signals, on_stop, on_reload, &d);
     log_info("smtp event=started version=%s hostname=%s", KOTAK_VERSION, conf->hostname);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

@@ -336,7 +336,9 @@ RELAY_TRICKS = [
 
 class OpenRelayTest(AttackTest):
     DAEMONS_TO_START = ("smtpd",)
-    CONFIG = dict(BASE_CONFIG, limits=dict(BASE_CONFIG["limits"], bad_commands="1000"))
+    # Many refusals in one session on purpose: the error limits are not under test.
+    CONFIG = dict(BASE_CONFIG, limits=dict(BASE_CONFIG["limits"], bad_commands="1000",
+                                           hard_errors="1000", junk_commands="1000"))
 
     def try_tricks(self, c, sender):
         got = {}
@@ -656,7 +658,8 @@ class LogInjectionTest(AttackTest):
 
 
 class MalformedInputTest(AttackTest):
-    CONFIG = dict(BASE_CONFIG, limits=dict(BASE_CONFIG["limits"], bad_commands="100"))
+    CONFIG = dict(BASE_CONFIG, limits=dict(BASE_CONFIG["limits"], bad_commands="100",
+                                           hard_errors="100"))
 
     def test_esmtp_parameters_without_keyword_or_value_are_501_or_555_and_the_session_goes_on(self):
         c = self.raw()
