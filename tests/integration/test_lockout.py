@@ -18,8 +18,7 @@ LOCKED_SMTP = (454, "4.7.0")
 
 
 class LockoutTest(AttackTest):
-    CONFIG = {"auth": {"failure_delay": "100ms", "max_failures": "5",
-                       "address_max_failures": "100"}}
+    CONFIG = {"auth": {"failure_delay": "100ms", "max_failures": "5"}}
 
     # --- one guess each way, on a connection of its own -----------------
 
@@ -108,13 +107,16 @@ class LockoutTest(AttackTest):
     def test_spraying_many_users_from_one_address_meets_the_address_cap(self):
         # One guess per user stays under every pair's lockout, but not
         # under the address's cap, which then holds for every user there,
-        # over both daemons.
+        # over both daemons. Below the cap, others still log in, and their
+        # successes do not lower the address's count.
         for i in range(6):
             user = ALICE if i == 0 else f"user{i}@example.test"
             if i % 2:
                 self.assertEqual(self.smtp(user, "Summer2026!")[0], 535)
             else:
                 self.assertTrue(self.pop(user, "Summer2026!").startswith("-ERR [AUTH]"))
+            if i < 5:
+                self.assertEqual(self.smtp(BOB, PASSWORDS[BOB])[0], 235, f"after {i + 1}")
         self.assertSmtpLocked(BOB)
         self.assertPopLocked(BOB)
         # Another address is not locked (127.0.0.2 is loopback too).
