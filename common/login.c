@@ -131,15 +131,20 @@ static int table_open(struct login *l, const char *data_dir, char *err, size_t e
     }
     l->map_size = throttle_size(LOGIN_THROTTLE_ENTRIES);
     l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    struct stat st;
-    if (l->fd < 0 || fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (l->fd < 0) {
         snprintf(err, err_size, "cannot open the failed-login table %s: %s", path,
-                 l->fd < 0 ? strerror(errno) : "not a regular file");
+                 strerror(errno));
         return -1;
     }
-    fchmod(l->fd, 0600);
     table_lock(l);
-    if ((st.st_size != (off_t)l->map_size && ftruncate(l->fd, (off_t)l->map_size) < 0) ||
+    struct stat st;
+    if (fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode) || fchmod(l->fd, 0600) < 0) {
+        snprintf(err, err_size, "the failed-login table %s is not a regular file of ours", path);
+        table_unlock(l);
+        return -1;
+    }
+    /* Grown, never shrunk: another daemon may have it mapped. */
+    if ((st.st_size < (off_t)l->map_size && ftruncate(l->fd, (off_t)l->map_size) < 0) ||
         (l->map = mmap(NULL, l->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd, 0)) ==
             MAP_FAILED) {
         snprintf(err, err_size, "cannot map the failed-login table %s: %s", path, strerror(errno));
@@ -225,6 +230,7 @@ void login_free(struct login **lp)
     struct login *l = *lp;
     if (l == NULL)
         return;
+    throttle_free(&l->throttle);
     if (l->map != NULL)
         munmap(l->map, l->map_size);
     if (l->fd >= 0)

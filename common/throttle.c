@@ -31,44 +31,62 @@ struct entry {
     uint64_t last_seen; /* the last failure counted */
 };
 
-struct throttle {
+/* The block's first bytes, which say what it holds. */
+struct head {
     char magic[8];
     uint32_t version;
     uint32_t entry_size;
     uint64_t capacity;
-    struct entry entries[];
+};
+
+/* A process's handle on a block. The capacity is its own, never read back
+ * from the shared header, so whatever another process writes there, this
+ * one stays inside its mapping. */
+struct throttle {
+    struct entry *entries;
+    uint64_t capacity;
+    void *owned; /* the block, when throttle_new made it */
 };
 
 size_t throttle_size(size_t capacity)
 {
     assert(capacity >= 1 && capacity <= CAPACITY_MAX);
-    return sizeof(struct throttle) + capacity * sizeof(struct entry);
+    return sizeof(struct head) + capacity * sizeof(struct entry);
 }
 
 struct throttle *throttle_open(void *mem, size_t size)
 {
-    struct throttle *t = mem;
+    struct head *h = mem;
     assert(size >= throttle_size(1));
-    uint64_t capacity = (size - sizeof(*t)) / sizeof(struct entry);
-    if (memcmp(t->magic, THROTTLE_MAGIC, 8) != 0 || t->version != THROTTLE_VERSION ||
-        t->entry_size != sizeof(struct entry) || t->capacity != capacity) {
+    uint64_t capacity = (size - sizeof(*h)) / sizeof(struct entry);
+    if (memcmp(h->magic, THROTTLE_MAGIC, 8) != 0 || h->version != THROTTLE_VERSION ||
+        h->entry_size != sizeof(struct entry) || h->capacity != capacity) {
         memset(mem, 0, size);
-        memcpy(t->magic, THROTTLE_MAGIC, 8);
-        t->version = THROTTLE_VERSION;
-        t->entry_size = sizeof(struct entry);
-        t->capacity = capacity;
+        memcpy(h->magic, THROTTLE_MAGIC, 8);
+        h->version = THROTTLE_VERSION;
+        h->entry_size = sizeof(struct entry);
+        h->capacity = capacity;
     }
+    struct throttle *t = xcalloc(1, sizeof(*t));
+    t->entries = (struct entry *)(h + 1);
+    t->capacity = capacity;
     return t;
 }
 
 struct throttle *throttle_new(size_t capacity)
 {
     size_t size = throttle_size(capacity);
-    return throttle_open(xcalloc(1, size), size);
+    void *mem = xcalloc(1, size);
+    struct throttle *t = throttle_open(mem, size);
+    t->owned = mem;
+    return t;
 }
 
 void throttle_free(struct throttle **t)
 {
+    if (*t == NULL)
+        return;
+    free((*t)->owned);
     free(*t);
     *t = NULL;
 }

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct throttle; /* a header and its entries, in one block of memory */
+struct throttle; /* a process's handle on a block: a header and its entries */
 
 struct throttle_key {
     uint8_t ip[16];   /* from throttle_prefix */
@@ -45,16 +45,19 @@ struct throttle_rule {
 size_t throttle_size(size_t capacity);
 
 /*
- * The table in mem, size bytes from throttle_size, which must stay mapped
- * while it is used. A block that does not already hold a table of that
- * size (new, or left by another version) is emptied and made one, so call
- * this with the block locked against other processes.
+ * A handle on the table in mem, size bytes from throttle_size, which must
+ * stay mapped while the handle is used. A block that does not already hold
+ * a table of that size (new, or left by another version) is emptied and
+ * made one, so call this with the block locked against other processes.
+ * Free the handle with throttle_free; the block stays the caller's.
  */
 struct throttle *throttle_open(void *mem, size_t size);
 
-/* A table of its own in memory allocated here (out of memory aborts), for
- * one process; free it with throttle_free, which sets *t to NULL. */
+/* A table in memory of its own, for one process (out of memory aborts). */
 struct throttle *throttle_new(size_t capacity);
+
+/* Frees the handle *t (and the memory throttle_new made; NULL is fine) and
+ * sets *t to NULL. */
 void throttle_free(struct throttle **t);
 
 /*

@@ -153,6 +153,16 @@ class LockoutTest(AttackTest):
             self.assertGreaterEqual(t, 0.1 - TIMER_SLACK, times)
         self.assertLess(abs(times[0] - times[1]), 0.1, f"timings differ: {times}")
 
+    @config(auth={"max_failures": "3"})
+    def test_a_lockout_outlives_a_killed_daemon(self):
+        for i in range(3):
+            self.assertEqual(self.smtp(ALICE, f"wrong-{i}")[0], 535)
+        self.kotak.restart("smtpd", kill=True)
+        self.kotak.restart("pop3d", kill=True)
+        self.assertSmtpLocked(ALICE)
+        self.assertPopLocked(ALICE)
+        self.assertEqual(self.smtp(BOB, PASSWORDS[BOB])[0], 235)
+
     def test_the_table_is_a_private_file_in_data_dir(self):
         self.assertEqual(self.smtp(ALICE, "wrong")[0], 535)
         path = os.path.join(self.kotak.data_dir, "login-failures")
