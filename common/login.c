@@ -47,8 +47,8 @@ struct login {
     uv_loop_t *loop;
     struct conf_auth cfg;
     struct throttle_rule pair_rule, addr_rule;
-    int fd;            /* the table's file, for flock */
-    void *map;         /* the table, mapped shared */
+    int fd;    /* the table's file, for flock */
+    void *map; /* the table, mapped shared */
     size_t map_size;
     struct throttle *throttle;
     char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users */
@@ -132,8 +132,7 @@ static int table_open(struct login *l, const char *data_dir, char *err, size_t e
     l->map_size = throttle_size(LOGIN_THROTTLE_ENTRIES);
     l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (l->fd < 0) {
-        snprintf(err, err_size, "cannot open the failed-login table %s: %s", path,
-                 strerror(errno));
+        snprintf(err, err_size, "cannot open the failed-login table %s: %s", path, strerror(errno));
         return -1;
     }
     table_lock(l);
@@ -328,12 +327,11 @@ static void start_check(struct login_req *r)
     uint64_t now = wall_ms();
     table_lock(l);
     bool locked = keys_locked(l, r, now);
-    bool wait = !locked && (checking_for(l, &r->pair, true) +
-                                        throttle_failures(l->throttle, &r->pair, now) >=
-                                    l->pair_rule.max_failures ||
-                            checking_for(l, &r->addr, false) +
-                                        throttle_failures(l->throttle, &r->addr, now) >=
-                                    l->addr_rule.max_failures);
+    bool wait = !locked &&
+                (checking_for(l, &r->pair, true) + throttle_failures(l->throttle, &r->pair, now) >=
+                     l->pair_rule.max_failures ||
+                 checking_for(l, &r->addr, false) + throttle_failures(l->throttle, &r->addr, now) >=
+                     l->addr_rule.max_failures);
     table_unlock(l);
     if (locked) {
         explicit_bzero(r->password, sizeof(r->password));

@@ -114,8 +114,7 @@ static void test_lockout(void)
         if (steps[i].fail)
             t_fail(t, a, steps[i].at);
         is_int(t_locked(t, a, steps[i].at), steps[i].locked, "lockout: %s", steps[i].why);
-        ok(!t_locked(t, b, steps[i].at), "lockout: %s: the other address is free",
-           steps[i].why);
+        ok(!t_locked(t, b, steps[i].at), "lockout: %s: the other address is free", steps[i].why);
     }
     throttle_free(&t);
     ok(t == NULL, "throttle_free sets the pointer to NULL");
@@ -207,8 +206,7 @@ static void test_success(void)
     /* ::ffff:10.0.0.1 and 2001:db8::1 share their last bytes only. */
     uint8_t a6[16];
     ip6(0x0100000a, a6);
-    ok(memcmp(a6, a, 16) != 0 && !t_locked(t, a6, 5),
-       "success: addresses differ in all 16 bytes");
+    ok(memcmp(a6, a, 16) != 0 && !t_locked(t, a6, 5), "success: addresses differ in all 16 bytes");
     throttle_free(&t);
 }
 
