@@ -86,6 +86,9 @@ void conf_defaults(struct conf *c)
         .max_failures = 5,
         .failure_window_ms = 10 * 60 * 1000,
         .lockout_ms = 15 * 60 * 1000,
+        .address_max_failures = 100,
+        .address_failure_window_ms = 60 * 60 * 1000,
+        .address_lockout_ms = 60 * 60 * 1000,
         .cache_ttl_ms = 10 * 60 * 1000,
     };
 }
@@ -434,6 +437,10 @@ static const struct conf_key conf_keys[] = {
     {"auth", "max_failures", set_count, NUM(auth.max_failures), 1, 1000},
     {"auth", "failure_window", set_duration, NUM(auth.failure_window_ms), SEC(1), SEC(86400)},
     {"auth", "lockout", set_duration, NUM(auth.lockout_ms), 0, SEC(86400)},
+    {"auth", "address_max_failures", set_count, NUM(auth.address_max_failures), 1, 100000},
+    {"auth", "address_failure_window", set_duration, NUM(auth.address_failure_window_ms), SEC(1),
+     SEC(86400)},
+    {"auth", "address_lockout", set_duration, NUM(auth.address_lockout_ms), 0, SEC(86400)},
     {"auth", "cache", set_duration, NUM(auth.cache_ttl_ms), 0, SEC(86400)},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))

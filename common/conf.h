@@ -60,9 +60,12 @@ struct conf_limits {
 /* [auth]: how failed logins are slowed down and counted. */
 struct conf_auth {
     uint64_t failure_delay_ms;  /* every failure is answered after this */
-    uint64_t max_failures;      /* from one address within failure_window ... */
+    uint64_t max_failures;      /* for one user from one address within failure_window ... */
     uint64_t failure_window_ms;
-    uint64_t lockout_ms;        /* ... lock it out for this long */
+    uint64_t lockout_ms;        /* ... lock that pair out for this long */
+    uint64_t address_max_failures; /* for any users from one address (IPv6: /64) ... */
+    uint64_t address_failure_window_ms;
+    uint64_t address_lockout_ms;   /* ... lock the address out: against spraying */
     uint64_t cache_ttl_ms;      /* a passed check is remembered this long; 0: never */
 };
 

@@ -1,17 +1,29 @@
 /*
  * login.c — asynchronous, throttled password checks; see login.h.
+ *
+ * The failure table is a file in data_dir that each daemon maps shared and
+ * locks with flock(2) around every look-up and update, so a lockout earned
+ * over SMTP holds over POP3 too, and a restart forgets nothing. The lock
+ * is held for one scan of the table, never across a check.
  */
 #include "login.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mbedtls/md.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
+#define LOGIN_TABLE_FILE "login-failures"
 #define LOGIN_THROTTLE_ENTRIES 4096
 #define LOGIN_CACHE_ENTRIES 1024
 #define LOGIN_MAC_SIZE 32
@@ -34,6 +46,10 @@ struct login_cached {
 struct login {
     uv_loop_t *loop;
     struct conf_auth cfg;
+    struct throttle_rule pair_rule, addr_rule;
+    int fd;    /* the table's file, for flock */
+    void *map; /* the table, mapped shared */
+    size_t map_size;
     struct throttle *throttle;
     char dummy_hash[AUTH_HASH_MAX]; /* verified for unknown users */
     uint8_t cache_key[LOGIN_MAC_SIZE];
@@ -41,13 +57,103 @@ struct login {
     struct login_req *checking; /* checks under way, for the per-address count */
 };
 
-/* Checks under way for ip. */
-static unsigned checking_from(const struct login *l, const uint8_t ip[16])
+/* Checks under way in this daemon for the pair, or for the address. */
+static unsigned checking_for(const struct login *l, const struct throttle_key *k, bool pair)
 {
     unsigned n = 0;
     for (const struct login_req *r = l->checking; r != NULL; r = r->next_checking)
-        n += memcmp(r->ip, ip, 16) == 0;
+        n += memcmp(pair ? &r->pair : &r->addr, k, sizeof(*k)) == 0;
     return n;
+}
+
+/* The table's times are the wall clock's, the same in both daemons and
+ * across restarts (throttle.h copes with a clock set back). */
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Another daemon may be updating the table: wait for it, briefly. */
+static void table_lock(const struct login *l)
+{
+    while (flock(l->fd, LOCK_EX) < 0 && errno == EINTR)
+        ;
+}
+
+static void table_unlock(const struct login *l)
+{
+    flock(l->fd, LOCK_UN);
+}
+
+/* Both keys locked out or not, under the table's lock. */
+static bool keys_locked(const struct login *l, const struct login_req *r, uint64_t now)
+{
+    return throttle_locked(l->throttle, &r->pair, now) ||
+           throttle_locked(l->throttle, &r->addr, now);
+}
+
+/*
+ * The keys of a check. The pair names a known user by id, so that other
+ * spellings of the login cannot earn fresh counts, and an unknown one by
+ * its name folded to lower case; both are hashed the same way, so the cost
+ * does not tell them apart.
+ */
+static void make_keys(struct login_req *r, const uint8_t ip[16], const char *user, bool known,
+                      int64_t user_id)
+{
+    memset(&r->pair, 0, sizeof(r->pair));
+    throttle_prefix(ip, r->pair.ip);
+    r->addr = r->pair;
+    char name[320];
+    if (known)
+        snprintf(name, sizeof(name), "id:%lld", (long long)user_id);
+    else
+        snprintf(name, sizeof(name), "name:%s", user);
+    for (char *p = name; *p != '\0'; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    uint8_t digest[32];
+    mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), (const unsigned char *)name,
+               strlen(name), digest);
+    memcpy(r->pair.user, digest, sizeof(r->pair.user));
+    r->pair.user[0] |= 1; /* never all zero, which would name the address */
+}
+
+/* Opens or makes the shared table; 0, or -1 with a sentence in err. */
+static int table_open(struct login *l, const char *data_dir, char *err, size_t err_size)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/%s", data_dir, LOGIN_TABLE_FILE) >= (int)sizeof(path)) {
+        snprintf(err, err_size, "data_dir %s is too long a path", data_dir);
+        return -1;
+    }
+    l->map_size = throttle_size(LOGIN_THROTTLE_ENTRIES);
+    l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (l->fd < 0) {
+        snprintf(err, err_size, "cannot open the failed-login table %s: %s", path, strerror(errno));
+        return -1;
+    }
+    table_lock(l);
+    struct stat st;
+    if (fstat(l->fd, &st) < 0 || !S_ISREG(st.st_mode) || fchmod(l->fd, 0600) < 0) {
+        snprintf(err, err_size, "the failed-login table %s is not a regular file of ours", path);
+        table_unlock(l);
+        return -1;
+    }
+    /* Grown, never shrunk: another daemon may have it mapped. */
+    if ((st.st_size < (off_t)l->map_size && ftruncate(l->fd, (off_t)l->map_size) < 0) ||
+        (l->map = mmap(NULL, l->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd, 0)) ==
+            MAP_FAILED) {
+        snprintf(err, err_size, "cannot map the failed-login table %s: %s", path, strerror(errno));
+        l->map = NULL;
+        table_unlock(l);
+        return -1;
+    }
+    l->throttle = throttle_open(l->map, l->map_size);
+    table_unlock(l);
+    return 0;
 }
 
 static void checking_remove(struct login *l, struct login_req *r)
@@ -94,18 +200,27 @@ static bool cache_hit(struct login *l, const char *hash, int64_t user_id, const 
     return diff == 0;
 }
 
-struct login *login_new(uv_loop_t *loop, const struct conf_auth *cfg)
+struct login *login_new(uv_loop_t *loop, const struct conf_auth *cfg, const char *data_dir,
+                        char *err, size_t err_size)
 {
     struct login *l = xcalloc(1, sizeof(*l));
     l->loop = loop;
     l->cfg = *cfg;
+    l->pair_rule = (struct throttle_rule){(unsigned)cfg->max_failures, cfg->failure_window_ms,
+                                          cfg->lockout_ms};
+    l->addr_rule = (struct throttle_rule){(unsigned)cfg->address_max_failures,
+                                          cfg->address_failure_window_ms, cfg->address_lockout_ms};
+    l->fd = -1;
     if (auth_hash_password("kotak: no such user", l->dummy_hash) < 0 ||
         getrandom(l->cache_key, sizeof(l->cache_key), 0) != sizeof(l->cache_key)) {
-        free(l);
+        snprintf(err, err_size, "cannot make a password hash: is libcrypt's yescrypt available?");
+        login_free(&l);
         return NULL;
     }
-    l->throttle = throttle_new(LOGIN_THROTTLE_ENTRIES, (unsigned)cfg->max_failures,
-                               cfg->failure_window_ms, cfg->lockout_ms);
+    if (table_open(l, data_dir, err, err_size) < 0) {
+        login_free(&l);
+        return NULL;
+    }
     return l;
 }
 
@@ -115,6 +230,10 @@ void login_free(struct login **lp)
     if (l == NULL)
         return;
     throttle_free(&l->throttle);
+    if (l->map != NULL)
+        munmap(l->map, l->map_size);
+    if (l->fd >= 0)
+        close(l->fd);
     free(l);
     *lp = NULL;
 }
@@ -172,8 +291,16 @@ static void after_work(uv_work_t *w, int status)
     struct login *l = r->l;
     checking_remove(l, r);
     explicit_bzero(r->hash, sizeof(r->hash));
+    table_lock(l);
+    if (status == 0 && r->ok)
+        throttle_success(l->throttle, &r->pair);
+    else {
+        uint64_t now = wall_ms();
+        throttle_fail(l->throttle, &r->pair, &l->pair_rule, now);
+        throttle_fail(l->throttle, &r->addr, &l->addr_rule, now);
+    }
+    table_unlock(l);
     if (status == 0 && r->ok) {
-        throttle_success(l->throttle, r->ip);
         if (l->cfg.cache_ttl_ms > 0) {
             struct login_cached *e = cache_slot(l, r->user_id);
             e->user_id = r->user_id;
@@ -184,28 +311,34 @@ static void after_work(uv_work_t *w, int status)
         finish(r, 1, r->user_id);
         return;
     }
-    throttle_fail(l->throttle, r->ip, uv_now(l->loop));
     answer_late(r, 0);
 }
 
 /*
- * Starts the crypt(3) check, unless the address already has as many checks
- * under way as failures left before its lockout: then it waits its turn.
- * So guesses sent side by side on many connections meet the lockout as
- * soon as serial ones would, while an office behind one address that logs
- * in all at once is only made to queue, never refused.
+ * Starts the crypt(3) check, unless the pair or the address already has as
+ * many checks under way here as failures left before its lockout: then it
+ * waits its turn. So guesses sent side by side on many connections meet
+ * the lockout as soon as serial ones would, while an office behind one
+ * address that logs in all at once is only made to queue, never refused.
  */
 static void start_check(struct login_req *r)
 {
     struct login *l = r->l;
-    uint64_t now = uv_now(l->loop);
-    if (throttle_locked(l->throttle, r->ip, now)) {
+    uint64_t now = wall_ms();
+    table_lock(l);
+    bool locked = keys_locked(l, r, now);
+    bool wait = !locked &&
+                (checking_for(l, &r->pair, true) + throttle_failures(l->throttle, &r->pair, now) >=
+                     l->pair_rule.max_failures ||
+                 checking_for(l, &r->addr, false) + throttle_failures(l->throttle, &r->addr, now) >=
+                     l->addr_rule.max_failures);
+    table_unlock(l);
+    if (locked) {
         explicit_bzero(r->password, sizeof(r->password));
         answer_late(r, -EAGAIN);
         return;
     }
-    if (checking_from(l, r->ip) + throttle_failures(l->throttle, r->ip, now) >=
-        l->cfg.max_failures) {
+    if (wait) {
         uv_timer_start(&r->delay, wait_turn, LOGIN_WAIT_MS, 0);
         return;
     }
@@ -223,18 +356,23 @@ static void wait_turn(uv_timer_t *t)
     start_check(t->data);
 }
 
-void login_check(struct login_req *r, const uint8_t ip[16], const char *hash, int64_t user_id,
-                 const char *password)
+void login_check(struct login_req *r, const uint8_t ip[16], const char *user, const char *hash,
+                 int64_t user_id, const char *password)
 {
     struct login *l = r->l;
     r->busy = true;
-    memcpy(r->ip, ip, 16);
-    if (throttle_locked(l->throttle, ip, uv_now(l->loop))) {
+    make_keys(r, ip, user, hash != NULL, user_id);
+    table_lock(l);
+    bool locked = keys_locked(l, r, wall_ms());
+    table_unlock(l);
+    if (locked) {
         answer_late(r, -EAGAIN);
         return;
     }
     if (hash != NULL && cache_hit(l, hash, user_id, password)) {
-        throttle_success(l->throttle, ip);
+        table_lock(l);
+        throttle_success(l->throttle, &r->pair);
+        table_unlock(l);
         r->user_id = user_id;
         uv_timer_start(&r->delay, cache_hit_answer, 0, 0); /* done is always async */
         return;

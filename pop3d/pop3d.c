@@ -144,8 +144,8 @@ static void op_auth(void *ctx, const char *user, const char *password)
     struct store_user u;
     bool found = store_user_by_login(pc->d->reader, user, &u) == 1;
     pc->async++;
-    login_check(&pc->login, net_conn_peer16(pc->net), found ? u.hash : NULL, found ? u.id : 0,
-                password);
+    login_check(&pc->login, net_conn_peer16(pc->net), user, found ? u.hash : NULL,
+                found ? u.id : 0, password);
     explicit_bzero(&u, sizeof(u));
 }
 
@@ -399,9 +399,11 @@ int pop3d_run(const struct conf *conf)
     listen_all(&d);
     daemon_drop_privileges(conf, "pop3");
     open_store(&d);
-    d.login = login_new(d.loop, &conf->auth);
+    char err[512], *data_dir = conf_path(conf, conf->data_dir);
+    d.login = login_new(d.loop, &conf->auth, data_dir, err, sizeof(err));
+    free(data_dir);
     if (d.login == NULL)
-        fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
+        fatal(1, "%s", err);
     daemon_signals_start(d.loop, &d.signals, on_stop, on_reload, &d);
     log_info("pop3 event=started version=%s", KOTAK_VERSION);
 

@@ -200,8 +200,8 @@ static void op_auth(void *ctx, const char *user, const char *password)
     struct store_user u;
     bool found = store_user_by_login(sc->d->reader, user, &u) == 1;
     sc->async++;
-    login_check(&sc->login, net_conn_peer16(sc->net), found ? u.hash : NULL, found ? u.id : 0,
-                password);
+    login_check(&sc->login, net_conn_peer16(sc->net), user, found ? u.hash : NULL,
+                found ? u.id : 0, password);
     explicit_bzero(&u, sizeof(u));
 }
 
@@ -405,9 +405,10 @@ int smtpd_run(const struct conf *conf)
     daemon_drop_privileges(conf, "smtp");
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d);
-    d.login = login_new(d.loop, &conf->auth);
+    char err[512];
+    d.login = login_new(d.loop, &conf->auth, d.data_dir, err, sizeof(err));
     if (d.login == NULL)
-        fatal(1, "cannot make a password hash: is libcrypt's yescrypt available?");
+        fatal(1, "%s", err);
     daemon_signals_start(d.loop, &d.signals, on_stop, on_reload, &d);
     log_info("smtp event=started version=%s hostname=%s", KOTAK_VERSION, conf->hostname);
 

@@ -1139,10 +1139,9 @@ class BruteForceTest(AttackTest):
         for i in range(3):
             reply, t = self.pop3_pass(c, ALICE, f"wrong-{i}")
             self.assertTrue(reply.startswith("-ERR [AUTH]"), reply)
-        for user in (ALICE, BOB):
-            reply, t = self.pop3_pass(c, user, PASSWORDS[user])
-            self.assertTrue(reply.startswith("-ERR [SYS/TEMP]"), reply)
-            self.assertGreaterEqual(t, 0.2 - TIMER_SLACK)
+        reply, t = self.pop3_pass(c, ALICE, PASSWORDS[ALICE])
+        self.assertTrue(reply.startswith("-ERR [SYS/TEMP]"), reply)
+        self.assertGreaterEqual(t, 0.2 - TIMER_SLACK)
         # Every way in is locked for that address: AUTH PLAIN, and 995.
         reply = c.cmd(f"AUTH PLAIN {plain(ALICE, PASSWORDS[ALICE])}")
         self.assertTrue(reply.startswith("-ERR [SYS/TEMP]"), reply)
@@ -1166,9 +1165,9 @@ class BruteForceTest(AttackTest):
     def test_smtp_and_pop3_lockout_ends_after_the_lockout_time(self):
         c = self.raw("submission")
         p = self.pop3()
-        for i in range(2):
-            self.assertReply(c.cmd(f"AUTH PLAIN {plain(ALICE, f'wrong-{i}')}"), 535)
-            self.assertTrue(self.pop3_pass(p, ALICE, f"wrong-{i}")[0].startswith("-ERR [AUTH]"))
+        # Both daemons count in one table: one failure each makes two.
+        self.assertReply(c.cmd(f"AUTH PLAIN {plain(ALICE, 'wrong-0')}"), 535)
+        self.assertTrue(self.pop3_pass(p, ALICE, "wrong-1")[0].startswith("-ERR [AUTH]"))
         right = f"AUTH PLAIN {plain(ALICE, PASSWORDS[ALICE])}"
         self.assertReply(c.cmd(right), 454, "4.7.0")
         self.assertTrue(p.cmd(right).startswith("-ERR [SYS/TEMP]"))

@@ -895,8 +895,11 @@ class LoginTest(Pop3dTest):
             p.pass_(PASSWORDS[BOB])
         self.assertTrue(err_text(cm).startswith("-ERR [SYS/TEMP]"), err_text(cm))
         c = self.raw("pop3s")   # the other port and SASL too
-        cred = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode()).decode()
+        cred = base64.b64encode(f"\0{BOB}\0{PASSWORDS[BOB]}".encode()).decode()
         self.assertTrue(c.cmd1(f"AUTH PLAIN {cred}").startswith("-ERR [SYS/TEMP]"))
+        # The lockout is bob's from this address, not everyone's there.
+        cred = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode()).decode()
+        self.assertTrue(c.cmd1(f"AUTH PLAIN {cred}").startswith("+OK"))
         self.assertTrue(self.kotak.wait_log(r"result=locked", "pop3d"), self.kotak.log("pop3d"))
 
     def test_auth_plain_with_initial_response(self):

@@ -588,7 +588,7 @@ class SizeTest(SmtpdTest):
         self.assertEqual(md["message_size"], len(md["body"]))
         leftovers = [f for f in os.listdir(self.kotak.data_dir)
                      if f not in ("kotak.db", "kotak.db-wal", "kotak.db-shm", "cert.pem",
-                                  "key.pem")]
+                                  "key.pem", "login-failures")]
         self.assertEqual(leftovers, [], "the spool left files behind")
 
 
@@ -731,8 +731,11 @@ class SubmissionTest(SmtpdTest):
         self.assertIn(b"4.7.0", cm.exception.smtp_error)
         s2 = self.submissions(user=None)   # the other port is locked too
         with self.assertRaises(smtplib.SMTPAuthenticationError) as cm:
-            self.login(s2, BOB, PASSWORDS[BOB], "LOGIN")
+            self.login(s2, ALICE, PASSWORDS[ALICE], "LOGIN")
         self.assertEqual(cm.exception.smtp_code, 454)
+        # The lockout is alice's from this address, not everyone's there.
+        s3 = self.submission(user=None)
+        self.assertReply(self.login(s3, BOB, PASSWORDS[BOB], "PLAIN"), 235)
         self.assertTrue(self.kotak.wait_log(r"result=locked"), self.kotak.log())
 
     def test_plaintext_auth_is_allowed_from_loopback(self):

@@ -96,6 +96,10 @@ static void test_defaults(void)
                (unsigned)ports[i]);
     }
     is_str(c.data_dir, "kotak-data", "default data_dir");
+    is_int(c.auth.max_failures, 5, "default max_failures, per (user, address)");
+    is_int(c.auth.address_max_failures, 100, "default address_max_failures");
+    is_int(c.auth.address_failure_window_ms, 3600000, "default address_failure_window 1h");
+    is_int(c.auth.address_lockout_ms, 3600000, "default address_lockout 1h");
     is_int(c.log_level, LOG_INFO, "default log level info");
     is_str(c.run_user, "", "default user is none");
     ok(c.hostname != NULL && c.hostname[0] != '\0', "default hostname set (%s)",
@@ -256,6 +260,10 @@ static void test_errors(void)
     expect_error("duplicate listen", "[smtp]\nlisten =\nlisten = 127.0.0.1:25\n", 3, "set twice");
     expect_error("not an INI line", "[server]\nuser = a\nthis is not ini\n", 3, "not an INI line");
     expect_error("unclosed section", "[server]\nuser = a\n[smtp\n", 3, "not an INI line");
+    expect_error("address_max_failures 0", "[auth]\naddress_max_failures = 0\n", 2,
+                 "out of range; use 1 to 100000");
+    expect_error("address_lockout past a day", "[auth]\naddress_lockout = 86401s\n", 2,
+                 "out of range");
 
     expect_error("no port", "[smtp]\nlisten = 127.0.0.1\n", 2, "no port");
     expect_error("no port after ':'", "[smtp]\nlisten = 127.0.0.1:\n", 2, "not a port");
