@@ -13,6 +13,7 @@ import shutil
 import socket
 import sqlite3
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -702,6 +703,40 @@ class LockTest(Pop3dTest):
         self.kotak.start("pop3d")
         self.pop().quit()
         c.close()
+
+    def test_lock_is_held_until_the_quit_deletions_have_ended_after_the_client_vanished(self):
+        # A write lock held here keeps the QUIT's deletion waiting in the
+        # store while its client resets the connection.
+        self.deliver_many(2)
+        c = self.raw_login()
+        self.assertTrue(c.cmd1("DELE 1").startswith("+OK"))
+        hold = sqlite3.connect(self.kotak.db_path, isolation_level=None, timeout=5)
+        self.addCleanup(hold.close)
+        hold.execute("BEGIN IMMEDIATE")
+        n0 = self.disconnects()
+        c.send(b"QUIT\r\n")
+        time.sleep(0.3)   # the deletion has begun, and waits for the store
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()         # a reset: the client is gone before the result
+        self.wait_disconnects(n0)
+        # Before the deletion ends, its messages must not be offered again.
+        self.assertInUse()
+        hold.execute("ROLLBACK")
+        # The first login that gets in sees the maildrop after the deletion.
+        deadline = time.monotonic() + 10
+        while True:
+            p = self.pop(user=None)
+            p.user(BOB)
+            try:
+                p.pass_(PASSWORDS[BOB])
+                break
+            except poplib.error_proto as e:
+                self.assertIn(b"[IN-USE]", e.args[0])
+                self.assertLess(time.monotonic(), deadline, "the lock never went")
+                quit_quietly(p)
+                time.sleep(0.1)
+        self.assertEqual(p.stat()[0], 1)
+        self.assertEqual(len(self.kotak.maildrop(BOB)), 1)
 
     def test_session_sees_the_maildrop_as_at_login(self):
         self.deliver_many(2)
