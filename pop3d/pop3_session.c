@@ -585,7 +585,7 @@ void pop3_session_pump(struct pop3_session *s)
         if (got == 0 && t->offset < t->size) {
             /* The body ends before the size the +OK and LIST gave: a "." now
              * would pass a cut message off as whole. Hang up instead. */
-            log_error("pop3 session=%s event=body-short message=%lld size=%lld got=%lld",
+            log_error("pop3 session=%s event=body-short message=%lld size=%lld sent=%lld",
                       s->cfg.session_id, (long long)t->message_id, (long long)t->size,
                       (long long)t->offset);
             fail(s);
