@@ -25,6 +25,7 @@
 #define POP3_OUT_MAX (512 * 1024)
 #define POP3_PUMP_BYTES (16 * 1024) /* added to the output per pump */
 #define POP3_READ_CHUNK (16 * 1024)
+#define POP3_LIST_LINE (STORE_UIDL_MAX + 32) /* the longest LIST or UIDL line */
 
 enum pop3_state {
     ST_AUTHORIZATION = 1 << 0,
@@ -33,9 +34,18 @@ enum pop3_state {
     ST_CLOSED = 1 << 3,
 };
 
-/* The message being sent by RETR or TOP. */
+/* What a multi-line reply sent in pieces is made of. */
+enum pop3_send_kind {
+    SEND_BODY, /* RETR or TOP */
+    SEND_LIST,
+    SEND_UIDL,
+};
+
+/* The multi-line reply being sent: a message by RETR or TOP, or a listing. */
 struct pop3_send {
     bool active;
+    enum pop3_send_kind kind;
+    size_t next;       /* LIST, UIDL: the index of the next entry */
     int64_t message_id;
     int64_t offset, size;
     bool bol;          /* the next byte starts a line */
@@ -52,6 +62,7 @@ struct pop3_session {
     enum pop3_state state;
     enum pop3_action action;
     bool busy, tls, utf8;
+    bool failed;                   /* a line was lost: nothing more goes out */
     char user[SASL_FIELD_MAX + 1]; /* from USER, or the SASL identity */
     int64_t user_id;               /* > 0 once logged in and locked */
     struct sasl sasl;
@@ -65,17 +76,37 @@ struct pop3_session {
 
 /* --- replies ------------------------------------------------------------ */
 
+/*
+ * A line that could not be written is lost, and a reply missing a line must
+ * never end with "." as if whole: from then on nothing more is written and
+ * the connection ends, so the client sees a hang-up instead.
+ */
+static void fail(struct pop3_session *s)
+{
+    s->failed = true;
+    s->send.active = false;
+    s->state = ST_CLOSED;
+    s->action = POP3_ACT_CLOSE;
+}
+
 static void reply(struct pop3_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply(struct pop3_session *s, const char *fmt, ...)
 {
+    if (s->failed)
+        return;
     va_list ap;
     va_start(ap, fmt);
     int rc = buf_vprintf_crlf(&s->out, fmt, ap);
     va_end(ap);
-    if (rc < 0) {
-        s->state = ST_CLOSED;
-        s->action = POP3_ACT_CLOSE;
-    }
+    if (rc < 0)
+        fail(s);
+}
+
+/* Appends raw octets of a message; sticky on failure like reply(). */
+static void append(struct pop3_session *s, const char *p, size_t n)
+{
+    if (!s->failed && buf_append(&s->out, p, n) < 0)
+        fail(s);
 }
 
 static void close_with(struct pop3_session *s, const char *line)
@@ -342,16 +373,11 @@ static void list_or_uidl(struct pop3_session *s, const struct pop3_command *c, b
             reply(s, "+OK %ld %lld", i + 1, (long long)s->mails[i].size);
         return;
     }
+    /* A listing can be far larger than the output buffer: it is sent in
+     * pieces like a message (pop3_session_pump). */
     reply(s, "+OK %s follows", uidl ? "Unique-ID listing" : "Scan listing");
-    for (size_t i = 0; i < s->n_mails; i++) {
-        if (s->deleted[i])
-            continue;
-        if (uidl)
-            reply(s, "%zu %s", i + 1, s->mails[i].uidl);
-        else
-            reply(s, "%zu %lld", i + 1, (long long)s->mails[i].size);
-    }
-    reply(s, ".");
+    s->send = (struct pop3_send){.active = true, .kind = uidl ? SEND_UIDL : SEND_LIST};
+    pop3_session_pump(s);
 }
 
 static void cmd_list(struct pop3_session *s, const struct pop3_command *c)
@@ -368,6 +394,7 @@ static void start_send(struct pop3_session *s, long i, long body_lines)
 {
     s->send = (struct pop3_send){
         .active = true,
+        .kind = SEND_BODY,
         .message_id = s->mails[i].message_id,
         .size = s->mails[i].size,
         .bol = true,
@@ -491,8 +518,8 @@ static size_t stuff(struct pop3_session *s, const char *p, size_t n)
         const char *lf = memchr(p + i, '\n', n - i);
         size_t end = lf ? (size_t)(lf - p) + 1 : n;
         if (t->bol && p[i] == '.')
-            buf_append(&s->out, ".", 1);
-        buf_append(&s->out, p + i, end - i);
+            append(s, ".", 1);
+        append(s, p + i, end - i);
         t->line_len += end - i;
         t->bol = lf != NULL;
         if (lf != NULL) {
@@ -510,14 +537,40 @@ static size_t stuff(struct pop3_session *s, const char *p, size_t n)
 static void send_end(struct pop3_session *s)
 {
     if (!s->send.bol)
-        buf_append(&s->out, "\r\n", 2);
-    buf_append(&s->out, ".\r\n", 3);
+        append(s, "\r\n", 2);
+    append(s, ".\r\n", 3);
     s->send.active = false;
+}
+
+/* Adds the next lines of a LIST or UIDL listing, whole lines only. */
+static void pump_listing(struct pop3_session *s)
+{
+    struct pop3_send *t = &s->send;
+    size_t start = s->out.len;
+    while (t->active && s->out.len - start < POP3_PUMP_BYTES &&
+           s->out.len + POP3_LIST_LINE <= s->out.max) {
+        if (t->next == s->n_mails) {
+            reply(s, ".");
+            t->active = false;
+            return;
+        }
+        size_t i = t->next++;
+        if (s->deleted[i])
+            continue;
+        if (t->kind == SEND_UIDL)
+            reply(s, "%zu %s", i + 1, s->mails[i].uidl);
+        else
+            reply(s, "%zu %lld", i + 1, (long long)s->mails[i].size);
+    }
 }
 
 void pop3_session_pump(struct pop3_session *s)
 {
     struct pop3_send *t = &s->send;
+    if (t->active && t->kind != SEND_BODY) {
+        pump_listing(s);
+        return;
+    }
     char chunk[POP3_READ_CHUNK];
     size_t added = 0;
     /* Stuffing can double a chunk; only whole chunks go in, so none is cut. */
@@ -528,9 +581,16 @@ void pop3_session_pump(struct pop3_session *s)
         if (rc < 0) {
             /* The +OK is out already; all that is left is to hang up. */
             log_error("pop3 session=%s event=read-failed rc=%d", s->cfg.session_id, rc);
-            t->active = false;
-            s->state = ST_CLOSED;
-            s->action = POP3_ACT_CLOSE;
+            fail(s);
+            return;
+        }
+        if (got == 0 && t->offset < t->size) {
+            /* The body ends before the size the +OK and LIST gave: a "." now
+             * would pass a cut message off as whole. Hang up instead. */
+            log_error("pop3 session=%s event=body-short message=%lld size=%lld sent=%lld",
+                      s->cfg.session_id, (long long)t->message_id, (long long)t->size,
+                      (long long)t->offset);
+            fail(s);
             return;
         }
         size_t before = s->out.len;

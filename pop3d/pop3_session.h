@@ -7,7 +7,12 @@
  * `struct pop3_ops`. A message is sent in pieces: while a RETR or TOP is
  * under way the session is "sending", reads no further commands, and the
  * glue calls pop3_session_pump() each time the socket has drained, so a
- * 25 MiB message never sits whole in memory.
+ * 25 MiB message never sits whole in memory. A LIST or UIDL listing is
+ * sent the same way, so a maildrop of any size is listed whole.
+ *
+ * A multi-line reply ends with "." only when every line of it went out:
+ * a line that could not be written, a failed read or a body shorter than
+ * its recorded size ends the connection instead.
  */
 #ifndef KOTAK_POP3_SESSION_H
 #define KOTAK_POP3_SESSION_H

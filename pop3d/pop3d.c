@@ -4,7 +4,10 @@
  *
  * Maildrop locks live in this process: one kotak-pop3d serves a store, and
  * a lock held in memory goes with the session however it ends — QUIT, a
- * dropped connection, a timeout, or the daemon itself being killed.
+ * dropped connection, a timeout, or the daemon itself being killed. A
+ * session that ends while its QUIT's deletions are being committed keeps
+ * the lock until that transaction has ended, so that no new session lists
+ * messages that are about to go.
  * Deletions at QUIT run in the thread pool on a writer connection of their
  * own, so the loop never waits on their fsync.
  */
@@ -51,6 +54,8 @@ struct pconn {
     struct login_req login;
     int async;
     bool released;
+    bool deleting;            /* a delete_job is under way */
+    int64_t unlock_after;     /* the lock to let go of when it ends; 0: none */
 };
 
 struct delete_job {
@@ -163,15 +168,24 @@ static int op_lock(void *ctx, int64_t user_id)
     return 0;
 }
 
-static void op_unlock(void *ctx, int64_t user_id)
+static void unlock_user(struct pop3d *d, int64_t user_id)
 {
-    struct pop3d *d = ((struct pconn *)ctx)->d;
     for (size_t i = 0; i < d->n_locked; i++) {
         if (d->locked[i] == user_id) {
             d->locked[i] = d->locked[--d->n_locked];
             return;
         }
     }
+}
+
+static void op_unlock(void *ctx, int64_t user_id)
+{
+    struct pconn *pc = ctx;
+    if (pc->deleting) {
+        pc->unlock_after = user_id; /* see delete_done */
+        return;
+    }
+    unlock_user(pc->d, user_id);
 }
 
 static int op_list(void *ctx, int64_t user_id, struct store_mail **list_r, size_t *n_r)
@@ -206,6 +220,11 @@ static void delete_done(uv_work_t *w, int status)
     free(j);
     pc->async--;
     d->in_flight--;
+    pc->deleting = false;
+    if (pc->unlock_after != 0) {
+        unlock_user(d, pc->unlock_after);
+        pc->unlock_after = 0;
+    }
     if (pc->session != NULL) {
         pop3_session_commit_done(pc->session, rc);
         resume(pc);
@@ -225,6 +244,7 @@ static void op_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
     j->n = n;
     pc->async++;
     pc->d->in_flight++;
+    pc->deleting = true;
     if (uv_queue_work(pc->d->loop, &j->work, delete_work, delete_done) != 0) {
         j->rc = -KOTAK_ESTORE;
         delete_done(&j->work, 0);
@@ -303,7 +323,7 @@ static void on_close(struct net_conn *c, void *ctx)
     struct pconn *pc = ctx;
     log_info("pop3 session=%s event=disconnect", net_conn_id(c));
     pc->net = NULL;
-    pop3_session_free(&pc->session); /* releases the maildrop lock */
+    pop3_session_free(&pc->session); /* releases the maildrop lock, or has delete_done do it */
     pconn_release(pc);
 }
 

@@ -11,7 +11,9 @@ import poplib
 import re
 import shutil
 import socket
+import sqlite3
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -702,6 +704,40 @@ class LockTest(Pop3dTest):
         self.pop().quit()
         c.close()
 
+    def test_lock_is_held_until_the_quit_deletions_have_ended_after_the_client_vanished(self):
+        # A write lock held here keeps the QUIT's deletion waiting in the
+        # store while its client resets the connection.
+        self.deliver_many(2)
+        c = self.raw_login()
+        self.assertTrue(c.cmd1("DELE 1").startswith("+OK"))
+        hold = sqlite3.connect(self.kotak.db_path, isolation_level=None, timeout=5)
+        self.addCleanup(hold.close)
+        hold.execute("BEGIN IMMEDIATE")
+        n0 = self.disconnects()
+        c.send(b"QUIT\r\n")
+        time.sleep(0.3)   # the deletion has begun, and waits for the store
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()         # a reset: the client is gone before the result
+        self.wait_disconnects(n0)
+        # Before the deletion ends, its messages must not be offered again.
+        self.assertInUse()
+        hold.execute("ROLLBACK")
+        # The first login that gets in sees the maildrop after the deletion.
+        deadline = time.monotonic() + 10
+        while True:
+            p = self.pop(user=None)
+            p.user(BOB)
+            try:
+                p.pass_(PASSWORDS[BOB])
+                break
+            except poplib.error_proto as e:
+                self.assertIn(b"[IN-USE]", e.args[0])
+                self.assertLess(time.monotonic(), deadline, "the lock never went")
+                quit_quietly(p)
+                time.sleep(0.1)
+        self.assertEqual(p.stat()[0], 1)
+        self.assertEqual(len(self.kotak.maildrop(BOB)), 1)
+
     def test_session_sees_the_maildrop_as_at_login(self):
         self.deliver_many(2)
         p = self.pop()
@@ -718,6 +754,98 @@ class LockTest(Pop3dTest):
         self.assertEqual(p.stat()[0], 3)
         self.assertEqual(self.uidls(p)[:2], uid0)
         self.assertEqual(self.split_trace(self.retr(p, 3))[2], sent)
+
+
+# --- multi-line replies are whole, or the connection ends --------------------
+
+
+class WholeReplyTest(Pop3dTest):
+    def fill_maildrop(self, n, user=BOB):
+        """n distinct small messages put straight into the store in one
+        transaction (delivering them over SMTP would take minutes); returns
+        their sizes, oldest first."""
+        uid = self.kotak.user_id(user)
+        con = sqlite3.connect(self.kotak.db_path, isolation_level=None, timeout=5)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            first = con.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0]
+            bodies = [b"Subject: bulk %d\r\n\r\n%s\r\n" % (i, b"x" * (i % 50))
+                      for i in range(n)]
+            now = int(time.time())
+            con.executemany("INSERT INTO messages(id, received, size, head) VALUES(?, ?, ?, ?)",
+                            ((first + i, now, len(b), b) for i, b in enumerate(bodies)))
+            con.executemany("INSERT INTO maildrop(user_id, message_id, size, arrived) "
+                            "VALUES(?, ?, ?, ?)",
+                            ((uid, first + i, len(b), now) for i, b in enumerate(bodies)))
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        return [len(b) for b in bodies]
+
+    def test_list_and_uidl_of_100000_messages_are_whole_and_stat_agrees(self):
+        n = 100000
+        sizes = self.fill_maildrop(n)
+        p = self.pop()
+        count, total = p.stat()
+        self.assertEqual((count, total), (n, sum(sizes)))
+        listing = self.listing(p)
+        self.assertEqual(len(listing), n, "LIST is not whole")
+        self.assertEqual(listing, [(i, size) for i, size in enumerate(sizes, 1)])
+        uidls = self.uidls(p)
+        self.assertEqual(len(uidls), n, "UIDL is not whole")
+        self.assertEqual([i for i, _ in uidls], list(range(1, n + 1)))
+        self.assertEqual(len({u for _, u in uidls}), n, "UIDLs repeat")
+        # The session goes on after the listings, and marks still count.
+        self.assertTrue(p.dele(n).startswith(b"+OK"))
+        self.assertEqual(len(self.listing(p)), n - 1)
+        self.assertEqual(p.stat(), (n - 1, total - sizes[-1]))
+        self.assertTrue(p.rset().startswith(b"+OK"))
+        self.assertEqual(self.retr(p, n), b"Subject: bulk %d\r\n\r\n%s\r\n"
+                         % (n - 1, b"x" * ((n - 1) % 50)))
+        self.assertTrue(p.quit().startswith(b"+OK"))
+
+    def test_body_shorter_than_its_recorded_size_ends_in_a_hang_up_not_a_dot(self):
+        self.deliver_many(1)
+        stored = self.kotak.maildrop(BOB)[0]
+        # The store says 100 octets more than the body holds.
+        con = sqlite3.connect(self.kotak.db_path, isolation_level=None, timeout=5)
+        try:
+            con.execute("UPDATE maildrop SET size = size + 100 WHERE id = ?", (stored["id"],))
+            con.execute("UPDATE messages SET size = size + 100 WHERE id = ?",
+                        (stored["message_id"],))
+        finally:
+            con.close()
+        c = self.raw_login()
+        self.assertEqual(c.cmd1("LIST 1"), f"+OK 1 {stored['size'] + 100}")
+        self.assertEqual(c.cmd1("RETR 1"), f"+OK {stored['size'] + 100} octets")
+        closed, got = c.read_until_closed(5)
+        self.assertTrue(closed, "the connection stayed open after a short body")
+        self.assertFalse(got.endswith(b"\r\n.\r\n") or got == b".\r\n",
+                         "a short body was ended with '.' as if whole")
+        self.assertEqual(unstuff(got.splitlines(keepends=True)), stored["body"])
+        self.assertTrue(self.kotak.wait_log(r"event=body-short", "pop3d"))
+
+    def test_pipelined_capa_past_the_output_limit_never_ends_a_cut_reply_with_a_dot(self):
+        # One read of pipelined CAPAs makes more replies than the session's
+        # output holds. The UTF8 lines before them shift where the output
+        # fills up, so that some run loses a line in the middle of a list.
+        whole = None
+        for shift in range(12):
+            c = self.raw()
+            c.send(b"UTF8\r\n" * shift + b"CAPA\r\n" * 8000)
+            closed, got = c.read_until_closed(10)
+            c.close()
+            self.assertTrue(closed, f"shift {shift}: no hang-up")
+            lines = got.split(b"\r\n")
+            self.assertEqual(lines[:shift], [b"+OK UTF8 enabled"] * shift)
+            replies = got[len(b"+OK UTF8 enabled\r\n") * shift:].split(b"\r\n.\r\n")
+            if whole is None:
+                whole = replies[0]
+            for r in replies[:-1]:
+                self.assertEqual(r, whole, f"shift {shift}: a cut CAPA ends with '.'")
+            # What follows the last '.' is a reply cut short by the hang-up.
+            self.assertTrue((whole + b"\r\n").startswith(replies[-1]),
+                            f"shift {shift}: {replies[-1][-80:]!r}")
 
 
 # --- pipelining ------------------------------------------------------------

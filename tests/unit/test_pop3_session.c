@@ -9,7 +9,9 @@
  * a 200 KiB message sent in pieces; DELE, RSET and QUIT applying every mark
  * in one commit; a session that ends any other way deleting nothing and
  * releasing its lock; commands out of state, unknown ones and the bad-command
- * limit; overlong lines; pipelining; timeout and shutdown.
+ * limit; overlong lines; pipelining; timeout and shutdown; a body shorter
+ * than its recorded size and replies past the output ceiling ending in a
+ * hang-up, never a ".".
  *
  * The world is a fake `struct pop3_ops`: auth() records what it was asked
  * and the test answers with pop3_session_auth_done itself; lock()/unlock()
@@ -1808,6 +1810,82 @@ static void test_output_full(void)
     pop3_session_free(&s);
 }
 
+/* A body shorter than the size the maildrop records ends in a hang-up, as
+ * a failed read does: a "." would pass the cut message off as whole. */
+static void test_short_body(void)
+{
+    static const char *const cmds[] = {"RETR 1\r\n", "TOP 1 100\r\n"};
+    for (size_t k = 0; k < 2; k++) {
+        struct locks l = {0};
+        struct fake f;
+        fake_default(&f, &l);
+        f.mails[0].size += 100;
+        struct pop3_session *s = logged_in("short body login", &f, 7);
+        struct out o = {0};
+        feed(s, cmds[k], strlen(cmds[k]));
+        collect(s, &o);
+        is_int(pop3_session_action(s), POP3_ACT_CLOSE, "short body, %.6s: action CLOSE", cmds[k]);
+        ok(!pop3_session_sending(s), "short body, %.6s: no longer sending", cmds[k]);
+        ok(o.len >= 5 && memcmp(o.data, "+OK", 3) == 0 &&
+               memcmp(o.data + o.len - 5, "\r\n.\r\n", 5) != 0,
+           "short body, %.6s: +OK and no terminator", cmds[k]);
+        out_clear(&o);
+        pop3_session_free(&s);
+    }
+}
+
+/* Pipelined CAPAs whose answers pass the output ceiling in one feed: the
+ * reply that loses a line is never ended with ".", whatever line it is. */
+static void test_sticky_failure(void)
+{
+    struct out whole = {0};
+    {
+        struct locks l = {0};
+        struct fake f;
+        fake_default(&f, &l);
+        struct pop3_session *s = session(&f, true, true, 100);
+        feed(s, "CAPA\r\n", 6);
+        collect(s, &whole);
+        pop3_session_free(&s);
+    }
+    size_t k = 512 * 1024 / whole.len + 2;
+    char *in = malloc(16 * 6 + k * 6);
+    bool cut_ended = false, all_closed = true;
+    for (size_t shift = 0; shift < 16; shift++) {
+        struct locks l = {0};
+        struct fake f;
+        fake_default(&f, &l);
+        struct pop3_session *s = session(&f, true, true, 100);
+        size_t n = 0;
+        for (size_t i = 0; i < shift; i++, n += 6)
+            memcpy(in + n, "UTF8\r\n", 6);
+        for (size_t i = 0; i < k; i++, n += 6)
+            memcpy(in + n, "CAPA\r\n", 6);
+        feed(s, in, n);
+        struct out o = {0};
+        collect(s, &o);
+        all_closed = all_closed && pop3_session_action(s) == POP3_ACT_CLOSE;
+        /* Every "." must close a reply identical to the whole one. */
+        const char *p = o.data + shift * strlen("+OK UTF8 enabled\r\n");
+        const char *end = o.data + o.len;
+        while (p < end) {
+            const char *dot = memmem(p, (size_t)(end - p), "\r\n.\r\n", 5);
+            if (dot == NULL)
+                break;
+            size_t len = (size_t)(dot - p) + 5;
+            if (len != whole.len || memcmp(p, whole.data, len) != 0)
+                cut_ended = true;
+            p = dot + 5;
+        }
+        out_clear(&o);
+        pop3_session_free(&s);
+    }
+    ok(all_closed, "sticky failure: every overfull session hangs up");
+    ok(!cut_ended, "sticky failure: no reply missing a line ends with \".\"");
+    free(in);
+    out_clear(&whole);
+}
+
 int main(void)
 {
     build_big();
@@ -1836,6 +1914,8 @@ int main(void)
     test_pipelining();
     test_trickle();
     test_output_full();
+    test_short_body();
+    test_sticky_failure();
 
     out_clear(&last);
     free(msg3);
