@@ -826,16 +826,20 @@ class WholeReplyTest(Pop3dTest):
         self.assertTrue(self.kotak.wait_log(r"event=body-short", "pop3d"))
 
     def test_pipelined_capa_past_the_output_limit_never_ends_a_cut_reply_with_a_dot(self):
-        # One read of pipelined CAPAs makes more replies than the session's
-        # output holds. The UTF8 lines before them shift where the output
-        # fills up, so that some run loses a line in the middle of a list.
+        # Pipelined CAPAs whose replies are more than the session's output
+        # holds. The UTF8 lines before them shift where the output would
+        # fill up. Each reply is whole, or the connection ends: no cut reply
+        # ever ends with '.'. (Input now waits while output is queued, so
+        # all of them are answered, and QUIT closes.)
         whole = None
         for shift in range(12):
             c = self.raw()
-            c.send(b"UTF8\r\n" * shift + b"CAPA\r\n" * 8000)
+            c.send(b"UTF8\r\n" * shift + b"CAPA\r\n" * 8000 + b"QUIT\r\n")
             closed, got = c.read_until_closed(10)
             c.close()
             self.assertTrue(closed, f"shift {shift}: no hang-up")
+            if got.endswith(b"+OK Bye\r\n"):
+                got = got[:-len(b"+OK Bye\r\n")]
             lines = got.split(b"\r\n")
             self.assertEqual(lines[:shift], [b"+OK UTF8 enabled"] * shift)
             replies = got[len(b"+OK UTF8 enabled\r\n") * shift:].split(b"\r\n.\r\n")
