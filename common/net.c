@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "throttle.h"
 #include "util.h"
 
 #define NET_READ_BUF (64 * 1024)
@@ -100,13 +101,6 @@ static size_t read_room(const struct net_conn *c);
 
 /* --- per-address counts ------------------------------------------------- */
 
-void net_addr_prefix(uint8_t key[16], const uint8_t ip[16])
-{
-    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
-    memcpy(key, ip, 16);
-    if (memcmp(ip, v4_mapped, 12) != 0)
-        memset(key + 8, 0, 8); /* one IPv6 site gets a /64: its hosts are one client */
-}
 
 static unsigned ip_hash(const uint8_t ip[16])
 {
@@ -119,7 +113,7 @@ static unsigned ip_hash(const uint8_t ip[16])
 static struct ip_count *ip_get(struct net_server *srv, const uint8_t peer16[16])
 {
     uint8_t ip[16];
-    net_addr_prefix(ip, peer16);
+    throttle_prefix(peer16, ip); /* an IPv6 site's /64 is one client */
     struct ip_count **head = &srv->ips[ip_hash(ip)];
     for (struct ip_count *e = *head; e != NULL; e = e->next)
         if (memcmp(e->ip, ip, 16) == 0)

@@ -50,7 +50,7 @@ struct net_proto {
  * taken what it was sent. docs/SECURITY.md adds up the worst case.
  */
 #define NET_INPUT_MAX (32 * 1024)
-#define NET_LOW_WATER (64 * 1024)  /* output queued below this counts as drained */
+#define NET_LOW_WATER (32 * 1024) /* output queued below this counts as drained */
 
 struct net_limits {
     uint64_t idle_timeout_ms;
@@ -133,10 +133,6 @@ bool net_conn_is_loopback(const struct net_conn *c);
 bool net_conn_is_tls(const struct net_conn *c);
 const char *net_conn_tls_version(const struct net_conn *c);
 const char *net_conn_tls_cipher(const struct net_conn *c);
-
-/* The key one client is counted under: an IPv4 address whole, an IPv6
- * address by its /64, the least one site is given. */
-void net_addr_prefix(uint8_t key[16], const uint8_t ip[16]);
 
 /* A short id for logs, unique within the process. */
 const char *net_conn_id(const struct net_conn *c);

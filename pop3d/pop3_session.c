@@ -22,7 +22,7 @@
 
 /* Replies to pipelined commands wait for the glue past POP3_OUT_HIGH. */
 #define POP3_OUT_HIGH (4 * 1024)
-#define POP3_OUT_MAX (512 * 1024)
+#define POP3_OUT_MAX (64 * 1024)
 #define POP3_PUMP_BYTES (16 * 1024) /* added to the output per pump */
 #define POP3_READ_CHUNK (16 * 1024)
 #define POP3_LIST_LINE (STORE_UIDL_MAX + 32) /* the longest LIST or UIDL line */

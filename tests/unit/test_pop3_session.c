@@ -1769,7 +1769,7 @@ static void test_output_full(void)
     size_t u = one.len;
     out_clear(&one);
 
-    /* The session's output ceiling is 512 KiB; leave about 20 KB of it. */
+    /* Answers to far more than the session's output holds (64 KiB), then a RETR. */
     size_t k = (512 * 1024 - 20000) / u;
     size_t inlen = k * 6 + 8;
     char *in = malloc(inlen);
