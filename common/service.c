@@ -1,0 +1,324 @@
+/*
+ * service.c — the connection core; see service.h.
+ */
+#include "service.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+/* What each listener hands to net: the service and the daemon's own context. */
+struct service_listener {
+    struct service *svc;
+    void *listener;
+    struct service_listener *next;
+};
+
+struct service {
+    uv_loop_t *loop;
+    const struct conf *conf;
+    char name[16];
+    struct net_server *net;
+    struct tls_server *tls;
+    struct login *login;
+    const struct service_ops *ops;
+    void *ctx;
+    struct service_listener *listeners;
+    struct daemon_signals signals;
+    bool stopping, stopped;
+};
+
+static void maybe_finish(struct service *svc);
+static void login_done(struct login_req *r, int rc, int64_t user_id);
+
+/* --- the life of a connection ------------------------------------------- */
+
+static void conn_freed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Frees sc once the connection is gone and nothing async refers to it. */
+static void conn_release(struct service_conn *sc)
+{
+    if (sc->net != NULL || sc->async > 0 || sc->released)
+        return;
+    sc->released = true; /* a result handler and the close callback may both get here */
+    struct service *svc = sc->svc;
+    if (svc->ops->release != NULL)
+        svc->ops->release(sc);
+    login_req_close(&sc->login, conn_freed, sc);
+    maybe_finish(svc);
+}
+
+static void flush(struct service_conn *sc)
+{
+    struct buf *out = sc->ops->output(sc->session);
+    if (out->len > 0) {
+        net_conn_write(sc->net, out->data, out->len);
+        buf_reset(out);
+    }
+}
+
+static bool sending(const struct service_conn *sc)
+{
+    return sc->ops->sending != NULL && sc->ops->sending(sc->session);
+}
+
+/* Sends what the session wrote, adds streamed pieces while the socket keeps
+ * up, and does what the session asked. */
+static void after_session(struct service_conn *sc)
+{
+    const struct session_ops *o = sc->ops;
+    void *s = sc->session;
+    flush(sc);
+    while (sending(sc) && net_conn_pending(sc->net) < NET_LOW_WATER) {
+        o->pump(s);
+        flush(sc);
+    }
+    enum session_action a = o->action(s);
+    bool waiting = o->busy(s) || sending(sc);
+    if (a == SESSION_ACT_NONE && sc->svc->stopping && !waiting) {
+        o->shutdown(s);
+        after_session(sc);
+        return;
+    }
+    if (a == SESSION_ACT_CLOSE) {
+        net_conn_close(sc->net); /* may free the session: nothing after this */
+        return;
+    }
+    net_conn_set_engaged(sc->net, o->engaged(s));
+    if (a == SESSION_ACT_STARTTLS)
+        net_conn_start_tls(sc->net);
+    if (waiting)
+        net_conn_pause(sc->net);
+}
+
+/* A result arrived or the socket drained: answer, then go on with what was
+ * pipelined behind. */
+static void resume(struct service_conn *sc)
+{
+    after_session(sc);
+    if (sc->net != NULL && sc->session != NULL && !sc->ops->busy(sc->session) && !sending(sc))
+        net_conn_resume(sc->net);
+}
+
+void service_conn_init(struct service_conn *sc, struct service *svc, struct net_conn *c,
+                       void *session, const struct session_ops *ops)
+{
+    sc->svc = svc;
+    sc->net = c;
+    sc->session = session;
+    sc->ops = ops;
+    sc->async = 0;
+    sc->released = false;
+    login_req_init(svc->login, &sc->login, login_done);
+}
+
+void service_result_due(struct service_conn *sc)
+{
+    sc->async++;
+}
+
+bool service_result_arrived(struct service_conn *sc)
+{
+    sc->async--;
+    return sc->session != NULL;
+}
+
+void service_result_done(struct service_conn *sc)
+{
+    if (sc->session != NULL)
+        resume(sc);
+    conn_release(sc);
+}
+
+static void login_done(struct login_req *r, int rc, int64_t user_id)
+{
+    struct service_conn *sc =
+        (struct service_conn *)((char *)r - offsetof(struct service_conn, login));
+    if (service_result_arrived(sc))
+        sc->ops->auth_done(sc->session, rc, user_id);
+    service_result_done(sc);
+}
+
+void service_login(struct service_conn *sc, const char *user, const char *hash, int64_t user_id,
+                   const char *password)
+{
+    service_result_due(sc);
+    login_check(&sc->login, net_conn_peer16(sc->net), user, hash, user_id, password);
+}
+
+/* --- net_proto ----------------------------------------------------------- */
+
+static void *on_open(struct net_conn *c, void *listener_ctx)
+{
+    struct service_listener *l = listener_ctx;
+    struct service_conn *sc = l->svc->ops->open(l->svc->ctx, c, l->listener);
+    if (net_conn_is_tls(c))
+        sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c));
+    sc->ops->greet(sc->session);
+    after_session(sc);
+    return sc;
+}
+
+static void on_input(struct net_conn *c, void *ctx)
+{
+    struct service_conn *sc = ctx;
+    struct buf *in = net_conn_input(c);
+    size_t used;
+    sc->ops->feed(sc->session, (const char *)in->data, in->len, &used);
+    buf_consume(in, used);
+    after_session(sc);
+}
+
+static void on_drain(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct service_conn *sc = ctx;
+    if (sending(sc))
+        resume(sc);
+}
+
+static void on_tls_started(struct net_conn *c, void *ctx)
+{
+    struct service_conn *sc = ctx;
+    sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c));
+}
+
+static void on_timeout(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct service_conn *sc = ctx;
+    sc->ops->timeout(sc->session);
+    after_session(sc);
+}
+
+static void on_close(struct net_conn *c, void *ctx)
+{
+    struct service_conn *sc = ctx;
+    log_info("%s session=%s event=disconnect", sc->svc->name, net_conn_id(c));
+    sc->net = NULL;
+    sc->ops->free(sc->session);
+    sc->session = NULL;
+    conn_release(sc);
+}
+
+static const struct net_proto service_proto = {
+    .open = on_open,
+    .input = on_input,
+    .drain = on_drain,
+    .timeout = on_timeout,
+    .tls_started = on_tls_started,
+    .close = on_close,
+};
+
+/* --- start and stop ------------------------------------------------------ */
+
+struct service *service_new(uv_loop_t *loop, const struct conf *conf, const char *name,
+                            uint64_t idle_timeout_ms, struct tls_server *tls,
+                            const struct service_ops *ops, void *ctx)
+{
+    log_set_level(conf->log_level);
+    signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code, not a death */
+    struct net_limits limits = {
+        .idle_timeout_ms = idle_timeout_ms,
+        .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
+        .connections = conf->limits.connections,
+        .connections_per_address = conf->limits.connections_per_address,
+        .stress_idle_timeout_ms = conf->limits.stress_idle_timeout_ms,
+    };
+    struct service *svc = xcalloc(1, sizeof(*svc));
+    svc->loop = loop;
+    svc->conf = conf;
+    snprintf(svc->name, sizeof(svc->name), "%s", name);
+    svc->tls = tls;
+    svc->ops = ops;
+    svc->ctx = ctx;
+    svc->net = net_server_new(loop, tls, &limits, name);
+    return svc;
+}
+
+void service_set_login(struct service *svc, struct login *login)
+{
+    svc->login = login;
+}
+
+int service_listen(struct service *svc, const struct conf_endpoint *ep, bool implicit_tls,
+                   void *listener, const char *refused, char *err, size_t err_size)
+{
+    struct service_listener *l = xcalloc(1, sizeof(*l));
+    l->svc = svc;
+    l->listener = listener;
+    l->next = svc->listeners;
+    svc->listeners = l;
+    return net_listen(svc->net, ep, implicit_tls, &service_proto, l, refused, err, err_size);
+}
+
+bool service_has_tls(const struct service *svc)
+{
+    return svc->tls != NULL;
+}
+
+/* When stopping and the last connection and result are done: stop the loop. */
+static void maybe_finish(struct service *svc)
+{
+    if (!svc->stopping || svc->stopped || net_server_count(svc->net) > 0 ||
+        (svc->ops->in_flight != NULL && svc->ops->in_flight(svc->ctx) > 0))
+        return;
+    svc->stopped = true;
+    svc->ops->stopped(svc->ctx);
+    daemon_signals_close(&svc->signals);
+}
+
+static void shutdown_conn(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct service_conn *sc = ctx;
+    if (!sc->ops->busy(sc->session)) {
+        sc->ops->shutdown(sc->session);
+        after_session(sc);
+    }
+}
+
+static void on_stop(void *ctx, int signum)
+{
+    struct service *svc = ctx;
+    log_info("%s event=stopping signal=%d connections=%zu", svc->name, signum,
+             net_server_count(svc->net));
+    svc->stopping = true;
+    net_server_stop_listening(svc->net);
+    net_server_each(svc->net, shutdown_conn);
+    maybe_finish(svc);
+}
+
+static void on_reload(void *ctx)
+{
+    struct service *svc = ctx;
+    svc->tls = daemon_reload_tls(svc->conf, svc->tls, svc->name);
+    net_server_set_tls(svc->net, svc->tls);
+}
+
+void service_run(struct service **svcp)
+{
+    struct service *svc = *svcp;
+    daemon_signals_start(svc->loop, &svc->signals, on_stop, on_reload, svc);
+    uv_run(svc->loop, UV_RUN_DEFAULT);
+    log_info("%s event=stopped", svc->name);
+    net_server_free(&svc->net);
+    uv_run(svc->loop, UV_RUN_NOWAIT); /* let the listeners' close callbacks run */
+    uv_loop_close(svc->loop);
+    for (struct service_listener *l = svc->listeners, *next; l != NULL; l = next) {
+        next = l->next;
+        free(l);
+    }
+    login_free(&svc->login);
+    tls_server_free(&svc->tls);
+    free(svc);
+    *svcp = NULL;
+}
