@@ -478,11 +478,24 @@ class ReloadTest(CoreTest):
         self.assertEqual(submit(self.kotak, "after a bad reload"), {})
 
     def test_a_renegotiation_request_gets_the_no_renegotiation_alert(self):
-        p = subprocess.run(
+        p = subprocess.Popen(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{self.kotak.ports['submissions']}",
              "-tls1_2", "-msg", "-no_ign_eof"],
-            input="R\n", capture_output=True, text=True, timeout=20)
-        out = p.stdout + p.stderr
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(1.5)  # the greeting has arrived: nothing else is in flight
+        p.stdin.write("R\n")
+        p.stdin.flush()
+        time.sleep(1.5)
+        p.stdin.close()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            self.fail("the renegotiation request got no answer: the client still waits")
+        finally:
+            out = p.stdout.read()
+        p.stdout.close()
         self.assertIn("RENEGOTIATING", out, out[-2000:])
         self.assertRegex(out, r"(?i)no[_ ]renegotiation", out[-3000:])
         self.assertAlive("smtpd")
