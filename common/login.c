@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #define LOGIN_TABLE_FILE "login-failures"
@@ -80,6 +81,14 @@ static void table_lock(const struct login *l)
 {
     while (flock(l->fd, LOCK_EX) < 0 && errno == EINTR)
         ;
+    /* Someone cut the file short (": > login-failures" to clear the
+     * lockouts): the mapping past its end would fault, so it gets its size
+     * back, zeros, that is: no failures. */
+    struct stat st;
+    if (fstat(l->fd, &st) == 0 && st.st_size < (off_t)l->map_size &&
+        ftruncate(l->fd, (off_t)l->map_size) < 0)
+        log_error("login event=table-error reason=\"cannot restore the failure table's size: %s\"",
+                  strerror(errno));
 }
 
 static void table_unlock(const struct login *l)

@@ -23,6 +23,7 @@
 #define NET_READ_BUF (64 * 1024)
 #define NET_CLOSE_GRACE_MS 10000 /* how long a closing peer may take to read our last words */
 #define NET_IP_BUCKETS 1024
+#define NET_TLS_NOISE_MAX 8 /* renegotiation requests before the connection ends */
 
 enum conn_mode { MODE_PLAIN, MODE_HANDSHAKE, MODE_TLS };
 
@@ -32,6 +33,7 @@ struct net_listener {
     const struct net_proto *proto;
     void *ctx;
     bool implicit_tls;
+    bool closed;    /* its socket is closed (after a stop) */
     size_t n_conns; /* open connections accepted here */
     char refused[160];
     struct net_listener *next;
@@ -73,6 +75,7 @@ struct net_conn {
     bool eof;     /* the peer has sent all it will */
     bool engaged; /* logged in or in a transaction: see net_conn_set_engaged */
     bool output_blocked; /* input waits until the peer takes our output */
+    unsigned tls_noise;  /* records that made TLS answer and brought no data */
     int handles; /* libuv handles not yet closed */
     struct buf in;
     size_t pending; /* bytes handed to uv_write and not yet written */
@@ -164,9 +167,20 @@ void net_server_each(struct net_server *srv, void (*fn)(struct net_conn *c, void
     }
 }
 
+/* A listener lives while its socket is open or a connection it took is:
+ * those go on using its protocol after a stop. */
 static void listener_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct net_listener *l = h->data;
+    l->closed = true;
+    if (l->n_conns == 0)
+        free(l);
+}
+
+static void listener_put(struct net_listener *l)
+{
+    if (--l->n_conns == 0 && l->closed)
+        free(l);
 }
 
 void net_server_stop_listening(struct net_server *srv)
@@ -203,7 +217,9 @@ static void write_done(uv_write_t *req, int status)
     struct net_conn *c = w->c;
     c->pending -= w->len;
     free(w);
-    if (status < 0 && !c->closed) {
+    if (c->closed)
+        return; /* cancelled as the socket closed: the protocol is gone */
+    if (status < 0) {
         /* The peer is gone; nothing more can be said to it. */
         c->closing = true;
         conn_finish(c);
@@ -306,6 +322,7 @@ static void conn_finish(struct net_conn *c)
     if (c->closed)
         return;
     c->closed = true;
+    c->closing = true;
     struct net_server *srv = c->srv;
     if (c->prev)
         c->prev->next = c->next;
@@ -316,7 +333,6 @@ static void conn_finish(struct net_conn *c)
     else
         srv->oldest = c->prev;
     srv->n_conns--;
-    c->l->n_conns--;
     if (c->ip != NULL)
         ip_put(srv, c->ip);
     update_stress(srv);
@@ -324,6 +340,7 @@ static void conn_finish(struct net_conn *c)
     if (c->opened && c->l->proto->close != NULL)
         c->l->proto->close(c, c->ctx);
     c->ctx = NULL;
+    listener_put(c->l);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
 }
@@ -437,8 +454,22 @@ static void deliver(struct net_conn *c)
     for (;;) {
         c->redeliver = false;
         int drained = 0;
-        if (c->mode == MODE_TLS) {
+        if (c->mode == MODE_TLS && c->pending >= NET_LOW_WATER) {
+            /* Decrypt nothing more until the peer reads: a record may make
+             * TLS answer on its own, and the ciphertext waits (bounded). */
+            c->output_blocked = true;
+        } else if (c->mode == MODE_TLS) {
+            size_t had = c->in.len, noise;
             drained = tls_drain(c);
+            tls_conn_pending_out(c->tls, &noise);
+            if (noise > 0 && c->in.len == had && ++c->tls_noise > NET_TLS_NOISE_MAX) {
+                /* Records that only make TLS answer (renegotiation requests,
+                 * each refused with an alert) hold the connection for nothing. */
+                log_info("%s conn=%s ip=%s event=tls-noise", c->srv->name, c->id, c->peer);
+                c->in_input = false;
+                conn_finish(c);
+                return;
+            }
             flush_tls(c); /* what TLS answered on its own, as a no_renegotiation alert */
         }
         if (drained == -EPIPE) {
@@ -633,11 +664,16 @@ static void peer_of(struct net_conn *c)
  * for each other listener, an eighth of its even share, which a flood on
  * one port cannot take from the others.
  */
+static size_t listener_reserve(const struct net_server *srv)
+{
+    size_t n = srv->n_listeners > 0 ? srv->n_listeners : 1;
+    return srv->limits.connections / (8 * n);
+}
+
 static size_t listener_cap(const struct net_server *srv)
 {
     size_t n = srv->n_listeners > 0 ? srv->n_listeners : 1;
-    size_t reserve = srv->limits.connections / (8 * n);
-    return srv->limits.connections - reserve * (n - 1);
+    return srv->limits.connections - listener_reserve(srv) * (n - 1);
 }
 
 /*
@@ -663,12 +699,14 @@ static void update_stress(struct net_server *srv)
             uv_timer_start(&c->timer, idle_expired, ms, 0);
 }
 
-/* Closes the oldest connection not yet engaged (on l, or on any listener
- * when l is NULL) to make room. Returns whether there was one. */
+/* Closes the oldest connection not yet engaged (on l, or, when l is NULL,
+ * on any listener holding more than its reserve) to make room. Returns
+ * whether there was one. */
 static bool make_room(struct net_server *srv, const struct net_listener *l, struct net_conn *self)
 {
     for (struct net_conn *c = srv->oldest; c != NULL; c = c->prev) {
-        if (c == self || c->engaged || c->closing || (l != NULL && c->l != l))
+        if (c == self || c->engaged || c->closing || (l != NULL && c->l != l) ||
+            (l == NULL && c->l->n_conns <= listener_reserve(srv)))
             continue;
         log_info("%s conn=%s ip=%s event=dropped reason=make-room", srv->name, c->id, c->peer);
         if (c->opened && c->l->proto->timeout != NULL)

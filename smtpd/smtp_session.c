@@ -847,5 +847,6 @@ void smtp_session_shutdown(struct smtp_session *s)
 
 bool smtp_session_engaged(const struct smtp_session *s)
 {
-    return s->user_id != 0 || s->tx != NULL;
+    /* Not MAIL alone: anyone may say MAIL FROM:<> on port 25 and wait. */
+    return s->user_id != 0 || s->state == ST_DATA || s->busy;
 }

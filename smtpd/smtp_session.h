@@ -112,7 +112,7 @@ enum smtp_action smtp_session_action(struct smtp_session *s);
 /* True while an answer from the store or the login check is awaited. */
 bool smtp_session_busy(const struct smtp_session *s);
 
-/* Logged in, or in a transaction: the connection is worth its slot. */
+/* Logged in, sending a message, or waiting on its commit: worth its slot. */
 bool smtp_session_engaged(const struct smtp_session *s);
 
 /* TLS is up, after STARTTLS or at once on submissions: state is reset (RFC 3207 4.2). */

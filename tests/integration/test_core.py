@@ -501,5 +501,122 @@ class ReloadTest(CoreTest):
         self.assertAlive("smtpd")
 
 
+# --- found by review: closing with output queued, listeners after a stop,
+# --- renegotiation floods, sessions that only look engaged, the lockout file --
+
+
+def tls_over_bio(kotak, port, rcvbuf=2048):
+    """A TLS client whose raw bytes the test controls: (socket, SSLObject, outgoing BIO)."""
+    ctx = ssl.create_default_context(cafile=kotak.cert)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    o = ctx.wrap_bio(inc, out, server_hostname=HOSTNAME)
+    while True:
+        try:
+            o.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            data = out.read()
+            if data:
+                s.sendall(data)
+            inc.write(s.recv(65536))
+    data = out.read()
+    if data:
+        s.sendall(data)
+    return s, o, out
+
+
+class ReviewFindingsTest(CoreTest):
+    CONFIG = {"limits": {"junk_commands": "100000", "bad_commands": "1000"}}
+
+    def test_a_broken_tls_record_with_replies_queued_does_not_crash(self):
+        for name, listener, line in (("pop3d", "pop3s", b"CAPA\r\n"),
+                                     ("smtpd", "submissions", b"EHLO x\r\n")):
+            s, o, out = tls_over_bio(self.kotak, self.kotak.ports[listener])
+            time.sleep(0.2)
+            for _ in range(12):  # answers never read: some wait inside the daemon
+                o.write(line * 1500)
+                s.sendall(out.read())
+                time.sleep(0.2)
+            s.sendall(b"\x17\x03\x03\x00\x40" + os.urandom(64))  # fails its MAC
+            time.sleep(1)
+            s.close()
+            self.assertAlive(name)
+
+    def test_stopping_with_a_goodbye_still_queued_is_clean(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.connect(("127.0.0.1", self.kotak.ports["smtp"]))
+        s.settimeout(0.2)
+        for _ in range(400):  # more answers than the kernel's buffers hold
+            try:
+                s.sendall(b"EHLO x\r\n" * 100)
+            except socket.timeout:
+                break  # the daemon stopped reading: its output is full
+            time.sleep(0.005)
+        time.sleep(0.3)
+        # The goodbye waits out the close grace (10 s) for the client that never reads.
+        self.assertEqual(self.kotak.stop("smtpd", timeout=25), 0, self.kotak.log("smtpd")[-2000:])
+        self.assertNotIn("AddressSanitizer", self.kotak.log("smtpd"))
+        s.close()
+
+    def test_renegotiation_requests_end_the_connection_and_hold_no_memory(self):
+        before = proc_status(self.pid("smtpd"), "VmRSS")
+        p = subprocess.run(
+            ["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "renegotiate.py"),
+             self.kotak.cert, HOSTNAME, str(self.kotak.ports["submissions"]), "8"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertAlive("smtpd")
+        grown = proc_status(self.pid("smtpd"), "VmRSS") - before
+        self.assertLess(grown, 8 * 1024, f"smtpd grew by {grown} kB: {p.stdout}")
+        self.assertIn("closed=1", p.stdout, "the renegotiating client was never closed on")
+        self.assertRegex(self.kotak.log("smtpd"), r"event=tls-noise")
+
+    def test_truncating_the_lockout_file_clears_it_and_crashes_nothing(self):
+        os.truncate(os.path.join(self.kotak.data_dir, "login-failures"), 0)
+        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=20)
+        p.user(ALICE)
+        with self.assertRaises(Exception):
+            p.pass_("wrong")
+        p.close()
+        time.sleep(0.3)
+        self.assertAlive("pop3d")
+        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=20)
+        p.user(ALICE)
+        p.pass_(PASSWORDS[ALICE])
+        p.quit()
+
+
+class EngagedFloodTest(CoreTest):
+    DAEMONS_TO_START = ("smtpd",)
+    CONFIG = {"limits": {"connections": "48", "connections_per_address": "100",
+                         "stress_idle_timeout": "1s"}}
+
+    def test_mail_from_without_login_does_not_keep_a_slot_under_stress(self):
+        held = []
+        for i in range(60):
+            try:
+                c = RawClient(self.kotak.ports["smtp"], source=f"127.0.3.{1 + i % 30}")
+                if c.reply()[0] != 220:
+                    c.close()
+                    continue
+                c.cmd("EHLO flood.test")
+                c.cmd("MAIL FROM:<>")
+                held.append(c)
+            except (OSError, EOFError):
+                pass
+        time.sleep(3)  # past the stress idle time
+        alive = 0
+        for c in held:
+            closed, _ = c.read_until_closed(0.2)
+            alive += not closed
+            c.close()
+        self.assertEqual(alive, 0, f"{alive} MAIL-only sessions kept their slots under stress")
+
+
 if __name__ == "__main__":
     unittest.main()
