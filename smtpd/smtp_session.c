@@ -775,6 +775,7 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
     s->ctx = ctx;
     s->state = ST_FRESH;
     smtp_parser_init(&s->parser, SMTP_PARSER_LINE_MAX, s->cfg.text_max);
+    s->parser.lf_ends_line = !s->cfg.bare_lf_reject;
     buf_init(&s->out, SMTP_OUT_MAX);
     return s;
 }
@@ -827,6 +828,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version, const
     s->user[0] = '\0';
     s->state = ST_FRESH;
     smtp_parser_init(&s->parser, SMTP_PARSER_LINE_MAX, s->cfg.text_max);
+    s->parser.lf_ends_line = !s->cfg.bare_lf_reject;
 }
 
 void smtp_session_timeout(struct smtp_session *s)

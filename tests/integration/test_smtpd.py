@@ -352,7 +352,8 @@ class MessageContentTest(SmtpdTest):
         self.assertReply(c.reply(), 250)
         self.assertStoredExactly(ALICE, head + b"a\r\n.b\r\n", n=1)
 
-    def test_bare_lf_in_data_is_550_5_6_0_and_nothing_is_stored(self):
+    @config(limits={"bare_newline": "reject"})
+    def test_bare_lf_in_data_is_550_5_6_0_and_nothing_is_stored_with_reject(self):
         c = self.raw()
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
@@ -372,10 +373,31 @@ class MessageContentTest(SmtpdTest):
         self.assertReply(c.cmd("NOOP"), 250)
         self.assertNothingStored()
 
-    def smuggle(self, end):
+    def test_bare_lf_in_data_is_taken_as_crlf_by_default(self):
+        c = self.raw()
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        tok = token()
+        head = message(tok, body=b"")
+        c.send(head.replace(b"\r\n", b"\n") + b"line one\n..dot\nline two\r\n.\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertStoredExactly(ALICE, head + b"line one\r\n.dot\r\nline two\r\n", n=1)
+
+    def test_smtplib_sendmail_of_a_message_with_lf_line_ends_is_stored(self):
+        # msg.as_bytes() has LF line ends; smtplib sends bytes as they are.
+        tok = token()
+        sent = message(tok).replace(b"\r\n", b"\n") + b".starts with a dot\nlast\n"
+        s = self.mx()
+        self.assertEqual(s.sendmail(REMOTE, [ALICE], sent), {})
+        # smtplib ends the data with CRLF "." CRLF, after an empty line of its own.
+        self.assertStoredExactly(ALICE, sent.replace(b"\n", b"\r\n") + b"\r\n", n=1)
+
+    def smuggle(self, end, refused=True):
         """A message whose body holds `end` (a line end that is not CRLF around a
         dot) followed by a whole second transaction: only <CRLF>.<CRLF> ends DATA,
-        so all of it is one message, refused for its bare line ends."""
+        so all of it is one message: refused for its bare line ends, or (a bare LF
+        taken as CRLF) stored once for alice with the would-be transaction as text."""
         c = self.raw()
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
@@ -384,22 +406,47 @@ class MessageContentTest(SmtpdTest):
                     b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n")
         c.send(message(token(), body=b"innocent") + smuggled)
         code, lines = c.reply()
-        self.assertEqual(code, 550, f"{end!r} ended DATA: {lines}")
-        self.assertIn("5.6.0", lines[0])
+        self.assertEqual(code, 550 if refused else 250, f"{end!r} ended DATA: {lines}")
+        self.assertIn("5.6.0" if refused else "2.0.0", lines[0])
         # The next reply is our NOOP's: no reply to a smuggled command in between.
         self.assertEqual(c.cmd("NOOP"), (250, ["250 2.0.0 Ok"]))
         closed, extra = c.read_until_closed(0.5)
         self.assertEqual(extra, b"", "replies to smuggled commands arrived")
-        self.assertNothingStored()
+        self.assertEqual(self.kotak.bodies(BOB), [], "a smuggled message reached bob")
+        if refused:
+            self.assertNothingStored()
+            return
+        stored = self.kotak.bodies(ALICE)
+        self.assertEqual(len(stored), 1, "two messages from one DATA")
+        self.assertEqual(self.kotak.count("messages"), 1)
+        self.assertTrue(stored[0].endswith(
+            b"innocent\r\n\r\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.test>\r\n"
+            b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n"), stored[0])
 
+    @config(limits={"bare_newline": "reject"})
     def test_smtp_smuggling_with_lf_dot_crlf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\n.\r\n")
 
+    @config(limits={"bare_newline": "reject"})
     def test_smtp_smuggling_with_crlf_dot_lf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\r\n.\n")
 
+    @config(limits={"bare_newline": "reject"})
     def test_smtp_smuggling_with_lf_dot_lf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\n.\n")
+
+    def test_smtp_smuggling_with_lf_dot_crlf_normalized_stays_one_message(self):
+        self.smuggle(b"\n.\r\n", refused=False)
+
+    def test_smtp_smuggling_with_crlf_dot_lf_normalized_stays_one_message(self):
+        self.smuggle(b"\r\n.\n", refused=False)
+
+    def test_smtp_smuggling_with_lf_dot_lf_normalized_stays_one_message(self):
+        self.smuggle(b"\n.\n", refused=False)
+
+    @config(limits={"bare_newline": "reject"})
+    def test_smtp_smuggling_with_cr_dot_crlf_is_refused_with_reject_too(self):
+        self.smuggle(b"\r.\r\n")
 
     def test_smtp_smuggling_with_cr_dot_crlf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\r.\r\n")
@@ -1175,6 +1222,12 @@ class ToolsTest(SmtpdTest):
         entries, _ = self.kotak.mailbox_listing(BOB)
         self.assertEqual(len(entries), 1)
 
+    def test_curl_without_crlf_delivers_a_file_with_lf_line_ends(self):
+        sent = message(token(), to=BOB).replace(b"\r\n", b"\n")
+        self.curl("smtp", "smtp", REMOTE, BOB, sent)
+        # curl ends the data with CRLF "." CRLF, after an empty line of its own.
+        self.assertStoredExactly(BOB, sent.replace(b"\n", b"\r\n") + b"\r\n", n=1)
+
     def test_curl_smtps_465_with_login_delivers(self):
         sent = message(token(), sender=ALICE, to=BOB)
         self.curl("smtps", "submissions", ALICE, BOB, sent, "--cacert", self.kotak.cert,
@@ -1449,7 +1502,7 @@ class LifeAndLogTest(SmtpdTest):
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
         self.assertReply(c.cmd("DATA"), 354)
-        c.send(b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n")
+        c.send(b"Subject: x\r\n\r\nbare\rcr\r\n.\r\n")
         self.assertReply(c.reply(), 550)
         # A daemon writes its log lines once per turn of its loop: wait for them.
         self.assertTrue(self.kotak.wait_log(r"event=refused"), self.kotak.log())
