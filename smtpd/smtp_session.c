@@ -325,8 +325,13 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "550 5.1.1 No such user here");
         return;
     }
-    if (tx->rcpts.n == before && tx->rcpts.n_remote > remote_before) {
-        /* An alias that only forwards elsewhere: that needs the relay. */
+    if (tx->rcpts.n_remote > remote_before) {
+        /* An alias that forwards elsewhere, even beside local users: the
+         * outside copy needs the relay, and 250 would promise it. 550 5.7.1
+         * (not 551, which would name the outside address): delivery there is
+         * not allowed. The local users it brought are taken back out. */
+        tx->rcpts.n = before;
+        tx->rcpts.n_remote = remote_before;
         reply(s, "550 5.7.1 This address forwards to other domains, which is not available yet");
         return;
     }

@@ -94,6 +94,14 @@ class KotakTest(unittest.TestCase):
         self.assertEqual(p.stderr, "", f"kotak {' '.join(args)} wrote on stderr")
         return p
 
+    def ok_warned(self, *args, **kw):
+        """Runs kotak and asserts success with one 'kotak: warning: ' line on stderr."""
+        p = self.kotak(*args, **kw)
+        self.assertEqual(p.returncode, 0,
+                         f"kotak {' '.join(args)} failed: {p.stderr!r} {p.stdout!r}")
+        self.assertRegex(p.stderr, r"^kotak: warning: [^\n]+\n$")
+        return p
+
     def fails(self, *args, **kw):
         """Runs kotak and asserts a CLI mistake: exit 2, one 'kotak: ' line on stderr."""
         p = self.kotak(*args, **kw)
@@ -510,7 +518,8 @@ class DomainTest(KotakTest):
     def test_domain_list_counts_users_and_aliases(self):
         self.ok("domain", "add", "example.test")
         self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
-        self.ok("alias", "add", "sales@example.test", "alice@example.test,bob@elsewhere.example")
+        self.ok_warned("alias", "add", "sales@example.test",
+                       "alice@example.test,bob@elsewhere.example")
         p = self.ok("domain", "list")
         self.assertEqual(p.stdout, "example.test\tusers=1\taliases=1\n")
 
@@ -548,7 +557,7 @@ class DomainTest(KotakTest):
 
     def test_domain_del_with_only_a_catch_all_exits_2(self):
         self.ok("domain", "add", "example.test")
-        self.ok("alias", "add", "@example.test", "bob@elsewhere.example")
+        self.ok_warned("alias", "add", "@example.test", "bob@elsewhere.example")
         before = self.dump()
         self.assert_unchanged(before, "domain", "del", "example.test")
 
@@ -794,6 +803,18 @@ class AliasTest(KotakTest):
         self.assertEqual(self.aliases(), [("sales@example.test", "alice@example.test"),
                                           ("sales@example.test", "bob@example.test")])
 
+    def test_alias_add_with_an_outside_target_warns_that_rcpt_refuses_it(self):
+        # A local and an outside target: the outside copy could not be stored,
+        # so kotak-smtpd refuses the alias at RCPT; the administrator is told.
+        p = self.ok_warned("alias", "add", "sales@example.test",
+                           "alice@example.test,bob@elsewhere.test")
+        self.assertEqual(p.stdout, "alias sales@example.test added\n")
+        self.assertIn("bob@elsewhere.test", p.stderr)
+        self.assertIn("sales@example.test", p.stderr)
+        self.assertIn("550 5.7.1", p.stderr)
+        self.assertEqual(self.aliases(), [("sales@example.test", "alice@example.test"),
+                                          ("sales@example.test", "bob@elsewhere.test")])
+
     def test_alias_source_and_targets_are_folded(self):
         self.ok("alias", "add", "Sales@Example.TEST", "Alice@EXAMPLE.test, bob@example.test")
         self.assertEqual(self.aliases(), [("sales@example.test", "alice@example.test"),
@@ -865,7 +886,7 @@ class AliasTest(KotakTest):
         self.assertEqual(self.aliases(), [])
 
     def test_alias_to_an_external_address_is_accepted(self):
-        self.ok("alias", "add", "sales@example.test", "bob@elsewhere.example")
+        self.ok_warned("alias", "add", "sales@example.test", "bob@elsewhere.example")
         self.assertEqual(self.aliases(), [("sales@example.test", "bob@elsewhere.example")])
 
     def test_alias_in_unknown_domain_exits_2_saying_domain_add(self):
