@@ -259,6 +259,9 @@ static bool prefix_is(const char *s, size_t len, const char *word)
 
 void smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
 {
+    /* RFC 5321 4.1.1: white space after a command is to be tolerated. */
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
     size_t n = 0;
     while (n < len && line[n] != ' ')
         n++;

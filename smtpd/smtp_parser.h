@@ -110,9 +110,10 @@ struct smtp_command {
 };
 
 /*
- * Splits a command line into verb and argument at the first space. A verb
- * is matched without regard to case (RFC 5321 2.4); anything else, "MAILX"
- * included, is SMTP_CMD_UNKNOWN.
+ * Splits a command line into verb and argument at the first space, after
+ * dropping the spaces and tabs that end it. A verb is matched without
+ * regard to case (RFC 5321 2.4); anything else, "MAILX" included, is
+ * SMTP_CMD_UNKNOWN.
  */
 void smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
 

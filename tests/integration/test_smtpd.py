@@ -967,7 +967,7 @@ class LimitsTest(SmtpdTest):
 
     def test_tail_of_a_very_long_line_never_becomes_a_command(self):
         c = self.raw()
-        c.send(b"A" * 5000)          # past every buffer: refused before its end
+        c.send(b"A" * 13000)         # past every buffer: refused before its end
         self.assertReply(c.reply(), 500, "5.5.0")
         c.send(b"QUIT\r\n")          # the end of that same line, not a command
         self.assertReply(c.cmd("NOOP"), 250)
@@ -1526,6 +1526,54 @@ class LifeAndLogTest(SmtpdTest):
         # A daemon writes its log lines once per turn of its loop: wait for them.
         self.assertTrue(self.kotak.wait_log(r"event=refused"), self.kotak.log())
         self.assertNotIn("event=accepted", self.kotak.log())
+
+
+# --- RFC conformance: what RFC 5321 and RFC 4954 say a server must take -------
+
+
+class ConformanceTest(SmtpdTest):
+    def test_trailing_white_space_after_commands_is_tolerated(self):
+        # RFC 5321 4.1.1: spaces or tabs after a command are to be tolerated.
+        c = self.raw(ehlo=False)
+        self.assertReply(c.cmd(f"EHLO {CLIENT}  "), 250)
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}> \t"), 250, "2.1.0")
+        self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>\t"), 250, "2.1.5")
+        self.assertReply(c.cmd("DATA "), 354)
+        sent = message(token())
+        c.send(sent + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertReply(c.cmd("NOOP \t"), 250)
+        self.assertReply(c.cmd(f"HELO {CLIENT} "), 250)
+        self.assertReply(c.cmd("RSET  "), 250)
+        self.assertReply(c.cmd("QUIT "), 221)
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def test_mail_from_with_auth_parameter_is_accepted(self):
+        # RFC 4954 5: relaying MTAs send AUTH=<> (or the submitter, as xtext).
+        c = self.raw()
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}> AUTH=<>"), 250, "2.1.0")
+        self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        sent = message(token())
+        c.send(sent + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}> BODY=8BITMIME AUTH=sender+40remote.example"),
+                         250, "2.1.0")
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def test_auth_response_lines_of_12288_octets_are_read_whole(self):
+        # RFC 4954 4: a SASL response line may be 12,288 octets long. It is
+        # read whole and answered as a response (this one decodes to no valid
+        # login name), not cut off as an overlong line.
+        for n in (12286, 12288):
+            c = self.raw("submission")
+            self.assertReply(c.cmd("AUTH LOGIN"), 334)
+            self.assertReply(c.cmd("QUFB" * (n // 4) + "QQ=="[:n % 4]), 501, "5.5.2")
+            cred = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode()).decode()
+            self.assertReply(c.cmd(f"AUTH PLAIN {cred}"), 235, "2.7.0")
+        c = self.raw("submission")
+        self.assertReply(c.cmd("AUTH LOGIN"), 334)
+        self.assertReply(c.cmd("A" * 12300), 500, "5.5.0")
 
 
 if __name__ == "__main__":
