@@ -302,7 +302,12 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         return;
     }
     struct addr to;
-    if (addr_parse(a.mailbox, a.mailbox_len, addr_flags(tx->utf8), &to) < 0) {
+    if (a.mailbox_len == 10 && strncasecmp(a.mailbox, "postmaster", 10) == 0) {
+        /* RFC 5321 4.5.1: <Postmaster> with no domain, in any case, must be
+         * taken; an empty domain asks the store for the first local one's. */
+        memset(&to, 0, sizeof(to));
+        memcpy(to.local, "postmaster", 11);
+    } else if (addr_parse(a.mailbox, a.mailbox_len, addr_flags(tx->utf8), &to) < 0) {
         if (!tx->utf8 && has_8bit(a.mailbox, a.mailbox_len))
             reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
         else
@@ -342,7 +347,8 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         return;
     }
     if (tx->n_rcpt_cmds == 0)
-        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s@%s", to.local, to.domain);
+        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s%s%s", to.local,
+                 to.domain[0] ? "@" : "", to.domain);
     tx->n_rcpt_cmds++;
     s->state = ST_RCPT;
     reply(s, "250 2.1.5 Ok");

@@ -41,7 +41,7 @@ LISTENERS = {
 }
 COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run"]
 NOBODY = 65534
-SCHEMA_VERSION = 2  # store/store.c: the number of migrations
+SCHEMA_VERSION = 3  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -521,7 +521,8 @@ class DomainTest(KotakTest):
         self.ok_warned("alias", "add", "sales@example.test",
                        "alice@example.test,bob@elsewhere.example")
         p = self.ok("domain", "list")
-        self.assertEqual(p.stdout, "example.test\tusers=1\taliases=1\n")
+        # sales@ and postmaster@, which the first user became
+        self.assertEqual(p.stdout, "example.test\tusers=1\taliases=2\n")
 
     def test_invalid_domain_names_exit_2(self):
         before = self.dump()
@@ -790,12 +791,68 @@ class UserTest(KotakTest):
         self.assertEqual(self.users(), [])
 
 
+# --- postmaster ---------------------------------------------------------------
+
+class PostmasterTest(KotakTest):
+    """RFC 5321 4.5.1: postmaster@ of every local domain takes mail."""
+
+    def setUp(self):
+        super().setUp()
+        self.init()
+        self.ok("domain", "add", "example.test")
+
+    def add_user(self, address):
+        self.ok("user", "add", address, "--password-stdin", input="pw\n")
+
+    def test_the_first_user_of_a_domain_becomes_its_postmaster(self):
+        self.add_user("alice@example.test")
+        self.add_user("bob@example.test")
+        self.assertEqual(self.aliases(), [("postmaster@example.test", "alice@example.test")])
+        p = self.ok("alias", "list")
+        self.assertEqual(p.stdout, "postmaster@example.test\talice@example.test\n")
+
+    def test_a_domain_with_a_postmaster_user_or_alias_keeps_it(self):
+        self.add_user("postmaster@example.test")
+        self.add_user("alice@example.test")
+        self.assertEqual(self.aliases(), [])
+        self.ok("domain", "add", "other.test")
+        self.add_user("carol@other.test")
+        self.ok("alias", "add", "sales@other.test", "carol@other.test")
+        self.ok("alias", "del", "postmaster@other.test")
+        self.ok("alias", "add", "postmaster@other.test", "sales@other.test")
+        self.add_user("dave@other.test")
+        self.assertEqual(self.aliases(), [("postmaster@other.test", "sales@other.test"),
+                                          ("sales@other.test", "carol@other.test")])
+
+    def test_an_older_store_gets_a_postmaster_for_each_domain_with_users(self):
+        self.ok("domain", "add", "other.test")
+        self.ok("domain", "add", "empty.test")
+        self.ok("domain", "add", "own.test")
+        for address in ("bob@example.test", "alice@example.test", "carol@other.test",
+                        "postmaster@own.test", "erin@own.test"):
+            self.add_user(address)
+        # The store as the kotak before postmaster aliases left it: schema 2.
+        db = sqlite3.connect(self.db_path)
+        db.execute("DELETE FROM aliases")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+        db.close()
+        self.ok("domain", "add", "new.test")  # a write: the store is brought forward
+        self.assertEqual(self.query("PRAGMA user_version"), [(SCHEMA_VERSION,)])
+        self.assertEqual(self.aliases(), [("postmaster@example.test", "bob@example.test"),
+                                          ("postmaster@other.test", "carol@other.test")])
+
+
 # --- aliases ------------------------------------------------------------------
 
 class AliasTest(KotakTest):
     def setUp(self):
         super().setUp()
         self.setup_users()
+        # alice, the domain's first user, became its postmaster (PostmasterTest);
+        # these tests start from a domain with no aliases at all.
+        self.assertEqual(self.aliases(), [("postmaster@example.test", "alice@example.test")])
+        self.ok("alias", "del", "postmaster@example.test")
 
     def test_alias_add_with_two_targets(self):
         p = self.ok("alias", "add", "sales@example.test", "alice@example.test,bob@example.test")
@@ -985,7 +1042,8 @@ class MailboxStatsTest(KotakTest):
                           "message bytes", "store bytes"])
         self.assertEqual(values["domains"], "2")
         self.assertEqual(values["users"], "2")
-        self.assertEqual(values["aliases"], "2")  # two sources: sales@ and the catch-all
+        # three sources: sales@, the catch-all and postmaster@ (the first user)
+        self.assertEqual(values["aliases"], "3")
         self.assertEqual(values["messages"], "2")
         self.assertEqual(values["maildrop entries"], "2")
         self.assertEqual(values["message bytes"], "15")

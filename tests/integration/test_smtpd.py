@@ -1561,6 +1561,33 @@ class ConformanceTest(SmtpdTest):
                          250, "2.1.0")
         self.assertStoredExactly(ALICE, sent, n=1)
 
+    def test_bare_postmaster_in_any_case_goes_to_the_first_domain_postmaster(self):
+        # RFC 5321 4.5.1: <Postmaster> with no domain MUST be accepted. alice,
+        # the first user of example.test, is its postmaster.
+        c = self.raw()
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
+        for rcpt in ("Postmaster", "POSTMASTER", "postmaster", "pOsTmAsTeR"):
+            self.assertReply(c.cmd(f"RCPT TO:<{rcpt}>"), 250, "2.1.5")
+        self.assertReply(c.cmd("DATA"), 354)
+        sent = message(token(), to="Postmaster")
+        c.send(sent + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertStoredExactly(ALICE, sent, n=1)
+        self.assertEqual(self.kotak.bodies(BOB), [])
+
+    def test_postmaster_of_every_local_domain_is_accepted(self):
+        self.kotak.kotak("domain", "add", "other.test")
+        self.kotak.kotak("user", "add", "carol@other.test", "--password-stdin", input="pw\n")
+        s = self.mx()
+        s.ehlo()
+        self.assertReply(s.mail(REMOTE), 250)
+        for rcpt in ("postmaster@example.test", "PostMaster@Example.TEST", "postmaster@other.test"):
+            self.assertReply(s.rcpt(rcpt), 250, "2.1.5")
+        sent = message(token(), to="postmaster@other.test")
+        self.assertReply(s.data(sent), 250)
+        self.assertStoredExactly(ALICE, sent, n=1)
+        self.assertStoredExactly("carol@other.test", sent, n=1)
+
     def test_auth_response_lines_of_12288_octets_are_read_whole(self):
         # RFC 4954 4: a SASL response line may be 12,288 octets long. It is
         # read whole and answered as a response (this one decodes to no valid
