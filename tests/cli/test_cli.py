@@ -458,6 +458,11 @@ class BrokenConfigTest(KotakTest):
         lines[4] = "log_level = verbose"
         self.broken(lines, 5, "verbose")
 
+    def test_bad_bare_newline_reports_its_line(self):
+        lines = self.GOOD + ["[limits]", "bare_newline = accept"]
+        p = self.broken(lines, len(lines), "bare_newline")
+        self.assertIn("normalize or reject", p.stderr)
+
     def test_bad_hostname_reports_its_line(self):
         lines = list(self.GOOD)
         lines[2] = "hostname = bad_host!"
