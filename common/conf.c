@@ -343,8 +343,8 @@ static int set_path(struct conf *c, const struct conf_key *k, const char *value,
 
 /* [limits] bare_newline: normalize (the default: a bare LF ends a data line as
  * CRLF would) or reject (such a message is refused with 550 5.6.0). */
-static int set_bare_newline(struct conf *c, const struct conf_key *k, const char *value,
-                            char *err, size_t n)
+static int set_bare_newline(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                            size_t n)
 {
     (void)k;
     if (strcmp(value, "normalize") != 0 && strcmp(value, "reject") != 0) {

@@ -62,7 +62,7 @@ struct smtp_parser {
     size_t line_len;  /* data: octets of the current line so far */
     unsigned flags;   /* data: SMTP_DATA_* so far */
     bool lf_ends_line; /* data: a bare LF ends a line, as CRLF would (else it is flagged) */
-    bool after_lf;    /* data: the current line began after a bare LF, so cannot end the data */
+    bool after_lf;     /* data: the current line began after a bare LF, so cannot end the data */
 };
 
 /* A parser in command mode with the given limits (0: the RFC minimums); lf_ends_line false. */

@@ -553,7 +553,7 @@ int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *
     if (rc < 0)
         return rc;
     rc = rcpt->domain[0] != '\0' ? resolve(s, rcpt->local, rcpt->domain, 0, r)
-                                   : resolve_bare(s, rcpt->local, r);
+                                 : resolve_bare(s, rcpt->local, r);
     if (own) {
         int erc = store__run(s, STMT_COMMIT);
         if (rc >= 0 && erc < 0)

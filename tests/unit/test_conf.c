@@ -218,7 +218,8 @@ static void test_full_file(void)
     }
 
     /* Each bare_newline choice. */
-    is_int(load_text("[limits]\nbare_newline = reject\n", &c, err, NULL), 0, "bare_newline reject loads");
+    is_int(load_text("[limits]\nbare_newline = reject\n", &c, err, NULL), 0,
+           "bare_newline reject loads");
     is_int(c.limits.bare_newline_reject, 1, "bare_newline reject");
     conf_free(&c);
     is_int(load_text("[limits]\nbare_newline = normalize\n", &c, err, NULL), 0,
