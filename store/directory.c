@@ -149,8 +149,8 @@ static int alias_exists(struct store *s, int64_t domain_id, const char *local)
 
 /*
  * RFC 5321 4.5.1: postmaster@ of every local domain takes mail. Unless the
- * domain has a postmaster (user or alias) already, the user just added
- * (local@domain, whose id is did) becomes it: the first user of a domain.
+ * domain (id did) has a postmaster, user or alias, already, the user just
+ * added, local@domain, becomes its target: so the first user of a domain.
  */
 static int postmaster_default(struct store *s, int64_t did, const char *local, const char *domain)
 {
