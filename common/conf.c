@@ -341,6 +341,20 @@ static int set_path(struct conf *c, const struct conf_key *k, const char *value,
     return 0;
 }
 
+/* [limits] bare_newline: normalize (the default: a bare LF ends a data line as
+ * CRLF would) or reject (such a message is refused with 550 5.6.0). */
+static int set_bare_newline(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                            size_t n)
+{
+    (void)k;
+    if (strcmp(value, "normalize") != 0 && strcmp(value, "reject") != 0) {
+        snprintf(err, n, "'%s' is not a bare_newline choice; use normalize or reject", value);
+        return -1;
+    }
+    c->limits.bare_newline_reject = strcmp(value, "reject") == 0;
+    return 0;
+}
+
 static int set_listen(struct conf *c, const struct conf_key *k, const char *value, char *err,
                       size_t n)
 {
@@ -433,6 +447,7 @@ static const struct conf_key conf_keys[] = {
      SEC(3600)},
     {"limits", "spool_memory", set_size, NUM(limits.spool_memory), 0, 64 << 20},
     {"limits", "store_size", set_size, NUM(limits.store_size), 0, 1ull << 50},
+    {"limits", "bare_newline", set_bare_newline, 0, 0, 0},
     {"auth", "failure_delay", set_duration, NUM(auth.failure_delay_ms), 0, SEC(60)},
     {"auth", "max_failures", set_count, NUM(auth.max_failures), 1, 1000},
     {"auth", "failure_window", set_duration, NUM(auth.failure_window_ms), SEC(1), SEC(86400)},

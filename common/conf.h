@@ -11,6 +11,7 @@
 #ifndef KOTAK_CONF_H
 #define KOTAK_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,7 @@ struct conf_limits {
     uint64_t stress_idle_timeout_ms; /* idle time before login when slots run short */
     uint64_t spool_memory;      /* a message larger than this goes to a temporary file */
     uint64_t store_size;        /* the store file's cap in octets; 0: none */
+    bool bare_newline_reject;   /* bare_newline = reject: refuse a message with a bare LF */
 };
 
 /* [auth]: how failed logins are slowed down and counted. */

@@ -24,6 +24,7 @@ void smtp_parser_start_data(struct smtp_parser *p)
     p->state = SMTP_P_DATA_BOL;
     p->line_len = 0;
     p->flags = 0;
+    p->after_lf = false;
 }
 
 /* Command mode: one CRLF-terminated line, at most line_max octets with CRLF. */
@@ -84,6 +85,21 @@ static void count_octet(struct smtp_parser *p)
         p->flags |= SMTP_DATA_LONG_LINE;
 }
 
+/* A "\r\n" chunk that ends the current line; after_lf says whether the
+ * client ended it with a bare LF. Consumes buf up to end. */
+static int line_end(struct smtp_parser *p, size_t end, bool after_lf, size_t *consumed_r,
+                    struct smtp_event *ev_r)
+{
+    p->state = SMTP_P_DATA_BOL;
+    p->after_lf = after_lf;
+    *consumed_r = end;
+    ev_r->type = SMTP_EV_DATA;
+    ev_r->data = "\r\n";
+    ev_r->len = 2;
+    ev_r->flags = 0;
+    return 1;
+}
+
 static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t *consumed_r,
                      struct smtp_event *ev_r)
 {
@@ -122,6 +138,12 @@ static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t 
             }
             if (c == '\r') {
                 p->state = SMTP_P_DATA_CR;
+            } else if (p->lf_ends_line) {
+                /* The line ends here as if in CRLF: the text before the LF
+                 * goes out first, then the CRLF the client meant. */
+                if (i > start)
+                    goto emit;
+                return line_end(p, i + 1, true, consumed_r, ev_r);
             } else {
                 /* A bare LF ends no line: a dot after it must not end the
                  * data, or a second message could hide in the first. */
@@ -134,6 +156,7 @@ static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t 
         case SMTP_P_DATA_CR:
             if (c == '\n') {
                 p->state = SMTP_P_DATA_BOL;
+                p->after_lf = false;
                 i++;
             } else {
                 p->flags |= SMTP_DATA_BARE_EOL;
@@ -153,6 +176,11 @@ static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t 
             p->state = SMTP_P_DATA;
             continue;
         case SMTP_P_DATA_DOTCR:
+            if (c == '\n' && p->after_lf) {
+                /* "<LF>.<CRLF>" is no end: the dot line stays in the
+                 * message (as an empty line, its dot taken as stuffing). */
+                return line_end(p, i + 1, false, consumed_r, ev_r);
+            }
             if (c == '\n') {
                 *consumed_r = i + 1;
                 ev_r->type = SMTP_EV_DATA_END;
@@ -231,6 +259,9 @@ static bool prefix_is(const char *s, size_t len, const char *word)
 
 void smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r)
 {
+    /* RFC 5321 4.1.1: white space after a command is to be tolerated. */
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
     size_t n = 0;
     while (n < len && line[n] != ' ')
         n++;

@@ -8,6 +8,10 @@
  * sequence ends the data: a bare CR or LF anywhere is noted in the DATA_END
  * event's flags, so the session can refuse the message whole (RFC 5321
  * 2.3.8, 4.1.1.4) and no second message can be smuggled inside the first.
+ * With lf_ends_line, a data line that ends in a bare LF is taken as if it
+ * ended in CRLF (the message gets the CRLF), as clients that send a file
+ * as it lies on disk expect; a dot line after such a line still ends
+ * nothing, so the bytes after a fake end stay inside the one message.
  */
 #ifndef KOTAK_SMTP_PARSER_H
 #define KOTAK_SMTP_PARSER_H
@@ -30,7 +34,7 @@ enum smtp_event_type {
 };
 
 enum smtp_data_flags {
-    SMTP_DATA_BARE_EOL = 1 << 0,  /* a bare CR or LF was seen */
+    SMTP_DATA_BARE_EOL = 1 << 0,  /* a bare CR (or, without lf_ends_line, LF) was seen */
     SMTP_DATA_LONG_LINE = 1 << 1, /* a text line over text_max octets */
 };
 
@@ -57,9 +61,11 @@ struct smtp_parser {
     size_t text_max;  /* text line, CRLF included (RFC 5321 4.5.3.1.6: 1000) */
     size_t line_len;  /* data: octets of the current line so far */
     unsigned flags;   /* data: SMTP_DATA_* so far */
+    bool lf_ends_line; /* data: a bare LF ends a line, as CRLF would (else it is flagged) */
+    bool after_lf;     /* data: the current line began after a bare LF, so cannot end the data */
 };
 
-/* A parser in command mode with the given limits (0: the RFC minimums). */
+/* A parser in command mode with the given limits (0: the RFC minimums); lf_ends_line false. */
 void smtp_parser_init(struct smtp_parser *p, size_t line_max, size_t text_max);
 
 /* Switches to data mode, after the session answered 354 to DATA. */
@@ -104,9 +110,10 @@ struct smtp_command {
 };
 
 /*
- * Splits a command line into verb and argument at the first space. A verb
- * is matched without regard to case (RFC 5321 2.4); anything else, "MAILX"
- * included, is SMTP_CMD_UNKNOWN.
+ * Splits a command line into verb and argument at the first space, after
+ * dropping the spaces and tabs that end it. A verb is matched without
+ * regard to case (RFC 5321 2.4); anything else, "MAILX" included, is
+ * SMTP_CMD_UNKNOWN.
  */
 void smtp_command_parse(const char *line, size_t len, struct smtp_command *cmd_r);
 

@@ -21,7 +21,9 @@
 #include "smtp_parser.h"
 #include "util.h"
 
-#define SMTP_PARSER_LINE_MAX 4096 /* AUTH lines may be long (RFC 4954 4); others are cut at line_max */
+/* AUTH lines may be long: RFC 4954 4 asks for 12,288 octets (the CRLF is
+ * allowed on top); other commands are cut at line_max. */
+#define SMTP_PARSER_LINE_MAX (12288 + 2)
 /* Replies to pipelined commands wait for the glue past SMTP_OUT_HIGH, so
  * SMTP_OUT_MAX is never near: it only backs that promise. */
 #define SMTP_OUT_HIGH (4 * 1024)
@@ -238,6 +240,10 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
             }
         } else if (smtp_param_is(p, "SMTPUTF8") && p->value == NULL) {
             utf8 = true;
+        } else if (smtp_param_is(p, "AUTH") && p->value != NULL) {
+            /* RFC 4954 5: a relaying MTA says who submitted the message
+             * (often AUTH=<>). kotak trusts no such claim, which RFC 4954
+             * says to treat as AUTH=<>: the value is checked and dropped. */
         } else {
             reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(p->key_len < 32 ? p->key_len : 32),
                   p->key);
@@ -296,7 +302,12 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         return;
     }
     struct addr to;
-    if (addr_parse(a.mailbox, a.mailbox_len, addr_flags(tx->utf8), &to) < 0) {
+    if (a.mailbox_len == 10 && strncasecmp(a.mailbox, "postmaster", 10) == 0) {
+        /* RFC 5321 4.5.1: <Postmaster> with no domain, in any case, must be
+         * taken; an empty domain asks the store for the first local one's. */
+        memset(&to, 0, sizeof(to));
+        memcpy(to.local, "postmaster", 11);
+    } else if (addr_parse(a.mailbox, a.mailbox_len, addr_flags(tx->utf8), &to) < 0) {
         if (!tx->utf8 && has_8bit(a.mailbox, a.mailbox_len))
             reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
         else
@@ -325,13 +336,19 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "550 5.1.1 No such user here");
         return;
     }
-    if (tx->rcpts.n == before && tx->rcpts.n_remote > remote_before) {
-        /* An alias that only forwards elsewhere: that needs the relay. */
+    if (tx->rcpts.n_remote > remote_before) {
+        /* An alias that forwards elsewhere, even beside local users: the
+         * outside copy needs the relay, and 250 would promise it. 550 5.7.1
+         * (not 551, which would name the outside address): delivery there is
+         * not allowed. The local users it brought are taken back out. */
+        tx->rcpts.n = before;
+        tx->rcpts.n_remote = remote_before;
         reply(s, "550 5.7.1 This address forwards to other domains, which is not available yet");
         return;
     }
     if (tx->n_rcpt_cmds == 0)
-        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s@%s", to.local, to.domain);
+        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s%s%s", to.local,
+                 to.domain[0] ? "@" : "", to.domain);
     tx->n_rcpt_cmds++;
     s->state = ST_RCPT;
     reply(s, "250 2.1.5 Ok");
@@ -775,6 +792,7 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
     s->ctx = ctx;
     s->state = ST_FRESH;
     smtp_parser_init(&s->parser, SMTP_PARSER_LINE_MAX, s->cfg.text_max);
+    s->parser.lf_ends_line = !s->cfg.bare_lf_reject;
     buf_init(&s->out, SMTP_OUT_MAX);
     return s;
 }
@@ -827,6 +845,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version, const
     s->user[0] = '\0';
     s->state = ST_FRESH;
     smtp_parser_init(&s->parser, SMTP_PARSER_LINE_MAX, s->cfg.text_max);
+    s->parser.lf_ends_line = !s->cfg.bare_lf_reject;
 }
 
 void smtp_session_timeout(struct smtp_session *s)

@@ -39,6 +39,7 @@ struct smtp_session_config {
     size_t recipients;    /* per transaction, RFC 5321 4.5.3.1.8: at least 100 */
     size_t line_max;      /* command line with CRLF, at least 512 */
     size_t text_max;      /* text line with CRLF, at least 1000 */
+    bool bare_lf_reject;  /* refuse a message with a bare LF, rather than take it as CRLF */
     unsigned bad_commands; /* errors before 421 and close */
     unsigned junk_commands; /* NOOP, RSET, VRFY, HELP before each counts as an error */
     unsigned hard_errors;   /* 5xx replies before 421 and close */

@@ -233,6 +233,7 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .recipients = lim->recipients,
         .line_max = lim->command_line,
         .text_max = lim->text_line,
+        .bare_lf_reject = lim->bare_newline_reject,
         .bad_commands = (unsigned)lim->bad_commands,
         .junk_commands = (unsigned)lim->junk_commands,
         .hard_errors = (unsigned)lim->hard_errors,

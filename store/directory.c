@@ -147,6 +147,29 @@ static int alias_exists(struct store *s, int64_t domain_id, const char *local)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store__rc(s, rc);
 }
 
+/*
+ * RFC 5321 4.5.1: postmaster@ of every local domain takes mail. Unless the
+ * domain (id did) has a postmaster, user or alias, already, the user just
+ * added, local@domain, becomes its target: so the first user of a domain.
+ */
+static int postmaster_default(struct store *s, int64_t did, const char *local, const char *domain)
+{
+    int64_t uid;
+    int rc;
+    if ((rc = user_get(s, did, "postmaster", &uid, NULL)) != 0 ||
+        (rc = alias_exists(s, did, "postmaster")) != 0)
+        return rc < 0 ? rc : 0;
+    char target[ADDR_TEXT_SIZE];
+    snprintf(target, sizeof(target), "%s@%s", local, domain);
+    sqlite3_stmt *st = store__stmt(s, STMT_ALIAS_ADD);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    sqlite3_bind_int64(st, 1, did);
+    sqlite3_bind_text(st, 2, "postmaster", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
+    return step_done(s, st);
+}
+
 int store_user_add(struct store *s, const struct addr *a, const char *hash)
 {
     char local[ADDR_LOCAL_MAX + 1];
@@ -172,7 +195,7 @@ int store_user_add(struct store *s, const struct addr *a, const char *hash)
     sqlite3_bind_int64(st, 1, did);
     sqlite3_bind_text(st, 2, local, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-    if ((rc = step_done(s, st)) < 0)
+    if ((rc = step_done(s, st)) < 0 || (rc = postmaster_default(s, did, local, a->domain)) < 0)
         goto fail;
     return store__commit(s);
 fail:
@@ -504,6 +527,23 @@ static int resolve(struct store *s, const char *local, const char *domain, int d
     return expand_alias(s, did, "", depth, r);
 }
 
+/* A local part with no domain ("Postmaster", RFC 5321 4.5.1): the first
+ * local domain's; 0 when there is no domain at all. */
+static int resolve_bare(struct store *s, const char *local, struct store_rcpts *r)
+{
+    char domain[ADDR_DOMAIN_MAX + 1];
+    sqlite3_stmt *st = store__stmt(s, STMT_DOMAIN_FIRST);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(domain, sizeof(domain), "%s", sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
+    return resolve(s, local, domain, 0, r);
+}
+
 int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *r)
 {
     /* All the look-ups in one read transaction: one snapshot of the
@@ -512,7 +552,8 @@ int store_resolve(struct store *s, const struct addr *rcpt, struct store_rcpts *
     int rc = own ? store__run(s, STMT_READ_BEGIN) : 0;
     if (rc < 0)
         return rc;
-    rc = resolve(s, rcpt->local, rcpt->domain, 0, r);
+    rc = rcpt->domain[0] != '\0' ? resolve(s, rcpt->local, rcpt->domain, 0, r)
+                                 : resolve_bare(s, rcpt->local, r);
     if (own) {
         int erc = store__run(s, STMT_COMMIT);
         if (rc >= 0 && erc < 0)

@@ -53,6 +53,17 @@ static const char *const migrations[] = {
      * than this reads such a body wrongly: stop both daemons before
      * starting the new ones on a store. */
     "ALTER TABLE messages ADD COLUMN head BLOB;",
+    /* 3: postmaster@ of every local domain must take mail (RFC 5321 4.5.1).
+     * A new domain gets its alias when its first user is added; each domain
+     * that already has users and no postmaster gets one to its first user. */
+    "INSERT INTO aliases(domain_id, local, target)"
+    "  SELECT d.id, 'postmaster', (SELECT u.local || '@' || d.name FROM users u"
+    "    WHERE u.domain_id = d.id ORDER BY u.id LIMIT 1)"
+    "  FROM domains d"
+    "  WHERE EXISTS (SELECT 1 FROM users u WHERE u.domain_id = d.id)"
+    "    AND NOT EXISTS (SELECT 1 FROM users u WHERE u.domain_id = d.id AND u.local = 'postmaster')"
+    "    AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.domain_id = d.id"
+    "      AND a.local = 'postmaster');",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -64,6 +75,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "SELECT name, (SELECT count(*) FROM users WHERE domain_id = d.id),"
         " (SELECT count(DISTINCT local) FROM aliases WHERE domain_id = d.id)"
         " FROM domains d ORDER BY name",
+    [STMT_DOMAIN_FIRST] = "SELECT name FROM domains ORDER BY id LIMIT 1",
     [STMT_USER_GET] = "SELECT id, hash FROM users WHERE domain_id = ?1 AND local = ?2",
     [STMT_USER_ADD] =
         "INSERT INTO users(domain_id, local, hash, created) VALUES(?1, ?2, ?3, unixepoch())",

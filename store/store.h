@@ -112,7 +112,9 @@ struct store_user {
 
 /*
  * Adds a user with a crypt(3) hash. -KOTAK_ENODOMAIN when the domain is not
- * local, -EEXIST when the address is already a user or an alias.
+ * local, -EEXIST when the address is already a user or an alias. The first
+ * user of a domain with no postmaster (user or alias) also becomes the
+ * target of its postmaster@ alias (RFC 5321 4.5.1).
  */
 int store_user_add(struct store *s, const struct addr *a, const char *hash);
 
@@ -173,7 +175,8 @@ struct store_rcpts {
  * Resolves rcpt to local users: a user; else an alias, expanded; else, for
  * "user+tag", the same for "user"; else the domain's catch-all. Appends to
  * r (zeroed by the caller, freed with store_rcpts_free), skipping users
- * already there. Returns 1 when the address is known, 0 when the domain is
+ * already there. An empty domain (the bare "Postmaster" of RFC 5321 4.5.1)
+ * stands for the first local domain. Returns 1 when the address is known, 0 when the domain is
  * local but nobody has the address, -KOTAK_ENODOMAIN when the domain is not
  * local.
  */

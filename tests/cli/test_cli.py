@@ -41,7 +41,7 @@ LISTENERS = {
 }
 COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run"]
 NOBODY = 65534
-SCHEMA_VERSION = 2  # store/store.c: the number of migrations
+SCHEMA_VERSION = 3  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -92,6 +92,14 @@ class KotakTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0,
                          f"kotak {' '.join(args)} failed: {p.stderr!r} {p.stdout!r}")
         self.assertEqual(p.stderr, "", f"kotak {' '.join(args)} wrote on stderr")
+        return p
+
+    def ok_warned(self, *args, **kw):
+        """Runs kotak and asserts success with one 'kotak: warning: ' line on stderr."""
+        p = self.kotak(*args, **kw)
+        self.assertEqual(p.returncode, 0,
+                         f"kotak {' '.join(args)} failed: {p.stderr!r} {p.stdout!r}")
+        self.assertRegex(p.stderr, r"^kotak: warning: [^\n]+\n$")
         return p
 
     def fails(self, *args, **kw):
@@ -450,6 +458,11 @@ class BrokenConfigTest(KotakTest):
         lines[4] = "log_level = verbose"
         self.broken(lines, 5, "verbose")
 
+    def test_bad_bare_newline_reports_its_line(self):
+        lines = self.GOOD + ["[limits]", "bare_newline = accept"]
+        p = self.broken(lines, len(lines), "bare_newline")
+        self.assertIn("normalize or reject", p.stderr)
+
     def test_bad_hostname_reports_its_line(self):
         lines = list(self.GOOD)
         lines[2] = "hostname = bad_host!"
@@ -510,9 +523,11 @@ class DomainTest(KotakTest):
     def test_domain_list_counts_users_and_aliases(self):
         self.ok("domain", "add", "example.test")
         self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
-        self.ok("alias", "add", "sales@example.test", "alice@example.test,bob@elsewhere.example")
+        self.ok_warned("alias", "add", "sales@example.test",
+                       "alice@example.test,bob@elsewhere.example")
         p = self.ok("domain", "list")
-        self.assertEqual(p.stdout, "example.test\tusers=1\taliases=1\n")
+        # sales@ and postmaster@, which the first user became
+        self.assertEqual(p.stdout, "example.test\tusers=1\taliases=2\n")
 
     def test_invalid_domain_names_exit_2(self):
         before = self.dump()
@@ -548,7 +563,7 @@ class DomainTest(KotakTest):
 
     def test_domain_del_with_only_a_catch_all_exits_2(self):
         self.ok("domain", "add", "example.test")
-        self.ok("alias", "add", "@example.test", "bob@elsewhere.example")
+        self.ok_warned("alias", "add", "@example.test", "bob@elsewhere.example")
         before = self.dump()
         self.assert_unchanged(before, "domain", "del", "example.test")
 
@@ -781,18 +796,86 @@ class UserTest(KotakTest):
         self.assertEqual(self.users(), [])
 
 
+# --- postmaster ---------------------------------------------------------------
+
+class PostmasterTest(KotakTest):
+    """RFC 5321 4.5.1: postmaster@ of every local domain takes mail."""
+
+    def setUp(self):
+        super().setUp()
+        self.init()
+        self.ok("domain", "add", "example.test")
+
+    def add_user(self, address):
+        self.ok("user", "add", address, "--password-stdin", input="pw\n")
+
+    def test_the_first_user_of_a_domain_becomes_its_postmaster(self):
+        self.add_user("alice@example.test")
+        self.add_user("bob@example.test")
+        self.assertEqual(self.aliases(), [("postmaster@example.test", "alice@example.test")])
+        p = self.ok("alias", "list")
+        self.assertEqual(p.stdout, "postmaster@example.test\talice@example.test\n")
+
+    def test_a_domain_with_a_postmaster_user_or_alias_keeps_it(self):
+        self.add_user("postmaster@example.test")
+        self.add_user("alice@example.test")
+        self.assertEqual(self.aliases(), [])
+        self.ok("domain", "add", "other.test")
+        self.add_user("carol@other.test")
+        self.ok("alias", "add", "sales@other.test", "carol@other.test")
+        self.ok("alias", "del", "postmaster@other.test")
+        self.ok("alias", "add", "postmaster@other.test", "sales@other.test")
+        self.add_user("dave@other.test")
+        self.assertEqual(self.aliases(), [("postmaster@other.test", "sales@other.test"),
+                                          ("sales@other.test", "carol@other.test")])
+
+    def test_an_older_store_gets_a_postmaster_for_each_domain_with_users(self):
+        self.ok("domain", "add", "other.test")
+        self.ok("domain", "add", "empty.test")
+        self.ok("domain", "add", "own.test")
+        for address in ("bob@example.test", "alice@example.test", "carol@other.test",
+                        "postmaster@own.test", "erin@own.test"):
+            self.add_user(address)
+        # The store as the kotak before postmaster aliases left it: schema 2.
+        db = sqlite3.connect(self.db_path)
+        db.execute("DELETE FROM aliases")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+        db.close()
+        self.ok("domain", "add", "new.test")  # a write: the store is brought forward
+        self.assertEqual(self.query("PRAGMA user_version"), [(SCHEMA_VERSION,)])
+        self.assertEqual(self.aliases(), [("postmaster@example.test", "bob@example.test"),
+                                          ("postmaster@other.test", "carol@other.test")])
+
+
 # --- aliases ------------------------------------------------------------------
 
 class AliasTest(KotakTest):
     def setUp(self):
         super().setUp()
         self.setup_users()
+        # alice, the domain's first user, became its postmaster (PostmasterTest);
+        # these tests start from a domain with no aliases at all.
+        self.assertEqual(self.aliases(), [("postmaster@example.test", "alice@example.test")])
+        self.ok("alias", "del", "postmaster@example.test")
 
     def test_alias_add_with_two_targets(self):
         p = self.ok("alias", "add", "sales@example.test", "alice@example.test,bob@example.test")
         self.assertEqual(p.stdout, "alias sales@example.test added\n")
         self.assertEqual(self.aliases(), [("sales@example.test", "alice@example.test"),
                                           ("sales@example.test", "bob@example.test")])
+
+    def test_alias_add_with_an_outside_target_warns_that_rcpt_refuses_it(self):
+        # A local and an outside target: the outside copy could not be stored,
+        # so kotak-smtpd refuses the alias at RCPT; the administrator is told.
+        p = self.ok_warned("alias", "add", "sales@example.test",
+                           "alice@example.test,bob@elsewhere.test")
+        self.assertEqual(p.stdout, "alias sales@example.test added\n")
+        self.assertIn("bob@elsewhere.test", p.stderr)
+        self.assertIn("sales@example.test", p.stderr)
+        self.assertIn("550 5.7.1", p.stderr)
+        self.assertEqual(self.aliases(), [("sales@example.test", "alice@example.test"),
+                                          ("sales@example.test", "bob@elsewhere.test")])
 
     def test_alias_source_and_targets_are_folded(self):
         self.ok("alias", "add", "Sales@Example.TEST", "Alice@EXAMPLE.test, bob@example.test")
@@ -865,7 +948,7 @@ class AliasTest(KotakTest):
         self.assertEqual(self.aliases(), [])
 
     def test_alias_to_an_external_address_is_accepted(self):
-        self.ok("alias", "add", "sales@example.test", "bob@elsewhere.example")
+        self.ok_warned("alias", "add", "sales@example.test", "bob@elsewhere.example")
         self.assertEqual(self.aliases(), [("sales@example.test", "bob@elsewhere.example")])
 
     def test_alias_in_unknown_domain_exits_2_saying_domain_add(self):
@@ -964,7 +1047,8 @@ class MailboxStatsTest(KotakTest):
                           "message bytes", "store bytes"])
         self.assertEqual(values["domains"], "2")
         self.assertEqual(values["users"], "2")
-        self.assertEqual(values["aliases"], "2")  # two sources: sales@ and the catch-all
+        # three sources: sales@, the catch-all and postmaster@ (the first user)
+        self.assertEqual(values["aliases"], "3")
         self.assertEqual(values["messages"], "2")
         self.assertEqual(values["maildrop entries"], "2")
         self.assertEqual(values["message bytes"], "15")

@@ -297,7 +297,7 @@ class SmugglingTest(AttackTest):
     def test_smtp_smuggling_with_crlf_dot_nul_crlf(self):
         self.smuggle(b"\r\n.\x00\r\n")
 
-    def test_smtp_smuggling_with_lf_dot_cr_lf_split_across_writes(self):
+    def split_smuggle(self, refused):
         c = self.raw()
         c.send(f"MAIL FROM:<{REMOTE}>\r\nRCPT TO:<{ALICE}>\r\nDATA\r\n")
         self.assertEqual([r[0] for r in c.replies(3)], [250, 250, 354])
@@ -306,9 +306,31 @@ class SmugglingTest(AttackTest):
                      b"DATA\r\n\r\nevil\r\n.\r\n"):
             c.send(part)
             time.sleep(0.02)
-        self.assertReply(c.reply(), 550, "5.6.0")
+        self.assertReply(c.reply(), 550 if refused else 250, "5.6.0" if refused else "2.0.0")
         self.assertEqual(c.cmd("NOOP"), (250, ["250 2.0.0 Ok"]))
-        self.assertNothingStored()
+        self.assertEqual(self.kotak.bodies(BOB), [], "a smuggled message reached bob")
+        if refused:
+            self.assertNothingStored()
+            return
+        # The bare LF was taken as CRLF; the fake end and all behind it are alice's text.
+        stored = self.kotak.bodies(ALICE)
+        self.assertEqual(len(stored), 1, "two messages from one DATA")
+        self.assertIn(b"innocent\r\n\r\nMAIL FROM:<evil@remote.example>\r\n", stored[0])
+
+    def test_smtp_smuggling_with_lf_dot_cr_lf_split_across_writes(self):
+        self.split_smuggle(refused=False)
+
+    @config(limits={"bare_newline": "reject"})
+    def test_smtp_smuggling_with_lf_dot_cr_lf_split_across_writes_with_reject(self):
+        self.split_smuggle(refused=True)
+
+    @config(limits={"bare_newline": "reject"})
+    def test_smtp_smuggling_with_crlf_dot_cr_with_reject(self):
+        self.smuggle(b"\r\n.\r")
+
+    @config(limits={"bare_newline": "reject"})
+    def test_smtp_smuggling_with_crlf_dot_nul_crlf_with_reject(self):
+        self.smuggle(b"\r\n.\x00\r\n")
 
 
 # --- open relay -------------------------------------------------------------

@@ -248,6 +248,25 @@ class MxDeliveryTest(SmtpdTest):
         self.assertReply(s.rset(), 250)
         self.assertNothingStored()
 
+    def test_mx_alias_with_a_local_and_an_outside_target_is_550_5_7_1(self):
+        # The outside copy cannot be stored (no relay yet): never 250 for it.
+        self.kotak.kotak("alias", "add", "mixed@example.test", f"{ALICE},bob@elsewhere.test")
+        s = self.mx()
+        s.ehlo()
+        self.assertReply(s.mail(REMOTE), 250)
+        self.assertReply(s.rcpt("mixed@example.test"), 550, "5.7.1")
+        self.assertReply(s.docmd("DATA"), 554)
+        self.assertNothingStored()
+        # The refused alias's local user is not kept in the transaction either.
+        s.rset()
+        self.assertReply(s.mail(REMOTE), 250)
+        self.assertReply(s.rcpt("mixed@example.test"), 550, "5.7.1")
+        self.assertReply(s.rcpt(BOB), 250)
+        sent = message(token(), to=BOB)
+        self.assertReply(s.data(sent), 250)
+        self.assertStoredExactly(BOB, sent, n=1)
+        self.assertEqual(self.kotak.bodies(ALICE), [])
+
     def test_mx_null_sender_is_accepted_with_an_empty_return_path(self):
         s = self.mx()
         s.ehlo()
@@ -352,7 +371,8 @@ class MessageContentTest(SmtpdTest):
         self.assertReply(c.reply(), 250)
         self.assertStoredExactly(ALICE, head + b"a\r\n.b\r\n", n=1)
 
-    def test_bare_lf_in_data_is_550_5_6_0_and_nothing_is_stored(self):
+    @config(limits={"bare_newline": "reject"})
+    def test_bare_lf_in_data_is_550_5_6_0_and_nothing_is_stored_with_reject(self):
         c = self.raw()
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
@@ -372,10 +392,31 @@ class MessageContentTest(SmtpdTest):
         self.assertReply(c.cmd("NOOP"), 250)
         self.assertNothingStored()
 
-    def smuggle(self, end):
+    def test_bare_lf_in_data_is_taken_as_crlf_by_default(self):
+        c = self.raw()
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        tok = token()
+        head = message(tok, body=b"")
+        c.send(head.replace(b"\r\n", b"\n") + b"line one\n..dot\nline two\r\n.\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertStoredExactly(ALICE, head + b"line one\r\n.dot\r\nline two\r\n", n=1)
+
+    def test_smtplib_sendmail_of_a_message_with_lf_line_ends_is_stored(self):
+        # msg.as_bytes() has LF line ends; smtplib sends bytes as they are.
+        tok = token()
+        sent = message(tok).replace(b"\r\n", b"\n") + b".starts with a dot\nlast\n"
+        s = self.mx()
+        self.assertEqual(s.sendmail(REMOTE, [ALICE], sent), {})
+        # smtplib ends the data with CRLF "." CRLF, after an empty line of its own.
+        self.assertStoredExactly(ALICE, sent.replace(b"\n", b"\r\n") + b"\r\n", n=1)
+
+    def smuggle(self, end, refused=True):
         """A message whose body holds `end` (a line end that is not CRLF around a
         dot) followed by a whole second transaction: only <CRLF>.<CRLF> ends DATA,
-        so all of it is one message, refused for its bare line ends."""
+        so all of it is one message: refused for its bare line ends, or (a bare LF
+        taken as CRLF) stored once for alice with the would-be transaction as text."""
         c = self.raw()
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
@@ -384,22 +425,47 @@ class MessageContentTest(SmtpdTest):
                     b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n")
         c.send(message(token(), body=b"innocent") + smuggled)
         code, lines = c.reply()
-        self.assertEqual(code, 550, f"{end!r} ended DATA: {lines}")
-        self.assertIn("5.6.0", lines[0])
+        self.assertEqual(code, 550 if refused else 250, f"{end!r} ended DATA: {lines}")
+        self.assertIn("5.6.0" if refused else "2.0.0", lines[0])
         # The next reply is our NOOP's: no reply to a smuggled command in between.
         self.assertEqual(c.cmd("NOOP"), (250, ["250 2.0.0 Ok"]))
         closed, extra = c.read_until_closed(0.5)
         self.assertEqual(extra, b"", "replies to smuggled commands arrived")
-        self.assertNothingStored()
+        self.assertEqual(self.kotak.bodies(BOB), [], "a smuggled message reached bob")
+        if refused:
+            self.assertNothingStored()
+            return
+        stored = self.kotak.bodies(ALICE)
+        self.assertEqual(len(stored), 1, "two messages from one DATA")
+        self.assertEqual(self.kotak.count("messages"), 1)
+        self.assertTrue(stored[0].endswith(
+            b"innocent\r\n\r\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.test>\r\n"
+            b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n"), stored[0])
 
+    @config(limits={"bare_newline": "reject"})
     def test_smtp_smuggling_with_lf_dot_crlf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\n.\r\n")
 
+    @config(limits={"bare_newline": "reject"})
     def test_smtp_smuggling_with_crlf_dot_lf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\r\n.\n")
 
+    @config(limits={"bare_newline": "reject"})
     def test_smtp_smuggling_with_lf_dot_lf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\n.\n")
+
+    def test_smtp_smuggling_with_lf_dot_crlf_normalized_stays_one_message(self):
+        self.smuggle(b"\n.\r\n", refused=False)
+
+    def test_smtp_smuggling_with_crlf_dot_lf_normalized_stays_one_message(self):
+        self.smuggle(b"\r\n.\n", refused=False)
+
+    def test_smtp_smuggling_with_lf_dot_lf_normalized_stays_one_message(self):
+        self.smuggle(b"\n.\n", refused=False)
+
+    @config(limits={"bare_newline": "reject"})
+    def test_smtp_smuggling_with_cr_dot_crlf_is_refused_with_reject_too(self):
+        self.smuggle(b"\r.\r\n")
 
     def test_smtp_smuggling_with_cr_dot_crlf_is_refused_and_nothing_is_injected(self):
         self.smuggle(b"\r.\r\n")
@@ -901,7 +967,7 @@ class LimitsTest(SmtpdTest):
 
     def test_tail_of_a_very_long_line_never_becomes_a_command(self):
         c = self.raw()
-        c.send(b"A" * 5000)          # past every buffer: refused before its end
+        c.send(b"A" * 13000)         # past every buffer: refused before its end
         self.assertReply(c.reply(), 500, "5.5.0")
         c.send(b"QUIT\r\n")          # the end of that same line, not a command
         self.assertReply(c.cmd("NOOP"), 250)
@@ -1174,6 +1240,12 @@ class ToolsTest(SmtpdTest):
         self.assertStoredExactly(BOB, sent, n=1)
         entries, _ = self.kotak.mailbox_listing(BOB)
         self.assertEqual(len(entries), 1)
+
+    def test_curl_without_crlf_delivers_a_file_with_lf_line_ends(self):
+        sent = message(token(), to=BOB).replace(b"\r\n", b"\n")
+        self.curl("smtp", "smtp", REMOTE, BOB, sent)
+        # curl ends the data with CRLF "." CRLF, after an empty line of its own.
+        self.assertStoredExactly(BOB, sent.replace(b"\n", b"\r\n") + b"\r\n", n=1)
 
     def test_curl_smtps_465_with_login_delivers(self):
         sent = message(token(), sender=ALICE, to=BOB)
@@ -1449,11 +1521,86 @@ class LifeAndLogTest(SmtpdTest):
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
         self.assertReply(c.cmd("DATA"), 354)
-        c.send(b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n")
+        c.send(b"Subject: x\r\n\r\nbare\rcr\r\n.\r\n")
         self.assertReply(c.reply(), 550)
         # A daemon writes its log lines once per turn of its loop: wait for them.
         self.assertTrue(self.kotak.wait_log(r"event=refused"), self.kotak.log())
         self.assertNotIn("event=accepted", self.kotak.log())
+
+
+# --- RFC conformance: what RFC 5321 and RFC 4954 say a server must take -------
+
+
+class ConformanceTest(SmtpdTest):
+    def test_trailing_white_space_after_commands_is_tolerated(self):
+        # RFC 5321 4.1.1: spaces or tabs after a command are to be tolerated.
+        c = self.raw(ehlo=False)
+        self.assertReply(c.cmd(f"EHLO {CLIENT}  "), 250)
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}> \t"), 250, "2.1.0")
+        self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>\t"), 250, "2.1.5")
+        self.assertReply(c.cmd("DATA "), 354)
+        sent = message(token())
+        c.send(sent + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertReply(c.cmd("NOOP \t"), 250)
+        self.assertReply(c.cmd(f"HELO {CLIENT} "), 250)
+        self.assertReply(c.cmd("RSET  "), 250)
+        self.assertReply(c.cmd("QUIT "), 221)
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def test_mail_from_with_auth_parameter_is_accepted(self):
+        # RFC 4954 5: relaying MTAs send AUTH=<> (or the submitter, as xtext).
+        c = self.raw()
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}> AUTH=<>"), 250, "2.1.0")
+        self.assertReply(c.cmd(f"RCPT TO:<{ALICE}>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        sent = message(token())
+        c.send(sent + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}> BODY=8BITMIME AUTH=sender+40remote.example"),
+                         250, "2.1.0")
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def test_bare_postmaster_in_any_case_goes_to_the_first_domain_postmaster(self):
+        # RFC 5321 4.5.1: <Postmaster> with no domain MUST be accepted. alice,
+        # the first user of example.test, is its postmaster.
+        c = self.raw()
+        self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
+        for rcpt in ("Postmaster", "POSTMASTER", "postmaster", "pOsTmAsTeR"):
+            self.assertReply(c.cmd(f"RCPT TO:<{rcpt}>"), 250, "2.1.5")
+        self.assertReply(c.cmd("DATA"), 354)
+        sent = message(token(), to="Postmaster")
+        c.send(sent + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertStoredExactly(ALICE, sent, n=1)
+        self.assertEqual(self.kotak.bodies(BOB), [])
+
+    def test_postmaster_of_every_local_domain_is_accepted(self):
+        self.kotak.kotak("domain", "add", "other.test")
+        self.kotak.kotak("user", "add", "carol@other.test", "--password-stdin", input="pw\n")
+        s = self.mx()
+        s.ehlo()
+        self.assertReply(s.mail(REMOTE), 250)
+        for rcpt in ("postmaster@example.test", "PostMaster@Example.TEST", "postmaster@other.test"):
+            self.assertReply(s.rcpt(rcpt), 250, "2.1.5")
+        sent = message(token(), to="postmaster@other.test")
+        self.assertReply(s.data(sent), 250)
+        self.assertStoredExactly(ALICE, sent, n=1)
+        self.assertStoredExactly("carol@other.test", sent, n=1)
+
+    def test_auth_response_lines_of_12288_octets_are_read_whole(self):
+        # RFC 4954 4: a SASL response line may be 12,288 octets long. It is
+        # read whole and answered as a response (this one decodes to no valid
+        # login name), not cut off as an overlong line.
+        for n in (12286, 12288):
+            c = self.raw("submission")
+            self.assertReply(c.cmd("AUTH LOGIN"), 334)
+            self.assertReply(c.cmd("QUFB" * (n // 4) + "QQ=="[:n % 4]), 501, "5.5.2")
+            cred = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode()).decode()
+            self.assertReply(c.cmd(f"AUTH PLAIN {cred}"), 235, "2.7.0")
+        c = self.raw("submission")
+        self.assertReply(c.cmd("AUTH LOGIN"), 334)
+        self.assertReply(c.cmd("A" * 12300), 500, "5.5.0")
 
 
 if __name__ == "__main__":

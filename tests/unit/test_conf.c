@@ -101,6 +101,7 @@ static void test_defaults(void)
     is_int(c.auth.address_failure_window_ms, 3600000, "default address_failure_window 1h");
     is_int(c.auth.address_lockout_ms, 3600000, "default address_lockout 1h");
     is_int(c.log_level, LOG_INFO, "default log level info");
+    is_int(c.limits.bare_newline_reject, 0, "default bare_newline normalize");
     is_str(c.run_user, "", "default user is none");
     ok(c.hostname != NULL && c.hostname[0] != '\0', "default hostname set (%s)",
        c.hostname ? c.hostname : "(null)");
@@ -215,6 +216,16 @@ static void test_full_file(void)
         is_int(c.log_level, i, "log_level %s", levels[i]);
         conf_free(&c);
     }
+
+    /* Each bare_newline choice. */
+    is_int(load_text("[limits]\nbare_newline = reject\n", &c, err, NULL), 0,
+           "bare_newline reject loads");
+    is_int(c.limits.bare_newline_reject, 1, "bare_newline reject");
+    conf_free(&c);
+    is_int(load_text("[limits]\nbare_newline = normalize\n", &c, err, NULL), 0,
+           "bare_newline normalize loads");
+    is_int(c.limits.bare_newline_reject, 0, "bare_newline normalize");
+    conf_free(&c);
 }
 
 static void test_comments(void)
@@ -306,6 +317,8 @@ static void test_errors(void)
                  "not a host name");
     expect_error("empty data_dir", "[server]\ndata_dir =\n", 2, "data_dir is empty");
     expect_error("bad log_level", "[server]\nlog_level = verbose\n", 2, "not a log level");
+    expect_error("bad bare_newline", "[limits]\nbare_newline = accept\n", 2,
+                 "use normalize or reject");
     expect_error("log_level in capitals", "[server]\nlog_level = INFO\n", 2, "not a log level");
 
     /* Only the first error is reported, with its own line. */

@@ -181,11 +181,14 @@ static size_t drive(struct smtp_parser *p, const char *buf, size_t len, struct t
 
 enum mode { WHOLE, TRICKLE };
 
+static bool lf_ends_line; /* the parser's bare_newline = normalize, for test_data_normalize */
+
 static void run_stream(const char *in, size_t len, enum mode mode, size_t line_max, size_t text_max,
                        struct transcript *t)
 {
     struct smtp_parser p;
     smtp_parser_init(&p, line_max, text_max);
+    p.lf_ends_line = lf_ends_line;
     memset(t, 0, sizeof(*t));
     char *pending = malloc(len ? len : 1);
     size_t n = 0;
@@ -412,6 +415,40 @@ static void test_data(void)
     }
 }
 
+/* With lf_ends_line, a bare LF ends a data line as CRLF would, and the
+ * message gets CRLF; a dot line after it still ends nothing. */
+static const struct stream_case normalize_cases[] = {
+    S("a bare LF becomes CRLF", "DATA\r\na\nb\r\n.\r\n", "L[DATA]D[a\\r\\nb\\r\\n]E(0)"),
+    S("every line ends in a bare LF", "DATA\r\na\nb\n\r\n.\r\n",
+      "L[DATA]D[a\\r\\nb\\r\\n\\r\\n]E(0)"),
+    S("dot-unstuffing after a bare LF", "DATA\r\na\n..x\r\n.\r\n", "L[DATA]D[a\\r\\n.x\\r\\n]E(0)"),
+    S("a bare CR is still flagged", "DATA\r\na\rb\r\n.\r\n", "L[DATA]D[a\\rb\\r\\n]E(bare)"),
+    S("smuggling \\n.\\r\\n stays one message", "DATA\r\nx\n.\r\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
+      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+    S("smuggling \\r\\n.\\n stays one message", "DATA\r\nx\r\n.\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
+      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+    S("smuggling \\n.\\n stays one message", "DATA\r\nx\n.\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
+      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+    S("smuggling .\\n at the first line", "DATA\r\n.\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
+      "L[DATA]D[\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+    S("smuggling \\n\\n.\\r\\n", "DATA\r\nx\n\n.\r\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
+      "L[DATA]D[x\\r\\n\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+    SH("smuggling \\r.\\r is still refused", "DATA\r\nx\r.\rMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
+       "L[DATA]DE(bare)L[QUIT]"),
+    S("a CRLF line after a bare LF line can end the data", "DATA\r\nx\ny\r\n.\r\nQUIT\r\n",
+      "L[DATA]D[x\\r\\ny\\r\\n]E(0)L[QUIT]"),
+};
+
+static void test_data_normalize(void)
+{
+    lf_ends_line = true;
+    for (size_t i = 0; i < sizeof(normalize_cases) / sizeof(normalize_cases[0]); i++) {
+        const struct stream_case *c = &normalize_cases[i];
+        check_stream(c->name, c->in, c->len, 0, 0, c->match, c->want);
+    }
+    lf_ends_line = false;
+}
+
 /* RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF. */
 static void test_text_limit(void)
 {
@@ -466,6 +503,9 @@ static void test_command_parse(void)
         {"RCPT  TO:<a@b>", SMTP_CMD_RCPT, " TO:<a@b>"},
         {"DATA", SMTP_CMD_DATA, ""},
         {"data ", SMTP_CMD_DATA, ""},
+        {"DATA \t ", SMTP_CMD_DATA, ""},
+        {"EHLO client.test  ", SMTP_CMD_EHLO, "client.test"},
+        {"MAIL FROM:<a@b>\t", SMTP_CMD_MAIL, "FROM:<a@b>"},
         {"RSET", SMTP_CMD_RSET, ""},
         {"noop anything", SMTP_CMD_NOOP, "anything"},
         {"QUIT", SMTP_CMD_QUIT, ""},
@@ -644,6 +684,7 @@ int main(void)
     test_command_lines();
     test_line_limit();
     test_data();
+    test_data_normalize();
     test_text_limit();
     test_command_parse();
     test_path_parse();

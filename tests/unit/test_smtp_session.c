@@ -256,6 +256,7 @@ struct conv {
     bool tls_available, peer_loopback;
     size_t message_size; /* 0: 10240 */
     unsigned bad_commands;
+    bool bare_lf_reject; /* [limits] bare_newline = reject */
     int begin_rc;
     int write_rc;  /* non-zero: spool_write fails with it ... */
     int writes_ok; /* ... after this many writes worked */
@@ -442,6 +443,7 @@ static void run(const struct conv *c, enum mode mode, struct fake *f, struct buf
     cfg.line_max = 512;
     cfg.text_max = 1000;
     cfg.bad_commands = c->bad_commands;
+    cfg.bare_lf_reject = c->bare_lf_reject;
 
     struct smtp_session *s = smtp_session_new(&cfg, &fake_ops, f);
     struct buf pending;
@@ -1154,8 +1156,14 @@ static const struct conv conversations[] = {
     {.name = "mx: forward-only alias", .steps = mx_forward},
     {.name = "mx: sequence and HELO", .steps = mx_sequence, .check = check_helo},
     {.name = "mx: SIZE", .message_size = 100, .steps = mx_size, .check = check_size},
-    {.name = "mx: bare CR and LF", .steps = mx_bare_eol, .check = check_refused},
-    {.name = "mx: smuggling", .steps = mx_smuggling, .check = check_refused},
+    {.name = "mx: bare CR and LF",
+     .bare_lf_reject = true,
+     .steps = mx_bare_eol,
+     .check = check_refused},
+    {.name = "mx: smuggling",
+     .bare_lf_reject = true,
+     .steps = mx_smuggling,
+     .check = check_refused},
     {.name = "mx: other commands", .steps = mx_misc},
     {.name = "mx: too many errors", .bad_commands = 3, .steps = mx_bad_commands},
     {.name = "mx: an HTTP request", .steps = mx_http},
