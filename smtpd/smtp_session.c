@@ -110,7 +110,7 @@ static void tx_free(struct smtp_session *s)
         return;
     if (s->tx->spooling)
         s->ops->spool_abort(s->ctx);
-    store_rcpts_free(&s->tx->rcpts);
+    s->ops->rcpts_free(s->ctx, &s->tx->rcpts);
     free(s->tx);
     s->tx = NULL;
 }
@@ -270,7 +270,7 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
         if (a.mailbox_len > 0 && s->ops->resolve(s->ctx, &from, &r) == 1)
             for (size_t i = 0; i < r.n; i++)
                 mine |= r.user_ids[i] == s->user_id;
-        store_rcpts_free(&r);
+        s->ops->rcpts_free(s->ctx, &r);
         if (!mine) {
             reply(s, "553 5.7.1 Sender address does not belong to you");
             return;

@@ -66,6 +66,8 @@ struct smtp_tx {
 struct smtp_ops {
     /* store_resolve, synchronously (a few indexed reads). */
     int (*resolve)(void *ctx, const struct addr *rcpt, struct store_rcpts *r);
+    /* Frees what resolve filled in (store_rcpts_free). */
+    void (*rcpts_free)(void *ctx, struct store_rcpts *r);
     /* Opens a spool for a new message, then appends to it: 0 or -errno. */
     int (*spool_begin)(void *ctx);
     int (*spool_write)(void *ctx, const void *p, size_t n);

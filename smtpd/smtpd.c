@@ -143,6 +143,12 @@ static int op_resolve(void *ctx, const struct addr *rcpt, struct store_rcpts *r)
     return store_resolve(sc->d->reader, rcpt, r);
 }
 
+static void op_rcpts_free(void *ctx, struct store_rcpts *r)
+{
+    (void)ctx;
+    store_rcpts_free(r);
+}
+
 static int op_spool_begin(void *ctx)
 {
     struct sconn *sc = ctx;
@@ -207,6 +213,7 @@ static time_t op_now(void *ctx)
 
 static const struct smtp_ops smtp_ops = {
     .resolve = op_resolve,
+    .rcpts_free = op_rcpts_free,
     .spool_begin = op_spool_begin,
     .spool_write = op_spool_write,
     .spool_abort = op_spool_abort,

@@ -82,6 +82,12 @@ static void rcpts_add(struct store_rcpts *r, int64_t id)
 }
 
 /* store_resolve's contract over a five-name directory. */
+static void w_rcpts_free(void *ctx, struct store_rcpts *r)
+{
+    (void)ctx;
+    store_rcpts_free(r);
+}
+
 static int w_resolve(void *ctx, const struct addr *a, struct store_rcpts *r)
 {
     (void)ctx;
@@ -251,6 +257,7 @@ static time_t w_now(void *ctx)
 
 static const struct smtp_ops w_ops = {
     .resolve = w_resolve,
+    .rcpts_free = w_rcpts_free,
     .spool_begin = w_spool_begin,
     .spool_write = w_spool_write,
     .spool_abort = w_spool_abort,

@@ -78,6 +78,12 @@ static void rcpts_add(struct store_rcpts *r, int64_t id)
 }
 
 /* store_resolve's contract, over a directory of four names. */
+static void fake_rcpts_free(void *ctx, struct store_rcpts *r)
+{
+    (void)ctx;
+    store_rcpts_free(r);
+}
+
 static int fake_resolve(void *ctx, const struct addr *rcpt, struct store_rcpts *r)
 {
     (void)ctx;
@@ -177,6 +183,7 @@ static time_t fake_now(void *ctx)
 
 static const struct smtp_ops fake_ops = {
     .resolve = fake_resolve,
+    .rcpts_free = fake_rcpts_free,
     .spool_begin = fake_spool_begin,
     .spool_write = fake_spool_write,
     .spool_abort = fake_spool_abort,
