@@ -15,7 +15,9 @@ import threading
 import time
 import unittest
 
-from kotak_harness import (HOSTNAME, PASSWORDS, POP3, POP3_SSL, SMTP, KotakInstance,
+import smtplib
+
+from kotak_harness import (HOSTNAME, PASSWORDS, POP3, POP3_SSL, SMTP, SMTP_SSL, KotakInstance,
                            KotakTestCase, RawClient, config, free_ports, proc_status)
 
 ALICE = "alice@example.test"
@@ -313,10 +315,30 @@ class PerAddressPrefixTest(KotakTestCase):
         if os.geteuid() != 0:
             self.skipTest("adding IPv6 addresses to lo needs root")
         self.addCleanup(add_loopback_v6(V6_SERVER, *V6_SAME_64, V6_OTHER_64))
-        port = free_ports(1)[0]
+        port, tls_port = free_ports(2)
         self.CONFIG = {"smtp": {"listen": f"127.0.0.1:{port}, [{V6_SERVER}]:{port}"},
-                       "limits": {"connections_per_address": "2"}}
+                       "submissions": {"listen": f"127.0.0.1:{tls_port}, [{V6_SERVER}]:{tls_port}"},
+                       "limits": {"connections_per_address": "2"},
+                       "auth": {"max_failures": "2", "failure_delay": "100ms"}}
         super().setUp()
+
+    def login_from(self, source, password):
+        """AUTH on 465 from source: the reply code."""
+        try:
+            with SMTP_SSL(V6_SERVER, self.kotak.ports["submissions"], timeout=20,
+                          context=self.kotak.ssl_context(), source_address=(source, 0)) as s:
+                s.login(ALICE, password)
+                return 235
+        except smtplib.SMTPAuthenticationError as e:
+            return e.smtp_code
+
+    def test_failed_logins_count_an_ipv6_64_as_one_client(self):
+        # smtplib tries PLAIN, then LOGIN: two failures, max_failures.
+        self.assertEqual(self.login_from(V6_SAME_64[0], "wrong"), 535)
+        # Another host of the same /64, with the right password: locked out.
+        self.assertEqual(self.login_from(V6_SAME_64[1], PASSWORDS[ALICE]), 454)
+        # Another /64 is another client.
+        self.assertEqual(self.login_from(V6_OTHER_64, PASSWORDS[ALICE]), 235)
 
     def test_connections_per_address_counts_an_ipv6_64_as_one_client(self):
         port = self.kotak.ports["smtp"]
