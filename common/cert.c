@@ -11,6 +11,11 @@
  * this file encodes those two extensions in DER itself with asn1write and
  * adds them with mbedtls_x509write_crt_set_extension.
  *
+ * The SAN lists every name a client may use: `kotak init` passes the host
+ * name, localhost, the loopback addresses and its listeners' addresses, so
+ * that a client told to trust this certificate also verifies it when it
+ * connects to 127.0.0.1 or localhost, as a first try does.
+ *
  * Both PEM files are made in memory first and written only when everything
  * else worked; the key is created with mode 0600 from the start (O_EXCL after
  * unlink), so that it is never readable by others, not even for an instant.
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,8 +48,11 @@
 #include "util.h"
 
 #define CERT_YEARS 10
-#define CERT_PEM_MAX 4096
 #define CERT_HOST_MAX 253
+/* The subjectAltName's DER: some 200 addresses, or 15 host names of the full
+ * 253 characters; more is refused. The certificate's PEM has room for it. */
+#define CERT_SAN_MAX 4096
+#define CERT_PEM_MAX (4096 + 2 * CERT_SAN_MAX)
 
 /* An mbedTLS failure as "cannot STEP: mbedTLS's words". */
 static void mbed_err(char *err, size_t err_size, const char *step, int rc)
@@ -75,39 +84,84 @@ static bool host_ok(const char *h)
     return true;
 }
 
+/* One name of a certificate: a dNSName, or an iPAddress in 4 or 16 bytes. */
+struct cert_name {
+    const char *text; /* as given; a dNSName's bytes */
+    unsigned char ip[16];
+    size_t ip_len; /* 0: a dNSName */
+};
+
+/*
+ * Checks each name and copies it into out, which has room for n_names,
+ * without repeats: an address written two ways ("::1", "0::1") or a host
+ * name in another case counts once. Returns the count in out, or -1 with
+ * err naming the first name that is neither a host name nor an IP address.
+ */
+static int collect_names(const char *const *names, size_t n_names, struct cert_name *out, char *err,
+                         size_t err_size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < n_names; i++) {
+        struct cert_name nm = {.text = names[i]};
+        if (inet_pton(AF_INET, names[i], nm.ip) == 1)
+            nm.ip_len = 4;
+        else if (inet_pton(AF_INET6, names[i], nm.ip) == 1)
+            nm.ip_len = 16;
+        else if (!host_ok(names[i])) {
+            snprintf(err, err_size,
+                     "cannot make a certificate for \"%s\": not a host name or IP address",
+                     names[i]);
+            return -1;
+        }
+        bool seen = false;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = nm.ip_len
+                       ? out[k].ip_len == nm.ip_len && memcmp(out[k].ip, nm.ip, nm.ip_len) == 0
+                       : out[k].ip_len == 0 && strcasecmp(out[k].text, nm.text) == 0;
+        if (!seen)
+            out[n++] = nm;
+    }
+    return (int)n;
+}
+
 /*
  * The subjectAltName extension's value, GeneralNames ::= SEQUENCE OF
- * GeneralName, with one entry: dNSName [2] IA5String, or iPAddress [7] OCTET
- * STRING (4 or 16 bytes) when ip_len is not 0. asn1write writes backwards
- * from the end of buf; returns the length (the value ends at buf + size), or
- * a negative mbedTLS error.
+ * GeneralName, one entry per name in order: dNSName [2] IA5String, or
+ * iPAddress [7] OCTET STRING (4 or 16 bytes). asn1write writes backwards
+ * from the end of buf, and its lengths take the long DER form past 127
+ * octets; returns the length (the value ends at buf + size), or a negative
+ * mbedTLS error (MBEDTLS_ERR_ASN1_BUF_TOO_SMALL when the names do not fit).
  */
-static int der_san(unsigned char *buf, size_t size, const char *host, const unsigned char *ip,
-                   size_t ip_len)
+static int der_san(unsigned char *buf, size_t size, const struct cert_name *names, size_t n)
 {
     unsigned char *p = buf + size;
-    int len = 0, rc;
-    const unsigned char *name = ip_len ? ip : (const unsigned char *)host;
-    size_t name_len = ip_len ? ip_len : strlen(host);
-    unsigned char tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | (ip_len ? 7 : 2);
+    size_t len = 0;
+    int rc;
 
-    if ((rc = mbedtls_asn1_write_raw_buffer(&p, buf, name, name_len)) < 0)
+    for (size_t i = n; i-- > 0;) {
+        const struct cert_name *nm = &names[i];
+        const unsigned char *v = nm->ip_len ? nm->ip : (const unsigned char *)nm->text;
+        size_t v_len = nm->ip_len ? nm->ip_len : strlen(nm->text);
+        unsigned char tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | (nm->ip_len ? 7 : 2);
+        size_t one = 0;
+        if ((rc = mbedtls_asn1_write_raw_buffer(&p, buf, v, v_len)) < 0)
+            return rc;
+        one += (size_t)rc;
+        if ((rc = mbedtls_asn1_write_len(&p, buf, one)) < 0)
+            return rc;
+        one += (size_t)rc;
+        if ((rc = mbedtls_asn1_write_tag(&p, buf, tag)) < 0)
+            return rc;
+        len += one + (size_t)rc;
+    }
+    if ((rc = mbedtls_asn1_write_len(&p, buf, len)) < 0)
         return rc;
-    len += rc;
-    if ((rc = mbedtls_asn1_write_len(&p, buf, (size_t)len)) < 0)
-        return rc;
-    len += rc;
-    if ((rc = mbedtls_asn1_write_tag(&p, buf, tag)) < 0)
-        return rc;
-    len += rc;
-    if ((rc = mbedtls_asn1_write_len(&p, buf, (size_t)len)) < 0)
-        return rc;
-    len += rc;
+    len += (size_t)rc;
     if ((rc = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) <
         0)
         return rc;
-    len += rc;
-    return len;
+    len += (size_t)rc;
+    return (int)len;
 }
 
 /* ExtKeyUsageSyntax ::= SEQUENCE { id-kp-serverAuth }, as der_san. */
@@ -140,9 +194,12 @@ static void validity_time(char out[64], const struct tm *t)
              t->tm_hour, t->tm_min, t->tm_sec);
 }
 
-/* Builds the key's and the certificate's PEM; 0 or -1 with err set. */
-static int make_pems(const char *hostname, unsigned char *key_pem, unsigned char *crt_pem,
-                     char *err, size_t err_size)
+/*
+ * Builds the key's and the certificate's PEM, crt_pem with room for
+ * CERT_PEM_MAX; 0 or -1 with err set. names[0] is the subject.
+ */
+static int make_pems(const struct cert_name *names, size_t n_names, unsigned char *key_pem,
+                     unsigned char *crt_pem, char *err, size_t err_size)
 {
     static const char pers[] = "kotak-cert";
     mbedtls_entropy_context entropy;
@@ -201,17 +258,18 @@ static int make_pems(const char *hostname, unsigned char *key_pem, unsigned char
     validity_time(not_after, &until);
 
     char name[CERT_HOST_MAX + 8];
-    snprintf(name, sizeof name, "CN=%s", hostname); /* host_ok bounds the length */
+    /* host_ok, or inet_pton for an address, bounds the length */
+    snprintf(name, sizeof name, "CN=%s", names[0].text);
 
-    unsigned char ip[16];
-    size_t ip_len = 0;
-    if (inet_pton(AF_INET, hostname, ip) == 1)
-        ip_len = 4;
-    else if (inet_pton(AF_INET6, hostname, ip) == 1)
-        ip_len = 16;
-    unsigned char san[CERT_HOST_MAX + 16], eku[32];
-    int san_len = der_san(san, sizeof san, hostname, ip, ip_len);
+    unsigned char san[CERT_SAN_MAX], eku[32];
+    int san_len = der_san(san, sizeof san, names, n_names);
     int eku_len = der_eku(eku, sizeof eku);
+    if (san_len == MBEDTLS_ERR_ASN1_BUF_TOO_SMALL) {
+        snprintf(err, err_size,
+                 "cannot make a certificate for %zu names: they take more than %d octets", n_names,
+                 CERT_SAN_MAX);
+        goto out;
+    }
     if (san_len < 0 || eku_len < 0) {
         mbed_err(err, err_size, "encode the certificate's extensions",
                  san_len < 0 ? san_len : eku_len);
@@ -331,20 +389,21 @@ fail:;
     return -1;
 }
 
-int cert_make_self_signed(const char *hostname, const char *cert_path, const char *key_path,
-                          char *err, size_t err_size)
+int cert_make_self_signed(const char *const *names, size_t n_names, const char *cert_path,
+                          const char *key_path, char *err, size_t err_size)
 {
-    unsigned char ip[16];
-    if (!host_ok(hostname) && inet_pton(AF_INET6, hostname, ip) != 1) {
-        snprintf(err, err_size,
-                "cannot make a certificate for \"%s\": not a host name or IP address", hostname);
+    if (n_names == 0) {
+        snprintf(err, err_size, "cannot make a certificate without a name");
         return -1;
     }
-
+    struct cert_name *list = xcalloc(n_names, sizeof *list);
     unsigned char *key_pem = xcalloc(1, CERT_PEM_MAX);
     unsigned char *crt_pem = xcalloc(1, CERT_PEM_MAX);
     int ret = -1;
-    if (make_pems(hostname, key_pem, crt_pem, err, err_size) < 0)
+    int n = collect_names(names, n_names, list, err, err_size);
+    if (n < 0)
+        goto out;
+    if (make_pems(list, (size_t)n, key_pem, crt_pem, err, err_size) < 0)
         goto out;
     if (write_file("key", key_path, key_pem, strlen((char *)key_pem), 0600, err, err_size) < 0)
         goto out;
@@ -358,5 +417,6 @@ out:
     mbedtls_platform_zeroize(key_pem, CERT_PEM_MAX);
     free(key_pem);
     free(crt_pem);
+    free(list);
     return ret;
 }

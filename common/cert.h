@@ -10,18 +10,22 @@
 #include <stddef.h>
 
 /*
- * Makes a new EC P-256 key and a self-signed X.509 v3 certificate for
- * hostname (subject CN=hostname and a subjectAltName naming it: a DNS name,
- * or an IP address if hostname is an IPv4 or IPv6 literal), valid from now
- * for ten years, for a TLS server (not a CA). Writes both as PEM: the key to
- * key_path with mode 0600, the certificate to cert_path with mode 0644, each
- * replacing any file there and synced to disk.
+ * Makes a new EC P-256 key and a self-signed X.509 v3 certificate for the
+ * n_names names (at least one): its subject is CN=names[0], and its
+ * subjectAltName lists each name once, in order, as a DNS name, or as an IP
+ * address when the name is an IPv4 or IPv6 literal (without brackets or a
+ * zone). Valid from now for ten years, for a TLS server (not a CA). Writes
+ * both as PEM: the key to key_path with mode 0600, the certificate to
+ * cert_path with mode 0644, each replacing any file there and synced to
+ * disk. The caller keeps names.
  *
- * hostname holds letters, digits, '-', '.' (or is an IP literal), at most
- * 253 characters. Returns 0, or -1 with one sentence in err; on failure
- * neither file is left behind.
+ * A host name holds letters, digits, '-', '.', at most 253 characters. A name
+ * given twice (an address written two ways, a host name in another case)
+ * is written once. The names may take 4 KiB in the certificate (some 200
+ * addresses, or 15 host names of the full length). Returns 0, or -1 with one
+ * sentence in err; on failure neither file is left behind.
  */
-int cert_make_self_signed(const char *hostname, const char *cert_path, const char *key_path,
-                          char *err, size_t err_size);
+int cert_make_self_signed(const char *const *names, size_t n_names, const char *cert_path,
+                          const char *key_path, char *err, size_t err_size);
 
 #endif

@@ -5,6 +5,7 @@
  * The file is written from the template below and then loaded with the same
  * loader the daemons use, so what init writes is always what they accept.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -134,6 +135,38 @@ static void remove_store(const char *store_path)
     }
 }
 
+/* Room for the names of the first certificate: see cert_names. */
+#define INIT_CERT_NAMES (4 + CONF_LISTENER_COUNT * CONF_LISTEN_MAX)
+
+/*
+ * The names the first certificate is for: the host name, localhost, the
+ * loopback addresses, and the address of every listener in conf but the
+ * wildcards (0.0.0.0, ::), which name no address a client could use, and
+ * link-local ones with a %zone, which no certificate can name. A client that
+ * trusts the certificate then verifies it whichever of them it connects to;
+ * cert_make_self_signed drops the repeats. Fills names with pointers into
+ * conf and returns their count.
+ */
+static size_t cert_names(const struct conf *conf, const char *names[INIT_CERT_NAMES])
+{
+    size_t n = 0;
+    names[n++] = conf->hostname;
+    names[n++] = "localhost";
+    names[n++] = "127.0.0.1";
+    names[n++] = "::1";
+    for (int k = 0; k < CONF_LISTENER_COUNT; k++) {
+        for (size_t i = 0; i < conf->listeners[k].n; i++) {
+            const char *host = conf->listeners[k].ep[i].host;
+            unsigned char a[16] = {0};
+            static const unsigned char any[16];
+            bool parsed = inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+            if (parsed && memcmp(a, any, sizeof a) != 0)
+                names[n++] = host;
+        }
+    }
+    return n;
+}
+
 int ctl_init(const struct ctl *c)
 {
     static const char usage[] = "kotak [-c FILE] init [--hostname NAME] [--force]";
@@ -196,9 +229,12 @@ int ctl_init(const struct ctl *c)
         ctl_die("%s", err);
     store_close(&s);
     char *cert = conf_path(&conf, conf.tls_cert), *key = conf_path(&conf, conf.tls_key);
-    if (cert_make_self_signed(conf.hostname, cert, key, err, sizeof(err)) < 0)
+    const char *names[INIT_CERT_NAMES];
+    size_t n_names = cert_names(&conf, names);
+    if (cert_make_self_signed(names, n_names, cert, key, err, sizeof(err)) < 0)
         ctl_die("%s", err);
-    printf("made a self-signed certificate for %s: %s\n", conf.hostname, cert);
+    printf("made a self-signed certificate for %s, localhost and the listeners' addresses: %s\n",
+           conf.hostname, cert);
     free(cert);
     free(key);
     printf("wrote %s and created the store %s\n"
