@@ -618,6 +618,49 @@ char *conf_path(const struct conf *c, const char *rel)
     return out;
 }
 
+/* path, resolved before a move into dir, as the same file seen from dir. */
+static char *path_from_dir(const char *path, const char *dir, const char *cwd)
+{
+    size_t dn = strlen(dir);
+    if (strncmp(path, dir, dn) == 0 && path[dn] == '/')
+        return xstrdup(path + dn + 1);
+    if (path[0] == '/')
+        return xstrdup(path);
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *out = xmalloc(n);
+    snprintf(out, n, "%s/%s", cwd, path);
+    return out;
+}
+
+int conf_enter_data_dir(struct conf *c, char *err, size_t err_size)
+{
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        snprintf(err, err_size, "cannot tell the current folder: %s", strerror(errno));
+        return -1;
+    }
+    char *dir = conf_path(c, c->data_dir);
+    char *cert = conf_path(c, c->tls_cert), *key = conf_path(c, c->tls_key);
+    if (chdir(dir) != 0) {
+        snprintf(err, err_size,
+                 "cannot enter data_dir %s: %s; run 'kotak init' first, or "
+                 "check [server] data_dir",
+                 dir, strerror(errno));
+        free(dir), free(cert), free(key);
+        return -1;
+    }
+    free(c->tls_cert);
+    free(c->tls_key);
+    c->tls_cert = path_from_dir(cert, dir, cwd);
+    c->tls_key = path_from_dir(key, dir, cwd);
+    free(c->data_dir);
+    c->data_dir = xstrdup(".");
+    free(c->dir);
+    c->dir = xstrdup(".");
+    free(dir), free(cert), free(key);
+    return 0;
+}
+
 char *conf_store_path(const struct conf *c)
 {
     size_t n = strlen(c->data_dir) + sizeof("/kotak.db");

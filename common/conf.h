@@ -120,6 +120,15 @@ char *conf_path(const struct conf *c, const char *rel);
 char *conf_store_path(const struct conf *c);
 
 /*
+ * Makes data_dir the working folder and rewrites data_dir, [tls] cert and
+ * key to be seen from there. A daemon does this before it gives up root:
+ * the user it becomes then needs rights on data_dir alone, not on the
+ * folders above it (a clone in /root, a private temporary folder).
+ * Returns 0, or -1 with a sentence in err.
+ */
+int conf_enter_data_dir(struct conf *c, char *err, size_t err_size);
+
+/*
  * Parses one `listen` value ("127.0.0.1:2525, [::1]:2525"; empty is off).
  * Returns 0, or -1 with a sentence in err.
  */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -16,6 +17,7 @@ int daemon_main(int argc, char **argv, const char *name, const char *about,
                 int (*run)(const struct conf *conf))
 {
     const char *path = NULL;
+    umask(077); /* the store, spool and lockout table hold mail and passwords */
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
@@ -35,6 +37,8 @@ int daemon_main(int argc, char **argv, const char *name, const char *about,
     char err[512];
     conf_defaults(&conf);
     if (conf_load(conf_locate(path), &conf, err, sizeof(err)) < 0)
+        fatal(2, "%s", err);
+    if (conf_enter_data_dir(&conf, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
     int rc = run(&conf);
     conf_free(&conf);
@@ -74,14 +78,14 @@ struct tls_server *daemon_reload_tls(const struct conf *conf, struct tls_server 
     return tls;
 }
 
-void daemon_drop_privileges(const struct conf *conf, const char *name)
+void daemon_drop_privileges(const struct conf *conf)
 {
     char err[512];
+    if (geteuid() == 0 && conf->run_user[0] == '\0')
+        fatal(2, "started as root without [server] user: set it to the unprivileged user to "
+                 "serve as ('kotak init' run as root sets it to kotak)");
     if (drop_privileges(conf->run_user, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
-    if (geteuid() == 0)
-        log_warn("%s event=running-as-root hint=\"set [server] user to an unprivileged user\"",
-                 name);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)

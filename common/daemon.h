@@ -35,10 +35,11 @@ struct tls_server *daemon_reload_tls(const struct conf *conf, struct tls_server 
                                      const char *name);
 
 /*
- * Start-up after the ports are bound: becomes [server] user when root, or
- * exits with one line; warns when it stays root.
+ * Start-up after the ports are bound, before a byte is read from them:
+ * started as root, becomes [server] user, or exits with one line when
+ * none is set or it cannot.
  */
-void daemon_drop_privileges(const struct conf *conf, const char *name);
+void daemon_drop_privileges(const struct conf *conf);
 
 /*
  * SIGINT and SIGTERM start a clean stop, once; SIGHUP calls reload, each

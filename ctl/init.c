@@ -6,12 +6,16 @@
  * loader the daemons use, so what init writes is always what they accept.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cert.h"
@@ -28,9 +32,10 @@ static const char conf_template[] =
     "hostname = %s\n"
     "; The folder that holds the store, kotak.db.\n"
     "data_dir = kotak-data\n"
-    "; The unprivileged user the daemons switch to after binding their ports when\n"
-    "; started as root. Empty: they keep the user they were started as.\n"
-    "user =\n"
+    "; The unprivileged user the daemons become after binding their ports, before\n"
+    "; they read a byte from the network. Started as root without one, they refuse\n"
+    "; to start; 'kotak init' run as root sets it and gives it data_dir.\n"
+    "user = %s\n"
     "; How much the daemons log: error, warn, info or debug.\n"
     "log_level = info\n"
     "\n"
@@ -122,6 +127,66 @@ static void write_file(const char *path, const char *text)
     free(tmp);
 }
 
+/* Runs argv (a program on PATH) and returns its exit status, or -1. */
+static int run_program(char *const argv[])
+{
+    extern char **environ;
+    pid_t pid;
+    int status;
+    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+        return -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * The user the daemons serve as, when init runs as root: name if it exists;
+ * kotak is made a system user when missing (two inits at once may race to
+ * make it: the loser finds it made).
+ */
+static struct passwd *service_user(const char *name, bool named)
+{
+    char *const useradd[] = {"useradd",    "--system",          "--user-group", "--no-create-home",
+                             "--home-dir", "/nonexistent",      "--shell",      "/usr/sbin/nologin",
+                             "--comment",  "kotak mail server", (char *)name,   NULL};
+    for (int attempt = 0; attempt < 5; attempt++) {
+        struct passwd *pw = getpwnam(name);
+        if (pw != NULL)
+            return pw;
+        if (named)
+            ctl_die("no user '%s'; create it first, or leave --user out and init makes the "
+                    "system user kotak",
+                    name);
+        if (run_program(useradd) == 0)
+            printf("made the system user %s for the daemons to serve as\n", name);
+        else
+            usleep(200 * 1000);
+    }
+    ctl_die("cannot make the system user %s with useradd; make it by hand, or name an existing "
+            "one with --user",
+            name);
+}
+
+/* Gives dir and what it holds (not deeper) to pw: the daemons, once they
+ * are pw, open the store, the certificate and the lockout table there. */
+static void give_folder(const char *dir, const struct passwd *pw)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (d == NULL || fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
+        ctl_die("cannot give %s to the user %s: %s", dir, pw->pw_name, strerror(errno));
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (fchownat(fd, e->d_name, pw->pw_uid, pw->pw_gid, AT_SYMLINK_NOFOLLOW) != 0)
+            ctl_die("cannot give %s/%s to the user %s: %s", dir, e->d_name, pw->pw_name,
+                    strerror(errno));
+    }
+    closedir(d);
+}
+
 static void remove_store(const char *store_path)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm"};
@@ -169,12 +234,14 @@ static size_t cert_names(const struct conf *conf, const char *names[INIT_CERT_NA
 
 int ctl_init(const struct ctl *c)
 {
-    static const char usage[] = "kotak [-c FILE] init [--hostname NAME] [--force]";
-    const char *hostname_arg = NULL;
+    static const char usage[] = "kotak [-c FILE] init [--hostname NAME] [--user NAME] [--force]";
+    const char *hostname_arg = NULL, *user_arg = NULL;
     bool force = false;
     if (ctl_wants_help(c->argc, c->argv)) {
         printf("usage: %s\n\nWrites FILE (default ./kotak.conf) and, beside it, kotak-data/ "
-               "with a new store.\nWithout --force it never replaces an existing one.\n",
+               "with a new store.\nWithout --force it never replaces an existing one.\nRun as "
+               "root, it sets [server] user to NAME (default kotak, made a system user\nwhen "
+               "missing) and gives kotak-data/ to that user.\n",
                usage);
         return 0;
     }
@@ -183,6 +250,8 @@ int ctl_init(const struct ctl *c)
             force = true;
         else if (strcmp(c->argv[i], "--hostname") == 0 && i + 1 < c->argc)
             hostname_arg = c->argv[++i];
+        else if (strcmp(c->argv[i], "--user") == 0 && i + 1 < c->argc)
+            user_arg = c->argv[++i];
         else
             ctl_die("usage: %s", usage);
     }
@@ -210,9 +279,15 @@ int ctl_init(const struct ctl *c)
         ctl_die("%s already exists; add --force to replace it (all mail in it is lost)",
                 store_path);
 
-    size_t n = sizeof(conf_template) + strlen(hostname);
+    struct passwd *pw = NULL;
+    if (geteuid() == 0)
+        pw = service_user(user_arg ? user_arg : "kotak", user_arg != NULL);
+    else if (user_arg != NULL)
+        ctl_die("--user needs kotak init to run as root, which can give the data folder away");
+    const char *user = pw ? pw->pw_name : "";
+    size_t n = sizeof(conf_template) + strlen(hostname) + strlen(user);
     char *text = xmalloc(n);
-    snprintf(text, n, conf_template, hostname);
+    snprintf(text, n, conf_template, hostname, user);
     write_file(path, text);
     free(text);
 
@@ -237,6 +312,11 @@ int ctl_init(const struct ctl *c)
            conf.hostname, cert);
     free(cert);
     free(key);
+    if (pw != NULL) {
+        give_folder(data_dir, pw);
+        printf("the daemons, started as root, serve as the user %s, which owns %s\n", pw->pw_name,
+               data_dir);
+    }
     printf("wrote %s and created the store %s\n"
            "next: kotak domain add example.test; kotak user add alice@example.test\n",
            path, store_path);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ctl.h"
 #include "util.h"
@@ -129,6 +130,7 @@ static const char *take_config(int *argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    umask(077); /* the store and its copies hold mail and password hashes */
     argc--, argv++;
     struct ctl c = {.config_arg = take_config(&argc, argv)};
     if (argc == 0)

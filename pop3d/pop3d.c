@@ -341,7 +341,7 @@ int pop3d_run(const struct conf *conf)
     d.svc = service_new(d.loop, conf, "pop3", conf->limits.pop3_idle_timeout_ms, tls,
                         &service_ops, &d);
     listen_all(&d);
-    daemon_drop_privileges(conf, "pop3");
+    daemon_drop_privileges(conf);
     open_store(&d);
     char err[512], *data_dir = conf_path(conf, conf->data_dir);
     struct login *login = login_new(d.loop, &conf->auth, data_dir, err, sizeof(err));

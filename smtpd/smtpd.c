@@ -336,7 +336,7 @@ int smtpd_run(const struct conf *conf)
         "smtp");
     d.svc = service_new(loop, conf, "smtp", conf->limits.idle_timeout_ms, tls, &service_ops, &d);
     listen_all(&d);
-    daemon_drop_privileges(conf, "smtp");
+    daemon_drop_privileges(conf);
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d, loop);
     char err[512];

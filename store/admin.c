@@ -55,9 +55,21 @@ int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
     size_t n = strlen(dest) + sizeof(".tmp");
     char *tmp = xmalloc(n);
     snprintf(tmp, n, "%s.tmp", dest);
+    /* The copy holds every password hash and all mail: it is made 0600, and
+     * never through a link someone else left in the way. */
     unlink(tmp);
     sqlite3 *out = NULL;
-    int rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    bool made = false; /* the .tmp is ours to remove */
+    int rc;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    close(fd);
+    made = true;
+    rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "cannot create %s: %s", tmp, out ? sqlite3_errmsg(out) : "");
         rc = store__rc(s, rc);
@@ -98,7 +110,7 @@ int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
 done:
     if (out != NULL)
         sqlite3_close(out);
-    if (rc != 0)
+    if (rc != 0 && made)
         unlink(tmp);
     free(tmp);
     return rc;

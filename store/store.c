@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store_int.h"
@@ -368,6 +369,20 @@ static int reopen_immutable_if_needed(struct store *s, const char *path)
     return 0;
 }
 
+/* Takes away group and others' rights to a file of the store: it holds
+ * every password hash and all mail. Stores made before this was done, or
+ * under a loose umask, are closed up the next time they are opened. */
+static void close_up(const char *path, const char *suffix)
+{
+    size_t n = strlen(path) + strlen(suffix) + 1;
+    char *name = xmalloc(n);
+    snprintf(name, n, "%s%s", path, suffix);
+    struct stat st;
+    if (lstat(name, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+        chmod(name, st.st_mode & 0700);
+    free(name);
+}
+
 int store_open(const char *path, unsigned flags, struct store **s_r, char *err, size_t err_size)
 {
     bool memory = strcmp(path, ":memory:") == 0;
@@ -377,6 +392,11 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
         return -ENOENT;
     }
     pthread_once(&sqlite_once, setup_sqlite);
+    if (!memory) {
+        static const char *const files[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+            close_up(path, files[i]);
+    }
     struct store *s = xcalloc(1, sizeof(*s));
     s->readonly = (flags & STORE_READONLY) != 0;
     int oflags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;

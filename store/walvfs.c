@@ -348,10 +348,18 @@ static int x_access(sqlite3_vfs *v, const char *name, int flags, int *out)
     return sys_vfs()->xAccess(sys_vfs(), name, flags, out);
 }
 
+/* A relative name stays relative: a daemon works inside data_dir as a user
+ * that may have no right to the folders above it, which the system VFS
+ * would put in front of the name. */
 static int x_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out)
 {
     (void)v;
-    return sys_vfs()->xFullPathname(sys_vfs(), name, n, out);
+    if (name[0] == '/')
+        return sys_vfs()->xFullPathname(sys_vfs(), name, n, out);
+    if ((int)strlen(name) >= n)
+        return SQLITE_CANTOPEN;
+    memcpy(out, name, strlen(name) + 1);
+    return SQLITE_OK;
 }
 
 static void *x_dl_open(sqlite3_vfs *v, const char *name)

@@ -11,6 +11,7 @@ Run: KOTAK_BUILD=build python3 tests/tap_unittest.py tests/cli/test_cli.py
 """
 import configparser
 import os
+import pwd
 import re
 import shutil
 import sqlite3
@@ -30,6 +31,7 @@ with warnings.catch_warnings():
 
 BUILD = os.environ.get("KOTAK_BUILD", "/work/main/build")
 KOTAK = os.path.join(os.path.abspath(BUILD), "ctl", "kotak")
+VERSION = os.environ.get("KOTAK_VERSION")  # meson.project_version(), set by meson test
 TIMEOUT = 30
 HOST = "mail.example.test"
 LISTENERS = {
@@ -272,6 +274,64 @@ class InitTest(KotakTest):
 
 
 # --- finding the config -------------------------------------------------------
+
+class StoreFilesTest(KotakTest):
+    """The store holds every password hash and all mail: its owner alone reads it."""
+
+    def test_init_makes_the_data_folder_and_its_files_private_whatever_the_umask(self):
+        old = os.umask(0o022)
+        try:
+            self.setup_users()
+        finally:
+            os.umask(old)
+        data = os.path.dirname(self.db_path)
+        self.assertEqual(stat.S_IMODE(os.stat(data).st_mode), 0o700)
+        for entry in os.listdir(data):
+            mode = stat.S_IMODE(os.lstat(os.path.join(data, entry)).st_mode)
+            self.assertEqual(mode & 0o077, 0, f"{entry} is {oct(mode)}")
+
+    def test_a_store_left_open_to_others_is_closed_up_when_next_opened(self):
+        self.setup_users()
+        con = self.db()  # keeps -wal and -shm in place
+        con.execute("SELECT count(*) FROM users").fetchall()
+        for suffix in ("", "-wal", "-shm"):
+            os.chmod(self.db_path + suffix, 0o644)
+        self.ok("stats")
+        for suffix in ("", "-wal", "-shm"):
+            mode = stat.S_IMODE(os.stat(self.db_path + suffix).st_mode)
+            self.assertEqual(mode, 0o600, f"kotak.db{suffix} is {oct(mode)}")
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: init gives the data folder away as root")
+class InitAsRootTest(KotakTest):
+    def test_init_as_root_names_the_user_kotak_and_gives_it_the_data_folder(self):
+        self.init()
+        cp = configparser.ConfigParser(inline_comment_prefixes=(";",))
+        cp.read(self.conf)
+        self.assertEqual(cp.get("server", "user"), "kotak")
+        uid = pwd.getpwnam("kotak").pw_uid
+        self.assertNotEqual(uid, 0)
+        data = os.path.dirname(self.db_path)
+        for path in [data] + [os.path.join(data, e) for e in os.listdir(data)]:
+            self.assertEqual(os.lstat(path).st_uid, uid, path)
+        # Later commands run as root keep the files usable by that user.
+        self.ok("domain", "add", "example.test")
+        for entry in os.listdir(data):
+            self.assertEqual(os.lstat(os.path.join(data, entry)).st_uid, uid, entry)
+
+    def test_init_user_names_an_existing_user(self):
+        name = pwd.getpwuid(NOBODY).pw_name
+        self.ok("init", "--hostname", HOST, "--user", name)
+        cp = configparser.ConfigParser(inline_comment_prefixes=(";",))
+        cp.read(self.conf)
+        self.assertEqual(cp.get("server", "user"), name)
+        self.assertEqual(os.stat(os.path.dirname(self.db_path)).st_uid, NOBODY)
+
+    def test_init_user_of_no_such_user_exits_2_and_writes_nothing(self):
+        p = self.fails("init", "--hostname", HOST, "--user", "no-such-kotak-user")
+        self.assertIn("no-such-kotak-user", p.stderr)
+        self.assertFalse(os.path.exists(self.conf))
+
 
 class ConfigLocationTest(KotakTest):
     def setUp(self):
@@ -1123,6 +1183,26 @@ class BackupTest(KotakTest):
         self.assert_valid_copy(self.dest)
         self.assertNotIn("pending.test", self.domains(path=self.dest))
 
+    def test_backup_is_readable_by_its_owner_alone_whatever_the_umask(self):
+        old = os.umask(0o022)
+        try:
+            self.ok("backup", self.dest)
+        finally:
+            os.umask(old)
+        self.assertEqual(stat.S_IMODE(os.stat(self.dest).st_mode), 0o600)
+        self.assert_valid_copy(self.dest)
+
+    def test_backup_never_writes_through_a_link_left_at_its_temporary_name(self):
+        victim = os.path.join(self.dir, "victim")
+        with open(victim, "w") as f:
+            f.write("not yours\n")
+        os.symlink(victim, self.dest + ".tmp")
+        self.ok("backup", self.dest)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "not yours\n")
+        self.assertFalse(os.path.islink(self.dest))
+        self.assert_valid_copy(self.dest)
+
     def test_backup_into_a_missing_folder_exits_2(self):
         self.fails("backup", os.path.join(self.dir, "no", "such", "dir", "b.db"))
 
@@ -1277,7 +1357,10 @@ class HelpTest(KotakTest):
             with self.subTest(flag=flag):
                 p = self.kotak(flag, conf=False)
                 self.assertEqual(p.returncode, 0)
-                self.assertEqual(p.stdout, "kotak 0.1.0\n")
+                if VERSION is None:
+                    self.assertRegex(p.stdout, r"^kotak \d+\.\d+\S*\n$")
+                else:
+                    self.assertEqual(p.stdout, f"kotak {VERSION}\n")
                 self.assertEqual(p.stderr, "")
 
     def test_unknown_command_exits_2(self):
