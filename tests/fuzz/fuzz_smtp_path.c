@@ -135,8 +135,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The same bytes as a whole command line. */
     struct smtp_command c;
     smtp_command_parse(arg, len, &c);
-    FUZZ_CHECK(c.arg_len <= len && (c.arg_len == 0 || c.arg + c.arg_len == arg + len),
-               "the command's argument is not the end of the line");
+    /* The argument is the end of the line, less trailing white space (RFC 5321 4.1.1). */
+    FUZZ_CHECK(c.arg_len <= len &&
+                   (c.arg_len == 0 || (c.arg >= arg && c.arg + c.arg_len <= arg + len)),
+               "the command's argument is not inside the line");
+    for (const char *t = c.arg_len ? c.arg + c.arg_len : arg + len; t < arg + len; t++)
+        FUZZ_CHECK(*t == ' ' || *t == '\t', "the command's argument stops before the line end");
+    FUZZ_CHECK(c.arg_len == 0 || (c.arg[c.arg_len - 1] != ' ' && c.arg[c.arg_len - 1] != '\t'),
+               "the command's argument keeps trailing white space");
     free(arg);
     return 0;
 }
