@@ -39,6 +39,10 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
+#if MBEDTLS_VERSION_MAJOR >= 3 /* meson.build checks this too; see there */
+#error "kotak is written for mbedTLS 2.28; mbedTLS 3.x is not supported"
+#endif
+
 #include "buf.h"
 #include "util.h"
 

@@ -8,7 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define KOTAK_VERSION "0.1.0"
+/* KOTAK_VERSION, a string: meson.build's project version, written at setup. */
+#include "kotak-version.h"
 
 /*
  * Error codes beyond errno. Functions return 0 or a negative value: -errno
