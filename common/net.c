@@ -76,6 +76,7 @@ struct net_conn {
     bool engaged; /* logged in or in a transaction: see net_conn_set_engaged */
     bool output_blocked; /* input waits until the peer takes our output */
     unsigned tls_noise;  /* records that made TLS answer and brought no data */
+    const char *tls_end; /* why net ended TLS when the engine did not fail */
     int handles; /* libuv handles not yet closed */
     struct buf in;
     size_t pending; /* bytes handed to uv_write and not yet written */
@@ -337,8 +338,16 @@ static void conn_finish(struct net_conn *c)
         ip_put(srv, c->ip);
     update_stress(srv);
     log_debug("%s conn=%s event=closed", srv->name, c->id);
-    if (c->opened && c->l->proto->close != NULL)
+    char why[NET_TLS_ERROR_MAX], v[NET_TLS_ERROR_MAX + 16];
+    const char *tls_error = c->opened ? NULL : net_conn_tls_error(c, why, sizeof why);
+    if (c->opened && c->l->proto->close != NULL) {
         c->l->proto->close(c, c->ctx);
+    } else if (tls_error != NULL) {
+        /* An implicit-TLS handshake that failed: no protocol saw it, and
+         * this is the only line that tells why the client got nowhere. */
+        log_info("%s conn=%s ip=%s event=disconnect tls_error=%s", srv->name, c->id, c->peer,
+                 log_value(v, sizeof v, tls_error, strlen(tls_error)));
+    }
     c->ctx = NULL;
     listener_put(c->l);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
@@ -409,7 +418,7 @@ static void idle_expired(uv_timer_t *t)
 {
     struct net_conn *c = t->data;
     if (c->mode == MODE_HANDSHAKE) {
-        log_info("%s conn=%s ip=%s event=tls-timeout", c->srv->name, c->id, c->peer);
+        c->tls_end = "handshake timeout";
         conn_finish(c);
         return;
     }
@@ -466,6 +475,7 @@ static void deliver(struct net_conn *c)
                 /* Records that only make TLS answer (renegotiation requests,
                  * each refused with an alert) hold the connection for nothing. */
                 log_info("%s conn=%s ip=%s event=tls-noise", c->srv->name, c->id, c->peer);
+                c->tls_end = "too many renegotiation requests";
                 c->in_input = false;
                 conn_finish(c);
                 return;
@@ -551,6 +561,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     }
     if (nread < 0) {
         /* An error: the peer is gone, and so is whatever we queued. */
+        if (c->mode == MODE_HANDSHAKE)
+            c->tls_end = nread == UV_EOF ? "closed by the peer during the handshake"
+                                         : "connection lost during the handshake";
         c->closing = true;
         conn_finish(c);
         return;
@@ -573,7 +586,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         int rc = tls_conn_handshake(c->tls);
         flush_tls(c);
         if (rc < 0) {
-            log_info("%s conn=%s ip=%s event=tls-failed", c->srv->name, c->id, c->peer);
+            /* The reason goes on the disconnect line: net_conn_tls_error. */
             c->closing = true;
             if (c->pending == 0)
                 conn_finish(c);
@@ -882,6 +895,13 @@ const char *net_conn_tls_version(const struct net_conn *c)
 const char *net_conn_tls_cipher(const struct net_conn *c)
 {
     return c->tls ? tls_conn_cipher(c->tls) : "";
+}
+
+const char *net_conn_tls_error(const struct net_conn *c, char *buf, size_t size)
+{
+    if (c->tls != NULL && tls_conn_error(c->tls, buf, size))
+        return buf;
+    return c->tls_end;
 }
 
 const char *net_conn_id(const struct net_conn *c)

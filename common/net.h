@@ -134,6 +134,17 @@ bool net_conn_is_tls(const struct net_conn *c);
 const char *net_conn_tls_version(const struct net_conn *c);
 const char *net_conn_tls_cipher(const struct net_conn *c);
 
+/*
+ * Why TLS ended the connection, for its disconnect line: the engine's error
+ * (tls_conn_error: mbedTLS's words, or the peer's alert) written into buf,
+ * or net's own static text ("handshake timeout", "closed by the peer during
+ * the handshake", "too many renegotiation requests"); NULL when TLS did not
+ * end it. The text is free-form: log it through log_value. NET_TLS_ERROR_MAX
+ * is room enough for buf.
+ */
+#define NET_TLS_ERROR_MAX 128
+const char *net_conn_tls_error(const struct net_conn *c, char *buf, size_t size);
+
 /* A short id for logs, unique within the process. */
 const char *net_conn_id(const struct net_conn *c);
 

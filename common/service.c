@@ -202,7 +202,13 @@ static void on_timeout(struct net_conn *c, void *ctx)
 static void on_close(struct net_conn *c, void *ctx)
 {
     struct service_conn *sc = ctx;
-    log_info("%s session=%s event=disconnect", sc->svc->name, net_conn_id(c));
+    char why[NET_TLS_ERROR_MAX], v[NET_TLS_ERROR_MAX + 16];
+    const char *tls_error = net_conn_tls_error(c, why, sizeof why);
+    if (tls_error != NULL)
+        log_info("%s session=%s event=disconnect tls_error=%s", sc->svc->name, net_conn_id(c),
+                 log_value(v, sizeof v, tls_error, strlen(tls_error)));
+    else
+        log_info("%s session=%s event=disconnect", sc->svc->name, net_conn_id(c));
     sc->net = NULL;
     sc->ops->free(sc->session);
     sc->session = NULL;

@@ -68,6 +68,8 @@ struct tls_conn {
     struct buf out; /* ciphertext for the peer, not yet sent */
     size_t in_off;
     bool peer_closed; /* close_notify seen; every later read says -EPIPE */
+    int error;        /* the mbedTLS error that failed the connection, or 0 */
+    int alert;        /* the fatal alert the peer sent then, or -1 */
     struct tls_server *srv;
 };
 
@@ -322,6 +324,8 @@ struct tls_conn *tls_conn_new(struct tls_server *srv)
     buf_init(&c->out, 0);
     c->in_off = 0;
     c->peer_closed = false;
+    c->error = 0;
+    c->alert = -1;
     c->srv = srv;
     srv->conns++;
     /* The only failure is memory for the record buffers: abort, as xmalloc. */
@@ -371,6 +375,21 @@ static bool handshake_over(const struct tls_conn *c)
     return c->ssl.state == MBEDTLS_SSL_HANDSHAKE_OVER;
 }
 
+/*
+ * Keeps the first error that failed the connection, for tls_conn_error, and
+ * with it the peer's alert when that was the cause: mbedTLS reports only
+ * that one came, and leaves the record (level, description) in in_msg.
+ */
+static int failed(struct tls_conn *c, int rc)
+{
+    if (c->error == 0) {
+        c->error = rc;
+        if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && c->ssl.in_msg != NULL)
+            c->alert = c->ssl.in_msg[1];
+    }
+    return -EPROTO;
+}
+
 int tls_conn_handshake(struct tls_conn *c)
 {
     int rc = mbedtls_ssl_handshake(&c->ssl);
@@ -378,7 +397,7 @@ int tls_conn_handshake(struct tls_conn *c)
         return 1;
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
         return 0;
-    return -EPROTO;
+    return failed(c, rc);
 }
 
 ssize_t tls_conn_read(struct tls_conn *c, void *p, size_t n)
@@ -401,7 +420,7 @@ ssize_t tls_conn_read(struct tls_conn *c, void *p, size_t n)
     /* 0 would mean the transport ended, which ours never says. */
     if (rc == 0 || rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
         return 0;
-    return -EPROTO;
+    return failed(c, rc);
 }
 
 int tls_conn_write(struct tls_conn *c, const void *p, size_t n)
@@ -412,8 +431,8 @@ int tls_conn_write(struct tls_conn *c, const void *p, size_t n)
     while (n > 0) {
         /* Each call writes at most one record (16 KiB); loop for the rest. */
         int rc = mbedtls_ssl_write(&c->ssl, s, n);
-        if (rc <= 0)
-            return -EPROTO; /* WANT_WRITE cannot happen: bio_send takes all */
+        if (rc <= 0) /* WANT_WRITE cannot happen: bio_send takes all */
+            return rc < 0 ? failed(c, rc) : -EPROTO;
         s += rc;
         n -= (size_t)rc;
     }
@@ -451,4 +470,58 @@ const char *tls_conn_version(struct tls_conn *c)
 const char *tls_conn_cipher(struct tls_conn *c)
 {
     return handshake_over(c) ? mbedtls_ssl_get_ciphersuite(&c->ssl) : NULL;
+}
+
+/* The alerts of RFC 5246 and RFC 8446 by number, for tls_conn_error. */
+static const struct {
+    int code;
+    const char *name;
+} tls_alerts[] = {
+    {0, "close notify"},
+    {10, "unexpected message"},
+    {20, "bad record mac"},
+    {21, "decryption failed"},
+    {22, "record overflow"},
+    {30, "decompression failure"},
+    {40, "handshake failure"},
+    {41, "no certificate"},
+    {42, "bad certificate"},
+    {43, "unsupported certificate"},
+    {44, "certificate revoked"},
+    {45, "certificate expired"},
+    {46, "certificate unknown"},
+    {47, "illegal parameter"},
+    {48, "unknown ca"},
+    {49, "access denied"},
+    {50, "decode error"},
+    {51, "decrypt error"},
+    {70, "protocol version"},
+    {71, "insufficient security"},
+    {80, "internal error"},
+    {86, "inappropriate fallback"},
+    {90, "user canceled"},
+    {100, "no renegotiation"},
+    {109, "missing extension"},
+    {110, "unsupported extension"},
+    {112, "unrecognized name"},
+    {116, "certificate required"},
+    {120, "no application protocol"},
+};
+
+bool tls_conn_error(const struct tls_conn *c, char *dst, size_t size)
+{
+    if (c->error == 0)
+        return false;
+    if (c->alert < 0) {
+        mbedtls_strerror(c->error, dst, size);
+        return true;
+    }
+    for (size_t i = 0; i < sizeof tls_alerts / sizeof tls_alerts[0]; i++) {
+        if (tls_alerts[i].code == c->alert) {
+            snprintf(dst, size, "peer sent alert: %s", tls_alerts[i].name);
+            return true;
+        }
+    }
+    snprintf(dst, size, "peer sent alert %d", c->alert);
+    return true;
 }

@@ -17,6 +17,7 @@
 #ifndef KOTAK_TLS_H
 #define KOTAK_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -106,5 +107,16 @@ void tls_conn_consume_out(struct tls_conn *c, size_t n);
  */
 const char *tls_conn_version(struct tls_conn *c);
 const char *tls_conn_cipher(struct tls_conn *c);
+
+/*
+ * Why the connection failed, once tls_conn_handshake, tls_conn_read or
+ * tls_conn_write said -EPROTO for an error of mbedTLS's: writes one line of
+ * text into dst (cut to size; for a log, through log_value) and returns
+ * true — "peer sent alert: bad certificate" when the peer's fatal alert
+ * ended it, else mbedTLS's words ("SSL - Processing of the ClientHello
+ * handshake message failed"). Returns false, dst untouched, while nothing
+ * failed; close_notify is no failure.
+ */
+bool tls_conn_error(const struct tls_conn *c, char *dst, size_t size);
 
 #endif

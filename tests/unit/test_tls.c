@@ -328,6 +328,9 @@ static void test_session(struct tls_server *srv)
     pump(c, &cl, 0);
     is_int(tls_conn_read(c, got, sizeof got), -EPIPE, "server read: -EPIPE");
     is_int(tls_conn_read(c, got, sizeof got), -EPIPE, "and -EPIPE again");
+    snprintf(got, sizeof got, "untouched");
+    ok(!tls_conn_error(c, got, sizeof got) && strcmp(got, "untouched") == 0,
+       "a session ended by close_notify has no TLS error");
 
     size_t with = heap_in_use();
     tls_conn_free(&c);
@@ -373,6 +376,24 @@ static void test_policy(struct tls_server *srv)
     is_int(srv_rc, -EPROTO, "client offering only RSA key exchange: server fails");
     ok(cli_rc < 0 && cli_rc != MBEDTLS_ERR_SSL_WANT_READ, "and the client got an alert (%d)",
        cli_rc);
+    char why[128] = "";
+    ok(tls_conn_error(c, why, sizeof why) && strncmp(why, "SSL - ", 6) == 0,
+       "tls_conn_error gives mbedTLS's words: %s", why);
+    tls_conn_free(&c);
+    client_free(&cl);
+
+    /* A client that rejects the certificate says so with an alert. */
+    client_init(&cl, MBEDTLS_SSL_MINOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3, NULL,
+                "other.example.test");
+    c = tls_conn_new(srv);
+    handshake(c, &cl, &srv_rc, &cli_rc);
+    is_int(srv_rc, -EPROTO, "client rejecting the host name: server fails");
+    why[0] = '\0';
+    ok(tls_conn_error(c, why, sizeof why), "and knows why");
+    is_str(why, "peer sent alert: bad certificate", "the peer's alert, by name");
+    char tiny[8];
+    ok(tls_conn_error(c, tiny, sizeof tiny) && strlen(tiny) == sizeof tiny - 1,
+       "cut to the buffer: %s", tiny);
     tls_conn_free(&c);
     client_free(&cl);
 
@@ -401,6 +422,9 @@ static void test_garbage(struct tls_server *srv)
     is_int(tls_conn_handshake(c), -EPROTO, "and stays failed");
     char tmp[16];
     is_int(tls_conn_read(c, tmp, sizeof tmp), -EPROTO, "read after a failed handshake: -EPROTO");
+    char why[128] = "";
+    ok(tls_conn_error(c, why, sizeof why) && strstr(why, "ClientHello") != NULL,
+       "tls_conn_error names the ClientHello: %s", why);
     tls_conn_free(&c);
 
     /* A TLS record header that claims a huge length, then junk. */
@@ -414,6 +438,8 @@ static void test_garbage(struct tls_server *srv)
     c = tls_conn_new(srv);
     is_int(tls_conn_feed(c, "\x16\x03\x01", 3), 0, "feed 3 bytes");
     is_int(tls_conn_handshake(c), 0, "the handshake needs more");
+    char none[8] = "";
+    ok(!tls_conn_error(c, none, sizeof none), "and nothing failed (%s)", none);
     tls_conn_free(&c);
 
     /* The ceiling: a large feed is taken, but not one more while it waits. */
@@ -494,6 +520,142 @@ static void test_cert_contents(void)
     }
 }
 
+/* Runs `openssl x509 -ext subjectAltName` on path: the names after the
+ * heading, ", "-separated on one line, into out; -1 without openssl. */
+static int openssl_san(const char *path, char *out, size_t size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "openssl x509 -in '%s' -noout -ext subjectAltName 2>/dev/null", path);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    char line[2048];
+    out[0] = '\0';
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strstr(line, "Subject Alternative Name") == NULL)
+            snprintf(out, size, "%s", line + strspn(line, " "));
+    int st = pclose(f);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return -1;
+    out[strcspn(out, "\n")] = '\0';
+    return 0;
+}
+
+/* Entries with this tag and value in crt's subjectAltName. */
+static int san_count(const mbedtls_x509_crt *crt, int tag, const void *v, size_t len)
+{
+    int n = 0;
+    for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s != NULL; s = s->next)
+        if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | tag) && s->buf.len == len &&
+            memcmp(s->buf.p, v, len) == 0)
+            n++;
+    return n;
+}
+
+/*
+ * A certificate for many names, as kotak init makes it: each name once, in
+ * order, whatever its spelling; DER lengths past 127 and 255 octets; a bad
+ * name or too many refused with nothing left behind.
+ */
+static void test_cert_names(void)
+{
+    char crt_path[300], key_path2[300], err[256] = "";
+    snprintf(crt_path, sizeof crt_path, "%s/names.pem", dir);
+    snprintf(key_path2, sizeof key_path2, "%s/names-key.pem", dir);
+
+    /* Long enough that the SEQUENCE takes more than 255 octets: 0x82 LL LL. */
+    static const char long1[] = "a-rather-long-label-to-fill-the-subject-alt-name.example.test",
+                      long2[] = "another-rather-long-label-to-fill-the-san.mail.example.test",
+                      long3[] = "and-a-third-long-label-so-the-length-takes-two.example.test";
+    const char *names[] = {HOST,     "localhost", "127.0.0.1", "::1",          "127.0.0.3",
+                           "0:0::1", "LOCALHOST", "127.0.0.1", "2001:db8::25", long1,
+                           long2,    long3,       HOST};
+    is_int(cert_make_self_signed(names, sizeof names / sizeof names[0], crt_path, key_path2, err,
+                                 sizeof err),
+           0, "a certificate for 13 names, 4 of them repeats (%s)", err);
+
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    is_int(mbedtls_x509_crt_parse_file(&crt, crt_path), 0, "mbedTLS parses it back");
+    int entries = 0;
+    size_t der = 0;
+    for (const mbedtls_x509_sequence *s = &crt.subject_alt_names; s != NULL; s = s->next) {
+        entries++;
+        der += 2 + s->buf.len; /* every entry here is shorter than 128 octets */
+    }
+    is_int(entries, 9, "its SAN has 9 entries, each name once");
+    ok(der > 255, "the SEQUENCE's length takes the long form (%zu octets)", der);
+    is_int(san_count(&crt, 2, HOST, strlen(HOST)), 1, "DNS:" HOST " once");
+    is_int(san_count(&crt, 2, "localhost", 9), 1, "DNS:localhost once, whatever its case");
+    is_int(san_count(&crt, 7, "\x7f\x00\x00\x01", 4), 1, "IP:127.0.0.1 once");
+    is_int(san_count(&crt, 7, "\x7f\x00\x00\x03", 4), 1, "IP:127.0.0.3");
+    is_int(san_count(&crt, 7, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16), 1,
+           "IP:::1 once, whatever its spelling");
+    is_int(san_count(&crt, 7, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x25", 16), 1,
+           "IP:2001:db8::25");
+    is_int(san_count(&crt, 2, long3, strlen(long3)), 1, "the last long name, whole");
+    ok(crt.subject.val.len == strlen(HOST) && memcmp(crt.subject.val.p, HOST, strlen(HOST)) == 0,
+       "the subject is CN=" HOST ", the first name");
+    uint32_t flags = 0;
+    is_int(mbedtls_x509_crt_verify(&crt, &crt, NULL, "localhost", &flags, NULL, NULL), 0,
+           "it verifies, trusted as itself, for localhost (flags %#x)", (unsigned)flags);
+    ok(mbedtls_x509_crt_verify(&crt, &crt, NULL, "elsewhere.example.test", &flags, NULL, NULL) !=
+               0 &&
+           (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH),
+       "and not for a name it does not hold");
+    mbedtls_x509_crt_free(&crt);
+
+    char san[2048];
+    if (openssl_san(crt_path, san, sizeof san) < 0) {
+        ok(1, "# SKIP openssl is not installed");
+    } else {
+        char want[1024];
+        snprintf(want, sizeof want,
+                 "DNS:%s, DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, "
+                 "IP Address:127.0.0.3, IP Address:2001:DB8:0:0:0:0:0:25, DNS:%s, DNS:%s, DNS:%s",
+                 HOST, long1, long2, long3);
+        is_str(san, want, "openssl x509 -ext subjectAltName lists them in order");
+    }
+    unlink(crt_path);
+    unlink(key_path2);
+
+    /* One bad name among good ones: refused, named, nothing written. */
+    const char *bad[] = {HOST, "localhost", "fe80::1%eth0"};
+    err[0] = '\0';
+    is_int(cert_make_self_signed(bad, 3, crt_path, key_path2, err, sizeof err), -1,
+           "an address with a zone among the names is refused");
+    ok(strstr(err, "fe80::1%eth0") != NULL, "err names it: %s", err);
+    ok(access(crt_path, F_OK) != 0 && access(key_path2, F_OK) != 0, "and no file is left");
+
+    /* More than the SAN may hold: 20 names of 253 characters. */
+    static char huge[20][254];
+    const char *many[20];
+    for (int i = 0; i < 20; i++) {
+        memset(huge[i], 'a', 253);
+        for (int k = 63; k < 253; k += 64)
+            huge[i][k] = '.';
+        huge[i][0] = (char)('a' + i);
+        huge[i][253] = '\0';
+        many[i] = huge[i];
+    }
+    err[0] = '\0';
+    is_int(cert_make_self_signed(many, 20, crt_path, key_path2, err, sizeof err), -1,
+           "names that take more than 4 KiB are refused");
+    ok(strstr(err, "octets") != NULL, "err says so: %s", err);
+    ok(access(crt_path, F_OK) != 0 && access(key_path2, F_OK) != 0, "and no file is left");
+    is_int(cert_make_self_signed(many, 15, crt_path, key_path2, err, sizeof err), 0,
+           "15 names of 253 characters fit (%s)", err);
+    mbedtls_x509_crt_init(&crt);
+    is_int(mbedtls_x509_crt_parse_file(&crt, crt_path), 0, "and parse back");
+    is_int(san_count(&crt, 2, huge[14], 253), 1, "with the last of them whole");
+    mbedtls_x509_crt_free(&crt);
+    unlink(crt_path);
+    unlink(key_path2);
+
+    is_int(cert_make_self_signed(names, 0, crt_path, key_path2, err, sizeof err), -1,
+           "no name at all is refused (%s)", err);
+}
+
 int main(void)
 {
     static const char pers[] = "kotak-test-tls";
@@ -520,6 +682,7 @@ int main(void)
     ok(srv == NULL, "tls_server_free sets NULL");
 
     test_cert_contents();
+    test_cert_names();
 
     const char *files[] = {cert_path, key_path, cert2_path, key2_path, ipcert_path, ipkey_path};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
