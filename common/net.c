@@ -72,6 +72,7 @@ struct net_conn {
     struct tls_conn *tls;
     enum conn_mode mode;
     bool opened, paused, reading, closing, closed, in_input, redeliver;
+    bool opening, finish_after_open; /* a close inside proto->open waits for its ctx */
     bool eof;     /* the peer has sent all it will */
     bool engaged; /* logged in or in a transaction: see net_conn_set_engaged */
     bool output_blocked; /* input waits until the peer takes our output */
@@ -322,6 +323,12 @@ static void conn_finish(struct net_conn *c)
 {
     if (c->closed)
         return;
+    if (c->opening) {
+        /* The protocol closed from inside its open (a goodbye during a stop):
+         * its close callback needs the ctx open has not returned yet. */
+        c->finish_after_open = true;
+        return;
+    }
     c->closed = true;
     c->closing = true;
     struct net_server *srv = c->srv;
@@ -524,7 +531,11 @@ static void deliver(struct net_conn *c)
 static void conn_open(struct net_conn *c)
 {
     c->opened = true;
+    c->opening = true;
     c->ctx = c->l->proto->open(c, c->l->ctx);
+    c->opening = false;
+    if (c->finish_after_open)
+        conn_finish(c);
 }
 
 /* Decrypts what TLS holds into the input buffer. Returns <0 when the connection must end. */

@@ -187,6 +187,27 @@ static void give_folder(const char *dir, const struct passwd *pw)
     closedir(d);
 }
 
+/*
+ * A data_dir that is already there must be a folder of ours (or of the user
+ * the daemons serve as) that nobody else may write to: init writes the store
+ * and the key into it, and run as root, gives what it holds away.
+ */
+static void check_data_dir(const char *dir, const struct passwd *pw)
+{
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        if (errno == ENOENT)
+            return;
+        ctl_die("cannot look at %s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        ctl_die("%s is there and is no folder; remove it or set another data_dir", dir);
+    if (st.st_uid != geteuid() && (pw == NULL || st.st_uid != pw->pw_uid))
+        ctl_die("%s belongs to another user; remove it or set another data_dir", dir);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        ctl_die("%s may be written by others; remove it or run 'chmod 700 %s' first", dir, dir);
+}
+
 static void remove_store(const char *store_path)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm"};
@@ -284,6 +305,7 @@ int ctl_init(const struct ctl *c)
         pw = service_user(user_arg ? user_arg : "kotak", user_arg != NULL);
     else if (user_arg != NULL)
         ctl_die("--user needs kotak init to run as root, which can give the data folder away");
+    check_data_dir(data_dir, pw);
     const char *user = pw ? pw->pw_name : "";
     size_t n = sizeof(conf_template) + strlen(hostname) + strlen(user);
     char *text = xmalloc(n);
@@ -296,6 +318,9 @@ int ctl_init(const struct ctl *c)
         ctl_die("%s", err); /* only if the template and the loader disagree */
     if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
         ctl_die("cannot create %s: %s", data_dir, strerror(errno));
+    check_data_dir(data_dir, pw); /* again: it may have appeared meanwhile */
+    if (chmod(data_dir, 0700) != 0)
+        ctl_die("cannot make %s private: %s", data_dir, strerror(errno));
     remove_store(store_path);
 
     struct store *s;

@@ -267,6 +267,8 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
 {
     char user[SASL_FIELD_MAX * 4 + 3];
     s->busy = false;
+    if (s->state == ST_CLOSED)
+        return; /* the goodbye went out already: no answer, and no lock, follows it */
     log_value(user, sizeof(user), s->user, strlen(s->user));
     if (rc == -EAGAIN) {
         log_info("pop3 session=%s event=login user=%s result=locked", s->cfg.session_id, user);
@@ -761,6 +763,10 @@ void pop3_session_tls_started(struct pop3_session *s)
 
 void pop3_session_timeout(struct pop3_session *s)
 {
+    /* A password check or QUIT's deletions under way are our wait, not the
+     * client's: their answer comes first, and the idle time starts after it. */
+    if (s->busy)
+        return;
     s->send.active = false;
     close_with(s, "-ERR Idle for too long, closing the connection");
 }

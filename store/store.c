@@ -8,6 +8,7 @@
  * newer kotak is refused rather than misread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,9 +378,13 @@ static void close_up(const char *path, const char *suffix)
     size_t n = strlen(path) + strlen(suffix) + 1;
     char *name = xmalloc(n);
     snprintf(name, n, "%s%s", path, suffix);
+    /* Through a descriptor, never a name that a link could be swapped into. */
+    int fd = open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
-    if (lstat(name, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
-        chmod(name, st.st_mode & 0700);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+        (void)fchmod(fd, st.st_mode & 0700);
+    if (fd >= 0)
+        close(fd);
     free(name);
 }
 

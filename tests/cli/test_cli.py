@@ -327,6 +327,23 @@ class InitAsRootTest(KotakTest):
         self.assertEqual(cp.get("server", "user"), name)
         self.assertEqual(os.stat(os.path.dirname(self.db_path)).st_uid, NOBODY)
 
+    def test_init_refuses_a_data_folder_another_user_made_and_writes_nothing(self):
+        data = os.path.dirname(self.db_path)
+        os.mkdir(data)
+        os.chown(data, NOBODY, NOBODY)
+        p = self.fails("init", "--hostname", HOST)
+        self.assertIn("another user", p.stderr)
+        self.assertFalse(os.path.exists(self.conf))
+        self.assertEqual(os.listdir(data), [])
+
+    def test_init_refuses_a_data_folder_others_may_write_to(self):
+        data = os.path.dirname(self.db_path)
+        os.mkdir(data)
+        os.chmod(data, 0o777)
+        p = self.fails("init", "--hostname", HOST)
+        self.assertIn("written by others", p.stderr)
+        self.assertFalse(os.path.exists(self.conf))
+
     def test_init_user_of_no_such_user_exits_2_and_writes_nothing(self):
         p = self.fails("init", "--hostname", HOST, "--user", "no-such-kotak-user")
         self.assertIn("no-such-kotak-user", p.stderr)

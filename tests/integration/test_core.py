@@ -585,6 +585,21 @@ class ReviewFindingsTest(CoreTest):
         self.assertNotIn("AddressSanitizer", self.kotak.log("smtpd"))
         s.close()
 
+    def test_a_tls_handshake_that_ends_during_the_stop_is_told_goodbye_not_crashed_on(self):
+        for name, listener, goodbye in (("smtpd", "submissions", b"421 "),
+                                        ("pop3d", "pop3s", b"-ERR ")):
+            raw = socket.create_connection(("127.0.0.1", self.kotak.ports[listener]), timeout=10)
+            time.sleep(0.3)  # accepted, its handshake not begun: no session yet
+            os.kill(self.pid(name), signal.SIGTERM)
+            time.sleep(0.5)
+            t = self.kotak.ssl_context().wrap_socket(raw, server_hostname=HOSTNAME)
+            f = t.makefile("rb")
+            self.assertTrue(f.readline().startswith((b"220 ", b"+OK")))
+            self.assertTrue(f.readline().startswith(goodbye))
+            t.close()
+            self.assertEqual(self.kotak.stop(name, timeout=20), 0, self.kotak.log(name)[-2000:])
+            self.assertNotIn("runtime error", self.kotak.log(name))
+
     def test_renegotiation_requests_end_the_connection_and_hold_no_memory(self):
         before = proc_status(self.pid("smtpd"), "VmRSS")
         p = subprocess.run(

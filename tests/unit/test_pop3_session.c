@@ -889,6 +889,21 @@ static void test_user_pass(void)
     ok(pop3_session_busy(s), "dropped during login: busy");
     pop3_session_free(&s);
     is_int(f.unlock_calls, 0, "dropped during login: nothing to unlock");
+
+    /* The idle time runs out while the password is checked: the answer
+     * comes first. A stop meanwhile says goodbye, and the late answer then
+     * writes nothing and takes no lock. */
+    fake_default(&f, &l);
+    s = session(&f, true, false, 0);
+    const struct step late[] = {
+        {.send = "USER bob\r\nPASS right\r\n", .expect = {"+OK"}, .busy = true},
+        {.op = TIMEOUT, .busy = true},
+        {.op = SHUTDOWN, .expect = {"-ERR [SYS/TEMP]"}, .action = POP3_ACT_CLOSE, .busy = true},
+        {.op = AUTH_DONE, .rc = 1, .user_id = 7, .action = POP3_ACT_CLOSE},
+    };
+    RUN("login answered after the goodbye", s, late);
+    is_int(f.lock_calls, 0, "login answered after the goodbye: no lock taken");
+    pop3_session_free(&s);
 }
 
 static void test_in_use(void)
