@@ -53,6 +53,7 @@ struct conf_limits {
     uint64_t bad_commands;      /* errors before 421 and close */
     uint64_t junk_commands;     /* NOOP, RSET, VRFY, HELP before each counts as an error */
     uint64_t hard_errors;       /* 5xx replies (SMTP) before 421 and close */
+    uint64_t min_data_rate;     /* octets/s DATA keeps up past idle_timeout; 0: no floor */
     uint64_t stress_idle_timeout_ms; /* idle time before login when slots run short */
     uint64_t spool_memory;      /* a message larger than this goes to a temporary file */
     uint64_t store_size;        /* the store file's cap in octets; 0: none */

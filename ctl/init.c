@@ -54,6 +54,7 @@ static const char conf_template[] =
     "text_line = 1000              ; octets with CRLF; at least 1000\n"
     "bare_newline = normalize      ; a bare LF in a message: normalize (as CRLF) or reject\n"
     "idle_timeout = 5m             ; SMTP; RFC 5321 suggests 5 minutes\n"
+    "min_data_rate = 500           ; octets/s a message must average past idle_timeout\n"
     "pop3_idle_timeout = 10m       ; POP3; RFC 1939 asks for at least 10 minutes\n"
     "tls_handshake_timeout = 30s\n"
     "connections = 1000            ; per daemon\n"

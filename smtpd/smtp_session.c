@@ -422,12 +422,36 @@ static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
     }
     smtp_parser_start_data(&s->parser);
     s->state = ST_DATA;
+    s->tx->data_start = s->ops->now(s->ctx);
     reply(s, "354 End data with <CR><LF>.<CR><LF>"); /* 3xx: no enhanced code (RFC 2034 4) */
+}
+
+/*
+ * A message may take the idle time plus a second per min_data_rate octets
+ * (Postfix's smtpd_min_data_rate). A session in DATA keeps its slot under
+ * stress, and the idle timer restarts with each line: without a floor, a
+ * line per idle period would hold a slot for as long as its sender likes.
+ */
+static bool data_too_slow(struct smtp_session *s)
+{
+    if (s->cfg.min_data_rate == 0)
+        return false;
+    time_t took = s->ops->now(s->ctx) - s->tx->data_start;
+    uint64_t allowed = s->cfg.data_grace_s + s->tx->data_received / s->cfg.min_data_rate;
+    return took > 0 && (uint64_t)took > allowed;
 }
 
 static void data_chunk(struct smtp_session *s, const char *p, size_t n)
 {
     struct smtp_tx *tx = s->tx;
+    tx->data_received += n;
+    if (data_too_slow(s)) {
+        log_info("smtp session=%s event=data-too-slow id=%s received=%llu", s->cfg.session_id,
+                 tx->id, (unsigned long long)tx->data_received);
+        tx_reset(s);
+        close_with(s, "421 4.4.2 Message data arrives too slowly, closing the connection");
+        return;
+    }
     /* After a failure, read on to the final dot and answer once there. */
     if (tx->too_big || tx->spool_error < 0)
         return;

@@ -43,6 +43,8 @@ struct smtp_session_config {
     unsigned bad_commands; /* errors before 421 and close */
     unsigned junk_commands; /* NOOP, RSET, VRFY, HELP before each counts as an error */
     unsigned hard_errors;   /* 5xx replies before 421 and close */
+    unsigned data_grace_s;  /* DATA may take this long, plus a second per */
+    unsigned min_data_rate; /* ... this many octets received; 0: no limit */
 };
 
 /* One message on its way to the store. */
@@ -57,6 +59,8 @@ struct smtp_tx {
     bool too_big;                  /* past message_size: refused at the final dot */
     int spool_error;               /* a failed spool write, refused at the final dot */
     char id[32];                   /* queue id, for 250 and logs */
+    time_t data_start;             /* when the 354 went out */
+    uint64_t data_received;        /* octets of DATA, kept or not */
 };
 
 /*

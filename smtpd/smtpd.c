@@ -244,6 +244,8 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .bad_commands = (unsigned)lim->bad_commands,
         .junk_commands = (unsigned)lim->junk_commands,
         .hard_errors = (unsigned)lim->hard_errors,
+        .data_grace_s = (unsigned)((lim->idle_timeout_ms + 999) / 1000),
+        .min_data_rate = (unsigned)lim->min_data_rate,
     };
     snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));

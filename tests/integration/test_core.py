@@ -6,6 +6,7 @@ Every test talks to the real daemons over real sockets.
 """
 import os
 import resource
+import select
 import signal
 import socket
 import sqlite3
@@ -258,6 +259,47 @@ class JunkAndErrorLimitTest(CoreTest):
             self.assertEqual(c.cmd(f"RCPT TO:<{ALICE}>")[0], 250)
             self.assertEqual(c.cmd("RSET")[0], 250)
         self.assertEqual(c.cmd("QUIT")[0], 221)
+
+    @config(limits={"idle_timeout": "2s", "min_data_rate": "500", "connections": "24",
+                    "connections_per_address": "100", "stress_idle_timeout": "1s"})
+    def test_data_trickled_a_line_at_a_time_loses_its_slot_and_stores_nothing(self):
+        # Every slot of port 25 held in DATA by a line each second, the idle
+        # time never reached: each one ends past idle_timeout + 1 s per 500 octets.
+        clients = []
+        for i in range(20):
+            c = RawClient(self.kotak.ports["smtp"])
+            c.reply()
+            c.cmd("EHLO trickle.test")
+            self.assertEqual(c.cmd(f"MAIL FROM:<{REMOTE}>")[0], 250)
+            self.assertEqual(c.cmd(f"RCPT TO:<{ALICE}>")[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            clients.append(c)
+        t0 = time.monotonic()
+        cut = set()
+        while len(cut) < len(clients) and time.monotonic() - t0 < 15:
+            for i, c in enumerate(clients):
+                if i in cut:
+                    continue
+                try:
+                    c.send(b"x\r\n")
+                except OSError:
+                    cut.add(i)
+            time.sleep(1)
+            for i, c in enumerate(clients):
+                if i not in cut and select.select([c.sock], [], [], 0)[0]:
+                    code, lines = c.reply()
+                    self.assertEqual(code, 421, lines)
+                    self.assertIn("4.4.2", lines[-1])
+                    cut.add(i)
+        self.assertEqual(len(cut), len(clients), "trickling clients kept their slots")
+        self.assertLess(time.monotonic() - t0, 10)
+        # A real sender is served, and nothing of the trickles was stored.
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=20) as s:
+            s.sendmail(REMOTE, [ALICE], message("after the trickles"))
+        self.assertEqual(len(self.kotak.maildrop(ALICE)), 1)
+        self.assertRegex(self.kotak.log("smtpd"), r"event=data-too-slow")
+        for c in clients:
+            c.close()
 
     @config(limits={"hard_errors": "5"})
     def test_unknown_recipients_count_toward_the_hard_error_limit(self):

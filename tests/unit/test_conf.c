@@ -102,6 +102,7 @@ static void test_defaults(void)
     is_int(c.auth.address_lockout_ms, 3600000, "default address_lockout 1h");
     is_int(c.log_level, LOG_INFO, "default log level info");
     is_int(c.limits.bare_newline_reject, 0, "default bare_newline normalize");
+    is_int(c.limits.min_data_rate, 500, "default min_data_rate 500 octets/s");
     is_str(c.run_user, "", "default user is none");
     ok(c.hostname != NULL && c.hostname[0] != '\0', "default hostname set (%s)",
        c.hostname ? c.hostname : "(null)");
@@ -273,6 +274,7 @@ static void test_errors(void)
     expect_error("unclosed section", "[server]\nuser = a\n[smtp\n", 3, "not an INI line");
     expect_error("address_max_failures 0", "[auth]\naddress_max_failures = 0\n", 2,
                  "out of range; use 1 to 100000");
+    expect_error("min_data_rate past 1G", "[limits]\nmin_data_rate = 2G\n", 2, "out of range");
     expect_error("address_lockout past a day", "[auth]\naddress_lockout = 86401s\n", 2,
                  "out of range");
 

@@ -175,10 +175,12 @@ static void fake_auth(void *ctx, const char *user, const char *password)
     snprintf(f->password, sizeof(f->password), "%s", password);
 }
 
+static time_t clock_ahead; /* seconds past NOW; only the data-rate test moves it */
+
 static time_t fake_now(void *ctx)
 {
     (void)ctx;
-    return NOW;
+    return NOW + clock_ahead;
 }
 
 static const struct smtp_ops fake_ops = {
@@ -1389,6 +1391,66 @@ static void test_reply_checker(void)
     n_354 = bad_354 = 0;
 }
 
+/* Feeds text and returns the replies it brought, as a C string (static). */
+static const char *feed_text(struct smtp_session *s, const char *text)
+{
+    static char got[512];
+    size_t used = 0;
+    smtp_session_feed(s, text, strlen(text), &used);
+    struct buf *out = smtp_session_output(s);
+    snprintf(got, sizeof(got), "%.*s", (int)out->len, (const char *)out->data);
+    buf_consume(out, out->len);
+    return got;
+}
+
+/* A message may take data_grace_s plus a second per min_data_rate octets. */
+static void test_min_data_rate(void)
+{
+    for (int steady = 0; steady <= 1; steady++) {
+        struct fake f;
+        memset(&f, 0, sizeof(f));
+        f.write_fail_after = -1;
+        buf_init(&f.spool, 0);
+        struct smtp_session_config cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.hostname = HOST;
+        cfg.message_size = 1 << 20;
+        cfg.data_grace_s = 3;
+        cfg.min_data_rate = 500;
+        clock_ahead = 0;
+        struct smtp_session *s = smtp_session_new(&cfg, &fake_ops, &f);
+        smtp_session_greet(s);
+        feed_text(s, "EHLO client.test\r\nMAIL FROM:<s@remote.test>\r\n"
+                     "RCPT TO:<alice@example.test>\r\n");
+        ok(strncmp(feed_text(s, "DATA\r\n"), "354 ", 4) == 0, "data rate: 354");
+        char line[1002];
+        memset(line, 'x', 998);
+        memcpy(line + 998, "\r\n", 3);
+        const char *got = "";
+        for (int sec = 1; sec <= 10 && got[0] == '\0'; sec++) {
+            clock_ahead = sec * 2; /* two seconds pass between writes */
+            got = feed_text(s, steady ? line : "x\r\n");
+        }
+        if (steady) {
+            is_str(got, "", "data rate: 1000 octets every 2 s keeps up with 500/s");
+            ok(strncmp(feed_text(s, ".\r\n"), "", 1) == 0 && f.delivers == 1,
+               "data rate: the steady message is handed to the store");
+        } else {
+            ok(strncmp(got, "421 4.4.2 ", 10) == 0,
+               "data rate: a line every 2 s ends in 421 4.4.2 "
+               "(got \"%.40s\")",
+               got);
+            is_int(clock_ahead, 4, "data rate: cut once past the grace (3 s), at 4 s");
+            ok(smtp_session_action(s) == SMTP_ACT_CLOSE, "data rate: the connection closes");
+            is_int(f.delivers, 0, "data rate: nothing is delivered");
+            is_int(f.aborts, 1, "data rate: the spool is thrown away");
+        }
+        smtp_session_free(&s);
+        fake_free(&f);
+    }
+    clock_ahead = 0;
+}
+
 int main(void)
 {
     test_reply_checker();
@@ -1398,6 +1460,7 @@ int main(void)
     test_long_data_line();
     test_long_command_line();
     test_output_full();
+    test_min_data_rate();
     ok(n_354 > 0, "the conversations saw %d replies to DATA", n_354);
     is_int(bad_354, 0,
            "no 354 reply carries an enhanced status code (RFC 2034 4: 3xx are not "
