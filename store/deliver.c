@@ -27,6 +27,10 @@ struct store_msg {
     size_t pending_len;
     int64_t *rcpts;
     size_t n_rcpts, cap_rcpts;
+    struct store_envelope env; /* its strings owned; set for remote recipients */
+    bool has_env;
+    struct store__remote *remote;
+    size_t n_remote, cap_remote;
     int error; /* the first failure; commit then rolls back */
 };
 
@@ -162,9 +166,50 @@ int store_msg_add_rcpt(struct store_msg *m, int64_t user_id)
     return 0;
 }
 
+int store_msg_set_envelope(struct store_msg *m, const struct store_envelope *env)
+{
+    if (m->has_env)
+        return -EEXIST;
+    m->env = *env;
+    m->env.sender = xstrdup(env->sender ? env->sender : "");
+    m->env.envid = env->envid ? xstrdup(env->envid) : NULL;
+    m->has_env = true;
+    return 0;
+}
+
+int store_msg_add_remote(struct store_msg *m, const char *address, const char *orcpt,
+                         unsigned notify, int64_t next_try)
+{
+    if (!m->has_env)
+        return -EINVAL;
+    for (size_t i = 0; i < m->n_remote; i++)
+        if (strcmp(m->remote[i].address, address) == 0)
+            return 0;
+    if (m->n_remote == m->cap_remote) {
+        m->cap_remote = m->cap_remote ? m->cap_remote * 2 : 4;
+        m->remote = xrealloc(m->remote, m->cap_remote * sizeof(m->remote[0]));
+    }
+    m->remote[m->n_remote++] = (struct store__remote){
+        .address = xstrdup(address),
+        .orcpt = orcpt ? xstrdup(orcpt) : NULL,
+        .notify = notify,
+        .next_try = next_try,
+    };
+    return 0;
+}
+
 static void msg_free(struct store_msg **mp)
 {
     struct store_msg *m = *mp;
+    for (size_t i = 0; i < m->n_remote; i++) {
+        free(m->remote[i].address);
+        free(m->remote[i].orcpt);
+    }
+    free(m->remote);
+    if (m->has_env) {
+        free((char *)m->env.sender);
+        free((char *)m->env.envid);
+    }
     free(m->pending);
     free(m->rcpts);
     free(m);
@@ -186,7 +231,7 @@ void store_msg_abort(struct store_msg **mp)
 static int write_rest(struct store_msg *m)
 {
     int rc = m->error;
-    if (rc == 0 && m->n_rcpts == 0)
+    if (rc == 0 && m->n_rcpts == 0 && m->n_remote == 0)
         rc = -EINVAL;
     if (rc == 0)
         rc = flush_chunk(m);
@@ -208,6 +253,8 @@ static int write_rest(struct store_msg *m)
         sqlite3_bind_int64(st, 4, m->received);
         rc = step_done(m->s, st);
     }
+    if (rc == 0 && m->n_remote > 0)
+        rc = store__queue_write(m->s, m->id, m->received, &m->env, m->remote, m->n_remote);
     return rc;
 }
 

@@ -66,17 +66,55 @@ static const char *const migrations[] = {
     "    AND NOT EXISTS (SELECT 1 FROM users u WHERE u.domain_id = d.id AND u.local = 'postmaster')"
     "    AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.domain_id = d.id"
     "      AND a.local = 'postmaster');",
+    /* 4: the outbound queue. A queued message keeps its body in messages,
+     * like a maildrop entry, so a body now goes when the last maildrop
+     * entry or queue entry that refers to it goes. Each recipient has its
+     * own state and next try; queue_log keeps every attempt's answer. */
+    "CREATE TABLE queue(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  message_id INTEGER NOT NULL REFERENCES messages(id),"
+    "  sender TEXT NOT NULL, created INTEGER NOT NULL, user_id INTEGER,"
+    "  ret INTEGER NOT NULL DEFAULT 0, envid TEXT, bounce INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX queue_message ON queue(message_id);"
+    "CREATE TABLE queue_rcpt(id INTEGER PRIMARY KEY,"
+    "  queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,"
+    "  address TEXT NOT NULL, domain TEXT NOT NULL, orcpt TEXT,"
+    "  notify INTEGER NOT NULL DEFAULT 0, state INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_try INTEGER NOT NULL,"
+    "  last_code INTEGER NOT NULL DEFAULT 0, last_reply TEXT NOT NULL DEFAULT '',"
+    "  delay_notified INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX queue_rcpt_entry ON queue_rcpt(queue_id);"
+    "CREATE INDEX queue_rcpt_due ON queue_rcpt(next_try) WHERE state = 0;"
+    "CREATE TABLE queue_log(rcpt_id INTEGER NOT NULL REFERENCES queue_rcpt(id) ON DELETE CASCADE,"
+    "  at INTEGER NOT NULL, host TEXT NOT NULL, ip TEXT NOT NULL, code INTEGER NOT NULL,"
+    "  reply TEXT NOT NULL);"
+    "CREATE INDEX queue_log_rcpt ON queue_log(rcpt_id);"
+    "DROP TRIGGER maildrop_release;"
+    "CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop"
+    "  WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)"
+    "   AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = OLD.message_id)"
+    "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;"
+    "CREATE TRIGGER queue_release AFTER DELETE ON queue"
+    "  WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)"
+    "   AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = OLD.message_id)"
+    "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* One queued recipient with its entry's envelope: read by queue.c's read_queued. */
+#define QUEUE_SELECT                                                                               \
+    "SELECT r.id, r.queue_id, q.message_id, r.address, r.domain, q.sender,"                        \
+    " coalesce(r.orcpt, ''), r.notify, q.ret, q.bounce, r.delay_notified, r.state,"                \
+    " coalesce(q.user_id, 0), q.created, m.size, r.next_try, r.attempts, r.last_code,"             \
+    " r.last_reply FROM queue_rcpt r JOIN queue q ON q.id = r.queue_id"                            \
+    " JOIN messages m ON m.id = q.message_id"
 
 static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_DOMAIN_ID] = "SELECT id FROM domains WHERE name = ?1",
     [STMT_DOMAIN_ADD] = "INSERT INTO domains(name) VALUES(?1)",
     [STMT_DOMAIN_DEL] = "DELETE FROM domains WHERE id = ?1",
-    [STMT_DOMAIN_LIST] =
-        "SELECT name, (SELECT count(*) FROM users WHERE domain_id = d.id),"
-        " (SELECT count(DISTINCT local) FROM aliases WHERE domain_id = d.id)"
-        " FROM domains d ORDER BY name",
+    [STMT_DOMAIN_LIST] = "SELECT name, (SELECT count(*) FROM users WHERE domain_id = d.id),"
+                         " (SELECT count(DISTINCT local) FROM aliases WHERE domain_id = d.id)"
+                         " FROM domains d ORDER BY name",
     [STMT_DOMAIN_FIRST] = "SELECT name FROM domains ORDER BY id LIMIT 1",
     [STMT_USER_GET] = "SELECT id, hash FROM users WHERE domain_id = ?1 AND local = ?2",
     [STMT_USER_ADD] =
@@ -96,11 +134,13 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_ALIAS_EXISTS] = "SELECT 1 FROM aliases WHERE domain_id = ?1 AND local = ?2 LIMIT 1",
     [STMT_ALIAS_TARGETS] = "SELECT target FROM aliases WHERE domain_id = ?1 AND local = ?2",
     [STMT_ALIAS_ADD] = "INSERT INTO aliases(domain_id, local, target) VALUES(?1, ?2, ?3)",
-    [STMT_ALIAS_DEL_ONE] = "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2 AND target = ?3",
+    [STMT_ALIAS_DEL_ONE] =
+        "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2 AND target = ?3",
     [STMT_ALIAS_DEL_ALL] = "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2",
     [STMT_ALIAS_DEL_TARGET] = "DELETE FROM aliases WHERE target = ?1",
-    [STMT_ALIAS_LIST] = ("SELECT a.local || '@' || d.name, a.target FROM aliases a"
-                         " JOIN domains d ON d.id = a.domain_id ORDER BY d.name, a.local, a.target"),
+    [STMT_ALIAS_LIST] =
+        ("SELECT a.local || '@' || d.name, a.target FROM aliases a"
+         " JOIN domains d ON d.id = a.domain_id ORDER BY d.name, a.local, a.target"),
     [STMT_MSG_ADD] = "INSERT INTO messages(received, size, head) VALUES(?1, ?2, ?3)",
     [STMT_MSG_SIZE] = "UPDATE messages SET size = ?2 WHERE id = ?1",
     [STMT_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
@@ -112,6 +152,29 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_CHUNK_READ] =
         "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
     [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",
+    [STMT_QUEUE_ADD] = "INSERT INTO queue(message_id, sender, created, user_id, ret, envid, bounce)"
+                       " VALUES(?1, ?2, ?3, nullif(?4, 0), ?5, ?6, ?7)",
+    [STMT_QUEUE_RCPT_ADD] =
+        "INSERT INTO queue_rcpt(queue_id, address, domain, orcpt, notify, next_try)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [STMT_QUEUE_DUE] = QUEUE_SELECT " WHERE r.state = 0 AND r.next_try <= ?1"
+                                    " ORDER BY r.domain, r.queue_id, r.id LIMIT ?2",
+    [STMT_QUEUE_LIST] = QUEUE_SELECT " ORDER BY r.queue_id, r.id",
+    [STMT_QUEUE_LIST_ONE] = QUEUE_SELECT " WHERE r.queue_id = ?1 ORDER BY r.id",
+    [STMT_QUEUE_RCPT_SET] = "UPDATE queue_rcpt SET state = ?2, attempts = attempts + 1,"
+                            " next_try = ?3, last_code = ?4, last_reply = ?5,"
+                            " delay_notified = delay_notified OR ?6 WHERE id = ?1"
+                            " RETURNING queue_id",
+    [STMT_QUEUE_LOG_ADD] = "INSERT INTO queue_log(rcpt_id, at, host, ip, code, reply)"
+                           " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [STMT_QUEUE_LOG_LIST] = "SELECT at, host, ip, code, reply FROM queue_log WHERE rcpt_id = ?1"
+                            " ORDER BY rowid",
+    [STMT_QUEUE_DONE] =
+        "DELETE FROM queue WHERE id = ?1"
+        " AND NOT EXISTS (SELECT 1 FROM queue_rcpt WHERE queue_id = ?1 AND state = 0)",
+    [STMT_QUEUE_RETRY] = "UPDATE queue_rcpt SET next_try = ?2 WHERE queue_id = ?1 AND state = 0",
+    [STMT_QUEUE_RETRY_ALL] = "UPDATE queue_rcpt SET next_try = ?1 WHERE state = 0",
+    [STMT_QUEUE_EXISTS] = "SELECT 1 FROM queue WHERE id = ?1",
     [STMT_READ_BEGIN] = "BEGIN",
     [STMT_WRITE_BEGIN] = "BEGIN IMMEDIATE",
     [STMT_COMMIT] = "COMMIT",

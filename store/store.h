@@ -17,6 +17,7 @@
 #ifndef KOTAK_STORE_H
 #define KOTAK_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -220,6 +221,101 @@ int store_batch_commit(struct store *s);
 
 /* Drops every message of the batch. */
 void store_batch_rollback(struct store *s);
+
+/* --- the outbound queue --------------------------------------------------- */
+
+/* RFC 3461: what the sender asked to be told (NOTIFY), and how much of the
+ * message a report carries (RET). */
+enum store_notify {
+    STORE_NOTIFY_SUCCESS = 1 << 0,
+    STORE_NOTIFY_FAILURE = 1 << 1,
+    STORE_NOTIFY_DELAY = 1 << 2,
+    STORE_NOTIFY_NEVER = 1 << 3, /* 0: not given, the default (failure and delay) */
+};
+enum store_ret { STORE_RET_DEFAULT, STORE_RET_HDRS, STORE_RET_FULL };
+
+/* The envelope of a message queued for other servers. */
+struct store_envelope {
+    const char *sender; /* the reverse-path, "" for <> */
+    int64_t user_id;    /* the logged-in user who sent it; 0: none (forwarded mail) */
+    enum store_ret ret;
+    const char *envid; /* ENVID, decoded; NULL when not given */
+    bool bounce;       /* a report of ours: never reported on, and given up sooner */
+};
+
+/*
+ * Queues the message being stored for a recipient of another server: its
+ * queue entry and recipient rows are written at commit, in the same
+ * transaction as the body and any maildrop entries, first due at
+ * next_try. The envelope is set once, before the first remote recipient;
+ * strings are copied. A message may have local and remote recipients.
+ */
+int store_msg_set_envelope(struct store_msg *m, const struct store_envelope *env);
+int store_msg_add_remote(struct store_msg *m, const char *address, const char *orcpt,
+                         unsigned notify, int64_t next_try);
+
+enum store_rcpt_state { STORE_RCPT_QUEUED, STORE_RCPT_DELIVERED, STORE_RCPT_FAILED };
+
+/* One queued recipient, as the queue runner and `kotak queue` see it. */
+struct store_queued {
+    int64_t rcpt_id, queue_id, message_id;
+    char address[ADDR_TEXT_SIZE];
+    char domain[ADDR_DOMAIN_MAX + 1];
+    char sender[ADDR_TEXT_SIZE]; /* "" for <> */
+    char orcpt[ADDR_TEXT_SIZE + 8];
+    unsigned notify;
+    enum store_ret ret;
+    bool bounce, delay_notified;
+    enum store_rcpt_state state;
+    int64_t user_id, created, size, next_try;
+    int attempts, last_code;
+    char last_reply[512];
+};
+
+/*
+ * Calls cb for each queued recipient due by now (next_try <= now), at most
+ * max of them, grouped by domain and oldest first within one; a non-zero
+ * return from cb stops and is returned.
+ */
+int store_queue_due(struct store *s, int64_t now, size_t max,
+                    int (*cb)(void *ctx, const struct store_queued *q), void *ctx);
+
+/* One delivery attempt for one recipient, and what follows from it. */
+struct store_attempt {
+    int64_t at;
+    const char *host, *ip; /* whom it talked to; "" when it got nowhere */
+    int code;              /* the reply code, or 0 for a local failure */
+    const char *reply;     /* the reply or the reason, one line */
+    enum store_rcpt_state state;
+    int64_t next_try;    /* when state stays QUEUED */
+    bool delay_notified; /* a "delayed" report has gone out */
+};
+
+/*
+ * Records an attempt for a recipient. Once no recipient of its entry is
+ * queued any more, the entry goes (and its body, when no maildrop holds
+ * it). Inside a batch, it commits with the batch; else at once.
+ */
+int store_queue_record(struct store *s, int64_t rcpt_id, const struct store_attempt *a);
+
+/* Every queued recipient, by entry then recipient, for `kotak queue list|show`. */
+int store_queue_list(struct store *s, int64_t queue_id /* 0: all */,
+                     int (*cb)(void *ctx, const struct store_queued *q), void *ctx);
+
+/* The attempts made for a recipient, oldest first. */
+struct store_queue_event {
+    int64_t at;
+    const char *host, *ip, *reply; /* valid during the callback only */
+    int code;
+};
+int store_queue_log(struct store *s, int64_t rcpt_id,
+                    int (*cb)(void *ctx, const struct store_queue_event *e), void *ctx);
+
+/*
+ * Makes the queued recipients of an entry (0: of every entry) due at now.
+ * Returns how many, or a negative code; -ENOENT for an entry not there.
+ */
+int store_queue_retry(struct store *s, int64_t queue_id, int64_t now);
 
 /* --- maildrops ---------------------------------------------------------- */
 

@@ -37,6 +37,18 @@ enum store_stmt {
     STMT_HEAD_READ,
     STMT_CHUNK_READ,
     STMT_MBOX_DELETE,
+    STMT_QUEUE_ADD,
+    STMT_QUEUE_RCPT_ADD,
+    STMT_QUEUE_DUE,
+    STMT_QUEUE_LIST,
+    STMT_QUEUE_LIST_ONE,
+    STMT_QUEUE_RCPT_SET,
+    STMT_QUEUE_LOG_ADD,
+    STMT_QUEUE_LOG_LIST,
+    STMT_QUEUE_DONE,
+    STMT_QUEUE_RETRY,
+    STMT_QUEUE_RETRY_ALL,
+    STMT_QUEUE_EXISTS,
     STMT_READ_BEGIN,
     STMT_WRITE_BEGIN,
     STMT_COMMIT,
@@ -76,6 +88,18 @@ int store__run(struct store *s, enum store_stmt id);
 
 /* Runs a statement without results: 0 or a mapped code. */
 int store__exec(struct store *s, const char *sql);
+
+/*
+ * Writes the queue entry of message_id and a row for each remote recipient
+ * (queue.c), inside the transaction the message is committed in.
+ */
+struct store__remote {
+    char *address, *orcpt;
+    unsigned notify;
+    int64_t next_try;
+};
+int store__queue_write(struct store *s, int64_t message_id, int64_t received,
+                       const struct store_envelope *env, const struct store__remote *r, size_t n);
 
 /* BEGIN IMMEDIATE / COMMIT (prepared once, like the rest) / ROLLBACK with mapped codes. */
 int store__begin(struct store *s);

@@ -390,6 +390,158 @@ static void test_size_told(struct store *s)
     }
 }
 
+/* Collects what store_queue_list/due report. */
+struct seen {
+    struct store_queued q[8];
+    size_t n;
+};
+
+static int seen_add(void *ctx, const struct store_queued *q)
+{
+    struct seen *v = ctx;
+    if (v->n < 8)
+        v->q[v->n] = *q;
+    v->n++;
+    return 0;
+}
+
+static int count_events(void *ctx, const struct store_queue_event *e)
+{
+    int *n = ctx;
+    (*n)++;
+    return e->code == 451 || e->code == 250 || e->code == 550 ? 0 : -EINVAL;
+}
+
+static int64_t bodies(struct store *s)
+{
+    struct store_stats st;
+    store_stats(s, &st);
+    return st.messages;
+}
+
+/*
+ * The outbound queue: one message for a local user and two remote
+ * recipients, stored once; each remote recipient with its own state; the
+ * entry and its body go once nobody needs them.
+ */
+static void test_queue(struct store *s)
+{
+    int64_t alice = user_id(s, "alice@example.test");
+    int64_t before = bodies(s);
+    const char body[] = "Subject: out\r\n\r\nto the world\r\n";
+    struct store_msg *m;
+    is_int(store_msg_begin(s, 5000, -1, &m), 0, "%s: queue: begin", mode);
+    store_msg_append(m, body, sizeof(body) - 1);
+    is_int(store_msg_add_remote(m, "x@remote.test", NULL, 0, 6000), -EINVAL,
+           "%s: queue: a remote recipient needs the envelope first", mode);
+    struct store_envelope env = {
+        .sender = "alice@example.test", .user_id = alice, .ret = STORE_RET_HDRS, .envid = "env-1"};
+    is_int(store_msg_set_envelope(m, &env), 0, "%s: queue: envelope", mode);
+    store_msg_add_rcpt(m, alice);
+    store_msg_add_remote(m, "Carol@Remote.TEST", "rfc822;carol@remote.test",
+                         STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY, 6000);
+    store_msg_add_remote(m, "dave@other.test", NULL, 0, 6000);
+    store_msg_add_remote(m, "dave@other.test", NULL, 0, 6000);
+    int64_t id;
+    is_int(store_msg_commit(&m, &id), 0, "%s: queue: commit", mode);
+    is_int(bodies(s), before + 1, "%s: queue: one body for the maildrop and the queue", mode);
+
+    struct seen v = {0};
+    is_int(store_queue_list(s, 0, seen_add, &v), 0, "%s: queue: list", mode);
+    is_int(v.n, 2, "%s: queue: two remote recipients, dave once", mode);
+    int64_t carol = v.q[0].rcpt_id, dave = v.q[1].rcpt_id, entry = v.q[0].queue_id;
+    ok(v.q[0].message_id == id && v.q[1].queue_id == entry, "%s: queue: one entry", mode);
+    is_str(v.q[0].domain, "remote.test", "%s: queue: the domain is folded", mode);
+    is_str(v.q[0].address, "Carol@Remote.TEST", "%s: queue: the address as given", mode);
+    is_str(v.q[0].sender, "alice@example.test", "%s: queue: the sender", mode);
+    is_str(v.q[0].orcpt, "rfc822;carol@remote.test", "%s: queue: ORCPT", mode);
+    ok(v.q[0].notify == (STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY) &&
+           v.q[0].ret == STORE_RET_HDRS && v.q[0].user_id == alice && v.q[0].created == 5000,
+       "%s: queue: NOTIFY, RET, the user and the time", mode);
+    is_int(v.q[0].size, sizeof(body) - 1, "%s: queue: the size", mode);
+
+    v.n = 0;
+    store_queue_due(s, 5999, 100, seen_add, &v);
+    is_int(v.n, 0, "%s: queue: nothing due before the first try", mode);
+    store_queue_due(s, 6000, 100, seen_add, &v);
+    is_int(v.n, 2, "%s: queue: both due at it", mode);
+    ok(strcmp(v.q[0].domain, v.q[1].domain) < 0, "%s: queue: due grouped by domain", mode);
+
+    struct store_attempt later = {.at = 6000,
+                                  .host = "mx.remote.test",
+                                  .ip = "192.0.2.1",
+                                  .code = 451,
+                                  .reply = "451 4.3.0 try later",
+                                  .state = STORE_RCPT_QUEUED,
+                                  .next_try = 6300};
+    is_int(store_queue_record(s, carol, &later), 0, "%s: queue: a deferral recorded", mode);
+    struct store_attempt done = {.at = 6001,
+                                 .host = "mx.other.test",
+                                 .ip = "192.0.2.2",
+                                 .code = 250,
+                                 .reply = "250 2.0.0 ok",
+                                 .state = STORE_RCPT_DELIVERED};
+    is_int(store_queue_record(s, dave, &done), 0, "%s: queue: a delivery recorded", mode);
+    is_int(store_queue_record(s, 999999, &done), -ENOENT, "%s: queue: no such recipient", mode);
+    v.n = 0;
+    store_queue_list(s, entry, seen_add, &v);
+    ok(v.n == 2 && v.q[0].attempts == 1 && v.q[0].next_try == 6300 && v.q[0].last_code == 451 &&
+           strcmp(v.q[0].last_reply, "451 4.3.0 try later") == 0 &&
+           v.q[1].state == STORE_RCPT_DELIVERED,
+       "%s: queue: each recipient keeps its own state", mode);
+    v.n = 0;
+    store_queue_due(s, 6299, 100, seen_add, &v);
+    is_int(v.n, 0, "%s: queue: the deferred one waits, the delivered one is done", mode);
+    is_int(store_queue_retry(s, entry, 6100), 1, "%s: queue: retry makes it due now", mode);
+    store_queue_due(s, 6100, 100, seen_add, &v);
+    is_int(v.n, 1, "%s: queue: due after retry", mode);
+    is_int(store_queue_retry(s, 987654, 6100), -ENOENT, "%s: queue: retry of no entry", mode);
+
+    struct store_attempt fail = {.at = 6400,
+                                 .host = "mx.remote.test",
+                                 .ip = "192.0.2.1",
+                                 .code = 550,
+                                 .reply = "550 5.1.1 no such user",
+                                 .state = STORE_RCPT_FAILED};
+    is_int(store_queue_record(s, carol, &fail), 0, "%s: queue: a failure recorded", mode);
+    int events = 0;
+    store_queue_log(s, carol, count_events, &events);
+    is_int(events, 0, "%s: queue: the entry went with its last queued recipient", mode);
+    v.n = 0;
+    store_queue_list(s, 0, seen_add, &v);
+    is_int(v.n, 0, "%s: queue: the queue is empty", mode);
+    is_int(bodies(s), before + 1, "%s: queue: the body stays for alice's maildrop", mode);
+    struct store_mail *l;
+    size_t n;
+    store_mbox_list(s, alice, &l, &n);
+    int64_t last = l[n - 1].id;
+    free(l);
+    store_mbox_delete(s, alice, &last, 1);
+    is_int(bodies(s), before, "%s: queue: and goes with that entry", mode);
+
+    /* Remote recipients only, recorded inside a batch with another message:
+     * the body goes with the entry; the history is kept while it waits. */
+    store_msg_begin(s, 7000, -1, &m);
+    store_msg_append(m, body, sizeof(body) - 1);
+    struct store_envelope bounce = {.sender = "", .bounce = true};
+    store_msg_set_envelope(m, &bounce);
+    store_msg_add_remote(m, "erin@remote.test", NULL, 0, 7000);
+    is_int(store_msg_commit(&m, NULL), 0, "%s: queue: a bounce queued", mode);
+    v.n = 0;
+    store_queue_list(s, 0, seen_add, &v);
+    ok(v.n == 1 && v.q[0].bounce && v.q[0].sender[0] == '\0', "%s: queue: a bounce from <>", mode);
+    struct store_attempt again = later;
+    again.next_try = 8000;
+    store_queue_record(s, v.q[0].rcpt_id, &again);
+    events = 0;
+    store_queue_log(s, v.q[0].rcpt_id, count_events, &events);
+    is_int(events, 1, "%s: queue: its history has the attempt", mode);
+    is_int(store_batch_begin(s), 0, "%s: queue: batch", mode);
+    store_queue_record(s, v.q[0].rcpt_id, &done);
+    is_int(store_batch_commit(s), 0, "%s: queue: recorded in a batch", mode);
+    is_int(bodies(s), before, "%s: queue: nothing left of it", mode);
+}
+
 static void run(const char *path)
 {
     struct store *s;
@@ -404,6 +556,7 @@ static void run(const char *path)
     test_directory(s);
     test_delivery(s);
     test_size_told(s);
+    test_queue(s);
     store_close(&s);
     ok(s == NULL, "%s: close clears the handle", mode);
 }
@@ -435,6 +588,12 @@ static void test_headless_bodies(const char *dir)
     sqlite3 *db;
     sqlite3_open(path, &db);
     int rc = sqlite3_exec(db,
+                          /* schema 4's queue, and 2's head, undone */
+                          "DROP TRIGGER queue_release; DROP TABLE queue_log; DROP TABLE queue_rcpt;"
+                          "DROP TABLE queue; DROP TRIGGER maildrop_release;"
+                          "CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop WHEN NOT EXISTS"
+                          " (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)"
+                          " BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;"
                           "ALTER TABLE messages DROP COLUMN head; PRAGMA user_version = 1;"
                           "INSERT INTO messages(id, received, size) VALUES(77, 1, 66536);",
                           NULL, NULL, NULL);
@@ -503,7 +662,7 @@ static void test_open(const char *dir)
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     sqlite3_step(st);
-    is_int(sqlite3_column_int(st, 0), 3, "schema version recorded");
+    is_int(sqlite3_column_int(st, 0), 4, "schema version recorded");
     sqlite3_finalize(st);
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
     sqlite3_step(st);
