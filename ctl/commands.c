@@ -16,16 +16,6 @@
 #include "ctl.h"
 #include "util.h"
 
-/* Prints usage on stdout for --help (exit 0), else on stderr as one line (exit 2). */
-static int usage_exit(const char *usage, bool asked)
-{
-    if (asked) {
-        printf("usage: %s\n", usage);
-        exit(0);
-    }
-    ctl_die("usage: %s", usage);
-}
-
 static void parse_domain(const char *arg, char *out)
 {
     if (addr_parse_domain(arg, strlen(arg), 0, out) < 0)
@@ -71,7 +61,7 @@ int ctl_domain(const struct ctl *c)
     static const char usage[] = "kotak domain add DOMAIN | del DOMAIN | list";
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
-        return usage_exit(usage, help);
+        ctl_usage(usage, help);
     const char *verb = c->argv[0];
     char domain[ADDR_DOMAIN_MAX + 1];
     struct conf conf;
@@ -86,7 +76,7 @@ int ctl_domain(const struct ctl *c)
         return 0;
     }
     if ((strcmp(verb, "add") != 0 && strcmp(verb, "del") != 0) || c->argc != 2)
-        return usage_exit(usage, false);
+        ctl_usage(usage, false);
     parse_domain(c->argv[1], domain);
     ctl_load_conf(c, &conf);
     struct store *s = ctl_open_store(&conf, false);
@@ -133,7 +123,7 @@ static void parse_pw_opts(const struct ctl *c, int first, struct pw_opts *o, con
         else if (strcmp(c->argv[i], "--password-hash") == 0 && i + 1 < c->argc)
             o->hash = c->argv[++i];
         else
-            usage_exit(usage, false);
+            ctl_usage(usage, false);
     }
     if (o->hash != NULL && o->from_stdin)
         ctl_die("give either --password-stdin or --password-hash, not both");
@@ -164,7 +154,7 @@ int ctl_user(const struct ctl *c)
         "passwd ADDRESS [--password-stdin | --password-hash HASH] | del ADDRESS | list [DOMAIN]";
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
-        return usage_exit(usage, help);
+        ctl_usage(usage, help);
     const char *verb = c->argv[0];
     struct conf conf;
     struct addr a;
@@ -186,7 +176,7 @@ int ctl_user(const struct ctl *c)
     bool add = strcmp(verb, "add") == 0, passwd = strcmp(verb, "passwd") == 0;
     bool del = strcmp(verb, "del") == 0;
     if (!(add || passwd || del) || c->argc < 2 || (del && c->argc != 2))
-        return usage_exit(usage, false);
+        ctl_usage(usage, false);
     parse_address(c->argv[1], &a);
     struct pw_opts o = {0};
     parse_pw_opts(c, 2, &o, usage);
@@ -291,7 +281,7 @@ int ctl_alias(const struct ctl *c)
         "(SOURCE @example.org is the domain's catch-all)";
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
-        return usage_exit(usage, help);
+        ctl_usage(usage, help);
     const char *verb = c->argv[0];
     struct conf conf;
     int rc;
@@ -306,7 +296,7 @@ int ctl_alias(const struct ctl *c)
     }
     bool add = strcmp(verb, "add") == 0, del = strcmp(verb, "del") == 0;
     if (!(add && c->argc == 3) && !(del && (c->argc == 2 || c->argc == 3)))
-        return usage_exit(usage, false);
+        ctl_usage(usage, false);
     struct addr source, *targets = NULL;
     size_t n = 0;
     parse_alias_source(c->argv[1], &source);
@@ -353,7 +343,7 @@ int ctl_mailbox(const struct ctl *c)
     static const char usage[] = "kotak mailbox ADDRESS";
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc != 1)
-        return usage_exit(usage, help);
+        ctl_usage(usage, help);
     struct addr a;
     struct conf conf;
     struct store_user u;
@@ -389,7 +379,7 @@ int ctl_stats(const struct ctl *c)
 {
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc != 0)
-        return usage_exit("kotak stats", help);
+        ctl_usage("kotak stats", help);
     struct conf conf;
     struct store_stats st;
     ctl_load_conf(c, &conf);
@@ -420,10 +410,10 @@ int ctl_backup(const struct ctl *c)
         else if (dest == NULL)
             dest = c->argv[i];
         else
-            return usage_exit(usage, false);
+            ctl_usage(usage, false);
     }
     if (help || dest == NULL)
-        return usage_exit(usage, help);
+        ctl_usage(usage, help);
     struct stat sb;
     if (!force && stat(dest, &sb) == 0)
         ctl_die("%s already exists; pick a new name or add --force to replace it", dest);

@@ -38,6 +38,9 @@ void ctl_die_store(struct store *s, int rc, const char *subject)
 /* True when argv holds --help or -h; the command then prints its usage. */
 bool ctl_wants_help(int argc, char **argv);
 
+/* Prints usage on stdout for --help (exit 0), else on stderr as one line (exit 2). */
+void ctl_usage(const char *usage, bool asked) __attribute__((noreturn));
+
 /*
  * Reads a password: with from_stdin, one line of standard input; else from
  * the terminal without echo, twice to confirm. Dies when neither works.
@@ -53,5 +56,6 @@ int ctl_mailbox(const struct ctl *c);
 int ctl_stats(const struct ctl *c);
 int ctl_backup(const struct ctl *c);
 int ctl_run(const struct ctl *c);
+int ctl_queue(const struct ctl *c);
 
 #endif

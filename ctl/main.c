@@ -25,6 +25,7 @@ static const char usage[] =
     "  mailbox ADDRESS                      the messages waiting in a user's maildrop\n"
     "  stats                                counts and sizes of the store\n"
     "  backup FILE [--force]                a consistent copy of the store, safe while running\n"
+    "  queue list|show ID|retry [ID]        mail waiting for other servers\n"
     "  run                                  both daemons in the foreground\n"
     "\n"
     "options:\n"
@@ -39,10 +40,19 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", ctl_init},       {"domain", ctl_domain},   {"user", ctl_user},
-    {"alias", ctl_alias},     {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
-    {"backup", ctl_backup},   {"run", ctl_run},
+    {"init", ctl_init},     {"domain", ctl_domain},   {"user", ctl_user},
+    {"alias", ctl_alias},   {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
+    {"backup", ctl_backup}, {"run", ctl_run},         {"queue", ctl_queue},
 };
+
+void ctl_usage(const char *usage, bool asked)
+{
+    if (asked) {
+        printf("usage: %s\n", usage);
+        exit(0);
+    }
+    ctl_die("usage: %s", usage);
+}
 
 void ctl_die(const char *fmt, ...)
 {

@@ -41,7 +41,7 @@ LISTENERS = {
     "pop3": "127.0.0.1:2110",
     "pop3s": "127.0.0.1:2995",
 }
-COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run"]
+COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run", "queue"]
 NOBODY = 65534
 # Takes a store back to schema 3: the outbound queue of migration 4 undone.
 UNDO_SCHEMA_4 = """
@@ -1235,6 +1235,88 @@ class BackupTest(KotakTest):
     def test_backup_bad_usage_exits_2(self):
         self.fails("backup")
         self.fails("backup", "a.db", "b.db")
+
+
+class QueueTest(KotakTest):
+    """kotak queue over a store whose queue the test fills itself (white-box:
+    the daemon's side of queueing is tested with the daemon)."""
+
+    def setUp(self):
+        super().setUp()
+        self.setup_users()
+
+    def queue_message(self, sender, rcpts, created=1700000000):
+        """A queued message: rcpts is [(address, state, attempts, next_try, last_reply)]."""
+        con = self.db()
+        con.execute("INSERT INTO messages(received, size, head) VALUES(?, 5, x'6869210d0a')",
+                    (created,))
+        mid = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+        con.execute("INSERT INTO queue(message_id, sender, created) VALUES(?, ?, ?)",
+                    (mid, sender, created))
+        qid = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+        for address, state, attempts, next_try, reply in rcpts:
+            con.execute("INSERT INTO queue_rcpt(queue_id, address, domain, state, attempts,"
+                        " next_try, last_reply) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                        (qid, address, address.split("@")[1], state, attempts, next_try, reply))
+            rid = con.execute("SELECT last_insert_rowid()").fetchone()[0]
+            for i in range(attempts):
+                con.execute("INSERT INTO queue_log(rcpt_id, at, host, ip, code, reply)"
+                            " VALUES(?, ?, 'mx.remote.test', '192.0.2.7', 451, ?)",
+                            (rid, created + 60 * i, reply))
+        return qid
+
+    def test_an_empty_queue(self):
+        self.assertEqual(self.ok("queue", "list").stdout, "0 messages, 0 recipients queued\n")
+
+    def test_list_shows_each_queued_recipient_with_its_last_answer(self):
+        q1 = self.queue_message("alice@example.test", [
+            ("carol@remote.test", 0, 2, 1700000600, "451 4.3.0 try later"),
+            ("dave@remote.test", 1, 1, 1700000000, "250 2.0.0 ok")])
+        q2 = self.queue_message("", [("erin@other.test", 0, 0, 1700000000, "")])
+        out = self.ok("queue", "list").stdout.splitlines()
+        self.assertEqual(out, [
+            f"{q1}\t<alice@example.test>\t<carol@remote.test>\t2\t2023-11-14T22:23:20Z"
+            "\t451 4.3.0 try later",
+            f"{q2}\t<>\t<erin@other.test>\t0\t2023-11-14T22:13:20Z\t-",
+            "2 messages, 2 recipients queued"])
+
+    def test_show_gives_the_envelope_each_recipient_and_its_history(self):
+        qid = self.queue_message("alice@example.test", [
+            ("carol@remote.test", 0, 2, 1700000600, "451 4.3.0 try later"),
+            ("dave@remote.test", 1, 1, 1700000000, "250 2.0.0 ok")])
+        out = self.ok("queue", "show", str(qid)).stdout
+        self.assertIn(f"id: {qid}\nfrom: <alice@example.test>\n", out)
+        self.assertIn("size: 5 octets\n", out)
+        self.assertIn("  <carol@remote.test>  queued, 2 attempts, next try 2023-11-14T22:23:20Z\n"
+                      "    2023-11-14T22:13:20Z  mx.remote.test [192.0.2.7]  451 4.3.0 try later\n"
+                      "    2023-11-14T22:14:20Z  mx.remote.test [192.0.2.7]  451 4.3.0 try later\n",
+                      out)
+        self.assertIn("  <dave@remote.test>  delivered, 1 attempt\n", out)
+
+    def test_retry_makes_an_entry_or_all_due_now(self):
+        q1 = self.queue_message("alice@example.test",
+                                [("carol@remote.test", 0, 1, 1 << 40, "451 4.3.0 later")])
+        self.queue_message("bob@example.test",
+                           [("dave@remote.test", 0, 1, 1 << 40, "451 4.3.0 later"),
+                            ("erin@remote.test", 2, 1, 1 << 40, "550 5.1.1 no")])
+        t0 = int(time.time())
+        self.assertEqual(self.ok("queue", "retry", str(q1)).stdout, "1 recipient due now\n")
+        due = self.query("SELECT address FROM queue_rcpt WHERE next_try <= ?", int(time.time()))
+        self.assertEqual(due, [("carol@remote.test",)])
+        self.assertEqual(self.ok("queue", "retry").stdout, "2 recipients due now\n")
+        nexts = [r[0] for r in self.query("SELECT next_try FROM queue_rcpt WHERE state = 0")]
+        self.assertTrue(all(t0 <= t <= time.time() for t in nexts), nexts)
+
+    def test_mistakes_exit_2_with_one_line(self):
+        self.queue_message("alice@example.test", [("carol@remote.test", 0, 0, 1, "")])
+        before = self.dump()
+        for args in (("queue",), ("queue", "lst"), ("queue", "show"), ("queue", "show", "x1"),
+                     ("queue", "show", "0"), ("queue", "show", "999"), ("queue", "retry", "999"),
+                     ("queue", "retry", "-3"), ("queue", "list", "extra"),
+                     ("queue", "retry", "1", "2")):
+            self.fails(*args)
+        self.assertEqual(self.dump(), before)
+        self.assertIn("no message 999", self.fails("queue", "show", "999").stderr)
 
 
 # --- locks and permissions ----------------------------------------------------
