@@ -441,13 +441,17 @@ static void close_up(const char *path, const char *suffix)
     size_t n = strlen(path) + strlen(suffix) + 1;
     char *name = xmalloc(n);
     snprintf(name, n, "%s%s", path, suffix);
-    /* Through a descriptor, never a name that a link could be swapped into. */
-    int fd = open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    /* Never through a link swapped in meanwhile (AT_SYMLINK_NOFOLLOW). And
+     * never by opening the file: closing any descriptor of a file drops
+     * every POSIX lock this process holds on it, and with them the locks
+     * of the store's other connections in this process, which SQLite's
+     * locking stands on. */
     struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
-        (void)fchmod(fd, st.st_mode & 0700);
-    if (fd >= 0)
-        close(fd);
+    if (lstat(name, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
+        /* Best effort: a reader that does not own the store cannot, and need not. */
+        int rc = fchmodat(AT_FDCWD, name, st.st_mode & 0700, AT_SYMLINK_NOFOLLOW);
+        (void)rc;
+    }
     free(name);
 }
 

@@ -5,11 +5,13 @@
  * that frees bodies behave the same way on both and must keep doing so.
  */
 #include <errno.h>
+#include <spawn.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store_int.h" /* white-box: test_full sets max_page_count */
@@ -645,6 +647,50 @@ static void test_headless_bodies(const char *dir)
     free(body);
 }
 
+/*
+ * A second connection opened in a process must leave the first one's locks
+ * alone: POSIX locks belong to the process, and closing any descriptor of
+ * the file drops them all. Without its locks, the first connection looks
+ * gone to another process, whose close then takes the WAL away from under
+ * it, and what it commits next is lost (seen: a daemon's 250 for a message
+ * that was never in the store, after `kotak alias add` ran beside it).
+ */
+static void test_locks_survive_a_second_open(const char *dir)
+{
+    char path[512], wal[520], err[256];
+    snprintf(path, sizeof(path), "%s/locks.db", dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    mode = "locks";
+    struct store *a, *b, *r;
+    if (store_open(path, STORE_CREATE, &a, err, sizeof(err)) < 0) {
+        ok(0, "open: %s", err);
+        return;
+    }
+    store_close(&a);
+    /* As kotak-smtpd opens it: a writer, a checkpointer, a reader. */
+    store_open(path, 0, &a, err, sizeof(err));
+    is_int(store_open(path, 0, &b, err, sizeof(err)), 0, "a second connection opens");
+    is_int(store_open(path, STORE_READONLY, &r, err, sizeof(err)), 0, "and a reader");
+    /* A new program, not a fork: SQLite's idea of this process's locks
+     * would come along with a fork and hide what the kernel holds. */
+    fflush(stdout);
+    char *argv[] = {"test-store", "--write-and-close", path, NULL};
+    extern char **environ;
+    pid_t pid;
+    int status = -1;
+    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) == 0)
+        waitpid(pid, &status, 0);
+    ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another process wrote and closed");
+    ok(access(wal, F_OK) == 0, "the WAL is still there for this process's connections");
+    is_int(store_domain_add(a, "after.test"), 0, "the first connection writes on");
+    store_close(&r);
+    store_close(&b);
+    store_close(&a);
+    store_open(path, 0, &a, err, sizeof(err));
+    is_int(store_domain_exists(a, "after.test"), 1, "and what it wrote is in the store");
+    store_close(&a);
+}
+
 /* Opening: a missing file, the schema version, a foreign database, a newer one. */
 static void test_open(const char *dir)
 {
@@ -1007,8 +1053,22 @@ static void test_wal_rollback(const char *dir)
     store_close(&a);
 }
 
-int main(void)
+/* Another process's write, for test_locks_survive_a_second_open. */
+static int write_and_close(const char *path)
 {
+    char err[256];
+    struct store *c;
+    if (store_open(path, 0, &c, err, sizeof(err)) < 0)
+        return 2;
+    int rc = store_domain_add(c, "other.test");
+    store_close(&c);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--write-and-close") == 0)
+        return write_and_close(argv[2]);
     char dir[] = "/tmp/kotak-test-store-XXXXXX";
     if (mkdtemp(dir) == NULL) {
         perror("mkdtemp");
@@ -1024,6 +1084,7 @@ int main(void)
     test_wal_file(dir);
     test_headless_bodies(dir);
     test_wal_rollback(dir);
+    test_locks_survive_a_second_open(dir);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
