@@ -106,8 +106,9 @@ void conf_free(struct conf *c)
     memset(c, 0, sizeof(*c));
 }
 
-static int parse_endpoint(const char *s, size_t len, struct conf_endpoint *ep, char *err,
-                          size_t err_size)
+/* One ADDRESS:PORT; servers: the address is a server's to reach, not one to listen on. */
+static int parse_endpoint(const char *s, size_t len, bool servers, struct conf_endpoint *ep,
+                          char *err, size_t err_size)
 {
     const char *host = s, *colon;
     size_t host_len;
@@ -152,7 +153,14 @@ static int parse_endpoint(const char *s, size_t len, struct conf_endpoint *ep, c
     unsigned char sa[sizeof(struct in6_addr)];
     if (inet_pton(AF_INET, ep->host, sa) != 1 && inet_pton(AF_INET6, ep->host, sa) != 1) {
         snprintf(err, err_size,
-                 "'%s' is not an IP address; use one (0.0.0.0 or [::] for all addresses)",
+                 servers ? "'%s' is not an IP address; give the server's, as 127.0.0.1:53"
+                         : "'%s' is not an IP address; use one (0.0.0.0 or [::] for all addresses)",
+                 ep->host);
+        return -1;
+    }
+    static const unsigned char any[sizeof(struct in6_addr)];
+    if (servers && memcmp(sa, any, strchr(ep->host, ':') ? 16 : 4) == 0) {
+        snprintf(err, err_size, "'%s' is no server's address; give the server's, as 127.0.0.1:53",
                  ep->host);
         return -1;
     }
@@ -175,7 +183,9 @@ static int parse_endpoint(const char *s, size_t len, struct conf_endpoint *ep, c
     return 0;
 }
 
-int conf_parse_listen(const char *value, struct conf_listener *l, char *err, size_t err_size)
+/* A comma-separated list of ADDRESS:PORT: where to listen, or which servers to ask. */
+static int parse_endpoints(const char *value, bool servers, struct conf_listener *l, char *err,
+                           size_t err_size)
 {
     struct conf_listener out = {0};
     const char *p = value;
@@ -195,10 +205,13 @@ int conf_parse_listen(const char *value, struct conf_listener *l, char *err, siz
             return -1;
         }
         if (out.n == CONF_LISTEN_MAX) {
-            snprintf(err, err_size, "more than %d addresses; listen on fewer", CONF_LISTEN_MAX);
+            snprintf(err, err_size,
+                     servers ? "more than %d addresses; name fewer servers"
+                             : "more than %d addresses; listen on fewer",
+                     CONF_LISTEN_MAX);
             return -1;
         }
-        if (parse_endpoint(p, len, &out.ep[out.n], err, err_size) < 0)
+        if (parse_endpoint(p, len, servers, &out.ep[out.n], err, err_size) < 0)
             return -1;
         out.n++;
         p = *end ? end + 1 : end;
@@ -209,6 +222,16 @@ int conf_parse_listen(const char *value, struct conf_listener *l, char *err, siz
     }
     *l = out;
     return 0;
+}
+
+int conf_parse_listen(const char *value, struct conf_listener *l, char *err, size_t err_size)
+{
+    return parse_endpoints(value, false, l, err, err_size);
+}
+
+int conf_parse_servers(const char *value, struct conf_listener *l, char *err, size_t err_size)
+{
+    return parse_endpoints(value, true, l, err, err_size);
 }
 
 /* The state of one load: the config being filled and the first error. */

@@ -135,4 +135,11 @@ int conf_enter_data_dir(struct conf *c, char *err, size_t err_size);
  */
 int conf_parse_listen(const char *value, struct conf_listener *l, char *err, size_t err_size);
 
+/*
+ * Parses a list of servers to ask ([dns] servers: "127.0.0.1:53, [::1]:53";
+ * empty is none), as conf_parse_listen does, but an unspecified address
+ * (0.0.0.0, ::) is refused. Returns 0, or -1 with a sentence in err.
+ */
+int conf_parse_servers(const char *value, struct conf_listener *l, char *err, size_t err_size);
+
 #endif
