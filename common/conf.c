@@ -65,6 +65,7 @@ void conf_defaults(struct conf *c)
     c->log_level = LOG_INFO;
     c->tls_cert = xstrdup("kotak-data/cert.pem");
     c->tls_key = xstrdup("kotak-data/key.pem");
+    c->dns_servers = xstrdup("");
     c->limits = (struct conf_limits){
         .message_size = 25 << 20,
         .recipients = 100,
@@ -103,6 +104,7 @@ void conf_free(struct conf *c)
     free(c->run_user);
     free(c->tls_cert);
     free(c->tls_key);
+    free(c->dns_servers);
     memset(c, 0, sizeof(*c));
 }
 
@@ -388,6 +390,20 @@ static int set_listen(struct conf *c, const struct conf_key *k, const char *valu
     return -1; /* unreachable: the table only routes listener sections here */
 }
 
+/* [dns] servers: empty for /etc/resolv.conf's, else the servers to ask, kept
+ * as written once checked (dns_new takes that text). */
+static int set_dns_servers(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                           size_t n)
+{
+    (void)k;
+    struct conf_listener l;
+    if (conf_parse_servers(value, &l, err, n) < 0)
+        return -1;
+    free(c->dns_servers);
+    c->dns_servers = xstrdup(value);
+    return 0;
+}
+
 static int set_hostname(struct conf *c, const struct conf_key *k, const char *value, char *err,
                         size_t n)
 {
@@ -482,6 +498,7 @@ static const struct conf_key conf_keys[] = {
      SEC(86400)},
     {"auth", "address_lockout", set_duration, NUM(auth.address_lockout_ms), 0, SEC(86400)},
     {"auth", "cache", set_duration, NUM(auth.cache_ttl_ms), 0, SEC(86400)},
+    {"dns", "servers", set_dns_servers, 0, 0, 0},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 
@@ -553,8 +570,10 @@ static char *read_line(char *str, int num, void *stream)
             char name[64];
             snprintf(name, sizeof(name), "%.*s", (int)(close - p - 1), p + 1);
             if (!section_known(name))
-                load_fail(ld, "unknown section [%s]; the sections are server, tls, limits, auth, "
-                          "smtp, submission, submissions, pop3 and pop3s", name);
+                load_fail(ld,
+                          "unknown section [%s]; the sections are server, tls, limits, auth, "
+                          "dns, smtp, submission, submissions, pop3 and pop3s",
+                          name);
         }
     }
     return str;

@@ -84,6 +84,7 @@ struct conf {
     char *tls_key;   /* [tls] key: PEM private key */
     struct conf_limits limits;
     struct conf_auth auth;
+    char *dns_servers; /* [dns] servers: "" for /etc/resolv.conf, else ADDR:PORT,... (checked) */
 };
 
 /* The section name of a listener kind ("smtp", ...). */

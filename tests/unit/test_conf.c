@@ -104,6 +104,7 @@ static void test_defaults(void)
     is_int(c.limits.bare_newline_reject, 0, "default bare_newline normalize");
     is_int(c.limits.min_data_rate, 500, "default min_data_rate 500 octets/s");
     is_str(c.run_user, "", "default user is none");
+    is_str(c.dns_servers, "", "default [dns] servers: empty, /etc/resolv.conf's");
     ok(c.hostname != NULL && c.hostname[0] != '\0', "default hostname set (%s)",
        c.hostname ? c.hostname : "(null)");
     ok(c.path == NULL, "defaults come from no file");
@@ -642,6 +643,54 @@ static void test_parse_listen(void)
     }
 }
 
+/* [dns] servers: empty, a list kept as written, and each bad value on its line. */
+static void test_dns_servers(void)
+{
+    struct conf c;
+    char err[ERR_SIZE];
+    is_int(load_text("[dns]\nservers = 127.0.0.1:53, [::1]:5353\n", &c, err, NULL), 0,
+           "[dns] servers with IPv4 and IPv6 loads");
+    is_str(c.dns_servers, "127.0.0.1:53, [::1]:5353", "[dns] servers kept as written");
+    conf_free(&c);
+    is_int(load_text("[server]\nuser = a\n[dns]\nservers =\n", &c, err, NULL), 0,
+           "[dns] servers empty loads");
+    is_str(c.dns_servers, "", "[dns] servers empty: /etc/resolv.conf's");
+    conf_free(&c);
+
+    expect_error("dns server not an IP", "[dns]\nservers = localhost:53\n", 2,
+                 "not an IP address; give the server's");
+    expect_error("dns server without a port", "[server]\nuser = a\n\n[dns]\nservers = 10.0.0.1\n",
+                 5, "[dns] servers: '10.0.0.1' has no port");
+    expect_error("dns server 0.0.0.0", "[dns]\nservers = 127.0.0.1:53,0.0.0.0:53\n", 2,
+                 "no server's address");
+    expect_error("dns server [::]", "[dns]\nservers = [::]:53\n", 2, "no server's address");
+    expect_error("dns server IPv6 without brackets", "[dns]\nservers = ::1:53\n", 2, "brackets");
+    expect_error("dns servers trailing comma", "[dns]\nservers = 127.0.0.1:53,\n", 2, "comma");
+    expect_error("dns servers set twice", "[dns]\nservers =\nservers = 127.0.0.1:53\n", 3,
+                 "set twice");
+    expect_error("unknown key in [dns]", "[dns]\nserver = 127.0.0.1:53\n", 2,
+                 "unknown key 'server' in [dns]");
+    expect_error("servers outside [dns]", "[server]\nservers = 127.0.0.1:53\n", 2, "unknown key");
+    expect_error("unknown section names dns", "[dnss]\nservers = 127.0.0.1:53\n", 1,
+                 "auth, dns, smtp");
+
+    struct conf_listener l;
+    char text[512] = "";
+    for (int i = 0; i <= CONF_LISTEN_MAX; i++) {
+        char ep[32];
+        snprintf(ep, sizeof(ep), "%s127.0.0.%d:53", i ? "," : "", i + 1);
+        strcat(text, ep);
+    }
+    is_int(conf_parse_servers(text, &l, err, sizeof(err)), -1, "more than 8 DNS servers refused");
+    ok(strstr(err, "name fewer servers") != NULL, "... says to name fewer (%s)", err);
+    is_int(conf_parse_servers("192.0.2.53:53,[2001:db8::53]:5353", &l, err, sizeof(err)), 0,
+           "conf_parse_servers: two servers");
+    ok(l.n == 2 && strcmp(l.ep[1].host, "2001:db8::53") == 0 && l.ep[1].port == 5353,
+       "conf_parse_servers: IPv6 without brackets, its port");
+    is_int(conf_parse_listen("0.0.0.0:25", &l, err, sizeof(err)), 0,
+           "0.0.0.0 still listens on every address");
+}
+
 int main(void)
 {
     snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/kotak-test-conf-dir-XXXXXX");
@@ -659,6 +708,7 @@ int main(void)
     test_paths();
     test_locate();
     test_parse_listen();
+    test_dns_servers();
     rmdir(tmp_dir);
     return done_testing();
 }
