@@ -978,7 +978,9 @@ static const char *rerr_text(int err)
 void smtp_client_feed(struct smtp_client *c, const char *buf, size_t len, size_t *consumed_r)
 {
     size_t done = 0;
-    while (done < len && c->st != ST_CLOSED && c->st != ST_TLS) {
+    /* Not during the body either: the server has no say before the final
+     * dot, and what it said early is read afterwards, as its answer to it. */
+    while (done < len && c->st != ST_CLOSED && c->st != ST_TLS && c->st != ST_BODY) {
         struct smtp_client_line line;
         size_t used;
         int rc = smtp_client_reply_next(&c->reply, buf + done, len - done, &used, &line);
@@ -1055,6 +1057,11 @@ int smtp_client_new(const struct smtp_client_config *cfg, struct smtp_client **c
     c->st = ST_GREETING;
     smtp_client_reply_init(&c->reply);
     buf_init(&c->out, SMTP_CLIENT_OUT_MAX);
+    /* With a login, the AUTH line passes through the output: allocated at
+     * its ceiling now, the buffer never moves, so no copy of the line is
+     * left behind in memory a realloc freed, and free wipes the one block. */
+    if (c->has_auth)
+        buf_reserve(&c->out, SMTP_CLIENT_OUT_MAX);
     *c_r = c;
     return 0;
 }

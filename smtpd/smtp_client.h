@@ -88,9 +88,10 @@
  *
  * Secrets: the password is copied at smtp_client_new() and wiped with
  * explicit_bzero at smtp_client_free(), with the output buffer that held
- * the AUTH line. It never appears in a result text: if the server echoes
- * it (or its base64), that is overwritten with '*'. The client logs
- * nothing; the glue logs one line per attempt from the results and from
+ * the AUTH line (with a login configured that buffer is allocated at its
+ * ceiling, SMTP_CLIENT_OUT_MAX, once, so that no realloc leaves a copy). It never appears in a
+ * result text: if the server echoes it (or its base64), that is overwritten with '*'. The client
+ * logs nothing; the glue logs one line per attempt from the results and from
  * smtp_client_tls_used(), smtp_client_server_name().
  */
 #ifndef KOTAK_SMTP_CLIENT_H
@@ -283,7 +284,11 @@ void smtp_client_free(struct smtp_client **c);
  * Feeds the server's bytes buf[0..len). *consumed_r says how many are done
  * with: the caller keeps the rest and feeds it again with what arrives
  * next. Feeding stops after the reply that asks for STARTTLS (the rest must
- * then be thrown away) and once the action is CLOSE.
+ * then be thrown away), while the action is BODY (what the server sent
+ * early is fed again after smtp_client_body_end, and read as its answer to
+ * the final dot), and once the action is CLOSE. While the action is DONE,
+ * bytes are read: a 421 or anything else a server says unasked ends the
+ * conversation (CLOSE), since its replies could no longer be matched.
  */
 void smtp_client_feed(struct smtp_client *c, const char *buf, size_t len, size_t *consumed_r);
 
@@ -338,10 +343,10 @@ void smtp_client_tls_started(struct smtp_client *c);
 void smtp_client_tls_failed(struct smtp_client *c);
 
 /*
- * Ends the conversation. Idle (or before a greeting was answered): QUIT,
- * and CLOSE after its reply (any reply). Inside a transaction: its
- * recipients not yet final are deferred and the action is CLOSE at once
- * (a QUIT there could be read as message data or a SASL response).
+ * Ends the conversation. Idle (DONE): QUIT, and CLOSE after its reply (any
+ * reply). Anywhere else: the recipients not yet final are deferred and the
+ * action is CLOSE at once (a QUIT there could be read as message data or a
+ * SASL response, or come before the greeting).
  */
 void smtp_client_quit(struct smtp_client *c);
 

@@ -962,6 +962,22 @@ static const struct step unsolicited[] = {
     THE_END,
 };
 
+/* A reply sent during the body is read after the final dot, as its answer. */
+static const struct step early_reply[] = {
+    NEXT_MSG(&m_one, 0, ""),
+    SRV(GREET, EHLO),
+    SRV(EHLO_PIPE, MAIL TO_BOB "DATA\r\n"),
+    SRV(OK_MAIL OK_RCPT GO "554 5.3.4 Message too big\r\n", ""),
+    ACT(BODY),
+    PEND("554 5.3.4 Message too big\r\n"),
+    BODY_IN("x\r\n", "x\r\n"),
+    BODY_DONE(".\r\n"),
+    SRV("", ""), /* the glue feeds what it kept */
+    ACT(DONE),
+    RES(0, FAILED, 554, "5.3.4", FINAL, "Message too big"),
+    THE_END,
+};
+
 static const struct step quit_in_body[] = {
     NEXT_MSG(&m_one, 0, ""),
     SRV(GREET, EHLO),
@@ -1039,6 +1055,7 @@ static const struct conv conversations[] = {
     {"421 while idle", SMTP_CLIENT_TLS_NONE, false, NULL, NULL, idle_421},
     {"a reply nobody asked for", SMTP_CLIENT_TLS_NONE, false, NULL, NULL, unsolicited},
     {"quit in the body", SMTP_CLIENT_TLS_NONE, false, NULL, NULL, quit_in_body},
+    {"a reply during the body", SMTP_CLIENT_TLS_NONE, false, NULL, NULL, early_reply},
 };
 
 /* Shows bytes in a message: CR, LF and others escaped, long text cut. */
@@ -1111,7 +1128,7 @@ static void run(const struct conv *cv, bool trickle, struct buf *transcript)
         const struct step *st = &cv->steps[i];
         switch (st->op) {
         case SERVER:
-            if (!trickle) {
+            if (!trickle || st->len == 0) {
                 buf_append(&pending, st->in, st->len);
                 feed(c, &pending);
             } else {
@@ -1326,6 +1343,33 @@ static void test_backpressure(void)
     smtp_client_free(&c);
 }
 
+/* With a login, the output that held the AUTH line never moves (no copy left by realloc). */
+static void test_auth_buffer_stays(void)
+{
+    struct smtp_client_config cfg = {.helo_name = HELO,
+                                     .tls = SMTP_CLIENT_TLS_REQUIRED,
+                                     .tls_active = true,
+                                     .auth_user = USER,
+                                     .auth_password = PASS};
+    struct smtp_client *c = NULL;
+    smtp_client_new(&cfg, &c);
+    smtp_client_next(c, &m_one);
+    say(c, GREET "250-mx.b.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n");
+    struct buf *out = smtp_client_output(c);
+    const uint8_t *where = out->data;
+    ok(out->len > 0 && memmem(out->data, out->len, PLAIN_B64, strlen(PLAIN_B64)) != NULL,
+       "auth buffer: the AUTH line is in the output");
+    buf_consume(out, out->len);
+    say(c, "235 2.7.0 ok\r\n" OK_MAIL OK_RCPT GO);
+    static char chunk[SMTP_CLIENT_BODY_CHUNK];
+    memset(chunk, '.', sizeof(chunk));
+    while (smtp_client_wants_body(c))
+        smtp_client_body(c, chunk, sizeof(chunk));
+    ok(out->data == where && out->len > SMTP_CLIENT_OUT_HIGH,
+       "auth buffer: %zu octets later, the output has not moved", out->len);
+    smtp_client_free(&c);
+}
+
 /* Commands beyond the pipelining window wait for replies. */
 static void test_pipe_window(void)
 {
@@ -1385,6 +1429,7 @@ int main(void)
         converse(&conversations[i]);
     test_bad_input();
     test_backpressure();
+    test_auth_buffer_stays();
     test_pipe_window();
     return done_testing();
 }
