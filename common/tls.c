@@ -49,17 +49,27 @@
 /* Ciphertext that may wait unprocessed before tls_conn_feed refuses more. */
 #define TLS_IN_MAX (64 * 1024)
 
+/* Debian's bundle of the system's trust anchors (package ca-certificates). */
+#define TLS_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+
 /* A certificate chain or key file larger than this is surely not one. */
 #define TLS_FILE_MAX (1024 * 1024)
 
+/* One side's settings, shared by its connections: a server's, or, inside a
+ * struct tls_client, a client's. */
 struct tls_server {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
     mbedtls_ssl_config conf;
-    mbedtls_x509_crt chain;
+    mbedtls_x509_crt chain; /* a server's own chain; a client's trust anchors */
     mbedtls_pk_context key;
     size_t conns;  /* connections made from it and not yet freed */
     bool released; /* tls_server_free was called: the last connection frees it */
+};
+
+struct tls_client {
+    struct tls_server side;
+    bool verify; /* a certificate that does not verify fails the handshake */
 };
 
 struct tls_conn {
@@ -230,27 +240,32 @@ static int setup_config(struct tls_server *srv, char *err, size_t err_size)
     return 0;
 }
 
+/* Seeds side's random generator; 0 or -1 with err set. */
+static int seed(struct tls_server *side, const char *pers, char *err, size_t err_size)
+{
+    char tmp[128];
+    mbedtls_entropy_init(&side->entropy);
+    mbedtls_ctr_drbg_init(&side->drbg);
+    mbedtls_ssl_config_init(&side->conf);
+    mbedtls_x509_crt_init(&side->chain);
+    mbedtls_pk_init(&side->key);
+    int rc = mbedtls_ctr_drbg_seed(&side->drbg, mbedtls_entropy_func, &side->entropy,
+                                   (const unsigned char *)pers, strlen(pers));
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot seed the random generator: %s",
+                 mbed_err(rc, tmp, sizeof tmp));
+        return -1;
+    }
+    return 0;
+}
+
 int tls_server_new(const char *cert_path, const char *key_path, struct tls_server **srv_r,
                    char *err, size_t err_size)
 {
-    static const char pers[] = "kotak-tls-server";
-    char tmp[128];
-
     /* On the heap and never moved: the config points into the struct. */
     struct tls_server *srv = xcalloc(1, sizeof *srv);
-    mbedtls_entropy_init(&srv->entropy);
-    mbedtls_ctr_drbg_init(&srv->drbg);
-    mbedtls_ssl_config_init(&srv->conf);
-    mbedtls_x509_crt_init(&srv->chain);
-    mbedtls_pk_init(&srv->key);
-
-    int rc = mbedtls_ctr_drbg_seed(&srv->drbg, mbedtls_entropy_func, &srv->entropy,
-                                   (const unsigned char *)pers, sizeof pers - 1);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot seed the random generator: %s",
-                mbed_err(rc, tmp, sizeof tmp));
+    if (seed(srv, "kotak-tls-server", err, err_size) < 0)
         goto fail;
-    }
     if (load_cert_and_key(srv, cert_path, key_path, err, err_size) < 0)
         goto fail;
     if (setup_config(srv, err, err_size) < 0)
@@ -270,7 +285,7 @@ static void server_destroy(struct tls_server *s)
     mbedtls_x509_crt_free(&s->chain);
     mbedtls_ctr_drbg_free(&s->drbg);
     mbedtls_entropy_free(&s->entropy);
-    free(s);
+    free(s); /* a client's side is the first member of its struct tls_client */
 }
 
 void tls_server_free(struct tls_server **srv)
@@ -314,6 +329,60 @@ static int bio_send(void *ctx, const unsigned char *p, size_t n)
     if (buf_append(&c->out, p, n) < 0)
         return MBEDTLS_ERR_SSL_WANT_WRITE; /* unreachable without a ceiling */
     return (int)n;
+}
+
+int tls_client_new(const char *ca_path, bool verify, struct tls_client **cli_r, char *err,
+                   size_t err_size)
+{
+    char tmp[128];
+    struct tls_client *cli = xcalloc(1, sizeof *cli);
+    struct tls_server *side = &cli->side;
+    cli->verify = verify;
+    if (seed(side, "kotak-tls-client", err, err_size) < 0)
+        goto fail;
+    const char *path = ca_path && ca_path[0] ? ca_path : TLS_SYSTEM_CA;
+    int rc = mbedtls_x509_crt_parse_file(&side->chain, path);
+    /* A positive count is of certificates that did not parse; the store
+     * holds others, and an odd one out should not stop delivery. */
+    if (rc < 0 && (verify || (ca_path && ca_path[0]))) {
+        snprintf(err, err_size, "cannot read the CA file %s: %s", path,
+                 mbed_err(rc, tmp, sizeof tmp));
+        goto fail;
+    }
+    mbedtls_ssl_config *conf = &side->conf;
+    rc = mbedtls_ssl_config_defaults(conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                     MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot set up TLS: %s", mbed_err(rc, tmp, sizeof tmp));
+        goto fail;
+    }
+    /* The library's wider default suite list, TLS 1.2: the servers kotak
+     * delivers to are many and old; anything less falls back to plaintext
+     * on a new connection, as Postfix's `may` does. */
+    mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+    mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+    mbedtls_ssl_conf_rng(conf, mbedtls_ctr_drbg_random, &side->drbg);
+    mbedtls_ssl_conf_ca_chain(conf, &side->chain, NULL);
+    mbedtls_ssl_conf_authmode(conf,
+                              verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_OPTIONAL);
+    *cli_r = cli;
+    return 0;
+fail:
+    tls_client_free(&cli);
+    return -1;
+}
+
+void tls_client_free(struct tls_client **cli)
+{
+    struct tls_client *c = *cli;
+    *cli = NULL;
+    if (c == NULL)
+        return;
+    struct tls_server *side = &c->side;
+    tls_server_free(&side); /* the struct goes with its last connection */
 }
 
 struct tls_conn *tls_conn_new(struct tls_server *srv)
@@ -388,6 +457,20 @@ static int failed(struct tls_conn *c, int rc)
             c->alert = c->ssl.in_msg[1];
     }
     return -EPROTO;
+}
+
+struct tls_conn *tls_client_connect(struct tls_client *cli, const char *host)
+{
+    struct tls_conn *c = tls_conn_new(&cli->side);
+    /* SNI, and the name a verified certificate must hold. */
+    if (host != NULL && host[0] != '\0' && mbedtls_ssl_set_hostname(&c->ssl, host) != 0)
+        abort(); /* only for memory, or a name over 255 octets the caller never passes */
+    return c;
+}
+
+bool tls_conn_verified(const struct tls_conn *c)
+{
+    return handshake_over(c) && mbedtls_ssl_get_verify_result(&c->ssl) == 0;
 }
 
 int tls_conn_handshake(struct tls_conn *c)

@@ -1,5 +1,5 @@
 /*
- * tls.h — server-side TLS over memory buffers.
+ * tls.h — TLS over memory buffers: the server's side, and the client's.
  *
  * The TLS engine never touches a socket. The network glue feeds it the
  * ciphertext it read from the peer (tls_conn_feed), drives it (handshake,
@@ -39,6 +39,28 @@ int tls_server_new(const char *cert_path, const char *key_path, struct tls_serve
  * so a reload can replace it while connections go on with the old pair.
  */
 void tls_server_free(struct tls_server **srv);
+
+/*
+ * The client's side, for kotak delivering to other servers (same policy:
+ * TLS 1.2, no renegotiation; the library's wider list of suites). Trust
+ * anchors come from ca_path, or the system's bundle when it is NULL or "".
+ * With verify, a certificate that does not lead to them or does not name
+ * the host fails the handshake (a smarthost); without, the handshake goes
+ * on and tls_conn_verified tells (opportunistic TLS to an MX, as Postfix's
+ * `may`). Returns 0 with *cli_r set, or -1 with one sentence in err.
+ */
+struct tls_client;
+int tls_client_new(const char *ca_path, bool verify, struct tls_client **cli_r, char *err,
+                   size_t err_size);
+
+/* Lets the client side go, as tls_server_free does a server's. NULL is fine. */
+void tls_client_free(struct tls_client **cli);
+
+/* A new client connection to host (sent as SNI, and checked when verifying). */
+struct tls_conn *tls_client_connect(struct tls_client *cli, const char *host);
+
+/* After the handshake: the peer's certificate leads to a trust anchor and names the host. */
+bool tls_conn_verified(const struct tls_conn *c);
 
 /*
  * A new connection in the handshake state, which keeps srv alive until it

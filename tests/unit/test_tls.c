@@ -656,6 +656,89 @@ static void test_cert_names(void)
            "no name at all is refused (%s)", err);
 }
 
+/* Moves ciphertext both ways and drives both handshakes; returns the client's result. */
+static int handshake_pair(struct tls_conn *cli, struct tls_conn *srv)
+{
+    int crc = 0, src = 0;
+    for (int round = 0; round < 20 && (crc == 0 || src == 0); round++) {
+        if (crc == 0)
+            crc = tls_conn_handshake(cli);
+        if (src == 0)
+            src = tls_conn_handshake(srv);
+        size_t n;
+        const void *p = tls_conn_pending_out(cli, &n);
+        if (n > 0) {
+            tls_conn_feed(srv, p, n);
+            tls_conn_consume_out(cli, n);
+        }
+        p = tls_conn_pending_out(srv, &n);
+        if (n > 0) {
+            tls_conn_feed(cli, p, n);
+            tls_conn_consume_out(srv, n);
+        }
+        if (crc < 0 || src < 0)
+            break;
+    }
+    return crc;
+}
+
+/* kotak's own client side against its server: opportunistic, then verified. */
+static void test_client(struct tls_server *srv)
+{
+    char err[256] = "";
+    struct tls_client *opp = NULL, *ver = NULL, *bad = NULL;
+
+    is_int(tls_client_new(NULL, false, &opp, err, sizeof err), 0,
+           "client: opportunistic, with the system's trust anchors (%s)", err);
+    struct tls_conn *c = tls_client_connect(opp, HOST), *s = tls_conn_new(srv);
+    is_int(handshake_pair(c, s), 1, "client: the handshake with a self-signed server completes");
+    ok(!tls_conn_verified(c), "client: ... and says the certificate is not verified");
+    is_str(tls_conn_version(c), "TLSv1.2", "client: TLS 1.2");
+    is_int(tls_conn_write(c, "EHLO x\r\n", 8), 0, "client: writes");
+    size_t n;
+    const void *p = tls_conn_pending_out(c, &n);
+    tls_conn_feed(s, p, n);
+    tls_conn_consume_out(c, n);
+    char got[32] = "";
+    ssize_t r = tls_conn_read(s, got, sizeof got - 1);
+    ok(r == 8 && memcmp(got, "EHLO x\r\n", 8) == 0, "client: the server reads what it wrote");
+    tls_conn_free(&c);
+    tls_conn_free(&s);
+
+    is_int(tls_client_new(cert_path, true, &ver, err, sizeof err), 0,
+           "client: verifying, against the server's own certificate (%s)", err);
+    c = tls_client_connect(ver, HOST);
+    s = tls_conn_new(srv);
+    is_int(handshake_pair(c, s), 1, "client: a certificate that names the host verifies");
+    ok(tls_conn_verified(c), "client: ... and says so");
+    tls_conn_free(&c);
+    tls_conn_free(&s);
+
+    c = tls_client_connect(ver, "other.example");
+    s = tls_conn_new(srv);
+    is_int(handshake_pair(c, s), -EPROTO,
+           "client: verifying, a certificate for another name fails");
+    ok(tls_conn_error(c, err, sizeof err) && strstr(err, "X509") != NULL,
+       "client: ... saying why (%s)", err);
+    tls_conn_free(&c);
+    tls_conn_free(&s);
+
+    c = tls_client_connect(opp, "other.example");
+    s = tls_conn_new(srv);
+    is_int(handshake_pair(c, s), 1, "client: opportunistic, the wrong name still gives TLS");
+    ok(!tls_conn_verified(c), "client: ... not verified");
+    tls_conn_free(&c);
+    tls_conn_free(&s);
+
+    is_int(tls_client_new("/nonexistent/ca.pem", true, &bad, err, sizeof err), -1,
+           "client: a CA file that cannot be read is refused");
+    ok(strstr(err, "/nonexistent/ca.pem") != NULL, "client: ... naming it (%s)", err);
+    ok(bad == NULL, "client: ... and nothing is made");
+    tls_client_free(&opp);
+    tls_client_free(&ver);
+    ok(opp == NULL && ver == NULL, "client: tls_client_free sets NULL");
+}
+
 int main(void)
 {
     static const char pers[] = "kotak-test-tls";
@@ -677,6 +760,7 @@ int main(void)
         test_session(srv);
         test_policy(srv);
         test_garbage(srv);
+        test_client(srv);
     }
     tls_server_free(&srv);
     ok(srv == NULL, "tls_server_free sets NULL");
