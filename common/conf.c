@@ -66,6 +66,21 @@ void conf_defaults(struct conf *c)
     c->tls_cert = xstrdup("kotak-data/cert.pem");
     c->tls_key = xstrdup("kotak-data/key.pem");
     c->dns_servers = xstrdup("");
+    c->relay = (struct conf_relay){
+        .smarthost = xstrdup(""),
+        .smarthost_host = xstrdup(""),
+        .smarthost_user = xstrdup(""),
+        .smarthost_password_file = xstrdup(""),
+        .smarthost_ca = xstrdup(""),
+        .port = 25,
+        .retry_first_ms = 5 * 60 * 1000,
+        .retry_max_ms = 60 * 60 * 1000,
+        .delay_warning_ms = 4 * 3600 * 1000ull,
+        .give_up_ms = 5 * 86400 * 1000ull,
+        .bounce_give_up_ms = 2 * 86400 * 1000ull,
+        .connections = 20,
+        .connections_per_domain = 5,
+    };
     c->limits = (struct conf_limits){
         .message_size = 25 << 20,
         .recipients = 100,
@@ -105,6 +120,11 @@ void conf_free(struct conf *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->dns_servers);
+    free(c->relay.smarthost);
+    free(c->relay.smarthost_host);
+    free(c->relay.smarthost_user);
+    free(c->relay.smarthost_password_file);
+    free(c->relay.smarthost_ca);
     memset(c, 0, sizeof(*c));
 }
 
@@ -340,11 +360,11 @@ static int set_size(struct conf *c, const struct conf_key *k, const char *value,
 static int set_duration(struct conf *c, const struct conf_key *k, const char *value, char *err,
                         size_t n)
 {
-    static const char *const units[] = {"ms", "s", "m", "h", NULL};
-    static const uint64_t factors[] = {1, 1000, 60 * 1000, 3600 * 1000};
+    static const char *const units[] = {"ms", "s", "m", "h", "d", NULL};
+    static const uint64_t factors[] = {1, 1000, 60 * 1000, 3600 * 1000, 86400 * 1000};
     uint64_t v;
     if (parse_number(value, units, factors, &v) < 0) {
-        snprintf(err, n, "'%s' is not a duration; write a number with ms, s, m or h, as 5m",
+        snprintf(err, n, "'%s' is not a duration; write a number with ms, s, m, h or d, as 5m",
                  value);
         return -1;
     }
@@ -401,6 +421,73 @@ static int set_dns_servers(struct conf *c, const struct conf_key *k, const char 
         return -1;
     free(c->dns_servers);
     c->dns_servers = xstrdup(value);
+    return 0;
+}
+
+/* A string kept as written; empty is allowed (the feature is off). */
+static int set_text(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                    size_t n)
+{
+    (void)err, (void)n;
+    char **slot = (char **)((char *)c + k->offset);
+    free(*slot);
+    *slot = xstrdup(value);
+    return 0;
+}
+
+/* [relay] smarthost: empty, or HOST:PORT ([v6]:PORT), the host a name or an IP. */
+static int set_smarthost(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                         size_t n)
+{
+    (void)k;
+    char host[ADDR_DOMAIN_MAX + 1] = "";
+    unsigned long port = 0;
+    if (value[0] != '\0') {
+        bool bracket = value[0] == '[';
+        const char *colon = bracket ? strstr(value, "]:") : strrchr(value, ':');
+        const char *h = bracket ? value + 1 : value;
+        char *end = NULL;
+        if (colon != NULL) {
+            size_t hl = (size_t)(colon - h);
+            if (bracket)
+                colon++; /* past the ']' */
+            port = strtoul(colon + 1, &end, 10);
+            if (hl > 0 && hl < sizeof(host)) {
+                memcpy(host, h, hl);
+                host[hl] = '\0';
+            }
+        }
+        if (colon == NULL || end == colon + 1 || *end != '\0' || port == 0 || port > 65535 ||
+            host[0] == '\0') {
+            snprintf(err, n, "'%s' is not HOST:PORT; write it as smtp.example.net:587", value);
+            return -1;
+        }
+        char folded[ADDR_DOMAIN_MAX + 1];
+        unsigned char ip[16];
+        if (inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1 &&
+            addr_parse_domain(host, strlen(host), 0, folded) < 0) {
+            snprintf(err, n, "'%s' is no host name or IP address", host);
+            return -1;
+        }
+    }
+    free(c->relay.smarthost);
+    free(c->relay.smarthost_host);
+    c->relay.smarthost = xstrdup(value);
+    c->relay.smarthost_host = xstrdup(host);
+    c->relay.smarthost_port = port;
+    return 0;
+}
+
+/* [relay] smarthost_tls: starttls (on 587) or tls (implicit, on 465). */
+static int set_smarthost_tls(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                             size_t n)
+{
+    (void)k;
+    if (strcmp(value, "starttls") != 0 && strcmp(value, "tls") != 0) {
+        snprintf(err, n, "'%s' is not a smarthost_tls choice; use starttls or tls", value);
+        return -1;
+    }
+    c->relay.smarthost_implicit_tls = strcmp(value, "tls") == 0;
     return 0;
 }
 
@@ -499,6 +586,20 @@ static const struct conf_key conf_keys[] = {
     {"auth", "address_lockout", set_duration, NUM(auth.address_lockout_ms), 0, SEC(86400)},
     {"auth", "cache", set_duration, NUM(auth.cache_ttl_ms), 0, SEC(86400)},
     {"dns", "servers", set_dns_servers, 0, 0, 0},
+    {"relay", "smarthost", set_smarthost, 0, 0, 0},
+    {"relay", "smarthost_tls", set_smarthost_tls, 0, 0, 0},
+    {"relay", "smarthost_user", set_text, NUM(relay.smarthost_user), 0, 0},
+    {"relay", "smarthost_password_file", set_text, NUM(relay.smarthost_password_file), 0, 0},
+    {"relay", "smarthost_ca", set_text, NUM(relay.smarthost_ca), 0, 0},
+    {"relay", "port", set_count, NUM(relay.port), 1, 65535},
+    {"relay", "retry_first", set_duration, NUM(relay.retry_first_ms), SEC(1), SEC(86400)},
+    {"relay", "retry_max", set_duration, NUM(relay.retry_max_ms), SEC(1), SEC(7 * 86400)},
+    {"relay", "delay_warning", set_duration, NUM(relay.delay_warning_ms), SEC(1), SEC(30 * 86400)},
+    {"relay", "give_up", set_duration, NUM(relay.give_up_ms), SEC(1), SEC(30 * 86400)},
+    {"relay", "bounce_give_up", set_duration, NUM(relay.bounce_give_up_ms), SEC(1),
+     SEC(30 * 86400)},
+    {"relay", "connections", set_count, NUM(relay.connections), 1, 10000},
+    {"relay", "connections_per_domain", set_count, NUM(relay.connections_per_domain), 1, 1000},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 
@@ -572,7 +673,7 @@ static char *read_line(char *str, int num, void *stream)
             if (!section_known(name))
                 load_fail(ld,
                           "unknown section [%s]; the sections are server, tls, limits, auth, "
-                          "dns, smtp, submission, submissions, pop3 and pop3s",
+                          "dns, relay, smtp, submission, submissions, pop3 and pop3s",
                           name);
         }
     }

@@ -72,6 +72,26 @@ struct conf_auth {
     uint64_t cache_ttl_ms;      /* a passed check is remembered this long; 0: never */
 };
 
+/* [relay]: delivery to other servers, and its schedule. Read and checked now;
+ * kotak init writes the section once kotak-smtpd delivers with it. */
+struct conf_relay {
+    char *smarthost;      /* "" : each domain's MX; else what was written, HOST:PORT */
+    char *smarthost_host; /* its host part (a name or an IP), or "" */
+    uint64_t smarthost_port;
+    bool smarthost_implicit_tls;   /* smarthost_tls = tls (as on 465); else starttls */
+    char *smarthost_user;          /* "" : no login */
+    char *smarthost_password_file; /* "" : none; the file holds the password */
+    char *smarthost_ca;            /* "" : the system's trust anchors */
+    uint64_t port;                 /* what MX delivery connects to; 25 */
+    uint64_t retry_first_ms;       /* the first wait after a temporary failure ... */
+    uint64_t retry_max_ms;         /* ... doubling up to this */
+    uint64_t delay_warning_ms;     /* a "delayed" report once mail has waited this long */
+    uint64_t give_up_ms;           /* then it bounces */
+    uint64_t bounce_give_up_ms;    /* a report of ours waits less long, and is never bounced */
+    uint64_t connections;          /* outbound connections at once, in all */
+    uint64_t connections_per_domain;
+};
+
 struct conf {
     char *path; /* the file it was loaded from; NULL for defaults */
     char *dir;  /* its folder: relative paths in the file are relative to it */
@@ -85,6 +105,7 @@ struct conf {
     struct conf_limits limits;
     struct conf_auth auth;
     char *dns_servers; /* [dns] servers: "" for /etc/resolv.conf, else ADDR:PORT,... (checked) */
+    struct conf_relay relay;
 };
 
 /* The section name of a listener kind ("smtp", ...). */

@@ -643,6 +643,53 @@ static void test_parse_listen(void)
     }
 }
 
+/* [relay]: the smarthost and the schedule, their defaults, and bad values on their lines. */
+static void test_relay(void)
+{
+    struct conf c;
+    char err[ERR_SIZE];
+    conf_defaults(&c);
+    ok(c.relay.smarthost[0] == '\0' && c.relay.port == 25 && !c.relay.smarthost_implicit_tls,
+       "[relay] defaults: no smarthost, MX on port 25, STARTTLS");
+    ok(c.relay.retry_first_ms == 300000 && c.relay.retry_max_ms == 3600000 &&
+           c.relay.delay_warning_ms == 4 * 3600000ull && c.relay.give_up_ms == 5 * 86400000ull &&
+           c.relay.bounce_give_up_ms == 2 * 86400000ull,
+       "[relay] schedule defaults: 5m, 1h, a warning at 4h, 5 days, 2 for reports");
+    conf_free(&c);
+    is_int(load_text("[relay]\nsmarthost = smtp.isp.example:587\nsmarthost_tls = tls\n"
+                     "smarthost_user = office\nsmarthost_password_file = /etc/kotak/pw\n"
+                     "smarthost_ca = /etc/kotak/ca.pem\nport = 2525\nretry_first = 2s\n"
+                     "give_up = 3d\n",
+                     &c, err, NULL),
+           0, "[relay] with a smarthost loads (%s)", err);
+    ok(strcmp(c.relay.smarthost_host, "smtp.isp.example") == 0 && c.relay.smarthost_port == 587 &&
+           c.relay.smarthost_implicit_tls && strcmp(c.relay.smarthost_user, "office") == 0 &&
+           strcmp(c.relay.smarthost_password_file, "/etc/kotak/pw") == 0 &&
+           strcmp(c.relay.smarthost_ca, "/etc/kotak/ca.pem") == 0 && c.relay.port == 2525,
+       "[relay] smarthost, its host and port, TLS, login, files, MX port");
+    ok(c.relay.retry_first_ms == 2000 && c.relay.give_up_ms == 3 * 86400000ull,
+       "[relay] durations, days included");
+    conf_free(&c);
+    is_int(load_text("[relay]\nsmarthost = [2001:db8::25]:465\n", &c, err, NULL), 0,
+           "[relay] an IPv6 smarthost in brackets loads (%s)", err);
+    ok(strcmp(c.relay.smarthost_host, "2001:db8::25") == 0 && c.relay.smarthost_port == 465,
+       "[relay] its address without brackets, and its port");
+    conf_free(&c);
+    expect_error("smarthost without a port", "[relay]\nsmarthost = smtp.isp.example\n", 2,
+                 "not HOST:PORT");
+    expect_error("smarthost port 0", "[relay]\nsmarthost = smtp.isp.example:0\n", 2,
+                 "not HOST:PORT");
+    expect_error("smarthost port past 65535", "[relay]\nsmarthost = a.example:70000\n", 2,
+                 "not HOST:PORT");
+    expect_error("smarthost bad name", "[relay]\nsmarthost = bad_name!:25\n", 2,
+                 "no host name or IP address");
+    expect_error("smarthost empty host", "[relay]\nsmarthost = :25\n", 2, "not HOST:PORT");
+    expect_error("smarthost_tls", "[relay]\nsmarthost_tls = ssl\n", 2, "use starttls or tls");
+    expect_error("relay port 0", "[relay]\nport = 0\n", 2, "out of range");
+    expect_error("retry_first 0", "[relay]\nretry_first = 0s\n", 2, "out of range");
+    expect_error("give_up in weeks", "[relay]\ngive_up = 1w\n", 2, "ms, s, m, h or d");
+}
+
 /* [dns] servers: empty, a list kept as written, and each bad value on its line. */
 static void test_dns_servers(void)
 {
@@ -672,7 +719,7 @@ static void test_dns_servers(void)
                  "unknown key 'server' in [dns]");
     expect_error("servers outside [dns]", "[server]\nservers = 127.0.0.1:53\n", 2, "unknown key");
     expect_error("unknown section names dns", "[dnss]\nservers = 127.0.0.1:53\n", 1,
-                 "auth, dns, smtp");
+                 "auth, dns, relay, smtp");
 
     struct conf_listener l;
     char text[512] = "";
@@ -709,6 +756,7 @@ int main(void)
     test_locate();
     test_parse_listen();
     test_dns_servers();
+    test_relay();
     rmdir(tmp_dir);
     return done_testing();
 }
