@@ -19,7 +19,10 @@ static const char *when(int64_t t, char *out, size_t size)
 {
     time_t tt = (time_t)t;
     struct tm tm;
-    strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tt, &tm));
+    if (gmtime_r(&tt, &tm) == NULL) /* a year past what struct tm holds */
+        snprintf(out, size, "@%" PRId64, t);
+    else
+        strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return out;
 }
 

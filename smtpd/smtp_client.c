@@ -798,8 +798,15 @@ static void on_auth(struct smtp_client *c)
         return;
     }
     /* 535 and the rest: a login problem here is never the message's fault,
-     * and a wrong password must not bounce everything. */
-    pending_from_reply(c, SMTP_CLIENT_DEFERRED, SMTP_CLIENT_STAGE_AUTH);
+     * and a wrong password must not bounce everything. The server's words
+     * are not kept: a reply to AUTH may echo the password in a form no scrub
+     * recognises (cut, split over lines, 8-bit), and results reach logs,
+     * `kotak queue show` and bounces. Its code says enough. */
+    for (size_t i = 0; i < c->n; i++)
+        set_result(c, i, SMTP_CLIENT_DEFERRED, SMTP_CLIENT_STAGE_AUTH, code, c->reply.enhanced,
+                   code == 535 ? "the smarthost refused the login: check smarthost_user and "
+                                 "the password file"
+                               : "the smarthost did not accept the login");
     quit_after(c);
 }
 

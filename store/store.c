@@ -163,7 +163,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_QUEUE_LIST_ONE] = QUEUE_SELECT " WHERE r.queue_id = ?1 ORDER BY r.id",
     [STMT_QUEUE_RCPT_SET] = "UPDATE queue_rcpt SET state = ?2, attempts = attempts + 1,"
                             " next_try = ?3, last_code = ?4, last_reply = ?5,"
-                            " delay_notified = delay_notified OR ?6 WHERE id = ?1"
+                            " delay_notified = delay_notified OR ?6 WHERE id = ?1 AND state = 0"
                             " RETURNING queue_id",
     [STMT_QUEUE_LOG_ADD] = "INSERT INTO queue_log(rcpt_id, at, host, ip, code, reply)"
                            " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",

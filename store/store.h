@@ -292,9 +292,11 @@ struct store_attempt {
 };
 
 /*
- * Records an attempt for a recipient. Once no recipient of its entry is
- * queued any more, the entry goes (and its body, when no maildrop holds
- * it). Inside a batch, it commits with the batch; else at once.
+ * Records an attempt for a recipient that is still queued: -ENOENT for one
+ * that is not there or already delivered or failed, whose state never
+ * changes again (so no mail goes out twice). Once no recipient of its
+ * entry is queued any more, the entry goes (and its body, when no maildrop
+ * holds it). Inside a batch, it commits with the batch; else at once.
  */
 int store_queue_record(struct store *s, int64_t rcpt_id, const struct store_attempt *a);
 

@@ -1307,6 +1307,14 @@ class QueueTest(KotakTest):
         nexts = [r[0] for r in self.query("SELECT next_try FROM queue_rcpt WHERE state = 0")]
         self.assertTrue(all(t0 <= t <= time.time() for t in nexts), nexts)
 
+    def test_a_time_past_what_a_calendar_holds_is_shown_not_crashed_on(self):
+        qid = self.queue_message("alice@example.test",
+                                 [("carol@remote.test", 0, 0, (1 << 63) - 1, "")])
+        out = self.ok("queue", "list").stdout
+        self.assertIn(f"{qid}\t<alice@example.test>\t<carol@remote.test>\t0\t@{(1 << 63) - 1}\t",
+                      out)
+        self.assertIn(f"next try @{(1 << 63) - 1}", self.ok("queue", "show", str(qid)).stdout)
+
     def test_mistakes_exit_2_with_one_line(self):
         self.queue_message("alice@example.test", [("carol@remote.test", 0, 0, 1, "")])
         before = self.dump()

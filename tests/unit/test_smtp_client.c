@@ -635,13 +635,15 @@ static const struct step auth_535[] = {
     SRV("220 2.0.0 Ready\r\n", ""),
     TLS_OK(EHLO),
     SRV("250-mx.b.test\r\n250 AUTH=PLAIN\r\n", "AUTH PLAIN " PLAIN_B64 "\r\n"),
-    /* A server that echoes the secret: it never reaches a result. */
-    SRV("535 5.7.8 Error: authentication failed: " PLAIN_B64 " (" PASS ")\r\n", "QUIT\r\n"),
+    /* A server that echoes the secret, cut and split and 8-bit as it may be:
+     * none of its words reach a result, only the code and kotak's own. */
+    SRV("535-5.7.8 Error: authentication failed: " PLAIN_B64 "\r\n"
+        "535 5.7.8 (" PASS ") P\xc3\xa4ss\r\n",
+        "QUIT\r\n"),
     RES(0, DEFERRED, 535, "5.7.8", AUTH,
-        "Error: authentication failed: "
-        "**************************** (******)"),
-    RES(1, DEFERRED, 535, "5.7.8", AUTH, "Error: authentication failed"),
-    RES(2, DEFERRED, 535, "5.7.8", AUTH, "Error: authentication failed"),
+        "the smarthost refused the login: check smarthost_user and the password file"),
+    RES(1, DEFERRED, 535, "5.7.8", AUTH, "the smarthost refused"),
+    RES(2, DEFERRED, 535, "5.7.8", AUTH, "the smarthost refused"),
     SRV(BYE, ""),
     ACT(CLOSE),
     THE_END,

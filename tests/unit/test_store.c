@@ -443,14 +443,14 @@ static void test_queue(struct store *s)
     store_msg_add_remote(m, "Carol@Remote.TEST", "rfc822;carol@remote.test",
                          STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY, 6000);
     store_msg_add_remote(m, "dave@other.test", NULL, 0, 6000);
-    store_msg_add_remote(m, "dave@other.test", NULL, 0, 6000);
+    store_msg_add_remote(m, "dave@Other.TEST", NULL, 0, 6000);
     int64_t id;
     is_int(store_msg_commit(&m, &id), 0, "%s: queue: commit", mode);
     is_int(bodies(s), before + 1, "%s: queue: one body for the maildrop and the queue", mode);
 
     struct seen v = {0};
     is_int(store_queue_list(s, 0, seen_add, &v), 0, "%s: queue: list", mode);
-    is_int(v.n, 2, "%s: queue: two remote recipients, dave once", mode);
+    is_int(v.n, 2, "%s: queue: two remote recipients, dave once whatever his domain's case", mode);
     int64_t carol = v.q[0].rcpt_id, dave = v.q[1].rcpt_id, entry = v.q[0].queue_id;
     ok(v.q[0].message_id == id && v.q[1].queue_id == entry, "%s: queue: one entry", mode);
     is_str(v.q[0].domain, "remote.test", "%s: queue: the domain is folded", mode);
@@ -485,6 +485,8 @@ static void test_queue(struct store *s)
                                  .state = STORE_RCPT_DELIVERED};
     is_int(store_queue_record(s, dave, &done), 0, "%s: queue: a delivery recorded", mode);
     is_int(store_queue_record(s, 999999, &done), -ENOENT, "%s: queue: no such recipient", mode);
+    is_int(store_queue_record(s, dave, &later), -ENOENT,
+           "%s: queue: a delivered recipient is never queued again", mode);
     v.n = 0;
     store_queue_list(s, entry, seen_add, &v);
     ok(v.n == 2 && v.q[0].attempts == 1 && v.q[0].next_try == 6300 && v.q[0].last_code == 451 &&
