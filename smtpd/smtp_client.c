@@ -413,6 +413,23 @@ static void push_step(struct smtp_client *c, enum step_kind kind, size_t rcpt, s
     c->outstanding += len;
 }
 
+/* Ends a command line begun at start, and expects its reply; on a failure
+ * to write it, takes the line back and gives up on the connection. */
+static int end_command(struct smtp_client *c, int rc, size_t start, enum step_kind kind,
+                       size_t rcpt)
+{
+    struct buf *b = &c->out;
+    if (rc == 0)
+        rc = buf_append(b, "\r\n", 2);
+    if (rc < 0) {
+        b->len = start;
+        die(c, "4.3.0", "internal error: the output to the server is full");
+        return rc;
+    }
+    push_step(c, kind, rcpt, b->len - start);
+    return 0;
+}
+
 static int put_mail(struct smtp_client *c)
 {
     struct buf *b = &c->out;
@@ -431,15 +448,7 @@ static int put_mail(struct smtp_client *c)
         if (rc == 0)
             rc = put_xtext(b, c->envid);
     }
-    if (rc == 0)
-        rc = buf_append(b, "\r\n", 2);
-    if (rc < 0) {
-        b->len = start;
-        die(c, "4.3.0", "internal error: the output to the server is full");
-        return rc;
-    }
-    push_step(c, STEP_MAIL, 0, b->len - start);
-    return 0;
+    return end_command(c, rc, start, STEP_MAIL, 0);
 }
 
 static int put_rcpt(struct smtp_client *c, size_t i)
@@ -469,15 +478,7 @@ static int put_rcpt(struct smtp_client *c, size_t i)
         if (rc == 0)
             rc = put_xtext(b, r->orcpt);
     }
-    if (rc == 0)
-        rc = buf_append(b, "\r\n", 2);
-    if (rc < 0) {
-        b->len = start;
-        die(c, "4.3.0", "internal error: the output to the server is full");
-        return rc;
-    }
-    push_step(c, STEP_RCPT, i, b->len - start);
-    return 0;
+    return end_command(c, rc, start, STEP_RCPT, i);
 }
 
 static void finish_tx(struct smtp_client *c)

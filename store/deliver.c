@@ -35,13 +35,6 @@ struct store_msg {
     int error; /* the first failure; commit then rolls back */
 };
 
-static int step_done(struct store *s, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
-}
-
 int store_batch_begin(struct store *s)
 {
     assert(!s->in_batch);
@@ -126,7 +119,7 @@ static int flush_chunk(struct store_msg *m)
     } else {
         return 0;
     }
-    int rc = step_done(m->s, st);
+    int rc = store__step_done(m->s, st);
     if (rc < 0)
         return rc;
     if (m->id == 0)
@@ -253,7 +246,7 @@ static int write_rest(struct store_msg *m)
             return -KOTAK_ESTORE;
         sqlite3_bind_int64(st, 1, m->id);
         sqlite3_bind_int64(st, 2, m->size);
-        rc = step_done(m->s, st);
+        rc = store__step_done(m->s, st);
     }
     for (size_t i = 0; rc == 0 && i < m->n_rcpts; i++) {
         sqlite3_stmt *st = store__stmt(m->s, STMT_DROP_ADD);
@@ -263,7 +256,7 @@ static int write_rest(struct store_msg *m)
         sqlite3_bind_int64(st, 2, m->id);
         sqlite3_bind_int64(st, 3, m->size);
         sqlite3_bind_int64(st, 4, m->received);
-        rc = step_done(m->s, st);
+        rc = store__step_done(m->s, st);
     }
     if (rc == 0 && m->n_remote > 0)
         rc = store__queue_write(m->s, m->id, m->received, &m->env, m->remote, m->n_remote);

@@ -21,14 +21,6 @@ static void fold_local(const struct addr *a, char *out)
     addr_lower(out);
 }
 
-/* Steps a statement that returns no rows; 0 or a mapped code. */
-static int step_done(struct store *s, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
-}
-
 /* --- domains ------------------------------------------------------------ */
 
 int store_domain_add(struct store *s, const char *domain)
@@ -37,7 +29,7 @@ int store_domain_add(struct store *s, const char *domain)
     if (st == NULL)
         return -KOTAK_ESTORE;
     sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-    return step_done(s, st);
+    return store__step_done(s, st);
 }
 
 int store_domain_exists(struct store *s, const char *domain)
@@ -83,7 +75,7 @@ int store_domain_del(struct store *s, const char *domain)
         goto fail;
     }
     sqlite3_bind_int64(st, 1, id);
-    if ((rc = step_done(s, st)) < 0)
+    if ((rc = store__step_done(s, st)) < 0)
         goto fail;
     return store__commit(s);
 fail:
@@ -167,7 +159,7 @@ static int postmaster_default(struct store *s, int64_t did, const char *local, c
     sqlite3_bind_int64(st, 1, did);
     sqlite3_bind_text(st, 2, "postmaster", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
-    return step_done(s, st);
+    return store__step_done(s, st);
 }
 
 int store_user_add(struct store *s, const struct addr *a, const char *hash)
@@ -195,7 +187,8 @@ int store_user_add(struct store *s, const struct addr *a, const char *hash)
     sqlite3_bind_int64(st, 1, did);
     sqlite3_bind_text(st, 2, local, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-    if ((rc = step_done(s, st)) < 0 || (rc = postmaster_default(s, did, local, a->domain)) < 0)
+    if ((rc = store__step_done(s, st)) < 0 ||
+        (rc = postmaster_default(s, did, local, a->domain)) < 0)
         goto fail;
     return store__commit(s);
 fail:
@@ -226,7 +219,7 @@ static int exec_stmt(struct store *s, enum store_stmt id_stmt, int64_t id, const
         sqlite3_bind_int64(st, i++, id);
     if (text != NULL)
         sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
-    return step_done(s, st);
+    return store__step_done(s, st);
 }
 
 static void addr_text(const struct addr *a, char *out);
@@ -370,7 +363,7 @@ int store_alias_add(struct store *s, const struct addr *source, const struct add
         sqlite3_bind_int64(st, 1, did);
         sqlite3_bind_text(st, 2, local, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
-        if ((rc = step_done(s, st)) < 0)
+        if ((rc = store__step_done(s, st)) < 0)
             goto fail;
     }
     return store__commit(s);
@@ -402,7 +395,7 @@ int store_alias_del(struct store *s, const struct addr *source, const struct add
         addr_text(target, text);
         sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
     }
-    if ((rc = step_done(s, st)) < 0)
+    if ((rc = store__step_done(s, st)) < 0)
         goto fail;
     if (sqlite3_changes(s->db) == 0) {
         rc = -ENOENT;

@@ -17,13 +17,6 @@
 #include "store_int.h"
 #include "util.h"
 
-static int step_done(struct store *s, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
-}
-
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     if (v == NULL)
@@ -56,7 +49,7 @@ int store__queue_write(struct store *s, int64_t message_id, int64_t received,
     sqlite3_bind_int(st, 5, (int)env->ret);
     bind_text(st, 6, env->envid);
     sqlite3_bind_int(st, 7, env->bounce);
-    int rc = step_done(s, st);
+    int rc = store__step_done(s, st);
     if (rc < 0)
         return rc;
     int64_t queue_id = sqlite3_last_insert_rowid(s->db);
@@ -72,7 +65,7 @@ int store__queue_write(struct store *s, int64_t message_id, int64_t received,
         bind_text(st, 4, r[i].orcpt);
         sqlite3_bind_int(st, 5, (int)r[i].notify);
         sqlite3_bind_int64(st, 6, r[i].next_try);
-        rc = step_done(s, st);
+        rc = store__step_done(s, st);
     }
     return rc;
 }
@@ -183,14 +176,14 @@ static int record(struct store *s, int64_t rcpt_id, const struct store_attempt *
     bind_text(st, 4, a->ip ? a->ip : "");
     sqlite3_bind_int(st, 5, a->code);
     bind_text(st, 6, a->reply ? a->reply : "");
-    int rc = step_done(s, st);
+    int rc = store__step_done(s, st);
     if (rc < 0 || a->state == STORE_RCPT_QUEUED)
         return rc;
     st = store__stmt(s, STMT_QUEUE_DONE);
     if (st == NULL)
         return -KOTAK_ESTORE;
     sqlite3_bind_int64(st, 1, queue_id);
-    return step_done(s, st);
+    return store__step_done(s, st);
 }
 
 int store_queue_record(struct store *s, int64_t rcpt_id, const struct store_attempt *a)
@@ -272,7 +265,7 @@ int store_queue_retry(struct store *s, int64_t queue_id, int64_t now)
         }
         sqlite3_bind_int64(st, 1, now);
     }
-    if ((rc = step_done(s, st)) < 0)
+    if ((rc = store__step_done(s, st)) < 0)
         goto fail;
     int changed = sqlite3_changes(s->db);
     rc = store__commit(s);

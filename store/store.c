@@ -230,6 +230,13 @@ int store__begin(struct store *s)
     return store__run(s, STMT_WRITE_BEGIN);
 }
 
+int store__step_done(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : store__rc(s, rc);
+}
+
 int store__run(struct store *s, enum store_stmt id)
 {
     sqlite3_stmt *st = store__stmt(s, id);

@@ -83,6 +83,9 @@ sqlite3_stmt *store__stmt(struct store *s, enum store_stmt id);
 /* Maps an SQLite result code to kotak's: -ENOSPC, -KOTAK_ELOCKED, .... */
 int store__rc(struct store *s, int sqlite_rc);
 
+/* Steps a bound statement that returns no rows to its end and resets it: 0 or a mapped code. */
+int store__step_done(struct store *s, sqlite3_stmt *st);
+
 /* Runs prepared statement id, which has no parameters and no results, to its end. */
 int store__run(struct store *s, enum store_stmt id);
 
