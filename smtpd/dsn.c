@@ -444,7 +444,7 @@ static int check(const struct dsn_report *r)
     size_t s, l;
     if (r->kind != DSN_KIND_FAILED && r->kind != DSN_KIND_DELAYED && r->kind != DSN_KIND_SUCCESS)
         return -EINVAL;
-    if (r->ret != DSN_RET_DEFAULT && r->ret != DSN_RET_HDRS && r->ret != DSN_RET_FULL)
+    if (r->ret != STORE_RET_DEFAULT && r->ret != STORE_RET_HDRS && r->ret != STORE_RET_FULL)
         return -EINVAL;
     if (r->rcpts == NULL || r->nrcpts == 0 || !addr_valid(r->sender) ||
         !msgid_valid(r->message_id, &s, &l) || empty(r->reporting_mta))
@@ -498,7 +498,7 @@ static int make_plan(const struct dsn_report *r, const struct orig_view *v, stru
         p->note = NOTE_NONE;
         return 0;
     }
-    bool want_full = r->ret == DSN_RET_FULL;
+    bool want_full = r->ret == STORE_RET_FULL;
     bool whole = v->len == v->size;
     if (want_full && !any_failed) {
         p->note = NOTE_NOT_FAILURE;
@@ -914,9 +914,10 @@ int dsn_build(const struct dsn_report *r, struct buf *out_r, unsigned *flags_r)
     if (rc != 0)
         out_r->len = start;
     else if (flags_r != NULL)
-        *flags_r = (body_8bit ? DSN_BUILD_8BIT : 0) |
-                   (has_8bit(r->sender, strlen(r->sender)) ? DSN_BUILD_SMTPUTF8 : 0) |
-                   (r->ret == DSN_RET_FULL && v.p != NULL && !p.full ? DSN_BUILD_HEADERS_ONLY : 0);
+        *flags_r =
+            (body_8bit ? DSN_BUILD_8BIT : 0) |
+            (has_8bit(r->sender, strlen(r->sender)) ? DSN_BUILD_SMTPUTF8 : 0) |
+            (r->ret == STORE_RET_FULL && v.p != NULL && !p.full ? DSN_BUILD_HEADERS_ONLY : 0);
     buf_free(&human);
     buf_free(&status);
     buf_free(&orig);
@@ -932,18 +933,18 @@ bool dsn_should_bounce(const char *envelope_sender)
 bool dsn_notify_wants(unsigned notify, enum dsn_action action)
 {
     if (notify == 0)
-        notify = DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY;
-    if (notify & DSN_NOTIFY_NEVER)
+        notify = STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY;
+    if (notify & STORE_NOTIFY_NEVER)
         return false;
     switch (action) {
     case DSN_ACTION_FAILED:
-        return notify & DSN_NOTIFY_FAILURE;
+        return notify & STORE_NOTIFY_FAILURE;
     case DSN_ACTION_DELAYED:
-        return notify & DSN_NOTIFY_DELAY;
+        return notify & STORE_NOTIFY_DELAY;
     case DSN_ACTION_DELIVERED:
     case DSN_ACTION_RELAYED:
     case DSN_ACTION_EXPANDED:
-        return notify & DSN_NOTIFY_SUCCESS;
+        return notify & STORE_NOTIFY_SUCCESS;
     }
     return false;
 }
@@ -954,10 +955,10 @@ int dsn_notify_parse(const char *s, size_t len, unsigned *notify_r)
         const char *word;
         unsigned bit;
     } words[] = {
-        {"NEVER", DSN_NOTIFY_NEVER},
-        {"SUCCESS", DSN_NOTIFY_SUCCESS},
-        {"FAILURE", DSN_NOTIFY_FAILURE},
-        {"DELAY", DSN_NOTIFY_DELAY},
+        {"NEVER", STORE_NOTIFY_NEVER},
+        {"SUCCESS", STORE_NOTIFY_SUCCESS},
+        {"FAILURE", STORE_NOTIFY_FAILURE},
+        {"DELAY", STORE_NOTIFY_DELAY},
     };
     unsigned notify = 0;
     size_t pos = 0;
@@ -977,18 +978,18 @@ int dsn_notify_parse(const char *s, size_t len, unsigned *notify_r)
             break;
         pos = end + 1;
     }
-    if ((notify & DSN_NOTIFY_NEVER) && notify != DSN_NOTIFY_NEVER)
+    if ((notify & STORE_NOTIFY_NEVER) && notify != STORE_NOTIFY_NEVER)
         return -EINVAL;
     *notify_r = notify;
     return 0;
 }
 
-int dsn_ret_parse(const char *s, size_t len, enum dsn_ret *ret_r)
+int dsn_ret_parse(const char *s, size_t len, enum store_ret *ret_r)
 {
     if (len == 4 && strncasecmp(s, "FULL", 4) == 0)
-        *ret_r = DSN_RET_FULL;
+        *ret_r = STORE_RET_FULL;
     else if (len == 4 && strncasecmp(s, "HDRS", 4) == 0)
-        *ret_r = DSN_RET_HDRS;
+        *ret_r = STORE_RET_HDRS;
     else
         return -EINVAL;
     return 0;

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "store.h"
 
 /* The largest original returned whole; a larger one is returned as headers. */
 #define DSN_FULL_MAX (64 * 1024)
@@ -68,27 +69,15 @@ enum dsn_action {
     DSN_ACTION_EXPANDED, /* delivered to an alias or list that sends it on */
 };
 
-/* RFC 3461 4.3 RET. */
-enum dsn_ret {
-    /*
-     * RET not given. RFC 3461 4.3 leaves the choice to the MTA; kotak returns
-     * the headers only, as Gmail and Exchange do: a bounce then never carries
-     * a large attachment or a private body back through servers that may log
-     * it, and the headers are what the sender needs to know which message it
-     * was.
-     */
-    DSN_RET_DEFAULT,
-    DSN_RET_HDRS,
-    DSN_RET_FULL,
-};
-
-/* RFC 3461 4.1 NOTIFY, as a set of bits; 0 means NOTIFY was not given. */
-enum dsn_notify {
-    DSN_NOTIFY_NEVER = 1 << 0,
-    DSN_NOTIFY_SUCCESS = 1 << 1,
-    DSN_NOTIFY_FAILURE = 1 << 2,
-    DSN_NOTIFY_DELAY = 1 << 3,
-};
+/*
+ * RET and NOTIFY (RFC 3461 4.3, 4.1) are the store's enum store_ret and
+ * STORE_NOTIFY_* bits, as the queue keeps them and the client sends them.
+ * RET not given (STORE_RET_DEFAULT): RFC 3461 4.3 leaves the choice to the
+ * MTA; kotak returns the headers only, as Gmail and Exchange do: a bounce
+ * then never carries a large attachment or a private body back through
+ * servers that may log it, and the headers are what the sender needs to
+ * know which message it was.
+ */
 
 /* What dsn_build tells the caller about the report it wrote. */
 enum dsn_build_flags {
@@ -123,7 +112,7 @@ struct dsn_report {
     const char *envid;         /* ENVID after xtext decoding, or NULL */
     time_t arrival;            /* when the original arrived; 0: not said */
     time_t date;               /* when the report is written: its Date: */
-    enum dsn_ret ret;
+    enum store_ret ret;
     const struct dsn_rcpt *rcpts; /* at least one */
     size_t nrcpts;
     /*
@@ -176,7 +165,7 @@ bool dsn_notify_wants(unsigned notify, enum dsn_action action);
 int dsn_notify_parse(const char *s, size_t len, unsigned *notify_r);
 
 /* Parses a RET value ("FULL" or "HDRS", any case). Returns 0 or -EINVAL. */
-int dsn_ret_parse(const char *s, size_t len, enum dsn_ret *ret_r);
+int dsn_ret_parse(const char *s, size_t len, enum store_ret *ret_r);
 
 /*
  * RFC 3461 4 xtext, as ENVID and ORCPT travel in SMTP: octets from '!' to

@@ -207,7 +207,7 @@ struct smtp_client {
     size_t n;
     uint64_t size;
     bool eight_bit, utf8;
-    enum smtp_client_ret ret;
+    enum store_ret ret;
     char *envid;
     struct smtp_client_result *res;
     bool *accepted;
@@ -441,8 +441,8 @@ static int put_mail(struct smtp_client *c)
         rc = buf_append_str(b, " BODY=8BITMIME");
     if (rc == 0 && c->utf8)
         rc = buf_append_str(b, " SMTPUTF8");
-    if (rc == 0 && c->cap_dsn && c->ret != SMTP_CLIENT_RET_NONE)
-        rc = buf_append_str(b, c->ret == SMTP_CLIENT_RET_FULL ? " RET=FULL" : " RET=HDRS");
+    if (rc == 0 && c->cap_dsn && c->ret != STORE_RET_DEFAULT)
+        rc = buf_append_str(b, c->ret == STORE_RET_FULL ? " RET=FULL" : " RET=HDRS");
     if (rc == 0 && c->cap_dsn && c->envid != NULL) {
         rc = buf_append_str(b, " ENVID=");
         if (rc == 0)
@@ -461,10 +461,10 @@ static int put_rcpt(struct smtp_client *c, size_t i)
         static const struct {
             unsigned bit;
             const char *name;
-        } words[] = {{SMTP_CLIENT_NOTIFY_NEVER, "NEVER"},
-                     {SMTP_CLIENT_NOTIFY_SUCCESS, "SUCCESS"},
-                     {SMTP_CLIENT_NOTIFY_FAILURE, "FAILURE"},
-                     {SMTP_CLIENT_NOTIFY_DELAY, "DELAY"}};
+        } words[] = {{STORE_NOTIFY_NEVER, "NEVER"},
+                     {STORE_NOTIFY_SUCCESS, "SUCCESS"},
+                     {STORE_NOTIFY_FAILURE, "FAILURE"},
+                     {STORE_NOTIFY_DELAY, "DELAY"}};
         const char *sep = " NOTIFY=";
         for (size_t k = 0; k < sizeof(words) / sizeof(words[0]) && rc == 0; k++) {
             if (r->notify & words[k].bit) {
@@ -1151,11 +1151,10 @@ static bool msg_ok(const struct smtp_client_msg *m)
         return false;
     if (m->envid != NULL && (!text_ok(m->envid, SMTP_CLIENT_ENVID_MAX) || !is_ascii(m->envid)))
         return false;
-    if (m->ret != SMTP_CLIENT_RET_NONE && m->ret != SMTP_CLIENT_RET_FULL &&
-        m->ret != SMTP_CLIENT_RET_HDRS)
+    if (m->ret != STORE_RET_DEFAULT && m->ret != STORE_RET_FULL && m->ret != STORE_RET_HDRS)
         return false;
-    const unsigned all = SMTP_CLIENT_NOTIFY_SUCCESS | SMTP_CLIENT_NOTIFY_FAILURE |
-                         SMTP_CLIENT_NOTIFY_DELAY | SMTP_CLIENT_NOTIFY_NEVER;
+    const unsigned all =
+        STORE_NOTIFY_SUCCESS | STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY | STORE_NOTIFY_NEVER;
     for (size_t i = 0; i < m->n_rcpts; i++) {
         const struct smtp_client_rcpt *r = &m->rcpts[i];
         if (r->addr == NULL || r->addr[0] == '\0' || !text_ok(r->addr, SMTP_CLIENT_ADDR_MAX))
@@ -1163,7 +1162,7 @@ static bool msg_ok(const struct smtp_client_msg *m)
         if (r->orcpt != NULL && !text_ok(r->orcpt, SMTP_CLIENT_ADDR_MAX))
             return false;
         if ((r->notify & ~all) != 0 ||
-            ((r->notify & SMTP_CLIENT_NOTIFY_NEVER) && r->notify != SMTP_CLIENT_NOTIFY_NEVER))
+            ((r->notify & STORE_NOTIFY_NEVER) && r->notify != STORE_NOTIFY_NEVER))
             return false;
     }
     return true;

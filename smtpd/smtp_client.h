@@ -102,6 +102,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "store.h"
 
 /* --- the reply parser (pure, no allocation) ------------------------------- */
 
@@ -183,23 +184,13 @@ struct smtp_client_config {
     const char *auth_password; /* copied, wiped at free */
 };
 
-enum smtp_client_ret {
-    SMTP_CLIENT_RET_NONE, /* no RET= */
-    SMTP_CLIENT_RET_FULL,
-    SMTP_CLIENT_RET_HDRS,
-};
-
-/* NOTIFY= (RFC 3461 4.1): 0 for none given, else NEVER alone or the others. */
-enum smtp_client_notify {
-    SMTP_CLIENT_NOTIFY_SUCCESS = 1 << 0,
-    SMTP_CLIENT_NOTIFY_FAILURE = 1 << 1,
-    SMTP_CLIENT_NOTIFY_DELAY = 1 << 2,
-    SMTP_CLIENT_NOTIFY_NEVER = 1 << 3,
-};
+/* RET= is the store's enum store_ret (STORE_RET_DEFAULT: none sent), NOTIFY=
+ * its STORE_NOTIFY_* bits (0: none given, else NEVER alone or the others),
+ * so what the queue keeps goes out as it is. */
 
 struct smtp_client_rcpt {
     const char *addr;  /* the mailbox, without angle brackets */
-    unsigned notify;   /* SMTP_CLIENT_NOTIFY_*, 0: none */
+    unsigned notify;   /* STORE_NOTIFY_*, 0: none */
     const char *orcpt; /* NULL, or the original recipient's address (sent as rfc822;xtext) */
 };
 
@@ -216,7 +207,7 @@ struct smtp_client_msg {
     uint64_t size;       /* octets, for SIZE=; 0: not announced */
     bool eight_bit;      /* the body has 8-bit octets: BODY=8BITMIME when offered */
     bool needs_smtputf8; /* UTF-8 headers or addresses (RFC 6531) */
-    enum smtp_client_ret ret;
+    enum store_ret ret;
     const char *envid; /* NULL or the envelope id for ENVID= */
 };
 

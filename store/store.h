@@ -225,7 +225,8 @@ void store_batch_rollback(struct store *s);
 /* --- the outbound queue --------------------------------------------------- */
 
 /* RFC 3461: what the sender asked to be told (NOTIFY), and how much of the
- * message a report carries (RET). */
+ * message a report carries (RET). The one definition: the queue keeps these
+ * values, smtp_client sends them and dsn honours them. */
 enum store_notify {
     STORE_NOTIFY_SUCCESS = 1 << 0,
     STORE_NOTIFY_FAILURE = 1 << 1,

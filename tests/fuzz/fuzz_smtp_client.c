@@ -334,9 +334,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     static const struct smtp_client_rcpt five[] = {
-        {"r1@b.test", SMTP_CLIENT_NOTIFY_SUCCESS | SMTP_CLIENT_NOTIFY_FAILURE, "r1@b.test"},
-        {"r2@b.test", SMTP_CLIENT_NOTIFY_NEVER, "r+2=x@b.test"},
-        {"r3@b.test", SMTP_CLIENT_NOTIFY_DELAY, NULL},
+        {"r1@b.test", STORE_NOTIFY_SUCCESS | STORE_NOTIFY_FAILURE, "r1@b.test"},
+        {"r2@b.test", STORE_NOTIFY_NEVER, "r+2=x@b.test"},
+        {"r3@b.test", STORE_NOTIFY_DELAY, NULL},
         {"r4@b.test", 0, NULL},
         {"\"r 5\"@b.test", 0, "r5@b.test"},
     };
@@ -371,7 +371,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .size = f & 0x40 ? 5000 : 0,
         .eight_bit = f & 8,
         .needs_smtputf8 = f & 0x10,
-        .ret = f & 0x20 ? SMTP_CLIENT_RET_HDRS : SMTP_CLIENT_RET_NONE,
+        .ret = f & 0x20 ? STORE_RET_HDRS : STORE_RET_DEFAULT,
         .envid = f & 0x20 ? "env+id=1" : NULL,
     };
     unsigned messages = f & 0x80 ? 2 : 1;

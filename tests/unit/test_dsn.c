@@ -224,7 +224,7 @@ static void base(struct dsn_report *r, const struct dsn_rcpt *rcpts, size_t n)
     r->sender = "alice@a.test";
     r->arrival = T0;
     r->date = T0 + 3600;
-    r->ret = DSN_RET_DEFAULT;
+    r->ret = STORE_RET_DEFAULT;
     r->rcpts = rcpts;
     r->nrcpts = n;
     r->orig = ORIG;
@@ -380,7 +380,7 @@ static void test_delayed(void)
     struct dsn_report r;
     base(&r, &rc, 1);
     r.kind = DSN_KIND_DELAYED;
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     struct buf report, third;
     unsigned flags;
     char *f = build(&r, &report, &third, &flags, "delayed");
@@ -459,7 +459,7 @@ static void test_full_small(void)
     struct dsn_rcpt rc = failed_rcpt();
     struct dsn_report r;
     base(&r, &rc, 1);
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     struct buf report, third;
     unsigned flags;
     char *f = build(&r, &report, &third, &flags, "full");
@@ -494,7 +494,7 @@ static void test_full_large(void)
     struct dsn_rcpt rc = failed_rcpt();
     struct dsn_report r;
     base(&r, &rc, 1);
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     r.orig = m;
     r.orig_len = size;
     struct buf report, third;
@@ -538,7 +538,7 @@ static void test_hdrs(void)
     struct dsn_rcpt rc = failed_rcpt();
     struct dsn_report r;
     base(&r, &rc, 1);
-    r.ret = DSN_RET_HDRS;
+    r.ret = STORE_RET_HDRS;
     struct buf report, third;
     unsigned flags;
     char *f = build(&r, &report, &third, &flags, "hdrs");
@@ -662,7 +662,7 @@ static void test_boundary(void)
     struct dsn_rcpt rc = failed_rcpt();
     struct dsn_report r;
     base(&r, &rc, 1);
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     struct buf report, third;
     char *f = build(&r, &report, &third, NULL, "boundary");
     char b0[128];
@@ -697,7 +697,7 @@ static void test_line_ends(void)
     struct dsn_rcpt rc = failed_rcpt();
     struct dsn_report r;
     base(&r, &rc, 1);
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     r.orig = lf;
     r.orig_len = sizeof(lf) - 1;
     struct buf report, third;
@@ -707,7 +707,7 @@ static void test_line_ends(void)
     is_str(get(f, "third.subject"), "Bare", "bare LF full: readable");
     done(f, &report, &third);
 
-    r.ret = DSN_RET_HDRS;
+    r.ret = STORE_RET_HDRS;
     f = build(&r, &report, &third, NULL, "bare LF headers");
     check_shape(f, "bare LF headers", 3);
     ok(same(&third, crlf, (size_t)(strstr(crlf, "\r\n\r\n") - crlf) + 2),
@@ -725,7 +725,7 @@ static void test_line_ends(void)
     ok(same(&third, nosep_crlf, sizeof(nosep_crlf) - 1), "no separator: every line a header");
     is_str(get(f, "third.header_count"), "3", "no separator: three fields");
     done(f, &report, &third);
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     f = build(&r, &report, &third, NULL, "no separator full");
     check_shape(f, "no separator full", 3);
     ok(same(&third, nosep_crlf, sizeof(nosep_crlf) - 1), "no separator full: whole, CRLF added");
@@ -735,7 +735,7 @@ static void test_line_ends(void)
     static const char nofield[] = "Subject: abrupt\r\nThis is the body.\r\n";
     r.orig = nofield;
     r.orig_len = sizeof(nofield) - 1;
-    r.ret = DSN_RET_HDRS;
+    r.ret = STORE_RET_HDRS;
     f = build(&r, &report, &third, NULL, "body without separator");
     ok(same(&third, "Subject: abrupt\r\n", 17), "body without separator: headers stop there");
     done(f, &report, &third);
@@ -775,7 +775,7 @@ static void test_utf8(void)
     ok(!(flags & DSN_BUILD_SMTPUTF8), "utf8: SMTPUTF8 not needed");
     done(f, &report, &third);
 
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     f = build(&r, &report, &third, &flags, "utf8 full");
     is_str(get(f, "parts.2.type"), "message/global", "utf8 full: message/global");
     ok(same(&third, orig, sizeof(orig) - 1), "utf8 full: octet for octet");
@@ -784,7 +784,7 @@ static void test_utf8(void)
     /* UTF-8 headers only: the recipients are ASCII. */
     r.rcpts = &rcpts[1];
     r.nrcpts = 1;
-    r.ret = DSN_RET_DEFAULT;
+    r.ret = STORE_RET_DEFAULT;
     f = build(&r, &report, &third, &flags, "utf8 headers");
     is_str(get(f, "types"), "text/plain,message/global-delivery-status,message/global-headers",
            "utf8 headers: RFC 6533 types");
@@ -804,7 +804,7 @@ static void test_utf8(void)
     r.sender = "alice@a.test";
     r.orig = latin1;
     r.orig_len = sizeof(latin1) - 1;
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     f = build(&r, &report, &third, &flags, "latin1");
     check_shape(f, "latin1", 3);
     is_str(get(f, "types"), "text/plain,message/delivery-status,text/rfc822-headers",
@@ -848,7 +848,7 @@ static void test_big_headers(void)
     buf_append_str(&m, "\r\nFrom: a@a.test\r\n\r\nbody\r\n");
     r.orig = (const char *)m.data;
     r.orig_len = m.len;
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     unsigned flags;
     f = build(&r, &report, &third, &flags, "long header line");
     check_shape(f, "long header line", 3);
@@ -959,7 +959,7 @@ static void test_ceiling(void)
     }
     struct dsn_report r;
     base(&r, rcpts, N);
-    r.ret = DSN_RET_FULL;
+    r.ret = STORE_RET_FULL;
     r.orig = lf;
     r.orig_len = sizeof(lf);
     struct buf report, third;
@@ -983,9 +983,10 @@ static void test_rules(void)
 
     unsigned n = 99;
     is_int(dsn_notify_parse("NEVER", 5, &n), 0, "NOTIFY=NEVER");
-    is_int(n, DSN_NOTIFY_NEVER, "NOTIFY=NEVER: the bit");
+    is_int(n, STORE_NOTIFY_NEVER, "NOTIFY=NEVER: the bit");
     is_int(dsn_notify_parse("success,Failure,DELAY", 21, &n), 0, "NOTIFY: three, any case");
-    is_int(n, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY, "NOTIFY: three bits");
+    is_int(n, STORE_NOTIFY_SUCCESS | STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY,
+           "NOTIFY: three bits");
     const char *bad[] = {"",       "NEVER,SUCCESS", "SUCCESS,SUCCESS", "SUCCESS,",
                          ",DELAY", "ALWAYS",        "FAILURE DELAY"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -994,18 +995,18 @@ static void test_rules(void)
     ok(dsn_notify_wants(0, DSN_ACTION_FAILED) && dsn_notify_wants(0, DSN_ACTION_DELAYED) &&
            !dsn_notify_wants(0, DSN_ACTION_DELIVERED),
        "NOTIFY not given: failures and delays");
-    ok(!dsn_notify_wants(DSN_NOTIFY_NEVER, DSN_ACTION_FAILED), "NOTIFY=NEVER: nothing");
-    ok(dsn_notify_wants(DSN_NOTIFY_SUCCESS, DSN_ACTION_DELIVERED) &&
-           dsn_notify_wants(DSN_NOTIFY_SUCCESS, DSN_ACTION_RELAYED) &&
-           !dsn_notify_wants(DSN_NOTIFY_SUCCESS, DSN_ACTION_FAILED),
+    ok(!dsn_notify_wants(STORE_NOTIFY_NEVER, DSN_ACTION_FAILED), "NOTIFY=NEVER: nothing");
+    ok(dsn_notify_wants(STORE_NOTIFY_SUCCESS, DSN_ACTION_DELIVERED) &&
+           dsn_notify_wants(STORE_NOTIFY_SUCCESS, DSN_ACTION_RELAYED) &&
+           !dsn_notify_wants(STORE_NOTIFY_SUCCESS, DSN_ACTION_FAILED),
        "NOTIFY=SUCCESS: successes only");
-    ok(dsn_notify_wants(DSN_NOTIFY_FAILURE, DSN_ACTION_FAILED) &&
-           !dsn_notify_wants(DSN_NOTIFY_FAILURE, DSN_ACTION_DELAYED),
+    ok(dsn_notify_wants(STORE_NOTIFY_FAILURE, DSN_ACTION_FAILED) &&
+           !dsn_notify_wants(STORE_NOTIFY_FAILURE, DSN_ACTION_DELAYED),
        "NOTIFY=FAILURE: no delay notice");
 
-    enum dsn_ret ret = DSN_RET_DEFAULT;
-    ok(dsn_ret_parse("full", 4, &ret) == 0 && ret == DSN_RET_FULL, "RET=full");
-    ok(dsn_ret_parse("HDRS", 4, &ret) == 0 && ret == DSN_RET_HDRS, "RET=HDRS");
+    enum store_ret ret = STORE_RET_DEFAULT;
+    ok(dsn_ret_parse("full", 4, &ret) == 0 && ret == STORE_RET_FULL, "RET=full");
+    ok(dsn_ret_parse("HDRS", 4, &ret) == 0 && ret == STORE_RET_HDRS, "RET=HDRS");
     is_int(dsn_ret_parse("HEADERS", 7, &ret), -EINVAL, "RET=HEADERS refused");
 }
 

@@ -258,27 +258,27 @@ static const struct smtp_client_rcpt r_five[] = {{"r1@b.test", 0, NULL},
                                                  {"r4@b.test", 0, NULL},
                                                  {"r5@b.test", 0, NULL}};
 static const struct smtp_client_rcpt r_dsn[] = {
-    {"bob@b.test", SMTP_CLIENT_NOTIFY_SUCCESS | SMTP_CLIENT_NOTIFY_FAILURE, "Bob@B.test"},
-    {"carol@b.test", SMTP_CLIENT_NOTIFY_NEVER, "c+x=y@b.test"},
-    {"dave@b.test", SMTP_CLIENT_NOTIFY_DELAY, "d\xc3\xa9@b.test"}};
+    {"bob@b.test", STORE_NOTIFY_SUCCESS | STORE_NOTIFY_FAILURE, "Bob@B.test"},
+    {"carol@b.test", STORE_NOTIFY_NEVER, "c+x=y@b.test"},
+    {"dave@b.test", STORE_NOTIFY_DELAY, "d\xc3\xa9@b.test"}};
 static const struct smtp_client_rcpt r_utf8[] = {{"j\xc3\xb6rg@b.test", 0, NULL}};
 
-static const struct smtp_client_msg m_one = {"alice@a.test",       r_bob, 1, 0, false, false,
-                                             SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_three = {"alice@a.test",       r_three, 3, 1234, true, false,
-                                               SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_five = {"alice@a.test",       r_five, 5, 0, false, false,
-                                              SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_bounce = {
-    "", r_bob, 1, 0, false, false, SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_big = {"alice@a.test",       r_bob, 1, 5000, false, false,
-                                             SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_needs_utf8 = {"alice@a.test",       r_bob, 1, 0, true, true,
-                                                    SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_utf8_rcpt = {"alice@a.test",       r_utf8, 1, 0, false, false,
-                                                   SMTP_CLIENT_RET_NONE, NULL};
-static const struct smtp_client_msg m_dsn = {
-    "alice@a.test", r_dsn, 3, 0, false, false, SMTP_CLIENT_RET_FULL, "QQ314159+x=y"};
+static const struct smtp_client_msg m_one = {"alice@a.test",    r_bob, 1, 0, false, false,
+                                             STORE_RET_DEFAULT, NULL};
+static const struct smtp_client_msg m_three = {"alice@a.test", r_three,           3,   1234, true,
+                                               false,          STORE_RET_DEFAULT, NULL};
+static const struct smtp_client_msg m_five = {"alice@a.test",    r_five, 5, 0, false, false,
+                                              STORE_RET_DEFAULT, NULL};
+static const struct smtp_client_msg m_bounce = {"",  r_bob, 1, 0, false, false, STORE_RET_DEFAULT,
+                                                NULL};
+static const struct smtp_client_msg m_big = {"alice@a.test",    r_bob, 1, 5000, false, false,
+                                             STORE_RET_DEFAULT, NULL};
+static const struct smtp_client_msg m_needs_utf8 = {"alice@a.test",    r_bob, 1, 0, true, true,
+                                                    STORE_RET_DEFAULT, NULL};
+static const struct smtp_client_msg m_utf8_rcpt = {"alice@a.test",    r_utf8, 1, 0, false, false,
+                                                   STORE_RET_DEFAULT, NULL};
+static const struct smtp_client_msg m_dsn = {"alice@a.test", r_dsn,         3, 0, false, false,
+                                             STORE_RET_FULL, "QQ314159+x=y"};
 
 struct conv {
     const char *name;
@@ -1273,7 +1273,7 @@ static void test_bad_input(void)
     static const struct smtp_client_rcpt inject[] = {{"bob@b.test>\r\nRSET", 0, NULL}};
     static const struct smtp_client_rcpt empty[] = {{"", 0, NULL}};
     static const struct smtp_client_rcpt never_too[] = {
-        {"bob@b.test", SMTP_CLIENT_NOTIFY_NEVER | SMTP_CLIENT_NOTIFY_DELAY, NULL}};
+        {"bob@b.test", STORE_NOTIFY_NEVER | STORE_NOTIFY_DELAY, NULL}};
     static const struct smtp_client_rcpt bad_orcpt[] = {{"bob@b.test", 0, "x\ny"}};
     struct smtp_client_msg m = m_one;
     m.rcpts = inject;
