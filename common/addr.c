@@ -251,3 +251,12 @@ size_t addr_local_base_len(const char *local)
         return strlen(local);
     return (size_t)(plus - local);
 }
+
+bool addr_same_mailbox(const char *a, const char *b)
+{
+    const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+    if (at_a == NULL || at_b == NULL)
+        return strcmp(a, b) == 0;
+    return at_a - a == at_b - b && memcmp(a, b, (size_t)(at_a - a)) == 0 &&
+           strcasecmp(at_a, at_b) == 0;
+}

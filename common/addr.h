@@ -56,4 +56,8 @@ void addr_lower(char *s);
  */
 size_t addr_local_base_len(const char *local);
 
+/* Whether two "local@domain" texts are one mailbox: the local part as given
+ * (only its own server may fold it), the domain in any case. */
+bool addr_same_mailbox(const char *a, const char *b);
+
 #endif

@@ -27,6 +27,8 @@
 
 enum conn_mode { MODE_PLAIN, MODE_HANDSHAKE, MODE_TLS };
 
+struct connect_args;
+
 struct net_listener {
     uv_tcp_t tcp;
     struct net_server *srv;
@@ -65,16 +67,21 @@ struct net_server {
 
 struct net_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* handshake, idle, or closing grace */
+    uv_timer_t timer; /* connect, handshake, idle, or closing grace */
+    uv_connect_t connect_req;
     struct net_server *srv;
-    struct net_listener *l;
-    void *ctx; /* the protocol's, once opened */
+    struct net_listener *l; /* NULL for a connection of ours (net_connect) */
+    const struct net_proto *proto;
+    void *ctx; /* the protocol's, once opened (from the start when outbound) */
     struct tls_conn *tls;
     enum conn_mode mode;
     bool opened, paused, reading, closing, closed, in_input, redeliver;
     bool opening, finish_after_open; /* a close inside proto->open waits for its ctx */
     bool eof;     /* the peer has sent all it will */
     bool engaged; /* logged in or in a transaction: see net_conn_set_engaged */
+    bool outbound, connecting; /* made by net_connect; its connect is under way */
+    const char *failure;       /* why an outbound connection got nowhere: see net_conn_failure */
+    struct connect_args *connect_args; /* implicit TLS to begin once connected */
     bool output_blocked; /* input waits until the peer takes our output */
     unsigned tls_noise;  /* records that made TLS answer and brought no data */
     const char *tls_end; /* why net ended TLS when the engine did not fail */
@@ -102,6 +109,8 @@ static void conn_finish(struct net_conn *c);
 static void arm_idle(struct net_conn *c);
 static void deliver(struct net_conn *c);
 static void update_stress(struct net_server *srv);
+static void peer_of(struct net_conn *c);
+static struct net_conn *conn_new(struct net_server *srv, const struct net_proto *proto);
 static size_t read_room(const struct net_conn *c);
 
 /* --- per-address counts ------------------------------------------------- */
@@ -236,8 +245,8 @@ static void write_done(uv_write_t *req, int status)
         arm_idle(c); /* the peer is taking what we send: not idle */
     if (c->above_water && c->pending < NET_LOW_WATER) {
         c->above_water = false;
-        if (c->opened && c->l->proto->drain != NULL)
-            c->l->proto->drain(c, c->ctx);
+        if (c->opened && c->proto->drain != NULL)
+            c->proto->drain(c, c->ctx);
         if (c->output_blocked && !c->closed && !c->closing) {
             c->output_blocked = false; /* the peer reads again: so do we */
             deliver(c);
@@ -315,6 +324,7 @@ static void handle_closed(uv_handle_t *h)
         return;
     tls_conn_free(&c->tls);
     buf_free(&c->in);
+    free(c->connect_args);
     free(c);
 }
 
@@ -343,12 +353,14 @@ static void conn_finish(struct net_conn *c)
     srv->n_conns--;
     if (c->ip != NULL)
         ip_put(srv, c->ip);
-    update_stress(srv);
+    if (c->l != NULL)
+        update_stress(srv); /* slots are the listeners' */
     log_debug("%s conn=%s event=closed", srv->name, c->id);
     char why[NET_TLS_ERROR_MAX], v[NET_TLS_ERROR_MAX + 16];
-    const char *tls_error = c->opened ? NULL : net_conn_tls_error(c, why, sizeof why);
-    if (c->opened && c->l->proto->close != NULL) {
-        c->l->proto->close(c, c->ctx);
+    const char *tls_error =
+        c->opened || c->outbound ? NULL : net_conn_tls_error(c, why, sizeof why);
+    if ((c->opened || c->outbound) && c->proto->close != NULL) {
+        c->proto->close(c, c->ctx);
     } else if (tls_error != NULL) {
         /* An implicit-TLS handshake that failed: no protocol saw it, and
          * this is the only line that tells why the client got nowhere. */
@@ -356,7 +368,8 @@ static void conn_finish(struct net_conn *c)
                  log_value(v, sizeof v, tls_error, strlen(tls_error)));
     }
     c->ctx = NULL;
-    listener_put(c->l);
+    if (c->l != NULL)
+        listener_put(c->l);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
 }
@@ -424,13 +437,18 @@ static void conn_update_reading(struct net_conn *c)
 static void idle_expired(uv_timer_t *t)
 {
     struct net_conn *c = t->data;
+    if (c->connecting) {
+        c->failure = "connection timed out";
+        conn_finish(c); /* the pending connect is cancelled as the socket closes */
+        return;
+    }
     if (c->mode == MODE_HANDSHAKE) {
         c->tls_end = "handshake timeout";
         conn_finish(c);
         return;
     }
-    if (c->opened && c->l->proto->timeout != NULL)
-        c->l->proto->timeout(c, c->ctx);
+    if (c->opened && c->proto->timeout != NULL)
+        c->proto->timeout(c, c->ctx);
     else
         net_conn_close(c);
     /* The protocol waits on a result of its own: the peer is not idle. */
@@ -507,7 +525,7 @@ static void deliver(struct net_conn *c)
         size_t before = c->in.len;
         const uint8_t *lf = memchr(c->in.data, '\n', c->in.len);
         size_t first_line = lf ? (size_t)(lf - c->in.data) + 1 : SIZE_MAX;
-        c->l->proto->input(c, c->ctx);
+        c->proto->input(c, c->ctx);
         if (c->closed)
             return; /* the struct is still valid until its handles close */
         /* Progress is a whole line used: bytes that merely trickle in, even
@@ -532,7 +550,7 @@ static void conn_open(struct net_conn *c)
 {
     c->opened = true;
     c->opening = true;
-    c->ctx = c->l->proto->open(c, c->l->ctx);
+    c->ctx = c->proto->open(c, c->l != NULL ? c->l->ctx : c->ctx);
     c->opening = false;
     if (c->finish_after_open)
         conn_finish(c);
@@ -612,8 +630,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         arm_idle(c);
         if (!c->opened)
             conn_open(c);
-        else if (c->l->proto->tls_started != NULL)
-            c->l->proto->tls_started(c, c->ctx);
+        else if (c->proto->tls_started != NULL)
+            c->proto->tls_started(c, c->ctx);
         if (c->closed || c->closing)
             return;
     }
@@ -659,6 +677,101 @@ void net_conn_start_tls(struct net_conn *c)
     c->mode = MODE_HANDSHAKE;
     arm_idle(c);
     conn_update_reading(c);
+}
+
+/* Begins the client's side of TLS: the ClientHello goes out at once. */
+static void start_client_tls(struct net_conn *c, struct tls_client *cli, const char *host)
+{
+    buf_reset(&c->in);
+    c->tls = tls_client_connect(cli, host);
+    c->mode = MODE_HANDSHAKE;
+    arm_idle(c);
+    if (tls_conn_handshake(c->tls) < 0) {
+        c->closing = true;
+        conn_finish(c);
+        return;
+    }
+    flush_tls(c);
+    conn_update_reading(c);
+}
+
+void net_conn_start_tls_client(struct net_conn *c, struct tls_client *cli, const char *host)
+{
+    if (c->mode != MODE_PLAIN || c->closing || c->closed) {
+        net_conn_close(c);
+        return;
+    }
+    start_client_tls(c, cli, host);
+}
+
+/* --- connecting --------------------------------------------------------- */
+
+struct connect_args {
+    struct tls_client *tls;
+    char host[256];
+};
+
+static void connect_done(uv_connect_t *req, int status)
+{
+    struct net_conn *c = req->data;
+    if (c->closed)
+        return; /* timed out or stopped: the close cancelled the connect */
+    c->connecting = false;
+    struct connect_args *a = c->connect_args;
+    c->connect_args = NULL;
+    if (status < 0) {
+        c->failure = uv_strerror(status);
+        free(a);
+        conn_finish(c);
+        return;
+    }
+    peer_of(c);
+    uv_tcp_nodelay(&c->tcp, 1);
+    log_debug("%s conn=%s ip=%s event=connected", c->srv->name, c->id, c->peer);
+    if (a != NULL) {
+        start_client_tls(c, a->tls, a->host);
+        free(a);
+        return;
+    }
+    conn_open(c);
+    if (!c->closed && !c->closing) {
+        arm_idle(c);
+        conn_update_reading(c);
+    }
+}
+
+int net_connect(struct net_server *srv, const struct sockaddr *addr, const struct net_proto *proto,
+                void *ctx, struct tls_client *tls, const char *tls_host, struct net_conn **c_r)
+{
+    struct net_conn *c = conn_new(srv, proto);
+    c->outbound = true;
+    c->engaged = true; /* ours: never dropped to make room */
+    c->ctx = ctx;
+    c->connecting = true;
+    c->connect_req.data = c;
+    if (tls != NULL) {
+        struct connect_args *a = xcalloc(1, sizeof(*a));
+        a->tls = tls;
+        snprintf(a->host, sizeof(a->host), "%s", tls_host != NULL ? tls_host : "");
+        c->connect_args = a;
+    }
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, connect_done);
+    if (rc < 0) {
+        free(c->connect_args);
+        c->connect_args = NULL;
+        c->outbound = false; /* the caller hears of it now, not through close */
+        c->closing = true;
+        conn_finish(c);
+        return rc;
+    }
+    uv_timer_start(&c->timer, idle_expired, srv->limits.connect_timeout_ms, 0);
+    *c_r = c;
+    return 0;
+}
+
+const char *net_conn_failure(const struct net_conn *c)
+{
+    return c->failure;
 }
 
 /* --- accepting ---------------------------------------------------------- */
@@ -729,12 +842,12 @@ static void update_stress(struct net_server *srv)
 static bool make_room(struct net_server *srv, const struct net_listener *l, struct net_conn *self)
 {
     for (struct net_conn *c = srv->oldest; c != NULL; c = c->prev) {
-        if (c == self || c->engaged || c->closing || (l != NULL && c->l != l) ||
+        if (c == self || c->engaged || c->closing || c->l == NULL || (l != NULL && c->l != l) ||
             (l == NULL && c->l->n_conns <= listener_reserve(srv)))
             continue;
         log_info("%s conn=%s ip=%s event=dropped reason=make-room", srv->name, c->id, c->peer);
-        if (c->opened && c->l->proto->timeout != NULL)
-            c->l->proto->timeout(c, c->ctx); /* its goodbye */
+        if (c->opened && c->proto->timeout != NULL)
+            c->proto->timeout(c, c->ctx); /* its goodbye */
         if (!c->closed)
             net_conn_close(c);
         return true;
@@ -773,15 +886,12 @@ static void format_id(char out[12], uint32_t id)
     out[8] = '\0';
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* A connection in the server's list, with its handles, not yet connected. */
+static struct net_conn *conn_new(struct net_server *srv, const struct net_proto *proto)
 {
-    struct net_listener *l = server->data;
-    struct net_server *srv = l->srv;
-    if (status < 0)
-        return;
     struct net_conn *c = xcalloc(1, sizeof(*c));
     c->srv = srv;
-    c->l = l;
+    c->proto = proto;
     c->tcp.data = c;
     c->timer.data = c;
     buf_init(&c->in, NET_INPUT_MAX);
@@ -795,8 +905,19 @@ static void on_connection(uv_stream_t *server, int status)
         srv->oldest = c;
     srv->conns = c;
     srv->n_conns++;
-    l->n_conns++;
     format_id(c->id, srv->next_id++);
+    return c;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct net_listener *l = server->data;
+    struct net_server *srv = l->srv;
+    if (status < 0)
+        return;
+    struct net_conn *c = conn_new(srv, l->proto);
+    c->l = l;
+    l->n_conns++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_finish(c);
         return;

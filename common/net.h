@@ -59,6 +59,8 @@ struct net_limits {
     uint64_t connections_per_address;
     /* Under slot pressure, the idle time of connections not yet engaged. */
     uint64_t stress_idle_timeout_ms;
+    /* How long net_connect waits for the peer to answer. */
+    uint64_t connect_timeout_ms;
 };
 
 /* A server: the loop, the TLS credentials (NULL: no TLS) and the limits. */
@@ -122,6 +124,35 @@ void net_conn_resume(struct net_conn *c);
  * handshake. tls_started follows, or the connection closes.
  */
 void net_conn_start_tls(struct net_conn *c);
+
+/*
+ * Connects to addr, for kotak's own deliveries: a connection of ours is
+ * counted on srv (use a server of its own, so that it takes no listener's
+ * slot) and never dropped to make room. With tls, TLS begins at once,
+ * as on port 465, naming tls_host (SNI, and the name a verifying client
+ * checks). The callbacks are proto's, with ctx: open when the connection
+ * is ready (after the handshake with tls), returning the ctx that follows;
+ * timeout when no progress was made for idle_timeout, as for a listener's;
+ * and close exactly once, whether or not open came first:
+ * net_conn_failure() then says why it never got that far. Returns 0, or a
+ * negative libuv error with no callback to follow.
+ */
+int net_connect(struct net_server *srv, const struct sockaddr *addr, const struct net_proto *proto,
+                void *ctx, struct tls_client *tls, const char *tls_host, struct net_conn **c_r);
+
+/*
+ * Why an outbound connection ended before it was ready: "connection refused",
+ * "connection timed out" and the like (static text), or NULL. A failed TLS
+ * handshake is told by net_conn_tls_error instead.
+ */
+const char *net_conn_failure(const struct net_conn *c);
+
+/*
+ * STARTTLS on a connection of ours: input not yet used is thrown away, the
+ * ClientHello goes out, and tls_started follows, or the connection closes
+ * (net_conn_tls_error says why).
+ */
+void net_conn_start_tls_client(struct net_conn *c, struct tls_client *cli, const char *host);
 
 /* Writes what is queued, then closes. Input is no longer delivered. */
 void net_conn_close(struct net_conn *c);

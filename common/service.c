@@ -271,6 +271,11 @@ bool service_has_tls(const struct service *svc)
     return svc->tls != NULL;
 }
 
+void service_check_stopped(struct service *svc)
+{
+    maybe_finish(svc);
+}
+
 /* When stopping and the last connection and result are done: stop the loop. */
 static void maybe_finish(struct service *svc)
 {
@@ -299,6 +304,9 @@ static void on_stop(void *ctx, int signum)
              net_server_count(svc->net));
     svc->stopping = true;
     net_server_stop_listening(svc->net);
+    /* The daemon's own work first: a session's goodbye may end the stop. */
+    if (svc->ops->stopping != NULL)
+        svc->ops->stopping(svc->ctx);
     net_server_each(svc->net, shutdown_conn);
     maybe_finish(svc);
 }

@@ -85,6 +85,10 @@ struct service_ops {
     /* Results of the daemon's own still due beyond connections (a commit
      * whose connection went): the stop waits for them. May be NULL. */
     size_t (*in_flight)(void *ctx);
+    /* The stop begins, before the sessions are told: the daemon ends its
+     * own work (its outbound connections), and calls service_check_stopped
+     * as each piece of it ends. May be NULL. */
+    void (*stopping)(void *ctx);
     /* The stop is complete: every connection and result is done. */
     void (*stopped)(void *ctx);
 };
@@ -114,6 +118,9 @@ bool service_has_tls(const struct service *svc);
  * and result; SIGHUP reloads the certificate. Then frees the service.
  */
 void service_run(struct service **svc);
+
+/* The daemon's own work counted by in_flight has ended: the stop may complete. */
+void service_check_stopped(struct service *svc);
 
 /* For the daemon's open: ties sc to its connection and session. */
 void service_conn_init(struct service_conn *sc, struct service *svc, struct net_conn *c,

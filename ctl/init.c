@@ -101,6 +101,21 @@ static const char conf_template[] =
     "[pop3s]         ; implicit TLS\n"
     "listen = 127.0.0.1:2995\n";
 
+/* Delivery to other servers; a string of its own, as one would be past
+ * what C compilers must take in one literal. */
+static const char conf_template_relay[] =
+    "\n"
+    "[relay]\n"
+    "; Mail for other domains, sent by logged-in users, waits in the queue\n"
+    "; ('kotak queue list') until the receiving server takes it.\n"
+    "smarthost =                   ; empty: each domain's MX; else HOST:PORT of a relay\n"
+    "smarthost_tls = starttls      ; starttls | tls (implicit, as on 465)\n"
+    "smarthost_user =              ; its login, when it wants one\n"
+    "smarthost_password_file =     ; a file holding that password\n"
+    "smarthost_ca =                ; CA file for the smarthost; empty: the system's\n"
+    "port = 25                     ; the port of other domains' MX hosts\n"
+    "\n";
+
 /* Writes text to path through path.tmp, so that path is whole or untouched. */
 static void write_file(const char *path, const char *text)
 {
@@ -312,9 +327,11 @@ int ctl_init(const struct ctl *c)
         ctl_die("--user needs kotak init to run as root, which can give the data folder away");
     check_data_dir(data_dir, pw);
     const char *user = pw ? pw->pw_name : "";
-    size_t n = sizeof(conf_template) + strlen(hostname) + strlen(user);
+    size_t n =
+        sizeof(conf_template) + sizeof(conf_template_relay) + strlen(hostname) + strlen(user);
     char *text = xmalloc(n);
-    snprintf(text, n, conf_template, hostname, user);
+    int len = snprintf(text, n, conf_template, hostname, user);
+    snprintf(text + len, n - (size_t)len, "%s", conf_template_relay);
     write_file(path, text);
     free(text);
 

@@ -72,16 +72,44 @@ static struct commit_job *take_all(_Atomic(struct commit_job *) *stack)
 
 void commit_job_free(struct commit_job *job)
 {
-    spool_free(&job->spool);
+    if (!job->no_message)
+        spool_free(&job->spool);
     free(job->user_ids);
+    free((char *)job->env.sender);
+    free((char *)job->env.envid);
+    for (size_t i = 0; i < job->n_remote; i++) {
+        free(job->remote[i].address);
+        free(job->remote[i].orcpt);
+    }
+    free(job->remote);
+    for (size_t i = 0; i < job->n_attempts; i++) {
+        free((char *)job->attempts[i].a.host);
+        free((char *)job->attempts[i].a.ip);
+        free((char *)job->attempts[i].a.reply);
+    }
+    free(job->attempts);
     free(job);
 }
 
-/* Writes one message inside the open batch. */
+/* The attempts of a job: a recipient no longer queued (dropped meanwhile) is no failure. */
+static int record_attempts(struct store *store, struct commit_job *job)
+{
+    for (size_t i = 0; i < job->n_attempts; i++) {
+        int rc = store_queue_record(store, job->attempts[i].rcpt_id, &job->attempts[i].a);
+        if (rc < 0 && rc != -ENOENT)
+            return rc;
+    }
+    return 0;
+}
+
+/* Writes one job inside the open batch. */
 static int write_job(struct store *store, struct commit_job *job, char *chunk)
 {
+    int rc = record_attempts(store, job);
+    if (rc < 0 || job->no_message)
+        return rc;
     struct store_msg *m;
-    int rc = store_msg_begin(store, job->received, (int64_t)spool_size(&job->spool), &m);
+    rc = store_msg_begin(store, job->received, (int64_t)spool_size(&job->spool), &m);
     if (rc < 0)
         return rc;
     uint64_t off = 0;
@@ -101,6 +129,17 @@ static int write_job(struct store *store, struct commit_job *job, char *chunk)
     }
     for (size_t i = 0; i < job->n_users; i++)
         store_msg_add_rcpt(m, job->user_ids[i]);
+    if (job->n_remote > 0 && (rc = store_msg_set_envelope(m, &job->env)) < 0) {
+        store_msg_abort(&m);
+        return rc;
+    }
+    for (size_t i = 0; i < job->n_remote; i++) {
+        const struct commit_remote *r = &job->remote[i];
+        if ((rc = store_msg_add_remote(m, r->address, r->orcpt, r->notify, job->received)) < 0) {
+            store_msg_abort(&m);
+            return rc;
+        }
+    }
     return store_msg_commit(&m, &job->message_id);
 }
 
@@ -117,13 +156,23 @@ static void run_batch(struct committer *c, struct commit_job *batch, char *chunk
         for (struct commit_job *j = batch; j != NULL && failed == NULL; j = j->next)
             if ((j->rc = write_job(c->store, j, chunk)) < 0)
                 failed = j;
-        rc = store_batch_commit(c->store); /* rolls back a batch that a message spoiled */
+        if (failed != NULL)
+            store_batch_rollback(c->store);
+        else
+            rc = store_batch_commit(c->store);
     }
     if (failed != NULL && batch->next != NULL) {
         /* Each message again, in a transaction of its own: one's failure is no other's. */
-        for (struct commit_job *j = batch; j != NULL; j = j->next)
-            if ((j->rc = write_job(c->store, j, chunk)) < 0)
+        for (struct commit_job *j = batch; j != NULL; j = j->next) {
+            if ((j->rc = store_batch_begin(c->store)) == 0) {
+                if ((j->rc = write_job(c->store, j, chunk)) < 0)
+                    store_batch_rollback(c->store);
+                else
+                    j->rc = store_batch_commit(c->store);
+            }
+            if (j->rc < 0)
                 log_store_failed(j->rc);
+        }
         return;
     }
     /* The batch could not begin or commit, or its one message failed: nothing of it is stored. */

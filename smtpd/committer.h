@@ -19,10 +19,35 @@
 
 struct committer;
 
+/* A recipient at another server, queued with the message. */
+struct commit_remote {
+    char *address, *orcpt; /* owned; orcpt may be NULL */
+    unsigned notify;
+};
+
+/* An attempt of the queue runner's to record, with what follows from it. */
+struct commit_attempt {
+    int64_t rcpt_id;
+    struct store_attempt a; /* host, ip and reply owned by the job */
+};
+
+/*
+ * One transaction's worth: a message (a spool) for local users and for the
+ * queue, and the queue runner's attempts, any of them, committed together
+ * so that a bounce and the failure it reports are stored at once or not at
+ * all.
+ */
 struct commit_job {
+    bool from_queue;       /* the queue runner's (outbound.c) */
+    bool no_message;       /* attempts only: spool holds nothing */
     struct spool spool;    /* moved in; freed by the committer */
     int64_t *user_ids;     /* owned by the job */
     size_t n_users;
+    struct store_envelope env; /* with remote recipients; sender and envid owned */
+    struct commit_remote *remote;
+    size_t n_remote;
+    struct commit_attempt *attempts;
+    size_t n_attempts;
     int64_t received;
     int rc;                /* the result: 0, -ENOSPC, ... */
     int64_t message_id;

@@ -16,8 +16,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dsn.h"
 #include "log.h"
 #include "sasl.h"
+#include "smtp_client.h"
 #include "smtp_parser.h"
 #include "util.h"
 
@@ -111,6 +113,12 @@ static void tx_free(struct smtp_session *s)
     if (s->tx->spooling)
         s->ops->spool_abort(s->ctx);
     s->ops->rcpts_free(s->ctx, &s->tx->rcpts);
+    for (size_t i = 0; i < s->tx->n_remote; i++) {
+        free(s->tx->remote[i].address);
+        free(s->tx->remote[i].orcpt);
+    }
+    free(s->tx->remote);
+    free(s->tx->envid);
     free(s->tx);
     s->tx = NULL;
 }
@@ -168,6 +176,8 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *c, bool 
         reply(s, "250-STARTTLS");
     if (auth_allowed(s) && s->user_id == 0)
         reply(s, "250-AUTH PLAIN LOGIN");
+    if (s->cfg.role != SMTP_ROLE_MX)
+        reply(s, "250-DSN"); /* reports come from the queue, which only submission feeds */
     reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -206,6 +216,90 @@ static int parse_size(const struct smtp_param *p, size_t *size_r)
     return 0;
 }
 
+/* DSN (RFC 3461) comes with the queue, which only submission feeds. */
+static bool dsn_offered(const struct smtp_session *s)
+{
+    return s->cfg.role != SMTP_ROLE_MX;
+}
+
+/* An ENVID or ORCPT value, xtext-decoded: NULL when it is not xtext, is
+ * longer than max once decoded, or holds a control character. */
+static char *decode_xtext(const char *p, size_t n, size_t max)
+{
+    struct buf b;
+    buf_init(&b, max + 1);
+    char *text = NULL;
+    if (dsn_xtext_decode(p, n, &b) == 0 && b.len <= max && buf_append(&b, "", 1) == 0) {
+        bool clean = true;
+        for (size_t i = 0; i + 1 < b.len; i++)
+            clean &= (unsigned char)b.data[i] >= 0x20 && b.data[i] != 0x7f;
+        if (clean)
+            text = xstrdup((const char *)b.data);
+    }
+    buf_free(&b);
+    return text;
+}
+
+/* MAIL's parameters into tx; false when a reply refused them. */
+static bool mail_params(struct smtp_session *s, const struct smtp_path_args *a, struct smtp_tx *tx,
+                        size_t *declared_r)
+{
+    for (size_t i = 0; i < a->n_params; i++) {
+        const struct smtp_param *p = &a->params[i];
+        if (!s->esmtp) {
+            reply(s, "555 5.5.4 Parameters need EHLO");
+            return false;
+        }
+        if (smtp_param_is(p, "SIZE")) {
+            if (parse_size(p, declared_r) < 0) {
+                reply(s, "501 5.5.4 SIZE needs a number of octets");
+                return false;
+            }
+        } else if (smtp_param_is(p, "BODY")) {
+            if (!param_value_is(p, "7BIT") && !param_value_is(p, "8BITMIME")) {
+                reply(s, "501 5.5.4 BODY is 7BIT or 8BITMIME");
+                return false;
+            }
+        } else if (smtp_param_is(p, "SMTPUTF8") && p->value == NULL) {
+            tx->utf8 = true;
+        } else if (dsn_offered(s) && smtp_param_is(p, "RET") && p->value != NULL) {
+            if (tx->ret != STORE_RET_DEFAULT ||
+                dsn_ret_parse(p->value, p->value_len, &tx->ret) < 0) {
+                reply(s, "501 5.5.4 RET is FULL or HDRS, given once");
+                return false;
+            }
+        } else if (dsn_offered(s) && smtp_param_is(p, "ENVID") && p->value != NULL) {
+            if (tx->envid != NULL ||
+                (tx->envid = decode_xtext(p->value, p->value_len, SMTP_CLIENT_ENVID_MAX)) == NULL) {
+                reply(s, "501 5.5.4 ENVID is xtext of at most 100 printable octets, given once");
+                return false;
+            }
+        } else if (smtp_param_is(p, "AUTH") && p->value != NULL) {
+            /* RFC 4954 5: a relaying MTA says who submitted the message
+             * (often AUTH=<>). kotak trusts no such claim, which RFC 4954
+             * says to treat as AUTH=<>: the value is checked and dropped. */
+        } else {
+            reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(p->key_len < 32 ? p->key_len : 32),
+                  p->key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Submission: the sender must be the user, one of their aliases, or a +tag of either. */
+static bool sender_is_users(struct smtp_session *s, const struct smtp_path_args *a,
+                            const struct addr *from)
+{
+    struct store_rcpts r = {0};
+    bool mine = false;
+    if (a->mailbox_len > 0 && s->ops->resolve(s->ctx, from, &r) == 1)
+        for (size_t i = 0; i < r.n; i++)
+            mine |= r.user_ids[i] == s->user_id;
+    s->ops->rcpts_free(s->ctx, &r);
+    return mine;
+}
+
 static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
 {
     struct smtp_path_args a;
@@ -220,69 +314,96 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
         count_error(s);
         return;
     }
-    bool utf8 = false;
+    struct smtp_tx *tx = xcalloc(1, sizeof(*tx));
     size_t declared = 0;
-    for (size_t i = 0; i < a.n_params; i++) {
-        const struct smtp_param *p = &a.params[i];
-        if (!s->esmtp) {
-            reply(s, "555 5.5.4 Parameters need EHLO");
-            return;
-        }
-        if (smtp_param_is(p, "SIZE")) {
-            if (parse_size(p, &declared) < 0) {
-                reply(s, "501 5.5.4 SIZE needs a number of octets");
-                return;
-            }
-        } else if (smtp_param_is(p, "BODY")) {
-            if (!param_value_is(p, "7BIT") && !param_value_is(p, "8BITMIME")) {
-                reply(s, "501 5.5.4 BODY is 7BIT or 8BITMIME");
-                return;
-            }
-        } else if (smtp_param_is(p, "SMTPUTF8") && p->value == NULL) {
-            utf8 = true;
-        } else if (smtp_param_is(p, "AUTH") && p->value != NULL) {
-            /* RFC 4954 5: a relaying MTA says who submitted the message
-             * (often AUTH=<>). kotak trusts no such claim, which RFC 4954
-             * says to treat as AUTH=<>: the value is checked and dropped. */
-        } else {
-            reply(s, "555 5.5.4 Unsupported parameter %.*s", (int)(p->key_len < 32 ? p->key_len : 32),
-                  p->key);
-            return;
-        }
-    }
-    if (declared > s->cfg.message_size) {
-        reply(s, "552 5.3.4 Message size exceeds the limit of %zu octets", s->cfg.message_size);
+    if (!mail_params(s, &a, tx, &declared)) {
+        free(tx->envid);
+        free(tx);
         return;
     }
+    char refusal[96] = "";
+    bool bad_syntax = false;
     struct addr from;
-    if (a.mailbox_len > 0 && addr_parse(a.mailbox, a.mailbox_len, addr_flags(utf8), &from) < 0) {
-        if (!utf8 && has_8bit(a.mailbox, a.mailbox_len))
-            reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
-        else
-            reply(s, "501 5.1.7 Bad sender address syntax");
-        count_error(s);
+    if (declared > s->cfg.message_size) {
+        snprintf(refusal, sizeof(refusal), "552 5.3.4 Message size exceeds the limit of %zu octets",
+                 s->cfg.message_size);
+    } else if (a.mailbox_len > 0 &&
+               addr_parse(a.mailbox, a.mailbox_len, addr_flags(tx->utf8), &from) < 0) {
+        snprintf(refusal, sizeof(refusal), "%s",
+                 !tx->utf8 && has_8bit(a.mailbox, a.mailbox_len)
+                     ? "553 5.6.7 Non-ASCII address needs SMTPUTF8"
+                     : "501 5.1.7 Bad sender address syntax");
+        bad_syntax = true;
+    } else if (s->cfg.role != SMTP_ROLE_MX && !sender_is_users(s, &a, &from)) {
+        snprintf(refusal, sizeof(refusal), "553 5.7.1 Sender address does not belong to you");
+    }
+    if (refusal[0] != '\0') {
+        free(tx->envid);
+        free(tx);
+        reply(s, "%s", refusal);
+        if (bad_syntax)
+            count_error(s);
         return;
     }
-    if (s->cfg.role != SMTP_ROLE_MX) {
-        /* The sender must be the user, one of their aliases, or a +tag of either. */
-        struct store_rcpts r = {0};
-        bool mine = false;
-        if (a.mailbox_len > 0 && s->ops->resolve(s->ctx, &from, &r) == 1)
-            for (size_t i = 0; i < r.n; i++)
-                mine |= r.user_ids[i] == s->user_id;
-        s->ops->rcpts_free(s->ctx, &r);
-        if (!mine) {
-            reply(s, "553 5.7.1 Sender address does not belong to you");
-            return;
-        }
-    }
-    s->tx = xcalloc(1, sizeof(*s->tx));
-    s->tx->utf8 = utf8;
+    s->tx = tx;
+    tx->user_id = s->user_id;
     if (a.mailbox_len > 0)
-        snprintf(s->tx->from, sizeof(s->tx->from), "%s@%s", from.local, from.domain);
-    snprintf(s->tx->id, sizeof(s->tx->id), "%s.%u", s->cfg.session_id, ++s->tx_count);
+        snprintf(tx->from, sizeof(tx->from), "%s@%s", from.local, from.domain);
+    snprintf(tx->id, sizeof(tx->id), "%s.%u", s->cfg.session_id, ++s->tx_count);
     s->state = ST_MAIL;
     reply(s, "250 2.1.0 Ok");
+}
+
+/* RCPT's parameters (NOTIFY and ORCPT on submission); false when a reply refused them. */
+static bool rcpt_params(struct smtp_session *s, const struct smtp_path_args *a, unsigned *notify_r,
+                        char **orcpt_r)
+{
+    const char *refusal = NULL;
+    for (size_t i = 0; i < a->n_params && refusal == NULL; i++) {
+        const struct smtp_param *p = &a->params[i];
+        if (dsn_offered(s) && smtp_param_is(p, "NOTIFY") && p->value != NULL) {
+            if (*notify_r != 0 || dsn_notify_parse(p->value, p->value_len, notify_r) < 0)
+                refusal = "501 5.5.4 NOTIFY is NEVER or SUCCESS,FAILURE,DELAY, given once";
+        } else if (dsn_offered(s) && smtp_param_is(p, "ORCPT") && p->value != NULL) {
+            /* "rfc822;" and the address as xtext (RFC 3461 4.2); the
+             * queue keeps the address and sends it on the same way. */
+            if (*orcpt_r != NULL || p->value_len < 7 || strncasecmp(p->value, "rfc822;", 7) != 0 ||
+                (*orcpt_r = decode_xtext(p->value + 7, p->value_len - 7, ADDR_MAX)) == NULL)
+                refusal = "501 5.5.4 ORCPT is rfc822; and an address as xtext, given once";
+        } else {
+            reply(s, "555 5.5.4 Unsupported parameter %.*s",
+                  (int)(p->key_len < 32 ? p->key_len : 32), p->key);
+            refusal = "";
+        }
+    }
+    if (refusal == NULL)
+        return true;
+    if (refusal[0] != '\0')
+        reply(s, "%s", refusal);
+    free(*orcpt_r);
+    *orcpt_r = NULL;
+    return false;
+}
+
+/* Takes back the alias targets outside that a refused RCPT brought. */
+static void rcpts_drop_remote(struct store_rcpts *r, size_t keep)
+{
+    while (r->n_remote > keep)
+        free(r->remote[--r->n_remote]);
+}
+
+/* A recipient at another server, once (the same mailbox by two paths is one copy). */
+static void add_remote(struct smtp_tx *tx, const char *address, const char *orcpt, unsigned notify)
+{
+    for (size_t i = 0; i < tx->n_remote; i++)
+        if (addr_same_mailbox(tx->remote[i].address, address))
+            return;
+    tx->remote = xrealloc(tx->remote, (tx->n_remote + 1) * sizeof(*tx->remote));
+    tx->remote[tx->n_remote++] = (struct smtp_remote){
+        .address = xstrdup(address),
+        .orcpt = orcpt != NULL ? xstrdup(orcpt) : NULL,
+        .notify = notify,
+    };
 }
 
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
@@ -296,11 +417,10 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         count_error(s);
         return;
     }
-    if (a.n_params > 0) {
-        reply(s, "555 5.5.4 Unsupported parameter %.*s",
-              (int)(a.params[0].key_len < 32 ? a.params[0].key_len : 32), a.params[0].key);
+    unsigned notify = 0;
+    char *orcpt = NULL;
+    if (!rcpt_params(s, &a, &notify, &orcpt))
         return;
-    }
     struct addr to;
     if (a.mailbox_len == 10 && strncasecmp(a.mailbox, "postmaster", 10) == 0) {
         /* RFC 5321 4.5.1: <Postmaster> with no domain, in any case, must be
@@ -321,34 +441,41 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
     }
     size_t before = tx->rcpts.n, remote_before = tx->rcpts.n_remote;
     rc = s->ops->resolve(s->ctx, &to, &tx->rcpts);
-    if (rc == -KOTAK_ENODOMAIN) {
-        if (s->cfg.role == SMTP_ROLE_MX)
-            reply(s, "550 5.7.1 Relay access denied");
-        else
-            reply(s, "550 5.7.1 Relaying to other domains is not available on this server");
-        return;
-    }
-    if (rc < 0) {
-        reply(s, "451 4.3.0 Temporary lookup failure, try again later");
-        return;
-    }
-    if (rc == 0) {
-        reply(s, "550 5.1.1 No such user here");
-        return;
-    }
-    if (tx->rcpts.n_remote > remote_before) {
+    const char *refusal = NULL;
+    if (rc == -KOTAK_ENODOMAIN && s->cfg.role == SMTP_ROLE_MX)
+        refusal = "550 5.7.1 Relay access denied";
+    else if (rc == -KOTAK_ENODOMAIN && to.domain[0] == '[')
+        /* A bare IP address as the domain: a way around MX policy, and often
+         * around the sender's own server's checks; not sent on from here. */
+        refusal = "550 5.1.2 Mail to an address literal is not sent on";
+    else if (rc < 0 && rc != -KOTAK_ENODOMAIN)
+        refusal = "451 4.3.0 Temporary lookup failure, try again later";
+    else if (rc == 0)
+        refusal = "550 5.1.1 No such user here";
+    else if (s->cfg.role == SMTP_ROLE_MX && tx->rcpts.n_remote > remote_before)
         /* An alias that forwards elsewhere, even beside local users: the
-         * outside copy needs the relay, and 250 would promise it. 550 5.7.1
-         * (not 551, which would name the outside address): delivery there is
-         * not allowed. The local users it brought are taken back out. */
+         * outside copy needs the relay, which the MX port does not offer to
+         * strangers. 550 5.7.1 (not 551, which would name the outside
+         * address). The local users it brought are taken back out. */
+        refusal = "550 5.7.1 This address forwards to other domains, which is not available yet";
+    if (refusal != NULL) {
         tx->rcpts.n = before;
-        tx->rcpts.n_remote = remote_before;
-        reply(s, "550 5.7.1 This address forwards to other domains, which is not available yet");
+        rcpts_drop_remote(&tx->rcpts, remote_before);
+        free(orcpt);
+        reply(s, "%s", refusal);
         return;
     }
+    char named[ADDR_TEXT_SIZE];
+    snprintf(named, sizeof(named), "%s%s%s", to.local, to.domain[0] ? "@" : "", to.domain);
+    /* Submission: the queue takes what the store does not keep here, the
+     * named address itself or what its alias forwards to. */
+    if (rc == -KOTAK_ENODOMAIN)
+        add_remote(tx, named, orcpt, notify);
+    for (size_t i = remote_before; i < tx->rcpts.n_remote; i++)
+        add_remote(tx, tx->rcpts.remote[i], orcpt != NULL ? orcpt : named, notify);
+    free(orcpt);
     if (tx->n_rcpt_cmds == 0)
-        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s%s%s", to.local,
-                 to.domain[0] ? "@" : "", to.domain);
+        snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s", named);
     tx->n_rcpt_cmds++;
     s->state = ST_RCPT;
     reply(s, "250 2.1.5 Ok");

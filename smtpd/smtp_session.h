@@ -47,10 +47,22 @@ struct smtp_session_config {
     unsigned min_data_rate; /* ... this many octets received; 0: no limit */
 };
 
+/* A recipient at another server, queued for delivery there (submission). */
+struct smtp_remote {
+    char *address;   /* as it goes into RCPT TO at the next hop */
+    char *orcpt;     /* the address the sender named (ORCPT, RFC 3461 4.2), decoded */
+    unsigned notify; /* STORE_NOTIFY_* from NOTIFY=, 0: not given */
+};
+
 /* One message on its way to the store. */
 struct smtp_tx {
     char from[ADDR_TEXT_SIZE + 2]; /* the reverse-path, "" for <> */
+    int64_t user_id;               /* who logged in and sends it; 0: nobody */
     struct store_rcpts rcpts;      /* local users, each once */
+    struct smtp_remote *remote;    /* other servers' recipients, each once */
+    size_t n_remote;
+    enum store_ret ret;            /* RET= (RFC 3461 4.3) */
+    char *envid;                   /* ENVID=, decoded; NULL when not given */
     size_t n_rcpt_cmds;            /* accepted RCPT commands */
     char first_rcpt[ADDR_TEXT_SIZE];
     bool utf8;                     /* SMTPUTF8 given on MAIL */

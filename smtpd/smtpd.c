@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "login.h"
+#include "outbound.h"
 #include "service.h"
 #include "smtp_session.h"
 #include "spool.h"
@@ -44,6 +45,7 @@ struct smtpd {
     struct service *svc;
     struct store *reader; /* look-ups on the loop thread */
     struct committer *committer;
+    struct outbound *outbound;
     char *data_dir;
     struct listener_ctx listeners[3];
 };
@@ -181,6 +183,22 @@ static void op_deliver(void *ctx, const struct smtp_tx *tx)
     job->user_ids = xmalloc(tx->rcpts.n * sizeof(int64_t));
     memcpy(job->user_ids, tx->rcpts.user_ids, tx->rcpts.n * sizeof(int64_t));
     job->received = time(NULL);
+    if (tx->n_remote > 0) {
+        job->env = (struct store_envelope){
+            .sender = xstrdup(tx->from),
+            .user_id = tx->user_id,
+            .ret = tx->ret,
+            .envid = tx->envid != NULL ? xstrdup(tx->envid) : NULL,
+        };
+        job->remote = xcalloc(tx->n_remote, sizeof(*job->remote));
+        for (size_t i = 0; i < tx->n_remote; i++)
+            job->remote[i] = (struct commit_remote){
+                .address = xstrdup(tx->remote[i].address),
+                .orcpt = tx->remote[i].orcpt != NULL ? xstrdup(tx->remote[i].orcpt) : NULL,
+                .notify = tx->remote[i].notify,
+            };
+        job->n_remote = tx->n_remote;
+    }
     job->owner = sc;
     service_result_due(&sc->conn);
     committer_submit(sc->d->committer, job);
@@ -188,7 +206,14 @@ static void op_deliver(void *ctx, const struct smtp_tx *tx)
 
 static void commit_done(struct commit_job *job, void *ctx)
 {
-    (void)ctx;
+    struct smtpd *d = ctx;
+    if (job->from_queue) {
+        outbound_job_done(d->outbound, job);
+        service_check_stopped(d->svc);
+        return;
+    }
+    if (job->rc == 0 && job->n_remote > 0)
+        outbound_kick(d->outbound);
     struct sconn *sc = job->owner;
     if (service_result_arrived(&sc->conn))
         smtp_session_store_done(sc->conn.session, job->rc);
@@ -265,12 +290,25 @@ static void on_release(struct service_conn *conn)
 static size_t in_flight(void *ctx)
 {
     struct smtpd *d = ctx;
-    return committer_in_flight(d->committer);
+    return committer_in_flight(d->committer) + (d->outbound ? outbound_busy(d->outbound) : 0);
+}
+
+static void outbound_idle(void *ctx)
+{
+    struct smtpd *d = ctx;
+    service_check_stopped(d->svc);
+}
+
+static void on_stopping(void *ctx)
+{
+    struct smtpd *d = ctx;
+    outbound_stop(d->outbound, outbound_idle, d);
 }
 
 static void on_stopped(void *ctx)
 {
     struct smtpd *d = ctx;
+    outbound_free(&d->outbound);
     /* The read-only connection goes first: the last one to close copies the
      * WAL into the database and removes it, which a read-only one cannot. */
     store_close(&d->reader);
@@ -281,6 +319,7 @@ static const struct service_ops service_ops = {
     .open = on_open,
     .release = on_release,
     .in_flight = in_flight,
+    .stopping = on_stopping,
     .stopped = on_stopped,
 };
 
@@ -326,6 +365,10 @@ static void open_store(struct smtpd *d, uv_loop_t *loop)
     d->committer = committer_start(loop, writer, checkpointer, commit_done, d);
     if (d->committer == NULL)
         fatal(1, "cannot start the store thread");
+    d->outbound =
+        outbound_new(loop, d->conf, d->reader, d->committer, d->data_dir, err, sizeof(err));
+    if (d->outbound == NULL)
+        fatal(2, "%s", err);
     free(path);
 }
 

@@ -160,17 +160,6 @@ int store_msg_add_rcpt(struct store_msg *m, int64_t user_id)
     return 0;
 }
 
-/* One mailbox: the local part as given (only its server may fold it), the
- * domain in any case. */
-static bool same_mailbox(const char *a, const char *b)
-{
-    const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
-    if (at_a == NULL || at_b == NULL)
-        return strcmp(a, b) == 0;
-    return at_a - a == at_b - b && memcmp(a, b, (size_t)(at_a - a)) == 0 &&
-           strcasecmp(at_a, at_b) == 0;
-}
-
 int store_msg_set_envelope(struct store_msg *m, const struct store_envelope *env)
 {
     if (m->has_env)
@@ -188,7 +177,7 @@ int store_msg_add_remote(struct store_msg *m, const char *address, const char *o
     if (!m->has_env)
         return -EINVAL;
     for (size_t i = 0; i < m->n_remote; i++)
-        if (same_mailbox(m->remote[i].address, address))
+        if (addr_same_mailbox(m->remote[i].address, address))
             return 0;
     if (m->n_remote == m->cap_remote) {
         m->cap_remote = m->cap_remote ? m->cap_remote * 2 : 4;

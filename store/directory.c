@@ -439,12 +439,26 @@ static void rcpts_add(struct store_rcpts *r, int64_t uid)
 
 void store_rcpts_free(struct store_rcpts *r)
 {
+    for (size_t i = 0; i < r->n_remote; i++)
+        free(r->remote[i]);
+    free(r->remote);
     free(r->user_ids);
     memset(r, 0, sizeof(*r));
 }
 
 static int resolve(struct store *s, const char *local, const char *domain, int depth,
                    struct store_rcpts *r);
+
+/* An alias target outside the local domains, once (the same address by two
+ * paths is one copy): the local part exactly, the domain in any case. */
+static void add_remote(struct store_rcpts *r, const char *address)
+{
+    for (size_t i = 0; i < r->n_remote; i++)
+        if (addr_same_mailbox(r->remote[i], address))
+            return;
+    r->remote = xrealloc(r->remote, (r->n_remote + 1) * sizeof(*r->remote));
+    r->remote[r->n_remote++] = xstrdup(address);
+}
 
 /*
  * Expands the alias domain_id/local into r. The targets are read into
@@ -477,7 +491,7 @@ static int expand_alias(struct store *s, int64_t did, const char *local, int dep
                 tlocal[len] = '\0';
                 int trc = resolve(s, tlocal, at + 1, depth + 1, r);
                 if (trc == -KOTAK_ENODOMAIN)
-                    r->n_remote++;
+                    add_remote(r, targets[i]);
                 else if (trc < 0)
                     rc = trc;
             }

@@ -169,7 +169,8 @@ struct store_rcpts {
     size_t n;          /* local users, each once */
     size_t cap;
     int64_t *user_ids;
-    size_t n_remote;   /* alias targets outside the local domains */
+    size_t n_remote; /* alias targets outside the local domains, each once */
+    char **remote;   /* their addresses */
 };
 
 /*

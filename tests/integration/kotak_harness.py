@@ -195,6 +195,7 @@ class KotakInstance:
         self.db_path = os.path.join(self.data_dir, "kotak.db")
         self.cert = os.path.join(self.data_dir, "cert.pem")
         self.ports = {}
+        self.hosts = {}       # listener -> its first address, when not 127.0.0.1
         self.procs = {}       # daemon name -> Popen
         self.exit_codes = {}  # daemon name -> the last exit status
         self.logs = {name: os.path.join(self.dir, f"{name}.log") for name in DAEMONS}
@@ -221,13 +222,16 @@ class KotakInstance:
         ports = free_ports(len(LISTENERS))
         self.ports = dict(zip(LISTENERS, ports))
         listen = {name: {"listen": f"127.0.0.1:{self.ports[name]}"} for name in LISTENERS}
-        changes = merge_config(listen, self.config)
+        # No test asks the machine's resolver: mail for other domains stays
+        # queued (a temporary DNS failure) unless a test serves DNS itself.
+        changes = merge_config(listen, {"dns": {"servers": "127.0.0.1:9"}}, self.config)
         # A listen value the test gave wins; its port is then the first one in it.
         for name in LISTENERS:
             value = changes[name]["listen"]
-            m = re.match(r"\s*(?:\[[^\]]*\]|[^,:]+):(\d+)", value or "")
+            m = re.match(r"\s*(\[[^\]]*\]|[^,:]+):(\d+)", value or "")
             if m:
-                self.ports[name] = int(m.group(1))
+                self.ports[name] = int(m.group(2))
+                self.hosts[name] = m.group(1).strip("[]")
             elif not value:
                 self.ports.pop(name, None)
         with open(self.conf) as f:
@@ -281,7 +285,7 @@ class KotakInstance:
 
     def _probe(self, listener, timeout):
         """One short conversation: the greeting, QUIT, and the server closing."""
-        sock = socket.create_connection(("127.0.0.1", self.ports[listener]),
+        sock = socket.create_connection((self.hosts.get(listener, "127.0.0.1"), self.ports[listener]),
                                         timeout=min(timeout, 2))
         try:
             if listener in IMPLICIT_TLS:

@@ -383,13 +383,33 @@ class OpenRelayTest(AttackTest):
         self.try_tricks(self.raw(), REMOTE)
         self.assertServing()
 
-    def test_relay_tricks_on_submission_are_refused_and_nothing_is_stored(self):
-        # Relaying to other domains is not offered (yet): a logged-in user
-        # gets 5xx for these too, and none of them lands in a local maildrop.
-        self.try_tricks(self.raw_login("submission"), ALICE)
+    # A logged-in user may send to other servers: what submission takes is
+    # queued for exactly the mailbox named at the other server (a source
+    # route is dropped, RFC 5321 C), never kept here, and the tricks that
+    # name the local domain reach nobody.
+    QUEUED_FROM_TRICKS = {"bob@remote.example", "bob@example.test.remote.example",
+                          "bob@remote.example.example.test"}
 
-    def test_relay_tricks_on_465_are_refused_and_nothing_is_stored(self):
-        self.try_tricks(self.raw_login("submissions"), ALICE)
+    def try_tricks_logged_in(self, c):
+        for rcpt in RELAY_TRICKS:
+            self.assertReply(c.cmd(f"MAIL FROM:<{ALICE}>"), 250)
+            code, lines = c.cmd(f"RCPT TO:<{rcpt}>")
+            self.assertIn(code // 100, (2, 5), f"RCPT TO:<{rcpt}>: {lines}")
+            if code == 250:
+                self.assertReply(c.cmd("DATA"), 354)
+                c.send(message(token()) + b".\r\n")
+                self.assertEqual(c.reply()[0], 250)
+            else:
+                self.assertReply(c.cmd("RSET"), 250)
+        queued = {r[0] for r in self.kotak.query("SELECT address FROM queue_rcpt")}
+        self.assertEqual(queued, self.QUEUED_FROM_TRICKS)
+        self.assertEqual(self.kotak.count("maildrop"), 0, "a maildrop entry was made")
+
+    def test_relay_tricks_on_submission_queue_only_the_remote_mailbox_named(self):
+        self.try_tricks_logged_in(self.raw_login("submission"))
+
+    def test_relay_tricks_on_465_queue_only_the_remote_mailbox_named(self):
+        self.try_tricks_logged_in(self.raw_login("submissions"))
 
     def test_relay_tricks_in_one_pipelined_transaction_store_nothing(self):
         c = self.raw()

@@ -733,13 +733,17 @@ class SubmissionTest(SmtpdTest):
         self.assertReply(s.data(sent), 250)
         self.assertStoredExactly(BOB, sent, sender="alice+tag@example.test", n=1)
 
-    def test_relaying_to_another_domain_is_550_5_7_1(self):
+    def test_mail_for_another_domain_is_queued_and_an_unknown_local_user_is_550(self):
         s = self.submission()
         self.assertReply(s.mail(ALICE), 250)
-        self.assertReply(s.rcpt("friend@elsewhere.example"), 550, "5.7.1")
+        self.assertReply(s.rcpt("friend@elsewhere.example"), 250, "2.1.5")
         self.assertReply(s.rcpt("nobody@example.test"), 550, "5.1.1")
-        self.assertReply(s.rset(), 250)
-        self.assertNothingStored()
+        self.assertReply(s.rcpt("bob@[192.0.2.1]"), 550, "5.1.2")
+        self.assertReply(s.data(b"Subject: out\r\n\r\nout\r\n"), 250)
+        # Queued (DNS is unreachable here: it waits), and in no local maildrop.
+        self.assertEqual(self.kotak.query("SELECT address, state FROM queue_rcpt"),
+                         [("friend@elsewhere.example", 0)])
+        self.assertEqual(self.kotak.count("maildrop"), 0)
 
     def test_wrong_password_is_535_5_7_8_after_the_failure_delay(self):
         s = self.submission(user=None)

@@ -61,6 +61,12 @@ struct fake {
     char from[ADDR_TEXT_SIZE + 2];
     int64_t ids[8];
     size_t n_ids, n_rcpt_cmds;
+    char remote[4][ADDR_TEXT_SIZE]; /* recipients at other servers, as queued */
+    char orcpt[4][ADDR_TEXT_SIZE];
+    unsigned notify[4];
+    size_t n_remote;
+    enum store_ret ret;
+    char envid[128];
     char *message; /* the spool when deliver() was called, NUL-terminated */
     char user[SASL_FIELD_MAX + 1], password[SASL_FIELD_MAX + 1];
 };
@@ -115,7 +121,9 @@ static int fake_resolve(void *ctx, const struct addr *rcpt, struct store_rcpts *
             return 1;
         }
         if (strcmp(local, "fwd") == 0) {
-            r->n_remote++;
+            /* an alias that forwards to another server */
+            r->remote = xrealloc(r->remote, (r->n_remote + 1) * sizeof(*r->remote));
+            r->remote[r->n_remote++] = xstrdup("fwd@elsewhere.test");
             return 1;
         }
         if (strcmp(local, "dbfail") == 0)
@@ -162,6 +170,15 @@ static void fake_deliver(void *ctx, const struct smtp_tx *tx)
     for (size_t i = 0; i < tx->rcpts.n && i < 8; i++)
         f->ids[f->n_ids++] = tx->rcpts.user_ids[i];
     f->n_rcpt_cmds = tx->n_rcpt_cmds;
+    f->n_remote = 0;
+    for (size_t i = 0; i < tx->n_remote && i < 4; i++, f->n_remote++) {
+        snprintf(f->remote[i], sizeof(f->remote[i]), "%s", tx->remote[i].address);
+        snprintf(f->orcpt[i], sizeof(f->orcpt[i]), "%s",
+                 tx->remote[i].orcpt ? tx->remote[i].orcpt : "");
+        f->notify[i] = tx->remote[i].notify;
+    }
+    f->ret = tx->ret;
+    snprintf(f->envid, sizeof(f->envid), "%s", tx->envid ? tx->envid : "");
     free(f->message);
     f->message = xstrndup((const char *)f->spool.data, f->spool.len);
     f->spooling = false; /* the glue hands the spool to the store */
@@ -253,6 +270,12 @@ struct step {
 #define EHLO_AUTH EHLO_HEAD("10240") "250-AUTH PLAIN LOGIN\n250 ENHANCEDSTATUSCODES"
 #define EHLO_STARTTLS_AUTH                                                                         \
     EHLO_HEAD("10240") "250-STARTTLS\n250-AUTH PLAIN LOGIN\n250 ENHANCEDSTATUSCODES"
+/* Submission adds DSN (RFC 3461): its reports come from the queue. */
+#define SUB_EHLO_PLAIN EHLO_HEAD("10240") "250-DSN\n250 ENHANCEDSTATUSCODES"
+#define SUB_EHLO_STARTTLS EHLO_HEAD("10240") "250-STARTTLS\n250-DSN\n250 ENHANCEDSTATUSCODES"
+#define SUB_EHLO_AUTH EHLO_HEAD("10240") "250-AUTH PLAIN LOGIN\n250-DSN\n250 ENHANCEDSTATUSCODES"
+#define SUB_EHLO_STARTTLS_AUTH                                                                     \
+    EHLO_HEAD("10240") "250-STARTTLS\n250-AUTH PLAIN LOGIN\n250-DSN\n250 ENHANCEDSTATUSCODES"
 
 /* A transaction to alice, up to the 354. */
 #define TO_ALICE(from)                                                                             \
@@ -286,8 +309,9 @@ static int n_354, bad_354;
  */
 static bool reply_line_ok(const char *l, size_t n)
 {
-    static const char *const keywords[] = {"PIPELINING", "SIZE ", "8BITMIME",           "STARTTLS",
-                                           "SMTPUTF8",   "AUTH ", "ENHANCEDSTATUSCODES"};
+    static const char *const keywords[] = {
+        "PIPELINING", "SIZE ", "8BITMIME", "STARTTLS",
+        "SMTPUTF8",   "AUTH ", "DSN",      "ENHANCEDSTATUSCODES"};
     if (n < 4 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' || l[2] > '9' ||
         (l[3] != ' ' && l[3] != '-'))
         return false;
@@ -1009,14 +1033,14 @@ static const struct step mx_no_auth[] = {
 
 static const struct step sub_starttls_auth[] = {
     GREETING,
-    C("EHLO client.test\r\n", EHLO_STARTTLS),
+    C("EHLO client.test\r\n", SUB_EHLO_STARTTLS),
     C("MAIL FROM:<alice@example.test>\r\n", "530 5.7.0"),
     C("AUTH PLAIN " PLAIN_ALICE "\r\n", "538 5.7.11"),
     C("STARTTLS\r\n", "220 2.0.0"),
     IS_ACTION(SMTP_ACT_STARTTLS),
     TLS,
     C("AUTH PLAIN " PLAIN_ALICE "\r\n", "503 5.5.1"),
-    C("EHLO client.test\r\n", EHLO_AUTH),
+    C("EHLO client.test\r\n", SUB_EHLO_AUTH),
     C("MAIL FROM:<alice@example.test>\r\n", "530 5.7.0"),
     C("AUTH PLAIN " PLAIN_ALICE "\r\nNOOP\r\n", ""),
     IS_BUSY(1),
@@ -1030,8 +1054,17 @@ static const struct step sub_starttls_auth[] = {
     C("MAIL FROM:<nobody@example.test>\r\n", "553 5.7.1"),
     C("MAIL FROM:<alice+list@example.test>\r\n", "250 2.1.0"),
     C("RSET\r\n", "250 2.0.0"),
-    C("MAIL FROM:<sales@example.test>\r\n", "250 2.1.0"),
-    C("RCPT TO:<friend@elsewhere.test>\r\n", "550 5.7.1"),
+    C("MAIL FROM:<sales@example.test> RET=FULL RET=HDRS\r\n", "501 5.5.4"),
+    C("MAIL FROM:<sales@example.test> ENVID=a+0Db\r\n", "501 5.5.4"),
+    C("MAIL FROM:<sales@example.test> RET=HDRS ENVID=abc+2Bdef\r\n", "250 2.1.0"),
+    C("RCPT TO:<friend@elsewhere.test> NOTIFY=FAILURE,DELAY "
+      "ORCPT=rfc822;Friend+40elsewhere.test\r\n",
+      "250 2.1.5"),
+    C("RCPT TO:<friend@ELSEWHERE.test>\r\n", "250 2.1.5"),
+    C("RCPT TO:<x@[192.0.2.1]>\r\n", "550 5.1.2"),
+    C("RCPT TO:<bob@example.test> NOTIFY=NEVER,SUCCESS\r\n", "501 5.5.4"),
+    C("RCPT TO:<bob@example.test> ORCPT=x400;abc\r\n", "501 5.5.4"),
+    C("RCPT TO:<bob@example.test> FOO=1\r\n", "555 5.5.4"),
     C("RCPT TO:<bob@example.test>\r\n", "250 2.1.5"),
     C("DATA\r\n", "354 "),
     C("hi bob\r\n.\r\n", ""),
@@ -1049,13 +1082,18 @@ static void check_sub_starttls_auth(const struct fake *f, const char *tag)
     is_str(f->from, "sales@example.test", "%s: from the user's alias", tag);
     ok(f->n_ids == 1 && f->ids[0] == 2, "%s: to bob", tag);
     ok(message_has(f, " with ESMTPSA id "), "%s: Received: with ESMTPSA", tag);
-    ok(message_has(f, "for <bob@example.test>"), "%s: Received: for bob", tag);
+    is_int(f->n_remote, 1, "%s: one recipient at another server, once", tag);
+    is_str(f->remote[0], "friend@elsewhere.test", "%s: queued as named", tag);
+    is_str(f->orcpt[0], "Friend@elsewhere.test", "%s: its ORCPT, decoded", tag);
+    is_int(f->notify[0], STORE_NOTIFY_FAILURE | STORE_NOTIFY_DELAY, "%s: its NOTIFY", tag);
+    is_int(f->ret, STORE_RET_HDRS, "%s: RET", tag);
+    is_str(f->envid, "abc+def", "%s: ENVID, decoded", tag);
 }
 
 static const struct step sub_loopback[] = {
     GREETING,
     C("AUTH PLAIN " PLAIN_ALICE "\r\n", "503 5.5.1"),
-    C("EHLO client.test\r\n", EHLO_AUTH),
+    C("EHLO client.test\r\n", SUB_EHLO_AUTH),
     C("AUTH CRAM-MD5\r\n", "504 5.5.4"),
     /* LOGIN in two steps, then cancelled. */
     C("AUTH LOGIN\r\n", "334 " B64_USERNAME),
@@ -1085,7 +1123,7 @@ static const struct step sub_loopback[] = {
     C("AUTH LOGIN " B64_ALICE "\r\n", "334 " B64_PASSWORD),
     C(B64_SECRET "\r\n", ""),
     AUTHED(1, 1, "235 2.7.0"),
-    C("EHLO client.test\r\n", EHLO_PLAIN),
+    C("EHLO client.test\r\n", SUB_EHLO_PLAIN),
     C("MAIL FROM:<Alice@Example.Test>\r\n", "250 2.1.0"),
     C("RCPT TO:<bob@example.test>\r\n", "250 2.1.5"),
     C("DATA\r\n", "354 "),
@@ -1105,13 +1143,13 @@ static void check_sub_loopback(const struct fake *f, const char *tag)
 /* After STARTTLS, a login made before it is forgotten (RFC 3207 4.2). */
 static const struct step sub_forget_auth[] = {
     GREETING,
-    C("EHLO client.test\r\n", EHLO_STARTTLS_AUTH),
+    C("EHLO client.test\r\n", SUB_EHLO_STARTTLS_AUTH),
     C("AUTH PLAIN " PLAIN_ALICE "\r\n", ""),
     AUTHED(1, 1, "235 2.7.0"),
     C("STARTTLS\r\n", "220 2.0.0"),
     IS_ACTION(SMTP_ACT_STARTTLS),
     TLS,
-    C("EHLO client.test\r\n", EHLO_AUTH),
+    C("EHLO client.test\r\n", SUB_EHLO_AUTH),
     C("MAIL FROM:<alice@example.test>\r\n", "530 5.7.0"),
     THE_END,
 };
@@ -1120,7 +1158,7 @@ static const struct step sub_forget_auth[] = {
 static const struct step subs_session[] = {
     TLS,
     GREETING,
-    C("EHLO client.test\r\n", EHLO_AUTH),
+    C("EHLO client.test\r\n", SUB_EHLO_AUTH),
     C("STARTTLS\r\n", "502 5.5.1"),
     C("AUTH PLAIN " PLAIN_ALICE "\r\n", ""),
     AUTHED(1, 1, "235 2.7.0"),
@@ -1140,7 +1178,7 @@ static void check_subs(const struct fake *f, const char *tag)
 /* The submissions role never offers STARTTLS, even before its TLS is up. */
 static const struct step subs_no_starttls[] = {
     GREETING,
-    C("EHLO client.test\r\n", EHLO_PLAIN),
+    C("EHLO client.test\r\n", SUB_EHLO_PLAIN),
     C("STARTTLS\r\n", "502 5.5.1"),
     IS_ACTION(SMTP_ACT_NONE),
     THE_END,
@@ -1149,7 +1187,7 @@ static const struct step subs_no_starttls[] = {
 /* Submission without TLS and not from loopback: no login at all. */
 static const struct step sub_plaintext[] = {
     GREETING,
-    C("EHLO client.test\r\n", EHLO_PLAIN),
+    C("EHLO client.test\r\n", SUB_EHLO_PLAIN),
     C("AUTH LOGIN\r\n", "538 5.7.11"),
     C("STARTTLS\r\n", "502 5.5.1"),
     C("MAIL FROM:<alice@example.test>\r\n", "530 5.7.0"),

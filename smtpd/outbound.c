@@ -1,0 +1,1251 @@
+/*
+ * outbound.c — the queue runner; see outbound.h.
+ *
+ * In memory, at most OB_RCPTS_MAX recipients at a time, however long the
+ * queue: a destination (struct dest) holds the messages waiting for it
+ * (struct omsg, one queue entry's recipients there), and its connections
+ * (struct oconn) take them one after the other. A message lives from the
+ * poll that found it until the store thread has recorded its outcome.
+ */
+#include "outbound.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dns.h"
+#include "dsn.h"
+#include "log.h"
+#include "net.h"
+#include "route.h"
+#include "schedule.h"
+#include "smtp_client.h"
+#include "spool.h"
+#include "tls.h"
+#include "util.h"
+
+#define OB_RCPTS_MAX 2000 /* recipients in memory at once */
+#define OB_POLL_MS 1000   /* the queue is read this often, and when kicked */
+#define OB_KICK_MS 20     /* a kick gathers what the next few commits queue */
+#define OB_BUCKETS 4096   /* the in-flight set's hash buckets */
+#define OB_READ_CHUNK (64 * 1024)
+#define OB_CONNECT_TIMEOUT_MS (30 * 1000)
+#define OB_IDLE_TIMEOUT_MS (10 * 60 * 1000) /* RFC 5321 4.5.3.2's longest wait */
+
+struct dest;
+struct oconn;
+
+/* One queued recipient, in flight from the poll to its recorded outcome. */
+struct orcpt {
+    int64_t rcpt_id;
+    char *address, *orcpt;
+    unsigned notify;
+    bool delay_notified;
+    struct orcpt *hnext; /* the in-flight set's chain */
+};
+
+/* One queue entry's recipients at one destination. */
+struct omsg {
+    int64_t queue_id, message_id, user_id, created, size;
+    char *sender, *envid;
+    enum store_ret ret;
+    bool bounce;
+    bool fresh; /* found by the poll under way: its recipients join the set after it */
+    bool tls;   /* its last attempt went over TLS */
+    struct orcpt *rcpts;
+    size_t n_rcpts;
+    struct omsg *next;
+};
+
+enum dest_state { DEST_NEW, DEST_RESOLVING, DEST_READY };
+
+/* Where mail goes: a domain's MX hosts, or the smarthost (domain ""). */
+struct dest {
+    struct outbound *ob;
+    char domain[ADDR_DOMAIN_MAX + 1];
+    enum dest_state state;
+    struct omsg *head, *tail; /* waiting for a connection */
+    size_t n_conns;
+    struct route_plan plan;
+    size_t host_next; /* the next host whose addresses are asked */
+    struct dns_addr *addrs[DNS_MX_MAX];
+    struct route_host_addrs answers[DNS_MX_MAX];
+    struct route_target targets[ROUTE_ADDRS_MAX];
+    size_t n_targets;
+    size_t first_target; /* targets before it failed: new connections skip them */
+    unsigned plain_only; /* bit i: target i failed its TLS handshake, go on without */
+    bool querying;
+    struct dest *next;
+};
+
+/* One connection to a destination, with its client. */
+struct oconn {
+    struct dest *dest;
+    struct net_conn *net;
+    struct smtp_client *client;
+    size_t target;
+    bool tls_tried;  /* STARTTLS or implicit TLS was under way */
+    bool transacted; /* a transaction got past the greeting and EHLO */
+    bool closed;
+    struct omsg *msg;
+    int64_t body_off;
+    char host[DNS_NAME_MAX + 1];
+    char ip[64];
+};
+
+struct outbound {
+    uv_loop_t *loop;
+    const struct conf *conf;
+    struct store *reader;
+    struct committer *committer;
+    const char *data_dir;
+    struct net_server *net;
+    struct dns *dns;
+    struct tls_client *tls_mx;        /* opportunistic: no check */
+    struct tls_client *tls_smarthost; /* verified */
+    char *smarthost_password;
+    struct schedule schedule;
+    uv_timer_t poll_timer;
+    bool polling_soon;
+    struct dest *dests;
+    size_t n_conns;
+    size_t n_rcpts; /* in flight */
+    size_t jobs;    /* at the store thread */
+    struct orcpt *inflight[OB_BUCKETS];
+    bool stopping;
+    void (*on_idle)(void *ctx);
+    void *idle_ctx;
+    char *chunk;
+};
+
+static void dest_run(struct dest *d);
+static void pump(struct oconn *oc);
+static void maybe_idle(struct outbound *ob);
+
+/* --- the in-flight set ------------------------------------------------------ */
+
+static size_t bucket(int64_t id)
+{
+    return (size_t)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 52) % OB_BUCKETS;
+}
+
+static bool inflight_has(struct outbound *ob, int64_t id)
+{
+    for (struct orcpt *r = ob->inflight[bucket(id)]; r != NULL; r = r->hnext)
+        if (r->rcpt_id == id)
+            return true;
+    return false;
+}
+
+static void inflight_add(struct outbound *ob, struct orcpt *r)
+{
+    size_t b = bucket(r->rcpt_id);
+    r->hnext = ob->inflight[b];
+    ob->inflight[b] = r;
+    ob->n_rcpts++;
+}
+
+static void inflight_remove(struct outbound *ob, struct orcpt *r)
+{
+    struct orcpt **p = &ob->inflight[bucket(r->rcpt_id)];
+    while (*p != NULL && *p != r)
+        p = &(*p)->hnext;
+    if (*p == r) {
+        *p = r->hnext;
+        ob->n_rcpts--;
+    }
+}
+
+/* Forgets a message: its recipients may be picked again. */
+static void msg_free(struct outbound *ob, struct omsg *m)
+{
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        inflight_remove(ob, &m->rcpts[i]);
+        free(m->rcpts[i].address);
+        free(m->rcpts[i].orcpt);
+    }
+    free(m->rcpts);
+    free(m->sender);
+    free(m->envid);
+    free(m);
+}
+
+/* --- recording outcomes ---------------------------------------------------- */
+
+static const char *result_word(enum store_rcpt_state st)
+{
+    return st == STORE_RCPT_DELIVERED ? "delivered"
+           : st == STORE_RCPT_FAILED  ? "failed"
+                                      : "deferred";
+}
+
+/* The RFC 3463 status of a result, when the server gave none. */
+static void result_status(const struct smtp_client_result *r, char out[16])
+{
+    if (r->enhanced[0] != '\0')
+        snprintf(out, 16, "%s", r->enhanced);
+    else
+        snprintf(out, 16, "%s", r->state == SMTP_CLIENT_FAILED ? "5.0.0" : "4.0.0");
+}
+
+/* The reply as it goes into the queue's log and a report: "550 5.1.1 text". */
+static char *result_reply(const struct smtp_client_result *r)
+{
+    char line[SMTP_CLIENT_TEXT_MAX + 32];
+    if (r->code > 0)
+        snprintf(line, sizeof(line), "%d%s%s %s", r->code, r->enhanced[0] ? " " : "", r->enhanced,
+                 r->text);
+    else
+        snprintf(line, sizeof(line), "%s", r->text);
+    return xstrdup(line);
+}
+
+/* Reads the original for a report: the whole when asked and small, else its head. */
+static char *read_original(struct outbound *ob, const struct omsg *m, bool whole, size_t *len_r)
+{
+    size_t want = whole && m->size <= DSN_FULL_MAX ? (size_t)m->size : DSN_HEADERS_MAX;
+    char *p = xmalloc(want + 1);
+    size_t len = 0;
+    while (len < want) {
+        size_t got = 0;
+        if (store_mbox_read(ob->reader, m->message_id, (int64_t)len, p + len, want - len, &got) <
+                0 ||
+            got == 0)
+            break;
+        len += got;
+    }
+    *len_r = len;
+    return p;
+}
+
+/*
+ * The report a message's outcome calls for (kind), to its sender, made a
+ * job's message: into the sender's maildrop when the sender is here, else
+ * queued from <> toward the sender's server. Returns false when it goes
+ * nowhere (a local domain without that user: logged).
+ */
+static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_job *job,
+                       enum dsn_kind kind, const struct dsn_rcpt *rr, size_t n)
+{
+    int64_t now = time(NULL);
+    char msgid[128];
+    snprintf(msgid, sizeof(msgid), "%lld.%llx.report@%s", (long long)m->queue_id,
+             (unsigned long long)uv_hrtime(), ob->conf->hostname);
+    size_t orig_len = 0;
+    char *orig =
+        read_original(ob, m, m->ret == STORE_RET_FULL && kind == DSN_KIND_FAILED, &orig_len);
+    struct dsn_report r = {
+        .kind = kind,
+        .reporting_mta = ob->conf->hostname,
+        .message_id = msgid,
+        .sender = m->sender,
+        .envid = m->envid,
+        .arrival = (time_t)m->created,
+        .date = (time_t)now,
+        .ret = m->ret,
+        .rcpts = rr,
+        .nrcpts = n,
+        .orig = orig_len > 0 ? orig : NULL,
+        .orig_len = orig_len,
+        .orig_size = (size_t)m->size,
+    };
+    struct buf out;
+    buf_init(&out, DSN_REPORT_MAX(n));
+    int rc = buf_append_str(&out, "Return-Path: <>\r\n");
+    size_t head = out.len;
+    if (rc == 0)
+        rc = dsn_build(&r, &out, NULL);
+    free(orig);
+    if (rc < 0) {
+        log_error("smtp event=report-failed id=%lld rc=%d", (long long)m->queue_id, rc);
+        buf_free(&out);
+        return false;
+    }
+    /* Where it goes: the sender who logged in, a local mailbox, or its server. */
+    struct store_rcpts local = {0};
+    bool remote = false;
+    if (m->user_id > 0) {
+        local.user_ids = xmalloc(sizeof(int64_t));
+        local.user_ids[local.n++] = m->user_id;
+    } else {
+        struct addr a;
+        int res = addr_parse(m->sender, strlen(m->sender), ADDR_UTF8 | ADDR_QUOTED, &a) == 0
+                      ? store_resolve(ob->reader, &a, &local)
+                      : 0;
+        remote = res == -KOTAK_ENODOMAIN;
+        if (res <= 0 && !remote) {
+            char v[ADDR_TEXT_SIZE + 8];
+            log_info("smtp event=report-dropped id=%lld sender=<%s> reason=no-such-mailbox",
+                     (long long)m->queue_id, log_value(v, sizeof(v), m->sender, strlen(m->sender)));
+            store_rcpts_free(&local);
+            buf_free(&out);
+            return false;
+        }
+    }
+    job->no_message = false;
+    spool_init(&job->spool, out.len, ob->data_dir);
+    /* Toward another server the Return-Path is for its final delivery to write. */
+    const uint8_t *body = out.data + (remote ? head : 0);
+    rc = spool_write(&job->spool, body, out.len - (size_t)(body - out.data));
+    buf_free(&out);
+    job->user_ids = local.user_ids;
+    job->n_users = local.n;
+    local.user_ids = NULL;
+    store_rcpts_free(&local);
+    if (remote) {
+        job->env = (struct store_envelope){.sender = xstrdup(""), .bounce = true};
+        job->remote = xcalloc(1, sizeof(*job->remote));
+        job->remote[0] =
+            (struct commit_remote){.address = xstrdup(m->sender), .notify = STORE_NOTIFY_NEVER};
+        job->n_remote = 1;
+    }
+    return rc == 0;
+}
+
+/*
+ * A message's transaction is over: what each recipient's result means for
+ * the queue, recorded in one job with the report it calls for. While
+ * stopping, a deferral is not recorded: the recipient stays due, and goes
+ * at the next start without waiting for a retry.
+ */
+static void msg_outcome(struct outbound *ob, struct omsg *m, const struct smtp_client_result *res,
+                        size_t n, const char *host, const char *ip, bool tls)
+{
+    int64_t now = time(NULL);
+    if (n > m->n_rcpts)
+        n = m->n_rcpts;
+    m->tls = tls;
+    struct commit_job *job = xcalloc(1, sizeof(*job));
+    job->from_queue = true;
+    job->no_message = true; /* unless a report comes with it */
+    job->owner = m;
+    job->received = now;
+    job->attempts = xcalloc(n ? n : 1, sizeof(*job->attempts));
+    struct dsn_rcpt *rr = xcalloc(n ? n : 1, sizeof(*rr));
+    char(*status)[16] = xcalloc(n ? n : 1, sizeof(*status));
+    char(*orig)[ADDR_TEXT_SIZE + 8] = xcalloc(n ? n : 1, sizeof(*orig));
+    size_t n_report = 0;
+    bool failed = false, delayed = false;
+    bool may_report = !m->bounce && dsn_should_bounce(m->sender);
+    for (size_t i = 0; i < n; i++) {
+        struct orcpt *r = &m->rcpts[i];
+        const struct smtp_client_result *x = &res[i];
+        enum store_rcpt_state st = x->state == SMTP_CLIENT_DELIVERED ? STORE_RCPT_DELIVERED
+                                   : x->state == SMTP_CLIENT_FAILED  ? STORE_RCPT_FAILED
+                                                                     : STORE_RCPT_QUEUED;
+        int64_t next = 0;
+        bool warn = false;
+        if (st == STORE_RCPT_QUEUED) {
+            if (ob->stopping)
+                continue;
+            next = schedule_next_try(&ob->schedule, m->created, now, m->bounce);
+            if (next == 0)
+                st = STORE_RCPT_FAILED; /* waited long enough: give up */
+            else
+                warn = schedule_warn_delay(&ob->schedule, m->created, now, r->delay_notified,
+                                           m->bounce);
+        }
+        struct commit_attempt *a = &job->attempts[job->n_attempts++];
+        a->rcpt_id = r->rcpt_id;
+        a->a = (struct store_attempt){
+            .at = now,
+            .host = xstrdup(host),
+            .ip = xstrdup(ip),
+            .code = x->code,
+            .reply = result_reply(x),
+            .state = st,
+            .next_try = next,
+            .delay_notified = r->delay_notified || warn,
+        };
+        enum dsn_action action = st == STORE_RCPT_DELIVERED ? DSN_ACTION_RELAYED
+                                 : st == STORE_RCPT_FAILED  ? DSN_ACTION_FAILED
+                                                            : DSN_ACTION_DELAYED;
+        if (!may_report || (st == STORE_RCPT_QUEUED && !warn) ||
+            !dsn_notify_wants(r->notify, action))
+            continue;
+        size_t k = n_report++;
+        result_status(x, status[k]);
+        if (r->orcpt != NULL && r->orcpt[0] != '\0')
+            snprintf(orig[k], sizeof(orig[k]), "rfc822;%s", r->orcpt);
+        failed |= action == DSN_ACTION_FAILED;
+        delayed |= action == DSN_ACTION_DELAYED;
+        rr[k] = (struct dsn_rcpt){
+            .final_rcpt = r->address,
+            .orig_rcpt = orig[k],
+            .action = action,
+            .status = status[k],
+            .remote_mta = x->code > 0 && host[0] ? host : NULL,
+            .reply = x->code > 0 ? a->a.reply : NULL,
+            .reply_len = x->code > 0 ? strlen(a->a.reply) : 0,
+            .reason = x->code > 0 ? NULL : x->text,
+            .last_attempt = (time_t)now,
+            .retry_until = action == DSN_ACTION_DELAYED
+                               ? (time_t)schedule_retry_until(&ob->schedule, m->created, m->bounce)
+                               : 0,
+        };
+    }
+    if (n_report > 0)
+        add_report(ob, m, job,
+                   failed    ? DSN_KIND_FAILED
+                   : delayed ? DSN_KIND_DELAYED
+                             : DSN_KIND_SUCCESS,
+                   rr, n_report);
+    free(orig);
+    free(status);
+    free(rr);
+    if (job->n_attempts == 0 && job->no_message) {
+        commit_job_free(job);
+        msg_free(ob, m);
+        maybe_idle(ob);
+        return;
+    }
+    ob->jobs++;
+    committer_submit(ob->committer, job);
+}
+
+void outbound_job_done(struct outbound *ob, struct commit_job *job)
+{
+    struct omsg *m = job->owner;
+    if (job->rc < 0)
+        log_error("smtp event=queue-record-failed id=%lld rc=%d error=\"%s\"",
+                  (long long)m->queue_id, job->rc, kotak_strerror(job->rc));
+    /* One line per attempt, once it is on record. */
+    for (size_t i = 0; i < job->n_attempts && job->rc == 0; i++) {
+        const struct commit_attempt *a = &job->attempts[i];
+        const char *rcpt = "";
+        for (size_t k = 0; k < m->n_rcpts; k++)
+            if (m->rcpts[k].rcpt_id == a->rcpt_id)
+                rcpt = m->rcpts[k].address;
+        char v[ADDR_TEXT_SIZE + 8], t[SMTP_CLIENT_TEXT_MAX + 48];
+        log_info("smtp event=delivery id=%lld rcpt=<%s> mx=%s ip=%s tls=%s code=%d result=%s "
+                 "reply=%s",
+                 (long long)m->queue_id, log_value(v, sizeof(v), rcpt, strlen(rcpt)),
+                 a->a.host[0] ? a->a.host : "-", a->a.ip[0] ? a->a.ip : "-", m->tls ? "yes" : "no",
+                 a->a.code, result_word(a->a.state),
+                 log_value(t, sizeof(t), a->a.reply, strlen(a->a.reply)));
+    }
+    ob->jobs--;
+    msg_free(ob, m);
+    commit_job_free(job);
+    if (!ob->stopping)
+        outbound_kick(ob); /* room for more */
+    maybe_idle(ob);
+}
+
+/* Every recipient of m deferred (or failed, when permanent) with one reason of our own. */
+static void msg_fail_all(struct outbound *ob, struct omsg *m, bool permanent, int code,
+                         const char *status, const char *text, const char *host, const char *ip)
+{
+    struct smtp_client_result *res = xcalloc(m->n_rcpts, sizeof(*res));
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        res[i].state = permanent ? SMTP_CLIENT_FAILED : SMTP_CLIENT_DEFERRED;
+        res[i].code = code;
+        snprintf(res[i].enhanced, sizeof(res[i].enhanced), "%s", status);
+        snprintf(res[i].text, sizeof(res[i].text), "%s", text);
+    }
+    msg_outcome(ob, m, res, m->n_rcpts, host, ip, false);
+    free(res);
+}
+
+/* --- destinations ------------------------------------------------------------ */
+
+static struct dest *dest_get(struct outbound *ob, const char *domain)
+{
+    for (struct dest *d = ob->dests; d != NULL; d = d->next)
+        if (strcmp(d->domain, domain) == 0)
+            return d;
+    struct dest *d = xcalloc(1, sizeof(*d));
+    d->ob = ob;
+    snprintf(d->domain, sizeof(d->domain), "%s", domain);
+    d->next = ob->dests;
+    ob->dests = d;
+    return d;
+}
+
+static void dest_free(struct dest *d)
+{
+    struct outbound *ob = d->ob;
+    struct dest **p = &ob->dests;
+    while (*p != d)
+        p = &(*p)->next;
+    *p = d->next;
+    for (size_t i = 0; i < DNS_MX_MAX; i++)
+        free(d->addrs[i]);
+    free(d);
+}
+
+/* A destination with nothing waiting and no connection is forgotten (its DNS answers too). */
+static void dest_maybe_free(struct dest *d)
+{
+    if (d->head == NULL && d->n_conns == 0 && !d->querying)
+        dest_free(d);
+}
+
+static void dest_push(struct dest *d, struct omsg *m, bool front)
+{
+    if (front) {
+        m->next = d->head;
+        d->head = m;
+        if (d->tail == NULL)
+            d->tail = m;
+        return;
+    }
+    m->next = NULL;
+    if (d->tail != NULL)
+        d->tail->next = m;
+    else
+        d->head = m;
+    d->tail = m;
+}
+
+static struct omsg *dest_pop(struct dest *d)
+{
+    struct omsg *m = d->head;
+    if (m != NULL) {
+        d->head = m->next;
+        if (d->head == NULL)
+            d->tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+/* Nowhere to go, now or ever: every waiting message gets the route's failure. */
+static void dest_fail(struct dest *d, const struct route_fail *f, const char *why)
+{
+    struct outbound *ob = d->ob;
+    char text[512];
+    snprintf(text, sizeof(text), "%s%s%s", f->text, why ? ": " : "", why ? why : "");
+    struct omsg *m;
+    while ((m = dest_pop(d)) != NULL)
+        msg_fail_all(ob, m, f->permanent, f->code, f->status, text, "", "");
+    d->state = DEST_NEW; /* asked again next time */
+    d->n_targets = d->first_target = 0;
+    d->plain_only = 0;
+    dest_maybe_free(d);
+}
+
+static bool smarthost(const struct outbound *ob)
+{
+    return ob->conf->relay.smarthost_host[0] != '\0';
+}
+
+static void addrs_answer(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n);
+
+/* Asks for the next host's addresses, or finishes the targets. */
+static void next_host(struct dest *d)
+{
+    struct outbound *ob = d->ob;
+    size_t have = d->host_next;
+    struct route_target t[ROUTE_ADDRS_MAX];
+    size_t nt = 0;
+    const struct route_fail *f = have > 0 ? route_addrs(d->answers, have, t, &nt) : NULL;
+    if (have < d->plan.n && (have == 0 || nt < ROUTE_ADDRS_MAX)) {
+        d->querying = true;
+        if (dns_addrs(ob->dns, d->plan.hosts[have].name, DNS_V4 | DNS_V6, addrs_answer, d) < 0) {
+            d->querying = false;
+            d->answers[have].status = DNS_NXDOMAIN;
+            d->host_next++;
+            next_host(d);
+        }
+        return;
+    }
+    if (f != NULL) {
+        dest_fail(d, f, NULL);
+        return;
+    }
+    memcpy(d->targets, t, nt * sizeof(t[0]));
+    d->n_targets = nt;
+    d->first_target = 0;
+    d->state = DEST_READY;
+    dest_run(d);
+}
+
+static void addrs_answer(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n)
+{
+    struct dest *d = ctx;
+    d->querying = false;
+    if (status == DNS_CANCELLED) {
+        dest_maybe_free(d);
+        return;
+    }
+    size_t i = d->host_next++;
+    d->addrs[i] = n > 0 ? xmalloc(n * sizeof(*addrs)) : NULL;
+    if (n > 0)
+        memcpy(d->addrs[i], addrs, n * sizeof(*addrs));
+    d->answers[i] = (struct route_host_addrs){status, d->addrs[i], n};
+    next_host(d);
+}
+
+static void mx_answer(void *ctx, enum dns_status status, const struct dns_mx *records, size_t n)
+{
+    struct dest *d = ctx;
+    struct outbound *ob = d->ob;
+    d->querying = false;
+    if (status == DNS_CANCELLED) {
+        dest_maybe_free(d);
+        return;
+    }
+    const char *self[] = {ob->conf->hostname};
+    const struct route_fail *f =
+        route_plan(d->domain, status, records, n, self, 1, (uint32_t)uv_hrtime(), &d->plan);
+    if (f != NULL) {
+        dest_fail(d, f, NULL);
+        return;
+    }
+    next_host(d);
+}
+
+/* Begins finding where the destination's mail goes. */
+static void dest_resolve(struct dest *d)
+{
+    struct outbound *ob = d->ob;
+    d->state = DEST_RESOLVING;
+    d->host_next = 0;
+    for (size_t i = 0; i < DNS_MX_MAX; i++) {
+        free(d->addrs[i]);
+        d->addrs[i] = NULL;
+    }
+    if (smarthost(ob)) {
+        const char *host = ob->conf->relay.smarthost_host;
+        struct dns_addr a = {0};
+        if (inet_pton(AF_INET, host, a.bytes) == 1 || inet_pton(AF_INET6, host, a.bytes) == 1) {
+            a.family = strchr(host, ':') ? AF_INET6 : AF_INET;
+            d->targets[0] = (struct route_target){a, 0};
+            d->n_targets = 1;
+            snprintf(d->plan.hosts[0].name, sizeof(d->plan.hosts[0].name), "%s", host);
+            d->plan.n = 1;
+            d->state = DEST_READY;
+            dest_run(d);
+            return;
+        }
+        d->plan = (struct route_plan){.n = 1};
+        snprintf(d->plan.hosts[0].name, sizeof(d->plan.hosts[0].name), "%s", host);
+        next_host(d);
+        return;
+    }
+    d->querying = true;
+    if (dns_mx(ob->dns, d->domain, mx_answer, d) < 0) {
+        d->querying = false;
+        dest_fail(d, &route_fail_nxdomain, NULL);
+    }
+}
+
+/* --- connections ---------------------------------------------------------------- */
+
+static void conn_start(struct dest *d, size_t target);
+
+/* Prepares m for the client: its size and whether it needs 8BITMIME, SMTPUTF8. */
+static int msg_describe(struct outbound *ob, const struct omsg *m, struct smtp_client_msg *cm,
+                        struct smtp_client_rcpt *cr)
+{
+    bool eight = false, utf8_head = false, in_head = true;
+    char prev1 = '\n', prev2 = '\n'; /* as if a line had just ended */
+    for (int64_t off = 0; in_head || !eight;) {
+        size_t got = 0;
+        int rc = store_mbox_read(ob->reader, m->message_id, off, ob->chunk, OB_READ_CHUNK, &got);
+        if (rc < 0)
+            return rc;
+        if (got == 0)
+            break;
+        for (size_t i = 0; i < got; i++) {
+            char ch = ob->chunk[i];
+            if ((unsigned char)ch >= 0x80) {
+                eight = true;
+                utf8_head |= in_head;
+            }
+            /* The header section ends at the first empty line. */
+            if (ch == '\n' && (prev1 == '\n' || (prev1 == '\r' && prev2 == '\n')))
+                in_head = false;
+            prev2 = prev1;
+            prev1 = ch;
+        }
+        off += (int64_t)got;
+    }
+    bool utf8_addr = false;
+    for (const char *p = m->sender; *p; p++)
+        utf8_addr |= (unsigned char)*p >= 0x80;
+    for (size_t i = 0; i < m->n_rcpts; i++) {
+        cr[i] =
+            (struct smtp_client_rcpt){m->rcpts[i].address, m->rcpts[i].notify, m->rcpts[i].orcpt};
+        for (const char *p = m->rcpts[i].address; *p; p++)
+            utf8_addr |= (unsigned char)*p >= 0x80;
+    }
+    *cm = (struct smtp_client_msg){
+        .from = m->sender,
+        .rcpts = cr,
+        .n_rcpts = m->n_rcpts,
+        .size = (uint64_t)m->size,
+        .eight_bit = eight,
+        .needs_smtputf8 = utf8_head || utf8_addr,
+        .ret = m->ret,
+        .envid = m->envid,
+    };
+    return 0;
+}
+
+/* Gives the connection its next message, or says QUIT. */
+static void conn_next(struct oconn *oc)
+{
+    struct outbound *ob = oc->dest->ob;
+    while (!ob->stopping && (oc->msg = dest_pop(oc->dest)) != NULL) {
+        struct smtp_client_rcpt *cr = xcalloc(oc->msg->n_rcpts, sizeof(*cr));
+        struct smtp_client_msg cm;
+        int rc = msg_describe(ob, oc->msg, &cm, cr);
+        if (rc == 0)
+            rc = smtp_client_next(oc->client, &cm);
+        free(cr);
+        if (rc == 0) {
+            oc->body_off = 0;
+            return;
+        }
+        /* Gone from the store (dropped), or refused by the client: nothing to send. */
+        log_error("smtp event=delivery-skipped id=%lld rc=%d", (long long)oc->msg->queue_id, rc);
+        if (rc == -EINVAL)
+            msg_fail_all(ob, oc->msg, true, 0, "5.6.0", "the message cannot be sent as it is", "",
+                         "");
+        else
+            msg_free(ob, oc->msg);
+        oc->msg = NULL;
+    }
+    smtp_client_quit(oc->client);
+}
+
+/* The transaction ended (DONE or CLOSE): its results are recorded. */
+static void conn_msg_done(struct oconn *oc)
+{
+    struct omsg *m = oc->msg;
+    oc->msg = NULL;
+    size_t n;
+    const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
+    msg_outcome(oc->dest->ob, m, res, n, oc->host, oc->ip, smtp_client_tls_used(oc->client));
+}
+
+static void feed(struct oconn *oc)
+{
+    if (oc->closed || smtp_client_action(oc->client) == SMTP_CLIENT_ACT_BODY)
+        return;
+    struct buf *in = net_conn_input(oc->net);
+    size_t used = 0;
+    smtp_client_feed(oc->client, (const char *)in->data, in->len, &used);
+    buf_consume(in, used);
+}
+
+/* Does what the client asks until it waits for the server. */
+static void pump(struct oconn *oc)
+{
+    struct outbound *ob = oc->dest->ob;
+    for (int rounds = 0; !oc->closed && rounds < 64; rounds++) {
+        struct buf *out = smtp_client_output(oc->client);
+        if (out->len > 0) {
+            if (net_conn_write(oc->net, out->data, out->len) < 0) {
+                smtp_client_connection_lost(oc->client);
+                buf_reset(out);
+                continue;
+            }
+            buf_reset(out);
+        }
+        switch (smtp_client_action(oc->client)) {
+        case SMTP_CLIENT_ACT_NONE:
+            return;
+        case SMTP_CLIENT_ACT_STARTTLS:
+            oc->tls_tried = true;
+            net_conn_start_tls_client(oc->net, smarthost(ob) ? ob->tls_smarthost : ob->tls_mx,
+                                      oc->host);
+            return;
+        case SMTP_CLIENT_ACT_BODY:
+            if (net_conn_pending(oc->net) >= NET_LOW_WATER)
+                return; /* drain brings us back */
+            oc->transacted = true;
+            while (smtp_client_wants_body(oc->client)) {
+                size_t got = 0;
+                if (store_mbox_read(ob->reader, oc->msg->message_id, oc->body_off, ob->chunk,
+                                    SMTP_CLIENT_BODY_CHUNK, &got) < 0) {
+                    smtp_client_quit(oc->client); /* defers: the body is unreadable now */
+                    break;
+                }
+                if (got == 0) {
+                    smtp_client_body_end(oc->client);
+                    feed(oc); /* what the server sent early is its answer */
+                    break;
+                }
+                smtp_client_body(oc->client, ob->chunk, got);
+                oc->body_off += (int64_t)got;
+            }
+            continue;
+        case SMTP_CLIENT_ACT_DONE:
+            if (oc->msg != NULL) {
+                oc->transacted = true;
+                conn_msg_done(oc);
+            }
+            conn_next(oc);
+            continue;
+        case SMTP_CLIENT_ACT_CLOSE:
+            net_conn_close(oc->net);
+            return;
+        }
+    }
+}
+
+static void *p_open(struct net_conn *c, void *ctx)
+{
+    struct oconn *oc = ctx;
+    snprintf(oc->ip, sizeof(oc->ip), "%s", net_conn_peer(c));
+    return oc;
+}
+
+static void p_input(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct oconn *oc = ctx;
+    feed(oc);
+    pump(oc);
+}
+
+static void p_drain(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    pump(ctx);
+}
+
+static void p_timeout(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct oconn *oc = ctx;
+    smtp_client_timed_out(oc->client);
+    pump(oc);
+}
+
+static void p_tls_started(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct oconn *oc = ctx;
+    smtp_client_tls_started(oc->client);
+    pump(oc);
+}
+
+/* Whether a failure on this connection is the target's (try the next) rather than the message's. */
+static bool target_failed(const struct oconn *oc)
+{
+    if (oc->transacted || oc->msg == NULL)
+        return false;
+    size_t n;
+    const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
+    for (size_t i = 0; i < n; i++)
+        if (res[i].state != SMTP_CLIENT_DEFERRED && res[i].state != SMTP_CLIENT_PENDING &&
+            res[i].stage <= SMTP_CLIENT_STAGE_EHLO)
+            return true; /* a 5xx greeting or EHLO: this host will not take mail */
+    return n == 0 || res[0].stage <= SMTP_CLIENT_STAGE_AUTH;
+}
+
+static void p_close(struct net_conn *c, void *ctx)
+{
+    struct oconn *oc = ctx;
+    struct dest *d = oc->dest;
+    struct outbound *ob = d->ob;
+    char why[NET_TLS_ERROR_MAX];
+    const char *tls_error = net_conn_tls_error(c, why, sizeof(why));
+    const char *failure = net_conn_failure(c);
+    oc->closed = true;
+    if (smtp_client_action(oc->client) != SMTP_CLIENT_ACT_CLOSE) {
+        if (tls_error != NULL && oc->tls_tried)
+            smtp_client_tls_failed(oc->client);
+        else
+            smtp_client_connection_lost(oc->client);
+    }
+    struct omsg *m = oc->msg;
+    size_t nres;
+    const struct smtp_client_result *res0 = smtp_client_results(oc->client, &nres);
+    if (nres > 0 && res0[0].stage == SMTP_CLIENT_STAGE_AUTH && res0[0].code >= 500)
+        log_error("smtp event=smarthost-login-refused host=%s code=%d: check [relay] "
+                  "smarthost_user and smarthost_password_file; mail waits in the queue",
+                  oc->host, res0[0].code);
+    if (m != NULL && !ob->stopping && target_failed(oc)) {
+        /* The host is down or will not talk: the message tries the next one. */
+        oc->msg = NULL;
+        dest_push(d, m, true);
+        bool tls_only = tls_error != NULL && oc->tls_tried && !smarthost(ob) &&
+                        !(d->plain_only & (1u << oc->target));
+        if (tls_only) {
+            d->plain_only |= 1u << oc->target; /* plaintext only after a failed handshake */
+        } else if (oc->target + 1 < d->n_targets) {
+            if (d->first_target <= oc->target)
+                d->first_target = oc->target + 1;
+        } else {
+            /* Every address failed: the messages wait for their next try. */
+            size_t n;
+            const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
+            char text[640], v[700];
+            if (n > 0 && res[0].code > 0)
+                snprintf(text, sizeof(text), "%d %s%s%.512s", res[0].code, res[0].enhanced,
+                         res[0].enhanced[0] ? " " : "", res[0].text);
+            else
+                snprintf(text, sizeof(text), "%.300s%s%.128s",
+                         n > 0 ? res[0].text : "cannot connect", failure || tls_error ? ": " : "",
+                         failure     ? failure
+                         : tls_error ? tls_error
+                                     : "");
+            log_info("smtp event=destination-unreachable domain=%s reason=%s",
+                     d->domain[0] ? d->domain : "smarthost",
+                     log_value(v, sizeof(v), text, strlen(text)));
+            struct omsg *w;
+            while ((w = dest_pop(d)) != NULL)
+                msg_fail_all(ob, w, false, 0, "4.4.1", text, oc->host, oc->ip);
+            d->state = DEST_NEW;
+        }
+    } else if (m != NULL) {
+        conn_msg_done(oc);
+    }
+    d->n_conns--;
+    ob->n_conns--;
+    smtp_client_free(&oc->client);
+    free(oc);
+    if (!ob->stopping)
+        for (struct dest *x = ob->dests, *next; x != NULL; x = next) {
+            next = x->next;
+            dest_run(x);
+        }
+    else
+        dest_maybe_free(d);
+    maybe_idle(ob);
+}
+
+static const struct net_proto proto = {
+    .open = p_open,
+    .input = p_input,
+    .drain = p_drain,
+    .timeout = p_timeout,
+    .tls_started = p_tls_started,
+    .close = p_close,
+};
+
+/* Opens a connection to the destination's target, with the first message waiting. */
+static void conn_start(struct dest *d, size_t target)
+{
+    struct outbound *ob = d->ob;
+    const struct conf_relay *rc = &ob->conf->relay;
+    bool sh = smarthost(ob);
+    struct smtp_client_config cfg = {
+        .helo_name = ob->conf->hostname,
+        .tls = sh                                 ? SMTP_CLIENT_TLS_REQUIRED
+               : (d->plain_only & (1u << target)) ? SMTP_CLIENT_TLS_NONE
+                                                  : SMTP_CLIENT_TLS_OPPORTUNISTIC,
+        .tls_active = sh && rc->smarthost_implicit_tls,
+        .auth_user = sh ? rc->smarthost_user : NULL,
+        .auth_password = sh ? ob->smarthost_password : NULL,
+    };
+    struct oconn *oc = xcalloc(1, sizeof(*oc));
+    oc->dest = d;
+    oc->target = target;
+    oc->tls_tried = cfg.tls_active;
+    const struct route_target *t = &d->targets[target];
+    snprintf(oc->host, sizeof(oc->host), "%s", d->plan.hosts[t->host].name);
+    struct sockaddr_storage ss;
+    dns_addr_sockaddr(&t->addr, (uint16_t)(sh ? rc->smarthost_port : rc->port), &ss);
+    inet_ntop(t->addr.family, t->addr.bytes, oc->ip, sizeof(oc->ip));
+    if (smtp_client_new(&cfg, &oc->client) < 0) {
+        log_error("smtp event=client-config-refused helo=%s", ob->conf->hostname);
+        free(oc);
+        dest_fail(d, &route_fail_addr_tempfail, "the client refused its settings");
+        return;
+    }
+    d->n_conns++;
+    ob->n_conns++;
+    conn_next(oc);
+    if (oc->msg == NULL) {
+        d->n_conns--;
+        ob->n_conns--;
+        smtp_client_free(&oc->client);
+        free(oc);
+        return;
+    }
+    int rc2 = net_connect(ob->net, (struct sockaddr *)&ss, &proto, oc,
+                          cfg.tls_active ? ob->tls_smarthost : NULL, oc->host, &oc->net);
+    if (rc2 < 0) {
+        /* Not even begun (no IPv6 here, say): the next address, or wait. */
+        struct omsg *m = oc->msg;
+        smtp_client_free(&oc->client);
+        free(oc);
+        d->n_conns--;
+        ob->n_conns--;
+        dest_push(d, m, true);
+        if (target + 1 < d->n_targets) {
+            d->first_target = target + 1;
+            dest_run(d);
+        } else {
+            char text[160];
+            snprintf(text, sizeof(text), "cannot connect: %s", uv_strerror(rc2));
+            struct omsg *w;
+            while ((w = dest_pop(d)) != NULL)
+                msg_fail_all(ob, w, false, 0, "4.4.1", text, "", "");
+            d->state = DEST_NEW;
+            dest_maybe_free(d);
+        }
+    }
+}
+
+/* Starts what the destination can: a look-up, or connections for its messages. */
+static void dest_run(struct dest *d)
+{
+    struct outbound *ob = d->ob;
+    if (ob->stopping)
+        return;
+    if (d->state == DEST_NEW && d->head != NULL && !d->querying)
+        dest_resolve(d);
+    if (d->state != DEST_READY)
+        return;
+    const struct conf_relay *rc = &ob->conf->relay;
+    while (d->head != NULL && d->n_conns < rc->connections_per_domain &&
+           ob->n_conns < rc->connections && d->first_target < d->n_targets)
+        conn_start(d, d->first_target);
+    if (d->head != NULL && d->first_target >= d->n_targets && d->n_conns == 0) {
+        d->state = DEST_NEW; /* tried everything while messages waited: ask DNS again */
+        d->first_target = 0;
+        dest_resolve(d);
+        return;
+    }
+    dest_maybe_free(d);
+}
+
+/* --- polling ----------------------------------------------------------------------- */
+
+struct poll_ctx {
+    struct outbound *ob;
+    struct dest *touched[64];
+    size_t n_touched;
+    bool overflow;
+};
+
+static int take_due(void *ctx, const struct store_queued *q)
+{
+    struct poll_ctx *pc = ctx;
+    struct outbound *ob = pc->ob;
+    if (ob->n_rcpts >= OB_RCPTS_MAX)
+        return 1;
+    if (inflight_has(ob, q->rcpt_id))
+        return 0;
+    struct dest *d = dest_get(ob, smarthost(ob) ? "" : q->domain);
+    struct omsg *m = d->tail;
+    if (m == NULL || !m->fresh || m->queue_id != q->queue_id ||
+        m->n_rcpts >= SMTP_CLIENT_RCPTS_MAX) {
+        m = xcalloc(1, sizeof(*m));
+        m->fresh = true;
+        m->queue_id = q->queue_id;
+        m->message_id = q->message_id;
+        m->user_id = q->user_id;
+        m->created = q->created;
+        m->size = q->size;
+        m->sender = xstrdup(q->sender);
+        m->ret = q->ret;
+        m->bounce = q->bounce;
+        dest_push(d, m, false);
+    }
+    m->rcpts = xrealloc(m->rcpts, (m->n_rcpts + 1) * sizeof(*m->rcpts));
+    struct orcpt *r = &m->rcpts[m->n_rcpts++];
+    *r = (struct orcpt){
+        .rcpt_id = q->rcpt_id,
+        .address = xstrdup(q->address),
+        .orcpt = q->orcpt[0] ? xstrdup(q->orcpt) : NULL,
+        .notify = q->notify,
+        .delay_notified = q->delay_notified,
+    };
+    bool seen = false;
+    for (size_t i = 0; i < pc->n_touched; i++)
+        seen |= pc->touched[i] == d;
+    if (!seen && pc->n_touched < 64)
+        pc->touched[pc->n_touched++] = d;
+    else if (!seen)
+        pc->overflow = true;
+    ob->n_rcpts++;
+    return 0;
+}
+
+static void poll_queue(uv_timer_t *t)
+{
+    struct outbound *ob = t->data;
+    ob->polling_soon = false;
+    uv_timer_start(&ob->poll_timer, poll_queue, OB_POLL_MS, 0);
+    if (ob->stopping || ob->n_rcpts >= OB_RCPTS_MAX)
+        return;
+    /* Recipients in flight are still due in the store: ask for enough rows to pass them. */
+    struct poll_ctx pc = {.ob = ob};
+    size_t before = ob->n_rcpts;
+    int rc = store_queue_due(ob->reader, time(NULL), OB_RCPTS_MAX + before, take_due, &pc);
+    if (rc < 0 && rc != 1)
+        log_error("smtp event=queue-read-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+    /* The recipient arrays are final now: put their members in the in-flight set. */
+    ob->n_rcpts = before;
+    for (struct dest *d = ob->dests; d != NULL; d = d->next)
+        for (struct omsg *m = d->head; m != NULL; m = m->next)
+            if (m->fresh) {
+                m->fresh = false;
+                for (size_t i = 0; i < m->n_rcpts; i++)
+                    inflight_add(ob, &m->rcpts[i]);
+            }
+    for (size_t i = 0; i < pc.n_touched; i++)
+        dest_run(pc.touched[i]);
+    if (pc.overflow)
+        for (struct dest *d = ob->dests, *next; d != NULL; d = next) {
+            next = d->next;
+            dest_run(d);
+        }
+}
+
+void outbound_kick(struct outbound *ob)
+{
+    if (ob->stopping || ob->polling_soon)
+        return;
+    ob->polling_soon = true;
+    uv_timer_start(&ob->poll_timer, poll_queue, OB_KICK_MS, 0);
+}
+
+/* --- life ------------------------------------------------------------------------------ */
+
+static char *read_password(const char *path, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, err_size, "cannot read [relay] smarthost_password_file %s: %s", path,
+                 strerror(errno));
+        return NULL;
+    }
+    char line[512];
+    char *p = fgets(line, sizeof(line), f);
+    fclose(f);
+    if (p == NULL) {
+        snprintf(err, err_size, "[relay] smarthost_password_file %s is empty", path);
+        return NULL;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    p = xstrdup(line);
+    explicit_bzero(line, sizeof(line));
+    return p;
+}
+
+struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct store *reader,
+                              struct committer *committer, const char *data_dir, char *err,
+                              size_t err_size)
+{
+    const struct conf_relay *rc = &conf->relay;
+    struct outbound *ob = xcalloc(1, sizeof(*ob));
+    ob->loop = loop;
+    ob->conf = conf;
+    ob->reader = reader;
+    ob->committer = committer;
+    ob->data_dir = data_dir;
+    ob->chunk = xmalloc(OB_READ_CHUNK);
+    ob->schedule = (struct schedule){
+        .retry_first = (int64_t)(rc->retry_first_ms / 1000),
+        .retry_max = (int64_t)(rc->retry_max_ms / 1000),
+        .delay_warning = (int64_t)(rc->delay_warning_ms / 1000),
+        .give_up = (int64_t)(rc->give_up_ms / 1000),
+        .bounce_give_up = (int64_t)(rc->bounce_give_up_ms / 1000),
+    };
+    if (rc->smarthost_password_file[0] != '\0' &&
+        (ob->smarthost_password = read_password(rc->smarthost_password_file, err, err_size)) ==
+            NULL)
+        goto fail;
+    if (rc->smarthost_user[0] != '\0' && ob->smarthost_password == NULL) {
+        snprintf(err, err_size, "[relay] smarthost_user needs smarthost_password_file");
+        goto fail;
+    }
+    if (tls_client_new(NULL, false, &ob->tls_mx, err, err_size) < 0)
+        goto fail;
+    if (smarthost(ob) &&
+        tls_client_new(rc->smarthost_ca, true, &ob->tls_smarthost, err, err_size) < 0)
+        goto fail;
+    if ((ob->dns = dns_new(loop, conf->dns_servers, 0, 0, err, err_size)) == NULL)
+        goto fail;
+    struct net_limits lim = {
+        .idle_timeout_ms = OB_IDLE_TIMEOUT_MS,
+        .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
+        .connections = rc->connections,
+        .connections_per_address = rc->connections,
+        .stress_idle_timeout_ms = OB_IDLE_TIMEOUT_MS,
+        .connect_timeout_ms = OB_CONNECT_TIMEOUT_MS,
+    };
+    ob->net = net_server_new(loop, NULL, &lim, "smtp-out");
+    uv_timer_init(loop, &ob->poll_timer);
+    ob->poll_timer.data = ob;
+    outbound_kick(ob);
+    return ob;
+fail:
+    tls_client_free(&ob->tls_mx);
+    tls_client_free(&ob->tls_smarthost);
+    if (ob->smarthost_password != NULL)
+        explicit_bzero(ob->smarthost_password, strlen(ob->smarthost_password));
+    free(ob->smarthost_password);
+    free(ob->chunk);
+    free(ob);
+    return NULL;
+}
+
+size_t outbound_busy(const struct outbound *ob)
+{
+    return ob->n_conns + ob->jobs;
+}
+
+static void maybe_idle(struct outbound *ob)
+{
+    if (ob->stopping && ob->on_idle != NULL && outbound_busy(ob) == 0) {
+        void (*fn)(void *) = ob->on_idle;
+        ob->on_idle = NULL;
+        fn(ob->idle_ctx);
+    }
+}
+
+static void quit_conn(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    struct oconn *oc = ctx;
+    smtp_client_quit(oc->client);
+    pump(oc);
+}
+
+void outbound_stop(struct outbound *ob, void (*on_idle)(void *ctx), void *ctx)
+{
+    ob->stopping = true;
+    ob->on_idle = on_idle;
+    ob->idle_ctx = ctx;
+    uv_timer_stop(&ob->poll_timer);
+    dns_free(&ob->dns); /* answers CANCELLED to what was asked */
+    net_server_each(ob->net, quit_conn);
+    /* What waits for a connection stays queued in the store. */
+    for (struct dest *d = ob->dests, *next; d != NULL; d = next) {
+        next = d->next;
+        struct omsg *m;
+        while ((m = dest_pop(d)) != NULL)
+            msg_free(ob, m);
+        dest_maybe_free(d);
+    }
+    maybe_idle(ob);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct outbound *ob = h->data;
+    tls_client_free(&ob->tls_mx);
+    tls_client_free(&ob->tls_smarthost);
+    free(ob->chunk);
+    free(ob);
+}
+
+void outbound_free(struct outbound **obp)
+{
+    struct outbound *ob = *obp;
+    if (ob == NULL)
+        return;
+    *obp = NULL;
+    dns_free(&ob->dns);
+    while (ob->dests != NULL)
+        dest_free(ob->dests);
+    net_server_free(&ob->net);
+    if (ob->smarthost_password != NULL)
+        explicit_bzero(ob->smarthost_password, strlen(ob->smarthost_password));
+    free(ob->smarthost_password);
+    uv_close((uv_handle_t *)&ob->poll_timer, timer_closed);
+}
