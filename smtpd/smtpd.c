@@ -180,8 +180,10 @@ static void op_deliver(void *ctx, const struct smtp_tx *tx)
     job->spool = sc->spool; /* the job owns it now */
     sc->spool_open = false;
     job->n_users = tx->rcpts.n;
-    job->user_ids = xmalloc(tx->rcpts.n * sizeof(int64_t));
-    memcpy(job->user_ids, tx->rcpts.user_ids, tx->rcpts.n * sizeof(int64_t));
+    if (tx->rcpts.n > 0) { /* only the queue's, maybe */
+        job->user_ids = xmalloc(tx->rcpts.n * sizeof(int64_t));
+        memcpy(job->user_ids, tx->rcpts.user_ids, tx->rcpts.n * sizeof(int64_t));
+    }
     job->received = time(NULL);
     if (tx->n_remote > 0) {
         job->env = (struct store_envelope){

@@ -115,6 +115,14 @@ class TwoServers(unittest.TestCase):
         return inst
 
     def dump_and_close(self, inst):
+        # The daemons end cleanly: status 0 on SIGTERM, no sanitizer report.
+        for name in list(inst.procs):
+            rc = inst.stop(name)
+            log = inst.log(name)
+            if rc != 0 or "Sanitizer" in log or "runtime error:" in log:
+                inst.close()
+                self.fail(f"kotak-{name} of {inst.config['server']['hostname']} ended with "
+                          f"status {rc}:\n" + "\n".join(log.splitlines()[-40:]))
         outcome = getattr(self, "_outcome", None)
         failed = outcome is not None and any(e is not None for _, e in getattr(outcome, "errors", []))
         if failed or os.environ.get("KOTAK_TEST_KEEP_LOGS"):
