@@ -1,7 +1,9 @@
 /*
- * queue.c — `kotak queue list|show|retry`: the mail waiting for other
+ * queue.c — `kotak queue list|show|retry|drop`: the mail waiting for other
  * servers, as the store holds it. kotak-smtpd reads the queue itself and
- * picks up a retry the next time it looks, so no signal is needed.
+ * picks up a retry or a drop the next time it looks (every second), so no
+ * signal is needed; a dropped message is bounced by kotak-smtpd, which
+ * builds every report.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,7 +15,7 @@
 #include "ctl.h"
 #include "util.h"
 
-static const char usage[] = "kotak queue list | show ID | retry [ID]";
+static const char usage[] = "kotak queue list | show ID | retry [ID] | drop ID";
 
 static const char *when(int64_t t, char *out, size_t size)
 {
@@ -26,9 +28,13 @@ static const char *when(int64_t t, char *out, size_t size)
     return out;
 }
 
-static const char *state_name(enum store_rcpt_state st)
+static const char *state_name(const struct store_queued *q)
 {
-    return st == STORE_RCPT_DELIVERED ? "delivered" : st == STORE_RCPT_FAILED ? "failed" : "queued";
+    if (q->state == STORE_RCPT_QUEUED && q->dropped)
+        return "dropped (the bounce is on its way)";
+    return q->state == STORE_RCPT_DELIVERED ? "delivered"
+           : q->state == STORE_RCPT_FAILED  ? "failed"
+                                            : "queued";
 }
 
 /* A queue id as given on the command line: a positive decimal number. */
@@ -59,7 +65,8 @@ static int list_one(void *ctx, const struct store_queued *q)
     l->last_entry = q->queue_id;
     l->recipients++;
     printf("%" PRId64 "\t<%s>\t<%s>\t%d\t%s\t%s\n", q->queue_id, q->sender, q->address, q->attempts,
-           when(q->next_try, next, sizeof(next)), q->last_reply[0] ? q->last_reply : "-");
+           q->dropped ? "dropped" : when(q->next_try, next, sizeof(next)),
+           q->last_reply[0] ? q->last_reply : "-");
     return 0;
 }
 
@@ -88,9 +95,9 @@ static int show_one(void *ctx, const struct store_queued *q)
                q->size);
         printf("recipients:\n");
     }
-    printf("  <%s>  %s, %d attempt%s", q->address, state_name(q->state), q->attempts,
+    printf("  <%s>  %s, %d attempt%s", q->address, state_name(q), q->attempts,
            q->attempts == 1 ? "" : "s");
-    if (q->state == STORE_RCPT_QUEUED)
+    if (q->state == STORE_RCPT_QUEUED && !q->dropped)
         printf(", next try %s", when(q->next_try, t, sizeof(t)));
     printf("\n");
     return store_queue_log(sh->s, q->rcpt_id, show_event, NULL);
@@ -103,10 +110,10 @@ int ctl_queue(const struct ctl *c)
         ctl_usage(usage, help);
     const char *verb = c->argv[0];
     bool list = strcmp(verb, "list") == 0, show = strcmp(verb, "show") == 0,
-         retry = strcmp(verb, "retry") == 0;
-    if (!list && !show && !retry)
-        ctl_die("unknown queue command '%s'; use list, show ID or retry [ID]", verb);
-    if ((list && c->argc != 1) || (show && c->argc != 2) || (retry && c->argc > 2))
+         retry = strcmp(verb, "retry") == 0, drop = strcmp(verb, "drop") == 0;
+    if (!list && !show && !retry && !drop)
+        ctl_die("unknown queue command '%s'; use list, show ID, retry [ID] or drop ID", verb);
+    if ((list && c->argc != 1) || ((show || drop) && c->argc != 2) || (retry && c->argc > 2))
         ctl_usage(usage, false);
     int64_t id = c->argc == 2 ? parse_id(c->argv[1]) : 0;
     struct conf conf;
@@ -126,12 +133,17 @@ int ctl_queue(const struct ctl *c)
         if (!sh.header)
             ctl_die("no message %" PRId64 " in the queue; 'kotak queue list' shows them", id);
     } else {
-        rc = store_queue_retry(s, id, (int64_t)time(NULL));
+        int64_t now = (int64_t)time(NULL);
+        rc = drop ? store_queue_drop(s, id, now) : store_queue_retry(s, id, now);
         if (rc == -ENOENT)
             ctl_die("no message %" PRId64 " in the queue; 'kotak queue list' shows them", id);
         if (rc < 0)
             ctl_die_store(s, rc, "queue");
-        printf("%d recipient%s due now\n", rc, rc == 1 ? "" : "s");
+        if (drop)
+            printf("%d recipient%s dropped; kotak-smtpd bounces them to the sender\n", rc,
+                   rc == 1 ? "" : "s");
+        else
+            printf("%d recipient%s due now\n", rc, rc == 1 ? "" : "s");
     }
     store_close(&s);
     conf_free(&conf);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +56,7 @@ struct omsg {
     enum store_ret ret;
     bool bounce;
     bool fresh; /* found by the poll under way: its recipients join the set after it */
+    int64_t skip; /* octets of the Return-Path: line on top, which is not sent on */
     bool tls;   /* its last attempt went over TLS */
     struct orcpt *rcpts;
     size_t n_rcpts;
@@ -256,7 +258,6 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
     struct buf out;
     buf_init(&out, DSN_REPORT_MAX(n));
     int rc = buf_append_str(&out, "Return-Path: <>\r\n");
-    size_t head = out.len;
     if (rc == 0)
         rc = dsn_build(&r, &out, NULL);
     free(orig);
@@ -288,9 +289,7 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
     }
     job->no_message = false;
     spool_init(&job->spool, out.len, ob->data_dir);
-    /* Toward another server the Return-Path is for its final delivery to write. */
-    const uint8_t *body = out.data + (remote ? head : 0);
-    rc = spool_write(&job->spool, body, out.len - (size_t)(body - out.data));
+    rc = spool_write(&job->spool, out.data, out.len); /* its Return-Path stays here */
     buf_free(&out);
     job->user_ids = local.user_ids;
     job->n_users = local.n;
@@ -639,8 +638,22 @@ static void dest_resolve(struct dest *d)
 
 static void conn_start(struct dest *d, size_t target);
 
+/*
+ * The length of a Return-Path: line that opens the message (with its line
+ * end), or 0. Local delivery wrote it; RFC 5321 4.4 has it added at final
+ * delivery only, so the next server gets the message without it.
+ */
+static int64_t return_path_len(const char *p, size_t n)
+{
+    static const char name[] = "Return-Path:";
+    if (n < sizeof(name) - 1 || strncasecmp(p, name, sizeof(name) - 1) != 0)
+        return 0;
+    const char *lf = memchr(p, '\n', n);
+    return lf != NULL ? (int64_t)(lf - p) + 1 : 0;
+}
+
 /* Prepares m for the client: its size and whether it needs 8BITMIME, SMTPUTF8. */
-static int msg_describe(struct outbound *ob, const struct omsg *m, struct smtp_client_msg *cm,
+static int msg_describe(struct outbound *ob, struct omsg *m, struct smtp_client_msg *cm,
                         struct smtp_client_rcpt *cr)
 {
     bool eight = false, utf8_head = false, in_head = true;
@@ -664,6 +677,8 @@ static int msg_describe(struct outbound *ob, const struct omsg *m, struct smtp_c
             prev2 = prev1;
             prev1 = ch;
         }
+        if (off == 0)
+            m->skip = return_path_len(ob->chunk, got);
         off += (int64_t)got;
     }
     bool utf8_addr = false;
@@ -679,7 +694,7 @@ static int msg_describe(struct outbound *ob, const struct omsg *m, struct smtp_c
         .from = m->sender,
         .rcpts = cr,
         .n_rcpts = m->n_rcpts,
-        .size = (uint64_t)m->size,
+        .size = (uint64_t)(m->size - m->skip),
         .eight_bit = eight,
         .needs_smtputf8 = utf8_head || utf8_addr,
         .ret = m->ret,
@@ -700,7 +715,7 @@ static void conn_next(struct oconn *oc)
             rc = smtp_client_next(oc->client, &cm);
         free(cr);
         if (rc == 0) {
-            oc->body_off = 0;
+            oc->body_off = oc->msg->skip;
             return;
         }
         /* Gone from the store (dropped), or refused by the client: nothing to send. */
@@ -1015,6 +1030,7 @@ static void dest_run(struct dest *d)
 
 struct poll_ctx {
     struct outbound *ob;
+    struct dest dropped; /* not in the list of destinations: never connected to */
     struct dest *touched[64];
     size_t n_touched;
     bool overflow;
@@ -1028,7 +1044,8 @@ static int take_due(void *ctx, const struct store_queued *q)
         return 1;
     if (inflight_has(ob, q->rcpt_id))
         return 0;
-    struct dest *d = dest_get(ob, smarthost(ob) ? "" : q->domain);
+    /* Dropped by the administrator: failed at once, in a destination of their own. */
+    struct dest *d = q->dropped ? &pc->dropped : dest_get(ob, smarthost(ob) ? "" : q->domain);
     struct omsg *m = d->tail;
     if (m == NULL || !m->fresh || m->queue_id != q->queue_id ||
         m->n_rcpts >= SMTP_CLIENT_RCPTS_MAX) {
@@ -1053,7 +1070,7 @@ static int take_due(void *ctx, const struct store_queued *q)
         .notify = q->notify,
         .delay_notified = q->delay_notified,
     };
-    bool seen = false;
+    bool seen = d == &pc->dropped;
     for (size_t i = 0; i < pc->n_touched; i++)
         seen |= pc->touched[i] == d;
     if (!seen && pc->n_touched < 64)
@@ -1072,13 +1089,20 @@ static void poll_queue(uv_timer_t *t)
     if (ob->stopping || ob->n_rcpts >= OB_RCPTS_MAX)
         return;
     /* Recipients in flight are still due in the store: ask for enough rows to pass them. */
-    struct poll_ctx pc = {.ob = ob};
+    struct poll_ctx pc = {.ob = ob, .dropped = {.ob = ob}};
     size_t before = ob->n_rcpts;
     int rc = store_queue_due(ob->reader, time(NULL), OB_RCPTS_MAX + before, take_due, &pc);
     if (rc < 0 && rc != 1)
         log_error("smtp event=queue-read-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
     /* The recipient arrays are final now: put their members in the in-flight set. */
     ob->n_rcpts = before;
+    struct omsg *m;
+    while ((m = dest_pop(&pc.dropped)) != NULL) {
+        for (size_t i = 0; i < m->n_rcpts; i++)
+            inflight_add(ob, &m->rcpts[i]);
+        msg_fail_all(ob, m, true, 0, "5.0.0", "removed from the queue by the administrator", "",
+                     "");
+    }
     for (struct dest *d = ob->dests; d != NULL; d = d->next)
         for (struct omsg *m = d->head; m != NULL; m = m->next)
             if (m->fresh) {

@@ -98,6 +98,7 @@ static void read_queued(sqlite3_stmt *st, struct store_queued *q)
     q->attempts = sqlite3_column_int(st, 16);
     q->last_code = sqlite3_column_int(st, 17);
     copy_col(st, 18, q->last_reply, sizeof(q->last_reply));
+    q->dropped = sqlite3_column_int(st, 19) != 0;
 }
 
 /* Runs a select of queued recipients inside one read transaction. */
@@ -231,7 +232,8 @@ int store_queue_log(struct store *s, int64_t rcpt_id,
     return rc;
 }
 
-int store_queue_retry(struct store *s, int64_t queue_id, int64_t now)
+/* Makes an entry's queued recipients (0: every entry's) due at now, with stmt. */
+static int queue_mark(struct store *s, int64_t queue_id, int64_t now, enum store_stmt stmt)
 {
     int rc = store__begin(s);
     if (rc < 0)
@@ -250,7 +252,7 @@ int store_queue_retry(struct store *s, int64_t queue_id, int64_t now)
             rc = step == SQLITE_DONE ? -ENOENT : store__rc(s, step);
             goto fail;
         }
-        st = store__stmt(s, STMT_QUEUE_RETRY);
+        st = store__stmt(s, stmt);
         if (st == NULL) {
             rc = -KOTAK_ESTORE;
             goto fail;
@@ -258,7 +260,7 @@ int store_queue_retry(struct store *s, int64_t queue_id, int64_t now)
         sqlite3_bind_int64(st, 1, queue_id);
         sqlite3_bind_int64(st, 2, now);
     } else {
-        st = store__stmt(s, STMT_QUEUE_RETRY_ALL);
+        st = store__stmt(s, stmt);
         if (st == NULL) {
             rc = -KOTAK_ESTORE;
             goto fail;
@@ -273,4 +275,16 @@ int store_queue_retry(struct store *s, int64_t queue_id, int64_t now)
 fail:
     store__rollback(s);
     return rc;
+}
+
+int store_queue_retry(struct store *s, int64_t queue_id, int64_t now)
+{
+    return queue_mark(s, queue_id, now, queue_id ? STMT_QUEUE_RETRY : STMT_QUEUE_RETRY_ALL);
+}
+
+int store_queue_drop(struct store *s, int64_t queue_id, int64_t now)
+{
+    if (queue_id <= 0)
+        return -EINVAL;
+    return queue_mark(s, queue_id, now, STMT_QUEUE_DROP);
 }

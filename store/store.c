@@ -97,6 +97,9 @@ static const char *const migrations[] = {
     "  WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)"
     "   AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = OLD.message_id)"
     "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;",
+    /* 5: `kotak queue drop` marks a recipient; kotak-smtpd then fails it
+     * without trying, and sends the bounce, as for any failure. */
+    "ALTER TABLE queue_rcpt ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -105,7 +108,7 @@ static const char *const migrations[] = {
     "SELECT r.id, r.queue_id, q.message_id, r.address, r.domain, q.sender,"                        \
     " coalesce(r.orcpt, ''), r.notify, q.ret, q.bounce, r.delay_notified, r.state,"                \
     " coalesce(q.user_id, 0), q.created, m.size, r.next_try, r.attempts, r.last_code,"             \
-    " r.last_reply FROM queue_rcpt r JOIN queue q ON q.id = r.queue_id"                            \
+    " r.last_reply, r.dropped FROM queue_rcpt r JOIN queue q ON q.id = r.queue_id"                            \
     " JOIN messages m ON m.id = q.message_id"
 
 static const char *const stmt_sql[STMT_COUNT] = {
@@ -174,6 +177,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         " AND NOT EXISTS (SELECT 1 FROM queue_rcpt WHERE queue_id = ?1 AND state = 0)",
     [STMT_QUEUE_RETRY] = "UPDATE queue_rcpt SET next_try = ?2 WHERE queue_id = ?1 AND state = 0",
     [STMT_QUEUE_RETRY_ALL] = "UPDATE queue_rcpt SET next_try = ?1 WHERE state = 0",
+    [STMT_QUEUE_DROP] =
+        "UPDATE queue_rcpt SET dropped = 1, next_try = ?2 WHERE queue_id = ?1 AND state = 0",
     [STMT_QUEUE_EXISTS] = "SELECT 1 FROM queue WHERE id = ?1",
     [STMT_READ_BEGIN] = "BEGIN",
     [STMT_WRITE_BEGIN] = "BEGIN IMMEDIATE",

@@ -272,6 +272,7 @@ struct store_queued {
     int64_t user_id, created, size, next_try;
     int attempts, last_code;
     char last_reply[512];
+    bool dropped; /* by `kotak queue drop`: to fail, and bounce, without a try */
 };
 
 /*
@@ -320,6 +321,13 @@ int store_queue_log(struct store *s, int64_t rcpt_id,
  * Returns how many, or a negative code; -ENOENT for an entry not there.
  */
 int store_queue_retry(struct store *s, int64_t queue_id, int64_t now);
+
+/*
+ * Marks the queued recipients of an entry dropped and due at now:
+ * kotak-smtpd fails them without a try and bounces them to the sender.
+ * Returns how many, or a negative code; -ENOENT for an entry not there.
+ */
+int store_queue_drop(struct store *s, int64_t queue_id, int64_t now);
 
 /* --- maildrops ---------------------------------------------------------- */
 

@@ -51,7 +51,7 @@ CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop
   WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)
   BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;
 """
-SCHEMA_VERSION = 4  # store/store.c: the number of migrations
+SCHEMA_VERSION = 5  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -1307,6 +1307,22 @@ class QueueTest(KotakTest):
         nexts = [r[0] for r in self.query("SELECT next_try FROM queue_rcpt WHERE state = 0")]
         self.assertTrue(all(t0 <= t <= time.time() for t in nexts), nexts)
 
+    def test_drop_marks_the_queued_recipients_of_an_entry_for_kotak_smtpd_to_bounce(self):
+        q1 = self.queue_message("alice@example.test",
+                                [("carol@remote.test", 0, 1, 1 << 40, "451 4.3.0 later"),
+                                 ("dave@remote.test", 1, 1, 1 << 40, "250 ok")])
+        q2 = self.queue_message("bob@example.test", [("erin@remote.test", 0, 1, 1 << 40, "")])
+        out = self.ok("queue", "drop", str(q1)).stdout
+        self.assertEqual(out, "1 recipient dropped; kotak-smtpd bounces them to the sender\n")
+        rows = self.query("SELECT address, dropped, next_try <= ? FROM queue_rcpt ORDER BY id",
+                          int(time.time()))
+        self.assertEqual(rows, [("carol@remote.test", 1, 1), ("dave@remote.test", 0, 0),
+                                ("erin@remote.test", 0, 0)])
+        self.assertIn("dropped", self.ok("queue", "show", str(q1)).stdout)
+        self.assertIn(f"{q1}\t<alice@example.test>\t<carol@remote.test>\t1\tdropped\t",
+                      self.ok("queue", "list").stdout)
+        self.assertNotIn("dropped", self.ok("queue", "show", str(q2)).stdout)
+
     def test_a_time_past_what_a_calendar_holds_is_shown_not_crashed_on(self):
         qid = self.queue_message("alice@example.test",
                                  [("carol@remote.test", 0, 0, (1 << 63) - 1, "")])
@@ -1321,7 +1337,8 @@ class QueueTest(KotakTest):
         for args in (("queue",), ("queue", "lst"), ("queue", "show"), ("queue", "show", "x1"),
                      ("queue", "show", "0"), ("queue", "show", "999"), ("queue", "retry", "999"),
                      ("queue", "retry", "-3"), ("queue", "list", "extra"),
-                     ("queue", "retry", "1", "2")):
+                     ("queue", "retry", "1", "2"), ("queue", "drop"), ("queue", "drop", "999"),
+                     ("queue", "drop", "0"), ("queue", "drop", "1", "2")):
             self.fails(*args)
         self.assertEqual(self.dump(), before)
         self.assertIn("no message 999", self.fails("queue", "show", "999").stderr)

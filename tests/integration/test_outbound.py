@@ -167,6 +167,9 @@ class AcrossTwoServers(TwoServers):
         self.assertIn(b"by mx.a.test", received[1])
         # A to B went over TLS: B's trace says so, A's log line too.
         self.assertIn(b"with ESMTPS", received[0])
+        # One Return-Path, B's: A sent the message on without its own (RFC 5321 4.4).
+        self.assertEqual(head.count(b"Return-Path:"), 1, head)
+        self.assertTrue(head.startswith(b"Return-Path: <alice@a.test>\r\n"), head)
         self.a.wait_log(r"event=delivery .*rcpt=<bob@b.test> .*tls=yes code=250 result=delivered")
         # Nothing stays queued at A.
         deadline = time.monotonic() + 5
@@ -265,6 +268,26 @@ class DeferThenSuccess(TwoServers):
         self.b.start("smtpd")
         self.assertIn(b"later", self.wait_bodies(self.b, "bob@b.test")[0])
         self.assertEqual(self.a.bodies("alice@a.test"), [])  # no bounce
+
+
+class Drop(TwoServers):
+
+    def test_kotak_queue_drop_bounces_the_message_to_its_sender(self):
+        self.b.stop("smtpd")
+        self.submit(self.a, "alice@a.test", ["bob@b.test"], b"Subject: drop me\r\n\r\nx\r\n")
+        self.a.wait_log(r"event=delivery .*result=deferred", timeout=WAIT)
+        qid = self.a.query("SELECT id FROM queue")[0][0]
+        out = self.a.kotak("queue", "drop", str(qid)).stdout
+        self.assertIn("1 recipient dropped", out)
+        bounce = self.wait_bodies(self.a, "alice@a.test")[0]
+        self.assertIn(b"Action: failed", bounce)
+        self.assertIn(b"removed from the queue by the administrator", bounce)
+        self.assertIn(b"Subject: drop me", bounce)
+        deadline = time.monotonic() + 5
+        while self.a.count("queue") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.a.count("queue"), 0)
+        self.assertIn("0 messages", self.a.kotak("queue", "list").stdout)
 
 
 class KillWithMailQueued(TwoServers):
