@@ -26,6 +26,7 @@
 #include "schedule.h"
 #include "smtp_client.h"
 #include "spool.h"
+#include "srs.h"
 #include "tls.h"
 #include "util.h"
 
@@ -105,6 +106,7 @@ struct outbound {
     struct store *reader;
     struct committer *committer;
     const char *data_dir;
+    const uint8_t *srs_secret;
     struct net_server *net;
     struct dns *dns;
     struct tls_client *tls_mx;        /* opportunistic: no check */
@@ -230,10 +232,27 @@ static char *read_original(struct outbound *ob, const struct omsg *m, bool whole
  * queued from <> toward the sender's server. Returns false when it goes
  * nowhere (a local domain without that user: logged).
  */
+/*
+ * Whom a report goes to: the envelope sender, or, for mail an alias here
+ * forwarded with an SRS sender of a local domain, the original sender it
+ * stands for (written into buf).
+ */
+static const char *report_sender(struct outbound *ob, const char *sender, int64_t now, char *buf)
+{
+    struct addr a;
+    if (addr_parse(sender, strlen(sender), ADDR_UTF8 | ADDR_QUOTED, &a) < 0 || !srs_is_srs(a.local) ||
+        store_domain_exists(ob->reader, a.domain) != 1 ||
+        srs_reverse(ob->srs_secret, now, a.local, buf) < 0)
+        return sender;
+    return buf;
+}
+
 static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_job *job,
                        enum dsn_kind kind, const struct dsn_rcpt *rr, size_t n)
 {
     int64_t now = time(NULL);
+    char srs_orig[ADDR_TEXT_SIZE];
+    const char *sender = report_sender(ob, m->sender, now, srs_orig);
     char msgid[128];
     snprintf(msgid, sizeof(msgid), "%lld.%llx.report@%s", (long long)m->queue_id,
              (unsigned long long)uv_hrtime(), ob->conf->hostname);
@@ -244,7 +263,7 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
         .kind = kind,
         .reporting_mta = ob->conf->hostname,
         .message_id = msgid,
-        .sender = m->sender,
+        .sender = sender,
         .envid = m->envid,
         .arrival = (time_t)m->created,
         .date = (time_t)now,
@@ -274,14 +293,14 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
         local.user_ids[local.n++] = m->user_id;
     } else {
         struct addr a;
-        int res = addr_parse(m->sender, strlen(m->sender), ADDR_UTF8 | ADDR_QUOTED, &a) == 0
+        int res = addr_parse(sender, strlen(sender), ADDR_UTF8 | ADDR_QUOTED, &a) == 0
                       ? store_resolve(ob->reader, &a, &local)
                       : 0;
         remote = res == -KOTAK_ENODOMAIN;
         if (res <= 0 && !remote) {
             char v[ADDR_TEXT_SIZE + 8];
             log_info("smtp event=report-dropped id=%lld sender=<%s> reason=no-such-mailbox",
-                     (long long)m->queue_id, log_value(v, sizeof(v), m->sender, strlen(m->sender)));
+                     (long long)m->queue_id, log_value(v, sizeof(v), sender, strlen(sender)));
             store_rcpts_free(&local);
             buf_free(&out);
             return false;
@@ -299,7 +318,7 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
         job->env = (struct store_envelope){.sender = xstrdup(""), .bounce = true};
         job->remote = xcalloc(1, sizeof(*job->remote));
         job->remote[0] =
-            (struct commit_remote){.address = xstrdup(m->sender), .notify = STORE_NOTIFY_NEVER};
+            (struct commit_remote){.address = xstrdup(sender), .notify = STORE_NOTIFY_NEVER};
         job->n_remote = 1;
     }
     return rc == 0;
@@ -1151,8 +1170,8 @@ static char *read_password(const char *path, char *err, size_t err_size)
 }
 
 struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct store *reader,
-                              struct committer *committer, const char *data_dir, char *err,
-                              size_t err_size)
+                              struct committer *committer, const char *data_dir,
+                              const uint8_t *srs_secret, char *err, size_t err_size)
 {
     const struct conf_relay *rc = &conf->relay;
     struct outbound *ob = xcalloc(1, sizeof(*ob));
@@ -1161,6 +1180,7 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
     ob->reader = reader;
     ob->committer = committer;
     ob->data_dir = data_dir;
+    ob->srs_secret = srs_secret;
     ob->chunk = xmalloc(OB_READ_CHUNK);
     ob->schedule = (struct schedule){
         .retry_first = (int64_t)(rc->retry_first_ms / 1000),

@@ -27,13 +27,15 @@ struct outbound;
 
 /*
  * A runner on loop, reading the queue from reader and writing its results
- * through committer (both the daemon's, which outlive it). Reads the
+ * through committer (both the daemon's, which outlive it); srs_secret
+ * (SRS_SECRET_SIZE octets, the daemon's) maps a report to a forwarded
+ * message's SRS sender back to the original one. Reads the
  * smarthost's password file and sets up DNS and the TLS clients. Returns
  * NULL with one sentence in err.
  */
 struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct store *reader,
-                              struct committer *committer, const char *data_dir, char *err,
-                              size_t err_size);
+                              struct committer *committer, const char *data_dir,
+                              const uint8_t *srs_secret, char *err, size_t err_size);
 
 /* Something was queued: look at the queue soon, not at the next tick. */
 void outbound_kick(struct outbound *ob);

@@ -406,6 +406,35 @@ static void add_remote(struct smtp_tx *tx, const char *address, const char *orcp
     };
 }
 
+/* "local@domain" of an address, into buf[ADDR_TEXT_SIZE]. */
+static const char *to_text(const struct addr *a, char *buf)
+{
+    snprintf(buf, ADDR_TEXT_SIZE, "%s@%s", a->local, a->domain);
+    return buf;
+}
+
+/*
+ * An SRS address of ours (smtpd/srs.h) stands for the sender of a message
+ * an alias forwarded: *to becomes that sender, and *srs says so. Only
+ * reports may go there (from <>): anyone else would use it to relay. Returns
+ * a refusal, or NULL.
+ */
+static const char *srs_rcpt(struct smtp_session *s, struct addr *to, bool *srs)
+{
+    char original[ADDR_TEXT_SIZE];
+    int rc = s->ops->srs_reverse != NULL ? s->ops->srs_reverse(s->ctx, to, original) : 0;
+    if (rc == 0)
+        return NULL;
+    if (rc < 0)
+        return "550 5.1.1 This forwarding address is not valid, or has expired";
+    if (s->tx->from[0] != '\0')
+        return "550 5.7.1 This forwarding address takes delivery reports only";
+    if (addr_parse(original, strlen(original), ADDR_UTF8 | ADDR_QUOTED, to) < 0)
+        return "550 5.1.1 This forwarding address is not valid, or has expired";
+    *srs = true;
+    return NULL;
+}
+
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 {
     struct smtp_path_args a;
@@ -439,10 +468,16 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "452 4.5.3 Too many recipients");
         return;
     }
+    char named[ADDR_TEXT_SIZE];
+    snprintf(named, sizeof(named), "%s%s%s", to.local, to.domain[0] ? "@" : "", to.domain);
+    /* A bounce to a forwarded message's SRS sender goes back to the original one. */
+    bool srs = false;
+    const char *refusal = srs_rcpt(s, &to, &srs);
     size_t before = tx->rcpts.n, remote_before = tx->rcpts.n_remote;
-    rc = s->ops->resolve(s->ctx, &to, &tx->rcpts);
-    const char *refusal = NULL;
-    if (rc == -KOTAK_ENODOMAIN && s->cfg.role == SMTP_ROLE_MX)
+    rc = refusal == NULL ? s->ops->resolve(s->ctx, &to, &tx->rcpts) : 0;
+    if (refusal != NULL)
+        ;
+    else if (rc == -KOTAK_ENODOMAIN && s->cfg.role == SMTP_ROLE_MX && !srs)
         refusal = "550 5.7.1 Relay access denied";
     else if (rc == -KOTAK_ENODOMAIN && to.domain[0] == '[')
         /* A bare IP address as the domain: a way around MX policy, and often
@@ -452,12 +487,6 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         refusal = "451 4.3.0 Temporary lookup failure, try again later";
     else if (rc == 0)
         refusal = "550 5.1.1 No such user here";
-    else if (s->cfg.role == SMTP_ROLE_MX && tx->rcpts.n_remote > remote_before)
-        /* An alias that forwards elsewhere, even beside local users: the
-         * outside copy needs the relay, which the MX port does not offer to
-         * strangers. 550 5.7.1 (not 551, which would name the outside
-         * address). The local users it brought are taken back out. */
-        refusal = "550 5.7.1 This address forwards to other domains, which is not available yet";
     if (refusal != NULL) {
         tx->rcpts.n = before;
         rcpts_drop_remote(&tx->rcpts, remote_before);
@@ -465,12 +494,12 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "%s", refusal);
         return;
     }
-    char named[ADDR_TEXT_SIZE];
-    snprintf(named, sizeof(named), "%s%s%s", to.local, to.domain[0] ? "@" : "", to.domain);
-    /* Submission: the queue takes what the store does not keep here, the
-     * named address itself or what its alias forwards to. */
+    /* The queue takes what the store does not keep here: on submission the
+     * named address itself, on any port what an alias forwards to and the
+     * original sender behind an SRS address. */
+    char original[ADDR_TEXT_SIZE];
     if (rc == -KOTAK_ENODOMAIN)
-        add_remote(tx, named, orcpt, notify);
+        add_remote(tx, srs ? to_text(&to, original) : named, srs ? named : orcpt, notify);
     for (size_t i = remote_before; i < tx->rcpts.n_remote; i++)
         add_remote(tx, tx->rcpts.remote[i], orcpt != NULL ? orcpt : named, notify);
     free(orcpt);

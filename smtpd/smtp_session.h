@@ -94,6 +94,10 @@ struct smtp_ops {
     void (*auth)(void *ctx, const char *user, const char *password);
     /* The time, for Received: headers. */
     time_t (*now)(void *ctx);
+    /* Whether rcpt is an SRS address of a local domain (smtpd/srs.h): 1
+     * with the original sender in original[ADDR_TEXT_SIZE], 0 when it is
+     * none, or a negative code for one made up or expired. May be NULL. */
+    int (*srs_reverse)(void *ctx, const struct addr *rcpt, char *original);
 };
 
 enum smtp_action {

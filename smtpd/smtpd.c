@@ -28,6 +28,7 @@
 #include "service.h"
 #include "smtp_session.h"
 #include "spool.h"
+#include "srs.h"
 #include "store.h"
 #include "util.h"
 
@@ -46,6 +47,7 @@ struct smtpd {
     struct store *reader; /* look-ups on the loop thread */
     struct committer *committer;
     struct outbound *outbound;
+    uint8_t srs_secret[SRS_SECRET_SIZE];
     char *data_dir;
     struct listener_ctx listeners[3];
 };
@@ -54,6 +56,7 @@ struct smtpd {
 struct sconn {
     struct service_conn conn; /* first: the core frees the whole */
     struct smtpd *d;
+    enum smtp_role role;
     struct spool spool;
     bool spool_open;
 };
@@ -173,6 +176,32 @@ static void op_spool_abort(void *ctx)
     sc->spool_open = false;
 }
 
+/*
+ * The sender the queue sends a message on with. Mail taken on the MX port
+ * for an alias that forwards elsewhere is sent with an SRS sender of the
+ * alias's domain, so that the receiver's SPF check, which looks at that
+ * domain, passes; a user's own mail keeps its sender.
+ */
+static const char *forward_sender(struct sconn *sc, const struct smtp_tx *tx)
+{
+    static char srs[ADDR_TEXT_SIZE];
+    if (sc->role != SMTP_ROLE_MX || tx->from[0] == '\0' || tx->remote[0].orcpt == NULL)
+        return tx->from;
+    const char *at = strrchr(tx->remote[0].orcpt, '@');
+    if (at == NULL || srs_forward(sc->d->srs_secret, time(NULL), tx->from, at + 1, srs) < 0)
+        return tx->from; /* too long to rewrite: the original, as before SRS */
+    return srs;
+}
+
+static int op_srs_reverse(void *ctx, const struct addr *rcpt, char *original)
+{
+    struct sconn *sc = ctx;
+    if (!srs_is_srs(rcpt->local) || store_domain_exists(sc->d->reader, rcpt->domain) != 1)
+        return 0;
+    int rc = srs_reverse(sc->d->srs_secret, time(NULL), rcpt->local, original);
+    return rc == 0 ? 1 : rc;
+}
+
 static void op_deliver(void *ctx, const struct smtp_tx *tx)
 {
     struct sconn *sc = ctx;
@@ -187,7 +216,7 @@ static void op_deliver(void *ctx, const struct smtp_tx *tx)
     job->received = time(NULL);
     if (tx->n_remote > 0) {
         job->env = (struct store_envelope){
-            .sender = xstrdup(tx->from),
+            .sender = xstrdup(forward_sender(sc, tx)),
             .user_id = tx->user_id,
             .ret = tx->ret,
             .envid = tx->envid != NULL ? xstrdup(tx->envid) : NULL,
@@ -247,6 +276,7 @@ static const struct smtp_ops smtp_ops = {
     .deliver = op_deliver,
     .auth = op_auth,
     .now = op_now,
+    .srs_reverse = op_srs_reverse,
 };
 
 /* --- connections, start and stop ---------------------------------------- */
@@ -258,6 +288,7 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     const struct conf_limits *lim = &d->conf->limits;
     struct sconn *sc = xcalloc(1, sizeof(*sc));
     sc->d = d;
+    sc->role = l->role;
     struct smtp_session_config cfg = {
         .role = l->role,
         .hostname = d->conf->hostname,
@@ -367,8 +398,10 @@ static void open_store(struct smtpd *d, uv_loop_t *loop)
     d->committer = committer_start(loop, writer, checkpointer, commit_done, d);
     if (d->committer == NULL)
         fatal(1, "cannot start the store thread");
-    d->outbound =
-        outbound_new(loop, d->conf, d->reader, d->committer, d->data_dir, err, sizeof(err));
+    if (store_srs_secret(d->reader, d->srs_secret) < 0)
+        fatal(2, "cannot read the store's SRS secret: %s", store_errmsg(d->reader));
+    d->outbound = outbound_new(loop, d->conf, d->reader, d->committer, d->data_dir, d->srs_secret,
+                               err, sizeof(err));
     if (d->outbound == NULL)
         fatal(2, "%s", err);
     free(path);

@@ -98,8 +98,10 @@ static const char *const migrations[] = {
     "   AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = OLD.message_id)"
     "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;",
     /* 5: `kotak queue drop` marks a recipient; kotak-smtpd then fails it
-     * without trying, and sends the bounce, as for any failure. */
-    "ALTER TABLE queue_rcpt ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;",
+     * without trying, and sends the bounce, as for any failure. The SRS
+     * secret of this store: forwarded mail's senders are signed with it. */
+    "ALTER TABLE queue_rcpt ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;"
+    "INSERT OR IGNORE INTO meta VALUES('srs_secret', lower(hex(randomblob(32))));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -385,6 +387,25 @@ static int load_meta(struct store *s, char *err, size_t err_size)
         return rc == SQLITE_DONE ? -KOTAK_ESTORE : store__rc(s, rc);
     }
     return 0;
+}
+
+int store_srs_secret(struct store *s, uint8_t out[32])
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'srs_secret'", -1, &st,
+                                NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *hex = (const char *)sqlite3_column_text(st, 0);
+        rc = hex != NULL && strlen(hex) == 64 ? SQLITE_OK : SQLITE_CORRUPT;
+        for (int i = 0; rc == SQLITE_OK && i < 32; i++) {
+            unsigned v;
+            if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+                rc = SQLITE_CORRUPT;
+            out[i] = (uint8_t)v;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : rc == SQLITE_DONE ? -KOTAK_ESTORE : store__rc(s, rc);
 }
 
 static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;

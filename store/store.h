@@ -225,6 +225,9 @@ void store_batch_rollback(struct store *s);
 
 /* --- the outbound queue --------------------------------------------------- */
 
+/* The store's secret for SRS (smtpd/srs.h), made with the store. */
+int store_srs_secret(struct store *s, uint8_t out[32]);
+
 /* RFC 3461: what the sender asked to be told (NOTIFY), and how much of the
  * message a report carries (RET). The one definition: the queue keeps these
  * values, smtp_client sends them and dsn honours them. */

@@ -463,13 +463,25 @@ class OpenRelayTest(AttackTest):
             self.assertNotRegex(rcpt.lower(), r"@remote\.example\.?$")
             self.assertFalse(rcpt.startswith("@example.test"), rcpt)
 
-    def test_an_alias_that_forwards_to_another_domain_is_refused_on_mx(self):
+    def test_an_alias_that_forwards_elsewhere_relays_only_to_its_target_with_an_srs_sender(self):
+        # The MX port sends mail on only where the administrator's alias
+        # says, with a sender of the alias's domain (SRS), and never to a
+        # target the stranger picks.
         self.kotak.kotak("alias", "add", "fwd@example.test", "bob@remote.example")
         c = self.raw()
         self.assertReply(c.cmd(f"MAIL FROM:<{REMOTE}>"), 250)
-        code, lines = c.cmd("RCPT TO:<fwd@example.test>")
+        self.assertReply(c.cmd("RCPT TO:<fwd@example.test>"), 250)
+        code, lines = c.cmd("RCPT TO:<carol@remote.example>")
         self.assertTrue(500 <= code < 600, lines)
-        self.assertNothingStored()
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(message(token()) + b".\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        rows = self.kotak.query("SELECT r.address, q.sender FROM queue_rcpt r"
+                                " JOIN queue q ON q.id = r.queue_id")
+        self.assertEqual(len(rows), 1, rows)
+        self.assertEqual(rows[0][0], "bob@remote.example")
+        self.assertRegex(rows[0][1], r"^SRS0=[a-z2-7]{6}=[a-z2-7]{2}=.+@example\.test$")
+        self.assertEqual(self.kotak.count("maildrop"), 0)
 
 
 # --- header and log injection -----------------------------------------------

@@ -270,6 +270,67 @@ class DeferThenSuccess(TwoServers):
         self.assertEqual(self.a.bodies("alice@a.test"), [])  # no bounce
 
 
+class Forwarding(TwoServers):
+    """Aliases on B that forward to A, with mail from strangers arriving on B's MX port."""
+
+    def setUp(self):
+        super().setUp()
+        self.a.kotak("user", "add", "carol@a.test", "--password-stdin", input=PASSWORD + "\n")
+        self.b.kotak("alias", "add", "fwd@b.test", "alice@a.test")
+        self.b.kotak("alias", "add", "team@b.test", "bob@b.test,alice@a.test")
+        self.b.kotak("alias", "add", "gone@b.test", "nobody@a.test")
+
+    def mx_send(self, sender, rcpt, body):
+        with SMTP(B_IP, self.mx_port, timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("sender.test")
+            return s.sendmail(sender, [rcpt], body)
+
+    def srs_sender(self, body):
+        head = body.split(b"\r\n\r\n", 1)[0]
+        line = [l for l in head.split(b"\r\n") if l.startswith(b"Return-Path:")][0]
+        return line.split(b"<", 1)[1].split(b">", 1)[0].decode()
+
+    def test_an_alias_forwards_to_another_server_with_an_srs_sender(self):
+        self.mx_send("someone@sender.test", "fwd@b.test", b"Subject: fw\r\n\r\nforwarded\r\n")
+        body = self.wait_bodies(self.a, "alice@a.test")[0]
+        self.assertIn(b"forwarded", body)
+        sender = self.srs_sender(body)
+        # B's own domain, so SPF at A looks at b.test; the original inside it.
+        self.assertRegex(sender, r"^SRS0=[a-z2-7]{6}=[a-z2-7]{2}=sender\.test=someone@b\.test$")
+
+    def test_an_alias_of_local_and_outside_targets_delivers_to_both(self):
+        self.mx_send("someone@sender.test", "team@b.test", b"Subject: t\r\n\r\nto the team\r\n")
+        self.assertIn(b"to the team", self.wait_bodies(self.a, "alice@a.test")[0])
+        self.assertIn(b"to the team", self.wait_bodies(self.b, "bob@b.test")[0])
+
+    def test_a_bounce_of_forwarded_mail_reaches_the_original_sender(self):
+        # carol@a.test writes to gone@b.test, which forwards to nobody@a.test:
+        # A refuses it, B's bounce goes to the SRS sender, which is carol.
+        self.mx_send("carol@a.test", "gone@b.test", b"Subject: lost\r\n\r\nlost\r\n")
+        bounce = self.wait_bodies(self.a, "carol@a.test")[0]
+        self.assertIn(b"Action: failed", bounce)
+        self.assertIn(b"nobody@a.test", bounce)
+        self.assertIn(b"Subject: lost", bounce)
+        self.assertIn(b"To: <carol@a.test>", bounce)
+
+    def test_an_srs_address_takes_reports_only_and_a_made_up_one_nothing(self):
+        self.mx_send("someone@sender.test", "fwd@b.test", b"Subject: fw\r\n\r\nx\r\n")
+        sender = self.srs_sender(self.wait_bodies(self.a, "alice@a.test")[0])
+        with SMTP(B_IP, self.mx_port, timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("spammer.test")
+            s.mail("spam@spammer.test")
+            code, text = s.rcpt(sender)
+            self.assertEqual((code, text[:5]), (550, b"5.7.1"), text)
+            s.rset()
+            s.mail("")
+            tampered = sender[:5] + ("b" if sender[5] == "a" else "a") + sender[6:]
+            code, text = s.rcpt(tampered)
+            self.assertEqual((code, text[:5]), (550, b"5.1.1"), text)
+            code, text = s.rcpt(sender)
+            self.assertEqual(code, 250, text)
+        self.assertEqual(self.b.count("queue"), 0)
+
+
 class Drop(TwoServers):
 
     def test_kotak_queue_drop_bounces_the_message_to_its_sender(self):

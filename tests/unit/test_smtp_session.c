@@ -200,6 +200,18 @@ static time_t fake_now(void *ctx)
     return NOW + clock_ahead;
 }
 
+/* Two SRS addresses at example.test: one that maps back, one made up. */
+static int fake_srs_reverse(void *ctx, const struct addr *rcpt, char *original)
+{
+    (void)ctx;
+    if (strcasecmp(rcpt->domain, "example.test") != 0 || strncasecmp(rcpt->local, "SRS0=", 5) != 0)
+        return 0;
+    if (strcmp(rcpt->local, "SRS0=good") != 0)
+        return -EACCES;
+    snprintf(original, ADDR_TEXT_SIZE, "orig@remote.test");
+    return 1;
+}
+
 static const struct smtp_ops fake_ops = {
     .resolve = fake_resolve,
     .rcpts_free = fake_rcpts_free,
@@ -209,6 +221,7 @@ static const struct smtp_ops fake_ops = {
     .deliver = fake_deliver,
     .auth = fake_auth,
     .now = fake_now,
+    .srs_reverse = fake_srs_reverse,
 };
 
 static bool message_has(const struct fake *f, const char *needle)
@@ -719,23 +732,56 @@ static void check_plus(const struct fake *f, const char *tag)
     is_str(f->from, "s@remote.test", "%s: the source route is dropped", tag);
 }
 
-/* A refused forward-only alias must not change what later RCPTs get. */
+/* An alias that forwards elsewhere: the MX takes it for the queue, once,
+ * beside local users. */
 static const struct step mx_forward[] = {
     GREETING,
     C("EHLO client.test\r\n", EHLO_PLAIN),
     C("MAIL FROM:<s@remote.test>\r\n", "250 2.1.0"),
-    C("RCPT TO:<fwd@example.test>\r\n", "550 5.7.1"),
+    C("RCPT TO:<fwd@example.test>\r\n", "250 2.1.5"),
+    C("RCPT TO:<fwd@example.test>\r\n", "250 2.1.5"),
     C("RCPT TO:<alice@example.test>\r\n", "250 2.1.5"),
-    /* Alice again, as a duplicate: still a valid local recipient. */
-    C("RCPT TO:<alice+x@example.test>\r\n", "250 2.1.5"),
-    C("RCPT TO:<sales@example.test>\r\n", "250 2.1.5"),
-    C("RCPT TO:<bob@example.test>\r\n", "250 2.1.5"),
-    C("RSET\r\n", "250 2.0.0"),
-    C("MAIL FROM:<s@remote.test>\r\n", "250 2.1.0"),
-    C("RCPT TO:<alice@example.test>\r\n", "250 2.1.5"),
-    C("RCPT TO:<alice@example.test>\r\n", "250 2.1.5"),
+    C("RCPT TO:<carol@remote.test>\r\n", "550 5.7.1"),
+    C("DATA\r\n", "354 "),
+    C("hi\r\n.\r\n", ""),
+    STORED(0, "250 2.0.0"),
     THE_END,
 };
+
+static void check_forward(const struct fake *f, const char *tag)
+{
+    ok(f->n_ids == 1 && f->ids[0] == 1, "%s: alice gets her copy", tag);
+    is_int(f->n_remote, 1, "%s: one copy for the queue", tag);
+    is_str(f->remote[0], "fwd@elsewhere.test", "%s: to the alias's target", tag);
+    is_str(f->orcpt[0], "fwd@example.test", "%s: ORCPT: the address the sender named", tag);
+}
+
+/* A bounce to an SRS address of ours goes back to the original sender;
+ * nothing else may use one, and a made-up one is refused. */
+static const struct step mx_srs[] = {
+    GREETING,
+    C("EHLO client.test\r\n", EHLO_PLAIN),
+    C("MAIL FROM:<s@remote.test>\r\n", "250 2.1.0"),
+    C("RCPT TO:<SRS0=good@example.test>\r\n", "550 5.7.1"),
+    C("RSET\r\n", "250 2.0.0"),
+    C("MAIL FROM:<>\r\n", "250 2.1.0"),
+    C("RCPT TO:<SRS0=bad@example.test>\r\n", "550 5.1.1"),
+    C("RCPT TO:<srs0=good@example.test>\r\n", "550 5.1.1"),
+    C("RCPT TO:<SRS0=good@example.test>\r\n", "250 2.1.5"),
+    C("DATA\r\n", "354 "),
+    C("bounce\r\n.\r\n", ""),
+    STORED(0, "250 2.0.0"),
+    THE_END,
+};
+
+static void check_srs(const struct fake *f, const char *tag)
+{
+    is_int(f->n_ids, 0, "%s: no local copy", tag);
+    is_int(f->n_remote, 1, "%s: one copy for the queue", tag);
+    is_str(f->remote[0], "orig@remote.test", "%s: to the original sender", tag);
+    is_str(f->orcpt[0], "SRS0=good@example.test", "%s: ORCPT: the SRS address", tag);
+    is_str(f->from, "", "%s: from <>", tag);
+}
 
 static const struct step mx_sequence[] = {
     GREETING,
@@ -1200,7 +1246,8 @@ static const struct conv conversations[] = {
     {.name = "mx: everything in one write", .steps = mx_one_write, .check = check_two_rcpts},
     {.name = "mx: addresses", .steps = mx_addresses, .check = check_addresses},
     {.name = "mx: plus-addressing", .steps = mx_plus, .check = check_plus},
-    {.name = "mx: forward-only alias", .steps = mx_forward},
+    {.name = "mx: forwarding alias", .steps = mx_forward, .check = check_forward},
+    {.name = "mx: SRS", .steps = mx_srs, .check = check_srs},
     {.name = "mx: sequence and HELO", .steps = mx_sequence, .check = check_helo},
     {.name = "mx: SIZE", .message_size = 100, .steps = mx_size, .check = check_size},
     {.name = "mx: bare CR and LF",
