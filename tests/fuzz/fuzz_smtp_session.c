@@ -198,7 +198,16 @@ static void w_deliver(void *ctx, const struct smtp_tx *tx)
                "a delivered message does not start with Return-Path:");
     FUZZ_CHECK(memmem(m, len, "\r\nReceived: from ", 17) != NULL, "no Received: header");
 
-    FUZZ_CHECK(tx->rcpts.n >= 1, "deliver() with no local recipient");
+    FUZZ_CHECK(tx->rcpts.n + tx->n_remote >= 1, "deliver() with no recipient");
+    /* Another server's recipients: each once, never one of the local domain. */
+    for (size_t i = 0; i < tx->n_remote; i++) {
+        const char *at = strrchr(tx->remote[i].address, '@');
+        FUZZ_CHECK(at != NULL && strcasecmp(at, "@example.test") != 0,
+                   "a remote recipient in the local domain: %s", tx->remote[i].address);
+        for (size_t j = 0; j < i; j++)
+            FUZZ_CHECK(strcmp(tx->remote[i].address, tx->remote[j].address) != 0,
+                       "a remote recipient twice");
+    }
     for (size_t i = 0; i < tx->rcpts.n; i++) {
         FUZZ_CHECK(tx->rcpts.user_ids[i] == 1 || tx->rcpts.user_ids[i] == 2,
                    "a recipient the directory does not have");
