@@ -328,10 +328,12 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
  * A message's transaction is over: what each recipient's result means for
  * the queue, recorded in one job with the report it calls for. While
  * stopping, a deferral is not recorded: the recipient stays due, and goes
- * at the next start without waiting for a retry.
+ * at the next start without waiting for a retry. next_dsn: the server
+ * offered DSN, so the message went with its NOTIFY and the server reports
+ * success itself.
  */
 static void msg_outcome(struct outbound *ob, struct omsg *m, const struct smtp_client_result *res,
-                        size_t n, const char *host, const char *ip, bool tls)
+                        size_t n, const char *host, const char *ip, bool tls, bool next_dsn)
 {
     int64_t now = time(NULL);
     if (n > m->n_rcpts)
@@ -384,6 +386,12 @@ static void msg_outcome(struct outbound *ob, struct omsg *m, const struct smtp_c
                                                             : DSN_ACTION_DELAYED;
         if (!may_report || (st == STORE_RCPT_QUEUED && !warn) ||
             !dsn_notify_wants(r->notify, action))
+            continue;
+        /* "relayed" is for a server that will not report success (RFC 3464
+         * 2.3.3, RFC 3461 5.2.2); one that offered DSN got NOTIFY=SUCCESS
+         * with the message (5.2.1) and reports the delivery itself, so a
+         * report from us too would tell the sender twice, "relayed" first. */
+        if (action == DSN_ACTION_RELAYED && next_dsn)
             continue;
         size_t k = n_report++;
         result_status(x, status[k]);
@@ -465,7 +473,7 @@ static void msg_fail_all(struct outbound *ob, struct omsg *m, bool permanent, in
         snprintf(res[i].enhanced, sizeof(res[i].enhanced), "%s", status);
         snprintf(res[i].text, sizeof(res[i].text), "%s", text);
     }
-    msg_outcome(ob, m, res, m->n_rcpts, host, ip, false);
+    msg_outcome(ob, m, res, m->n_rcpts, host, ip, false, false);
     free(res);
 }
 
@@ -756,7 +764,8 @@ static void conn_msg_done(struct oconn *oc)
     oc->msg = NULL;
     size_t n;
     const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
-    msg_outcome(oc->dest->ob, m, res, n, oc->host, oc->ip, smtp_client_tls_used(oc->client));
+    msg_outcome(oc->dest->ob, m, res, n, oc->host, oc->ip, smtp_client_tls_used(oc->client),
+                smtp_client_dsn_offered(oc->client));
 }
 
 static void feed(struct oconn *oc)

@@ -1289,7 +1289,8 @@ void smtp_client_tls_failed(struct smtp_client *c)
 {
     if (c->st == ST_CLOSED)
         return;
-    die(c, "4.7.5", "TLS handshake failed after STARTTLS");
+    /* With implicit TLS (tls_active) there was no STARTTLS to name. */
+    die(c, "4.7.5", "%s", c->tls ? "TLS handshake failed" : "TLS handshake failed after STARTTLS");
 }
 
 void smtp_client_quit(struct smtp_client *c)
@@ -1355,6 +1356,11 @@ bool smtp_client_tls_used(const struct smtp_client *c)
 bool smtp_client_authenticated(const struct smtp_client *c)
 {
     return c->authed;
+}
+
+bool smtp_client_dsn_offered(const struct smtp_client *c)
+{
+    return c->cap_dsn;
 }
 
 const char *smtp_client_server_name(const struct smtp_client *c)

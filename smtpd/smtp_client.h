@@ -360,6 +360,13 @@ bool smtp_client_tls_used(const struct smtp_client *c);
 /* True once AUTH succeeded. */
 bool smtp_client_authenticated(const struct smtp_client *c);
 
+/*
+ * True when the server's last EHLO offered DSN (RFC 3461): the transaction
+ * under it carried NOTIFY, ORCPT, RET and ENVID, and a success report is
+ * that server's (or a later hop's) to send from then on.
+ */
+bool smtp_client_dsn_offered(const struct smtp_client *c);
+
 /* The first word of the 220 greeting (printable ASCII, at most 255 octets), or "". */
 const char *smtp_client_server_name(const struct smtp_client *c);
 

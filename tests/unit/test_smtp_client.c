@@ -183,6 +183,7 @@ enum op {
     N_RESULTS, /* arg results */
     PENDING,   /* the unconsumed server bytes are exactly bytes */
     TLS_USED,  /* smtp_client_tls_used() == arg */
+    DSN_USED,  /* smtp_client_dsn_offered() == arg */
     NAME,      /* smtp_client_server_name() is bytes */
     WAIT,      /* smtp_client_timeout_s() == arg */
 };
@@ -216,6 +217,7 @@ struct step {
 #define N_RES(n)           {N_RESULTS, NULL, 0, NULL, n, NULL, 0, 0, NULL, 0}
 #define PEND(bytes)        {PENDING, bytes, sizeof(bytes) - 1, NULL, 0, NULL, 0, 0, NULL, 0}
 #define IS_TLS(b)          {TLS_USED, NULL, 0, NULL, b, NULL, 0, 0, NULL, 0}
+#define IS_DSN(b)          {DSN_USED, NULL, 0, NULL, b, NULL, 0, 0, NULL, 0}
 #define IS_NAME(s)         {NAME, s, 0, NULL, 0, NULL, 0, 0, NULL, 0}
 #define IS_WAIT(s)         {WAIT, NULL, 0, NULL, s, NULL, 0, 0, NULL, 0}
 #define THE_END            {END, NULL, 0, NULL, 0, NULL, 0, 0, NULL, 0}
@@ -750,6 +752,7 @@ static const struct step dsn_offered[] = {
                    "RCPT TO:<carol@b.test> NOTIFY=NEVER ORCPT=rfc822;c+2Bx+3Dy@b.test\r\n"
                    "RCPT TO:<dave@b.test> NOTIFY=DELAY\r\n"
                    "DATA\r\n"),
+    IS_DSN(1), /* the queue runner leaves success reports to this server */
     THE_END,
 };
 
@@ -757,6 +760,7 @@ static const struct step dsn_not_offered[] = {
     NEXT_MSG(&m_dsn, 0, ""),
     SRV(GREET, EHLO),
     SRV("250-mx.b.test\r\n250 PIPELINING\r\n", MAIL TO_BOB TO_CAROL TO_DAVE "DATA\r\n"),
+    IS_DSN(0),
     THE_END,
 };
 
@@ -1224,6 +1228,9 @@ static void run(const struct conv *cv, bool trickle, struct buf *transcript)
         }
         case TLS_USED:
             is_int(smtp_client_tls_used(c), st->arg, "%s: step %zu: tls_used", tag, i);
+            break;
+        case DSN_USED:
+            is_int(smtp_client_dsn_offered(c), st->arg, "%s: step %zu: dsn_offered", tag, i);
             break;
         case NAME:
             is_str(smtp_client_server_name(c), st->in, "%s: step %zu: server name", tag, i);
