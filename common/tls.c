@@ -20,6 +20,7 @@
  */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -78,6 +79,8 @@ struct tls_conn {
     struct buf out; /* ciphertext for the peer, not yet sent */
     size_t in_off;
     bool peer_closed; /* close_notify seen; every later read says -EPIPE */
+    uint8_t ip[16];   /* a client's peer named by its address: what the certificate must hold */
+    size_t ip_len;    /* 4 or 16; 0 when named by a host name */
     int error;        /* the mbedTLS error that failed the connection, or 0 */
     int alert;        /* the fatal alert the peer sent then, or -1 */
     struct tls_server *srv;
@@ -393,6 +396,7 @@ struct tls_conn *tls_conn_new(struct tls_server *srv)
     buf_init(&c->out, 0);
     c->in_off = 0;
     c->peer_closed = false;
+    c->ip_len = 0;
     c->error = 0;
     c->alert = -1;
     c->srv = srv;
@@ -459,11 +463,38 @@ static int failed(struct tls_conn *c, int rc)
     return -EPROTO;
 }
 
+/*
+ * The check of a peer named by its IP address, which mbedTLS 2.28 does not
+ * make: the certificate must list that address among its subjectAltName
+ * iPAddress entries (RFC 5280 4.2.1.6; the entries are kept raw, tag [7]).
+ */
+static int verify_ip(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    const struct tls_conn *c = ctx;
+    if (depth != 0)
+        return 0;
+    for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san != NULL; san = san->next)
+        if (san->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && san->buf.len == c->ip_len &&
+            memcmp(san->buf.p, c->ip, c->ip_len) == 0)
+            return 0;
+    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return 0;
+}
+
 struct tls_conn *tls_client_connect(struct tls_client *cli, const char *host)
 {
     struct tls_conn *c = tls_conn_new(&cli->side);
+    if (host == NULL || host[0] == '\0')
+        return c;
+    if (inet_pton(AF_INET, host, c->ip) == 1 || inet_pton(AF_INET6, host, c->ip) == 1) {
+        /* An address: no SNI (RFC 6066 3 allows host names only), and
+         * the certificate checked for the address itself. */
+        c->ip_len = strchr(host, ':') ? 16 : 4;
+        mbedtls_ssl_set_verify(&c->ssl, verify_ip, c);
+        return c;
+    }
     /* SNI, and the name a verified certificate must hold. */
-    if (host != NULL && host[0] != '\0' && mbedtls_ssl_set_hostname(&c->ssl, host) != 0)
+    if (mbedtls_ssl_set_hostname(&c->ssl, host) != 0)
         abort(); /* only for memory, or a name over 255 octets the caller never passes */
     return c;
 }

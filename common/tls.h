@@ -56,7 +56,9 @@ int tls_client_new(const char *ca_path, bool verify, struct tls_client **cli_r, 
 /* Lets the client side go, as tls_server_free does a server's. NULL is fine. */
 void tls_client_free(struct tls_client **cli);
 
-/* A new client connection to host (sent as SNI, and checked when verifying). */
+/* A new client connection to host: a name is sent as SNI and checked when
+ * verifying; an IP address is not sent (RFC 6066 3) and must be among the
+ * certificate's iPAddress names. */
 struct tls_conn *tls_client_connect(struct tls_client *cli, const char *host);
 
 /* After the handshake: the peer's certificate leads to a trust anchor and names the host. */

@@ -9,7 +9,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmbedtls-dev libsq
       libinih-dev libcrypt-dev libc-ares-dev)
 if [ "${1:-}" = --test ]; then
     pkgs+=(python3 util-linux swaks libnet-ssleay-perl curl openssl fetchmail getmail6
-           python3-cryptography iproute2 python3-dnslib python3-aiosmtpd)
+           python3-cryptography iproute2 python3-dnslib python3-aiosmtpd postfix)
 fi
 
 missing=()

@@ -1085,6 +1085,7 @@ static int take_due(void *ctx, const struct store_queued *q)
         m->created = q->created;
         m->size = q->size;
         m->sender = xstrdup(q->sender);
+        m->envid = q->envid[0] != '\0' ? xstrdup(q->envid) : NULL;
         m->ret = q->ret;
         m->bounce = q->bounce;
         dest_push(d, m, false);

@@ -99,6 +99,7 @@ static void read_queued(sqlite3_stmt *st, struct store_queued *q)
     q->last_code = sqlite3_column_int(st, 17);
     copy_col(st, 18, q->last_reply, sizeof(q->last_reply));
     q->dropped = sqlite3_column_int(st, 19) != 0;
+    copy_col(st, 20, q->envid, sizeof(q->envid));
 }
 
 /* Runs a select of queued recipients inside one read transaction. */

@@ -110,7 +110,8 @@ static const char *const migrations[] = {
     "SELECT r.id, r.queue_id, q.message_id, r.address, r.domain, q.sender,"                        \
     " coalesce(r.orcpt, ''), r.notify, q.ret, q.bounce, r.delay_notified, r.state,"                \
     " coalesce(q.user_id, 0), q.created, m.size, r.next_try, r.attempts, r.last_code,"             \
-    " r.last_reply, r.dropped FROM queue_rcpt r JOIN queue q ON q.id = r.queue_id"                            \
+    " r.last_reply, r.dropped, coalesce(q.envid, '') FROM queue_rcpt r"                            \
+    " JOIN queue q ON q.id = r.queue_id"                            \
     " JOIN messages m ON m.id = q.message_id"
 
 static const char *const stmt_sql[STMT_COUNT] = {

@@ -268,6 +268,7 @@ struct store_queued {
     char domain[ADDR_DOMAIN_MAX + 1];
     char sender[ADDR_TEXT_SIZE]; /* "" for <> */
     char orcpt[ADDR_TEXT_SIZE + 8];
+    char envid[101]; /* ENVID (RFC 3461 4.4: at most 100 octets), "" when not given */
     unsigned notify;
     enum store_ret ret;
     bool bounce, delay_notified;

@@ -302,10 +302,11 @@ class Smarthost(PeerTestCase):
     USER, SECRET = "relay-user", "relay-Pass-77x"
     NAME = "smarthost.test"
 
-    def smarthost(self, password=SECRET, ca=None, implicit=False, by_address=False):
+    def smarthost(self, password=SECRET, ca=None, implicit=False, by_address=False,
+                  cert_for=None):
         name = PEER_IP if by_address else self.NAME
         peer = self.peer({"auth": {"user": self.USER, "password": self.SECRET},
-                          "implicit_tls": implicit}, tls_host=name)
+                          "implicit_tls": implicit}, tls_host=cert_for or name)
         with open(ca or peer.cert, "rb") as f:
             ca_pem = f.read()
         self.kotak({
@@ -353,6 +354,15 @@ class Smarthost(PeerTestCase):
         m = peer.wait_messages(1, timeout=6)[0]
         self.assertTrue(m["tls"], m)
         self.assertEqual(m["auth_user"], self.USER)
+
+    def test_a_smarthost_named_by_an_address_its_certificate_lacks_gets_nothing(self):
+        # A certificate for 127.0.0.9, trusted, on the smarthost at 127.0.0.4.
+        peer = self.smarthost(by_address=True, cert_for="127.0.0.9")
+        self.submit(["carol@anywhere.example"], message("wrong ip", to="carol@anywhere.example"))
+        self.wait_log(r"event=delivery .*rcpt=<carol@anywhere.example> .*result=deferred")
+        self.assert_still_queued("carol@anywhere.example")
+        self.assertEqual(peer.events("auth"), [])
+        self.assertEqual(peer.events("mail"), [])
 
     def test_a_wrong_password_keeps_mail_queued_and_is_logged_loudly(self):
         peer = self.smarthost(password="not-the-password")
