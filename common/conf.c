@@ -594,7 +594,7 @@ static const struct conf_key conf_keys[] = {
     {"relay", "port", set_count, NUM(relay.port), 1, 65535},
     {"relay", "retry_first", set_duration, NUM(relay.retry_first_ms), SEC(1), SEC(86400)},
     {"relay", "retry_max", set_duration, NUM(relay.retry_max_ms), SEC(1), SEC(7 * 86400)},
-    {"relay", "delay_warning", set_duration, NUM(relay.delay_warning_ms), SEC(1), SEC(30 * 86400)},
+    {"relay", "delay_warning", set_duration, NUM(relay.delay_warning_ms), 0, SEC(30 * 86400)},
     {"relay", "give_up", set_duration, NUM(relay.give_up_ms), SEC(1), SEC(30 * 86400)},
     {"relay", "bounce_give_up", set_duration, NUM(relay.bounce_give_up_ms), SEC(1),
      SEC(30 * 86400)},

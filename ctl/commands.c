@@ -256,24 +256,6 @@ static struct addr *parse_targets(const char *arg, size_t *n_r)
     return t;
 }
 
-/*
- * Until kotak relays, the daemon refuses RCPT for an alias with a target in
- * another domain (a copy it could not store must never get 250): say so now,
- * rather than let the administrator find out from a bounce.
- */
-static void warn_outside_targets(struct store *s, const char *src, const struct addr *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (store_domain_exists(s, t[i].domain) != 0)
-            continue;
-        fprintf(stderr,
-                "kotak: warning: %s@%s is outside the local domains; mail to %s is refused "
-                "(550 5.7.1) until kotak relays to other domains\n",
-                t[i].local, t[i].domain, src);
-        return;
-    }
-}
-
 int ctl_alias(const struct ctl *c)
 {
     static const char usage[] =
@@ -328,8 +310,6 @@ int ctl_alias(const struct ctl *c)
     if (rc < 0)
         ctl_die_store(s, rc, src);
     printf("alias %s %s\n", src, add ? "added" : "deleted");
-    if (add)
-        warn_outside_targets(s, src, targets, n);
     free(targets);
     store_close(&s);
     conf_free(&conf);

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@
 #define OB_BUCKETS 4096   /* the in-flight set's hash buckets */
 #define OB_READ_CHUNK (64 * 1024)
 #define OB_CONNECT_TIMEOUT_MS (30 * 1000)
-#define OB_IDLE_TIMEOUT_MS (10 * 60 * 1000) /* RFC 5321 4.5.3.2's longest wait */
+#define OB_TICK_MS (30 * 1000) /* how often a quiet connection's wait is weighed */
 
 struct dest;
 struct oconn;
@@ -82,6 +83,8 @@ struct dest {
     size_t first_target; /* targets before it failed: new connections skip them */
     unsigned plain_only; /* bit i: target i failed its TLS handshake, go on without */
     bool querying;
+    unsigned holds; /* calls under way that use it: it is not freed before they end */
+    char last_error[160]; /* why the last connection could not even begin */
     struct dest *next;
 };
 
@@ -94,6 +97,7 @@ struct oconn {
     bool tls_tried;  /* STARTTLS or implicit TLS was under way */
     bool transacted; /* a transaction got past the greeting and EHLO */
     bool closed;
+    uint64_t quiet_ms; /* since the server last sent or took anything, in ticks */
     struct omsg *msg;
     int64_t body_off;
     char host[DNS_NAME_MAX + 1];
@@ -507,8 +511,20 @@ static void dest_free(struct dest *d)
 /* A destination with nothing waiting and no connection is forgotten (its DNS answers too). */
 static void dest_maybe_free(struct dest *d)
 {
-    if (d->head == NULL && d->n_conns == 0 && !d->querying)
+    if (d->holds == 0 && d->head == NULL && d->n_conns == 0 && !d->querying)
         dest_free(d);
+}
+
+/* Keeps d through calls that may forget it: the last release frees it, if then unused. */
+static void dest_hold(struct dest *d)
+{
+    d->holds++;
+}
+
+static void dest_release(struct dest *d)
+{
+    if (--d->holds == 0)
+        dest_maybe_free(d);
 }
 
 static void dest_push(struct dest *d, struct omsg *m, bool front)
@@ -560,6 +576,23 @@ static bool smarthost(const struct outbound *ob)
     return ob->conf->relay.smarthost_host[0] != '\0';
 }
 
+/* No address took a connection: what waits is deferred, and DNS is asked again next time. */
+static void dest_unreachable(struct dest *d, const char *why, const char *host, const char *ip)
+{
+    struct outbound *ob = d->ob;
+    char v[700];
+    log_info("smtp event=destination-unreachable domain=%s reason=%s",
+             d->domain[0] ? d->domain : "smarthost", log_value(v, sizeof(v), why, strlen(why)));
+    struct omsg *m;
+    while ((m = dest_pop(d)) != NULL)
+        msg_fail_all(ob, m, false, 0, "4.4.1", why, host, ip);
+    d->state = DEST_NEW;
+    d->n_targets = d->first_target = 0;
+    d->plain_only = 0;
+    d->last_error[0] = '\0';
+    dest_maybe_free(d);
+}
+
 static void addrs_answer(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n);
 
 /* Asks for the next host's addresses, or finishes the targets. */
@@ -599,12 +632,14 @@ static void addrs_answer(void *ctx, enum dns_status status, const struct dns_add
         dest_maybe_free(d);
         return;
     }
+    dest_hold(d);
     size_t i = d->host_next++;
     d->addrs[i] = n > 0 ? xmalloc(n * sizeof(*addrs)) : NULL;
     if (n > 0)
         memcpy(d->addrs[i], addrs, n * sizeof(*addrs));
     d->answers[i] = (struct route_host_addrs){status, d->addrs[i], n};
     next_host(d);
+    dest_release(d);
 }
 
 static void mx_answer(void *ctx, enum dns_status status, const struct dns_mx *records, size_t n)
@@ -683,31 +718,28 @@ static int64_t return_path_len(const char *p, size_t n)
 static int msg_describe(struct outbound *ob, struct omsg *m, struct smtp_client_msg *cm,
                         struct smtp_client_rcpt *cr)
 {
-    bool eight = false, utf8_head = false, in_head = true;
+    /* One read, whatever the size: the loop does not wait on a long scan.
+     * A larger message is announced as 8BITMIME (harmless for a 7-bit one,
+     * RFC 6152), and its header section is taken to be in the first read. */
+    size_t got = 0;
+    int rc = store_mbox_read(ob->reader, m->message_id, 0, ob->chunk, OB_READ_CHUNK, &got);
+    if (rc < 0)
+        return rc;
+    bool eight = (int64_t)got < m->size, utf8_head = false, in_head = true;
     char prev1 = '\n', prev2 = '\n'; /* as if a line had just ended */
-    for (int64_t off = 0; in_head || !eight;) {
-        size_t got = 0;
-        int rc = store_mbox_read(ob->reader, m->message_id, off, ob->chunk, OB_READ_CHUNK, &got);
-        if (rc < 0)
-            return rc;
-        if (got == 0)
-            break;
-        for (size_t i = 0; i < got; i++) {
-            char ch = ob->chunk[i];
-            if ((unsigned char)ch >= 0x80) {
-                eight = true;
-                utf8_head |= in_head;
-            }
-            /* The header section ends at the first empty line. */
-            if (ch == '\n' && (prev1 == '\n' || (prev1 == '\r' && prev2 == '\n')))
-                in_head = false;
-            prev2 = prev1;
-            prev1 = ch;
+    for (size_t i = 0; i < got; i++) {
+        char ch = ob->chunk[i];
+        if ((unsigned char)ch >= 0x80) {
+            eight = true;
+            utf8_head |= in_head;
         }
-        if (off == 0)
-            m->skip = return_path_len(ob->chunk, got);
-        off += (int64_t)got;
+        /* The header section ends at the first empty line. */
+        if (ch == '\n' && (prev1 == '\n' || (prev1 == '\r' && prev2 == '\n')))
+            in_head = false;
+        prev2 = prev1;
+        prev1 = ch;
     }
+    m->skip = return_path_len(ob->chunk, got);
     bool utf8_addr = false;
     for (const char *p = m->sender; *p; p++)
         utf8_addr |= (unsigned char)*p >= 0x80;
@@ -818,6 +850,7 @@ static void pump(struct oconn *oc)
                 }
                 smtp_client_body(oc->client, ob->chunk, got);
                 oc->body_off += (int64_t)got;
+                oc->quiet_ms = 0;
             }
             continue;
         case SMTP_CLIENT_ACT_DONE:
@@ -845,6 +878,7 @@ static void p_input(struct net_conn *c, void *ctx)
 {
     (void)c;
     struct oconn *oc = ctx;
+    oc->quiet_ms = 0;
     feed(oc);
     pump(oc);
 }
@@ -852,13 +886,23 @@ static void p_input(struct net_conn *c, void *ctx)
 static void p_drain(struct net_conn *c, void *ctx)
 {
     (void)c;
-    pump(ctx);
+    struct oconn *oc = ctx;
+    oc->quiet_ms = 0;
+    pump(oc);
 }
 
+/*
+ * net's idle timer fires every OB_TICK_MS without progress; the wait the
+ * client allows depends on what it waits for (RFC 5321 4.5.3.2: 5 minutes
+ * for most replies, 10 after the final dot), so the ticks add up to it.
+ */
 static void p_timeout(struct net_conn *c, void *ctx)
 {
     (void)c;
     struct oconn *oc = ctx;
+    oc->quiet_ms += OB_TICK_MS;
+    if (oc->quiet_ms < (uint64_t)smtp_client_timeout_s(oc->client) * 1000)
+        return; /* net starts the timer again */
     smtp_client_timed_out(oc->client);
     pump(oc);
 }
@@ -867,6 +911,7 @@ static void p_tls_started(struct net_conn *c, void *ctx)
 {
     (void)c;
     struct oconn *oc = ctx;
+    oc->quiet_ms = 0;
     smtp_client_tls_started(oc->client);
     pump(oc);
 }
@@ -894,6 +939,7 @@ static void p_close(struct net_conn *c, void *ctx)
     const char *tls_error = net_conn_tls_error(c, why, sizeof(why));
     const char *failure = net_conn_failure(c);
     oc->closed = true;
+    dest_hold(d);
     if (smtp_client_action(oc->client) != SMTP_CLIENT_ACT_CLOSE) {
         if (tls_error != NULL && oc->tls_tried)
             smtp_client_tls_failed(oc->client);
@@ -922,7 +968,7 @@ static void p_close(struct net_conn *c, void *ctx)
             /* Every address failed: the messages wait for their next try. */
             size_t n;
             const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
-            char text[640], v[700];
+            char text[640];
             if (n > 0 && res[0].code > 0)
                 snprintf(text, sizeof(text), "%d %s%s%.512s", res[0].code, res[0].enhanced,
                          res[0].enhanced[0] ? " " : "", res[0].text);
@@ -932,13 +978,7 @@ static void p_close(struct net_conn *c, void *ctx)
                          failure     ? failure
                          : tls_error ? tls_error
                                      : "");
-            log_info("smtp event=destination-unreachable domain=%s reason=%s",
-                     d->domain[0] ? d->domain : "smarthost",
-                     log_value(v, sizeof(v), text, strlen(text)));
-            struct omsg *w;
-            while ((w = dest_pop(d)) != NULL)
-                msg_fail_all(ob, w, false, 0, "4.4.1", text, oc->host, oc->ip);
-            d->state = DEST_NEW;
+            dest_unreachable(d, text, oc->host, oc->ip);
         }
     } else if (m != NULL) {
         conn_msg_done(oc);
@@ -947,13 +987,18 @@ static void p_close(struct net_conn *c, void *ctx)
     ob->n_conns--;
     smtp_client_free(&oc->client);
     free(oc);
-    if (!ob->stopping)
-        for (struct dest *x = ob->dests, *next; x != NULL; x = next) {
-            next = x->next;
-            dest_run(x);
-        }
-    else
-        dest_maybe_free(d);
+    /* A slot is free: any destination waiting for one may go on. */
+    for (struct dest *x = ob->dests; x != NULL && !ob->stopping; x = x->next)
+        dest_hold(x);
+    for (struct dest *x = ob->dests, *next; x != NULL && !ob->stopping; x = next) {
+        next = x->next;
+        dest_run(x);
+    }
+    for (struct dest *x = ob->dests, *next; x != NULL && !ob->stopping; x = next) {
+        next = x->next;
+        dest_release(x);
+    }
+    dest_release(d);
     maybe_idle(ob);
 }
 
@@ -1006,28 +1051,22 @@ static void conn_start(struct dest *d, size_t target)
         free(oc);
         return;
     }
+    char oc_ip_copy[64];
+    snprintf(oc_ip_copy, sizeof(oc_ip_copy), "%s", oc->ip);
     int rc2 = net_connect(ob->net, (struct sockaddr *)&ss, &proto, oc,
                           cfg.tls_active ? ob->tls_smarthost : NULL, oc->host, &oc->net);
     if (rc2 < 0) {
-        /* Not even begun (no IPv6 here, say): the next address, or wait. */
+        /* Not even begun (no IPv6 here, say): the next address, or, when it
+         * was the last, dest_run finds the destination unreachable. */
         struct omsg *m = oc->msg;
         smtp_client_free(&oc->client);
         free(oc);
         d->n_conns--;
         ob->n_conns--;
         dest_push(d, m, true);
-        if (target + 1 < d->n_targets) {
-            d->first_target = target + 1;
-            dest_run(d);
-        } else {
-            char text[160];
-            snprintf(text, sizeof(text), "cannot connect: %s", uv_strerror(rc2));
-            struct omsg *w;
-            while ((w = dest_pop(d)) != NULL)
-                msg_fail_all(ob, w, false, 0, "4.4.1", text, "", "");
-            d->state = DEST_NEW;
-            dest_maybe_free(d);
-        }
+        d->first_target = target + 1;
+        snprintf(d->last_error, sizeof(d->last_error), "cannot connect to %s: %s", oc_ip_copy,
+                 uv_strerror(rc2));
     }
 }
 
@@ -1037,21 +1076,18 @@ static void dest_run(struct dest *d)
     struct outbound *ob = d->ob;
     if (ob->stopping)
         return;
+    dest_hold(d);
     if (d->state == DEST_NEW && d->head != NULL && !d->querying)
         dest_resolve(d);
-    if (d->state != DEST_READY)
-        return;
     const struct conf_relay *rc = &ob->conf->relay;
-    while (d->head != NULL && d->n_conns < rc->connections_per_domain &&
+    while (d->state == DEST_READY && d->head != NULL && d->n_conns < rc->connections_per_domain &&
            ob->n_conns < rc->connections && d->first_target < d->n_targets)
         conn_start(d, d->first_target);
-    if (d->head != NULL && d->first_target >= d->n_targets && d->n_conns == 0) {
-        d->state = DEST_NEW; /* tried everything while messages waited: ask DNS again */
-        d->first_target = 0;
-        dest_resolve(d);
-        return;
-    }
-    dest_maybe_free(d);
+    if (d->state == DEST_READY && d->head != NULL && d->first_target >= d->n_targets &&
+        d->n_conns == 0)
+        dest_unreachable(d, d->last_error[0] ? d->last_error : "no address took a connection",
+                         "", "");
+    dest_release(d);
 }
 
 /* --- polling ----------------------------------------------------------------------- */
@@ -1158,24 +1194,39 @@ void outbound_kick(struct outbound *ob)
 
 /* --- life ------------------------------------------------------------------------------ */
 
+/*
+ * The smarthost's password: the file's first line. Read with read(2) into
+ * a buffer that is wiped, so that no stdio buffer keeps a copy.
+ */
 static char *read_password(const char *path, char *err, size_t err_size)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    char buf[512];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, err_size, "cannot read [relay] smarthost_password_file %s: %s", path,
                  strerror(errno));
         return NULL;
     }
-    char line[512];
-    char *p = fgets(line, sizeof(line), f);
-    fclose(f);
-    if (p == NULL) {
-        snprintf(err, err_size, "[relay] smarthost_password_file %s is empty", path);
-        return NULL;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    char *p = NULL;
+    if (n < 0) {
+        snprintf(err, err_size, "cannot read [relay] smarthost_password_file %s: %s", path,
+                 strerror(errno));
+    } else {
+        buf[n] = '\0';
+        size_t len = strcspn(buf, "\r\n");
+        if (len == 0)
+            snprintf(err, err_size, "[relay] smarthost_password_file %s is empty", path);
+        else if (len > 255)
+            snprintf(err, err_size,
+                     "the password in [relay] smarthost_password_file %s is longer than 255 "
+                     "octets, which AUTH cannot carry",
+                     path);
+        else
+            p = xstrndup(buf, len);
     }
-    line[strcspn(line, "\r\n")] = '\0';
-    p = xstrdup(line);
-    explicit_bzero(line, sizeof(line));
+    explicit_bzero(buf, sizeof(buf));
     return p;
 }
 
@@ -1207,6 +1258,21 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
         snprintf(err, err_size, "[relay] smarthost_user needs smarthost_password_file");
         goto fail;
     }
+    /* What every connection will be made with, tried once now: a user or
+     * password the client cannot send stops the start, not each delivery. */
+    struct smtp_client *probe;
+    struct smtp_client_config cfg = {
+        .helo_name = conf->hostname,
+        .auth_user = rc->smarthost_user,
+        .auth_password = ob->smarthost_password,
+    };
+    if (smtp_client_new(&cfg, &probe) < 0) {
+        snprintf(err, err_size,
+                 "[relay] smarthost_user or its password holds a control character or is "
+                 "longer than 255 octets, or [server] hostname is not a host name");
+        goto fail;
+    }
+    smtp_client_free(&probe);
     if (tls_client_new(NULL, false, &ob->tls_mx, err, err_size) < 0)
         goto fail;
     if (smarthost(ob) &&
@@ -1215,11 +1281,11 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
     if ((ob->dns = dns_new(loop, conf->dns_servers, 0, 0, err, err_size)) == NULL)
         goto fail;
     struct net_limits lim = {
-        .idle_timeout_ms = OB_IDLE_TIMEOUT_MS,
+        .idle_timeout_ms = OB_TICK_MS,
         .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
         .connections = rc->connections,
         .connections_per_address = rc->connections,
-        .stress_idle_timeout_ms = OB_IDLE_TIMEOUT_MS,
+        .stress_idle_timeout_ms = OB_TICK_MS,
         .connect_timeout_ms = OB_CONNECT_TIMEOUT_MS,
     };
     ob->net = net_server_new(loop, NULL, &lim, "smtp-out");

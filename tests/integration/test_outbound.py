@@ -351,6 +351,44 @@ class Drop(TwoServers):
         self.assertIn("0 messages", self.a.kotak("queue", "list").stdout)
 
 
+class SmarthostSettings(unittest.TestCase):
+    """What kotak-smtpd cannot send to a smarthost stops it at the start, in one line."""
+
+    def start_with_password(self, password):
+        inst = KotakInstance({"relay": {"smarthost": "127.0.0.4:2525",
+                                        "smarthost_user": "office",
+                                        "smarthost_password_file": "pw"}}, users=False)
+        self.addCleanup(inst.close)
+        inst.create()
+        with open(os.path.join(inst.data_dir, "pw"), "w") as f:
+            f.write(password)
+        os.chmod(os.path.join(inst.data_dir, "pw"), 0o644)
+        try:
+            inst.start("smtpd")
+        except HarnessError:
+            pass
+        else:
+            return inst, None
+        inst.stop("smtpd")
+        return inst, inst.exit_codes["smtpd"]
+
+    def test_a_password_longer_than_auth_carries_stops_the_start(self):
+        inst, code = self.start_with_password("x" * 300 + "\n")
+        self.assertEqual(code, 2)
+        lines = [l for l in inst.log("smtpd").splitlines() if "255" in l]
+        self.assertEqual(len(lines), 1, inst.log("smtpd"))
+        self.assertNotIn("xxxxxxxx", inst.log("smtpd"))
+
+    def test_an_empty_password_file_stops_the_start(self):
+        inst, code = self.start_with_password("\n")
+        self.assertEqual(code, 2)
+        self.assertIn("is empty", inst.log("smtpd"))
+
+    def test_a_good_password_starts(self):
+        inst, code = self.start_with_password("s3cret\n")
+        self.assertIsNone(code)
+
+
 class KillWithMailQueued(TwoServers):
 
     def test_kill_9_with_mail_in_the_queue_loses_nothing_and_sends_nothing_twice(self):
