@@ -446,10 +446,6 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         count_error(s);
         return;
     }
-    unsigned notify = 0;
-    char *orcpt = NULL;
-    if (!rcpt_params(s, &a, &notify, &orcpt))
-        return;
     struct addr to;
     if (a.mailbox_len == 10 && strncasecmp(a.mailbox, "postmaster", 10) == 0) {
         /* RFC 5321 4.5.1: <Postmaster> with no domain, in any case, must be
@@ -468,6 +464,11 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         reply(s, "452 4.5.3 Too many recipients");
         return;
     }
+    /* Last before the look-up: from here every way out frees orcpt. */
+    unsigned notify = 0;
+    char *orcpt = NULL;
+    if (!rcpt_params(s, &a, &notify, &orcpt))
+        return;
     char named[ADDR_TEXT_SIZE];
     snprintf(named, sizeof(named), "%s%s%s", to.local, to.domain[0] ? "@" : "", to.domain);
     /* A bounce to a forwarded message's SRS sender goes back to the original one. */
