@@ -480,6 +480,8 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         ;
     else if (rc == -KOTAK_ENODOMAIN && s->cfg.role == SMTP_ROLE_MX && !srs)
         refusal = "550 5.7.1 Relay access denied";
+    else if (rc == -KOTAK_ENODOMAIN && to.domain[0] == '\0')
+        refusal = "550 5.1.1 No such user here"; /* a bare <Postmaster>, with no local domain */
     else if (rc == -KOTAK_ENODOMAIN && to.domain[0] == '[')
         /* A bare IP address as the domain: a way around MX policy, and often
          * around the sender's own server's checks; not sent on from here. */
