@@ -206,6 +206,40 @@ def write_smtp():
         write("smtp_data", name, b"\x00" + s)
     write("smtp_data", "smuggle-lf-dot-lf-onebyte", b"\x01" + DATA_STREAMS["smuggle-lf-dot-lf"])
     write("smtp_data", "long-line-small-limit", b"\x20" + b"y" * 30 + b"\r\n.\r\n")
+    # The header section in DATA: what submission adds, and the loop limit.
+    sub_tx = b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
+    write("smtp_session", "submission-added-fields",
+          bytes([SUBMISSION | LOOPBACK, 7, 0x80]) + b"EHLO x.test\r\n" + AUTH_PLAIN
+          + sub_tx + b"Subject: no date\r\n\r\nbody\r\n.\r\n"
+          + sub_tx + b"Date: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n.\r\n"
+          + sub_tx + b"No headers at all\r\n.\r\n"
+          + sub_tx + b"Subject: no body\r\n.\r\n"
+          + sub_tx + b".\r\nQUIT\r\n")
+    for n in (49, 50):
+        write("smtp_session", "received-%d" % n, bytes([MX, 3, 0]) + conversation(
+            EHLO, TX, b"Received: from a\r\n\tby b\r\n" * n, BODY, b".\r\nQUIT\r\n"))
+
+
+# --- header sections (byte 0: read boundaries) --------------------------------
+
+HEADER_MESSAGES = {
+    "crlf": b"Received: from a\r\n\tby b\r\nDate: x\r\nMessage-ID: <1@a>\r\n\r\nbody\r\n",
+    "bare-lf": b"Received: a\nDate: x\n\nReceived: body\n",
+    "bare-cr": b"Received: a\rDate: x\r\rbody\r",
+    "no-body": b"Subject: x\r\nDate: y\r\n",
+    "no-headers": b"Hello world\r\nDate: x\r\n",
+    "empty-line-first": b"\r\nDate: x\r\n",
+    "look-alikes": b"Message-IDx: 1\r\nX-Date: 2\r\nReceived-SPF: 3\r\n Date: 4\r\n\r\n",
+    "obs-blank": b"Date : 1\r\nMessage-ID\t: 2\r\nReceived  : 3\r\n\r\n",
+    "long-name": b"X" * 997 + b": v\r\n" + b"Y" * 1200 + b"\r\n",
+    "loop": b"Received: hop\r\n" * 51 + b"\r\n",
+}
+
+
+def write_headers():
+    for name, m in HEADER_MESSAGES.items():
+        write("headers", name, b"\x00" + m)
+    write("headers", "crlf-split", b"\x05" + HEADER_MESSAGES["crlf"])
 
 
 # --- MAIL/RCPT arguments and mailboxes ---------------------------------------
@@ -474,6 +508,7 @@ def write_conf():
 
 def main():
     write_smtp()
+    write_headers()
     write_addr()
     write_pop3()
     write_sasl()

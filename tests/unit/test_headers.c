@@ -1,10 +1,15 @@
 /*
  * test_headers.c — the header section of a message (smtpd/headers.c):
- * where it ends, and which fields it holds how many times.
+ * where it ends, and which fields it holds how many times, asked of a whole
+ * message and of one streaming by in pieces (struct headers_scan), which
+ * must give the same answers however the pieces fall.
  *
- * Every case runs on a heap copy of exactly its length, with no NUL after
- * it, so that AddressSanitizer catches a read past the end.
+ * Every case runs on a heap copy of exactly its length (each piece its own
+ * copy), with no NUL after it, so that AddressSanitizer catches a read past
+ * the end.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +53,7 @@ static const struct end_case end_cases[] = {
     E("space before colon", "A : 1\r\nB\t: 2\r\n\r\n", 1, 14, 16),
     E("space in name", "A B: 1\r\n", 0, 0, 0),
     E("CR CR LF", "A: 1\r\r\nbody", 1, 5, 7),
+    E("tab line", "A: 1\r\n\t\r\n\r\nx", 1, 9, 11),
 };
 #undef E
 /* clang-format on */
@@ -137,10 +143,307 @@ static void test_has(void)
     ok(!has("", 0, "Date"), "has: empty message");
 }
 
+/* --- the streaming scan ------------------------------------------------ */
+
+/* What the whole-message functions say of msg[0..len), in the scan's terms. */
+struct answer {
+    bool empty_line;
+    uint64_t end;
+    int received;
+    unsigned seen;
+};
+
+static struct answer whole_answer(const char *msg, size_t len)
+{
+    struct answer a;
+    char *m = copy(msg, len);
+    size_t h;
+    a.empty_line = headers_end(m, len, &h, NULL) == 1;
+    a.end = h;
+    a.received = headers_count_received(m, len);
+    a.seen = (headers_has(m, len, "Date") ? HEADERS_DATE : 0) |
+             (headers_has(m, len, "Message-ID") ? HEADERS_MESSAGE_ID : 0);
+    free(m);
+    return a;
+}
+
+/*
+ * Scans msg in pieces ending at the offsets cuts[0..n_cuts) (ascending),
+ * each piece a heap copy of its own, and checks what must hold after every
+ * piece: settled never goes back, what is undecided is one line's start and
+ * at most HEADERS_UNDECIDED_MAX, and nothing past the end is read. Returns
+ * false (and says why in *why) when one of those fails.
+ */
+static bool scan_pieces(const char *msg, size_t len, const size_t *cuts, size_t n_cuts,
+                        struct headers_scan *sc, const char **why)
+{
+    headers_scan_init(sc);
+    size_t at = 0;
+    uint64_t settled = 0;
+    for (size_t k = 0; k <= n_cuts; k++) {
+        size_t to = k < n_cuts ? cuts[k] : len;
+        char *piece = copy(msg + at, to - at);
+        bool was_done = sc->done;
+        size_t used = headers_scan_feed(sc, piece, to - at);
+        free(piece);
+        if (used > to - at || (was_done && used != 0) || (!sc->done && used != to - at)) {
+            *why = "feed returned a wrong count";
+            return false;
+        }
+        if (sc->settled < settled) {
+            *why = "settled went back";
+            return false;
+        }
+        settled = sc->settled;
+        if (!sc->done && (sc->fed != to || sc->fed - sc->settled > HEADERS_UNDECIDED_MAX)) {
+            *why = "too much undecided";
+            return false;
+        }
+        if (!sc->done && memchr(msg + sc->settled, '\n', sc->fed - sc->settled) != NULL) {
+            *why = "undecided octets span a line end";
+            return false;
+        }
+        at = to;
+    }
+    headers_scan_finish(sc);
+    if (!sc->done || sc->settled != sc->end || sc->end > len) {
+        *why = "finish left it open";
+        return false;
+    }
+    if (sc->fed > sc->end + HEADERS_LINE_MAX) {
+        *why = "read past the end of the section";
+        return false;
+    }
+    return true;
+}
+
+static bool same_answer(const struct headers_scan *sc, const struct answer *a)
+{
+    return sc->empty_line == a->empty_line && sc->end == a->end && sc->received == a->received &&
+           sc->seen == a->seen;
+}
+
+/*
+ * The scan agrees with the whole-message functions when msg is fed whole,
+ * one octet at a time, and split in two and in three pieces at every pair
+ * of places.
+ */
+static void check_scan_agrees(const char *name, const char *msg, size_t len)
+{
+    struct answer want = whole_answer(msg, len);
+    struct headers_scan sc;
+    const char *why = NULL;
+    size_t runs = 0, bad = 0;
+    size_t *cuts = malloc((len + 1) * sizeof(*cuts));
+    /* Whole, then one octet at a time. */
+    for (int mode = 0; mode < 2; mode++) {
+        size_t n_cuts = 0;
+        for (size_t i = 1; mode == 1 && i < len; i++)
+            cuts[n_cuts++] = i;
+        runs++;
+        if (!scan_pieces(msg, len, cuts, n_cuts, &sc, &why) || !same_answer(&sc, &want))
+            bad++;
+    }
+    /* Three pieces, at every i <= j (an empty piece included). */
+    for (size_t i = 0; i <= len; i++)
+        for (size_t j = i; j <= len; j++) {
+            size_t c2[2] = {i, j};
+            runs++;
+            if (!scan_pieces(msg, len, c2, 2, &sc, &why) || !same_answer(&sc, &want)) {
+                if (bad++ == 0)
+                    printf("# %s: split at %zu and %zu: %s; end %llu/%llu received %d/%d seen "
+                           "%u/%u\n",
+                           name, i, j, why ? why : "answers differ", (unsigned long long)sc.end,
+                           (unsigned long long)want.end, sc.received, want.received, sc.seen,
+                           want.seen);
+            }
+        }
+    free(cuts);
+    ok(bad == 0, "scan %s: the whole-message answer in all %zu splits (%zu wrong)", name, runs,
+       bad);
+}
+
+struct scan_case {
+    const char *name;
+    const char *msg;
+    size_t len;
+};
+
+/* clang-format off */
+#define SC(name, s) {name, s, sizeof(s) - 1}
+static const struct scan_case scan_cases[] = {
+    SC("CRLF", "A: 1\r\nB: 2\r\n\r\nbody\r\n"),
+    SC("bare LF", "A: 1\nB: 2\n\nbody\n"),
+    SC("bare CR", "A: 1\rB: 2\r\rbody\r"),
+    SC("mixed", "A: 1\nB: 2\r\n\nbody"),
+    SC("folded", "Received: from a\r\n\tby b\r\n  Date: not a field\r\nDate: x\r\n\r\nbody\r\n"),
+    SC("no body", "Date: 1\r\nMessage-ID: <2@x>\r\n"),
+    SC("no line end", "A: 1\r\nDate: 2"),
+    SC("name alone at the end", "A: 1\r\nDate"),
+    SC("name and blank at the end", "A: 1\r\nDate \t"),
+    SC("empty body", "Message-Id: 1\r\n\r\n"),
+    SC("no headers", "\r\nDate: body\r\n"),
+    SC("empty", ""),
+    SC("a body without headers", "Hello Alice,\r\nDate: tomorrow\r\n"),
+    SC("not a field", "Received: a\r\nthis is text\r\nReceived: b\r\n"),
+    SC("colon first", "A: 1\r\n: no name\r\nDate: x\r\n"),
+    SC("8-bit name", "A: 1\r\n\xc3\xa4: x\r\n"),
+    SC("space before colon", "Date : 1\r\nMessage-ID\t: 2\r\n\r\n"),
+    SC("space in name", "Message ID: 1\r\n"),
+    SC("Message-IDx", "Message-IDx: 1\r\nX-Message-ID: 2\r\nDatex: 3\r\nX-Date: 4\r\n\r\n"),
+    SC("long names", "Received-SPF: 1\r\nReceivedx: 2\r\nMessage-ID-Extra: 3\r\n\r\n"),
+    SC("any case", "DATE: 1\r\nmessage-id: 2\r\nRECEIVED: 3\r\nreceived: 4\r\n\r\n"),
+    SC("continuation first", " folded\r\nDate: 1\r\n"),
+    SC("CR CR LF", "Date: 1\r\r\nbody"),
+    SC("NUL in a name", "Da\0te: 1\r\n"),
+    SC("NUL in a value", "Date: \0\r\nReceived: x\r\n\r\n"),
+    SC("tab line", "Received: a\r\n\t\r\nReceived: b\r\n\r\n"),
+};
+#undef SC
+/* clang-format on */
+
+static void test_scan_splits(void)
+{
+    for (size_t i = 0; i < sizeof(scan_cases) / sizeof(scan_cases[0]); i++)
+        check_scan_agrees(scan_cases[i].name, scan_cases[i].msg, scan_cases[i].len);
+}
+
+/* Scans msg[0..len) in one piece and finishes; the scan is left in *sc. */
+static void scan_whole(struct headers_scan *sc, const char *msg, size_t len)
+{
+    char *m = copy(msg, len);
+    headers_scan_init(sc);
+    headers_scan_feed(sc, m, len);
+    headers_scan_finish(sc);
+    free(m);
+}
+
+static void test_scan_fields(void)
+{
+    struct headers_scan sc;
+    scan_whole(&sc, S("From: a\r\nDate: x\r\nMessage-ID: <1@a>\r\n\r\n"));
+    is_int(sc.seen, HEADERS_DATE | HEADERS_MESSAGE_ID, "scan: Date: and Message-ID: seen");
+    scan_whole(&sc, S("Message-IDx: <1@a>\r\nX-Date: y\r\nDates: z\r\n\r\n"));
+    is_int(sc.seen, 0, "scan: Message-IDx:, X-Date:, Dates: are neither");
+    scan_whole(&sc, S("Message-I: <1@a>\r\nDat: y\r\n\r\n"));
+    is_int(sc.seen, 0, "scan: Message-I:, Dat: are neither");
+    scan_whole(&sc, S("From: a\r\n Date: folded\r\n\tMessage-ID: <1@a>\r\n\r\n"));
+    is_int(sc.seen, 0, "scan: continuation lines are no fields");
+    scan_whole(&sc, S("From: a\r\n\r\nDate: x\r\nMessage-ID: <1@a>\r\n"));
+    is_int(sc.seen, 0, "scan: fields in the body do not count");
+    ok(sc.empty_line && sc.end == 9, "scan: ends before the empty line");
+    scan_whole(&sc, S("Subject: x\r\nHello there\r\nDate: x\r\n"));
+    ok(!sc.empty_line && sc.end == 12 && sc.seen == 0,
+       "scan: a line that is no field starts the body, before it");
+    scan_whole(&sc, S("Subject: x\r\nDate: y\r\n"));
+    ok(!sc.empty_line && sc.end == 21 && sc.seen == HEADERS_DATE,
+       "scan: no body: the section runs to the end");
+}
+
+/* The line limit: a colon within the first 998 octets makes a field. */
+static void test_scan_long_name(void)
+{
+    static char msg[2100];
+    for (size_t colon = 996; colon <= 999; colon++) {
+        memset(msg, 'x', colon);
+        memcpy(msg + colon, ": v\r\n\r\n", 7);
+        size_t len = colon + 7;
+        struct answer want = whole_answer(msg, len);
+        is_int(want.end, colon < HEADERS_LINE_MAX ? colon + 5 : 0, "whole: a colon at %zu is %s",
+               colon, colon < HEADERS_LINE_MAX ? "a field" : "too late, no field");
+        char name[64];
+        snprintf(name, sizeof(name), "colon at %zu", colon);
+        /* Every split of a 1000-octet line is a million runs: two pieces do. */
+        struct headers_scan sc;
+        const char *why = "";
+        size_t bad = 0;
+        for (size_t i = 0; i <= len; i++) {
+            size_t cut = i;
+            if (!scan_pieces(msg, len, &cut, 1, &sc, &why) || !same_answer(&sc, &want))
+                bad++;
+        }
+        ok(bad == 0, "scan %s: the whole-message answer at every split (%zu wrong)", name, bad);
+    }
+    /* Undecided for 997 octets, then decided without waiting for more. */
+    struct headers_scan sc;
+    headers_scan_init(&sc);
+    memset(msg, 'x', 2000);
+    headers_scan_feed(&sc, msg, 997);
+    ok(!sc.done && sc.settled == 0 && sc.fed == 997, "scan: 997 octets of a name are undecided");
+    headers_scan_feed(&sc, msg, 1);
+    ok(sc.done && sc.end == 0 && !sc.empty_line, "scan: the 998th without a colon is no field");
+}
+
+/* Past the section's end the scan reads nothing: a huge body costs nothing. */
+static void test_scan_stops(void)
+{
+    size_t body = 4 << 20;
+    char *m = malloc(body);
+    for (size_t i = 0; i + 11 <= body; i += 11)
+        memcpy(m + i, "Received: \n", 11);
+    struct headers_scan sc;
+    headers_scan_init(&sc);
+    size_t used = headers_scan_feed(&sc, S("Received: a\r\nSubject: b\r\n\r"));
+    ok(sc.done && sc.empty_line && sc.end == 25 && used == 26 && sc.fed == 26,
+       "scan: done at the empty line's first octet");
+    size_t more = 0;
+    for (int i = 0; i < 8; i++)
+        more += headers_scan_feed(&sc, m, body);
+    ok(more == 0 && sc.fed == 26 && sc.received == 1,
+       "scan: 32 MiB of Received: lines in the body are never read");
+    headers_scan_finish(&sc);
+    ok(sc.done && sc.end == 25, "scan: finish after done changes nothing");
+
+    /* A body without headers: decided on its first line, the rest unread. */
+    headers_scan_init(&sc);
+    used = headers_scan_feed(&sc, S("Hello, world\r\nReceived: x\r\n"));
+    ok(sc.done && sc.end == 0 && used == 8,
+       "scan: a body alone ends it at offset 0, read to the 'w' that follows a blank");
+    free(m);
+}
+
+/* A CRLF split across pieces, and an empty line split from its LF. */
+static void test_scan_crlf_split(void)
+{
+    struct headers_scan sc;
+    headers_scan_init(&sc);
+    headers_scan_feed(&sc, S("Date: x\r"));
+    ok(!sc.done && sc.settled == 8, "scan: a CR at the end of a piece");
+    headers_scan_feed(&sc, S("\nReceived: y\r\n\r"));
+    ok(sc.done && sc.end == 22 && sc.received == 1 && sc.seen == HEADERS_DATE,
+       "scan: its LF in the next piece, the empty line's CR ends it");
+    headers_scan_init(&sc);
+    headers_scan_feed(&sc, S("Message-"));
+    ok(!sc.done && sc.settled == 0, "scan: half a name is undecided");
+    headers_scan_feed(&sc, S("ID"));
+    headers_scan_feed(&sc, S(": <1@a>\r\n"));
+    ok(!sc.done && sc.settled == 19 && sc.seen == HEADERS_MESSAGE_ID,
+       "scan: a name in three pieces is a Message-ID");
+}
+
+static void test_format_date(void)
+{
+    char d[HEADERS_DATE_SIZE];
+    is_int(headers_format_date(1700000000, d), 0, "date: 2023");
+    is_str(d, "Tue, 14 Nov 2023 22:13:20 +0000", "date: RFC 5322 3.3, UTC");
+    headers_format_date(0, d);
+    is_str(d, "Thu, 01 Jan 1970 00:00:00 +0000", "date: the epoch");
+    headers_format_date(951782400, d);
+    is_str(d, "Tue, 29 Feb 2000 00:00:00 +0000", "date: a leap day");
+    is_int(headers_format_date((time_t)253402300800LL, d), -EINVAL, "date: past 9999");
+    is_str(d, "", "date: nothing written past 9999");
+}
+
 int main(void)
 {
     test_end();
     test_count();
     test_has();
+    test_scan_splits();
+    test_scan_fields();
+    test_scan_long_name();
+    test_scan_stops();
+    test_scan_crlf_split();
+    test_format_date();
     return done_testing();
 }
