@@ -6,9 +6,13 @@
  * Each verb is a row of smtp_cmds[] with the states it is allowed in; the
  * dispatcher answers 503 for the rest, so a handler checks only syntax and
  * policy. Every reply carries an enhanced status code (RFC 2034, 3463).
+ * In DATA the message's header section is read as it streams by, for the
+ * Received: loop limit and, on submission, the Date: and Message-ID: a
+ * message lacks (see "DATA: the header section").
  */
 #include "smtp_session.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +21,7 @@
 #include <strings.h>
 
 #include "dsn.h"
+#include "headers.h"
 #include "log.h"
 #include "sasl.h"
 #include "smtp_client.h"
@@ -62,6 +67,11 @@ struct smtp_session {
     unsigned hard_errors; /* 5xx replies so far */
     unsigned tx_count;
     struct smtp_tx *tx;
+    /* In DATA, the message's header section as it streams by (data_chunk). */
+    struct headers_scan scan;
+    bool add_fields;                  /* submission: a missing Date: or Message-ID: is added */
+    size_t held;                      /* octets kept from the spool until the scan decides */
+    char hold[HEADERS_UNDECIDED_MAX]; /* ... those octets */
     struct buf out;
 };
 
@@ -536,10 +546,9 @@ static int write_trace(struct smtp_session *s)
     const char *suffix = s->tls && s->user_id ? "SA" : s->tls ? "S" : s->user_id ? "A" : "";
     if (!s->esmtp)
         suffix = "";
-    char date[64];
-    time_t now = s->ops->now(s->ctx);
-    struct tm tm;
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", gmtime_r(&now, &tm));
+    char date[HEADERS_DATE_SIZE];
+    if (headers_format_date(s->ops->now(s->ctx), date) < 0)
+        return -EINVAL; /* a clock before 1900 or past 9999 */
     char tls[128] = "";
     if (s->tls)
         snprintf(tls, sizeof(tls), "\r\n\t(%s)", s->tls_desc);
@@ -556,6 +565,151 @@ static int write_trace(struct smtp_session *s)
                           s->helo, ip_tag, s->cfg.peer_ip, s->cfg.hostname, proto, suffix, tx->id, tls,
                           rcpt, date);
     return rc;
+}
+
+/* --- DATA: the header section --------------------------------------------
+ *
+ * Every message's header section is read as it streams by (headers.h's
+ * scan): its Received: fields are counted for the loop check at the final
+ * dot, and on submission the scan finds where a missing Date: or
+ * Message-ID: goes (RFC 6409 8.2, 8.3): at the end of the section, just
+ * before the empty line that ends it, or before the first line that is no
+ * field (the body of a message sent without headers), or at the end of the
+ * data when there is no body. So the message is otherwise byte for byte
+ * what the user wrote, and the trace fields stay on top.
+ *
+ * Whether a line is a field can depend on octets that have not arrived
+ * ("Subject" may yet get its colon): on submission those octets, at most
+ * one line's HEADERS_UNDECIDED_MAX, wait in hold until the scan decides;
+ * everything else goes to the spool as it comes. Once the section has
+ * ended, the body passes straight through, never looked at.
+ */
+
+static void data_headers_start(struct smtp_session *s)
+{
+    headers_scan_init(&s->scan);
+    s->add_fields = s->cfg.role != SMTP_ROLE_MX;
+    s->held = 0;
+}
+
+/*
+ * Writes octets [from, to) of the held octets followed by p's: what has
+ * been held is the start of the span the scan was last fed, and p the rest.
+ */
+static int write_span(struct smtp_session *s, const char *p, size_t from, size_t to)
+{
+    int rc = 0;
+    if (from < to && from < s->held) {
+        size_t e = to < s->held ? to : s->held;
+        rc = s->ops->spool_write(s->ctx, s->hold + from, e - from);
+        from = e;
+    }
+    if (rc == 0 && from < to)
+        rc = s->ops->spool_write(s->ctx, p + (from - s->held), to - from);
+    return rc;
+}
+
+/* RFC 5322 3.6.4's id-right is a dot-atom-text: a host name is, but the name
+ * gethostname gave, unchecked, need not be. */
+static bool dot_atom_ok(const char *p)
+{
+    static const char specials[] = "!#$%&'*+-/=?^_`{|}~";
+    size_t n = strlen(p);
+    if (n == 0 || p[0] == '.' || p[n - 1] == '.' || strstr(p, "..") != NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+            c != '.' && strchr(specials, c) == NULL)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Date: and Message-ID:, each only when the message has none. The date is
+ * the session's now; the id is the time, the transaction's id (unique
+ * within this run of the daemon) and the glue's random value (so that no
+ * earlier run, nor another server of the same name, made the same), at our
+ * host name.
+ */
+static int write_missing_fields(struct smtp_session *s)
+{
+    time_t now = s->ops->now(s->ctx);
+    int rc = 0;
+    if (!(s->scan.seen & HEADERS_DATE)) {
+        char date[HEADERS_DATE_SIZE];
+        rc = headers_format_date(now, date);
+        if (rc == 0)
+            rc = spool_printf(s, "Date: %s\r\n", date);
+    }
+    if (rc == 0 && !(s->scan.seen & HEADERS_MESSAGE_ID))
+        rc = spool_printf(s, "Message-ID: <%lld.%s.%016llx@%s>\r\n", (long long)now, s->tx->id,
+                          (unsigned long long)s->cfg.msgid_random,
+                          dot_atom_ok(s->cfg.hostname) ? s->cfg.hostname : "localhost");
+    return rc;
+}
+
+/*
+ * The section ends at cut, counted from the start of the held octets
+ * (followed by p[0..span - held)): what comes before it, the missing
+ * fields, then the rest.
+ */
+static int write_around(struct smtp_session *s, const char *p, size_t cut, size_t span)
+{
+    int rc = write_span(s, p, 0, cut);
+    if (rc == 0)
+        rc = write_missing_fields(s);
+    if (rc == 0)
+        rc = write_span(s, p, cut, span);
+    s->held = 0;
+    return rc;
+}
+
+/*
+ * A piece of message data while the header section lasts: scanned, and
+ * written as far as it is known to lie inside the section; where the
+ * section ends, the missing fields go in, then the rest of the piece. On
+ * MX nothing is added, so nothing waits.
+ */
+static int header_chunk(struct smtp_session *s, const char *p, size_t n)
+{
+    uint64_t start = s->scan.fed - s->held; /* where the held octets, then p, begin */
+    headers_scan_feed(&s->scan, p, n);
+    if (!s->add_fields)
+        return s->ops->spool_write(s->ctx, p, n);
+    size_t span = s->held + n;
+    uint64_t cut_at = s->scan.done ? s->scan.end : s->scan.settled;
+    assert(cut_at >= start && cut_at - start <= span);
+    size_t cut = (size_t)(cut_at - start);
+    if (s->scan.done)
+        return write_around(s, p, cut, span);
+    int rc = write_span(s, p, 0, cut);
+    /* The undecided rest, all in one line, waits for the next piece. */
+    size_t from_hold = cut < s->held ? s->held - cut : 0;
+    size_t from_p = cut > s->held ? cut - s->held : 0;
+    assert(from_hold + (n - from_p) <= sizeof(s->hold));
+    memmove(s->hold, s->hold + (s->held - from_hold), from_hold);
+    memcpy(s->hold + from_hold, p + from_p, n - from_p);
+    s->held = from_hold + (n - from_p);
+    return rc;
+}
+
+/*
+ * The data has ended. If the header section had not, it ends here too (a
+ * message with no body, or an undecided last line that is no field): on
+ * submission the held octets and the missing fields are written now.
+ */
+static int header_end(struct smtp_session *s)
+{
+    if (s->scan.done)
+        return 0;
+    uint64_t start = s->scan.fed - s->held;
+    headers_scan_finish(&s->scan);
+    if (!s->add_fields)
+        return 0;
+    assert(s->scan.end >= start && s->scan.end - start <= s->held);
+    return write_around(s, NULL, (size_t)(s->scan.end - start), s->held);
 }
 
 static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
@@ -580,6 +734,7 @@ static void cmd_data(struct smtp_session *s, const struct smtp_command *c)
         return;
     }
     smtp_parser_start_data(&s->parser);
+    data_headers_start(s);
     s->state = ST_DATA;
     s->tx->data_start = s->ops->now(s->ctx);
     reply(s, "354 End data with <CR><LF>.<CR><LF>"); /* 3xx: no enhanced code (RFC 2034 4) */
@@ -619,13 +774,18 @@ static void data_chunk(struct smtp_session *s, const char *p, size_t n)
         return;
     }
     tx->size += n;
-    tx->spool_error = s->ops->spool_write(s->ctx, p, n);
+    if (s->scan.done)
+        tx->spool_error = s->ops->spool_write(s->ctx, p, n);
+    else
+        tx->spool_error = header_chunk(s, p, n);
 }
 
 static void data_end(struct smtp_session *s, unsigned flags)
 {
     struct smtp_tx *tx = s->tx;
     s->state = ST_READY;
+    if (tx->spool_error == 0 && !tx->too_big)
+        tx->spool_error = header_end(s);
     const char *refusal = NULL;
     if (tx->spool_error == -ENOSPC)
         refusal = "452 4.3.1 Insufficient system storage";
@@ -633,6 +793,11 @@ static void data_end(struct smtp_session *s, unsigned flags)
         refusal = "451 4.3.0 Temporary failure, try again later";
     else if (tx->too_big)
         refusal = "552 5.3.4 Message too big";
+    else if (s->scan.received >= HEADERS_RECEIVED_MAX)
+        /* RFC 5321 6.3: a loop. Our own Received: counts, so that no message
+         * we store or send on holds more than HEADERS_RECEIVED_MAX, as
+         * headers_count_received would count them in the stored copy. */
+        refusal = "554 5.4.6 Too many Received: fields, the message is looping";
     else if (flags & SMTP_DATA_BARE_EOL)
         refusal = "550 5.6.0 Message refused: bare CR or LF; lines must end in CRLF";
     else if (flags & SMTP_DATA_LONG_LINE)

@@ -45,6 +45,7 @@ struct smtp_session_config {
     unsigned hard_errors;   /* 5xx replies before 421 and close */
     unsigned data_grace_s;  /* DATA may take this long, plus a second per */
     unsigned min_data_rate; /* ... this many octets received; 0: no limit */
+    uint64_t msgid_random;  /* from the glue's random source, for the Message-ID: submission adds */
 };
 
 /* A recipient at another server, queued for delivery there (submission). */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -281,6 +282,16 @@ static const struct smtp_ops smtp_ops = {
 
 /* --- connections, start and stop ---------------------------------------- */
 
+/* The random part of the Message-IDs a session makes. Only uniqueness counts,
+ * so should the kernel have no entropy yet, the clock stands in. */
+static uint64_t msgid_random(void)
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = uv_hrtime() ^ ((uint64_t)getpid() << 40);
+    return r;
+}
+
 static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listener)
 {
     struct smtpd *d = ctx;
@@ -304,6 +315,7 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .hard_errors = (unsigned)lim->hard_errors,
         .data_grace_s = (unsigned)((lim->idle_timeout_ms + 999) / 1000),
         .min_data_rate = (unsigned)lim->min_data_rate,
+        .msgid_random = msgid_random(),
     };
     snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));

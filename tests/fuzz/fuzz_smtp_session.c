@@ -27,6 +27,10 @@
  *   - every delivered spool holds no bare CR or LF (no smuggling, no header
  *     injection through HELO or MAIL FROM), ends in CRLF and starts with
  *     Return-Path: and Received:;
+ *   - no delivered spool holds more than HEADERS_RECEIVED_MAX Received:
+ *     fields (ours included), and on submission each has a Date: and a
+ *     Message-ID: in its header section, the session's own if the client
+ *     sent none;
  *   - the output always consists of whole CRLF-terminated reply lines, each
  *     "NNN " or "NNN-" with NNN from 200 to 599, at most 512 octets, and a
  *     multi-line reply is never left unfinished;
@@ -42,6 +46,7 @@
 
 #include "addr.h"
 #include "fuzz.h"
+#include "headers.h"
 #include "log.h"
 #include "sasl.h"
 #include "smtp_session.h"
@@ -197,6 +202,13 @@ static void w_deliver(void *ctx, const struct smtp_tx *tx)
     FUZZ_CHECK(len >= 14 && memcmp(m, "Return-Path: <", 14) == 0,
                "a delivered message does not start with Return-Path:");
     FUZZ_CHECK(memmem(m, len, "\r\nReceived: from ", 17) != NULL, "no Received: header");
+    FUZZ_CHECK(headers_count_received((const char *)m, len) <= HEADERS_RECEIVED_MAX,
+               "a delivered message with %d Received: fields",
+               headers_count_received((const char *)m, len));
+    if (w->cfg.role != SMTP_ROLE_MX)
+        FUZZ_CHECK(headers_has((const char *)m, len, "Date") &&
+                       headers_has((const char *)m, len, "Message-ID"),
+                   "a submitted message without Date: or Message-ID:");
 
     FUZZ_CHECK(tx->rcpts.n + tx->n_remote >= 1, "deliver() with no recipient");
     /* Another server's recipients: each once, never one of the local domain. */

@@ -61,7 +61,10 @@ def plain(authcid, password, authzid=""):
 
 
 def message(subject, sender=REMOTE, to=ALICE, body=b"Hello.\r\n"):
+    # With Date: and Message-ID:, so that submission adds neither and the
+    # message is stored as sent.
     head = (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
             f"Message-ID: <{subject}@remote.example>\r\n\r\n")
     return head.encode("utf-8") + body
 

@@ -135,7 +135,10 @@ class RunTest(KotakTestCase):
     def test_seed_flow_alice_submits_bob_fetches_byte_identical(self):
         proc = self.start_run()
         tok = uuid.uuid4().hex
+        # A whole RFC 5322 message (Date: and Message-ID: given), so that
+        # submission adds nothing and bob's copy is byte for byte alice's.
         sent = (f"From: Alice <{ALICE}>\r\nTo: Bob <{BOB}>\r\nSubject: seed {tok}\r\n"
+                f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
                 f"Message-ID: <{tok}@example.test>\r\n\r\n").encode() + (
                 b"Hello Bob,\r\n.a line with a leading dot\r\n..and two\r\n"
                 b"Caf\xc3\xa9 8-bit\r\n\r\n-- \r\nAlice\r\n")

@@ -5,6 +5,9 @@ swaks). Each test names the behaviour it checks; issue 3 lists them.
 Run: KOTAK_BUILD=build python3 tests/tap_unittest.py tests/integration/test_smtpd.py
 """
 import base64
+import email
+import email.policy
+import email.utils
 import os
 import re
 import shutil
@@ -17,8 +20,8 @@ import time
 import unittest
 import uuid
 
-from kotak_harness import (HOSTNAME, PASSWORDS, SMTP, SMTP_SSL, SOCKET_TIMEOUT, KotakTestCase,
-                           RawClient, config, free_ports, ipv6_loopback_available)
+from kotak_harness import (HOSTNAME, PASSWORDS, POP3, SMTP, SMTP_SSL, SOCKET_TIMEOUT,
+                           KotakTestCase, RawClient, config, free_ports, ipv6_loopback_available)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -47,8 +50,10 @@ def token():
 
 
 def message(subject, body=b"Hello.\r\n", sender=REMOTE, to=ALICE):
-    """A small RFC 5322 message with CRLF line ends; subject makes it unique."""
+    """A small RFC 5322 message with CRLF line ends; subject makes it unique.
+    It has Date: and Message-ID:, so submission adds neither."""
     head = (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
             f"Message-ID: <{subject}@remote.example>\r\n\r\n")
     return head.encode("utf-8") + body
 
@@ -155,14 +160,18 @@ class SmtpdTest(KotakTestCase):
         received = b"\r\n".join(lines[:i]) + b"\r\n"
         return first + b"\r\n", received, rest[len(received):]
 
-    def assertStoredExactly(self, user, sent, sender=REMOTE, n=None):
-        """The user's last stored message is trace headers + exactly `sent`."""
+    def assertStoredExactly(self, user, sent, sender=REMOTE, n=None, compare=True):
+        """The user's last stored message is trace headers + exactly `sent`.
+        Returns the Received: field; with compare=False, what follows the
+        trace instead, for the caller to check."""
         bodies = self.kotak.bodies(user)
         if n is not None:
             self.assertEqual(len(bodies), n, f"{user} has {len(bodies)} messages, not {n}")
         self.assertTrue(bodies, f"nothing stored for {user}")
         rp, received, rest = self.split_trace(bodies[-1])
         self.assertEqual(rp, f"Return-Path: <{sender}>\r\n".encode("utf-8"))
+        if not compare:
+            return rest
         self.assertEqual(rest, sent, "the stored message differs from what was sent")
         return received
 
@@ -1603,6 +1612,172 @@ class ConformanceTest(SmtpdTest):
         c = self.raw("submission")
         self.assertReply(c.cmd("AUTH LOGIN"), 334)
         self.assertReply(c.cmd("A" * 12300), 500, "5.5.0")
+
+
+# --- the header section: Date:, Message-ID:, the Received: limit ----------
+
+
+def bare_message(subject, sender=ALICE, to=BOB, body=b"Hello Bob.\r\n"):
+    """A message as a careless client writes it: no Date:, no Message-ID:."""
+    return (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\r\n").encode() + body
+
+
+def with_received(n, subject, body=b"Hello.\r\n"):
+    """message() with n Received: fields on top, as n relays would have left it."""
+    hops = b"".join(f"Received: from relay{i}.example by relay{i + 1}.example;\r\n"
+                    f"\tMon, 01 Jan 2024 00:00:{i % 60:02d} +0000\r\n".encode()
+                    for i in range(n))
+    return hops + message(subject, body=body)
+
+
+class HeaderFieldsTest(SmtpdTest):
+    DAEMONS_TO_START = ("smtpd", "pop3d")
+
+    def fetch_all(self, user):
+        """Every message of the user's maildrop, read over POP3 with STLS, as RETR gives it."""
+        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
+        self.addCleanup(close_quietly, p)
+        self.assertTrue(p.stls(context=self.kotak.ssl_context()).startswith(b"+OK"))
+        p.user(user)
+        self.assertTrue(p.pass_(PASSWORDS[user]).startswith(b"+OK"))
+        count, _ = p.stat()
+        got = []
+        for i in range(1, count + 1):
+            _, lines, _ = p.retr(i)
+            got.append(b"".join(line + b"\r\n" for line in lines))
+        p.quit()
+        return got
+
+    def submit(self, s, sent):
+        """MAIL, RCPT, DATA from alice to bob; returns the queue id of the 250."""
+        self.assertReply(s.mail(ALICE), 250)
+        self.assertReply(s.rcpt(BOB), 250)
+        code, resp = s.data(sent)
+        self.assertEqual(code, 250, resp)
+        return re.search(rb"queued as (\S+)", resp).group(1).decode()
+
+    def test_587_adds_date_and_message_id_at_the_end_of_the_headers_and_pop3_returns_them(self):
+        tok = token()
+        sent = bare_message(tok, body=b"Hello Bob.\r\n\r\nDate: not a field in the body\r\n")
+        s = self.submission()
+        before = time.time()
+        queue_id = self.submit(s, sent)
+        after = time.time()
+        stored = self.fetch_all(BOB)
+        self.assertEqual(len(stored), 1)
+        rp, received, rest = self.split_trace(stored[0])
+        self.assertEqual(rp, f"Return-Path: <{ALICE}>\r\n".encode())
+        # The fields come at the end of the header section, before its empty
+        # line; everything alice wrote is otherwise untouched.
+        head, body = sent.split(b"\r\n\r\n", 1)
+        m = re.fullmatch(re.escape(head + b"\r\n")
+                         + rb"Date: ([^\r\n]+)\r\nMessage-ID: ([^\r\n]+)\r\n\r\n"
+                         + re.escape(body), rest)
+        self.assertIsNotNone(m, rest)
+        date, msgid = m.group(1).decode(), m.group(2).decode()
+        # RFC 5322 3.3, in UTC, the time of submission.
+        self.assertRegex(date, r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000$")
+        when = email.utils.parsedate_to_datetime(date).timestamp()
+        self.assertTrue(int(before) - 1 <= when <= after + 1, (date, before, after))
+        # RFC 5322 3.6.4: <id-left@id-right>, at our host name, with the queue id in it.
+        self.assertRegex(msgid, r"^<[A-Za-z0-9.]+@" + re.escape(HOSTNAME) + ">$")
+        self.assertIn(f".{queue_id}.", msgid)
+        # A mail reader sees exactly one of each, and the body as sent.
+        parsed = email.message_from_bytes(stored[0], policy=email.policy.default)
+        self.assertEqual(parsed.get_all("Date"), [date])
+        self.assertEqual(parsed.get_all("Message-ID"), [msgid])
+        self.assertEqual(parsed["Subject"], tok)
+        self.assertEqual(parsed.get_payload(decode=True), body)
+        self.assertEqual(parsed.defects, [])
+
+    def test_465_adds_message_ids_that_differ_for_every_message(self):
+        ids = []
+        for session in range(2):
+            s = self.submissions()
+            for i in range(2):
+                self.submit(s, bare_message(token()))
+        for stored in self.fetch_all(BOB):
+            parsed = email.message_from_bytes(stored, policy=email.policy.default)
+            self.assertIsNotNone(parsed["Date"])
+            ids += parsed.get_all("Message-ID")
+        self.assertEqual(len(ids), 4)
+        self.assertEqual(len(set(ids)), 4, ids)
+
+    def test_587_keeps_a_message_that_has_both_fields_byte_for_byte(self):
+        tok = token()
+        sent = (f"from: <{ALICE}>\r\ndate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
+                f"MESSAGE-ID:\r\n <{tok}@client.example>\r\nSubject: {tok}\r\n\r\nHi.\r\n").encode()
+        s = self.submission()
+        self.submit(s, sent)
+        self.assertStoredExactly(BOB, sent, sender=ALICE, n=1)
+
+    def test_587_adds_only_the_field_that_is_missing(self):
+        s = self.submission()
+        tok = token()
+        has_date = (f"Subject: {tok}\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
+                    f"Message-IDx: <not-one@client.example>\r\n\r\nHi.\r\n").encode()
+        self.submit(s, has_date)
+        rest = self.assertStoredExactly(BOB, None, sender=ALICE, n=1, compare=False)
+        self.assertRegex(rest, re.escape(has_date[:-len(b"\r\nHi.\r\n")])
+                         + rb"Message-ID: <[^>]+>\r\n\r\nHi\.\r\n$")
+        self.assertEqual(rest.count(b"Date:"), 1)
+
+    def test_587_message_without_headers_gets_the_fields_before_its_first_line(self):
+        s = self.submission()
+        sent = b"Just a line of text, no headers.\r\nAnd another.\r\n"
+        self.submit(s, sent)
+        rest = self.assertStoredExactly(BOB, None, sender=ALICE, n=1, compare=False)
+        self.assertRegex(rest, rb"^Date: [^\r\n]+\r\nMessage-ID: <[^>]+>\r\n" + re.escape(sent)
+                         + b"$")
+
+    def test_mx_adds_neither_field(self):
+        sent = bare_message(token(), sender=REMOTE, to=ALICE)
+        s = self.mx()
+        s.ehlo()
+        self.assertReply(s.mail(REMOTE), 250)
+        self.assertReply(s.rcpt(ALICE), 250)
+        self.assertReply(s.data(sent), 250)
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def send_mx(self, sent):
+        s = self.mx()
+        s.ehlo()
+        self.assertReply(s.mail(REMOTE), 250)
+        self.assertReply(s.rcpt(ALICE), 250)
+        return s, s.data(sent)
+
+    def test_mx_message_with_50_or_51_received_fields_is_554_5_4_6_and_not_stored(self):
+        # Ours would make 51 or 52: past HEADERS_RECEIVED_MAX (50), a loop.
+        for n in (50, 51):
+            s, got = self.send_mx(with_received(n, token()))
+            self.assertReply(got, 554, "5.4.6")
+            self.assertNothingStored()
+            self.assertReply(s.noop(), 250)   # the session goes on
+        self.assertTrue(self.kotak.wait_log(r"event=refused .*code=554"), self.kotak.log())
+
+    def test_mx_message_with_49_received_fields_is_stored_with_50(self):
+        sent = with_received(49, token())
+        _, got = self.send_mx(sent)
+        self.assertReply(got, 250)
+        self.assertStoredExactly(ALICE, sent, n=1)
+        stored = self.kotak.bodies(ALICE)[0]
+        head = stored.split(b"\r\n\r\n", 1)[0]
+        self.assertEqual(len(re.findall(rb"(?m)^Received:", head)), 50)
+
+    def test_received_lines_in_the_body_do_not_count(self):
+        body = b"".join(b"Received: from quoted.example by x.example; a forwarded trace\r\n"
+                        for _ in range(80))
+        sent = message(token(), body=b"Look at these:\r\n\r\n" + body)
+        _, got = self.send_mx(sent)
+        self.assertReply(got, 250)
+        self.assertStoredExactly(ALICE, sent, n=1)
+
+    def test_587_message_with_50_received_fields_is_554_5_4_6_too(self):
+        s = self.submission()
+        self.assertReply(s.mail(ALICE), 250)
+        self.assertReply(s.rcpt(BOB), 250)
+        self.assertReply(s.data(with_received(50, token())), 554, "5.4.6")
+        self.assertNothingStored()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@
 
 #include "addr.h"
 #include "buf.h"
+#include "headers.h"
 #include "sasl.h"
 #include "smtp_session.h"
 #include "store.h"
@@ -67,7 +68,9 @@ struct fake {
     size_t n_remote;
     enum store_ret ret;
     char envid[128];
-    char *message; /* the spool when deliver() was called, NUL-terminated */
+    char *message;      /* the spool when deliver() was called, NUL-terminated */
+    char *messages[16]; /* ... and each one delivered, in order */
+    size_t n_messages;
     char user[SASL_FIELD_MAX + 1], password[SASL_FIELD_MAX + 1];
 };
 
@@ -181,6 +184,8 @@ static void fake_deliver(void *ctx, const struct smtp_tx *tx)
     snprintf(f->envid, sizeof(f->envid), "%s", tx->envid ? tx->envid : "");
     free(f->message);
     f->message = xstrndup((const char *)f->spool.data, f->spool.len);
+    if (f->n_messages < sizeof(f->messages) / sizeof(f->messages[0]))
+        f->messages[f->n_messages++] = xstrndup((const char *)f->spool.data, f->spool.len);
     f->spooling = false; /* the glue hands the spool to the store */
 }
 
@@ -490,6 +495,7 @@ static void run(const struct conv *c, enum mode mode, struct fake *f, struct buf
     cfg.text_max = 1000;
     cfg.bad_commands = c->bad_commands;
     cfg.bare_lf_reject = c->bare_lf_reject;
+    cfg.msgid_random = 0x0123456789abcdefULL;
 
     struct smtp_session *s = smtp_session_new(&cfg, &fake_ops, f);
     struct buf pending;
@@ -579,6 +585,9 @@ static void fake_free(struct fake *f)
     buf_free(&f->spool);
     free(f->message);
     f->message = NULL;
+    for (size_t i = 0; i < f->n_messages; i++)
+        free(f->messages[i]);
+    f->n_messages = 0;
 }
 
 static void converse(const struct conv *c)
@@ -1240,6 +1249,115 @@ static const struct step sub_plaintext[] = {
     THE_END,
 };
 
+/* --- the header section: Date:, Message-ID:, the Received: limit --------- */
+
+/* Logged in on submission from loopback, then a transaction up to the 354. */
+#define SUB_LOGIN                                                                                  \
+    GREETING, C("EHLO client.test\r\n", SUB_EHLO_AUTH), C("AUTH PLAIN " PLAIN_ALICE "\r\n", ""),   \
+        AUTHED(1, 1, "235 2.7.0")
+#define ALICE_TO_BOB                                                                               \
+    C("MAIL FROM:<alice@example.test>\r\n", "250 2.1.0"),                                          \
+        C("RCPT TO:<bob@example.test>\r\n", "250 2.1.5"), C("DATA\r\n", "354 ")
+/* A message sent whole, and its answer. */
+#define SUB_MESSAGE(data) ALICE_TO_BOB, C(data ".\r\n", ""), STORED(0, "250 2.0.0")
+
+/* What submission adds: the date of fake_now, and transaction n's id. */
+#define ADDED_DATE "Date: " DATE "\r\n"
+#define ADDED_ID(n) "Message-ID: <1700000000.S1." #n ".0123456789abcdef@" HOST ">\r\n"
+
+/* The message after the trace fields the session writes on top. */
+static const char *after_trace(const char *m)
+{
+    const char *t = m ? strstr(m, "\t" DATE "\r\n") : NULL;
+    return t ? t + strlen("\t" DATE "\r\n") : "(no trace)";
+}
+
+/* One message of each kind, in one session: transaction n is S1.n. */
+static const struct step sub_added_fields[] = {
+    SUB_LOGIN,
+    SUB_MESSAGE("Subject: hi\r\n\r\nbody\r\n"),
+    SUB_MESSAGE("Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@client.test>\r\n"
+                "\r\nbody\r\n"),
+    SUB_MESSAGE("date: x\r\nSubject: y\r\n\r\nb\r\n"),
+    SUB_MESSAGE("MESSAGE-ID:\r\n <folded@client.test>\r\n\r\nb\r\n"),
+    SUB_MESSAGE("Message-IDx: 1\r\nX-Date: 2\r\n Date: folded\r\n\r\nDate: body\r\n"
+                "Message-ID: body\r\n"),
+    SUB_MESSAGE("Subject: no body\r\n"),
+    SUB_MESSAGE("Hello Bob,\r\nsee you.\r\n"),
+    SUB_MESSAGE(""),
+    SUB_MESSAGE("Subject: stuffed\r\n..dot\r\n"),
+    THE_END,
+};
+
+static void check_sub_added_fields(const struct fake *f, const char *tag)
+{
+    /* clang-format off */
+    static const char *const want[] = {
+        "Subject: hi\r\n" ADDED_DATE ADDED_ID(1) "\r\nbody\r\n",
+        "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@client.test>\r\n\r\nbody\r\n",
+        "date: x\r\nSubject: y\r\n" ADDED_ID(3) "\r\nb\r\n",
+        "MESSAGE-ID:\r\n <folded@client.test>\r\n" ADDED_DATE "\r\nb\r\n",
+        "Message-IDx: 1\r\nX-Date: 2\r\n Date: folded\r\n" ADDED_DATE ADDED_ID(5)
+            "\r\nDate: body\r\nMessage-ID: body\r\n",
+        "Subject: no body\r\n" ADDED_DATE ADDED_ID(6),
+        ADDED_DATE ADDED_ID(7) "Hello Bob,\r\nsee you.\r\n",
+        ADDED_DATE ADDED_ID(8),
+        "Subject: stuffed\r\n" ADDED_DATE ADDED_ID(9) ".dot\r\n",
+    };
+    /* clang-format on */
+    static const char *const what[] = {
+        "both added, at the end of the header section",
+        "a message that has both gets nothing",
+        "Message-ID: alone added (date: in lower case counts)",
+        "Date: alone added (a folded MESSAGE-ID: counts)",
+        "Message-IDx:, X-Date:, a continuation and the body do not count",
+        "no body: added at the end",
+        "no headers: added before the first line, which is body",
+        "an empty message gets both",
+        "a stuffed dot is body: added before it",
+    };
+    size_t n = sizeof(want) / sizeof(want[0]);
+    is_int(f->n_messages, n, "%s: %zu messages delivered", tag, n);
+    for (size_t i = 0; i < n && i < f->n_messages; i++) {
+        static const char top[] = "Return-Path: <alice@example.test>\r\nReceived: ";
+        ok(strncmp(f->messages[i], top, strlen(top)) == 0, "%s: %zu: the trace fields stay on top",
+           tag, i + 1);
+        is_str(after_trace(f->messages[i]), want[i], "%s: %zu: %s", tag, i + 1, what[i]);
+    }
+}
+
+/* MX adds nothing, with or without headers. */
+static const struct step mx_nothing_added[] = {
+    GREETING,
+    C("EHLO client.test\r\n", EHLO_PLAIN),
+    TO_ALICE("s@remote.test"),
+    C("Subject: hi\r\n\r\nbody\r\n.\r\n", ""),
+    STORED(0, "250 2.0.0"),
+    TO_ALICE("s@remote.test"),
+    C("Hello\r\n.\r\n", ""),
+    STORED(0, "250 2.0.0"),
+    THE_END,
+};
+
+static void check_mx_nothing_added(const struct fake *f, const char *tag)
+{
+    is_int(f->n_messages, 2, "%s: two messages", tag);
+    if (f->n_messages == 2) {
+        is_str(after_trace(f->messages[0]), "Subject: hi\r\n\r\nbody\r\n", "%s: headers as sent",
+               tag);
+        is_str(after_trace(f->messages[1]), "Hello\r\n", "%s: no headers, none added", tag);
+    }
+}
+
+/* The fields of an empty message are written at the final dot, its first
+ * write after the trace; a spool that fails then is a 452, nothing stored. */
+static const struct step sub_added_spool_full[] = {
+    SUB_LOGIN,
+    ALICE_TO_BOB,
+    C(".\r\n", "452 4.3.1"),
+    THE_END,
+};
+
 static const struct conv conversations[] = {
     {.name = "mx: a message", .steps = mx_message, .check = check_mx_message},
     {.name = "mx: pipelining", .steps = mx_pipelining, .check = check_two_rcpts},
@@ -1311,6 +1429,19 @@ static const struct conv conversations[] = {
      .tls_available = true,
      .steps = subs_no_starttls},
     {.name = "submission: plaintext", .role = SMTP_ROLE_SUBMISSION, .steps = sub_plaintext},
+    {.name = "submission: Date: and Message-ID: added",
+     .role = SMTP_ROLE_SUBMISSION,
+     .peer_loopback = true,
+     .steps = sub_added_fields,
+     .check = check_sub_added_fields},
+    {.name = "mx: nothing added", .steps = mx_nothing_added, .check = check_mx_nothing_added},
+    {.name = "submission: spool full writing the added fields",
+     .role = SMTP_ROLE_SUBMISSION,
+     .peer_loopback = true,
+     .write_rc = -ENOSPC,
+     .writes_ok = 2, /* Return-Path: and Received: */
+     .steps = sub_added_spool_full,
+     .check = check_aborted_once},
 };
 
 /* --- conversations built at run time ------------------------------------ */
@@ -1536,6 +1667,193 @@ static void test_min_data_rate(void)
     clock_ahead = 0;
 }
 
+/* --- the header section, with messages built at run time ----------------- */
+
+static char *loop_msg;
+
+/* n Received: fields (the first folded), a Subject:, then a body of
+ * Received: lines, which never count; ends with the final dot. */
+static const char *received_message(int n)
+{
+    size_t size = (size_t)(n + 80) * 40, len = 0;
+    free(loop_msg);
+    loop_msg = xmalloc(size);
+    loop_msg[0] = '\0';
+    for (int i = 0; i < n; i++)
+        len +=
+            (size_t)snprintf(loop_msg + len, size - len,
+                             i == 0 ? "Received: from a\r\n\tby b\r\n" : "Received: hop %d\r\n", i);
+    len += (size_t)snprintf(loop_msg + len, size - len, "Subject: loop\r\n\r\n");
+    for (int i = 0; i < 60; i++)
+        len += (size_t)snprintf(loop_msg + len, size - len, "Received: in the body\r\n");
+    snprintf(loop_msg + len, size - len, ".\r\n");
+    return loop_msg;
+}
+
+static void check_loop_refused(const struct fake *f, const char *tag)
+{
+    is_int(f->delivers, 0, "%s: nothing delivered", tag);
+    is_int(f->aborts, 1, "%s: the spool aborted", tag);
+}
+
+static void check_loop_accepted(const struct fake *f, const char *tag)
+{
+    is_int(f->delivers, 1, "%s: delivered", tag);
+}
+
+/*
+ * RFC 5321 6.3: the session's own Received: counts, so a message may come
+ * with 49 and be stored with 50 (HEADERS_RECEIVED_MAX); with 50 it is a
+ * loop, on every port. Received: lines in the body never count.
+ */
+static void test_received_limit(void)
+{
+    static const struct {
+        enum smtp_role role;
+        int n;
+        bool refused;
+    } cases[] = {
+        {SMTP_ROLE_MX, HEADERS_RECEIVED_MAX - 1, false},
+        {SMTP_ROLE_MX, HEADERS_RECEIVED_MAX, true},
+        {SMTP_ROLE_MX, 200, true},
+        {SMTP_ROLE_SUBMISSION, HEADERS_RECEIVED_MAX - 1, false},
+        {SMTP_ROLE_SUBMISSION, HEADERS_RECEIVED_MAX, true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "%s: %d Received: fields %s",
+                 cases[i].role == SMTP_ROLE_MX ? "mx" : "submission", cases[i].n,
+                 cases[i].refused ? "are a loop" : "pass");
+        const char *msg = received_message(cases[i].n);
+        const char *answer = cases[i].refused ? "554 5.4.6 " : "";
+        /* Refused at the dot, with the session ready for more; else stored. */
+        struct step after = cases[i].refused ? (struct step)C("NOOP\r\n", "250 2.0.0")
+                                             : (struct step)STORED(0, "250 2.0.0");
+        struct step mx[] = {
+            GREETING,
+            C("EHLO client.test\r\n", EHLO_PLAIN),
+            TO_ALICE("s@remote.test"),
+            dyn(msg, answer),
+            after,
+            THE_END,
+        };
+        struct step sub[] = {
+            SUB_LOGIN, ALICE_TO_BOB, dyn(msg, answer), after, THE_END,
+        };
+        struct conv c = {
+            .name = name,
+            .role = cases[i].role,
+            .peer_loopback = true,
+            .steps = cases[i].role == SMTP_ROLE_MX ? mx : sub,
+            .check = cases[i].refused ? check_loop_refused : check_loop_accepted,
+        };
+        converse(&c);
+    }
+    free(loop_msg);
+    loop_msg = NULL;
+}
+
+/*
+ * Lines that keep the session guessing as long as they can: a field whose
+ * name runs to the 995th octet (its colon at 996 of a 998-octet line),
+ * and a line of 998 octets with no colon, which is body. Byte by byte (the
+ * trickle run) the session holds 997 octets before it knows.
+ */
+static char long_field[1200], long_body[1200];
+static char long_want[2][1400];
+
+static void check_long_lines(const struct fake *f, const char *tag)
+{
+    is_int(f->n_messages, 2, "%s: two messages", tag);
+    for (size_t i = 0; i < 2 && i < f->n_messages; i++)
+        ok(strcmp(after_trace(f->messages[i]), long_want[i]) == 0, "%s: message %zu as expected",
+           tag, i + 1);
+}
+
+static void test_long_header_lines(void)
+{
+    char name[1000], line[1000];
+    memset(name, 'X', 995);
+    name[995] = '\0';
+    memset(line, 'y', 998);
+    line[998] = '\0';
+    snprintf(long_field, sizeof(long_field), "%s: v\r\n\r\nbody\r\n.\r\n", name);
+    snprintf(long_want[0], sizeof(long_want[0]), "%s: v\r\n" ADDED_DATE ADDED_ID(1) "\r\nbody\r\n",
+             name);
+    snprintf(long_body, sizeof(long_body), "%s\r\nDate: x\r\n.\r\n", line);
+    snprintf(long_want[1], sizeof(long_want[1]), ADDED_DATE ADDED_ID(2) "%s\r\nDate: x\r\n", line);
+    struct step steps[] = {
+        SUB_LOGIN,    ALICE_TO_BOB,       dyn(long_field, ""),    STORED(0, "250 2.0.0"),
+        ALICE_TO_BOB, dyn(long_body, ""), STORED(0, "250 2.0.0"), THE_END,
+    };
+    struct conv c = {.name = "submission: long header lines",
+                     .role = SMTP_ROLE_SUBMISSION,
+                     .peer_loopback = true,
+                     .steps = steps,
+                     .check = check_long_lines};
+    converse(&c);
+}
+
+/*
+ * The message arrives in two reads split at every place, the final dot's
+ * included; the session stores the same bytes each time, on submission
+ * (fields added) and on MX (nothing added).
+ */
+static void test_data_split_everywhere(void)
+{
+    static const char data[] = "Subject: split\r\nFrom: <alice@example.test>\r\n"
+                               " folded\r\nX-Long-Name-Here: 1\r\n\r\nbody\r\n..dot\r\n.\r\n";
+    static const char *const want[] = {
+        "Subject: split\r\nFrom: <alice@example.test>\r\n folded\r\nX-Long-Name-Here: "
+        "1\r\n" ADDED_DATE ADDED_ID(1) "\r\nbody\r\n.dot\r\n",
+        "Subject: split\r\nFrom: <alice@example.test>\r\n folded\r\nX-Long-Name-Here: 1\r\n"
+        "\r\nbody\r\n.dot\r\n",
+    };
+    size_t len = sizeof(data) - 1;
+    for (int mx = 0; mx <= 1; mx++) {
+        size_t bad = 0;
+        for (size_t cut = 0; cut <= len; cut++) {
+            struct fake f;
+            memset(&f, 0, sizeof(f));
+            f.write_fail_after = -1;
+            buf_init(&f.spool, 0);
+            struct smtp_session_config cfg;
+            memset(&cfg, 0, sizeof(cfg));
+            cfg.role = mx ? SMTP_ROLE_MX : SMTP_ROLE_SUBMISSION;
+            cfg.hostname = HOST;
+            cfg.peer_loopback = true;
+            cfg.message_size = 10240;
+            snprintf(cfg.session_id, sizeof(cfg.session_id), "S1");
+            cfg.msgid_random = 0x0123456789abcdefULL;
+            struct smtp_session *s = smtp_session_new(&cfg, &fake_ops, &f);
+            smtp_session_greet(s);
+            if (!mx) {
+                feed_text(s, "EHLO client.test\r\nAUTH PLAIN " PLAIN_ALICE "\r\n");
+                smtp_session_auth_done(s, 1, 1);
+            }
+            feed_text(s, mx ? "EHLO client.test\r\nMAIL FROM:<s@remote.test>\r\n"
+                              "RCPT TO:<alice@example.test>\r\nDATA\r\n"
+                            : "MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n"
+                              "DATA\r\n");
+            struct buf pending;
+            buf_init(&pending, 0);
+            buf_append(&pending, data, cut);
+            pump(s, &pending);
+            buf_append(&pending, data + cut, len - cut);
+            pump(s, &pending);
+            if (f.delivers != 1 || strcmp(after_trace(f.message), want[mx]) != 0) {
+                if (bad++ == 0)
+                    printf("# split at %zu: got \"%s\"\n", cut, after_trace(f.message));
+            }
+            buf_free(&pending);
+            smtp_session_free(&s);
+            fake_free(&f);
+        }
+        ok(bad == 0, "%s: data split in two at each of %zu places is stored the same (%zu wrong)",
+           mx ? "mx" : "submission", len + 1, bad);
+    }
+}
+
 int main(void)
 {
     test_reply_checker();
@@ -1546,6 +1864,9 @@ int main(void)
     test_long_command_line();
     test_output_full();
     test_min_data_rate();
+    test_received_limit();
+    test_long_header_lines();
+    test_data_split_everywhere();
     ok(n_354 > 0, "the conversations saw %d replies to DATA", n_354);
     is_int(bad_354, 0,
            "no 354 reply carries an enhanced status code (RFC 2034 4: 3xx are not "
