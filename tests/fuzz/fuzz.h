@@ -158,7 +158,9 @@ static inline bool fuzz_ends_with_ci(const uint8_t *p, size_t n, const char *wor
 /*
  * Does p[0..n) end with a whole CRLF line whose first word is verb (in any
  * case)? What a session consumed up to a command it acts on (STARTTLS,
- * STLS, QUIT) must end exactly so: nothing behind the line is taken.
+ * STLS, QUIT) must end exactly so: nothing behind the line is taken. The
+ * word ends at a space or a tab: the SMTP session drops both at the end of
+ * a command line, so "STARTTLS<TAB><CR><LF>" is a STARTTLS.
  */
 static inline bool fuzz_ends_with_verb_line(const uint8_t *p, size_t n, const char *verb)
 {
@@ -170,7 +172,7 @@ static inline bool fuzz_ends_with_verb_line(const uint8_t *p, size_t n, const ch
     size_t w = strlen(verb);
     if (end - start < w || !fuzz_ends_with_ci(p + start, w, verb))
         return false;
-    return end - start == w || p[start + w] == ' ';
+    return end - start == w || p[start + w] == ' ' || p[start + w] == '\t';
 }
 
 /*
