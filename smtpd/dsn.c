@@ -40,7 +40,6 @@
 #define LINE_HARD 998 /* octets in a line before its CRLF, never more */
 #define TEXT_MAX 1024 /* the most of an ENVID, ORCPT or host name quoted */
 #define MSGID_MAX 250 /* a Message-ID, brackets excluded */
-#define DATE_SIZE 40  /* "Thu, 01 Jan 1970 00:00:00 +0000" and its NUL */
 #define BOUNDARY_SIZE 64
 #define BOUNDARY_TRIES 16
 
@@ -239,21 +238,6 @@ static void prose(struct out *o, const char *v, size_t n, size_t indent)
     out_str(o, "\r\n");
 }
 
-/* RFC 5322 3.3 date-time, in UTC. Returns 0 or -EINVAL (before 1900, after 9999). */
-static int format_date(time_t t, char out[DATE_SIZE])
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < 0 || tm.tm_year > 9999 - 1900)
-        return -EINVAL;
-    int n = snprintf(out, DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-                     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec);
-    return n > 0 && n < DATE_SIZE ? 0 : -EINVAL;
-}
-
 /* RFC 3463 status-code: class "." subject "." detail, class 2, 4 or 5. */
 static bool status_valid(const char *s)
 {
@@ -434,8 +418,8 @@ struct plan {
     bool hdrs_ascii;  /* part 3's header octets above 127 become '?' */
     bool hdrs_cut;    /* part 3's header section was cut at DSN_HEADERS_MAX */
     enum note note;
-    char date[DATE_SIZE];
-    char arrival[DATE_SIZE];
+    char date[HEADERS_DATE_SIZE];
+    char arrival[HEADERS_DATE_SIZE];
     char mta[ADDR_DOMAIN_MAX + 1];
 };
 
@@ -470,18 +454,18 @@ static int make_plan(const struct dsn_report *r, const struct orig_view *v, stru
     const char *mta = r->reporting_mta;
     if (addr_parse_domain(mta, strlen(mta), 0, p->mta) != 0)
         return -EINVAL;
-    if (format_date(r->date, p->date) != 0)
+    if (headers_format_date(r->date, p->date) != 0)
         return -EINVAL;
-    if (r->arrival != 0 && format_date(r->arrival, p->arrival) != 0)
+    if (r->arrival != 0 && headers_format_date(r->arrival, p->arrival) != 0)
         return -EINVAL;
 
     bool any_failed = false;
     bool addr_8bit = has_8bit(r->sender, strlen(r->sender));
     for (size_t i = 0; i < r->nrcpts; i++) {
         const struct dsn_rcpt *rc = &r->rcpts[i];
-        char d[DATE_SIZE];
-        if ((rc->last_attempt != 0 && format_date(rc->last_attempt, d) != 0) ||
-            (rc->retry_until != 0 && format_date(rc->retry_until, d) != 0))
+        char d[HEADERS_DATE_SIZE];
+        if ((rc->last_attempt != 0 && headers_format_date(rc->last_attempt, d) != 0) ||
+            (rc->retry_until != 0 && headers_format_date(rc->retry_until, d) != 0))
             return -EINVAL;
         any_failed |= rc->action == DSN_ACTION_FAILED;
         addr_8bit |= has_8bit(rc->final_rcpt, strlen(rc->final_rcpt));
@@ -537,7 +521,7 @@ static int write_status(struct out *o, struct buf *tmp, const struct dsn_report 
         out_fmt(o, "Arrival-Date: %s\r\n", p->arrival);
     for (size_t i = 0; rc == 0 && i < r->nrcpts; i++) {
         const struct dsn_rcpt *c = &r->rcpts[i];
-        char d[DATE_SIZE];
+        char d[HEADERS_DATE_SIZE];
         out_str(o, "\r\n");
         if (!empty(c->orig_rcpt))
             rc = field_text(o, tmp, "Original-Recipient", "", c->orig_rcpt, strlen(c->orig_rcpt),
@@ -555,10 +539,10 @@ static int write_status(struct out *o, struct buf *tmp, const struct dsn_report 
         else if (rc == 0 && !empty(c->reason))
             rc = field_text(o, tmp, "Diagnostic-Code", "X-Kotak; ", c->reason, strlen(c->reason),
                             false, DSN_DIAG_MAX);
-        if (c->last_attempt != 0 && format_date(c->last_attempt, d) == 0)
+        if (c->last_attempt != 0 && headers_format_date(c->last_attempt, d) == 0)
             out_fmt(o, "Last-Attempt-Date: %s\r\n", d);
         if (c->action == DSN_ACTION_DELAYED && c->retry_until != 0 &&
-            format_date(c->retry_until, d) == 0)
+            headers_format_date(c->retry_until, d) == 0)
             out_fmt(o, "Will-Retry-Until: %s\r\n", d);
     }
     return rc;
@@ -576,7 +560,7 @@ static int write_human_rcpt(struct out *o, struct buf *tmp, const struct dsn_rcp
                             const struct plan *p)
 {
     struct out t = {tmp, 0};
-    char d[DATE_SIZE];
+    char d[HEADERS_DATE_SIZE];
     buf_reset(tmp);
     out_str(&t, "<");
     sanitize(&t, c->final_rcpt, strlen(c->final_rcpt), p->text_8bit, TEXT_MAX);
@@ -587,7 +571,7 @@ static int write_human_rcpt(struct out *o, struct buf *tmp, const struct dsn_rcp
         break;
     case DSN_ACTION_DELAYED:
         out_str(&t, "not delivered yet. The mail system is still trying");
-        if (c->retry_until != 0 && format_date(c->retry_until, d) == 0)
+        if (c->retry_until != 0 && headers_format_date(c->retry_until, d) == 0)
             out_fmt(&t, ", and will until %s", d);
         out_str(&t, ".");
         break;
@@ -652,7 +636,7 @@ static int write_human_rcpt(struct out *o, struct buf *tmp, const struct dsn_rcp
             return t.err;
         para(o, tmp, 4);
     }
-    if (c->last_attempt != 0 && format_date(c->last_attempt, d) == 0)
+    if (c->last_attempt != 0 && headers_format_date(c->last_attempt, d) == 0)
         out_fmt(o, "    Last attempt: %s\r\n", d);
     out_str(o, "\r\n");
     return 0;
