@@ -70,18 +70,29 @@ static struct commit_job *take_all(_Atomic(struct commit_job *) *stack)
     return oldest_first;
 }
 
-void commit_job_free(struct commit_job *job)
+void commit_job_drop_message(struct commit_job *job)
 {
     if (!job->no_message)
         spool_free(&job->spool);
+    job->no_message = true;
     free(job->user_ids);
+    job->user_ids = NULL;
+    job->n_users = 0;
     free((char *)job->env.sender);
     free((char *)job->env.envid);
+    job->env = (struct store_envelope){0};
     for (size_t i = 0; i < job->n_remote; i++) {
         free(job->remote[i].address);
         free(job->remote[i].orcpt);
     }
     free(job->remote);
+    job->remote = NULL;
+    job->n_remote = 0;
+}
+
+void commit_job_free(struct commit_job *job)
+{
+    commit_job_drop_message(job);
     for (size_t i = 0; i < job->n_attempts; i++) {
         free((char *)job->attempts[i].a.host);
         free((char *)job->attempts[i].a.ip);

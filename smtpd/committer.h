@@ -82,4 +82,7 @@ void committer_stop(struct committer *c);
 /* Frees a job and what it owns. */
 void commit_job_free(struct commit_job *job);
 
+/* Drops the message of a job, keeping its attempts: no_message from then on. */
+void commit_job_drop_message(struct commit_job *job);
+
 #endif

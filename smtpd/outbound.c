@@ -31,7 +31,10 @@
 #include "tls.h"
 #include "util.h"
 
-#define OB_RCPTS_MAX 2000 /* recipients in memory at once */
+#define OB_RCPTS_MAX 2000     /* recipients in memory at once */
+#define OB_DEST_RCPTS_MAX 500 /* ... of them for one destination: one cannot hold up the rest */
+#define OB_RETRY_MS 2000      /* a result the store could not take is offered again this late */
+#define OB_PUMP_ROUNDS 64     /* a connection's turn on the loop, then the others' */
 #define OB_POLL_MS 1000   /* the queue is read this often, and when kicked */
 #define OB_KICK_MS 20     /* a kick gathers what the next few commits queue */
 #define OB_BUCKETS 4096   /* the in-flight set's hash buckets */
@@ -53,10 +56,12 @@ struct orcpt {
 
 /* One queue entry's recipients at one destination. */
 struct omsg {
+    char domain[ADDR_DOMAIN_MAX + 1]; /* its destination's, for that one's count */
     int64_t queue_id, message_id, user_id, created, size;
     char *sender, *envid;
     enum store_ret ret;
     bool bounce;
+    bool smtputf8; /* it came with SMTPUTF8 and needs it to go on */
     bool fresh; /* found by the poll under way: its recipients join the set after it */
     int64_t skip; /* octets of the Return-Path: line on top, which is not sent on */
     bool tls;   /* its last attempt went over TLS */
@@ -84,6 +89,7 @@ struct dest {
     unsigned plain_only; /* bit i: target i failed its TLS handshake, go on without */
     bool querying;
     unsigned holds; /* calls under way that use it: it is not freed before they end */
+    size_t n_rcpts; /* in memory, from the polls, until their outcome is recorded */
     char last_error[160]; /* why the last connection could not even begin */
     struct dest *next;
 };
@@ -97,6 +103,10 @@ struct oconn {
     bool tls_tried;  /* STARTTLS or implicit TLS was under way */
     bool transacted; /* a transaction got past the greeting and EHLO */
     bool closed;
+    bool ready;       /* connected (and through implicit TLS): net's open came */
+    bool pump_queued; /* in the runner's list of connections to pump again */
+    struct oconn *pump_next;
+    struct oconn *prev, *next; /* every connection of the runner */
     uint64_t quiet_ms; /* since the server last sent or took anything, in ticks */
     struct omsg *msg;
     int64_t body_off;
@@ -118,6 +128,12 @@ struct outbound {
     char *smarthost_password;
     struct schedule schedule;
     uv_timer_t poll_timer;
+    uv_timer_t pump_timer;  /* connections whose turn ran out go on here */
+    uv_timer_t retry_timer; /* results the store could not take, offered again */
+    int handles;            /* the timers not yet closed */
+    struct oconn *pump_list;
+    struct oconn *conns;
+    struct commit_job *retry_jobs;
     bool polling_soon;
     struct dest *dests;
     size_t n_conns;
@@ -168,9 +184,14 @@ static void inflight_remove(struct outbound *ob, struct orcpt *r)
     }
 }
 
+static struct dest *dest_find(struct outbound *ob, const char *domain);
+
 /* Forgets a message: its recipients may be picked again. */
 static void msg_free(struct outbound *ob, struct omsg *m)
 {
+    struct dest *d = dest_find(ob, m->domain);
+    if (d != NULL)
+        d->n_rcpts -= m->n_rcpts < d->n_rcpts ? m->n_rcpts : d->n_rcpts;
     for (size_t i = 0; i < m->n_rcpts; i++) {
         inflight_remove(ob, &m->rcpts[i]);
         free(m->rcpts[i].address);
@@ -281,8 +302,9 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
     struct buf out;
     buf_init(&out, DSN_REPORT_MAX(n));
     int rc = buf_append_str(&out, "Return-Path: <>\r\n");
+    unsigned flags = 0;
     if (rc == 0)
-        rc = dsn_build(&r, &out, NULL);
+        rc = dsn_build(&r, &out, &flags);
     free(orig);
     if (rc < 0) {
         log_error("smtp event=report-failed id=%lld rc=%d", (long long)m->queue_id, rc);
@@ -319,7 +341,11 @@ static bool add_report(struct outbound *ob, const struct omsg *m, struct commit_
     local.user_ids = NULL;
     store_rcpts_free(&local);
     if (remote) {
-        job->env = (struct store_envelope){.sender = xstrdup(""), .bounce = true};
+        job->env = (struct store_envelope){
+            .sender = xstrdup(""),
+            .bounce = true,
+            .smtputf8 = (flags & DSN_BUILD_SMTPUTF8) != 0,
+        };
         job->remote = xcalloc(1, sizeof(*job->remote));
         job->remote[0] =
             (struct commit_remote){.address = xstrdup(sender), .notify = STORE_NOTIFY_NEVER};
@@ -437,12 +463,54 @@ static void msg_outcome(struct outbound *ob, struct omsg *m, const struct smtp_c
     committer_submit(ob->committer, job);
 }
 
+/* Offers the results the store could not take to it again. */
+static void retry_jobs(uv_timer_t *t)
+{
+    struct outbound *ob = t->data;
+    struct commit_job *job = ob->retry_jobs;
+    ob->retry_jobs = NULL;
+    while (job != NULL) {
+        struct commit_job *next = job->next;
+        job->next = NULL;
+        job->rc = 0;
+        committer_submit(ob->committer, job);
+        job = next;
+    }
+}
+
+/*
+ * The store could not take a job. Its recipients stay in flight, so none
+ * is sent again meanwhile (the peer may have taken it): a report that
+ * could not be stored (its user gone, the store full) is given up, logged,
+ * and the outcome offered alone; an outcome alone is offered again, until
+ * the store takes it. Returns whether the job was kept.
+ */
+static bool job_failed(struct outbound *ob, struct commit_job *job)
+{
+    struct omsg *m = job->owner;
+    log_error("smtp event=queue-record-failed id=%lld rc=%d error=\"%s\"%s",
+              (long long)m->queue_id, job->rc, kotak_strerror(job->rc),
+              job->no_message ? "" : " report=dropped");
+    if (ob->stopping)
+        return false; /* the recipients stay due: tried again after the start */
+    if (!job->no_message) {
+        commit_job_drop_message(job);
+        job->rc = 0;
+        committer_submit(ob->committer, job);
+        return true;
+    }
+    job->next = ob->retry_jobs;
+    ob->retry_jobs = job;
+    if (!uv_is_active((uv_handle_t *)&ob->retry_timer))
+        uv_timer_start(&ob->retry_timer, retry_jobs, OB_RETRY_MS, 0);
+    return true;
+}
+
 void outbound_job_done(struct outbound *ob, struct commit_job *job)
 {
     struct omsg *m = job->owner;
-    if (job->rc < 0)
-        log_error("smtp event=queue-record-failed id=%lld rc=%d error=\"%s\"",
-                  (long long)m->queue_id, job->rc, kotak_strerror(job->rc));
+    if (job->rc < 0 && job_failed(ob, job))
+        return;
     /* One line per attempt, once it is on record. */
     for (size_t i = 0; i < job->n_attempts && job->rc == 0; i++) {
         const struct commit_attempt *a = &job->attempts[i];
@@ -483,12 +551,20 @@ static void msg_fail_all(struct outbound *ob, struct omsg *m, bool permanent, in
 
 /* --- destinations ------------------------------------------------------------ */
 
-static struct dest *dest_get(struct outbound *ob, const char *domain)
+static struct dest *dest_find(struct outbound *ob, const char *domain)
 {
     for (struct dest *d = ob->dests; d != NULL; d = d->next)
         if (strcmp(d->domain, domain) == 0)
             return d;
-    struct dest *d = xcalloc(1, sizeof(*d));
+    return NULL;
+}
+
+static struct dest *dest_get(struct outbound *ob, const char *domain)
+{
+    struct dest *d = dest_find(ob, domain);
+    if (d != NULL)
+        return d;
+    d = xcalloc(1, sizeof(*d));
     d->ob = ob;
     snprintf(d->domain, sizeof(d->domain), "%s", domain);
     d->next = ob->dests;
@@ -720,25 +796,16 @@ static int msg_describe(struct outbound *ob, struct omsg *m, struct smtp_client_
 {
     /* One read, whatever the size: the loop does not wait on a long scan.
      * A larger message is announced as 8BITMIME (harmless for a 7-bit one,
-     * RFC 6152), and its header section is taken to be in the first read. */
+     * RFC 6152). UTF-8 in the header section is sent as it came: it needs
+     * SMTPUTF8 only when it came with it (what a client without SMTPUTF8
+     * wrote raw goes on as such, as other servers pass it on). */
     size_t got = 0;
     int rc = store_mbox_read(ob->reader, m->message_id, 0, ob->chunk, OB_READ_CHUNK, &got);
     if (rc < 0)
         return rc;
-    bool eight = (int64_t)got < m->size, utf8_head = false, in_head = true;
-    char prev1 = '\n', prev2 = '\n'; /* as if a line had just ended */
-    for (size_t i = 0; i < got; i++) {
-        char ch = ob->chunk[i];
-        if ((unsigned char)ch >= 0x80) {
-            eight = true;
-            utf8_head |= in_head;
-        }
-        /* The header section ends at the first empty line. */
-        if (ch == '\n' && (prev1 == '\n' || (prev1 == '\r' && prev2 == '\n')))
-            in_head = false;
-        prev2 = prev1;
-        prev1 = ch;
-    }
+    bool eight = (int64_t)got < m->size;
+    for (size_t i = 0; i < got && !eight; i++)
+        eight = (unsigned char)ob->chunk[i] >= 0x80;
     m->skip = return_path_len(ob->chunk, got);
     bool utf8_addr = false;
     for (const char *p = m->sender; *p; p++)
@@ -755,7 +822,7 @@ static int msg_describe(struct outbound *ob, struct omsg *m, struct smtp_client_
         .n_rcpts = m->n_rcpts,
         .size = (uint64_t)(m->size - m->skip),
         .eight_bit = eight,
-        .needs_smtputf8 = utf8_head || utf8_addr,
+        .needs_smtputf8 = m->smtputf8 || utf8_addr,
         .ret = m->ret,
         .envid = m->envid,
     };
@@ -811,10 +878,42 @@ static void feed(struct oconn *oc)
 }
 
 /* Does what the client asks until it waits for the server. */
+static void pump_queued(uv_timer_t *t)
+{
+    struct outbound *ob = t->data;
+    struct oconn *oc = ob->pump_list;
+    ob->pump_list = NULL;
+    while (oc != NULL) {
+        struct oconn *next = oc->pump_next;
+        oc->pump_queued = false;
+        oc->pump_next = NULL;
+        pump(oc);
+        oc = next;
+    }
+}
+
+/* Its turn ran out with work left (a fast peer takes everything at once,
+ * and no callback would come): it goes on once the loop has seen to the rest. */
+static void pump_later(struct oconn *oc)
+{
+    struct outbound *ob = oc->dest->ob;
+    if (oc->pump_queued)
+        return;
+    oc->pump_queued = true;
+    oc->pump_next = ob->pump_list;
+    ob->pump_list = oc;
+    if (!uv_is_active((uv_handle_t *)&ob->pump_timer))
+        uv_timer_start(&ob->pump_timer, pump_queued, 0, 0);
+}
+
 static void pump(struct oconn *oc)
 {
     struct outbound *ob = oc->dest->ob;
-    for (int rounds = 0; !oc->closed && rounds < 64; rounds++) {
+    for (int rounds = 0; !oc->closed; rounds++) {
+        if (rounds == OB_PUMP_ROUNDS) {
+            pump_later(oc);
+            return;
+        }
         struct buf *out = smtp_client_output(oc->client);
         if (out->len > 0) {
             if (net_conn_write(oc->net, out->data, out->len) < 0) {
@@ -867,9 +966,30 @@ static void pump(struct oconn *oc)
     }
 }
 
+/* Frees a connection's part of the runner, off every list. */
+static void conn_forget(struct oconn *oc)
+{
+    struct outbound *ob = oc->dest->ob;
+    if (oc->pump_queued)
+        for (struct oconn **p = &ob->pump_list; *p != NULL; p = &(*p)->pump_next)
+            if (*p == oc) {
+                *p = oc->pump_next;
+                break;
+            }
+    if (oc->prev != NULL)
+        oc->prev->next = oc->next;
+    else if (ob->conns == oc)
+        ob->conns = oc->next;
+    if (oc->next != NULL)
+        oc->next->prev = oc->prev;
+    smtp_client_free(&oc->client);
+    free(oc);
+}
+
 static void *p_open(struct net_conn *c, void *ctx)
 {
     struct oconn *oc = ctx;
+    oc->ready = true;
     snprintf(oc->ip, sizeof(oc->ip), "%s", net_conn_peer(c));
     return oc;
 }
@@ -985,8 +1105,7 @@ static void p_close(struct net_conn *c, void *ctx)
     }
     d->n_conns--;
     ob->n_conns--;
-    smtp_client_free(&oc->client);
-    free(oc);
+    conn_forget(oc);
     /* A slot is free: any destination waiting for one may go on. */
     for (struct dest *x = ob->dests; x != NULL && !ob->stopping; x = x->next)
         dest_hold(x);
@@ -1067,7 +1186,12 @@ static void conn_start(struct dest *d, size_t target)
         d->first_target = target + 1;
         snprintf(d->last_error, sizeof(d->last_error), "cannot connect to %s: %s", oc_ip_copy,
                  uv_strerror(rc2));
+        return;
     }
+    oc->next = ob->conns;
+    if (ob->conns != NULL)
+        ob->conns->prev = oc;
+    ob->conns = oc;
 }
 
 /* Starts what the destination can: a look-up, or connections for its messages. */
@@ -1109,12 +1233,19 @@ static int take_due(void *ctx, const struct store_queued *q)
     if (inflight_has(ob, q->rcpt_id))
         return 0;
     /* Dropped by the administrator: failed at once, in a destination of their own. */
-    struct dest *d = q->dropped ? &pc->dropped : dest_get(ob, smarthost(ob) ? "" : q->domain);
+    const char *domain = q->dropped ? "" : smarthost(ob) ? "" : q->domain;
+    struct dest *d = q->dropped ? &pc->dropped : dest_find(ob, domain);
+    /* One destination holds a share of the room (not the smarthost, the only one). */
+    if (d != NULL && d != &pc->dropped && !smarthost(ob) && d->n_rcpts >= OB_DEST_RCPTS_MAX)
+        return 0;
+    if (d == NULL)
+        d = dest_get(ob, domain);
     struct omsg *m = d->tail;
     if (m == NULL || !m->fresh || m->queue_id != q->queue_id ||
         m->n_rcpts >= SMTP_CLIENT_RCPTS_MAX) {
         m = xcalloc(1, sizeof(*m));
         m->fresh = true;
+        snprintf(m->domain, sizeof(m->domain), "%s", d == &pc->dropped ? "" : domain);
         m->queue_id = q->queue_id;
         m->message_id = q->message_id;
         m->user_id = q->user_id;
@@ -1124,6 +1255,7 @@ static int take_due(void *ctx, const struct store_queued *q)
         m->envid = q->envid[0] != '\0' ? xstrdup(q->envid) : NULL;
         m->ret = q->ret;
         m->bounce = q->bounce;
+        m->smtputf8 = q->smtputf8;
         dest_push(d, m, false);
     }
     m->rcpts = xrealloc(m->rcpts, (m->n_rcpts + 1) * sizeof(*m->rcpts));
@@ -1143,6 +1275,7 @@ static int take_due(void *ctx, const struct store_queued *q)
     else if (!seen)
         pc->overflow = true;
     ob->n_rcpts++;
+    d->n_rcpts++;
     return 0;
 }
 
@@ -1156,7 +1289,7 @@ static void poll_queue(uv_timer_t *t)
     /* Recipients in flight are still due in the store: ask for enough rows to pass them. */
     struct poll_ctx pc = {.ob = ob, .dropped = {.ob = ob}};
     size_t before = ob->n_rcpts;
-    int rc = store_queue_due(ob->reader, time(NULL), OB_RCPTS_MAX + before, take_due, &pc);
+    int rc = store_queue_due(ob->reader, time(NULL), 2 * OB_RCPTS_MAX + before, take_due, &pc);
     if (rc < 0 && rc != 1)
         log_error("smtp event=queue-read-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
     /* The recipient arrays are final now: put their members in the in-flight set. */
@@ -1289,8 +1422,12 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
         .connect_timeout_ms = OB_CONNECT_TIMEOUT_MS,
     };
     ob->net = net_server_new(loop, NULL, &lim, "smtp-out");
-    uv_timer_init(loop, &ob->poll_timer);
-    ob->poll_timer.data = ob;
+    uv_timer_t *timers[] = {&ob->poll_timer, &ob->pump_timer, &ob->retry_timer};
+    for (size_t i = 0; i < 3; i++) {
+        uv_timer_init(loop, timers[i]);
+        timers[i]->data = ob;
+    }
+    ob->handles = 3;
     outbound_kick(ob);
     return ob;
 fail:
@@ -1318,22 +1455,34 @@ static void maybe_idle(struct outbound *ob)
     }
 }
 
-static void quit_conn(struct net_conn *c, void *ctx)
-{
-    (void)c;
-    struct oconn *oc = ctx;
-    smtp_client_quit(oc->client);
-    pump(oc);
-}
-
 void outbound_stop(struct outbound *ob, void (*on_idle)(void *ctx), void *ctx)
 {
     ob->stopping = true;
     ob->on_idle = on_idle;
     ob->idle_ctx = ctx;
     uv_timer_stop(&ob->poll_timer);
+    uv_timer_stop(&ob->retry_timer);
     dns_free(&ob->dns); /* answers CANCELLED to what was asked */
-    net_server_each(ob->net, quit_conn);
+    /* Each connection ends: QUIT when idle, at once mid-message or while
+     * still connecting (a close may free it, and the list changes). */
+    for (struct oconn *oc = ob->conns; oc != NULL;) {
+        struct oconn *next = oc->next;
+        if (oc->ready) {
+            smtp_client_quit(oc->client);
+            pump(oc);
+        } else {
+            net_conn_close(oc->net);
+        }
+        oc = next;
+    }
+    /* Results the store could not take: their recipients stay due. */
+    while (ob->retry_jobs != NULL) {
+        struct commit_job *job = ob->retry_jobs;
+        ob->retry_jobs = job->next;
+        msg_free(ob, job->owner);
+        commit_job_free(job);
+        ob->jobs--;
+    }
     /* What waits for a connection stays queued in the store. */
     for (struct dest *d = ob->dests, *next; d != NULL; d = next) {
         next = d->next;
@@ -1348,6 +1497,8 @@ void outbound_stop(struct outbound *ob, void (*on_idle)(void *ctx), void *ctx)
 static void timer_closed(uv_handle_t *h)
 {
     struct outbound *ob = h->data;
+    if (--ob->handles > 0)
+        return;
     tls_client_free(&ob->tls_mx);
     tls_client_free(&ob->tls_smarthost);
     free(ob->chunk);
@@ -1368,4 +1519,6 @@ void outbound_free(struct outbound **obp)
         explicit_bzero(ob->smarthost_password, strlen(ob->smarthost_password));
     free(ob->smarthost_password);
     uv_close((uv_handle_t *)&ob->poll_timer, timer_closed);
+    uv_close((uv_handle_t *)&ob->pump_timer, timer_closed);
+    uv_close((uv_handle_t *)&ob->retry_timer, timer_closed);
 }

@@ -233,8 +233,9 @@ static bool dsn_offered(const struct smtp_session *s)
 }
 
 /* An ENVID or ORCPT value, xtext-decoded: NULL when it is not xtext, is
- * longer than max once decoded, or holds a control character. */
-static char *decode_xtext(const char *p, size_t n, size_t max)
+ * longer than max once decoded, or holds a control character (or, with
+ * ascii, an octet past 0x7e: an ENVID travels on only in ASCII). */
+static char *decode_xtext(const char *p, size_t n, size_t max, bool ascii)
 {
     struct buf b;
     buf_init(&b, max + 1);
@@ -242,7 +243,7 @@ static char *decode_xtext(const char *p, size_t n, size_t max)
     if (dsn_xtext_decode(p, n, &b) == 0 && b.len <= max && buf_append(&b, "", 1) == 0) {
         bool clean = true;
         for (size_t i = 0; i + 1 < b.len; i++)
-            clean &= (unsigned char)b.data[i] >= 0x20 && b.data[i] != 0x7f;
+            clean &= b.data[i] >= 0x20 && b.data[i] != 0x7f && (!ascii || b.data[i] < 0x80);
         if (clean)
             text = xstrdup((const char *)b.data);
     }
@@ -280,8 +281,8 @@ static bool mail_params(struct smtp_session *s, const struct smtp_path_args *a, 
             }
         } else if (dsn_offered(s) && smtp_param_is(p, "ENVID") && p->value != NULL) {
             if (tx->envid != NULL ||
-                (tx->envid = decode_xtext(p->value, p->value_len, SMTP_CLIENT_ENVID_MAX)) == NULL) {
-                reply(s, "501 5.5.4 ENVID is xtext of at most 100 printable octets, given once");
+                (tx->envid = decode_xtext(p->value, p->value_len, SMTP_CLIENT_ENVID_MAX, true)) == NULL) {
+                reply(s, "501 5.5.4 ENVID is xtext of at most 100 printable ASCII octets, given once");
                 return false;
             }
         } else if (smtp_param_is(p, "AUTH") && p->value != NULL) {
@@ -378,7 +379,7 @@ static bool rcpt_params(struct smtp_session *s, const struct smtp_path_args *a, 
             /* "rfc822;" and the address as xtext (RFC 3461 4.2); the
              * queue keeps the address and sends it on the same way. */
             if (*orcpt_r != NULL || p->value_len < 7 || strncasecmp(p->value, "rfc822;", 7) != 0 ||
-                (*orcpt_r = decode_xtext(p->value + 7, p->value_len - 7, ADDR_MAX)) == NULL)
+                (*orcpt_r = decode_xtext(p->value + 7, p->value_len - 7, ADDR_MAX, false)) == NULL)
                 refusal = "501 5.5.4 ORCPT is rfc822; and an address as xtext, given once";
         } else {
             reply(s, "555 5.5.4 Unsupported parameter %.*s",

@@ -221,6 +221,7 @@ static void op_deliver(void *ctx, const struct smtp_tx *tx)
             .user_id = tx->user_id,
             .ret = tx->ret,
             .envid = tx->envid != NULL ? xstrdup(tx->envid) : NULL,
+            .smtputf8 = tx->utf8,
         };
         job->remote = xcalloc(tx->n_remote, sizeof(*job->remote));
         for (size_t i = 0; i < tx->n_remote; i++)

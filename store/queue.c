@@ -49,6 +49,7 @@ int store__queue_write(struct store *s, int64_t message_id, int64_t received,
     sqlite3_bind_int(st, 5, (int)env->ret);
     bind_text(st, 6, env->envid);
     sqlite3_bind_int(st, 7, env->bounce);
+    sqlite3_bind_int(st, 8, env->smtputf8);
     int rc = store__step_done(s, st);
     if (rc < 0)
         return rc;
@@ -100,27 +101,27 @@ static void read_queued(sqlite3_stmt *st, struct store_queued *q)
     copy_col(st, 18, q->last_reply, sizeof(q->last_reply));
     q->dropped = sqlite3_column_int(st, 19) != 0;
     copy_col(st, 20, q->envid, sizeof(q->envid));
+    q->smtputf8 = sqlite3_column_int(st, 21) != 0;
 }
 
-/* Runs a select of queued recipients inside one read transaction. */
-static int each_queued(struct store *s, sqlite3_stmt *st,
+/* Runs selects of queued recipients, one after the other, inside one read transaction. */
+static int each_queued(struct store *s, sqlite3_stmt *const *sts, size_t n_sts,
                        int (*cb)(void *ctx, const struct store_queued *q), void *ctx)
 {
     int rc = store__run(s, STMT_READ_BEGIN);
-    if (rc < 0) {
-        sqlite3_reset(st);
+    if (rc < 0)
         return rc;
+    for (size_t i = 0; i < n_sts; i++) {
+        struct store_queued q;
+        int step = SQLITE_DONE;
+        while (rc == 0 && (step = sqlite3_step(sts[i])) == SQLITE_ROW) {
+            read_queued(sts[i], &q);
+            rc = cb(ctx, &q);
+        }
+        if (rc == 0 && step != SQLITE_DONE)
+            rc = store__rc(s, step);
+        sqlite3_reset(sts[i]);
     }
-    struct store_queued q;
-    int step;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        read_queued(st, &q);
-        rc = cb(ctx, &q);
-    }
-    if (rc == 0 && step != SQLITE_DONE)
-        rc = store__rc(s, step);
-    sqlite3_reset(st);
     int crc = store__commit(s);
     return rc != 0 ? rc : crc;
 }
@@ -128,12 +129,13 @@ static int each_queued(struct store *s, sqlite3_stmt *st,
 int store_queue_due(struct store *s, int64_t now, size_t max,
                     int (*cb)(void *ctx, const struct store_queued *q), void *ctx)
 {
-    sqlite3_stmt *st = store__stmt(s, STMT_QUEUE_DUE);
-    if (st == NULL)
+    sqlite3_stmt *sts[2] = {store__stmt(s, STMT_QUEUE_DROPPED), store__stmt(s, STMT_QUEUE_DUE)};
+    if (sts[0] == NULL || sts[1] == NULL)
         return -KOTAK_ESTORE;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, (int64_t)max);
-    return each_queued(s, st, cb, ctx);
+    sqlite3_bind_int64(sts[0], 1, (int64_t)max);
+    sqlite3_bind_int64(sts[1], 1, now);
+    sqlite3_bind_int64(sts[1], 2, (int64_t)max);
+    return each_queued(s, sts, 2, cb, ctx);
 }
 
 int store_queue_list(struct store *s, int64_t queue_id,
@@ -144,7 +146,7 @@ int store_queue_list(struct store *s, int64_t queue_id,
         return -KOTAK_ESTORE;
     if (queue_id)
         sqlite3_bind_int64(st, 1, queue_id);
-    return each_queued(s, st, cb, ctx);
+    return each_queued(s, &st, 1, cb, ctx);
 }
 
 /* The writes of store_queue_record, in whatever transaction is open. */
@@ -194,8 +196,10 @@ int store_queue_record(struct store *s, int64_t rcpt_id, const struct store_atte
         if (s->batch_lost < 0)
             return s->batch_lost;
         int rc = record(s, rcpt_id, a);
-        if (rc < 0)
-            s->batch_lost = rc; /* spoils the batch, as a failed message does */
+        /* A failure spoils the batch, as a failed message does; a recipient
+         * no longer queued changed nothing, and is no failure of the batch. */
+        if (rc < 0 && rc != -ENOENT)
+            s->batch_lost = rc;
         return rc;
     }
     int rc = store__begin(s);

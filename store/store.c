@@ -98,9 +98,12 @@ static const char *const migrations[] = {
     "   AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = OLD.message_id)"
     "  BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;",
     /* 5: `kotak queue drop` marks a recipient; kotak-smtpd then fails it
-     * without trying, and sends the bounce, as for any failure. The SRS
+     * without trying, and sends the bounce, as for any failure. Whether
+     * the message came with SMTPUTF8, which it then needs to go on. The SRS
      * secret of this store: forwarded mail's senders are signed with it. */
     "ALTER TABLE queue_rcpt ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE queue ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX queue_rcpt_dropped ON queue_rcpt(queue_id) WHERE state = 0 AND dropped = 1;"
     "INSERT OR IGNORE INTO meta VALUES('srs_secret', lower(hex(randomblob(32))));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -110,7 +113,7 @@ static const char *const migrations[] = {
     "SELECT r.id, r.queue_id, q.message_id, r.address, r.domain, q.sender,"                        \
     " coalesce(r.orcpt, ''), r.notify, q.ret, q.bounce, r.delay_notified, r.state,"                \
     " coalesce(q.user_id, 0), q.created, m.size, r.next_try, r.attempts, r.last_code,"             \
-    " r.last_reply, r.dropped, coalesce(q.envid, '') FROM queue_rcpt r"                            \
+    " r.last_reply, r.dropped, coalesce(q.envid, ''), q.smtputf8 FROM queue_rcpt r"                \
     " JOIN queue q ON q.id = r.queue_id"                            \
     " JOIN messages m ON m.id = q.message_id"
 
@@ -158,13 +161,16 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_CHUNK_READ] =
         "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
     [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",
-    [STMT_QUEUE_ADD] = "INSERT INTO queue(message_id, sender, created, user_id, ret, envid, bounce)"
-                       " VALUES(?1, ?2, ?3, nullif(?4, 0), ?5, ?6, ?7)",
+    [STMT_QUEUE_ADD] = "INSERT INTO queue(message_id, sender, created, user_id, ret, envid, bounce,"
+                       " smtputf8) VALUES(?1, ?2, ?3, nullif(?4, 0), ?5, ?6, ?7, ?8)",
     [STMT_QUEUE_RCPT_ADD] =
         "INSERT INTO queue_rcpt(queue_id, address, domain, orcpt, notify, next_try)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [STMT_QUEUE_DUE] = QUEUE_SELECT " WHERE r.state = 0 AND r.next_try <= ?1"
-                                    " ORDER BY r.domain, r.queue_id, r.id LIMIT ?2",
+    /* By the due index, oldest due first: no sort of the whole queue. */
+    [STMT_QUEUE_DUE] = QUEUE_SELECT " WHERE r.state = 0 AND r.next_try <= ?1 AND r.dropped = 0"
+                                    " ORDER BY r.next_try, r.id LIMIT ?2",
+    [STMT_QUEUE_DROPPED] = QUEUE_SELECT " WHERE r.state = 0 AND r.dropped = 1"
+                                        " ORDER BY r.queue_id, r.id LIMIT ?1",
     [STMT_QUEUE_LIST] = QUEUE_SELECT " ORDER BY r.queue_id, r.id",
     [STMT_QUEUE_LIST_ONE] = QUEUE_SELECT " WHERE r.queue_id = ?1 ORDER BY r.id",
     [STMT_QUEUE_RCPT_SET] = "UPDATE queue_rcpt SET state = ?2, attempts = attempts + 1,"

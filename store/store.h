@@ -246,6 +246,7 @@ struct store_envelope {
     enum store_ret ret;
     const char *envid; /* ENVID, decoded; NULL when not given */
     bool bounce;       /* a report of ours: never reported on, and given up sooner */
+    bool smtputf8;     /* it came with SMTPUTF8 (RFC 6531), which it then needs to go on */
 };
 
 /*
@@ -271,7 +272,7 @@ struct store_queued {
     char envid[101]; /* ENVID (RFC 3461 4.4: at most 100 octets), "" when not given */
     unsigned notify;
     enum store_ret ret;
-    bool bounce, delay_notified;
+    bool bounce, delay_notified, smtputf8;
     enum store_rcpt_state state;
     int64_t user_id, created, size, next_try;
     int attempts, last_code;
@@ -280,9 +281,10 @@ struct store_queued {
 };
 
 /*
- * Calls cb for each queued recipient due by now (next_try <= now), at most
- * max of them, grouped by domain and oldest first within one; a non-zero
- * return from cb stops and is returned.
+ * Calls cb for the queued recipients to act on: first those dropped by
+ * `kotak queue drop`, then those due by now (next_try <= now), oldest due
+ * first; at most max of each. A non-zero return from cb stops and is
+ * returned.
  */
 int store_queue_due(struct store *s, int64_t now, size_t max,
                     int (*cb)(void *ctx, const struct store_queued *q), void *ctx);

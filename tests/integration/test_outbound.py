@@ -9,6 +9,7 @@ connects to B's MX port, and B stores it for bob@b.test, who fetches it over
 POP3. Every wait is bounded.
 """
 import json
+import re
 import os
 import socket
 import subprocess
@@ -201,6 +202,13 @@ class AcrossTwoServers(TwoServers):
         self.assertIn(b"Subject: to nobody", bounce)  # the original's headers
         self.assertEqual(self.a.count("queue"), 0)
 
+    def test_a_message_larger_than_one_turn_of_the_loop_crosses(self):
+        line = b"y" * 76 + b"\r\n"
+        body = line * (6 * 1024 * 1024 // len(line))
+        self.submit(self.a, "alice@a.test", ["bob@b.test"], b"Subject: big\r\n\r\n" + body)
+        got = self.wait_bodies(self.b, "bob@b.test")[0]
+        self.assertTrue(got.endswith(body))
+
     def test_one_message_to_local_and_remote_recipients_reaches_both(self):
         self.a.kotak("user", "add", "carol@a.test", "--password-stdin", input=PASSWORD + "\n")
         msg = b"From: alice@a.test\r\nSubject: both\r\n\r\nTo both.\r\n"
@@ -329,6 +337,23 @@ class Forwarding(TwoServers):
             code, text = s.rcpt(sender)
             self.assertEqual(code, 250, text)
         self.assertEqual(self.b.count("queue"), 0)
+
+
+class ForwardingLoop(TwoServers):
+
+    def test_aliases_that_forward_to_each_other_end_at_the_hop_limit(self):
+        # fwd@b.test -> fwd@a.test -> fwd@b.test ...: each hop adds a
+        # Received: line, and the 50th is refused with 554 5.4.6.
+        self.a.kotak("alias", "add", "fwd@a.test", "fwd@b.test")
+        self.b.kotak("alias", "add", "fwd@b.test", "fwd@a.test")
+        with SMTP(B_IP, self.mx_port, timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("sender.test")
+            s.sendmail("someone@sender.test", ["fwd@b.test"], b"Subject: ping\r\n\r\nhi\r\n")
+        found = self.a.wait_log(r"5\.4\.6", timeout=60) + self.b.wait_log(r"5\.4\.6", timeout=1)
+        self.assertTrue(found, "no hop limit reached")
+        time.sleep(2)
+        accepted = [len(re.findall(r"event=accepted", x.log("smtpd"))) for x in (self.a, self.b)]
+        self.assertLessEqual(sum(accepted), 52, accepted)
 
 
 class Drop(TwoServers):

@@ -575,3 +575,61 @@ class UnwillingServers(PeerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Robustness(PeerTestCase):
+    """What a hostile review found: each test fails on the code before its fix."""
+    IPS = (PEER_IP, PEER2_IP)
+
+    def test_a_message_larger_than_one_turn_of_the_loop_reaches_a_fast_server(self):
+        # A peer on loopback takes every write at once: the runner must go on
+        # sending after its turn, with no callback from the socket to wake it.
+        peer = self.peer()
+        self.kotak({"port": str(peer.port)}, self.dns(zone({"peer.test": PEER_IP})))
+        line = b"x" * 76 + b"\r\n"
+        body = line * (6 * 1024 * 1024 // len(line))
+        self.submit(["bob@peer.test"], message("big", body=body.decode()))
+        got = peer.wait_messages(1, timeout=WAIT)[0]
+        self.assertTrue(got["data"].endswith(body), len(got["data"]))
+
+    def test_a_report_that_cannot_be_stored_does_not_send_the_message_again(self):
+        # The sender's account goes while her mail waits; the success report
+        # for her can no longer be stored. The outcome is recorded without
+        # it, and the peer gets the message once, not once per poll.
+        peer = self.peer({"dsn": False})
+        z = zone({"peer.test": PEER_IP})
+        z["peer.test"]["delay_ms"] = 1500  # time to delete the user before delivery
+        inst = self.kotak({"port": str(peer.port)}, self.dns(z))
+        self.submit(["bob@peer.test"], message("once", to="bob@peer.test"),
+                    rcpt_options=["NOTIFY=SUCCESS"])
+        inst.kotak("user", "del", SENDER)
+        peer.wait_messages(1, timeout=WAIT)
+        self.wait_log(r"event=queue-record-failed .*report=dropped")
+        self.wait_log(r"event=delivery .*rcpt=<bob@peer.test> .*result=delivered")
+        time.sleep(3)
+        self.assertEqual(len(peer.messages()), 1)
+        self.assertEqual(inst.count("queue"), 0)
+
+    def test_one_destination_that_hangs_does_not_hold_up_mail_for_others(self):
+        slow, good = self.two_peers(({"hang_after_greeting": True}, None), (None, None))
+        inst = self.kotak({"port": str(slow.port)},
+                          self.dns(zone({"aaa.test": PEER_IP, "zzz.test": PEER2_IP})))
+        with SMTP("127.0.0.1", inst.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.starttls(context=inst.ssl_context())
+            s.login(SENDER, PASSWORD)
+            for i in range(20):
+                s.sendmail(SENDER, [f"u{i}x{j}@aaa.test" for j in range(100)],
+                           message(f"m{i}", to="x@aaa.test"))
+        self.submit(["bob@zzz.test"], message("innocent", to="bob@zzz.test"))
+        good.wait_messages(1, timeout=WAIT)
+
+    def test_raw_utf8_in_the_header_without_smtputf8_goes_on_as_it_came(self):
+        # A client without SMTPUTF8 wrote a raw UTF-8 subject: it needs no
+        # SMTPUTF8 to go on (only mail that came with it does).
+        peer = self.peer({"smtputf8": False})
+        self.kotak({"port": str(peer.port)}, self.dns(zone({"peer.test": PEER_IP})))
+        msg = "From: alice@a.test\r\nTo: bob@peer.test\r\nSubject: caf\u00e9\r\n\r\nhi\r\n"
+        self.submit(["bob@peer.test"], msg.encode(), mail_options=["BODY=8BITMIME"])
+        got = peer.wait_messages(1, timeout=WAIT)[0]
+        self.assertIn("caf\u00e9".encode(), got["data"])
+        self.assertEqual(self.reports(), [])

@@ -1111,6 +1111,7 @@ static const struct step sub_starttls_auth[] = {
     C("RSET\r\n", "250 2.0.0"),
     C("MAIL FROM:<sales@example.test> RET=FULL RET=HDRS\r\n", "501 5.5.4"),
     C("MAIL FROM:<sales@example.test> ENVID=a+0Db\r\n", "501 5.5.4"),
+    C("MAIL FROM:<sales@example.test> ENVID=caf+C3+A9\r\n", "501 5.5.4"),
     C("MAIL FROM:<sales@example.test> RET=HDRS ENVID=abc+2Bdef\r\n", "250 2.1.0"),
     C("RCPT TO:<friend@elsewhere.test> NOTIFY=FAILURE,DELAY "
       "ORCPT=rfc822;Friend+40elsewhere.test\r\n",
