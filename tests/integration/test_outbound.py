@@ -202,6 +202,14 @@ class AcrossTwoServers(TwoServers):
         self.assertIn(b"Subject: to nobody", bounce)  # the original's headers
         self.assertEqual(self.a.count("queue"), 0)
 
+    def test_a_message_without_date_and_message_id_reaches_the_other_server_with_both(self):
+        # Submission adds them (RFC 6409 8.2, 8.3), before the queue sends it on.
+        self.submit(self.a, "alice@a.test", ["bob@b.test"], b"Subject: bare\r\n\r\nbare\r\n")
+        body = self.wait_bodies(self.b, "bob@b.test")[0]
+        head = body.split(b"\r\n\r\n", 1)[0]
+        self.assertRegex(head, rb"\r\nDate: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} ")
+        self.assertRegex(head, rb"\r\nMessage-ID: <[^>]+@mx\.a\.test>")
+
     def test_a_message_larger_than_one_turn_of_the_loop_crosses(self):
         line = b"y" * 76 + b"\r\n"
         body = line * (6 * 1024 * 1024 // len(line))
