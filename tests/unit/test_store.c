@@ -467,7 +467,9 @@ static void test_queue(struct store *s)
     is_int(v.n, 0, "%s: queue: nothing due before the first try", mode);
     store_queue_due(s, 6000, 100, seen_add, &v);
     is_int(v.n, 2, "%s: queue: both due at it", mode);
-    ok(strcmp(v.q[0].domain, v.q[1].domain) < 0, "%s: queue: due grouped by domain", mode);
+    ok(v.q[0].rcpt_id == carol && v.q[1].rcpt_id == dave,
+       "%s: queue: due oldest first, then as queued", mode);
+    is_str(v.q[0].envid, "env-1", "%s: queue: ENVID comes back", mode);
 
     struct store_attempt later = {.at = 6000,
                                   .host = "mx.remote.test",
