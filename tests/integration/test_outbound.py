@@ -13,7 +13,6 @@ import re
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -146,6 +145,19 @@ class TwoServers(unittest.TestCase):
             time.sleep(0.1)
         self.fail(f"{address} got {len(inst.bodies(address))} messages, not {n}")
 
+    def fetch_pop3(self, inst, user):
+        """The user's one message, fetched over POP3 with STLS from inst's kotak-pop3d."""
+        inst.start("pop3d")
+        p = POP3("127.0.0.1", inst.ports["pop3"], timeout=SOCKET_TIMEOUT)
+        try:
+            p.stls(context=inst.ssl_context())
+            p.user(user)
+            p.pass_(PASSWORD)
+            self.assertEqual(p.stat()[0], 1)
+            return b"\r\n".join(p.retr(1)[1])
+        finally:
+            p.quit()
+
     def queue_rows(self, inst):
         return inst.query("SELECT address, state, attempts, last_code FROM queue_rcpt")
 
@@ -177,17 +189,7 @@ class AcrossTwoServers(TwoServers):
         while self.a.count("queue") and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertEqual(self.a.count("queue"), 0)
-        self.b.start("pop3d")
-        p = POP3("127.0.0.1", self.b.ports["pop3"], timeout=SOCKET_TIMEOUT)
-        try:
-            p.stls(context=self.b.ssl_context())
-            p.user("bob@b.test")
-            p.pass_(PASSWORD)
-            self.assertEqual(p.stat()[0], 1)
-            lines = p.retr(1)[1]
-            self.assertIn(b"Hello Bob, from A.", b"\r\n".join(lines))
-        finally:
-            p.quit()
+        self.assertIn(b"Hello Bob, from A.", self.fetch_pop3(self.b, "bob@b.test"))
 
     def test_an_unknown_recipient_bounces_into_the_senders_maildrop(self):
         msg = b"From: alice@a.test\r\nSubject: to nobody\r\n\r\nHi\r\n"

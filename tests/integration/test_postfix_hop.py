@@ -15,8 +15,8 @@ import tempfile
 import time
 import unittest
 
-from kotak_harness import POP3, SOCKET_TIMEOUT, HarnessError
-from test_outbound import A_IP, B_IP, PASSWORD, WAIT, TwoServers, zone
+from kotak_harness import HarnessError
+from test_outbound import A_IP, B_IP, TwoServers, zone
 
 P_IP = "127.0.0.5"
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
@@ -160,16 +160,7 @@ class ThroughPostfix(TwoServers):
         self.assertRegex(received[1], rb"with ESMTPS|using TLS")
         self.a.wait_log(r"event=delivery .*rcpt=<bob@b.test> mx=mx.p.test .*tls=yes code=250 "
                         r"result=delivered")
-        self.b.start("pop3d")
-        p = POP3("127.0.0.1", self.b.ports["pop3"], timeout=SOCKET_TIMEOUT)
-        try:
-            p.stls(context=self.b.ssl_context())
-            p.user("bob@b.test")
-            p.pass_(PASSWORD)
-            lines = p.retr(1)[1]
-            self.assertIn(b"Through a server we did not write.", b"\r\n".join(lines))
-        finally:
-            p.quit()
+        self.assertIn(b"Through a server we did not write.", self.fetch_pop3(self.b, "bob@b.test"))
 
     def test_a_recipient_postfix_relays_to_and_b_refuses_bounces_back_to_alice(self):
         # Postfix accepts for b.test, B refuses the user: Postfix's bounce
