@@ -5,8 +5,10 @@
  * body, before the final dot), to one or several recipients taken in turn
  * from a list. A session opens a new connection per message (like
  * smtp-source) or, with -d, keeps its connection for message after message.
- * With -T it asks for STARTTLS before the first message. When the server
- * offers PIPELINING, MAIL, RCPT and DATA go in one write (-P turns that off).
+ * With -T it asks for STARTTLS before the first message; with -a it logs in
+ * (AUTH PLAIN) once per connection, after STARTTLS when there is one. When
+ * the server offers PIPELINING, MAIL, RCPT and DATA go in one write (-P
+ * turns that off).
  *
  * It reports, on one key=value line: messages accepted and refused, the
  * rate in messages/s and MB/s (10^6 octets) over the wall time of the whole
@@ -36,6 +38,7 @@ enum state {
     ST_EHLO,
     ST_STARTTLS,
     ST_HANDSHAKE,
+    ST_AUTH,     /* awaiting the reply to AUTH PLAIN */
     ST_ENVELOPE, /* awaiting the replies to MAIL, RCPT..., DATA */
     ST_DOT,      /* awaiting the reply to the final dot */
     ST_QUIT,
@@ -65,6 +68,7 @@ static struct {
     const char *from;
     const char *helo;
     bool reuse, tls, no_pipelining;
+    char *auth; /* "AUTH PLAIN <base64 of \0user\0password>\r\n", or NULL */
     struct sockaddr_storage dst;
     struct sockaddr_storage src;
     bool have_src;
@@ -95,6 +99,50 @@ static struct {
 
 static void sess_start(struct sess *s);
 static void send_quit(struct sess *s);
+static void start_tx(struct sess *s);
+
+/* The AUTH PLAIN command for USER:PASSWORD (RFC 4616: authzid empty, NUL, user, NUL, password). */
+static char *auth_plain_command(const char *spec)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *colon = strchr(spec, ':');
+    if (colon == NULL || colon == spec)
+        bench_die("-a %s: not USER:PASSWORD", spec);
+    size_t ulen = (size_t)(colon - spec), plen = strlen(colon + 1);
+    if (ulen + plen > 900)
+        bench_die("-a: user and password too long");
+    unsigned char raw[904];
+    size_t n = 0;
+    raw[n++] = 0;
+    memcpy(raw + n, spec, ulen);
+    n += ulen;
+    raw[n++] = 0;
+    memcpy(raw + n, colon + 1, plen);
+    n += plen;
+    char *out = bench_xmalloc(16 + (n + 2) / 3 * 4 + 3);
+    size_t o = (size_t)sprintf(out, "AUTH PLAIN ");
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (i + 1 < n ? (unsigned)raw[i + 1] << 8 : 0) |
+                     (i + 2 < n ? raw[i + 2] : 0);
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    memcpy(out + o, "\r\n", 3);
+    return out;
+}
+
+/* After EHLO (and STARTTLS): log in when asked to, else the first transaction. */
+static void ready(struct sess *s)
+{
+    if (opt.auth != NULL) {
+        s->st = ST_AUTH;
+        bconn_write(&s->c, opt.auth, strlen(opt.auth), true, NULL);
+        return;
+    }
+    start_tx(s);
+}
 
 static void report_error(struct sess *s, const char *what, const char *line)
 {
@@ -289,6 +337,18 @@ static void on_reply(struct sess *s, int code, const char *line)
             bconn_write(&s->c, "STARTTLS\r\n", 10, true, NULL);
             return;
         }
+        ready(s);
+        return;
+    case ST_AUTH:
+        if (code != 235) {
+            report_error(s, "AUTH refused", line);
+            if (s->msg >= 0) {
+                g.refused++;
+                s->msg = -1;
+            }
+            send_quit(s);
+            return;
+        }
         start_tx(s);
         return;
     case ST_STARTTLS:
@@ -460,6 +520,7 @@ static void usage(int status)
             "  -t LIST     recipients, comma-separated, used in turn (user1@example.test)\n"
             "  -r R        recipients per message, taken in turn from the list (1)\n"
             "  -f ADDR     envelope sender (bench@example.test)\n"
+            "  -a USER:PW  log in with AUTH PLAIN on each connection (after STARTTLS with -T)\n"
             "  -d          keep the connection for the next message (default: new one each)\n"
             "  -T          STARTTLS before the first message\n"
             "  -P          no pipelining, even when the server offers it\n"
@@ -472,7 +533,7 @@ int main(int argc, char **argv)
 {
     const char *rcpt_list = "user1@example.test";
     int ch;
-    while ((ch = getopt(argc, argv, "s:m:l:t:r:f:dTPb:h")) != -1) {
+    while ((ch = getopt(argc, argv, "s:m:l:t:r:f:a:dTPb:h")) != -1) {
         switch (ch) {
         case 's':
             opt.sessions = atoi(optarg);
@@ -491,6 +552,9 @@ int main(int argc, char **argv)
             break;
         case 'f':
             opt.from = optarg;
+            break;
+        case 'a':
+            opt.auth = auth_plain_command(optarg);
             break;
         case 'd':
             opt.reuse = true;
