@@ -633,18 +633,25 @@ static struct omsg *dest_pop(struct dest *d)
 }
 
 /* Nowhere to go, now or ever: every waiting message gets the route's failure. */
-static void dest_fail(struct dest *d, const struct route_fail *f, const char *why)
+/* Every waiting message gets one outcome of our own; DNS is asked again next time. */
+static void dest_fail_waiting(struct dest *d, bool permanent, int code, const char *status,
+                              const char *text, const char *host, const char *ip)
 {
-    struct outbound *ob = d->ob;
-    char text[512];
-    snprintf(text, sizeof(text), "%s%s%s", f->text, why ? ": " : "", why ? why : "");
     struct omsg *m;
     while ((m = dest_pop(d)) != NULL)
-        msg_fail_all(ob, m, f->permanent, f->code, f->status, text, "", "");
-    d->state = DEST_NEW; /* asked again next time */
+        msg_fail_all(d->ob, m, permanent, code, status, text, host, ip);
+    d->state = DEST_NEW;
     d->n_targets = d->first_target = 0;
     d->plain_only = 0;
+    d->last_error[0] = '\0';
     dest_maybe_free(d);
+}
+
+static void dest_fail(struct dest *d, const struct route_fail *f, const char *why)
+{
+    char text[512];
+    snprintf(text, sizeof(text), "%s%s%s", f->text, why ? ": " : "", why ? why : "");
+    dest_fail_waiting(d, f->permanent, f->code, f->status, text, "", "");
 }
 
 static bool smarthost(const struct outbound *ob)
@@ -655,18 +662,10 @@ static bool smarthost(const struct outbound *ob)
 /* No address took a connection: what waits is deferred, and DNS is asked again next time. */
 static void dest_unreachable(struct dest *d, const char *why, const char *host, const char *ip)
 {
-    struct outbound *ob = d->ob;
     char v[700];
     log_info("smtp event=destination-unreachable domain=%s reason=%s",
              d->domain[0] ? d->domain : "smarthost", log_value(v, sizeof(v), why, strlen(why)));
-    struct omsg *m;
-    while ((m = dest_pop(d)) != NULL)
-        msg_fail_all(ob, m, false, 0, "4.4.1", why, host, ip);
-    d->state = DEST_NEW;
-    d->n_targets = d->first_target = 0;
-    d->plain_only = 0;
-    d->last_error[0] = '\0';
-    dest_maybe_free(d);
+    dest_fail_waiting(d, false, 0, "4.4.1", why, host, ip);
 }
 
 static void addrs_answer(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n);
@@ -1160,34 +1159,27 @@ static void conn_start(struct dest *d, size_t target)
         dest_fail(d, &route_fail_addr_tempfail, "the client refused its settings");
         return;
     }
+    conn_next(oc);
+    int rc2 = oc->msg == NULL ? 0
+                              : net_connect(ob->net, (struct sockaddr *)&ss, &proto, oc,
+                                            cfg.tls_active ? ob->tls_smarthost : NULL, oc->host,
+                                            &oc->net);
+    if (oc->msg == NULL || rc2 < 0) {
+        /* Nothing to send after all, or not even begun (no IPv6 here, say):
+         * the next address, or, when it was the last, dest_run finds the
+         * destination unreachable. */
+        if (oc->msg != NULL) {
+            dest_push(d, oc->msg, true);
+            d->first_target = target + 1;
+            snprintf(d->last_error, sizeof(d->last_error), "cannot connect to %s: %s", oc->ip,
+                     uv_strerror(rc2));
+        }
+        smtp_client_free(&oc->client);
+        free(oc);
+        return;
+    }
     d->n_conns++;
     ob->n_conns++;
-    conn_next(oc);
-    if (oc->msg == NULL) {
-        d->n_conns--;
-        ob->n_conns--;
-        smtp_client_free(&oc->client);
-        free(oc);
-        return;
-    }
-    char oc_ip_copy[64];
-    snprintf(oc_ip_copy, sizeof(oc_ip_copy), "%s", oc->ip);
-    int rc2 = net_connect(ob->net, (struct sockaddr *)&ss, &proto, oc,
-                          cfg.tls_active ? ob->tls_smarthost : NULL, oc->host, &oc->net);
-    if (rc2 < 0) {
-        /* Not even begun (no IPv6 here, say): the next address, or, when it
-         * was the last, dest_run finds the destination unreachable. */
-        struct omsg *m = oc->msg;
-        smtp_client_free(&oc->client);
-        free(oc);
-        d->n_conns--;
-        ob->n_conns--;
-        dest_push(d, m, true);
-        d->first_target = target + 1;
-        snprintf(d->last_error, sizeof(d->last_error), "cannot connect to %s: %s", oc_ip_copy,
-                 uv_strerror(rc2));
-        return;
-    }
     oc->next = ob->conns;
     if (ob->conns != NULL)
         ob->conns->prev = oc;
