@@ -39,6 +39,7 @@ struct commit_attempt {
  */
 struct commit_job {
     bool from_queue;       /* the queue runner's (outbound.c) */
+    unsigned tries;        /* the runner's count of failed commits of it */
     bool no_message;       /* attempts only: spool holds nothing */
     struct spool spool;    /* moved in; freed by the committer */
     int64_t *user_ids;     /* owned by the job */

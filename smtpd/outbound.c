@@ -34,6 +34,7 @@
 #define OB_RCPTS_MAX 2000     /* recipients in memory at once */
 #define OB_DEST_RCPTS_MAX 500 /* ... of them for one destination: one cannot hold up the rest */
 #define OB_RETRY_MS 2000      /* a result the store could not take is offered again this late */
+#define OB_REPORT_TRIES 3     /* ... and its report, this many times before it is given up */
 #define OB_PUMP_ROUNDS 64     /* a connection's turn on the loop, then the others' */
 #define OB_POLL_MS 1000   /* the queue is read this often, and when kicked */
 #define OB_KICK_MS 20     /* a kick gathers what the next few commits queue */
@@ -480,25 +481,23 @@ static void retry_jobs(uv_timer_t *t)
 
 /*
  * The store could not take a job. Its recipients stay in flight, so none
- * is sent again meanwhile (the peer may have taken it): a report that
- * could not be stored (its user gone, the store full) is given up, logged,
- * and the outcome offered alone; an outcome alone is offered again, until
- * the store takes it. Returns whether the job was kept.
+ * is sent again meanwhile (the peer may have taken it), and the job is
+ * offered again every OB_RETRY_MS until the store takes it: a busy or full
+ * store passes. A report that still cannot be stored after OB_REPORT_TRIES
+ * (its user gone) is given up, logged, and the outcome offered alone.
+ * Returns whether the job was kept.
  */
 static bool job_failed(struct outbound *ob, struct commit_job *job)
 {
     struct omsg *m = job->owner;
+    bool drop_report = !job->no_message && ++job->tries >= OB_REPORT_TRIES;
     log_error("smtp event=queue-record-failed id=%lld rc=%d error=\"%s\"%s",
               (long long)m->queue_id, job->rc, kotak_strerror(job->rc),
-              job->no_message ? "" : " report=dropped");
+              drop_report ? " report=dropped" : "");
     if (ob->stopping)
         return false; /* the recipients stay due: tried again after the start */
-    if (!job->no_message) {
+    if (drop_report)
         commit_job_drop_message(job);
-        job->rc = 0;
-        committer_submit(ob->committer, job);
-        return true;
-    }
     job->next = ob->retry_jobs;
     ob->retry_jobs = job;
     if (!uv_is_active((uv_handle_t *)&ob->retry_timer))
@@ -527,10 +526,14 @@ void outbound_job_done(struct outbound *ob, struct commit_job *job)
                  log_value(t, sizeof(t), a->a.reply, strlen(a->a.reply)));
     }
     ob->jobs--;
+    struct dest *d = dest_find(ob, m->domain);
     msg_free(ob, m);
     commit_job_free(job);
-    if (!ob->stopping)
-        outbound_kick(ob); /* room for more */
+    /* Room for more: read the queue again once there is room worth a read
+     * (half a share, or half the whole), not after every message. */
+    if (!ob->stopping && (d == NULL || d->n_rcpts < OB_DEST_RCPTS_MAX / 2 ||
+                          ob->n_rcpts < OB_RCPTS_MAX / 2))
+        outbound_kick(ob);
     maybe_idle(ob);
 }
 
@@ -874,6 +877,9 @@ static void feed(struct oconn *oc)
     size_t used = 0;
     smtp_client_feed(oc->client, (const char *)in->data, in->len, &used);
     buf_consume(in, used);
+    /* Progress is a whole line of reply: a byte at a time does not hold the wait open. */
+    if (used > 0)
+        oc->quiet_ms = 0;
 }
 
 /* Does what the client asks until it waits for the server. */
@@ -997,7 +1003,6 @@ static void p_input(struct net_conn *c, void *ctx)
 {
     (void)c;
     struct oconn *oc = ctx;
-    oc->quiet_ms = 0;
     feed(oc);
     pump(oc);
 }
@@ -1271,6 +1276,28 @@ static int take_due(void *ctx, const struct store_queued *q)
     return 0;
 }
 
+/* The domains that hold their share of the room, as a JSON array for the read; NULL: none. */
+static char *full_destinations(struct outbound *ob)
+{
+    if (smarthost(ob))
+        return NULL;
+    struct buf b;
+    buf_init(&b, 0);
+    for (struct dest *d = ob->dests; d != NULL; d = d->next) {
+        if (d->n_rcpts < OB_DEST_RCPTS_MAX)
+            continue;
+        buf_append_str(&b, b.len == 0 ? "[\"" : ",\"");
+        for (const char *p = d->domain; *p; p++) /* a domain has neither, but no string breaks out */
+            if (*p != '"' && *p != '\\')
+                buf_append(&b, p, 1);
+        buf_append_str(&b, "\"");
+    }
+    if (b.len == 0)
+        return NULL;
+    buf_append(&b, "]", 2); /* with its NUL */
+    return (char *)b.data;
+}
+
 static void poll_queue(uv_timer_t *t)
 {
     struct outbound *ob = t->data;
@@ -1278,10 +1305,15 @@ static void poll_queue(uv_timer_t *t)
     uv_timer_start(&ob->poll_timer, poll_queue, OB_POLL_MS, 0);
     if (ob->stopping || ob->n_rcpts >= OB_RCPTS_MAX)
         return;
-    /* Recipients in flight are still due in the store: ask for enough rows to pass them. */
+    /* Recipients in flight are still due in the store: ask for enough rows
+     * to pass them. A destination that holds its share is left out of the
+     * read, so however many rows it has, the others' come next. */
     struct poll_ctx pc = {.ob = ob, .dropped = {.ob = ob}};
     size_t before = ob->n_rcpts;
-    int rc = store_queue_due(ob->reader, time(NULL), 2 * OB_RCPTS_MAX + before, take_due, &pc);
+    char *full = full_destinations(ob);
+    int rc = store_queue_due(ob->reader, time(NULL), 2 * OB_RCPTS_MAX + before, full, take_due,
+                             &pc);
+    free(full);
     if (rc < 0 && rc != 1)
         log_error("smtp event=queue-read-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
     /* The recipient arrays are final now: put their members in the in-flight set. */

@@ -126,7 +126,7 @@ static int each_queued(struct store *s, sqlite3_stmt *const *sts, size_t n_sts,
     return rc != 0 ? rc : crc;
 }
 
-int store_queue_due(struct store *s, int64_t now, size_t max,
+int store_queue_due(struct store *s, int64_t now, size_t max, const char *skip_domains,
                     int (*cb)(void *ctx, const struct store_queued *q), void *ctx)
 {
     sqlite3_stmt *sts[2] = {store__stmt(s, STMT_QUEUE_DROPPED), store__stmt(s, STMT_QUEUE_DUE)};
@@ -135,6 +135,7 @@ int store_queue_due(struct store *s, int64_t now, size_t max,
     sqlite3_bind_int64(sts[0], 1, (int64_t)max);
     sqlite3_bind_int64(sts[1], 1, now);
     sqlite3_bind_int64(sts[1], 2, (int64_t)max);
+    bind_text(sts[1], 3, skip_domains != NULL ? skip_domains : "[]");
     return each_queued(s, sts, 2, cb, ctx);
 }
 

@@ -168,6 +168,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     /* By the due index, oldest due first: no sort of the whole queue. */
     [STMT_QUEUE_DUE] = QUEUE_SELECT " WHERE r.state = 0 AND r.next_try <= ?1 AND r.dropped = 0"
+                                    " AND r.domain NOT IN (SELECT value FROM json_each(?3))"
                                     " ORDER BY r.next_try, r.id LIMIT ?2",
     [STMT_QUEUE_DROPPED] = QUEUE_SELECT " WHERE r.state = 0 AND r.dropped = 1"
                                         " ORDER BY r.queue_id, r.id LIMIT ?1",

@@ -283,10 +283,11 @@ struct store_queued {
 /*
  * Calls cb for the queued recipients to act on: first those dropped by
  * `kotak queue drop`, then those due by now (next_try <= now), oldest due
- * first; at most max of each. A non-zero return from cb stops and is
- * returned.
+ * first, leaving out the domains of skip_domains (NULL, or a JSON array of
+ * strings: destinations that hold their share already); at most max of
+ * each. A non-zero return from cb stops and is returned.
  */
-int store_queue_due(struct store *s, int64_t now, size_t max,
+int store_queue_due(struct store *s, int64_t now, size_t max, const char *skip_domains,
                     int (*cb)(void *ctx, const struct store_queued *q), void *ctx);
 
 /* One delivery attempt for one recipient, and what follows from it. */

@@ -463,12 +463,17 @@ static void test_queue(struct store *s)
     is_int(v.q[0].size, sizeof(body) - 1, "%s: queue: the size", mode);
 
     v.n = 0;
-    store_queue_due(s, 5999, 100, seen_add, &v);
+    store_queue_due(s, 5999, 100, NULL, seen_add, &v);
     is_int(v.n, 0, "%s: queue: nothing due before the first try", mode);
-    store_queue_due(s, 6000, 100, seen_add, &v);
+    store_queue_due(s, 6000, 100, NULL, seen_add, &v);
     is_int(v.n, 2, "%s: queue: both due at it", mode);
     ok(v.q[0].rcpt_id == carol && v.q[1].rcpt_id == dave,
        "%s: queue: due oldest first, then as queued", mode);
+    v.n = 0;
+    store_queue_due(s, 6000, 100, "[\"remote.test\"]", seen_add, &v);
+    ok(v.n == 1 && v.q[0].rcpt_id == dave, "%s: queue: a domain left out is not read", mode);
+    v.n = 0;
+    store_queue_due(s, 6000, 100, NULL, seen_add, &v);
     is_str(v.q[0].envid, "env-1", "%s: queue: ENVID comes back", mode);
 
     struct store_attempt later = {.at = 6000,
@@ -496,10 +501,10 @@ static void test_queue(struct store *s)
            v.q[1].state == STORE_RCPT_DELIVERED,
        "%s: queue: each recipient keeps its own state", mode);
     v.n = 0;
-    store_queue_due(s, 6299, 100, seen_add, &v);
+    store_queue_due(s, 6299, 100, NULL, seen_add, &v);
     is_int(v.n, 0, "%s: queue: the deferred one waits, the delivered one is done", mode);
     is_int(store_queue_retry(s, entry, 6100), 1, "%s: queue: retry makes it due now", mode);
-    store_queue_due(s, 6100, 100, seen_add, &v);
+    store_queue_due(s, 6100, 100, NULL, seen_add, &v);
     is_int(v.n, 1, "%s: queue: due after retry", mode);
     is_int(store_queue_retry(s, 987654, 6100), -ENOENT, "%s: queue: retry of no entry", mode);
 
