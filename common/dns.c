@@ -42,7 +42,7 @@ struct dns_sock {
     struct dns_sock *next;
 };
 
-enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDRS };
+enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDRS, DNS_KIND_TXT, DNS_KIND_PTR };
 
 /* One dns_mx or dns_addrs call, from the call until its answer. */
 struct dns_query {
@@ -53,6 +53,9 @@ struct dns_query {
     unsigned outstanding; /* c-ares queries not ended yet */
     void (*mx_cb)(void *ctx, enum dns_status status, const struct dns_mx *records, size_t n);
     void (*addrs_cb)(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n);
+    void (*txt_cb)(void *ctx, enum dns_status status, const char *const *records,
+                   const size_t *lens, size_t n);
+    void (*ptr_cb)(void *ctx, enum dns_status status, const char *const *names, size_t n);
     void *ctx;
     enum dns_status status;  /* MX; A for an address query */
     enum dns_status status6; /* AAAA */
@@ -60,6 +63,9 @@ struct dns_query {
     size_t n_mx;
     struct dns_addr v4[DNS_ADDRS_MAX], v6[DNS_ADDRS_MAX];
     size_t n4, n6;
+    char **texts; /* TXT records or PTR names, DNS_TXT_MAX room, on DNS_OK */
+    size_t *lens;
+    size_t n_texts;
 };
 
 struct dns {
@@ -252,12 +258,15 @@ static void query_answer(struct dns_query *q, bool cancelled)
         d->queries = q->next;
     if (q->next != NULL)
         q->next->prev = q->prev;
+    enum dns_status st1 = cancelled ? DNS_CANCELLED : q->status;
+    bool ok = st1 == DNS_OK;
     if (q->kind == DNS_KIND_MX) {
-        enum dns_status st = cancelled ? DNS_CANCELLED : q->status;
-        if (st == DNS_OK)
-            q->mx_cb(q->ctx, st, q->mx, q->n_mx);
-        else
-            q->mx_cb(q->ctx, st, NULL, 0);
+        q->mx_cb(q->ctx, st1, ok ? q->mx : NULL, ok ? q->n_mx : 0);
+    } else if (q->kind == DNS_KIND_TXT) {
+        q->txt_cb(q->ctx, st1, ok ? (const char *const *)q->texts : NULL, ok ? q->lens : NULL,
+                  ok ? q->n_texts : 0);
+    } else if (q->kind == DNS_KIND_PTR) {
+        q->ptr_cb(q->ctx, st1, ok ? (const char *const *)q->texts : NULL, ok ? q->n_texts : 0);
     } else {
         struct dns_addr all[2 * DNS_ADDRS_MAX];
         size_t n = 0;
@@ -281,6 +290,10 @@ static void query_answer(struct dns_query *q, bool cancelled)
         q->addrs_cb(q->ctx, st, st == DNS_OK ? all : NULL, st == DNS_OK ? n : 0);
     }
     free(q->mx);
+    for (size_t i = 0; i < q->n_texts; i++)
+        free(q->texts[i]);
+    free(q->texts);
+    free(q->lens);
     free(q);
 }
 
@@ -455,6 +468,82 @@ static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, in
     query_ended(q);
 }
 
+static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    (void)timeouts;
+    struct dns_query *q = arg;
+    if (status != ARES_SUCCESS) {
+        q->status = status_of(status);
+        query_ended(q);
+        return;
+    }
+    struct ares_txt_ext *list = NULL;
+    int rc = ares_parse_txt_reply_ext(abuf, alen, &list);
+    if (rc != ARES_SUCCESS) {
+        q->status = status_of(rc);
+        query_ended(q);
+        return;
+    }
+    q->texts = xcalloc(DNS_TXT_MAX, sizeof(*q->texts));
+    q->lens = xcalloc(DNS_TXT_MAX, sizeof(*q->lens));
+    /* A record is one or more character-strings; record_start marks each
+     * record's first. Records past DNS_TXT_MAX are left out. */
+    bool skipping = false;
+    for (struct ares_txt_ext *t = list; t != NULL; t = t->next) {
+        if (t->record_start) {
+            skipping = q->n_texts == DNS_TXT_MAX;
+            if (!skipping) {
+                q->texts[q->n_texts] = xcalloc(1, 1);
+                q->n_texts++;
+            }
+        }
+        if (skipping || q->n_texts == 0)
+            continue;
+        size_t i = q->n_texts - 1;
+        q->texts[i] = xrealloc(q->texts[i], q->lens[i] + t->length + 1);
+        memcpy(q->texts[i] + q->lens[i], t->txt, t->length);
+        q->lens[i] += t->length;
+        q->texts[i][q->lens[i]] = '\0';
+    }
+    ares_free_data(list);
+    q->status = q->n_texts > 0 ? DNS_OK : DNS_NODATA;
+    query_ended(q);
+}
+
+static void on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    (void)timeouts;
+    struct dns_query *q = arg;
+    if (status != ARES_SUCCESS) {
+        q->status = status_of(status);
+        query_ended(q);
+        return;
+    }
+    struct hostent *host = NULL;
+    int rc = ares_parse_ptr_reply(abuf, alen, NULL, 0, AF_INET, &host);
+    if (rc != ARES_SUCCESS) {
+        q->status = status_of(rc);
+        query_ended(q);
+        return;
+    }
+    q->texts = xcalloc(DNS_PTR_MAX, sizeof(*q->texts));
+    /* c-ares puts the first name in h_name and every one in h_aliases. */
+    for (char **a = host->h_aliases; a != NULL && *a != NULL && q->n_texts < DNS_PTR_MAX; a++) {
+        char name[DNS_NAME_MAX + 2];
+        if (strcmp(*a, ".") == 0 || !mx_host_copy(name, *a))
+            continue;
+        q->texts[q->n_texts++] = xstrdup(name);
+    }
+    if (q->n_texts == 0 && host->h_name != NULL) {
+        char name[DNS_NAME_MAX + 2];
+        if (strcmp(host->h_name, ".") != 0 && mx_host_copy(name, host->h_name))
+            q->texts[q->n_texts++] = xstrdup(name);
+    }
+    ares_free_hostent(host);
+    q->status = q->n_texts > 0 ? DNS_OK : DNS_NODATA;
+    query_ended(q);
+}
+
 /* --- the API ------------------------------------------------------------ */
 
 static struct dns_query *query_new(struct dns *d, enum dns_kind kind, void *ctx)
@@ -504,6 +593,56 @@ int dns_addrs(struct dns *d, const char *host, unsigned families,
         ares_query(d->channel, host, ns_c_in, ns_t_aaaa, on_aaaa, q);
     if (families & DNS_V4)
         ares_query(d->channel, host, ns_c_in, ns_t_a, on_a, q);
+    timer_update(d);
+    return 0;
+}
+
+int dns_txt(struct dns *d, const char *name,
+            void (*cb)(void *ctx, enum dns_status status, const char *const *records,
+                       const size_t *lens, size_t n),
+            void *ctx)
+{
+    if (d->closing)
+        return -ECANCELED;
+    if (!dns_name_valid(name))
+        return -EINVAL;
+    struct dns_query *q = query_new(d, DNS_KIND_TXT, ctx);
+    q->txt_cb = cb;
+    q->status = DNS_TEMPFAIL;
+    q->outstanding = 1;
+    ares_query(d->channel, name, ns_c_in, ns_t_txt, on_txt, q);
+    timer_update(d);
+    return 0;
+}
+
+int dns_ptr(struct dns *d, const struct dns_addr *addr,
+            void (*cb)(void *ctx, enum dns_status status, const char *const *names, size_t n),
+            void *ctx)
+{
+    if (d->closing)
+        return -ECANCELED;
+    char name[80];
+    size_t o = 0;
+    if (addr->family == AF_INET) {
+        snprintf(name, sizeof(name), "%u.%u.%u.%u.in-addr.arpa", addr->bytes[3], addr->bytes[2],
+                 addr->bytes[1], addr->bytes[0]);
+    } else if (addr->family == AF_INET6) {
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 15; i >= 0; i--) {
+            name[o++] = hex[addr->bytes[i] & 0xf];
+            name[o++] = '.';
+            name[o++] = hex[addr->bytes[i] >> 4];
+            name[o++] = '.';
+        }
+        memcpy(name + o, "ip6.arpa", sizeof("ip6.arpa"));
+    } else {
+        return -EINVAL;
+    }
+    struct dns_query *q = query_new(d, DNS_KIND_PTR, ctx);
+    q->ptr_cb = cb;
+    q->status = DNS_TEMPFAIL;
+    q->outstanding = 1;
+    ares_query(d->channel, name, ns_c_in, ns_t_ptr, on_ptr, q);
     timer_update(d);
     return 0;
 }

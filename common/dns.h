@@ -1,6 +1,8 @@
 /*
  * dns.h — an asynchronous DNS resolver on the event loop, for mail routing:
- * MX records of a domain, and the IPv6 and IPv4 addresses of a host.
+ * MX records of a domain, the IPv6 and IPv4 addresses of a host, and for
+ * mail authentication (SPF, DKIM, DMARC) TXT records and the names of an
+ * address (PTR).
  *
  * It is c-ares driven by libuv, as Node.js drives it: nothing here ever
  * blocks the loop. Every answer comes back through a callback that runs on
@@ -31,6 +33,8 @@ enum dns_status {
 #define DNS_NAME_MAX 253 /* a domain name in text, without its final dot */
 #define DNS_MX_MAX 64    /* MX records kept per answer: the most preferred ones */
 #define DNS_ADDRS_MAX 16 /* addresses kept per family */
+#define DNS_TXT_MAX 32   /* TXT records kept per answer */
+#define DNS_PTR_MAX 16   /* names kept per PTR answer */
 
 struct dns_mx {
     uint16_t preference;
@@ -100,6 +104,29 @@ int dns_mx(struct dns *d, const char *domain,
 int dns_addrs(struct dns *d, const char *host, unsigned families,
               void (*cb)(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n),
               void *ctx);
+
+/*
+ * Asks for name's TXT records. Returns and calls back as dns_mx does. With
+ * DNS_OK, records holds n >= 1 records (at most DNS_TXT_MAX), each the
+ * concatenation of its character-strings (RFC 7208 3.3, RFC 6376 3.6.2.2),
+ * NUL-terminated, with its length in lens (a record holding a NUL is
+ * longer than its strlen: callers that parse text should treat it as
+ * malformed). Valid only during cb.
+ */
+int dns_txt(struct dns *d, const char *name,
+            void (*cb)(void *ctx, enum dns_status status, const char *const *records,
+                       const size_t *lens, size_t n),
+            void *ctx);
+
+/*
+ * Asks for the names of addr (PTR, in in-addr.arpa or ip6.arpa). Returns
+ * and calls back as dns_mx does. With DNS_OK, names holds n >= 1 names
+ * (at most DNS_PTR_MAX), lower case, without the final dot; a name that is
+ * no domain name is skipped. Valid only during cb.
+ */
+int dns_ptr(struct dns *d, const struct dns_addr *addr,
+            void (*cb)(void *ctx, enum dns_status status, const char *const *names, size_t n),
+            void *ctx);
 
 /* addr with port as a socket address, ready for uv_tcp_connect. */
 void dns_addr_sockaddr(const struct dns_addr *addr, uint16_t port, struct sockaddr_storage *ss_r);

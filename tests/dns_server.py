@@ -20,8 +20,13 @@ example.test that has no entry of its own):
       "broken.test": {"rcode": "SERVFAIL"},        # or REFUSED, NXDOMAIN, ...
       "silent.test": {"drop": true},               # never answered
       "slow.test": {"delay_ms": 500, "A": ["192.0.2.9"]},
-      "half.test": {"A": ["192.0.2.7"], "types": {"AAAA": {"rcode": "SERVFAIL"}}}
+      "half.test": {"A": ["192.0.2.7"], "types": {"AAAA": {"rcode": "SERVFAIL"}}},
+      "spf.test": {"TXT": ["v=spf1 -all", ["two ", "strings"]]},
+      "1.2.0.192.in-addr.arpa": {"PTR": ["mx1.example.test"]}
     }
+
+A TXT record is a string (split into character-strings of 255 octets) or
+a list of strings, each one character-string of the record.
 
 A name without an entry is NXDOMAIN; an entry without records of the type
 asked is NOERROR with no answer (NODATA). "types" overrides rcode, drop and
@@ -45,7 +50,7 @@ import threading
 import time
 
 try:
-    from dnslib import CNAME, MX, QTYPE, RCODE, RR, AAAA, A, DNSRecord
+    from dnslib import CNAME, MX, PTR, QTYPE, RCODE, RR, TXT, AAAA, A, DNSRecord
 except ImportError:
     print("python3-dnslib is missing (Debian: apt-get install python3-dnslib)", file=sys.stderr)
     sys.exit(77)
@@ -121,7 +126,19 @@ class Zone:
             reply.add_answer(RR(owner, QTYPE.A, ttl=TTL, rdata=A(addr)))
         for addr in entry.get("AAAA", []) if qtype == "AAAA" else []:
             reply.add_answer(RR(owner, QTYPE.AAAA, ttl=TTL, rdata=AAAA(addr)))
+        for text in entry.get("TXT", []) if qtype == "TXT" else []:
+            reply.add_answer(RR(owner, QTYPE.TXT, ttl=TTL, rdata=TXT(txt_strings(text))))
+        for host in entry.get("PTR", []) if qtype == "PTR" else []:
+            reply.add_answer(RR(owner, QTYPE.PTR, ttl=TTL, rdata=PTR(host)))
         return reply, delay
+
+
+def txt_strings(text):
+    """A TXT record's character-strings: a list as given, a string in pieces of 255."""
+    if isinstance(text, list):
+        return [t.encode() for t in text]
+    data = text.encode()
+    return [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
 
 
 def udp_limit(request):

@@ -72,6 +72,17 @@ static void write_zone(void)
     zone_add(f, "'silent.test': {'drop': True}");
     zone_add(f, "'slow.test': {'delay_ms': 200, 'MX': [(5, 'mx.slow.test')]}");
     zone_add(f, "'half.test': {'A': ['192.0.2.7'], 'types': {'AAAA': {'rcode': 'SERVFAIL'}}}");
+    fputs("'spf.test': {'TXT': ['v=spf1 -all', ['two ', 'strings'], '", f);
+    for (int i = 0; i < 300; i++)
+        fputc('x', f);
+    fputs("'], 'A': ['192.0.2.8']},\n", f);
+    fputs("'many-txt.test': {'TXT': [", f);
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "'t%d',", i);
+    fputs("]},\n", f);
+    zone_add(f, "'8.2.0.192.in-addr.arpa': {'PTR': ['Host.SPF.test.', 'other.test']}");
+    zone_add(f, "'1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa':"
+                " {'PTR': ['v6.test']}");
     zone_add(f, "'halfbad.test': {'AAAA': [], 'types': {'AAAA': {'rcode': 'SERVFAIL'}}}");
     /* 70 MX records, worst first: the answer needs TCP, and 64 are kept. */
     fputs("'many-mx.test': {'MX': [", f);
@@ -288,6 +299,54 @@ static const char *addr_text(const struct dns_addr *a, char *buf, size_t n)
     return buf;
 }
 
+struct txt_res {
+    int calls;
+    enum dns_status status;
+    size_t n;
+    char rec[DNS_TXT_MAX][320];
+    size_t lens[DNS_TXT_MAX];
+};
+
+static void on_txt(void *ctx, enum dns_status status, const char *const *records,
+                   const size_t *lens, size_t n)
+{
+    struct txt_res *r = ctx;
+    r->calls++;
+    r->status = status;
+    r->n = n;
+    for (size_t i = 0; i < n && i < DNS_TXT_MAX; i++) {
+        snprintf(r->rec[i], sizeof(r->rec[i]), "%s", records[i]);
+        r->lens[i] = lens[i];
+    }
+}
+
+static void on_ptr(void *ctx, enum dns_status status, const char *const *names, size_t n)
+{
+    struct txt_res *r = ctx;
+    r->calls++;
+    r->status = status;
+    r->n = n;
+    for (size_t i = 0; i < n && i < DNS_TXT_MAX; i++)
+        snprintf(r->rec[i], sizeof(r->rec[i]), "%s", names[i]);
+}
+
+static void txt_of(struct dns *d, const char *name, struct txt_res *r)
+{
+    memset(r, 0, sizeof(*r));
+    is_int(dns_txt(d, name, on_txt, r), 0, "TXT %s: asked", name);
+    ok(r->calls == 0, "TXT %s: no answer inside dns_txt", name);
+    ok(run_until(&r->calls, 1), "TXT %s: answered", name);
+}
+
+static void ptr_of(struct dns *d, const char *ip, struct txt_res *r)
+{
+    struct dns_addr a = {.family = strchr(ip, ':') ? AF_INET6 : AF_INET};
+    uv_inet_pton(a.family, ip, a.bytes);
+    memset(r, 0, sizeof(*r));
+    is_int(dns_ptr(d, &a, on_ptr, r), 0, "PTR %s: asked", ip);
+    ok(run_until(&r->calls, 1), "PTR %s: answered", ip);
+}
+
 /* --- cases -------------------------------------------------------------- */
 
 static void test_new(void)
@@ -425,6 +484,39 @@ static void test_mx(void)
     ok(best, "70 MX records: the 64 most preferred, in order");
     dns_free(&d);
     run_out();
+}
+
+static void test_txt_ptr(void)
+{
+    struct dns *d = resolver(servers, 300, 2);
+    struct txt_res r;
+
+    txt_of(d, "spf.test", &r);
+    is_str(dns_status_name(r.status), "ok", "TXT: ok");
+    is_int(r.n, 3, "TXT: three records");
+    is_str(r.rec[0], "v=spf1 -all", "TXT: the first record");
+    is_str(r.rec[1], "two strings", "TXT: a record's strings are joined");
+    is_int(r.lens[2], 300, "TXT: a record of 300 octets, sent as two strings, is whole");
+    txt_of(d, "many-txt.test", &r);
+    is_int(r.n, DNS_TXT_MAX, "TXT: at most DNS_TXT_MAX records are kept");
+    is_str(r.rec[DNS_TXT_MAX - 1], "t31", "TXT: the first ones, in order");
+    txt_of(d, "mx1.example.test", &r);
+    is_str(dns_status_name(r.status), "nodata", "TXT of a name with none: nodata");
+    txt_of(d, "nowhere.test", &r);
+    is_str(dns_status_name(r.status), "nxdomain", "TXT of no name: nxdomain");
+    txt_of(d, "servfail.test", &r);
+    is_str(dns_status_name(r.status), "tempfail", "TXT on SERVFAIL: tempfail");
+
+    ptr_of(d, "192.0.2.8", &r);
+    is_str(dns_status_name(r.status), "ok", "PTR: ok");
+    is_int(r.n, 2, "PTR: both names");
+    is_str(r.rec[0], "host.spf.test", "PTR: lower case, no final dot");
+    is_str(r.rec[1], "other.test", "PTR: the second name");
+    ptr_of(d, "2001:db8::1", &r);
+    is_str(r.rec[0], "v6.test", "PTR of an IPv6 address, in ip6.arpa");
+    ptr_of(d, "192.0.2.99", &r);
+    is_str(dns_status_name(r.status), "nxdomain", "PTR of an address with no name: nxdomain");
+    dns_free(&d);
 }
 
 static void test_addrs(void)
@@ -656,6 +748,7 @@ int main(int argc, char **argv)
     test_names();
     test_mx();
     test_addrs();
+    test_txt_ptr();
     test_immediate_failure();
     test_free_pending();
     test_free_in_callback();
