@@ -81,6 +81,12 @@ void conf_defaults(struct conf *c)
         .connections = 20,
         .connections_per_domain = 5,
     };
+    c->checks = (struct conf_checks){
+        .dkim_selector = xstrdup("kotak"),
+        .dmarc_reject = true,
+        .rspamd = xstrdup(""),
+        .rspamd_host = xstrdup(""),
+    };
     c->limits = (struct conf_limits){
         .message_size = 25 << 20,
         .recipients = 100,
@@ -125,6 +131,9 @@ void conf_free(struct conf *c)
     free(c->relay.smarthost_user);
     free(c->relay.smarthost_password_file);
     free(c->relay.smarthost_ca);
+    free(c->checks.dkim_selector);
+    free(c->checks.rspamd);
+    free(c->checks.rspamd_host);
     memset(c, 0, sizeof(*c));
 }
 
@@ -435,13 +444,15 @@ static int set_text(struct conf *c, const struct conf_key *k, const char *value,
     return 0;
 }
 
-/* [relay] smarthost: empty, or HOST:PORT ([v6]:PORT), the host a name or an IP. */
-static int set_smarthost(struct conf *c, const struct conf_key *k, const char *value, char *err,
-                         size_t n)
+/*
+ * HOST:PORT ([v6]:PORT), the host a name or an IP; empty is off. Fills
+ * host[ADDR_DOMAIN_MAX + 1] and *port_r (both empty and 0 for empty).
+ */
+static int parse_host_port(const char *value, char *host, uint64_t *port_r, const char *example,
+                           char *err, size_t n)
 {
-    (void)k;
-    char host[ADDR_DOMAIN_MAX + 1] = "";
     unsigned long port = 0;
+    host[0] = '\0';
     if (value[0] != '\0') {
         bool bracket = value[0] == '[';
         const char *colon = bracket ? strstr(value, "]:") : strrchr(value, ':');
@@ -452,14 +463,14 @@ static int set_smarthost(struct conf *c, const struct conf_key *k, const char *v
             if (bracket)
                 colon++; /* past the ']' */
             port = strtoul(colon + 1, &end, 10);
-            if (hl > 0 && hl < sizeof(host)) {
+            if (hl > 0 && hl <= ADDR_DOMAIN_MAX) {
                 memcpy(host, h, hl);
                 host[hl] = '\0';
             }
         }
         if (colon == NULL || end == colon + 1 || *end != '\0' || port == 0 || port > 65535 ||
             host[0] == '\0') {
-            snprintf(err, n, "'%s' is not HOST:PORT; write it as smtp.example.net:587", value);
+            snprintf(err, n, "'%s' is not HOST:PORT; write it as %s", value, example);
             return -1;
         }
         char folded[ADDR_DOMAIN_MAX + 1];
@@ -470,11 +481,96 @@ static int set_smarthost(struct conf *c, const struct conf_key *k, const char *v
             return -1;
         }
     }
+    *port_r = port;
+    return 0;
+}
+
+/* [relay] smarthost: empty, or HOST:PORT. */
+static int set_smarthost(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                         size_t n)
+{
+    (void)k;
+    char host[ADDR_DOMAIN_MAX + 1];
+    uint64_t port;
+    if (parse_host_port(value, host, &port, "smtp.example.net:587", err, n) < 0)
+        return -1;
     free(c->relay.smarthost);
     free(c->relay.smarthost_host);
     c->relay.smarthost = xstrdup(value);
     c->relay.smarthost_host = xstrdup(host);
     c->relay.smarthost_port = port;
+    return 0;
+}
+
+/* [spam] rspamd: empty, or HOST:PORT of rspamd's normal worker. */
+static int set_rspamd(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                      size_t n)
+{
+    (void)k;
+    char host[ADDR_DOMAIN_MAX + 1];
+    uint64_t port;
+    if (parse_host_port(value, host, &port, "127.0.0.1:11333", err, n) < 0)
+        return -1;
+    free(c->checks.rspamd);
+    free(c->checks.rspamd_host);
+    c->checks.rspamd = xstrdup(value);
+    c->checks.rspamd_host = xstrdup(host);
+    c->checks.rspamd_port = port;
+    return 0;
+}
+
+/* A choice of two words: *flag is set when value is yes_word. */
+static int set_choice(const char *value, const char *yes_word, const char *no_word, bool *flag,
+                      char *err, size_t n)
+{
+    if (strcmp(value, yes_word) != 0 && strcmp(value, no_word) != 0) {
+        snprintf(err, n, "'%s' is not a choice here; use %s or %s", value, no_word, yes_word);
+        return -1;
+    }
+    *flag = strcmp(value, yes_word) == 0;
+    return 0;
+}
+
+/* [checks] spf_fail: annotate | reject. */
+static int set_spf_fail(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                        size_t n)
+{
+    (void)k;
+    return set_choice(value, "reject", "annotate", &c->checks.spf_fail_reject, err, n);
+}
+
+/* [checks] dmarc_reject: reject | annotate. */
+static int set_dmarc_reject(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                            size_t n)
+{
+    (void)k;
+    return set_choice(value, "reject", "annotate", &c->checks.dmarc_reject, err, n);
+}
+
+/* [spam] rspamd_fail: open | closed. */
+static int set_rspamd_fail(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                           size_t n)
+{
+    (void)k;
+    return set_choice(value, "closed", "open", &c->checks.rspamd_fail_closed, err, n);
+}
+
+/* [dkim] selector: a DNS label (RFC 6376 3.1 allows dotted selectors; one label keeps it plain). */
+static int set_selector(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                        size_t n)
+{
+    (void)k;
+    size_t len = strlen(value);
+    bool good = len > 0 && len <= 63 && value[0] != '-' && value[len - 1] != '-';
+    for (size_t i = 0; good && i < len; i++)
+        good = (value[i] >= 'a' && value[i] <= 'z') || (value[i] >= 'A' && value[i] <= 'Z') ||
+               (value[i] >= '0' && value[i] <= '9') || value[i] == '-';
+    if (!good) {
+        snprintf(err, n, "'%s' is not a selector; use letters, digits and '-', as kotak", value);
+        return -1;
+    }
+    free(c->checks.dkim_selector);
+    c->checks.dkim_selector = xstrdup(value);
     return 0;
 }
 
@@ -600,6 +696,11 @@ static const struct conf_key conf_keys[] = {
      SEC(30 * 86400)},
     {"relay", "connections", set_count, NUM(relay.connections), 1, 10000},
     {"relay", "connections_per_domain", set_count, NUM(relay.connections_per_domain), 1, 1000},
+    {"dkim", "selector", set_selector, 0, 0, 0},
+    {"checks", "spf_fail", set_spf_fail, 0, 0, 0},
+    {"checks", "dmarc_reject", set_dmarc_reject, 0, 0, 0},
+    {"spam", "rspamd", set_rspamd, 0, 0, 0},
+    {"spam", "rspamd_fail", set_rspamd_fail, 0, 0, 0},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 
@@ -673,7 +774,8 @@ static char *read_line(char *str, int num, void *stream)
             if (!section_known(name))
                 load_fail(ld,
                           "unknown section [%s]; the sections are server, tls, limits, auth, "
-                          "dns, relay, smtp, submission, submissions, pop3 and pop3s",
+                          "dns, relay, dkim, checks, spam, smtp, submission, submissions, pop3 "
+                          "and pop3s",
                           name);
         }
     }

@@ -92,6 +92,17 @@ struct conf_relay {
     uint64_t connections_per_domain;
 };
 
+/* [dkim], [checks], [spam]: signing what users send, judging what the MX takes. */
+struct conf_checks {
+    char *dkim_selector;        /* [dkim] selector: what `kotak dkim keygen` uses by default */
+    bool spf_fail_reject;       /* [checks] spf_fail = reject; else annotate */
+    bool dmarc_reject;          /* [checks] dmarc_reject = reject; else annotate */
+    char *rspamd;               /* [spam] rspamd: "" off; else HOST:PORT as written */
+    char *rspamd_host;          /* its host part, or "" */
+    uint64_t rspamd_port;
+    bool rspamd_fail_closed;    /* [spam] rspamd_fail = closed: 451 while rspamd is away */
+};
+
 struct conf {
     char *path; /* the file it was loaded from; NULL for defaults */
     char *dir;  /* its folder: relative paths in the file are relative to it */
@@ -106,6 +117,7 @@ struct conf {
     struct conf_auth auth;
     char *dns_servers; /* [dns] servers: "" for /etc/resolv.conf, else ADDR:PORT,... (checked) */
     struct conf_relay relay;
+    struct conf_checks checks;
 };
 
 /* The section name of a listener kind ("smtp", ...). */

@@ -57,5 +57,12 @@ int ctl_stats(const struct ctl *c);
 int ctl_backup(const struct ctl *c);
 int ctl_run(const struct ctl *c);
 int ctl_queue(const struct ctl *c);
+int ctl_dkim(const struct ctl *c);
+int ctl_check(const struct ctl *c);
+
+/* `kotak check spf|dkim|dmarc`, each with the arguments after its word. */
+int ctl_check_spf(const struct ctl *c);
+int ctl_check_dkim(const struct ctl *c);
+int ctl_check_dmarc(const struct ctl *c);
 
 #endif

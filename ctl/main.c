@@ -27,6 +27,10 @@ static const char usage[] =
     "  stats                                counts and sizes of the store\n"
     "  backup FILE [--force]                a consistent copy of the store, safe while running\n"
     "  queue list|show ID|retry [ID]        mail waiting for other servers\n"
+    "  dkim keygen DOMAIN [--selector S] | dns DOMAIN\n"
+    "                                       the key kotak signs a domain's mail with\n"
+    "  check spf IP MAIL-FROM [HELO] | dkim < MSG | dmarc IP MAIL-FROM < MSG\n"
+    "                                       what the MX's checks make of a sender\n"
     "  run                                  both daemons in the foreground\n"
     "\n"
     "options:\n"
@@ -44,6 +48,7 @@ static const struct command commands[] = {
     {"init", ctl_init},     {"domain", ctl_domain},   {"user", ctl_user},
     {"alias", ctl_alias},   {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
     {"backup", ctl_backup}, {"run", ctl_run},         {"queue", ctl_queue},
+    {"dkim", ctl_dkim},     {"check", ctl_check},
 };
 
 void ctl_usage(const char *usage, bool asked)

@@ -6,10 +6,11 @@
 set -eu
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmbedtls-dev libsqlite3-dev
-      libinih-dev libcrypt-dev libc-ares-dev)
+      libinih-dev libcrypt-dev libc-ares-dev publicsuffix)
 if [ "${1:-}" = --test ]; then
     pkgs+=(python3 util-linux swaks libnet-ssleay-perl curl openssl fetchmail getmail6
-           python3-cryptography iproute2 python3-dnslib python3-aiosmtpd postfix)
+           python3-cryptography iproute2 python3-dnslib python3-aiosmtpd postfix
+           python3-dkim rspamd)
 fi
 
 missing=()

@@ -690,6 +690,38 @@ static void test_relay(void)
     expect_error("give_up in weeks", "[relay]\ngive_up = 1w\n", 2, "ms, s, m, h or d");
 }
 
+/* [dkim], [checks], [spam]: their defaults, each choice, and bad values on their lines. */
+static void test_checks(void)
+{
+    struct conf c;
+    char err[ERR_SIZE];
+    conf_defaults(&c);
+    ok(strcmp(c.checks.dkim_selector, "kotak") == 0 && !c.checks.spf_fail_reject &&
+           c.checks.dmarc_reject && c.checks.rspamd[0] == '\0' && !c.checks.rspamd_fail_closed,
+       "defaults: selector kotak, SPF fail annotated, DMARC reject refused, no rspamd, open");
+    conf_free(&c);
+    is_int(load_text("[dkim]\nselector = mail2026\n[checks]\nspf_fail = reject\n"
+                     "dmarc_reject = annotate\n[spam]\nrspamd = localhost:11333\n"
+                     "rspamd_fail = closed\n",
+                     &c, err, NULL),
+           0, "every key of [dkim], [checks] and [spam] loads (%s)", err);
+    ok(strcmp(c.checks.dkim_selector, "mail2026") == 0 && c.checks.spf_fail_reject &&
+           !c.checks.dmarc_reject && strcmp(c.checks.rspamd_host, "localhost") == 0 &&
+           c.checks.rspamd_port == 11333 && c.checks.rspamd_fail_closed,
+       "each value is taken");
+    conf_free(&c);
+    is_int(load_text("[spam]\nrspamd = [::1]:11333\n", &c, err, NULL), 0,
+           "rspamd at an IPv6 address loads (%s)", err);
+    is_str(c.checks.rspamd_host, "::1", "rspamd's host without brackets");
+    conf_free(&c);
+    expect_error("selector with a dot", "[dkim]\nselector = a.b\n", 2, "not a selector");
+    expect_error("empty selector", "[dkim]\nselector =\n", 2, "not a selector");
+    expect_error("spf_fail", "[checks]\nspf_fail = drop\n", 2, "use annotate or reject");
+    expect_error("dmarc_reject", "[checks]\ndmarc_reject = yes\n", 2, "use annotate or reject");
+    expect_error("rspamd without port", "[spam]\nrspamd = 127.0.0.1\n", 2, "not HOST:PORT");
+    expect_error("rspamd_fail", "[spam]\nrspamd_fail = maybe\n", 2, "use open or closed");
+}
+
 /* [dns] servers: empty, a list kept as written, and each bad value on its line. */
 static void test_dns_servers(void)
 {
@@ -719,7 +751,7 @@ static void test_dns_servers(void)
                  "unknown key 'server' in [dns]");
     expect_error("servers outside [dns]", "[server]\nservers = 127.0.0.1:53\n", 2, "unknown key");
     expect_error("unknown section names dns", "[dnss]\nservers = 127.0.0.1:53\n", 1,
-                 "auth, dns, relay, smtp");
+                 "dns, relay, dkim, checks, spam, smtp");
 
     struct conf_listener l;
     char text[512] = "";
@@ -757,6 +789,7 @@ int main(void)
     test_parse_listen();
     test_dns_servers();
     test_relay();
+    test_checks();
     rmdir(tmp_dir);
     return done_testing();
 }

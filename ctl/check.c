@@ -1,0 +1,25 @@
+/*
+ * check.c — `kotak check spf|dkim|dmarc`: what kotak-smtpd's MX checks
+ * make of a sender or a message, asked by hand. Each one runs the same code
+ * as the daemon, against the DNS servers of the config ([dns] servers).
+ */
+#include <string.h>
+
+#include "ctl.h"
+
+static const char usage[] =
+    "kotak check spf IP MAIL-FROM [HELO] | dkim < MESSAGE | dmarc IP MAIL-FROM < MESSAGE";
+
+int ctl_check(const struct ctl *c)
+{
+    if (c->argc < 1)
+        ctl_usage(usage, ctl_wants_help(c->argc, c->argv));
+    struct ctl sub = {.config_arg = c->config_arg, .argc = c->argc - 1, .argv = c->argv + 1};
+    if (strcmp(c->argv[0], "spf") == 0)
+        return ctl_check_spf(&sub);
+    if (strcmp(c->argv[0], "dkim") == 0)
+        return ctl_check_dkim(&sub);
+    if (strcmp(c->argv[0], "dmarc") == 0)
+        return ctl_check_dmarc(&sub);
+    ctl_usage(usage, ctl_wants_help(c->argc, c->argv));
+}

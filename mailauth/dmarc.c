@@ -1,0 +1,2 @@
+/* dmarc.c: being written (issue 13). */
+typedef int dmarc_placeholder;

@@ -1,0 +1,2 @@
+/* spf.c: being written (issue 13). */
+typedef int spf_placeholder;

@@ -1,0 +1,2 @@
+/* mtasts.c: being written (issue 13). */
+typedef int mtasts_placeholder;

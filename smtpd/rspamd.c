@@ -1,0 +1,2 @@
+/* rspamd.c: being written (issue 13). */
+typedef int rspamd_placeholder;
