@@ -75,6 +75,12 @@ void commit_job_drop_message(struct commit_job *job)
     if (!job->no_message)
         spool_free(&job->spool);
     job->no_message = true;
+    free(job->insert);
+    job->insert = NULL;
+    job->insert_len = 0;
+    free(job->skips);
+    job->skips = NULL;
+    job->n_skips = 0;
     free(job->user_ids);
     job->user_ids = NULL;
     job->n_users = 0;
@@ -113,6 +119,52 @@ static int record_attempts(struct store *store, struct commit_job *job)
     return 0;
 }
 
+/* The size of the stored copy: the spool, plus the insert, less the skips. */
+static uint64_t stored_size(const struct commit_job *job)
+{
+    uint64_t size = spool_size(&job->spool) + job->insert_len;
+    for (size_t i = 0; i < job->n_skips; i++)
+        size -= job->skips[i].len;
+    return size;
+}
+
+/* Appends the spool's [from, to) to m. */
+static int copy_range(struct store_msg *m, struct spool *spool, uint64_t from, uint64_t to,
+                      char *chunk)
+{
+    while (from < to) {
+        size_t want = to - from < COPY_CHUNK ? (size_t)(to - from) : COPY_CHUNK;
+        ssize_t n = spool_read(spool, from, chunk, want);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -EIO; /* the spool is shorter than it said */
+        int rc = store_msg_append(m, chunk, (size_t)n);
+        if (rc < 0)
+            return rc;
+        from += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Appends the stored copy: the spool with the insert put in and the skips left out. */
+static int copy_message(struct store_msg *m, struct commit_job *job, char *chunk)
+{
+    uint64_t end = spool_size(&job->spool), at = job->insert_at < end ? job->insert_at : end;
+    int rc = copy_range(m, &job->spool, 0, at, chunk);
+    if (rc == 0 && job->insert_len > 0)
+        rc = store_msg_append(m, job->insert, job->insert_len);
+    uint64_t off = at;
+    for (size_t i = 0; rc == 0 && i < job->n_skips; i++) {
+        const struct commit_skip *k = &job->skips[i];
+        if (k->offset < off || k->offset + k->len > end)
+            return -EINVAL; /* out of order or past the end: a caller's mistake */
+        rc = copy_range(m, &job->spool, off, k->offset, chunk);
+        off = k->offset + k->len;
+    }
+    return rc == 0 ? copy_range(m, &job->spool, off, end, chunk) : rc;
+}
+
 /* Writes one job inside the open batch. */
 static int write_job(struct store *store, struct commit_job *job, char *chunk)
 {
@@ -120,23 +172,12 @@ static int write_job(struct store *store, struct commit_job *job, char *chunk)
     if (rc < 0 || job->no_message)
         return rc;
     struct store_msg *m;
-    rc = store_msg_begin(store, job->received, (int64_t)spool_size(&job->spool), &m);
+    rc = store_msg_begin(store, job->received, (int64_t)stored_size(job), &m);
     if (rc < 0)
         return rc;
-    uint64_t off = 0;
-    for (;;) {
-        ssize_t n = spool_read(&job->spool, off, chunk, COPY_CHUNK);
-        if (n < 0) {
-            store_msg_abort(&m);
-            return (int)n;
-        }
-        if (n == 0)
-            break;
-        if ((rc = store_msg_append(m, chunk, (size_t)n)) < 0) {
-            store_msg_abort(&m);
-            return rc;
-        }
-        off += (uint64_t)n;
+    if ((rc = copy_message(m, job, chunk)) < 0) {
+        store_msg_abort(&m);
+        return rc;
     }
     for (size_t i = 0; i < job->n_users; i++)
         store_msg_add_rcpt(m, job->user_ids[i]);

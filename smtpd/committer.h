@@ -31,6 +31,11 @@ struct commit_attempt {
     struct store_attempt a; /* host, ip and reply owned by the job */
 };
 
+/* Octets of the spool left out of the stored copy (a forged header field). */
+struct commit_skip {
+    uint64_t offset, len;
+};
+
 /*
  * One transaction's worth: a message (a spool) for local users and for the
  * queue, and the queue runner's attempts, any of them, committed together
@@ -42,6 +47,14 @@ struct commit_job {
     unsigned tries;        /* the runner's count of failed commits of it */
     bool no_message;       /* attempts only: spool holds nothing */
     struct spool spool;    /* moved in; freed by the committer */
+    /* The stored copy is the spool with insert[0..insert_len) put in at
+     * insert_at (header fields the checks and the signer add) and the
+     * skips (sorted, apart, past insert_at) left out. All owned. */
+    char *insert;
+    size_t insert_len;
+    uint64_t insert_at;
+    struct commit_skip *skips;
+    size_t n_skips;
     int64_t *user_ids;     /* owned by the job */
     size_t n_users;
     struct store_envelope env; /* with remote recipients; sender and envid owned */

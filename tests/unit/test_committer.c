@@ -16,6 +16,7 @@
 
 #define JOBS 41
 #define BAD 20 /* the job whose spool cannot be read */
+#define EDITED 1 /* the job stored with an insert and skips */
 
 struct result {
     int rc;
@@ -61,6 +62,17 @@ static struct commit_job *job_for(const char *dir, int64_t user, int i)
     job->n_users = 1;
     job->received = 1000 + i;
     job->owner = &results[i];
+    if (i == EDITED) {
+        /* Fields put in after the first line, and two ranges left out:
+         * "Message 1, " of line 1 and "line 2 of " of line 2. */
+        job->insert = xstrdup("X-Added: yes\r\n");
+        job->insert_len = strlen(job->insert);
+        job->insert_at = 39; /* the end of line 0 */
+        job->skips = xcalloc(2, sizeof(*job->skips));
+        job->skips[0] = (struct commit_skip){39, 11};
+        job->skips[1] = (struct commit_skip){78 + 11, 10};
+        job->n_skips = 2;
+    }
     return job;
 }
 
@@ -128,6 +140,23 @@ int main(void)
         arrived_right += list[k].arrived != 1000 + BAD;
     is_int(arrived_right, JOBS - 1, "none of them is the unreadable one");
     free(list);
+
+    char stored[512] = "";
+    size_t got = 0;
+    store_mbox_read(r, results[EDITED].message_id, 0, stored, sizeof(stored) - 1, &got);
+    is_str(stored,
+           "Message 1, line 0 of a body in a file\r\nX-Added: yes\r\nline 1 of a body in a file\r\n"
+           "Message 1, a body in a file\r\nMessage 1, line 3 of a body in a file\r\n",
+           "the stored copy has the insert after the first line and the skips left out");
+    struct store_mail *mine;
+    size_t n_mine;
+    store_mbox_list(r, u.id, &mine, &n_mine);
+    int64_t size_edited = -1;
+    for (size_t k = 0; k < n_mine; k++)
+        if (mine[k].arrived == 1000 + EDITED)
+            size_edited = mine[k].size;
+    free(mine);
+    is_int((int)size_edited, (int)got, "its size is that of the stored copy");
 
     committer_stop(c);
     uv_close((uv_handle_t *)&dog, NULL);
