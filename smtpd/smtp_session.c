@@ -128,6 +128,9 @@ static void tx_free(struct smtp_session *s)
         free(s->tx->remote[i].orcpt);
     }
     free(s->tx->remote);
+    for (size_t i = 0; i < s->tx->n_rcpt_cmds; i++)
+        free(s->tx->named[i]);
+    free(s->tx->named);
     free(s->tx->envid);
     free(s->tx);
     s->tx = NULL;
@@ -326,6 +329,7 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
         return;
     }
     struct smtp_tx *tx = xcalloc(1, sizeof(*tx));
+    tx->helo = s->helo;
     size_t declared = 0;
     if (!mail_params(s, &a, tx, &declared)) {
         free(tx->envid);
@@ -519,6 +523,8 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
     free(orcpt);
     if (tx->n_rcpt_cmds == 0)
         snprintf(tx->first_rcpt, sizeof(tx->first_rcpt), "%s", named);
+    tx->named = xrealloc(tx->named, (tx->n_rcpt_cmds + 1) * sizeof(*tx->named));
+    tx->named[tx->n_rcpt_cmds] = xstrdup(named);
     tx->n_rcpt_cmds++;
     s->state = ST_RCPT;
     reply(s, "250 2.1.5 Ok");
@@ -834,6 +840,22 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
         reply(s, "452 4.3.1 Insufficient system storage");
     else
         reply(s, "451 4.3.0 Temporary failure, try again later");
+    tx_reset(s);
+}
+
+void smtp_session_refused(struct smtp_session *s, const char *line)
+{
+    struct smtp_tx *tx = s->tx;
+    char from[ADDR_TEXT_SIZE + 8], why[200];
+    s->busy = false;
+    if (tx == NULL)
+        return;
+    tx->spooling = false; /* the glue has finished with the spool */
+    log_info("smtp session=%s event=refused id=%s from=<%s> rcpts=%zu size=%zu reply=\"%s\"",
+             s->cfg.session_id, tx->id, log_value(from, sizeof(from), tx->from, strlen(tx->from)),
+             tx->rcpts.n, tx->size, log_value(why, sizeof(why), line, strlen(line)));
+    if (s->state != ST_CLOSED)
+        reply(s, "%s", line);
     tx_reset(s);
 }
 

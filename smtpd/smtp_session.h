@@ -66,6 +66,8 @@ struct smtp_tx {
     char *envid;                   /* ENVID=, decoded; NULL when not given */
     size_t n_rcpt_cmds;            /* accepted RCPT commands */
     char first_rcpt[ADDR_TEXT_SIZE];
+    char **named;                  /* each accepted recipient as named, n_rcpt_cmds of them */
+    const char *helo;              /* the HELO name given, "" when none */
     bool utf8;                     /* SMTPUTF8 given on MAIL */
     bool spooling;                 /* the spool was opened */
     size_t size;                   /* octets of message data so far */
@@ -144,6 +146,12 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version, const
 
 /* The store's answer to ops->deliver: 0, -ENOSPC, or another negative code. */
 void smtp_session_store_done(struct smtp_session *s, int rc);
+
+/*
+ * The answer to ops->deliver when the message is refused rather than
+ * stored: line is the whole reply ("550 5.7.1 ..."), without CRLF.
+ */
+void smtp_session_refused(struct smtp_session *s, const char *line);
 
 /*
  * The answer to ops->auth: 1 logged in (user_id set), 0 refused, -EAGAIN
