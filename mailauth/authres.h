@@ -12,22 +12,6 @@
 #define KOTAK_AUTHRES_H
 
 #include <stddef.h>
-#include <stdint.h>
-
-/* Where one header field lies in a header section: [offset, offset + len). */
-struct authres_range {
-    uint64_t offset, len;
-};
-
-/*
- * Finds the Authentication-Results: fields of the header section
- * hdr[0..len) (fields with their CRLF or LF line ends, folded or not)
- * whose authserv-id is authserv_id (compared without regard to case),
- * each with its continuation lines and line end. Returns how many, with
- * their ranges in order in *ranges_r (the caller frees it; NULL for none).
- */
-size_t authres_find_ours(const char *hdr, size_t len, const char *authserv_id,
-                         struct authres_range **ranges_r);
 
 /*
  * The authserv-id of one Authentication-Results: field's value (what

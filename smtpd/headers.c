@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util.h"
+
 enum line_kind {
     LINE_EMPTY,    /* ends the section */
     LINE_FIELD,    /* starts a field */
@@ -109,6 +111,36 @@ static int count_fields(const char *msg, size_t len, const char *name, int limit
         pos = next;
     }
     return count;
+}
+
+size_t headers_fields_named(const char *msg, size_t len, const char *name,
+                            struct headers_place **fields_r)
+{
+    struct headers_place *fields = NULL;
+    size_t n = 0, cap = 0, want = strlen(name), pos = 0;
+    bool in_match = false;
+    while (pos < len) {
+        size_t text, name_len = 0, next = next_line(msg, len, pos, &text);
+        enum line_kind k = classify(msg + pos, text, &name_len);
+        if (k == LINE_EMPTY || k == LINE_NOTFIELD)
+            break;
+        if (k == LINE_CONT && in_match) {
+            fields[n - 1].len = next - fields[n - 1].offset;
+        } else if (k == LINE_FIELD) {
+            in_match = name_len == want && strncasecmp(msg + pos, name, want) == 0;
+            if (in_match) {
+                if (n == cap) {
+                    cap = cap ? 2 * cap : 4;
+                    fields = xrealloc(fields, cap * sizeof(*fields));
+                }
+                const char *colon = memchr(msg + pos, ':', text);
+                fields[n++] = (struct headers_place){pos, next - pos, (uint64_t)(colon - msg) + 1};
+            }
+        }
+        pos = next;
+    }
+    *fields_r = fields;
+    return n;
 }
 
 int headers_count(const char *msg, size_t len, const char *name)

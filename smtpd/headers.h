@@ -77,6 +77,20 @@ bool headers_has(const char *msg, size_t len, const char *name);
  */
 int headers_count_received(const char *msg, size_t len);
 
+/* One field of a header section: [offset, offset + len) with its
+ * continuation lines and line end; its value (after the colon) from value. */
+struct headers_place {
+    uint64_t offset, len, value;
+};
+
+/*
+ * The fields named name (compared without regard to case) in the header
+ * section of msg[0..len), in order, in *fields_r (the caller frees it;
+ * NULL when there are none). Returns how many.
+ */
+size_t headers_fields_named(const char *msg, size_t len, const char *name,
+                            struct headers_place **fields_r);
+
 /* --- the same questions, of a message streaming by ----------------------- */
 
 /* Fields a headers_scan looks out for, in its seen bits. */

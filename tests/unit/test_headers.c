@@ -434,9 +434,48 @@ static void test_format_date(void)
     is_str(d, "", "date: nothing written past 9999");
 }
 
+/* The fields found, as the text they cover, joined by "|", and their values. */
+static const char *fields_of(const char *msg, const char *name)
+{
+    static char out[2048];
+    struct headers_place *f;
+    size_t n = headers_fields_named(msg, strlen(msg), name, &f);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t o = strlen(out);
+        snprintf(out + o, sizeof(out) - o, "%s%.*s[%.*s]", i ? "|" : "", (int)f[i].len,
+                 msg + f[i].offset, (int)(f[i].offset + f[i].len - f[i].value), msg + f[i].value);
+    }
+    free(f);
+    return out;
+}
+
+static void test_fields_named(void)
+{
+    const char *msg = "Return-Path: <a@b.example>\r\n"
+                      "Authentication-Results: mx.example.org; dkim=pass\r\n"
+                      "authentication-results : MX;\r\n"
+                      "\tspf=pass\r\n"
+                      "X-Authentication-Results: mx; none\r\n"
+                      "Subject: Authentication-Results: mx;\r\n"
+                      "Authentication-Results:x\n"
+                      "\r\n"
+                      "Authentication-Results: in the body\r\n";
+    is_str(fields_of(msg, "Authentication-Results"),
+           "Authentication-Results: mx.example.org; dkim=pass\r\n[ mx.example.org; dkim=pass\r\n]"
+           "|authentication-results : MX;\r\n\tspf=pass\r\n[ MX;\r\n\tspf=pass\r\n]"
+           "|Authentication-Results:x\n[x\n]",
+           "fields found with continuation lines, any case, not look-alikes nor the body's");
+    is_str(fields_of("Subject: a", "subject"), "Subject: a[ a]", "a last field without a line end");
+    is_str(fields_of("", "subject"), "", "none in nothing");
+    is_str(fields_of("Not a field\r\nSubject: x\r\n", "subject"), "",
+           "none after a line that is no field");
+}
+
 int main(void)
 {
     test_end();
+    test_fields_named();
     test_count();
     test_has();
     test_scan_splits();
