@@ -71,6 +71,7 @@ struct http_parser {
     bool chunked, to_eof;
     uint64_t remaining; /* of Content-Length, or of the current chunk */
     size_t scanned;     /* bytes of the current head or line already searched */
+    size_t line_start;  /* where the head's current line begins */
     unsigned interim;   /* 1xx responses seen */
     unsigned fields;    /* trailer fields seen */
     size_t trailer_len; /* trailer octets seen */
