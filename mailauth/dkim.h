@@ -39,11 +39,11 @@ const char *dkim_status_name(enum dkim_status s);
 /* One signature's verdict. */
 struct dkim_result {
     enum dkim_status status;
-    char domain[DNS_NAME_MAX + 1]; /* d=, lower case */
+    char domain[DNS_NAME_MAX + 1];   /* d=, lower case */
     char selector[DNS_NAME_MAX + 1]; /* s= */
-    char algorithm[16];             /* a=, as "rsa-sha256" */
-    char b_prefix[16];              /* the first 8 characters of b= (RFC 6008 header.b) */
-    char why[160];                  /* a short reason, for output and comments */
+    char algorithm[16];              /* a=, as "rsa-sha256" */
+    char b_prefix[16];               /* the first 8 characters of b= (RFC 6008 header.b) */
+    char why[160];                   /* a short reason, for output and comments */
 };
 
 /* --- verifying ------------------------------------------------------------ */
@@ -67,9 +67,13 @@ const char *dkim_verify_header(const struct dkim_verify *v, size_t *len_r);
 
 /*
  * On the loop, after finish: asks DNS for each signature's key and checks
- * it, as of now (x= expiry). cb runs exactly once, on the loop, never
- * inside this call, when every signature has its verdict. Returns 0, or a
- * negative code when the resolver is closing (cb then never runs).
+ * it, as of now (t= and x=). Returns 0 when questions are out: then cb runs
+ * exactly once, on the loop, never inside this call, when every signature
+ * has its verdict (if the resolver is freed first, the signatures still
+ * waiting get temperror and cb runs during dns_free). Returns 1 when no
+ * signature needs a key (none at all, or each one judged from the message
+ * alone): every verdict is known now and cb never runs. Returns a negative
+ * code when the resolver is closing (cb then never runs).
  */
 int dkim_verify_keys(struct dkim_verify *v, struct dns *dns, time_t now, void (*cb)(void *ctx),
                      void *ctx);
@@ -78,14 +82,40 @@ int dkim_verify_keys(struct dkim_verify *v, struct dns *dns, time_t now, void (*
 size_t dkim_verify_count(const struct dkim_verify *v);
 const struct dkim_result *dkim_verify_result(const struct dkim_verify *v, size_t i);
 
-/* Frees *v, sets it to NULL; cb never runs afterwards, even with DNS questions out. */
+/*
+ * Frees *v, sets it to NULL; cb never runs afterwards, even with DNS
+ * questions out (they are left to end on their own: the last answer frees
+ * what they share). NULL or *v NULL is a no-op.
+ */
 void dkim_verify_free(struct dkim_verify **v);
+
+/*
+ * The pure halves of dkim_verify_keys, for tests and for callers with
+ * their own DNS: the name to ask for signature i's key
+ * ("SELECTOR._domainkey.DOMAIN"), or NULL when its verdict is already
+ * known; and the answer to that question (dns_txt's), which gives the
+ * verdict as of now. After finish.
+ */
+const char *dkim_verify_key_name(struct dkim_verify *v, size_t i, time_t now);
+void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status status,
+                            const char *const *records, const size_t *lens, size_t n);
 
 /* --- signing -------------------------------------------------------------- */
 
 struct dkim_sign;
 
+/* What a signer may do otherwise than kotak does; tests use it. */
+struct dkim_sign_opts {
+    bool simple_header, simple_body; /* c=: relaxed unless asked */
+    const char *headers;             /* h= as written, or NULL: the oversigned default */
+    bool body_length;                /* l= the whole body (kotak never signs with l=) */
+    time_t expire;                   /* x=, or 0 for none */
+};
+
+/* A signer for kotak's signatures: relaxed/relaxed, the oversigned fields. */
 struct dkim_sign *dkim_sign_new(void);
+/* A signer with other options (copied; headers must outlive the signer). */
+struct dkim_sign *dkim_sign_new_opts(const struct dkim_sign_opts *o);
 
 /* Reads the next piece of the message to sign. Pure. */
 void dkim_sign_feed(struct dkim_sign *s, const char *p, size_t n);
@@ -104,7 +134,25 @@ int dkim_sign_finish(struct dkim_sign *s, const char *domain, const char *select
 
 void dkim_sign_free(struct dkim_sign **s);
 
-/* --- keys on disk --------------------------------------------------------- */
+/* --- keys ------------------------------------------------------------------ */
+
+/*
+ * A new RSA key of bits bits (e = 65537), as PKCS#1 PEM in *pem_r (the
+ * caller wipes and frees it, *len_r octets plus a NUL). Returns 0, or a
+ * negative code with a sentence in err. Slow (seconds for 2048 bits).
+ */
+int dkim_keygen(unsigned bits, char **pem_r, size_t *len_r, char *err, size_t err_size);
+
+/*
+ * The DNS record that publishes the public half of the private key in
+ * pem[0..len): "v=DKIM1; k=rsa; p=BASE64" in *record_r (the caller frees
+ * it). Returns 0, or a negative code with a sentence in err.
+ */
+int dkim_key_record(const unsigned char *pem, size_t len, char **record_r, char *err,
+                    size_t err_size);
+
+/* Whether s is a selector kotak writes: dot-separated labels of letters, digits and '-'. */
+bool dkim_selector_valid(const char *s);
 
 /*
  * Reads the signing key of domain from dir (the data folder's dkim/):
@@ -116,5 +164,52 @@ void dkim_sign_free(struct dkim_sign **s);
  */
 int dkim_key_read(const char *dir, const char *domain, const char *selector, char *selector_r,
                   unsigned char **pem_r, size_t *len_r);
+
+/* --- the pure pieces underneath, for tests and fuzzing ----------------------- */
+
+/* A tag=value pair of a tag list (RFC 6376 3.2); both point into the input. */
+struct dkim_tag {
+    const char *name, *value; /* the value without the whitespace around it */
+    size_t name_len, value_len;
+};
+
+#define DKIM_TAGS_MAX 32 /* a list with more tags than this is refused */
+
+/*
+ * Parses the tag list p[0..n) into tags[0..max). Returns 0 with *count_r,
+ * -EINVAL for a list that breaks RFC 6376 3.2's grammar (a tag twice, a
+ * character no value may hold), -E2BIG for more than max tags.
+ */
+int dkim_tags_parse(const char *p, size_t n, struct dkim_tag *tags, size_t max, size_t *count_r);
+
+/*
+ * One header field f[0..n) (its final CRLF optional) canonicalized (RFC
+ * 6376 3.4.1, 3.4.2) into out, which has room for n + 2 octets; returns
+ * the length written, a final CRLF included.
+ */
+size_t dkim_header_canon(bool relaxed, const char *f, size_t n, char *out);
+
+/*
+ * A body canonicalizer (RFC 6376 3.4.3, 3.4.4) fed in pieces split
+ * anywhere; out receives the canonical body in pieces. Holds no more than
+ * its own fields between calls: a count of empty lines that may yet end
+ * the body, and a pending CR or run of whitespace.
+ */
+struct dkim_body_canon {
+    bool relaxed;
+    bool cr;        /* the last octet was a CR, its LF may follow */
+    bool wsp;       /* relaxed: whitespace seen, written as one SP if more follows */
+    bool line;      /* the current line has content */
+    bool any;       /* some content was written */
+    uint64_t empty; /* empty lines held back */
+    char buf[512];  /* written to out when full and at the end of each call */
+    size_t len;
+};
+
+void dkim_body_canon_init(struct dkim_body_canon *c, bool relaxed);
+void dkim_body_canon_feed(struct dkim_body_canon *c, const char *p, size_t n,
+                          void (*out)(void *ctx, const char *p, size_t n), void *ctx);
+void dkim_body_canon_finish(struct dkim_body_canon *c,
+                            void (*out)(void *ctx, const char *p, size_t n), void *ctx);
 
 #endif
