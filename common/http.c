@@ -591,7 +591,8 @@ static bool feed_parser(struct http_call *call, struct buf *in, bool eof)
         size_t used;
         int rc = http_parser_next(&call->parser, (const char *)in->data, in->len, eof, &used, &ev);
         if (rc < 0) {
-            call_complete(call, -EPROTO, "%s", http_perr_str(rc));
+            call_complete(call, rc == -HTTP_PERR_TRUNCATED ? -ECONNABORTED : -EPROTO, "%s",
+                          http_perr_str(rc));
             break;
         }
         if (rc == 0) {
