@@ -22,6 +22,7 @@
 #include "dns.h"
 #include "dsn.h"
 #include "log.h"
+#include "mtasts.h"
 #include "net.h"
 #include "route.h"
 #include "schedule.h"
@@ -88,6 +89,9 @@ struct dest {
     size_t n_targets;
     size_t first_target; /* targets before it failed: new connections skip them */
     unsigned plain_only; /* bit i: target i failed its TLS handshake, go on without */
+    struct mtasts_lookup *sts_lookup; /* its MTA-STS policy being found */
+    struct mtasts_policy *sts;        /* the policy that applies (testing, enforce), or NULL */
+    unsigned sts_unverified; /* bit i: testing, target i failed verification: go on unverified */
     bool querying;
     unsigned holds; /* calls under way that use it: it is not freed before they end */
     size_t n_rcpts; /* in memory, from the polls, until their outcome is recorded */
@@ -101,7 +105,9 @@ struct oconn {
     struct net_conn *net;
     struct smtp_client *client;
     size_t target;
+    struct tls_client *tls; /* what STARTTLS uses: verifying, or opportunistic */
     bool tls_tried;  /* STARTTLS or implicit TLS was under way */
+    bool sts_noted;  /* its MTA-STS testing line is logged */
     bool transacted; /* a transaction got past the greeting and EHLO */
     bool closed;
     bool ready;       /* connected (and through implicit TLS): net's open came */
@@ -126,6 +132,8 @@ struct outbound {
     struct dns *dns;
     struct tls_client *tls_mx;        /* opportunistic: no check */
     struct tls_client *tls_smarthost; /* verified */
+    struct tls_client *tls_verified;  /* for MTA-STS: the system's anchors; NULL when unreadable */
+    struct mtasts *mtasts;
     char *smarthost_password;
     struct schedule schedule;
     uv_timer_t poll_timer;
@@ -584,13 +592,16 @@ static void dest_free(struct dest *d)
     *p = d->next;
     for (size_t i = 0; i < DNS_MX_MAX; i++)
         free(d->addrs[i]);
+    mtasts_lookup_cancel(&d->sts_lookup);
+    mtasts_policy_free(&d->sts);
     free(d);
 }
 
 /* A destination with nothing waiting and no connection is forgotten (its DNS answers too). */
 static void dest_maybe_free(struct dest *d)
 {
-    if (d->holds == 0 && d->head == NULL && d->n_conns == 0 && !d->querying)
+    if (d->holds == 0 && d->head == NULL && d->n_conns == 0 && !d->querying &&
+        d->sts_lookup == NULL)
         dest_free(d);
 }
 
@@ -646,6 +657,7 @@ static void dest_fail_waiting(struct dest *d, bool permanent, int code, const ch
     d->state = DEST_NEW;
     d->n_targets = d->first_target = 0;
     d->plain_only = 0;
+    d->sts_unverified = 0;
     d->last_error[0] = '\0';
     dest_maybe_free(d);
 }
@@ -663,12 +675,72 @@ static bool smarthost(const struct outbound *ob)
 }
 
 /* No address took a connection: what waits is deferred, and DNS is asked again next time. */
-static void dest_unreachable(struct dest *d, const char *why, const char *host, const char *ip)
+static void dest_unreachable(struct dest *d, const char *status, const char *why, const char *host,
+                             const char *ip)
 {
     char v[700];
     log_info("smtp event=destination-unreachable domain=%s reason=%s",
              d->domain[0] ? d->domain : "smarthost", log_value(v, sizeof(v), why, strlen(why)));
-    dest_fail_waiting(d, false, 0, "4.4.1", why, host, ip);
+    dest_fail_waiting(d, false, 0, status, why, host, ip);
+}
+
+/* --- MTA-STS (RFC 8461) ------------------------------------------------------- */
+
+static bool sts_enforce(const struct dest *d)
+{
+    return d->sts != NULL && d->sts->mode == MTASTS_MODE_ENFORCE;
+}
+
+static bool sts_testing(const struct dest *d)
+{
+    return d->sts != NULL && d->sts->mode == MTASTS_MODE_TESTING;
+}
+
+/*
+ * One line for what the policy refuses (enforce) or would refuse
+ * (testing): mx is the host, why a word or a sentence.
+ */
+static void sts_log(const struct dest *d, const char *mx, const char *ip, const char *reason,
+                    const char *detail)
+{
+    char v[300];
+    log_info("smtp event=mta-sts domain=%s mode=%s id=%s mx=%s ip=%s result=%s reason=%s%s%s",
+             d->domain, mtasts_mode_name(d->sts->mode), d->sts->id, mx[0] ? mx : "-",
+             ip[0] ? ip : "-", sts_enforce(d) ? "refused" : "would-refuse", reason,
+             detail ? " detail=" : "",
+             detail ? log_value(v, sizeof(v), detail, strlen(detail)) : "");
+}
+
+/*
+ * RFC 8461 4.1: an MX host the policy does not list is not used (enforce)
+ * or logged (testing). Returns false when enforce left no host: what
+ * waits is then deferred, 4.7.5.
+ */
+static bool sts_filter_plan(struct dest *d)
+{
+    if (d->sts == NULL)
+        return true;
+    size_t kept = 0;
+    for (size_t i = 0; i < d->plan.n; i++) {
+        if (mtasts_policy_allows(d->sts, d->plan.hosts[i].name)) {
+            d->plan.hosts[kept++] = d->plan.hosts[i];
+            continue;
+        }
+        sts_log(d, d->plan.hosts[i].name, "", "mx-not-in-policy", NULL);
+        if (!sts_enforce(d))
+            d->plan.hosts[kept++] = d->plan.hosts[i];
+    }
+    d->plan.n = kept;
+    if (kept > 0)
+        return true;
+    char list[200], text[512];
+    mtasts_policy_mx_list(d->sts, list, sizeof(list));
+    snprintf(text, sizeof(text),
+             "The MTA-STS policy of %.100s (mode enforce) lists none of its MX hosts (it lists "
+             "%s); the delivery will be tried again.",
+             d->domain, list);
+    dest_fail_waiting(d, false, 0, "4.7.5", text, "", "");
+    return false;
 }
 
 static void addrs_answer(void *ctx, enum dns_status status, const struct dns_addr *addrs, size_t n);
@@ -736,7 +808,36 @@ static void mx_answer(void *ctx, enum dns_status status, const struct dns_mx *re
         dest_fail(d, f, NULL);
         return;
     }
+    if (!sts_filter_plan(d))
+        return;
     next_host(d);
+}
+
+/* Asks for the domain's MX records. */
+static void dest_resolve_mx(struct dest *d)
+{
+    d->querying = true;
+    if (dns_mx(d->ob->dns, d->domain, mx_answer, d) < 0) {
+        d->querying = false;
+        dest_fail(d, &route_fail_nxdomain, NULL);
+    }
+}
+
+/* The domain's MTA-STS policy is known (NULL: none to apply): on to its MX records. */
+static void sts_answer(void *ctx, const struct mtasts_policy *policy)
+{
+    struct dest *d = ctx;
+    d->sts_lookup = NULL;
+    if (d->ob->stopping) {
+        dest_maybe_free(d);
+        return;
+    }
+    mtasts_policy_free(&d->sts);
+    if (policy != NULL && policy->mode != MTASTS_MODE_NONE)
+        d->sts = mtasts_policy_dup(policy);
+    dest_hold(d);
+    dest_resolve_mx(d);
+    dest_release(d);
 }
 
 /* Begins finding where the destination's mail goes. */
@@ -767,10 +868,11 @@ static void dest_resolve(struct dest *d)
         next_host(d);
         return;
     }
-    d->querying = true;
-    if (dns_mx(ob->dns, d->domain, mx_answer, d) < 0) {
-        d->querying = false;
-        dest_fail(d, &route_fail_nxdomain, NULL);
+    /* A domain that cannot have a policy (its _mta-sts name is too long) goes on without. */
+    if (mtasts_lookup(ob->mtasts, d->domain, sts_answer, d, &d->sts_lookup) < 0) {
+        d->sts_lookup = NULL;
+        mtasts_policy_free(&d->sts);
+        dest_resolve_mx(d);
     }
 }
 
@@ -865,6 +967,11 @@ static void conn_msg_done(struct oconn *oc)
     oc->msg = NULL;
     size_t n;
     const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
+    if (sts_testing(oc->dest) && !oc->sts_noted && !smtp_client_tls_used(oc->client) && n > 0 &&
+        res[0].state == SMTP_CLIENT_DELIVERED) {
+        oc->sts_noted = true;
+        sts_log(oc->dest, oc->host, oc->ip, "no-tls", "delivered without TLS");
+    }
     msg_outcome(oc->dest->ob, m, res, n, oc->host, oc->ip, smtp_client_tls_used(oc->client),
                 smtp_client_dsn_offered(oc->client));
 }
@@ -933,8 +1040,11 @@ static void pump(struct oconn *oc)
             return;
         case SMTP_CLIENT_ACT_STARTTLS:
             oc->tls_tried = true;
-            net_conn_start_tls_client(oc->net, smarthost(ob) ? ob->tls_smarthost : ob->tls_mx,
-                                      oc->host);
+            if (oc->tls == NULL) { /* enforce without trust anchors: nothing can verify */
+                smtp_client_tls_failed(oc->client);
+                continue;
+            }
+            net_conn_start_tls_client(oc->net, oc->tls, oc->host);
             return;
         case SMTP_CLIENT_ACT_BODY:
             if (net_conn_pending(oc->net) >= NET_LOW_WATER)
@@ -1054,6 +1164,23 @@ static bool target_failed(const struct oconn *oc)
     return n == 0 || res[0].stage <= SMTP_CLIENT_STAGE_AUTH;
 }
 
+/*
+ * Under an enforced policy a connection ended before its message went:
+ * when TLS was the reason (no STARTTLS, a refusal, a certificate that
+ * does not verify), that is logged as the policy's refusal.
+ */
+static void sts_refused_tls(const struct oconn *oc, const char *tls_error)
+{
+    if (tls_error != NULL && oc->tls_tried) {
+        sts_log(oc->dest, oc->host, oc->ip, "tls", tls_error);
+        return;
+    }
+    size_t n;
+    const struct smtp_client_result *res = smtp_client_results(oc->client, &n);
+    if (n > 0 && res[0].stage == SMTP_CLIENT_STAGE_STARTTLS)
+        sts_log(oc->dest, oc->host, oc->ip, "tls", res[0].text);
+}
+
 static void p_close(struct net_conn *c, void *ctx)
 {
     struct oconn *oc = ctx;
@@ -1081,9 +1208,19 @@ static void p_close(struct net_conn *c, void *ctx)
         /* The host is down or will not talk: the message tries the next one. */
         oc->msg = NULL;
         dest_push(d, m, true);
-        bool tls_only = tls_error != NULL && oc->tls_tried && !smarthost(ob) &&
+        bool tls_failed = tls_error != NULL && oc->tls_tried;
+        bool verify_failed = tls_failed && sts_testing(d) && oc->tls == ob->tls_verified &&
+                             !(d->sts_unverified & (1u << oc->target));
+        bool tls_only = tls_failed && !smarthost(ob) && !sts_enforce(d) &&
                         !(d->plain_only & (1u << oc->target));
-        if (tls_only) {
+        if (sts_enforce(d))
+            sts_refused_tls(oc, tls_error);
+        if (verify_failed) {
+            /* Testing: what enforce would refuse is logged, and the same
+             * address is tried again as without a policy. */
+            sts_log(d, oc->host, oc->ip, "tls", tls_error);
+            d->sts_unverified |= 1u << oc->target;
+        } else if (tls_only) {
             d->plain_only |= 1u << oc->target; /* plaintext only after a failed handshake */
         } else if (oc->target + 1 < d->n_targets) {
             if (d->first_target <= oc->target)
@@ -1102,7 +1239,15 @@ static void p_close(struct net_conn *c, void *ctx)
                          failure     ? failure
                          : tls_error ? tls_error
                                      : "");
-            dest_unreachable(d, text, oc->host, oc->ip);
+            if (sts_enforce(d)) {
+                char sts_text[760];
+                snprintf(sts_text, sizeof(sts_text),
+                         "MTA-STS policy of %.100s (mode enforce) requires verified TLS: %.600s",
+                         d->domain, text);
+                dest_unreachable(d, "4.7.5", sts_text, oc->host, oc->ip);
+            } else {
+                dest_unreachable(d, "4.4.1", text, oc->host, oc->ip);
+            }
         }
     } else if (m != NULL) {
         conn_msg_done(oc);
@@ -1142,7 +1287,7 @@ static void conn_start(struct dest *d, size_t target)
     bool sh = smarthost(ob);
     struct smtp_client_config cfg = {
         .helo_name = ob->conf->hostname,
-        .tls = sh                                 ? SMTP_CLIENT_TLS_REQUIRED
+        .tls = sh || sts_enforce(d)               ? SMTP_CLIENT_TLS_REQUIRED
                : (d->plain_only & (1u << target)) ? SMTP_CLIENT_TLS_NONE
                                                   : SMTP_CLIENT_TLS_OPPORTUNISTIC,
         .tls_active = sh && rc->smarthost_implicit_tls,
@@ -1153,6 +1298,13 @@ static void conn_start(struct dest *d, size_t target)
     oc->dest = d;
     oc->target = target;
     oc->tls_tried = cfg.tls_active;
+    /* RFC 8461 4.2: under a policy, the certificate must verify for the MX
+     * host's name; testing tries that first, and on failure goes on as usual. */
+    oc->tls = sh               ? ob->tls_smarthost
+              : sts_enforce(d) ? ob->tls_verified
+              : sts_testing(d) && ob->tls_verified != NULL && !(d->sts_unverified & (1u << target))
+                  ? ob->tls_verified
+                  : ob->tls_mx;
     const struct route_target *t = &d->targets[target];
     snprintf(oc->host, sizeof(oc->host), "%s", d->plan.hosts[t->host].name);
     struct sockaddr_storage ss;
@@ -1206,8 +1358,8 @@ static void dest_run(struct dest *d)
         conn_start(d, d->first_target);
     if (d->state == DEST_READY && d->head != NULL && d->first_target >= d->n_targets &&
         d->n_conns == 0)
-        dest_unreachable(d, d->last_error[0] ? d->last_error : "no address took a connection",
-                         "", "");
+        dest_unreachable(d, "4.4.1",
+                         d->last_error[0] ? d->last_error : "no address took a connection", "", "");
     dest_release(d);
 }
 
@@ -1387,6 +1539,28 @@ static char *read_password(const char *path, char *err, size_t err_size)
     return p;
 }
 
+/*
+ * The port MTA-STS policies are fetched from: 443 (RFC 8461 3.3). The
+ * environment variable KOTAK_MTASTS_PORT, read at start, replaces it; it
+ * exists for tests, whose policy server cannot bind 443, and is no
+ * setting for a real server.
+ */
+static uint16_t mtasts_port(void)
+{
+    const char *env = getenv("KOTAK_MTASTS_PORT");
+    if (env == NULL || env[0] == '\0')
+        return 443;
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(env, &end, 10);
+    if (errno != 0 || *end != '\0' || port == 0 || port > 65535) {
+        log_error("smtp event=mta-sts-port-ignored value=\"%.16s\" reason=\"not a port\"", env);
+        return 443;
+    }
+    log_warn("smtp event=mta-sts-port port=%lu reason=\"KOTAK_MTASTS_PORT, for tests only\"", port);
+    return (uint16_t)port;
+}
+
 struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct store *reader,
                               struct committer *committer, const char *data_dir,
                               const uint8_t *srs_secret, char *err, size_t err_size)
@@ -1437,6 +1611,12 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
         goto fail;
     if ((ob->dns = dns_new(loop, conf->dns_servers, 0, 0, err, err_size)) == NULL)
         goto fail;
+    /* MTA-STS needs the system's trust anchors; without them no policy
+     * can be fetched, and mail goes as without MTA-STS (RFC 8461 5.1). */
+    char tls_err[256];
+    if (tls_client_new(NULL, true, &ob->tls_verified, tls_err, sizeof(tls_err)) < 0)
+        log_error("smtp event=mta-sts-disabled reason=\"%s\"", tls_err);
+    ob->mtasts = mtasts_new(loop, ob->dns, ob->tls_verified, mtasts_port());
     struct net_limits lim = {
         .idle_timeout_ms = OB_TICK_MS,
         .tls_handshake_timeout_ms = conf->limits.tls_handshake_timeout_ms,
@@ -1457,6 +1637,7 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
 fail:
     tls_client_free(&ob->tls_mx);
     tls_client_free(&ob->tls_smarthost);
+    tls_client_free(&ob->tls_verified);
     if (ob->smarthost_password != NULL)
         explicit_bzero(ob->smarthost_password, strlen(ob->smarthost_password));
     free(ob->smarthost_password);
@@ -1486,6 +1667,8 @@ void outbound_stop(struct outbound *ob, void (*on_idle)(void *ctx), void *ctx)
     ob->idle_ctx = ctx;
     uv_timer_stop(&ob->poll_timer);
     uv_timer_stop(&ob->retry_timer);
+    for (struct dest *d = ob->dests; d != NULL; d = d->next)
+        mtasts_lookup_cancel(&d->sts_lookup);
     dns_free(&ob->dns); /* answers CANCELLED to what was asked */
     /* Each connection ends: QUIT when idle, at once mid-message or while
      * still connecting (a close may free it, and the list changes). */
@@ -1525,6 +1708,7 @@ static void timer_closed(uv_handle_t *h)
         return;
     tls_client_free(&ob->tls_mx);
     tls_client_free(&ob->tls_smarthost);
+    tls_client_free(&ob->tls_verified);
     free(ob->chunk);
     free(ob);
 }
@@ -1535,6 +1719,9 @@ void outbound_free(struct outbound **obp)
     if (ob == NULL)
         return;
     *obp = NULL;
+    for (struct dest *d = ob->dests; d != NULL; d = d->next)
+        mtasts_lookup_cancel(&d->sts_lookup);
+    mtasts_free(&ob->mtasts); /* before the resolver, whose answers free what it detached */
     dns_free(&ob->dns);
     while (ob->dests != NULL)
         dest_free(ob->dests);
