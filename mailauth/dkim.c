@@ -477,7 +477,7 @@ static void reader_index(struct dkim_reader *r)
 
 static void reader_keep(struct dkim_reader *r, const char *p, size_t n)
 {
-    if (r->head_over)
+    if (r->head_over || n == 0)
         return;
     if (r->head_len + n > DKIM_HEADER_MAX + 2) { /* + the empty line */
         r->head_over = true;

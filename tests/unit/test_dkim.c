@@ -247,7 +247,7 @@ static void test_canon(void)
 
 static void test_tags(void)
 {
-    struct dkim_tag t[DKIM_TAGS_MAX];
+    struct dkim_tag t[DKIM_TAGS_MAX + 1];
     size_t n = 99;
     const char *list = " v = 1 ;a=rsa-sha256;\r\n\tb= ab\r\n cd ;x=;";
     is_int(dkim_tags_parse(list, strlen(list), t, DKIM_TAGS_MAX, &n), 0, "a folded list parses");
