@@ -16,6 +16,7 @@
 #include "ctl.h"
 #include "dns.h"
 #include "spf.h"
+#include "util.h"
 
 static const char usage[] = "kotak check spf IP MAIL-FROM [HELO]   (MAIL-FROM \"\" or \"<>\" for "
                             "the null sender: then HELO is checked)";
