@@ -8,12 +8,18 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include "cert.h"
+#include "conf.h"
 #include "http.h"
+#include "net.h"
 #include "tap.h"
+#include "tls.h"
 
 /* --- the parser ---------------------------------------------------------- */
 
@@ -653,6 +659,129 @@ static struct result call(const char *method, uint64_t body_len, struct body_src
     return r;
 }
 
+/* --- over TLS ------------------------------------------------------------ */
+
+#define POLICY "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n"
+
+/* An HTTPS server on net itself: reads a request head, answers the policy, closes. */
+static void *https_open(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    return ctx;
+}
+
+static void https_input(struct net_conn *c, void *ctx)
+{
+    (void)ctx;
+    struct buf *in = net_conn_input(c);
+    if (buf_cstr(in) != NULL && strstr(buf_cstr(in), "\r\n\r\n") == NULL)
+        return;
+    char answer[256];
+    int n = snprintf(answer, sizeof(answer),
+                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(POLICY), POLICY);
+    net_conn_write(c, answer, (size_t)n);
+    buf_reset(in);
+    net_conn_close(c);
+}
+
+static void https_close(struct net_conn *c, void *ctx)
+{
+    (void)c;
+    (void)ctx;
+}
+
+static const struct net_proto https_proto = {
+    .open = https_open, .input = https_input, .close = https_close};
+
+static struct result tls_call(struct tls_client *cli, const char *host,
+                              const struct sockaddr_in *addr)
+{
+    struct result r = {0};
+    struct http_request req = {
+        .method = "GET",
+        .host = host,
+        .addr = (const struct sockaddr *)addr,
+        .path = "/.well-known/mta-sts.txt",
+        .tls = cli,
+        .response_max = 64 * 1024,
+        .timeout_ms = 10000,
+    };
+    http_call_start(&loop, &req, on_result, &r);
+    while (r.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0)
+        ;
+    return r;
+}
+
+static void tls_tests(void)
+{
+    char dir[] = "/tmp/kotak-test-http-XXXXXX", crt[128], key[128], err[256];
+    if (mkdtemp(dir) == NULL) {
+        ok(0, "a temporary folder");
+        return;
+    }
+    snprintf(crt, sizeof(crt), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    const char *name = "mta-sts.example.test";
+    is_int(cert_make_self_signed(&name, 1, crt, key, err, sizeof(err)), 0,
+           "a certificate for %s (%s)", name, err);
+    struct tls_server *ts = NULL;
+    is_int(tls_server_new(crt, key, &ts, err, sizeof(err)), 0, "the HTTPS server's TLS (%s)", err);
+
+    /* A free port for the listener. */
+    uv_tcp_t probe;
+    struct sockaddr_in addr;
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    uv_tcp_init(&loop, &probe);
+    uv_tcp_bind(&probe, (struct sockaddr *)&addr, 0);
+    int len = sizeof(addr);
+    uv_tcp_getsockname(&probe, (struct sockaddr *)&addr, &len);
+    uv_close((uv_handle_t *)&probe, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+
+    struct net_limits lim = {.idle_timeout_ms = 10000,
+                             .tls_handshake_timeout_ms = 10000,
+                             .connections = 16,
+                             .connections_per_address = 16,
+                             .stress_idle_timeout_ms = 10000,
+                             .connect_timeout_ms = 10000};
+    struct net_server *srv = net_server_new(&loop, ts, &lim, "https-test");
+    struct conf_endpoint ep = {.port = ntohs(addr.sin_port)};
+    snprintf(ep.host, sizeof(ep.host), "127.0.0.1");
+    is_int(net_listen(srv, &ep, true, &https_proto, NULL, "", err, sizeof(err)), 0,
+           "an HTTPS server on port %u (%s)", ep.port, err);
+
+    struct tls_client *verifying = NULL, *system = NULL;
+    is_int(tls_client_new(crt, true, &verifying, err, sizeof(err)), 0,
+           "a verifying client that trusts the test certificate (%s)", err);
+    struct result r = tls_call(verifying, name, &addr);
+    is_int(r.rc, 0, "over TLS, verified: the exchange succeeds (%s)", r.error);
+    ok(r.status == 200 && strcmp(r.body, POLICY) == 0, "the policy, whole (%d)", r.status);
+    is_str(r.ctype, "text/plain", "its content type");
+
+    r = tls_call(verifying, "mta-sts.other.test", &addr);
+    is_int(r.rc, -ECONNABORTED, "a certificate for another name: -ECONNABORTED");
+    ok(strstr(r.error, "TLS") != NULL, "the error says TLS failed (%s)", r.error);
+
+    is_int(tls_client_new(NULL, true, &system, err, sizeof(err)), 0,
+           "a verifying client on the system's trust anchors (%s)", err);
+    r = tls_call(system, name, &addr);
+    is_int(r.rc, -ECONNABORTED, "a certificate no system anchor vouches for: refused (%s)",
+           r.error);
+
+    net_server_stop_listening(srv);
+    while (net_server_count(srv) > 0 && uv_run(&loop, UV_RUN_ONCE) != 0)
+        ;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    net_server_free(&srv);
+    tls_client_free(&verifying);
+    tls_client_free(&system);
+    tls_server_free(&ts);
+    unlink(crt);
+    unlink(key);
+    rmdir(dir);
+}
+
 static void client_tests(void)
 {
     uv_loop_init(&loop);
@@ -807,6 +936,8 @@ static void client_tests(void)
     while (uv_is_active((uv_handle_t *)&wait))
         uv_run(&loop, UV_RUN_ONCE);
     is_int(rc.calls, 0, "cancelled at once: no callback");
+
+    tls_tests();
 
     if (server.client != NULL)
         server_close(server.client);
