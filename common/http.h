@@ -146,6 +146,11 @@ struct http_response {
  * control character or space where it may not). The handle is freed by
  * kotak after cb returns: drop it then. The request's strings are copied;
  * body_read and body_ctx must stay valid until cb.
+ *
+ * A body framed by the end of the connection (no Content-Length, not
+ * chunked) is taken as complete at any end, a reset included: such
+ * framing cannot tell a cut body from a whole one, so a caller that must
+ * know (a policy file) checks what it read.
  */
 struct http_call *http_call_start(struct uv_loop_s *loop, const struct http_request *req,
                                   void (*cb)(void *ctx, int rc, const struct http_response *resp),
