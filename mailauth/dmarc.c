@@ -321,8 +321,7 @@ static bool read_from_value(const char *p, const char *end, struct from_list *l)
     }
 }
 
-/* Whether the field line [p, end) is named From (RFC 5322 3.6.2; obs-from allows WSP before ':').
- */
+/* The value of the field line [p, end) if it is From: (RFC 5322 3.6.2, 4.5.2's obs-from). */
 static const char *from_value(const char *p, const char *end)
 {
     if (end - p < 5 || strncasecmp(p, "from", 4) != 0)
@@ -608,13 +607,12 @@ void dmarc_evaluate(const struct psl *psl, const char *from_domain, const char *
 void dmarc_outcome_unusable(int rc, const char *from_domain, struct dmarc_outcome *o)
 {
     memset(o, 0, sizeof(*o));
-    o->result = DMARC_PERMERROR;
+    o->result = rc == 0 ? DMARC_NONE : DMARC_PERMERROR;
     o->pct = 100;
     if (rc == 0) {
         say_why(o, "no From: field");
     } else if (rc < 0) {
-        snprintf(o->why, sizeof(o->why),
-                 "several From: fields, or a From: without one readable domain");
+        say_why(o, "several From: fields, or a From: without one readable domain");
     } else {
         copy_name(o->from_domain, from_domain);
         say_why(o, "the From: domain cannot carry a DMARC policy");

@@ -124,9 +124,13 @@ void dmarc_evaluate(const struct psl *psl, const char *from_domain, const char *
 /*
  * The outcome for a message whose From: cannot be checked: rc is what
  * dmarc_from_domain returned (0 or -1), or 1 for a domain that
- * dmarc_check_start refused. A permerror (RFC 7489 6.6.1 leaves such
- * messages to the receiver; RFC 8601 2.7.1: permerror is a message that
- * cannot be judged as it stands), with why saying which.
+ * dmarc_check_start refused. No From: field at all is none: such a
+ * message is not for DMARC to judge (RFC 7489 6.6.1), and 11.2's none
+ * covers "no aligned identifier could be extracted". Several From:
+ * fields, several domains or one that cannot be read are permerror: the
+ * message itself is malformed in the way 6.6.1 names as abusive, and
+ * permerror lets the receiver's policy tell it from mail without DMARC.
+ * why says which.
  */
 void dmarc_outcome_unusable(int rc, const char *from_domain, struct dmarc_outcome *o);
 

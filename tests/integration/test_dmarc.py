@@ -250,12 +250,16 @@ class DmarcCheck(unittest.TestCase):
             "two From fields": message(extra="From: mallory@other.example\r\n"),
             "two domains": message("From: alice@example.org, mallory@other.example"),
             "no address": message("From: Alice"),
-            "no From field": message("Sender: alice@example.org"),
         }
         for what, msg in cases.items():
             with self.subTest(what):
                 line = self.check(IP_ORG, "bounce@example.org", msg)
                 self.assertTrue(line.startswith("permerror policy=none "), line)
+
+    def test_no_from_field_is_none(self):
+        line = self.check(IP_ORG, "bounce@example.org", message("Sender: alice@example.org"))
+        self.assertTrue(line.startswith("none policy=none header.from=(none) "), line)
+        self.assertLine(line, "(no From: field)")
 
     def test_group_of_one_domain_is_checked(self):
         msg = message("From: Team: a@example.org, \"B, b\" <b@example.org>;")
