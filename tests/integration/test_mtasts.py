@@ -168,8 +168,9 @@ class MtaStsTestCase(PeerTestCase):
         shutil.copyfile(self.ca.cert, ca)
         os.chmod(ca, 0o644)
         env = {"SSL_CERT_FILE": ca, "KOTAK_MTASTS_PORT": str(policy_port or 9)}
+        self.dns_server = self.dns(zone)
         with mock.patch.dict(os.environ, env):
-            self.kotak({"port": str(peer.port)}, self.dns(zone))
+            self.kotak({"port": str(peer.port)}, self.dns_server)
 
     def assert_deferred_by_policy(self, peer, reason_re):
         self.submit([RCPT], message("held", to=RCPT))
@@ -238,6 +239,69 @@ class Enforce(MtaStsTestCase):
         self.assertTrue(starttls)
         self.wait_log(rf"event=delivery .*rcpt=<{RCPT}> .*result=deferred "
                       r"reply=.*MTA-STS .*")
+
+
+class Cached(MtaStsTestCase):
+
+    def test_a_failed_refetch_falls_back_on_the_cached_policy(self):
+        server = self.serve_policy(policy("enforce", MX))
+        peer = self.mx_peer(tls=False)  # enforce keeps everything from it
+        self.start_kotak(peer, self.zone(), server.port)
+        self.assert_deferred_by_policy(peer, r"reason=tls")
+        # A new id: kotak fetches again, finds the server gone, and keeps
+        # applying the cached policy (RFC 8461 5.1), so still nothing goes.
+        server.close()
+        self.dns_server.set_zone(self.zone(txt=("v=STSv1; id=2;",)))
+        self.wait_log(r"event=mta-sts-policy domain=sts.test result=fetch-failed .*"
+                      r"use=cached mode=enforce")
+        self.wait_log(r"event=mta-sts domain=sts.test mode=enforce .*result=refused", count=3)
+        self.assert_still_queued(RCPT)
+        self.assertEqual(peer.events("mail"), [])
+
+    def test_the_txt_record_gone_keeps_the_cached_policy(self):
+        server = self.serve_policy(policy("enforce", MX))
+        peer = self.mx_peer(tls=False)
+        self.start_kotak(peer, self.zone(), server.port)
+        self.assert_deferred_by_policy(peer, r"reason=tls")
+        fetches = len(server.requests)
+        self.dns_server.set_zone(self.zone(txt=None))
+        n = len(self.inst.wait_log(r"event=delivery .*result=deferred", count=1))
+        self.wait_log(r"event=delivery .*result=deferred", count=n + 2)
+        self.assert_still_queued(RCPT)
+        self.assertEqual(peer.events("mail"), [])
+        self.assertEqual(len(server.requests), fetches, "no record: nothing fetched")
+
+
+class Hostile(MtaStsTestCase):
+
+    def test_a_policy_over_64_kib_is_refused_and_mail_goes_as_without(self):
+        big = policy("enforce", "mx.elsewhere.test") + "x-pad: " + "a" * 70000 + "\r\n"
+        server = self.serve_policy(big)
+        peer = self.mx_peer(tls=False)
+        self.start_kotak(peer, self.zone(), server.port)
+        self.submit([RCPT], message("big policy", to=RCPT))
+        peer.wait_messages(1, timeout=WAIT)
+        self.wait_log(r"event=mta-sts-policy domain=sts.test result=fetch-failed .*use=none")
+
+    def test_an_invalid_policy_is_not_applied(self):
+        server = self.serve_policy("version: STSv1\r\nmode: enforce\r\nmax_age: 86400\r\n")
+        peer = self.mx_peer(tls=False)
+        self.start_kotak(peer, self.zone(), server.port)
+        self.submit([RCPT], message("invalid policy", to=RCPT))
+        peer.wait_messages(1, timeout=WAIT)
+        self.wait_log(r"event=mta-sts-policy domain=sts.test result=invalid "
+                      r"reason=\"the policy has no mx\" use=none")
+
+    def test_two_sts_records_mean_no_policy(self):
+        server = self.serve_policy(policy("enforce", "mx.elsewhere.test"))
+        peer = self.mx_peer(tls=False)
+        self.start_kotak(peer, self.zone(txt=("v=STSv1; id=1;", "v=STSv1; id=2;")),
+                         server.port)
+        self.submit([RCPT], message("two records", to=RCPT))
+        peer.wait_messages(1, timeout=WAIT)
+        self.assertEqual(server.requests, [])
+        self.wait_log(r"event=mta-sts-policy domain=sts.test result=no-record "
+                      r"reason=\"several records begin with v=STSv1\"")
 
 
 class Testing(MtaStsTestCase):
