@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "checks.h"
 #include "committer.h"
 #include "daemon.h"
 #include "log.h"
@@ -47,6 +48,7 @@ struct smtpd {
     struct service *svc;
     struct store *reader; /* look-ups on the loop thread */
     struct committer *committer;
+    struct checks *checks;
     struct outbound *outbound;
     uint8_t srs_secret[SRS_SECRET_SIZE];
     char *data_dir;
@@ -60,6 +62,8 @@ struct sconn {
     enum smtp_role role;
     struct spool spool;
     bool spool_open;
+    char id[16];  /* the connection's, for logs */
+    char ip[64];  /* the client's address */
 };
 
 /* --- the session, as the core sees it ------------------------------------ */
@@ -203,6 +207,44 @@ static int op_srs_reverse(void *ctx, const struct addr *rcpt, char *original)
     return rc == 0 ? 1 : rc;
 }
 
+static void checks_done(void *ctx, struct commit_job *job, const char *refusal)
+{
+    struct sconn *sc = ctx;
+    if (refusal == NULL && sc->conn.session != NULL) {
+        committer_submit(sc->d->committer, job); /* its result is the one awaited */
+        return;
+    }
+    /* Refused, or the client has gone: nothing was promised, nothing is kept. */
+    commit_job_free(job);
+    if (service_result_arrived(&sc->conn))
+        smtp_session_refused(sc->conn.session,
+                             refusal ? refusal : "451 4.3.0 Temporary failure, try again later");
+    service_result_done(&sc->conn);
+}
+
+/* Mail on the MX is checked; mail a user sends elsewhere is signed. */
+static bool start_checks(struct sconn *sc, const struct smtp_tx *tx, struct commit_job *job)
+{
+    struct check_request req = {
+        .session_id = sc->id,
+        .queue_id = tx->id,
+        .ip = sc->ip,
+        .helo = tx->helo,
+        .mail_from = tx->from,
+        .rcpts = (const char *const *)tx->named,
+        .n_rcpts = tx->n_rcpt_cmds,
+        .user = "",
+    };
+    if (sc->role == SMTP_ROLE_MX)
+        req.kind = CHECK_INBOUND;
+    else if (tx->user_id != 0 && tx->n_remote > 0)
+        req.kind = CHECK_SIGN;
+    else
+        return false;
+    checks_start(sc->d->checks, &req, job, checks_done, sc);
+    return true;
+}
+
 static void op_deliver(void *ctx, const struct smtp_tx *tx)
 {
     struct sconn *sc = ctx;
@@ -234,7 +276,8 @@ static void op_deliver(void *ctx, const struct smtp_tx *tx)
     }
     job->owner = sc;
     service_result_due(&sc->conn);
-    committer_submit(sc->d->committer, job);
+    if (!start_checks(sc, tx, job))
+        committer_submit(sc->d->committer, job);
 }
 
 static void commit_done(struct commit_job *job, void *ctx)
@@ -320,6 +363,8 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     };
     snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
+    snprintf(sc->id, sizeof(sc->id), "%s", net_conn_id(c));
+    snprintf(sc->ip, sizeof(sc->ip), "%s", net_conn_peer(c));
     service_conn_init(&sc->conn, d->svc, c, smtp_session_new(&cfg, &smtp_ops, sc), &session_ops);
     log_info("smtp session=%s ip=%s listener=%s event=connect", net_conn_id(c), net_conn_peer(c),
              l->name);
@@ -336,7 +381,8 @@ static void on_release(struct service_conn *conn)
 static size_t in_flight(void *ctx)
 {
     struct smtpd *d = ctx;
-    return committer_in_flight(d->committer) + (d->outbound ? outbound_busy(d->outbound) : 0);
+    return committer_in_flight(d->committer) + checks_in_flight(d->checks) +
+           (d->outbound ? outbound_busy(d->outbound) : 0);
 }
 
 static void outbound_idle(void *ctx)
@@ -349,12 +395,16 @@ static void on_stopping(void *ctx)
 {
     struct smtpd *d = ctx;
     outbound_stop(d->outbound, outbound_idle, d);
+    /* Last: a check that ends answers its session, and that may be the
+     * last work in flight, which ends the stop and frees what is above. */
+    checks_stop(d->checks);
 }
 
 static void on_stopped(void *ctx)
 {
     struct smtpd *d = ctx;
     outbound_free(&d->outbound);
+    checks_free(&d->checks);
     /* The read-only connection goes first: the last one to close copies the
      * WAL into the database and removes it, which a read-only one cannot. */
     store_close(&d->reader);
@@ -416,6 +466,8 @@ static void open_store(struct smtpd *d, uv_loop_t *loop)
     d->outbound = outbound_new(loop, d->conf, d->reader, d->committer, d->data_dir, d->srs_secret,
                                err, sizeof(err));
     if (d->outbound == NULL)
+        fatal(2, "%s", err);
+    if ((d->checks = checks_new(loop, d->conf, err, sizeof(err))) == NULL)
         fatal(2, "%s", err);
     free(path);
 }
