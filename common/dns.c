@@ -42,7 +42,7 @@ struct dns_sock {
     struct dns_sock *next;
 };
 
-enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDRS, DNS_KIND_TXT, DNS_KIND_PTR };
+enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDRS, DNS_KIND_TXT, DNS_KIND_PTR, DNS_KIND_LATER };
 
 /* One dns_mx or dns_addrs call, from the call until its answer. */
 struct dns_query {
@@ -56,6 +56,7 @@ struct dns_query {
     void (*txt_cb)(void *ctx, enum dns_status status, const char *const *records,
                    const size_t *lens, size_t n);
     void (*ptr_cb)(void *ctx, enum dns_status status, const char *const *names, size_t n);
+    void (*later_cb)(void *ctx, enum dns_status status);
     void *ctx;
     enum dns_status status;  /* MX; A for an address query */
     enum dns_status status6; /* AAAA */
@@ -265,6 +266,8 @@ static void query_answer(struct dns_query *q, bool cancelled)
     } else if (q->kind == DNS_KIND_TXT) {
         q->txt_cb(q->ctx, st1, ok ? (const char *const *)q->texts : NULL, ok ? q->lens : NULL,
                   ok ? q->n_texts : 0);
+    } else if (q->kind == DNS_KIND_LATER) {
+        q->later_cb(q->ctx, cancelled ? DNS_CANCELLED : DNS_OK);
     } else if (q->kind == DNS_KIND_PTR) {
         q->ptr_cb(q->ctx, st1, ok ? (const char *const *)q->texts : NULL, ok ? q->n_texts : 0);
     } else {
@@ -644,6 +647,17 @@ int dns_ptr(struct dns *d, const struct dns_addr *addr,
     q->outstanding = 1;
     ares_query(d->channel, name, ns_c_in, ns_t_ptr, on_ptr, q);
     timer_update(d);
+    return 0;
+}
+
+int dns_later(struct dns *d, void (*cb)(void *ctx, enum dns_status status), void *ctx)
+{
+    if (d->closing)
+        return -ECANCELED;
+    struct dns_query *q = query_new(d, DNS_KIND_LATER, ctx);
+    q->later_cb = cb;
+    q->outstanding = 1;
+    query_ended(q); /* nothing to ask: answered on the loop's next turn */
     return 0;
 }
 

@@ -128,6 +128,14 @@ int dns_ptr(struct dns *d, const struct dns_addr *addr,
             void (*cb)(void *ctx, enum dns_status status, const char *const *names, size_t n),
             void *ctx);
 
+/*
+ * Calls cb on the loop, later, as a look-up's answer comes: DNS_OK, or
+ * DNS_CANCELLED when dns_free comes first. For a caller whose answer is
+ * known at once but must, like every answer, come from the loop. Returns
+ * as dns_mx does.
+ */
+int dns_later(struct dns *d, void (*cb)(void *ctx, enum dns_status status), void *ctx);
+
 /* addr with port as a socket address, ready for uv_tcp_connect. */
 void dns_addr_sockaddr(const struct dns_addr *addr, uint16_t port, struct sockaddr_storage *ss_r);
 

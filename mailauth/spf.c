@@ -1184,10 +1184,10 @@ static bool identity_domain(const char *sender, char out[DNS_NAME_MAX + 1])
     return dns_name_valid(out) && strchr(out, '.') != NULL && out[0] != '[';
 }
 
-/* The answer to the question that only brings an immediate result onto the loop. */
-static void on_hop(void *ctx, enum dns_status status, const char *const *names, size_t n)
+/* An immediate result, brought onto the loop. */
+static void on_later(void *ctx, enum dns_status status)
 {
-    (void)status, (void)names, (void)n;
+    (void)status;
     struct spf_check *c = ctx;
     if (!answered(c))
         return;
@@ -1231,7 +1231,7 @@ struct spf_check *spf_check_start(struct dns *dns, const char *ip, const char *s
     } else {
         snprintf(c->out.why, sizeof(c->out.why), "%s names no domain to check",
                  c->out.helo ? "HELO" : "MAIL FROM");
-        rc = dns_ptr(dns, &c->ip, on_hop, c);
+        rc = dns_later(dns, on_later, c);
     }
     if (rc < 0) {
         free(c);

@@ -519,6 +519,27 @@ static void test_txt_ptr(void)
     dns_free(&d);
 }
 
+static void on_later(void *ctx, enum dns_status status)
+{
+    struct txt_res *r = ctx;
+    r->calls++;
+    r->status = status;
+}
+
+static void test_later(void)
+{
+    struct dns *d = resolver(servers, 300, 2);
+    struct txt_res r = {0}, cancelled = {0};
+    is_int(dns_later(d, on_later, &r), 0, "later: asked");
+    ok(r.calls == 0, "later: not answered inside dns_later");
+    ok(run_until(&r.calls, 1), "later: answered from the loop");
+    is_str(dns_status_name(r.status), "ok", "later: ok");
+    is_int(dns_later(d, on_later, &cancelled), 0, "later: asked again");
+    dns_free(&d);
+    is_int(cancelled.calls, 1, "later: answered by dns_free");
+    is_str(dns_status_name(cancelled.status), "cancelled", "later: cancelled");
+}
+
 static void test_addrs(void)
 {
     struct dns *d = resolver(servers, 300, 2);
@@ -749,6 +770,7 @@ int main(int argc, char **argv)
     test_mx();
     test_addrs();
     test_txt_ptr();
+    test_later();
     test_immediate_failure();
     test_free_pending();
     test_free_in_callback();
