@@ -803,6 +803,23 @@ static bool copy_domain(const char *p, size_t n, char *out)
     return dns_name_valid(out);
 }
 
+/*
+ * Copies a value that goes into results, and from there into header fields
+ * and logs, when it is one token of visible ASCII (no folding, no space)
+ * that fits; else leaves out empty.
+ */
+static void copy_token(const char *p, size_t n, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (n >= size)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e || p[i] == ';')
+            return;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
 /* Whether sub is domain or a name below it. */
 static bool domain_within(const char *sub, const char *domain)
 {
@@ -837,14 +854,10 @@ static void sig_parse(struct dkim_verify *v, struct dkim_sig *s, struct dkim_bod
     /* What the result shows, as soon as it is known. */
     if (td != NULL && !copy_domain(td->value, td->value_len, s->r.domain))
         s->r.domain[0] = '\0';
-    if (ts != NULL && ts->value_len < sizeof(s->r.selector)) {
-        memcpy(s->r.selector, ts->value, ts->value_len);
-        s->r.selector[ts->value_len] = '\0';
-    }
-    if (ta != NULL && ta->value_len < sizeof(s->r.algorithm)) {
-        memcpy(s->r.algorithm, ta->value, ta->value_len);
-        s->r.algorithm[ta->value_len] = '\0';
-    }
+    if (ts != NULL)
+        copy_token(ts->value, ts->value_len, s->r.selector, sizeof(s->r.selector));
+    if (ta != NULL)
+        copy_token(ta->value, ta->value_len, s->r.algorithm, sizeof(s->r.algorithm));
     if (tb != NULL) {
         size_t k = 0;
         for (size_t i = 0; i < tb->value_len && k < 8; i++)
@@ -885,7 +898,7 @@ static void sig_parse(struct dkim_verify *v, struct dkim_sig *s, struct dkim_bod
         snprintf(s->key_name, sizeof(s->key_name), "%s._domainkey.%s", s->r.selector, s->r.domain);
     if (s->r.selector[0] == '\0' || name_len < 0 || (size_t)name_len >= sizeof(s->key_name) ||
         !dns_name_valid(s->key_name)) {
-        sig_verdict(s, DKIM_PERMERROR, "s= and d= make no domain name");
+        sig_verdict(s, DKIM_PERMERROR, "s= and d= make no key name");
         return;
     }
     bool body_relaxed = false;
@@ -1158,7 +1171,7 @@ void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status sta
         if (rc != 0)
             sig_verdict(s, DKIM_FAIL, "signature did not verify");
         else
-            sig_verdict(s, DKIM_PASS, "%s", testing ? "the key is in testing mode (t=y)" : "");
+            sig_verdict(s, DKIM_PASS, "%s", testing ? "key in testing mode, t=y" : "");
         return;
     }
     sig_verdict(s, DKIM_PERMERROR, "%s", why);

@@ -36,7 +36,11 @@ enum dkim_status {
 
 const char *dkim_status_name(enum dkim_status s);
 
-/* One signature's verdict. */
+/*
+ * One signature's verdict. Every string is visible ASCII without spaces
+ * (why aside, which is ours), empty when the signature did not hold a
+ * usable value: safe to write into a header field or a log line.
+ */
 struct dkim_result {
     enum dkim_status status;
     char domain[DNS_NAME_MAX + 1];   /* d=, lower case */

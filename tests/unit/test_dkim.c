@@ -602,12 +602,19 @@ static void test_limits(void)
         "DKIM-Signature: v=1; a=ed25519-sha256; d=example.org; s=sel; h=from; bh=x; b=x",
         "DKIM-Signature: v=1; v=1; a=rsa-sha256",
         "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=sel; i=nobody; h=from; bh=x; b=x",
+        "DKIM-Signature: v=1; a=rsa-\r\n sha256; d=example.org; s=s\r\n el; h=from; bh=x; b=x",
+        "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=a\r\n\tX-Injected: 1; h=from; "
+        "bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *msg = concat(bad[i], "\r\nFrom: a@example.org\r\n\r\nbody\r\n");
         v = verify_with(msg, key_record);
         ok(v.count == 1 && v.r[0].status == DKIM_PERMERROR, "bad signature %zu: permerror (%s)", i,
            v.count ? v.r[0].why : "none");
+        ok(v.count == 1 && strpbrk(v.r[0].domain, "\r\n\t ;") == NULL &&
+               strpbrk(v.r[0].selector, "\r\n\t ;") == NULL &&
+               strpbrk(v.r[0].algorithm, "\r\n\t ;") == NULL,
+           "and its results hold no whitespace to carry into a header field");
         free(msg);
     }
     /* A header section past DKIM_HEADER_MAX. */
