@@ -69,6 +69,8 @@ struct check_run {
     size_t n_forged;
     struct headers_place *subjects; /* Subject: fields, for rspamd's rewrite */
     size_t n_subjects;
+    struct headers_place *spam; /* X-Spam fields from outside: ours replace them */
+    size_t n_spam;
     uint64_t insert_at; /* the end of the first line (Return-Path:) */
     struct dkim_verify *dkim;
     char *signature; /* CHECK_SIGN: the DKIM-Signature: field, or NULL */
@@ -144,6 +146,25 @@ static void find_forged(struct check_run *run, const char *hdr, size_t len)
     run->n_forged = kept;
 }
 
+/*
+ * The X-Spam, X-Spam-Score and X-Spam-Status fields a message came with:
+ * mail readers filter on them, and only ours may say what rspamd thought.
+ */
+static void find_spam_fields(struct check_run *run, const char *hdr, size_t len)
+{
+    static const char *const names[] = {"X-Spam", "X-Spam-Score", "X-Spam-Status"};
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        struct headers_place *found;
+        size_t n = headers_fields_named(hdr, len, names[k], &found);
+        if (n == 0)
+            continue;
+        run->spam = xrealloc(run->spam, (run->n_spam + n) * sizeof(*run->spam));
+        memcpy(run->spam + run->n_spam, found, n * sizeof(*found));
+        run->n_spam += n;
+        free(found);
+    }
+}
+
 /* Signs with the key of the From: domain, else of the sender's domain, if either has one. */
 static void sign(struct check_run *run, struct spool *sp)
 {
@@ -202,8 +223,10 @@ static void work(uv_work_t *w)
         sign(run, sp);
     } else {
         find_forged(run, head, hdr_len);
-        if (run->c->rspamd != NULL)
+        if (run->c->rspamd != NULL) {
             run->n_subjects = headers_fields_named(head, hdr_len, "Subject", &run->subjects);
+            find_spam_fields(run, head, hdr_len);
+        }
         run->dkim = dkim_verify_new();
         feed_all(sp, feed_verify, run->dkim);
         dkim_verify_finish(run->dkim);
@@ -309,7 +332,10 @@ static const char *judge(struct check_run *run, char *line, size_t size)
         return NULL;
     switch (run->rspamd_out.action) {
     case RSPAMD_REJECT:
-        return "550 5.7.1 Message rejected as spam";
+        /* rspamd's own words when it gave some: printable ASCII, bounded. */
+        snprintf(line, size, "550 5.7.1 Message rejected as spam%s%s",
+                 run->rspamd_out.message[0] ? ": " : "", run->rspamd_out.message);
+        return line;
     case RSPAMD_SOFT_REJECT:
     case RSPAMD_GREYLIST:
         return "451 4.7.1 Try again later";
@@ -333,7 +359,8 @@ static void edit_job(struct check_run *run)
     struct buf b;
     buf_init(&b, 0);
     size_t n_out = run->n_forged;
-    struct headers_place *out = xcalloc(run->n_forged + run->n_subjects + 1, sizeof(*out));
+    struct headers_place *out =
+        xcalloc(run->n_forged + run->n_subjects + run->n_spam + 1, sizeof(*out));
     if (run->n_forged > 0)
         memcpy(out, run->forged, run->n_forged * sizeof(*out));
     if (run->req.kind == CHECK_SIGN) {
@@ -341,6 +368,9 @@ static void edit_job(struct check_run *run)
             buf_append_str(&b, run->signature);
     } else {
         put_authres(run, &b);
+        if (run->n_spam > 0) /* found only when rspamd is on */
+            memcpy(out + n_out, run->spam, run->n_spam * sizeof(*out));
+        n_out += run->n_spam;
         if (run->c->rspamd != NULL && run->rspamd_out.action != RSPAMD_UNREACHABLE) {
             rspamd_headers(&run->rspamd_out, &b);
             if (run->rspamd_out.action == RSPAMD_REWRITE_SUBJECT &&
@@ -407,6 +437,7 @@ static void run_closed(uv_handle_t *h)
     dkim_verify_free(&run->dkim);
     free(run->forged);
     free(run->subjects);
+    free(run->spam);
     free(run->signature);
     for (size_t i = 0; i < run->req.n_rcpts; i++)
         free(run->rcpts[i]);
