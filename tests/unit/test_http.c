@@ -715,7 +715,7 @@ static struct result tls_call(struct tls_client *cli, const char *host,
 
 static void tls_tests(void)
 {
-    char dir[] = "/tmp/kotak-test-http-XXXXXX", crt[128], key[128], err[256];
+    char dir[] = "/tmp/kotak-test-http-XXXXXX", crt[128], key[128], err[256] = "";
     if (mkdtemp(dir) == NULL) {
         ok(0, "a temporary folder");
         return;
