@@ -386,10 +386,12 @@ void dkim_body_canon_finish(struct dkim_body_canon *c,
 
 /* --- reading a message ---------------------------------------------------- */
 
+_Static_assert(DKIM_HEADER_MAX < UINT32_MAX / 2, "a kept header section's offsets fit 32 bits");
+
 /* One header field in the kept section. */
 struct dkim_field {
-    size_t off, len; /* its octets, the final CRLF (when there) included */
-    size_t name_len; /* its name, without the whitespace before the colon; 0: no name */
+    uint32_t off, len; /* its octets, the final CRLF (when there) included */
+    uint32_t name_len; /* its name, without the whitespace before the colon; 0: no name */
 };
 
 /* A body hash: what one signature hashes of one canonical body. */
@@ -461,8 +463,8 @@ static void reader_index(struct dkim_reader *r)
             r->fields = xrealloc(r->fields, cap * sizeof(*r->fields));
         }
         struct dkim_field *f = &r->fields[r->n_fields++];
-        f->off = start;
-        f->len = i - start;
+        f->off = (uint32_t)start;
+        f->len = (uint32_t)(i - start);
         f->name_len = 0;
         const char *colon = memchr(r->head + start, ':', f->len);
         const char *lf = memchr(r->head + start, '\n', f->len);
@@ -470,7 +472,7 @@ static void reader_index(struct dkim_reader *r)
             size_t nl = (size_t)(colon - (r->head + start));
             while (nl > 0 && is_wsp(r->head[start + nl - 1]))
                 nl--;
-            f->name_len = nl;
+            f->name_len = (uint32_t)nl;
         }
     }
 }
