@@ -175,6 +175,33 @@ def rewrite_config(text, changes):
     return "\n".join(out) + "\n"
 
 
+def split_trace(stored):
+    """A stored message's trace and the rest: (the Return-Path: line, the
+    Authentication-Results: field the MX adds or b"", the Received: field,
+    what the client sent), each field with its continuation lines and CRLF.
+    Raises AssertionError when the message does not start that way."""
+    if not stored.startswith(b"Return-Path: <"):
+        raise AssertionError(f"no Return-Path first: {stored[:80]!r}")
+    fields = []
+    rest = stored
+    for name in (b"Return-Path: ", b"Authentication-Results: ", b"Received: "):
+        if not rest.startswith(name):
+            if name == b"Authentication-Results: ":
+                fields.append(b"")
+                continue
+            raise AssertionError(f"no {name.decode().strip()} where expected: {stored[:300]!r}")
+        lines = rest.split(b"\r\n")
+        i = 1
+        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            i += 1
+        field = b"\r\n".join(lines[:i]) + b"\r\n"
+        fields.append(field)
+        rest = rest[len(field):]
+    if fields[1] and not fields[1].startswith(f"Authentication-Results: {HOSTNAME};".encode()):
+        raise AssertionError(f"an Authentication-Results: not ours: {fields[1]!r}")
+    return fields[0], fields[1], fields[2], rest
+
+
 def merge_config(*configs):
     out = {}
     for c in configs:

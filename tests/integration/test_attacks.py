@@ -548,10 +548,11 @@ class HeaderInjectionTest(AttackTest):
         stored = [b for b in self.kotak.bodies(ALICE) if b.endswith(sent)]
         self.assertEqual(len(stored), 1)
         headers = self.received_of(stored[0], sent)
-        self.assertEqual([h.split(b":")[0] for h in headers], [b"Return-Path", b"Received"],
+        self.assertEqual([h.split(b":")[0] for h in headers],
+                         [b"Return-Path", b"Authentication-Results", b"Received"],
                          f"EHLO {name!r} made the trace {headers!r}")
-        m = re.match(rb"^Received: from (\S+) \(\[127\.0\.0\.1\]\)\r\n\tby ", headers[1])
-        self.assertIsNotNone(m, headers[1])
+        m = re.match(rb"^Received: from (\S+) \(\[127\.0\.0\.1\]\)\r\n\tby ", headers[2])
+        self.assertIsNotNone(m, headers[2])
         shown = m.group(1).decode("ascii")
         self.assertEqual(shown, name)
         self.assertRegex(shown, SAFE_HELO)
@@ -583,7 +584,8 @@ class HeaderInjectionTest(AttackTest):
         stored = self.kotak.bodies(ALICE)[-1]
         headers = self.received_of(stored, sent)
         self.assertEqual(headers[0], f"Return-Path: <{sender}>".encode())
-        self.assertEqual(len(headers), 2)
+        self.assertEqual(len(headers), 3)  # and the MX's Authentication-Results:, then Received:
+        self.assertTrue(headers[1].startswith(f"Authentication-Results: {HOSTNAME};".encode()))
         log = self.kotak.wait_log(r"event=accepted", count=1)
         log = self.assertLogWellFormed("smtpd")
         accepted = [l for l in log.splitlines() if "event=accepted" in l]
@@ -605,7 +607,7 @@ class HeaderInjectionTest(AttackTest):
         c.send(sent + b".\r\n")
         self.assertReply(c.reply(), 250)
         stored = self.kotak.bodies(ALICE)[-1]
-        self.assertEqual(len(self.received_of(stored, sent)), 2)
+        self.assertEqual(len(self.received_of(stored, sent)), 3)  # with Authentication-Results:
         self.assertNotIn(b"Injected", stored[:len(stored) - len(sent)])
         self.kotak.wait_log(r"event=accepted", count=1)
         log = self.assertLogWellFormed("smtpd")

@@ -16,7 +16,7 @@ import unittest
 import uuid
 
 from kotak_harness import (DAEMONS, PASSWORDS, SOCKET_TIMEOUT, KotakTestCase, RawClient,
-                           clean_env, rewrite_config)
+                           clean_env, rewrite_config, split_trace)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -41,16 +41,9 @@ def message(tok, body=b"Hello.\r\n", to=ALICE):
 
 
 def after_trace(stored):
-    """The stored message without kotak's Return-Path: and Received: lines."""
-    if not stored.startswith(b"Return-Path: <"):
-        raise AssertionError(f"no Return-Path first: {stored[:80]!r}")
-    lines = stored.split(b"\r\n")
-    if not lines[1].startswith(b"Received: "):
-        raise AssertionError(f"no Received: second: {stored[:200]!r}")
-    i = 2
-    while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
-        i += 1
-    return b"\r\n".join(lines[i:])
+    """The stored message without kotak's trace: Return-Path:, the
+    MX's Authentication-Results: and Received:."""
+    return split_trace(stored)[3]
 
 
 class Pop3Raw(RawClient):

@@ -21,7 +21,8 @@ import unittest
 import uuid
 
 from kotak_harness import (HOSTNAME, PASSWORDS, POP3, SMTP, SMTP_SSL, SOCKET_TIMEOUT,
-                           KotakTestCase, RawClient, config, free_ports, ipv6_loopback_available)
+                           KotakTestCase, RawClient, config, free_ports, ipv6_loopback_available,
+                           split_trace)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -149,16 +150,10 @@ class SmtpdTest(KotakTestCase):
             self.assertIn(text, msg)
 
     def split_trace(self, stored):
-        """Return-Path line, Received header (folded lines), and the rest."""
-        self.assertTrue(stored.startswith(b"Return-Path: <"), stored[:80])
-        first, rest = stored.split(b"\r\n", 1)
-        self.assertTrue(rest.startswith(b"Received: "), rest[:80])
-        lines = rest.split(b"\r\n")
-        i = 1
-        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
-            i += 1
-        received = b"\r\n".join(lines[:i]) + b"\r\n"
-        return first + b"\r\n", received, rest[len(received):]
+        """Return-Path line, Received header (folded lines), and the rest;
+        the Authentication-Results: field the MX adds is left out."""
+        rp, _, received, rest = split_trace(stored)
+        return rp, received, rest
 
     def assertStoredExactly(self, user, sent, sender=REMOTE, n=None, compare=True):
         """The user's last stored message is trace headers + exactly `sent`.
