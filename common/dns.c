@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "dns_cache.h"
 #include "util.h"
 
 /* A socket c-ares asked us to watch. Freed in its close callback. */
@@ -67,6 +68,7 @@ struct dns_query {
     char **texts; /* TXT records or PTR names, DNS_TXT_MAX room, on DNS_OK */
     size_t *lens;
     size_t n_texts;
+    char name[DNS_NAME_MAX + 2]; /* a TXT question's, for the cache */
 };
 
 struct dns {
@@ -79,6 +81,7 @@ struct dns {
     struct dns_query *done, *done_tail;
     unsigned handles; /* open or closing: the memory goes when it reaches 0 */
     bool closing;
+    struct dns_cache *cache; /* TXT answers, kept for their TTL */
 };
 
 const char *dns_status_name(enum dns_status status)
@@ -146,6 +149,7 @@ static void dns_release(struct dns *d)
         return;
     assert(d->closing && d->queries == NULL && d->socks == NULL);
     ares_library_cleanup();
+    dns_cache_free(&d->cache);
     free(d);
 }
 
@@ -471,6 +475,44 @@ static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, in
     query_ended(q);
 }
 
+/*
+ * The smallest TTL of the answer section's records of type, in seconds;
+ * 0 when the answer cannot be read that far (then nothing is kept).
+ */
+static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type)
+{
+    if (alen < 12)
+        return 0;
+    unsigned qd = (unsigned)abuf[4] << 8 | abuf[5], an = (unsigned)abuf[6] << 8 | abuf[7];
+    const unsigned char *p = abuf + 12, *end = abuf + alen;
+    uint32_t ttl = UINT32_MAX;
+    for (unsigned i = 0; i < qd + an; i++) {
+        char *name = NULL;
+        long enc = 0;
+        if (ares_expand_name(p, abuf, alen, &name, &enc) != ARES_SUCCESS)
+            return 0;
+        ares_free_string(name);
+        p += enc;
+        if (i < qd) {
+            if (end - p < 4)
+                return 0;
+            p += 4; /* type, class */
+            continue;
+        }
+        if (end - p < 10)
+            return 0;
+        int rtype = p[0] << 8 | p[1];
+        uint32_t rttl = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        size_t rdlen = (size_t)(p[8] << 8 | p[9]);
+        if ((size_t)(end - p) < 10 + rdlen)
+            return 0;
+        p += 10 + rdlen;
+        if (rtype == type && rttl < ttl)
+            ttl = rttl;
+    }
+    return ttl == UINT32_MAX ? 0 : ttl;
+}
+
 static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     (void)timeouts;
@@ -510,6 +552,9 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
     }
     ares_free_data(list);
     q->status = q->n_texts > 0 ? DNS_OK : DNS_NODATA;
+    if (q->status == DNS_OK && !q->d->closing)
+        dns_cache_put(q->d->cache, q->name, (const char *const *)q->texts, q->lens, q->n_texts,
+                      uv_now(q->d->loop), answer_ttl(abuf, alen, ns_t_txt));
     query_ended(q);
 }
 
@@ -613,6 +658,23 @@ int dns_txt(struct dns *d, const char *name,
     q->txt_cb = cb;
     q->status = DNS_TEMPFAIL;
     q->outstanding = 1;
+    const char *const *records;
+    const size_t *lens;
+    size_t n = dns_cache_get(d->cache, name, uv_now(d->loop), &records, &lens);
+    if (n > 0) { /* answered from the cache, on the loop's next turn as any answer */
+        q->texts = xcalloc(DNS_TXT_MAX, sizeof(*q->texts));
+        q->lens = xcalloc(DNS_TXT_MAX, sizeof(*q->lens));
+        for (size_t i = 0; i < n && i < DNS_TXT_MAX; i++) {
+            q->texts[i] = xmalloc(lens[i] + 1);
+            memcpy(q->texts[i], records[i], lens[i] + 1);
+            q->lens[i] = lens[i];
+            q->n_texts++;
+        }
+        q->status = DNS_OK;
+        query_ended(q);
+        return 0;
+    }
+    snprintf(q->name, sizeof(q->name), "%s", name);
     ares_query(d->channel, name, ns_c_in, ns_t_txt, on_txt, q);
     timer_update(d);
     return 0;
@@ -703,6 +765,7 @@ struct dns *dns_new(uv_loop_t *loop, const char *servers, unsigned timeout_ms, u
     }
     struct dns *d = xcalloc(1, sizeof(*d));
     d->loop = loop;
+    d->cache = dns_cache_new();
     struct ares_options o;
     memset(&o, 0, sizeof(o));
     int mask = ARES_OPT_SOCK_STATE_CB;
@@ -719,6 +782,7 @@ struct dns *dns_new(uv_loop_t *loop, const char *servers, unsigned timeout_ms, u
     rc = ares_init_options(&d->channel, &o, mask);
     if (rc != ARES_SUCCESS) {
         snprintf(err, err_size, "cannot start the DNS resolver: %s", ares_strerror(rc));
+        dns_cache_free(&d->cache);
         free(d);
         ares_library_cleanup();
         return NULL;
@@ -726,6 +790,7 @@ struct dns *dns_new(uv_loop_t *loop, const char *servers, unsigned timeout_ms, u
     if (servers != NULL && servers[0] != '\0' &&
         servers_set(d->channel, servers, err, err_size) < 0) {
         ares_destroy(d->channel);
+        dns_cache_free(&d->cache);
         free(d);
         ares_library_cleanup();
         return NULL;

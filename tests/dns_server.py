@@ -26,7 +26,9 @@ example.test that has no entry of its own):
     }
 
 A TXT record is a string (split into character-strings of 255 octets) or
-a list of strings, each one character-string of the record.
+a list of strings, each one character-string of the record. Records have a
+TTL of 60 seconds, or the entry's "ttl" (0 for a record a test changes
+while a resolver that caches is running).
 
 A name without an entry is NXDOMAIN; an entry without records of the type
 asked is NOERROR with no answer (NODATA). "types" overrides rcode, drop and
@@ -109,27 +111,28 @@ class Zone:
         if rcode is not None:
             reply.header.rcode = getattr(RCODE, rcode.upper())
             return reply, delay
+        ttl = entry.get("ttl", TTL)
         seen = set()
         owner = name
         while entry is not None and "CNAME" in entry and qtype != "CNAME" and owner not in seen:
             seen.add(owner)
             target = entry["CNAME"]
-            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=TTL, rdata=CNAME(target)))
+            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=CNAME(target)))
             owner = target
             entry = self.find(target)
         if entry is None:
             reply.header.rcode = RCODE.NXDOMAIN
             return reply, delay
         for pref, host in entry.get("MX", []) if qtype == "MX" else []:
-            reply.add_answer(RR(owner, QTYPE.MX, ttl=TTL, rdata=MX(host, pref)))
+            reply.add_answer(RR(owner, QTYPE.MX, ttl=ttl, rdata=MX(host, pref)))
         for addr in entry.get("A", []) if qtype == "A" else []:
-            reply.add_answer(RR(owner, QTYPE.A, ttl=TTL, rdata=A(addr)))
+            reply.add_answer(RR(owner, QTYPE.A, ttl=ttl, rdata=A(addr)))
         for addr in entry.get("AAAA", []) if qtype == "AAAA" else []:
-            reply.add_answer(RR(owner, QTYPE.AAAA, ttl=TTL, rdata=AAAA(addr)))
+            reply.add_answer(RR(owner, QTYPE.AAAA, ttl=ttl, rdata=AAAA(addr)))
         for text in entry.get("TXT", []) if qtype == "TXT" else []:
-            reply.add_answer(RR(owner, QTYPE.TXT, ttl=TTL, rdata=TXT(txt_strings(text))))
+            reply.add_answer(RR(owner, QTYPE.TXT, ttl=ttl, rdata=TXT(txt_strings(text))))
         for host in entry.get("PTR", []) if qtype == "PTR" else []:
-            reply.add_answer(RR(owner, QTYPE.PTR, ttl=TTL, rdata=PTR(host)))
+            reply.add_answer(RR(owner, QTYPE.PTR, ttl=ttl, rdata=PTR(host)))
         return reply, delay
 
 

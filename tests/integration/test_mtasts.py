@@ -154,7 +154,9 @@ class MtaStsTestCase(PeerTestCase):
             f"mta-sts.{DOMAIN}": {"A": [POLICY_IP]},
         }
         if txt is not None:
-            z[f"_mta-sts.{DOMAIN}"] = {"TXT": list(txt)}
+            # TTL 0: kotak-smtpd's resolver caches TXT answers for their TTL,
+            # and these tests change the record while it runs.
+            z[f"_mta-sts.{DOMAIN}"] = {"TXT": list(txt), "ttl": 0}
         return z
 
     def start_kotak(self, peer, zone, policy_port=None):

@@ -70,7 +70,7 @@ static void write_zone(void)
     zone_add(f, "'servfail.test': {'rcode': 'SERVFAIL'}");
     zone_add(f, "'refused.test': {'rcode': 'REFUSED'}");
     zone_add(f, "'silent.test': {'drop': True}");
-    zone_add(f, "'slow.test': {'delay_ms': 200, 'MX': [(5, 'mx.slow.test')]}");
+    zone_add(f, "'slow.test': {'delay_ms': 200, 'MX': [(5, 'mx.slow.test')], 'TXT': ['slow']}");
     zone_add(f, "'half.test': {'A': ['192.0.2.7'], 'types': {'AAAA': {'rcode': 'SERVFAIL'}}}");
     fputs("'spf.test': {'TXT': ['v=spf1 -all', ['two ', 'strings'], '", f);
     for (int i = 0; i < 300; i++)
@@ -500,6 +500,17 @@ static void test_txt_ptr(void)
     txt_of(d, "many-txt.test", &r);
     is_int(r.n, DNS_TXT_MAX, "TXT: at most DNS_TXT_MAX records are kept");
     is_str(r.rec[DNS_TXT_MAX - 1], "t31", "TXT: the first ones, in order");
+    uint64_t t0 = uv_hrtime();
+    txt_of(d, "slow.test", &r);
+    uint64_t first_ms = (uv_hrtime() - t0) / 1000000;
+    t0 = uv_hrtime();
+    txt_of(d, "SLOW.test.", &r);
+    uint64_t second_ms = (uv_hrtime() - t0) / 1000000;
+    ok(first_ms >= 150, "TXT: the first answer waits on the server (%llu ms)",
+       (unsigned long long)first_ms);
+    ok(second_ms < 100 && strcmp(r.rec[0], "slow") == 0,
+       "TXT: the same name again is answered from the cache (%llu ms)",
+       (unsigned long long)second_ms);
     txt_of(d, "mx1.example.test", &r);
     is_str(dns_status_name(r.status), "nodata", "TXT of a name with none: nodata");
     txt_of(d, "nowhere.test", &r);

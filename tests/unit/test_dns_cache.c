@@ -1,0 +1,92 @@
+/*
+ * test_dns_cache.c — TXT answers are kept for their TTL (capped), looked
+ * up without regard to case, and dropped least recently used first when
+ * the count or the bytes run out.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "dns_cache.h"
+#include "tap.h"
+
+static void put1(struct dns_cache *c, const char *name, const char *text, uint64_t now,
+                 uint32_t ttl)
+{
+    const char *records[1] = {text};
+    size_t lens[1] = {strlen(text)};
+    dns_cache_put(c, name, records, lens, 1, now, ttl);
+}
+
+static const char *get1(struct dns_cache *c, const char *name, uint64_t now)
+{
+    const char *const *records;
+    const size_t *lens;
+    return dns_cache_get(c, name, now, &records, &lens) > 0 ? records[0] : "(none)";
+}
+
+int main(void)
+{
+    struct dns_cache *c = dns_cache_new();
+    put1(c, "Example.ORG.", "v=spf1 -all", 1000, 60);
+    is_str(get1(c, "example.org", 1000), "v=spf1 -all", "kept, found whatever the case and final dot");
+    is_str(get1(c, "example.org", 60999), "v=spf1 -all", "still there just before its TTL ends");
+    is_str(get1(c, "example.org", 61000), "(none)", "gone when its TTL ends");
+    is_int((int)dns_cache_count(c), 0, "an expired entry is dropped when asked");
+
+    put1(c, "zero.test", "x", 0, 0);
+    is_str(get1(c, "zero.test", 0), "(none)", "TTL 0: not kept");
+    put1(c, "long.test", "x", 0, 86400 * 7);
+    is_str(get1(c, "long.test", (uint64_t)DNS_CACHE_TTL_MAX * 1000 - 1), "x",
+           "a long TTL is kept up to the cap");
+    is_str(get1(c, "long.test", (uint64_t)DNS_CACHE_TTL_MAX * 1000), "(none)",
+           "and no longer than the cap");
+
+    put1(c, "twice.test", "old", 0, 60);
+    put1(c, "twice.test", "new", 0, 60);
+    is_str(get1(c, "twice.test", 0), "new", "a second answer replaces the first");
+    is_int((int)dns_cache_count(c), 1, "one entry for the name");
+
+    const char *two[2] = {"a", "bc"};
+    size_t lens2[2] = {1, 2};
+    dns_cache_put(c, "two.test", two, lens2, 2, 0, 60);
+    const char *const *r;
+    const size_t *l;
+    is_int((int)dns_cache_get(c, "two.test", 0, &r, &l), 2, "every record of an answer");
+    ok(strcmp(r[1], "bc") == 0 && l[1] == 2, "each with its length");
+
+    static char big[DNS_CACHE_BYTES_MAX / 10 + 1];
+    memset(big, 'x', sizeof(big) - 1);
+    put1(c, "big.test", big, 0, 60);
+    is_str(get1(c, "big.test", 0), "(none)", "an answer past a tenth of the bytes is not kept");
+
+    /* The count: the least recently used goes first. */
+    dns_cache_free(&c);
+    c = dns_cache_new();
+    char name[64];
+    for (int i = 0; i < DNS_CACHE_ENTRIES_MAX; i++) {
+        snprintf(name, sizeof(name), "n%d.test", i);
+        put1(c, name, "r", 0, 60);
+    }
+    is_str(get1(c, "n0.test", 0), "r", "the oldest, used again, moves to the front");
+    put1(c, "one-more.test", "r", 0, 60);
+    is_int((int)dns_cache_count(c), DNS_CACHE_ENTRIES_MAX, "the count stays at its limit");
+    is_str(get1(c, "n1.test", 0), "(none)", "the least recently used went");
+    is_str(get1(c, "n0.test", 0), "r", "the one used again stayed");
+
+    /* The bytes: many large answers stay under the cap. */
+    dns_cache_free(&c);
+    c = dns_cache_new();
+    static char large[DNS_CACHE_BYTES_MAX / 20];
+    memset(large, 'y', sizeof(large) - 1);
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "large%d.test", i);
+        put1(c, name, large, 0, 60);
+    }
+    ok(dns_cache_bytes(c) <= DNS_CACHE_BYTES_MAX, "the bytes stay under the cap (%zu)",
+       dns_cache_bytes(c));
+    is_str(get1(c, "large99.test", 0), large, "the newest is there");
+    is_str(get1(c, "large0.test", 0), "(none)", "the oldest went");
+    dns_cache_free(&c);
+    dns_cache_free(&c); /* NULL: a no-op */
+    return done_testing();
+}
