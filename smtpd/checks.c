@@ -165,33 +165,34 @@ static void find_spam_fields(struct check_run *run, const char *hdr, size_t len)
     }
 }
 
-/* Signs with the key of the From: domain, else of the sender's domain, if either has one. */
+/*
+ * Signs with the key of the sender's domain, when it has one. The sender
+ * is the user's own address (or an alias of theirs), checked at MAIL; the
+ * From: field is whatever the user wrote, so it does not choose the key:
+ * a user of one domain cannot get mail signed as another. Mail whose From:
+ * is in the sender's domain gets an aligned signature (DMARC passes).
+ */
 static void sign(struct check_run *run, struct spool *sp)
 {
     const char *at = strrchr(run->mail_from, '@');
-    const char *domains[2] = {run->from_rc == 1 ? run->from_domain : NULL, at ? at + 1 : NULL};
     char selector[DNS_NAME_MAX + 1], domain[DNS_NAME_MAX + 1];
     unsigned char *pem = NULL;
     size_t pem_len = 0;
-    for (int i = 0; i < 2 && pem == NULL; i++) {
-        if (domains[i] == NULL || domains[i][0] == '\0')
-            continue;
-        snprintf(domain, sizeof(domain), "%s", domains[i]);
-        addr_lower(domain);
-        int rc = dkim_key_read(DKIM_DIR, domain, run->c->conf->checks.dkim_selector, selector,
-                               &pem, &pem_len);
-        if (rc < 0)
-            snprintf(run->sign_note, sizeof(run->sign_note), "key of %.64s unreadable: %s", domain,
-                     kotak_strerror(rc));
-        if (rc != 1)
-            pem = NULL;
-    }
-    if (pem == NULL)
+    if (at == NULL || at[1] == '\0')
+        return; /* <>: no domain to sign for */
+    snprintf(domain, sizeof(domain), "%s", at + 1);
+    addr_lower(domain);
+    int rc = dkim_key_read(DKIM_DIR, domain, run->c->conf->checks.dkim_selector, selector, &pem,
+                           &pem_len);
+    if (rc < 0)
+        snprintf(run->sign_note, sizeof(run->sign_note), "key of %.64s unreadable: %s", domain,
+                 kotak_strerror(rc));
+    if (rc != 1)
         return;
     struct dkim_sign *s = dkim_sign_new();
     feed_all(sp, feed_sign, s);
-    int rc = dkim_sign_finish(s, domain, selector, pem, pem_len, time(NULL), &run->signature,
-                              run->sign_note, sizeof(run->sign_note));
+    rc = dkim_sign_finish(s, domain, selector, pem, pem_len, time(NULL), &run->signature,
+                          run->sign_note, sizeof(run->sign_note));
     if (rc == 0)
         snprintf(run->sign_domain, sizeof(run->sign_domain), "%s", domain);
     dkim_sign_free(&s);

@@ -2,8 +2,8 @@
 b.test on 127.0.0.3) and a DNS server started here with a.test's SPF, DKIM
 and DMARC records.
 
-alice@a.test submits to A, which signs the message with a.test's key (made
-by `kotak dkim keygen`) and delivers it to B's MX, which checks SPF, DKIM
+alice@a.test submits to A, which signs the message with the key of her
+domain, a.test (made by `kotak dkim keygen`) and delivers it to B's MX, which checks SPF, DKIM
 and DMARC and records the verdicts in an Authentication-Results: field.
 Mail sent straight to B's MX from 127.0.0.5 (not in a.test's SPF) is what
 a forger would send: refused by a.test's p=reject, or annotated, as the
@@ -167,6 +167,19 @@ class Across(MailAuth):
         stored = body.split(b"\r\n", 1)[1]  # without B's Return-Path:
         self.assertTrue(self.dkimpy_verifies(stored), body)
         self.b.wait_log(r"event=checks .*spf=pass dkim=pass .*dmarc=pass .*result=accepted")
+
+    def test_a_from_field_in_another_local_domain_does_not_choose_the_key(self):
+        # A also serves c.test, with a key of its own; alice may send only as
+        # herself, so what she writes in From: cannot get c.test's signature.
+        self.a.kotak("domain", "add", "c.test")
+        self.a.kotak("dkim", "keygen", "c.test")
+        msg = self.MSG.replace(b"From: Alice <alice@a.test>", b"From: The Boss <boss@c.test>")
+        self.assertEqual(self.submit(msg), {})
+        body = self.wait_body(self.b, "bob@b.test")
+        sigs = [l for l in headers_of(body) if l.lower().startswith(b"dkim-signature:")]
+        self.assertEqual(len(sigs), 1, body)
+        self.assertIn(b"d=a.test", sigs[0])
+        self.assertNotIn(b"d=c.test", body)
 
     def test_mail_a_user_sends_to_a_local_user_is_neither_checked_nor_signed(self):
         self.a.kotak("user", "add", "carol@a.test", "--password-stdin", input=PASSWORD + "\n")
