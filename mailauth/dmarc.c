@@ -358,11 +358,13 @@ int dmarc_from_domain(const char *hdr, size_t len, char out[DNS_NAME_MAX + 1])
     if (fields == 0)
         return 0;
     if (fields > 1)
-        return -1;
+        return DMARC_FROM_SEVERAL;
     struct from_list l;
     memset(&l, 0, sizeof(l));
-    if (!read_from_value(value, value_end, &l) || l.addresses == 0 || l.bad || l.mixed)
+    if (!read_from_value(value, value_end, &l) || l.addresses == 0 || l.bad)
         return -1;
+    if (l.mixed)
+        return DMARC_FROM_SEVERAL;
     memcpy(out, l.domain, strlen(l.domain) + 1);
     return 1;
 }
@@ -611,8 +613,10 @@ void dmarc_outcome_unusable(int rc, const char *from_domain, struct dmarc_outcom
     o->pct = 100;
     if (rc == 0) {
         say_why(o, "no From: field");
+    } else if (rc == DMARC_FROM_SEVERAL) {
+        say_why(o, "several From: fields or domains");
     } else if (rc < 0) {
-        say_why(o, "several From: fields, or a From: without one readable domain");
+        say_why(o, "a From: without a readable domain");
     } else {
         copy_name(o->from_domain, from_domain);
         say_why(o, "the From: domain cannot carry a DMARC policy");

@@ -64,14 +64,15 @@ struct dmarc_outcome {
  * The RFC5322.From domain of a header section hdr[0..len) (fields with
  * CRLF or LF line ends, folded or not, as dkim_verify_header returns it;
  * an empty line, if any, ends it). Returns 1 with the domain in out, in
- * lower case; 0 when there is no From: field; -1 when there are several
- * From: fields, or the field holds no address, an address that cannot be
- * read (bad syntax, a domain literal, a non-ASCII domain), or addresses
- * in more than one domain (several in one domain are checked as that
- * domain, RFC 7489 6.6.1). Display names, quoted strings, comments,
+ * lower case; 0 when there is no From: field; DMARC_FROM_SEVERAL (-2)
+ * when there are several From: fields or addresses in more than one
+ * domain (several in one domain are checked as that domain, RFC 7489
+ * 6.6.1); -1 when the field holds no address or one that cannot be read
+ * (bad syntax, a domain literal, a non-ASCII domain). Display names, quoted strings, comments,
  * obsolete routes and group syntax (RFC 6854) are understood. Linear in
  * len, no allocation.
  */
+#define DMARC_FROM_SEVERAL (-2)
 int dmarc_from_domain(const char *hdr, size_t len, char out[DNS_NAME_MAX + 1]);
 
 /* A policy record, as RFC 7489 6.3 reads it. */

@@ -138,8 +138,12 @@ static void find_forged(struct check_run *run, const char *hdr, size_t len)
     for (size_t i = 0; i < n; i++) {
         char id[256];
         if (authres_authserv_id(hdr + all[i].value, all[i].offset + all[i].len - all[i].value, id,
-                                sizeof(id)) == 0 &&
-            strcasecmp(id, run->c->conf->hostname) == 0)
+                                sizeof(id)) < 0)
+            continue;
+        size_t n_id = strlen(id);
+        if (n_id > 1 && id[n_id - 1] == '.')
+            id[n_id - 1] = '\0'; /* "mx.example.org." names the same host */
+        if (strcasecmp(id, run->c->conf->hostname) == 0)
             all[kept++] = all[i];
     }
     run->forged = all;
@@ -200,6 +204,22 @@ static void sign(struct check_run *run, struct spool *sp)
     free(pem);
 }
 
+/* Where the first empty line starts in p[0..n), or n. */
+static size_t to_empty_line(const char *p, size_t n)
+{
+    if (n > 0 && (p[0] == '\n' || (n > 1 && p[0] == '\r' && p[1] == '\n')))
+        return 0;
+    for (const char *nl = memchr(p, '\n', n); nl != NULL;
+         nl = memchr(nl + 1, '\n', n - (size_t)(nl + 1 - p))) {
+        size_t i = (size_t)(nl - p) + 1;
+        if (i < n && (p[i] == '\n' || (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')))
+            return i;
+        if (i >= n)
+            break;
+    }
+    return n;
+}
+
 static void work(uv_work_t *w)
 {
     struct check_run *run = w->data;
@@ -219,11 +239,16 @@ static void work(uv_work_t *w)
         free(head);
         return;
     }
+    /* What is judged and cleaned reaches the empty line, past a line that
+     * is no field: some readers show the fields below one, and a forger
+     * would hide a From: or a result of ours there. */
+    hdr_len = to_empty_line(head, got);
     run->from_rc = dmarc_from_domain(head, hdr_len, run->from_domain);
+    find_forged(run, head, hdr_len); /* a user's mail may not speak for us either */
     if (run->req.kind == CHECK_SIGN) {
-        sign(run, sp);
+        if (run->req.sign)
+            sign(run, sp);
     } else {
-        find_forged(run, head, hdr_len);
         if (run->c->rspamd != NULL) {
             run->n_subjects = headers_fields_named(head, hdr_len, "Subject", &run->subjects);
             find_spam_fields(run, head, hdr_len);
@@ -316,6 +341,11 @@ static const char *judge(struct check_run *run, char *line, size_t size)
         return "552 5.3.4 Message header section too large";
     if (run->req.kind == CHECK_SIGN)
         return NULL;
+    if (run->from_rc == DMARC_FROM_SEVERAL && cc->dmarc_reject)
+        /* Several From: fields or domains: no one policy to judge by, and
+         * the way to slip a forged domain past one (RFC 7489 6.6.1 lets
+         * the receiver refuse it). */
+        return "550 5.7.1 Message has more than one From: field or domain";
     if (run->dmarc_out.result == DMARC_FAIL && run->dmarc_out.applied == DMARC_POLICY_REJECT &&
         cc->dmarc_reject) {
         snprintf(line, size, "550 5.7.1 Message rejected by the DMARC policy of %s",

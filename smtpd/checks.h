@@ -16,6 +16,7 @@
 #ifndef KOTAK_CHECKS_H
 #define KOTAK_CHECKS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -29,7 +30,7 @@ struct checks;
 
 enum check_kind {
     CHECK_INBOUND, /* the MX: verify and judge */
-    CHECK_SIGN,    /* submission: sign */
+    CHECK_SIGN,    /* submission: take out forged results; sign when asked */
 };
 
 /* What the checks need to know of the transaction; copied. */
@@ -43,6 +44,7 @@ struct check_request {
     const char *const *rcpts;
     size_t n_rcpts;
     const char *user; /* the login, "" for none */
+    bool sign;        /* CHECK_SIGN: with recipients elsewhere, so DKIM-sign it */
 };
 
 /*

@@ -122,7 +122,7 @@ size_t headers_fields_named(const char *msg, size_t len, const char *name,
     while (pos < len) {
         size_t text, name_len = 0, next = next_line(msg, len, pos, &text);
         enum line_kind k = classify(msg + pos, text, &name_len);
-        if (k == LINE_EMPTY || k == LINE_NOTFIELD)
+        if (k == LINE_EMPTY)
             break;
         if (k == LINE_CONT && in_match) {
             fields[n - 1].len = next - fields[n - 1].offset;
@@ -136,6 +136,8 @@ size_t headers_fields_named(const char *msg, size_t len, const char *name,
                 const char *colon = memchr(msg + pos, ':', text);
                 fields[n++] = (struct headers_place){pos, next - pos, (uint64_t)(colon - msg) + 1};
             }
+        } else {
+            in_match = false; /* a line that is no field belongs to none */
         }
         pos = next;
     }

@@ -84,9 +84,12 @@ struct headers_place {
 };
 
 /*
- * The fields named name (compared without regard to case) in the header
- * section of msg[0..len), in order, in *fields_r (the caller frees it;
- * NULL when there are none). Returns how many.
+ * The fields named name (compared without regard to case) in msg[0..len)
+ * up to its first empty line, in order, in *fields_r (the caller frees it;
+ * NULL when there are none). Returns how many. Unlike the questions above,
+ * this one reads on past a line that is no field (and belongs to no
+ * field) to the empty line: it finds what must be taken out of a message,
+ * and some mail readers show fields below such a line.
  */
 size_t headers_fields_named(const char *msg, size_t len, const char *name,
                             struct headers_place **fields_r);

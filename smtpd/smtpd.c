@@ -222,7 +222,8 @@ static void checks_done(void *ctx, struct commit_job *job, const char *refusal)
     service_result_done(&sc->conn);
 }
 
-/* Mail on the MX is checked; mail a user sends elsewhere is signed. */
+/* Mail on the MX is checked; a user's mail is cleaned of forged results,
+ * and signed when it goes elsewhere. */
 static bool start_checks(struct sconn *sc, const struct smtp_tx *tx, struct commit_job *job)
 {
     struct check_request req = {
@@ -235,12 +236,14 @@ static bool start_checks(struct sconn *sc, const struct smtp_tx *tx, struct comm
         .n_rcpts = tx->n_rcpt_cmds,
         .user = "",
     };
-    if (sc->role == SMTP_ROLE_MX)
+    if (sc->role == SMTP_ROLE_MX) {
         req.kind = CHECK_INBOUND;
-    else if (tx->user_id != 0 && tx->n_remote > 0)
+    } else if (tx->user_id != 0) {
         req.kind = CHECK_SIGN;
-    else
+        req.sign = tx->n_remote > 0;
+    } else {
         return false;
+    }
     checks_start(sc->d->checks, &req, job, checks_done, sc);
     return true;
 }

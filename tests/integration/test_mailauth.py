@@ -230,6 +230,55 @@ class Forged(MailAuth):
         self.assertTrue(text.startswith(b"5.3.4"), text)
 
 
+class Evasions(MailAuth):
+    """Ways a forger might slip a.test's p=reject or a result of ours past B."""
+    BODY = b"To: bob@b.test\r\nSubject: pay\r\n\r\nPay me.\r\n"
+
+    def assertRefused(self, msg):
+        code, text = self.to_b("x@soft.test", msg)
+        self.assertEqual(code, 550, text)
+        self.assertTrue(text.startswith(b"5.7.1"), text)
+        self.assertEqual(self.b.bodies("bob@b.test"), [])
+
+    def test_two_from_fields_are_refused(self):
+        self.assertRefused(b"From: x@soft.test\r\nFrom: alice@a.test\r\n" + self.BODY)
+
+    def test_a_from_list_across_domains_is_refused(self):
+        self.assertRefused(b"From: x@soft.test, alice@a.test\r\n" + self.BODY)
+
+    def test_a_line_without_a_colon_does_not_hide_the_from_field_below(self):
+        self.assertRefused(b"X-Note no colon on this line\r\nFrom: alice@a.test\r\n" + self.BODY)
+
+    def test_a_forged_result_below_a_line_without_a_colon_is_removed(self):
+        msg = (b"From: someone@soft.test\r\nSubject: hi\r\nnot a field\r\n"
+               b"Authentication-Results: mx.b.test; dkim=pass header.d=bank.example\r\n"
+               b"\r\nBody\r\n")
+        code, text = self.to_b("someone@soft.test", msg)
+        self.assertEqual(code, 250, text)
+        body = self.wait_body(self.b, "bob@b.test")
+        self.assertNotIn(b"bank.example", body)
+        self.assertIn(b"not a field", body)
+
+    def test_our_name_with_a_final_dot_is_removed(self):
+        msg = (b"Authentication-Results: mx.b.test.; dmarc=pass header.from=bank.example\r\n"
+               b"From: someone@soft.test\r\nSubject: hi\r\n\r\nBody\r\n")
+        code, text = self.to_b("someone@soft.test", msg)
+        self.assertEqual(code, 250, text)
+        self.assertNotIn(b"bank.example", self.wait_body(self.b, "bob@b.test"))
+
+    def test_a_local_user_cannot_plant_results_claiming_our_name(self):
+        self.a.kotak("user", "add", "carol@a.test", "--password-stdin", input=PASSWORD + "\n")
+        msg = (b"Authentication-Results: mx.a.test; dmarc=pass header.from=bank.example\r\n"
+               b"From: security@bank.example\r\nTo: carol@a.test\r\nSubject: verify\r\n\r\nx\r\n")
+        with SMTP("127.0.0.1", self.a.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.starttls(context=self.a.ssl_context())
+            s.login("alice@a.test", PASSWORD)
+            s.sendmail("alice@a.test", ["carol@a.test"], msg)
+        head = self.wait_body(self.a, "carol@a.test").split(b"\r\n\r\n")[0]
+        self.assertNotIn(b"Authentication-Results", head)
+        self.assertIn(b"From: security@bank.example", head)
+
+
 class Stopping(MailAuth):
 
     def test_stopping_while_a_check_waits_on_dns_refuses_with_451_and_ends_cleanly(self):

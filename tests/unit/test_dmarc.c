@@ -57,10 +57,10 @@ static const struct from_case from_cases[] = {
     {" From: folded@evil.test\n", 0, NULL}, /* a continuation line with no field before it */
     {"\nFrom: body@evil.test\n", 0, NULL},
     /* not usable */
-    {"From: a@example.org\nFrom: b@example.org\n", -1, NULL},
-    {"From: a@example.org\nSubject: x\nfrom: a@example.org\n", -1, NULL},
-    {"From: a@example.org, b@evil.test\n", -1, NULL},
-    {"From: Team: a@example.org, b@evil.test;\n", -1, NULL},
+    {"From: a@example.org\nFrom: b@example.org\n", DMARC_FROM_SEVERAL, NULL},
+    {"From: a@example.org\nSubject: x\nfrom: a@example.org\n", DMARC_FROM_SEVERAL, NULL},
+    {"From: a@example.org, b@evil.test\n", DMARC_FROM_SEVERAL, NULL},
+    {"From: Team: a@example.org, b@evil.test;\n", DMARC_FROM_SEVERAL, NULL},
     {"From:\n", -1, NULL},
     {"From: undisclosed-recipients:;\n", -1, NULL},
     {"From: John Doe\n", -1, NULL},
@@ -90,7 +90,7 @@ static const struct from_case from_cases[] = {
     {"From: a@example.org;\n", -1, NULL},
     {"From: <a@b@example.org>\n", -1, NULL},
     {"From: john@example.org\x01\n", -1, NULL},
-    {"From: Team: <a@example.org>; b@evil.test\n", -1, NULL},
+    {"From: Team: <a@example.org>; b@evil.test\n", DMARC_FROM_SEVERAL, NULL},
 };
 
 /* hdr with every "\n" made "\r\n". */
@@ -183,7 +183,7 @@ static void test_from(void)
     n = 0;
     while (n < big)
         n += (size_t)sprintf(h + n, "From: a@example.org\r\n");
-    is_int(dmarc_from_domain(h, n, out), -1, "fifty thousand From: fields: -1");
+    is_int(dmarc_from_domain(h, n, out), DMARC_FROM_SEVERAL, "fifty thousand From: fields: several");
     free(h);
 }
 
@@ -390,7 +390,10 @@ static void test_evaluate(const struct psl *psl)
     dmarc_outcome_unusable(0, NULL, &o);
     ok(o.result == DMARC_NONE && strstr(o.why, "no From") != NULL, "no From: none, %s", o.why);
     dmarc_outcome_unusable(-1, NULL, &o);
-    ok(o.result == DMARC_PERMERROR && strstr(o.why, "several") != NULL, "bad From: %s", o.why);
+    ok(o.result == DMARC_PERMERROR && strstr(o.why, "readable") != NULL, "bad From: %s", o.why);
+    dmarc_outcome_unusable(DMARC_FROM_SEVERAL, NULL, &o);
+    ok(o.result == DMARC_PERMERROR && strstr(o.why, "several") != NULL, "several From: %s",
+       o.why);
 
     is_str(dmarc_result_name(DMARC_TEMPERROR), "temperror", "result names");
     is_str(dmarc_policy_name(DMARC_POLICY_QUARANTINE), "quarantine", "policy names");

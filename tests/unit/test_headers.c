@@ -468,8 +468,11 @@ static void test_fields_named(void)
            "fields found with continuation lines, any case, not look-alikes nor the body's");
     is_str(fields_of("Subject: a", "subject"), "Subject: a[ a]", "a last field without a line end");
     is_str(fields_of("", "subject"), "", "none in nothing");
-    is_str(fields_of("Not a field\r\nSubject: x\r\n", "subject"), "",
-           "none after a line that is no field");
+    is_str(fields_of("Not a field\r\nSubject: x\r\n", "subject"), "Subject: x\r\n[ x\r\n]",
+           "found past a line that is no field");
+    is_str(fields_of("Subject: a\r\nno field\r\n\tmore\r\n", "subject"), "Subject: a\r\n[ a\r\n]",
+           "a line that is no field ends the field above; what follows it is no part of it");
+    is_str(fields_of("X: y\r\n\r\nSubject: x\r\n", "subject"), "", "none past the empty line");
 }
 
 int main(void)
