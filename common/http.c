@@ -108,6 +108,8 @@ static bool name_is(const char *name, size_t len, const char *want)
  */
 static size_t find_line_end(struct http_parser *p, const char *buf, size_t len)
 {
+    if (p->scanned >= len)
+        return 0; /* nothing new (buf may be NULL when len is 0) */
     const char *lf = memchr(buf + p->scanned, '\n', len - p->scanned);
     if (lf == NULL) {
         p->scanned = len;
