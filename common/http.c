@@ -257,6 +257,7 @@ static int parse_head(struct http_parser *p, const char *buf, size_t n, struct h
         p->state = p->remaining > 0 ? P_LENGTH : P_END;
     } else {
         p->state = P_TO_EOF;
+        p->to_eof = true;
     }
     return 0;
 }
@@ -533,6 +534,7 @@ static void call_complete(struct http_call *call, int rc, const char *fmt, ...)
             .body = rc == 0 ? buf_cstr(&call->body) : "",
             .body_len = rc == 0 ? call->body.len : 0,
             .error = rc == 0 ? "" : call->error,
+            .ended_by_close = rc == 0 && call->parser.to_eof,
         };
         call->cb(call->ctx, rc, &resp);
     }

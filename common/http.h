@@ -68,7 +68,8 @@ struct http_event {
 struct http_parser {
     int state;
     bool head_request; /* the response carries no body whatever it says */
-    bool chunked, to_eof;
+    bool chunked;
+    bool to_eof; /* the body runs to the end of the connection */
     uint64_t remaining; /* of Content-Length, or of the current chunk */
     size_t scanned;     /* bytes of the current head or line already searched */
     size_t line_start;  /* where the head's current line begins */
@@ -134,6 +135,7 @@ struct http_response {
     const char *body;         /* NUL-terminated after body_len bytes, for convenience */
     size_t body_len;
     const char *error; /* "" on success */
+    bool ended_by_close; /* the body had no length: the end of the connection ended it */
 };
 
 /*
@@ -150,7 +152,7 @@ struct http_response {
  * A body framed by the end of the connection (no Content-Length, not
  * chunked) is taken as complete at any end, a reset included: such
  * framing cannot tell a cut body from a whole one, so a caller that must
- * know (a policy file) checks what it read.
+ * know (a policy file) looks at ended_by_close.
  */
 struct http_call *http_call_start(struct uv_loop_s *loop, const struct http_request *req,
                                   void (*cb)(void *ctx, int rc, const struct http_response *resp),

@@ -778,6 +778,13 @@ static void fetch_answer(void *ctx, int rc, const struct http_response *resp)
         lookup_fallback(l, "fetch-failed", why);
         return;
     }
+    if (resp->ended_by_close) {
+        /* Only the connection's end ended it: one cut short in the path
+         * (max_age: 31557600 made max_age: 3) would look whole. */
+        snprintf(why, sizeof(why), "the policy came without a length or chunks");
+        lookup_fallback(l, "fetch-failed", why);
+        return;
+    }
     struct mtasts_parsed parsed;
     const char *perr = NULL;
     if (mtasts_policy_parse(resp->body, resp->body_len, &parsed, &perr) < 0) {

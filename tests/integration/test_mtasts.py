@@ -77,8 +77,9 @@ class PolicyServer:
     """HTTPS on POLICY_IP: GET /.well-known/mta-sts.txt answers with
     (status, content_type, body) as set; every request path is recorded."""
 
-    def __init__(self, cert, key, policy, status=200, content_type="text/plain"):
+    def __init__(self, cert, key, policy, status=200, content_type="text/plain", length=True):
         self.answer = (status, content_type, policy)
+        self.length = length  # False: no Content-Length, the close ends the body
         self.requests = []
         outer = self
 
@@ -90,7 +91,10 @@ class PolicyServer:
                 self.send_response(status)
                 if ctype:
                     self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
+                if outer.length:
+                    self.send_header("Content-Length", str(len(data)))
+                else:
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -365,6 +369,17 @@ class WithoutPolicy(MtaStsTestCase):
         self.wait_queue_empty()
         self.wait_log(r"event=mta-sts-policy domain=sts.test result=fetch-failed "
                       r"reason=.*text/html.* use=none")
+
+    def test_a_policy_ended_only_by_the_close_is_not_applied(self):
+        # Without a length a policy cut short in the path would look whole.
+        server = self.serve_policy(policy("enforce", "mx.elsewhere.test"), length=False)
+        peer = self.mx_peer(tls=False)
+        self.start_kotak(peer, self.zone(), server.port)
+        self.submit([RCPT], message("nolength", to=RCPT))
+        peer.wait_messages(1, timeout=WAIT)
+        self.wait_queue_empty()
+        self.wait_log(r"event=mta-sts-policy domain=sts.test result=fetch-failed "
+                      r"reason=.*without a length.* use=none")
 
     def test_a_redirect_is_not_followed(self):
         server = self.serve_policy("", status=301)
