@@ -409,11 +409,7 @@ static void edit_job(struct check_run *run)
                 if (run->n_subjects > 0)
                     memcpy(out + n_out, run->subjects, run->n_subjects * sizeof(*out));
                 n_out += run->n_subjects;
-                buf_append_str(&b, "Subject: ");
-                for (const char *p = run->rspamd_out.subject; *p; p++)
-                    if (*p != '\r' && *p != '\n')
-                        buf_append(&b, p, 1);
-                buf_append_str(&b, "\r\n");
+                headers_put_text_field(&b, "Subject", run->rspamd_out.subject);
             }
         }
     }

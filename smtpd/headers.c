@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <mbedtls/base64.h>
+
 #include "util.h"
 
 enum line_kind {
@@ -143,6 +145,34 @@ size_t headers_fields_named(const char *msg, size_t len, const char *name,
     }
     *fields_r = fields;
     return n;
+}
+
+void headers_put_text_field(struct buf *b, const char *name, const char *text)
+{
+    size_t n = strnlen(text, 900);
+    bool plain = true;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = (unsigned char)text[i] >= 0x20 && (unsigned char)text[i] < 0x7f;
+    buf_printf(b, "%s:", name);
+    if (plain) {
+        buf_printf(b, " %.*s\r\n", (int)n, text);
+        return;
+    }
+    for (size_t i = 0; i < n;) {
+        /* 39 octets are 52 base64 characters, 64 with "=?UTF-8?B?" and "?=":
+         * a line stays under 78 octets after "Subject: " too. */
+        size_t k = n - i < 39 ? n - i : 39;
+        while (k > 0 && i + k < n && ((unsigned char)text[i + k] & 0xc0) == 0x80)
+            k--; /* back to the start of a UTF-8 sequence */
+        if (k == 0)
+            k = n - i < 39 ? n - i : 39; /* no sequence start: not UTF-8, cut anyway */
+        unsigned char enc[64];
+        size_t olen = 0;
+        mbedtls_base64_encode(enc, sizeof(enc), &olen, (const unsigned char *)text + i, k);
+        buf_printf(b, "%s=?UTF-8?B?%.*s?=", i == 0 ? " " : "\r\n ", (int)olen, enc);
+        i += k;
+    }
+    buf_append_str(b, "\r\n");
 }
 
 int headers_count(const char *msg, size_t len, const char *name)

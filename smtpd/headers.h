@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "buf.h"
+
 /* RFC 5321 6.3 leaves the figure to us; the issue sets it at 50. */
 #define HEADERS_RECEIVED_MAX 50
 
@@ -93,6 +95,14 @@ struct headers_place {
  */
 size_t headers_fields_named(const char *msg, size_t len, const char *name,
                             struct headers_place **fields_r);
+
+/*
+ * Appends "name: text" and CRLF to b. Text that is all printable ASCII goes
+ * as it is (at most 900 octets of it); other text (UTF-8) as RFC 2047
+ * encoded words, base64, on continuation lines under 78 octets, no UTF-8
+ * sequence split between two words. Control characters never get in.
+ */
+void headers_put_text_field(struct buf *b, const char *name, const char *text);
 
 /* --- the same questions, of a message streaming by ----------------------- */
 

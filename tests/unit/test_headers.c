@@ -475,9 +475,43 @@ static void test_fields_named(void)
     is_str(fields_of("X: y\r\n\r\nSubject: x\r\n", "subject"), "", "none past the empty line");
 }
 
+static const char *text_field(const char *text)
+{
+    static char out[2048];
+    struct buf b;
+    buf_init(&b, 0);
+    headers_put_text_field(&b, "Subject", text);
+    snprintf(out, sizeof(out), "%.*s", (int)b.len, (const char *)b.data);
+    buf_free(&b);
+    return out;
+}
+
+static void test_text_field(void)
+{
+    is_str(text_field("*** SPAM *** hello"), "Subject: *** SPAM *** hello\r\n", "ASCII as it is");
+    is_str(text_field("[SPAM] caf\xc3\xa9"), "Subject: =?UTF-8?B?W1NQQU1dIGNhZsOp?=\r\n",
+           "UTF-8 as an encoded word");
+    is_str(text_field("a\r\nX-Injected: 1"), "Subject: =?UTF-8?B?YQ0KWC1JbmplY3RlZDogMQ==?=\r\n",
+           "a line end is encoded, never a new field");
+    char long_text[200];
+    memset(long_text, 0, sizeof(long_text));
+    for (int i = 0; i < 60; i++)
+        memcpy(long_text + 2 * i, "\xc3\xa9", 2); /* 60 two-octet characters */
+    const char *f = text_field(long_text);
+    ok(strstr(f, "?=\r\n =?UTF-8?B?") != NULL, "long text: several words on continuation lines");
+    int longest = 0, cur = 0;
+    for (const char *p = f; *p; p++) {
+        cur = *p == '\n' ? 0 : cur + 1;
+        longest = cur > longest ? cur : longest;
+    }
+    ok(longest < 78, "every line under 78 octets (%d)", longest);
+    ok(strstr(f, "=?UTF-8?B?w6nDqcOp") != NULL, "whole characters in each word");
+}
+
 int main(void)
 {
     test_end();
+    test_text_field();
     test_fields_named();
     test_count();
     test_has();
