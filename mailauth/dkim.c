@@ -1569,8 +1569,8 @@ int dkim_key_read(const char *dir, const char *domain, const char *selector, cha
                   unsigned char **pem_r, size_t *len_r)
 {
     char name[2 * DNS_NAME_MAX + 32];
-    if (!dns_name_valid(domain))
-        return -EINVAL;
+    if (!dns_name_valid(domain) || strchr(domain, '/') != NULL)
+        return -EINVAL; /* the name becomes part of a file name */
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
         return errno == ENOENT ? 0 : -errno;
