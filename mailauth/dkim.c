@@ -1056,6 +1056,19 @@ void dkim_verify_finish(struct dkim_verify *v)
     }
 }
 
+void dkim_verify_drop_header(struct dkim_verify *v)
+{
+    if (!v->finished)
+        return;
+    free(v->r.head);
+    free(v->r.fields);
+    v->r.head = NULL;
+    v->r.fields = NULL;
+    v->r.n_fields = 0;
+    v->r.head_len = v->r.head_cap = 0;
+    v->r.head_over = true; /* dkim_verify_header answers NULL from now on */
+}
+
 const char *dkim_verify_header(const struct dkim_verify *v, size_t *len_r)
 {
     if (!v->finished || v->r.head_over)

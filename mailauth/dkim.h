@@ -70,6 +70,14 @@ void dkim_verify_finish(struct dkim_verify *v);
 const char *dkim_verify_header(const struct dkim_verify *v, size_t *len_r);
 
 /*
+ * After finish: frees the header section kept (up to DKIM_HEADER_MAX),
+ * which the verdicts no longer need (each signature's header hash is
+ * taken at finish); dkim_verify_header then answers NULL. For a caller
+ * that keeps the verifier while DNS answers, many messages at once.
+ */
+void dkim_verify_drop_header(struct dkim_verify *v);
+
+/*
  * On the loop, after finish: asks DNS for each signature's key and checks
  * it, as of now (t= and x=). Returns 0 when questions are out: then cb runs
  * exactly once, on the loop, never inside this call, when every signature

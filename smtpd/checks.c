@@ -256,6 +256,7 @@ static void work(uv_work_t *w)
         run->dkim = dkim_verify_new();
         feed_all(sp, feed_verify, run->dkim);
         dkim_verify_finish(run->dkim);
+        dkim_verify_drop_header(run->dkim); /* the DNS wait may be long; the hashes are taken */
     }
     free(head);
 }
