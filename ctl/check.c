@@ -6,9 +6,20 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "util.h"
 
 static const char usage[] =
     "kotak check spf IP MAIL-FROM [HELO] | dkim < MESSAGE | dmarc IP MAIL-FROM < MESSAGE";
+
+char *ctl_check_sender(const char *arg)
+{
+    size_t n = strlen(arg);
+    if (n >= 2 && arg[0] == '<' && arg[n - 1] == '>')
+        return xstrndup(arg + 1, n - 2);
+    if (memchr(arg, '<', n) != NULL || memchr(arg, '>', n) != NULL)
+        ctl_die("MAIL-FROM '%s' has a stray angle bracket; give the address, <address> or <>", arg);
+    return xstrdup(arg);
+}
 
 int ctl_check(const struct ctl *c)
 {

@@ -60,17 +60,6 @@ static void on_dmarc(void *ctx, const struct dmarc_outcome *o)
     s->dmarc_done = true;
 }
 
-/* MAIL-FROM as the SPF check takes it: without angle brackets, "" for <>. */
-static char *sender_of(const char *arg)
-{
-    size_t n = strlen(arg);
-    if (n >= 2 && arg[0] == '<' && arg[n - 1] == '>')
-        return xstrndup(arg + 1, n - 2);
-    if (memchr(arg, '<', n) != NULL || memchr(arg, '>', n) != NULL)
-        ctl_die("MAIL-FROM '%s' has a stray angle bracket; give the address, <address> or <>", arg);
-    return xstrdup(arg);
-}
-
 /* Feeds standard input to the verifier, up to [limits] message_size. */
 static void read_message(struct dkim_verify *v, uint64_t max)
 {
@@ -148,7 +137,7 @@ int ctl_check_dmarc(const struct ctl *c)
     struct dns_addr addr;
     if (!spf_ip_parse(ip, &addr))
         ctl_die("'%s' is no IP address; give the client's IPv4 or IPv6 address", ip);
-    char *sender = sender_of(c->argv[1]);
+    char *sender = ctl_check_sender(c->argv[1]);
 
     struct conf conf;
     ctl_load_conf(c, &conf);

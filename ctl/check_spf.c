@@ -33,17 +33,6 @@ static void on_outcome(void *ctx, const struct spf_outcome *o)
     a->done = true;
 }
 
-/* MAIL-FROM as the check takes it: without angle brackets, "" for <>. */
-static char *sender_of(const char *arg)
-{
-    size_t n = strlen(arg);
-    if (n >= 2 && arg[0] == '<' && arg[n - 1] == '>')
-        return xstrndup(arg + 1, n - 2);
-    if (memchr(arg, '<', n) != NULL || memchr(arg, '>', n) != NULL)
-        ctl_die("MAIL-FROM '%s' has a stray angle bracket; give the address, <address> or <>", arg);
-    return xstrdup(arg);
-}
-
 int ctl_check_spf(const struct ctl *c)
 {
     bool help = ctl_wants_help(c->argc, c->argv);
@@ -54,7 +43,7 @@ int ctl_check_spf(const struct ctl *c)
     struct dns_addr addr;
     if (!spf_ip_parse(ip, &addr))
         ctl_die("'%s' is no IP address; give the client's IPv4 or IPv6 address", ip);
-    char *sender = sender_of(c->argv[1]);
+    char *sender = ctl_check_sender(c->argv[1]);
     if (sender[0] == '\0' && helo[0] == '\0')
         ctl_die("the null sender (<>) is checked by its HELO name; give HELO as the third "
                 "argument");

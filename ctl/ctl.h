@@ -65,4 +65,7 @@ int ctl_check_spf(const struct ctl *c);
 int ctl_check_dkim(const struct ctl *c);
 int ctl_check_dmarc(const struct ctl *c);
 
+/* MAIL-FROM as the checks take it: without angle brackets, "" for <>; dies on a stray one. */
+char *ctl_check_sender(const char *arg);
+
 #endif
