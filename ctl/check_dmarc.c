@@ -168,6 +168,7 @@ int ctl_check_dmarc(const struct ctl *c)
         spf_check_cancel(&spf);
         s.spf.result = SPF_TEMPERROR;
     }
+    dkim_verify_check(v); /* the keys that came */
 
     size_t n_sigs = s.dkim_done ? dkim_verify_count(v) : 0;
     struct dkim_result *sigs = xcalloc(n_sigs ? n_sigs : 1, sizeof(*sigs));

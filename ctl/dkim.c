@@ -317,6 +317,7 @@ int ctl_check_dkim(const struct ctl *c)
     dns_free(&ch.dns);
     uv_run(&loop, UV_RUN_DEFAULT); /* the resolver's handles close */
     uv_loop_close(&loop);
+    dkim_verify_check(v); /* the keys that came */
 
     size_t n = dkim_verify_count(v);
     if (n == 0)

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@
 #include <mbedtls/sha256.h>
 
 #include "dkim.h"
+#include "sasl.h"
 #include "util.h"
 
 #define DKIM_B_MAX 1024        /* a signature of an 8192-bit key */
@@ -169,7 +171,8 @@ static bool parse_uint(const char *p, size_t n, size_t digits, uint64_t *v_r)
 /*
  * Decodes base64 p[0..n), whitespace anywhere ignored (RFC 6376 2.4 lets
  * it be folded), into out[0..size). Returns the length, or -1 when it is
- * no base64 or does not fit.
+ * no base64 or does not fit. The values are public: a plain table decoder
+ * (mbedTLS's constant-time one costs several times more per message).
  */
 static int base64_decode_fws(const char *p, size_t n, unsigned char *out, size_t size)
 {
@@ -178,10 +181,9 @@ static int base64_decode_fws(const char *p, size_t n, unsigned char *out, size_t
     for (size_t i = 0; i < n; i++)
         if (!is_fws(p[i]))
             plain[k++] = p[i];
-    size_t len = 0;
-    int rc = k == 0 ? -1 : mbedtls_base64_decode(out, size, &len, (const unsigned char *)plain, k);
+    ssize_t len = k == 0 ? -1 : sasl_b64_decode(plain, k, out, size);
     free(plain);
-    return rc != 0 ? -1 : (int)len;
+    return len < 0 || len > INT_MAX ? -1 : (int)len;
 }
 
 /* Base64 of p[0..n), a new string. */
@@ -340,11 +342,47 @@ static void canon_line_end(struct dkim_body_canon *c,
     c->line = false;
 }
 
+/* Content with nothing held back before it: copied as it is. */
+static void canon_run(struct dkim_body_canon *c, const char *p, size_t n,
+                      void (*out)(void *ctx, const char *p, size_t n), void *ctx)
+{
+    while (n > 0) {
+        if (c->len == sizeof(c->buf)) {
+            out(ctx, c->buf, c->len);
+            c->len = 0;
+        }
+        size_t k = sizeof(c->buf) - c->len < n ? sizeof(c->buf) - c->len : n;
+        memcpy(c->buf + c->len, p, k);
+        c->len += k;
+        p += k;
+        n -= k;
+    }
+    c->line = true;
+    c->any = true;
+}
+
+/* Whether ch is content that canonicalization writes as it is. */
+static bool canon_plain(const struct dkim_body_canon *c, char ch)
+{
+    return ch != '\r' && !(c->relaxed && is_wsp(ch));
+}
+
 void dkim_body_canon_feed(struct dkim_body_canon *c, const char *p, size_t n,
                           void (*out)(void *ctx, const char *p, size_t n), void *ctx)
 {
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    while (i < n) {
         char ch = p[i];
+        if (!c->cr && !c->wsp && c->empty == 0 && canon_plain(c, ch)) {
+            /* Most of a body: a run of content, taken at once. */
+            size_t j = i + 1;
+            while (j < n && canon_plain(c, p[j]))
+                j++;
+            canon_run(c, p + i, j - i, out, ctx);
+            i = j;
+            continue;
+        }
+        i++;
         if (c->cr) {
             c->cr = false;
             if (ch == '\n') {
@@ -775,6 +813,8 @@ struct dkim_sig {
     size_t b_len;
     unsigned char head_hash[32];
     char key_name[DNS_NAME_MAX + 1];
+    char **keys; /* key records kept by dkim_verify_keys for dkim_verify_check */
+    size_t *key_lens, n_keys;
 };
 
 struct dkim_lookup;
@@ -1154,26 +1194,29 @@ static const char *key_parse(const struct dkim_sig *s, const char *rec, size_t l
     return NULL;
 }
 
-void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status status,
-                            const char *const *records, const size_t *lens, size_t n)
+/* A key question's answer other than records: the verdict it gives. False for DNS_OK. */
+static bool key_status_verdict(struct dkim_sig *s, enum dns_status status)
 {
-    if (!v->finished || i >= v->n_sigs || v->sigs[i].decided)
-        return;
-    struct dkim_sig *s = &v->sigs[i];
     switch (status) {
     case DNS_OK:
-        break;
+        return false;
     case DNS_NXDOMAIN:
     case DNS_NODATA:
         sig_verdict(s, DKIM_PERMERROR, "no key for the signature in DNS");
-        return;
+        return true;
     case DNS_TEMPFAIL:
         sig_verdict(s, DKIM_TEMPERROR, "the key look-up failed; try later");
-        return;
+        return true;
     case DNS_CANCELLED:
         sig_verdict(s, DKIM_TEMPERROR, "the key look-up was cancelled");
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The verdict of the key records that came: the RSA work. */
+static void key_check(struct dkim_sig *s, const char *const *records, const size_t *lens, size_t n)
+{
     /* RFC 6376 3.6.2.2 leaves several records to us: the first that is a key counts. */
     const char *why = "no key for the signature in DNS";
     for (size_t k = 0; k < n; k++) {
@@ -1199,6 +1242,36 @@ void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status sta
         return;
     }
     sig_verdict(s, DKIM_PERMERROR, "%s", why);
+}
+
+static void keys_free(struct dkim_sig *s)
+{
+    for (size_t k = 0; k < s->n_keys; k++)
+        free(s->keys[k]);
+    free(s->keys);
+    free(s->key_lens);
+    s->keys = NULL;
+    s->key_lens = NULL;
+    s->n_keys = 0;
+}
+
+void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status status,
+                            const char *const *records, const size_t *lens, size_t n)
+{
+    if (!v->finished || i >= v->n_sigs || v->sigs[i].decided)
+        return;
+    if (!key_status_verdict(&v->sigs[i], status))
+        key_check(&v->sigs[i], records, lens, n);
+}
+
+void dkim_verify_check(struct dkim_verify *v)
+{
+    for (size_t i = 0; i < v->n_sigs; i++) {
+        struct dkim_sig *s = &v->sigs[i];
+        if (s->keys != NULL && !s->decided)
+            key_check(s, (const char *const *)s->keys, s->key_lens, s->n_keys);
+        keys_free(s);
+    }
 }
 
 /* --- signing --------------------------------------------------------------- */
@@ -1459,6 +1532,36 @@ struct dkim_lookup {
     } q[DKIM_SIGS_MAX];
 };
 
+/*
+ * Keeps an answer for dkim_verify_check: the loop only copies the records
+ * (at most DNS_TXT_MAX of them, each a bounded TXT answer); parsing the key
+ * and the RSA work happen where the caller runs dkim_verify_check.
+ */
+static void key_keep(struct dkim_verify *v, size_t i, enum dns_status status,
+                     const char *const *records, const size_t *lens, size_t n)
+{
+    if (!v->finished || i >= v->n_sigs || v->sigs[i].decided)
+        return;
+    struct dkim_sig *s = &v->sigs[i];
+    if (key_status_verdict(s, status))
+        return;
+    if (n == 0) {
+        sig_verdict(s, DKIM_PERMERROR, "no key for the signature in DNS");
+        return;
+    }
+    s->keys = xcalloc(n, sizeof(*s->keys));
+    s->key_lens = xcalloc(n, sizeof(*s->key_lens));
+    for (size_t k = 0; k < n; k++) {
+        s->keys[k] = xmalloc(lens[k] + 1);
+        memcpy(s->keys[k], records[k], lens[k]);
+        s->keys[k][lens[k]] = '\0';
+        s->key_lens[k] = lens[k];
+    }
+    s->n_keys = n;
+    sig_verdict(s, DKIM_TEMPERROR, "the key was not checked");
+    s->decided = false; /* until dkim_verify_check */
+}
+
 static void on_key(void *ctx, enum dns_status status, const char *const *records,
                    const size_t *lens, size_t n)
 {
@@ -1466,7 +1569,7 @@ static void on_key(void *ctx, enum dns_status status, const char *const *records
     struct dkim_lookup *l = q->l;
     l->out--;
     if (l->v != NULL)
-        dkim_verify_key_answer(l->v, q->i, status, records, lens, n);
+        key_keep(l->v, q->i, status, records, lens, n);
     if (l->out > 0)
         return;
     struct dkim_verify *v = l->v;
@@ -1516,6 +1619,8 @@ void dkim_verify_free(struct dkim_verify **vp)
         return;
     if (v->lookup != NULL)
         v->lookup->v = NULL; /* its last answer frees it */
+    for (size_t i = 0; i < v->n_sigs; i++)
+        keys_free(&v->sigs[i]);
     reader_free(&v->r);
     if (v->r.hashes == NULL)
         for (size_t i = 0; i < DKIM_SIGS_MAX; i++)

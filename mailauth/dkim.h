@@ -78,17 +78,27 @@ const char *dkim_verify_header(const struct dkim_verify *v, size_t *len_r);
 void dkim_verify_drop_header(struct dkim_verify *v);
 
 /*
- * On the loop, after finish: asks DNS for each signature's key and checks
- * it, as of now (t= and x=). Returns 0 when questions are out: then cb runs
- * exactly once, on the loop, never inside this call, when every signature
- * has its verdict (if the resolver is freed first, the signatures still
- * waiting get temperror and cb runs during dns_free). Returns 1 when no
- * signature needs a key (none at all, or each one judged from the message
- * alone): every verdict is known now and cb never runs. Returns a negative
- * code when the resolver is closing (cb then never runs).
+ * On the loop, after finish: asks DNS for each signature's key, as of now
+ * (t= and x=). Returns 0 when questions are out: then cb runs exactly
+ * once, on the loop, never inside this call, when every answer is in (if
+ * the resolver is freed first, the signatures still waiting get
+ * temperror and cb runs during dns_free); the loop only keeps the key
+ * records, and dkim_verify_check, after cb, gives the verdicts they lead
+ * to. Returns 1 when no signature needs a key (none at all, or each one
+ * judged from the message alone): every verdict is known now and cb never
+ * runs. Returns a negative code when the resolver is closing (cb then
+ * never runs).
  */
 int dkim_verify_keys(struct dkim_verify *v, struct dns *dns, time_t now, void (*cb)(void *ctx),
                      void *ctx);
+
+/*
+ * After dkim_verify_keys' cb: checks each signature against the key records
+ * that came (parsing them, the RSA work) and frees them. Pure, and not on
+ * the loop: a verifier is one caller's at a time, on any thread. Until it
+ * runs, a signature with a key waiting says temperror.
+ */
+void dkim_verify_check(struct dkim_verify *v);
 
 /* Signatures with a verdict (0 when there is none), and each verdict. */
 size_t dkim_verify_count(const struct dkim_verify *v);

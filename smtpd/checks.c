@@ -5,10 +5,12 @@
  * One run per message. On the MX it starts SPF and rspamd on the loop and
  * the reading of the message (DKIM's hashes, the From: domain, forged
  * results) on the thread pool, all at once; DKIM's keys are asked once the
- * hashes are known, DMARC once SPF and DKIM have answered. A deadline
- * timer bounds the whole: what has not answered by then is cancelled and
- * counts as a temporary error. A run ends when nothing is outstanding but
- * its thread-pool part, which cannot be cancelled and is waited for.
+ * hashes are known and checked on the thread pool once they came (the RSA
+ * work stays off the loop); DMARC once SPF and DKIM have answered. A
+ * deadline timer bounds the whole: what has not answered by then is
+ * cancelled and counts as a temporary error. A run ends when nothing is
+ * outstanding but its thread-pool parts, which cannot be cancelled and are
+ * waited for.
  */
 #include "checks.h"
 
@@ -555,12 +557,28 @@ static void spf_answer(void *ctx, const struct spf_outcome *o)
     maybe_finish(run);
 }
 
-static void dkim_answer(void *ctx)
+static void check_keys_work(uv_work_t *w)
 {
-    struct check_run *run = ctx;
+    struct check_run *run = w->data;
+    dkim_verify_check(run->dkim);
+}
+
+static void check_keys_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct check_run *run = w->data;
+    run->work_out = false;
     run->dkim_done = true;
     maybe_dmarc(run);
     maybe_finish(run);
+}
+
+/* The keys came: checking them (the RSA work) goes to the thread pool, not the loop. */
+static void dkim_answer(void *ctx)
+{
+    struct check_run *run = ctx;
+    run->work_out = true;
+    uv_queue_work(run->c->loop, &run->work, check_keys_work, check_keys_done);
 }
 
 static void rspamd_answer(void *ctx, const struct rspamd_outcome *o)
@@ -602,10 +620,10 @@ static void run_end(struct check_run *run)
         snprintf(run->spf_out.why, sizeof(run->spf_out.why), "timed out");
         run->spf_done = true;
     }
-    if (run->dkim_asked && !run->dkim_done) {
+    if (run->dkim_asked && !run->dkim_done && !run->work_out) {
         dkim_verify_free(&run->dkim); /* no verdicts: dkim=temperror */
         run->dkim_asked = false;
-    }
+    } /* else the keys are being checked: their verdicts come soon, and count */
     if (run->dmarc != NULL)
         dmarc_check_cancel(&run->dmarc);
     if (!run->dmarc_done) {

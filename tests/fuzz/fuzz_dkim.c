@@ -13,7 +13,8 @@
  *     DKIM_HEADER_MAX of them;
  *   - a tag list parsed from the bytes points only inside them;
  *   - each body canonicalization gives the same octets whole and in pieces,
- *     never more than the input and a CRLF.
+ *     never more than the input and a CRLF, and what a plain reading of
+ *     RFC 6376 3.4 gives.
  */
 #include "dkim.h"
 #include "fuzz.h"
@@ -97,6 +98,47 @@ static void collect(void *ctx, const char *p, size_t n)
     s->len += n;
 }
 
+/*
+ * RFC 6376 3.4.3 and 3.4.4 read plainly, on the whole body at once: lines
+ * end at CRLF (a CR or LF alone is content); relaxed makes each run of WSP
+ * in a line one SP and drops it at the line's end; both drop the empty
+ * lines at the end, and an empty simple body is one CRLF. out has room
+ * for len + 2.
+ */
+static size_t canon_model(const char *p, size_t len, bool relaxed, char *out)
+{
+    size_t o = 0, kept = 0; /* kept: out up to the last line with content */
+    for (size_t i = 0; i < len;) {
+        size_t e = i;
+        while (e < len && !(p[e] == '\r' && e + 1 < len && p[e + 1] == '\n'))
+            e++;
+        size_t start = o;
+        bool wsp = false;
+        for (size_t k = i; k < e; k++) {
+            if (relaxed && (p[k] == ' ' || p[k] == '\t')) {
+                wsp = true;
+                continue;
+            }
+            if (wsp)
+                out[o++] = ' ';
+            wsp = false;
+            out[o++] = p[k];
+        }
+        bool content = o > start;
+        out[o++] = '\r';
+        out[o++] = '\n';
+        if (content)
+            kept = o;
+        i = e < len ? e + 2 : len;
+    }
+    if (kept == 0 && !relaxed) {
+        out[0] = '\r';
+        out[1] = '\n';
+        kept = 2;
+    }
+    return kept;
+}
+
 static void canon_check(const char *msg, size_t len, bool relaxed, uint8_t seed)
 {
     struct sink whole = {malloc(len + 2), 0, len + 2}, parts = {malloc(len + 2), 0, len + 2};
@@ -115,6 +157,11 @@ static void canon_check(const char *msg, size_t len, bool relaxed, uint8_t seed)
     dkim_body_canon_finish(&c, collect, &parts);
     FUZZ_CHECK(whole.len == parts.len && memcmp(whole.p, parts.p, whole.len) == 0,
                "%s body: pieces give other octets", relaxed ? "relaxed" : "simple");
+    char *model = malloc(len + 2);
+    size_t model_len = canon_model(msg, len, relaxed, model);
+    FUZZ_CHECK(whole.len == model_len && memcmp(whole.p, model, model_len) == 0,
+               "%s body: not what RFC 6376 3.4 gives", relaxed ? "relaxed" : "simple");
+    free(model);
     free(whole.p);
     free(parts.p);
 }
