@@ -6,19 +6,30 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "spf.h"
 #include "util.h"
 
 static const char usage[] =
     "kotak check spf IP MAIL-FROM [HELO] | dkim < MESSAGE | dmarc IP MAIL-FROM < MESSAGE";
 
-char *ctl_check_sender(const char *arg)
+void ctl_check_envelope(const struct ctl *c, const char *usage, struct ctl_envelope *e)
 {
+    bool help = ctl_wants_help(c->argc, c->argv);
+    if (help || c->argc < 2 || c->argc > 3)
+        ctl_usage(usage, help);
+    e->ip = c->argv[0];
+    e->helo = c->argc == 3 ? c->argv[2] : "";
+    struct dns_addr addr;
+    if (!spf_ip_parse(e->ip, &addr))
+        ctl_die("'%s' is no IP address; give the client's IPv4 or IPv6 address", e->ip);
+    const char *arg = c->argv[1];
     size_t n = strlen(arg);
     if (n >= 2 && arg[0] == '<' && arg[n - 1] == '>')
-        return xstrndup(arg + 1, n - 2);
-    if (memchr(arg, '<', n) != NULL || memchr(arg, '>', n) != NULL)
+        e->sender = xstrndup(arg + 1, n - 2);
+    else if (memchr(arg, '<', n) != NULL || memchr(arg, '>', n) != NULL)
         ctl_die("MAIL-FROM '%s' has a stray angle bracket; give the address, <address> or <>", arg);
-    return xstrdup(arg);
+    else
+        e->sender = xstrdup(arg);
 }
 
 int ctl_check(const struct ctl *c)

@@ -129,15 +129,10 @@ static void print_line(const struct dmarc_outcome *o, const struct spf_outcome *
 
 int ctl_check_dmarc(const struct ctl *c)
 {
-    bool help = ctl_wants_help(c->argc, c->argv);
-    if (help || c->argc < 2 || c->argc > 3)
-        ctl_usage(usage, help);
-    const char *ip = c->argv[0];
-    const char *helo = c->argc == 3 ? c->argv[2] : "";
-    struct dns_addr addr;
-    if (!spf_ip_parse(ip, &addr))
-        ctl_die("'%s' is no IP address; give the client's IPv4 or IPv6 address", ip);
-    char *sender = ctl_check_sender(c->argv[1]);
+    struct ctl_envelope env;
+    ctl_check_envelope(c, usage, &env);
+    const char *ip = env.ip, *helo = env.helo;
+    char *sender = env.sender;
 
     struct conf conf;
     ctl_load_conf(c, &conf);

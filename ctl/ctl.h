@@ -65,7 +65,15 @@ int ctl_check_spf(const struct ctl *c);
 int ctl_check_dkim(const struct ctl *c);
 int ctl_check_dmarc(const struct ctl *c);
 
-/* MAIL-FROM as the checks take it: without angle brackets, "" for <>; dies on a stray one. */
-char *ctl_check_sender(const char *arg);
+/*
+ * The arguments IP MAIL-FROM [HELO] of `kotak check spf` and `dmarc`: the
+ * usage when they are not that, dies on an IP that is none; the sender as
+ * the checks take it, without angle brackets ("" for <>; free it).
+ */
+struct ctl_envelope {
+    const char *ip, *helo;
+    char *sender;
+};
+void ctl_check_envelope(const struct ctl *c, const char *usage, struct ctl_envelope *e);
 
 #endif
