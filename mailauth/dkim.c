@@ -42,6 +42,7 @@
 #include <mbedtls/sha256.h>
 
 #include "dkim.h"
+#include "dkim_key_cache.h"
 #include "sasl.h"
 #include "util.h"
 
@@ -361,10 +362,21 @@ static void canon_run(struct dkim_body_canon *c, const char *p, size_t n,
     c->any = true;
 }
 
-/* Whether ch is content that canonicalization writes as it is. */
-static bool canon_plain(const struct dkim_body_canon *c, char ch)
+/*
+ * How many octets from p[i] on canonicalization writes as they are: no CR
+ * (a line may end there) and, relaxed, no WSP but a lone SP between two
+ * octets of content (it stays one SP).
+ */
+static size_t canon_plain_run(const struct dkim_body_canon *c, const char *p, size_t i, size_t n)
 {
-    return ch != '\r' && !(c->relaxed && is_wsp(ch));
+    size_t j = i;
+    while (j < n && p[j] != '\r') {
+        if (c->relaxed && is_wsp(p[j]) &&
+            !(p[j] == ' ' && j > i && j + 1 < n && !is_wsp(p[j + 1]) && p[j + 1] != '\r'))
+            break;
+        j++;
+    }
+    return j - i;
 }
 
 void dkim_body_canon_feed(struct dkim_body_canon *c, const char *p, size_t n,
@@ -373,13 +385,10 @@ void dkim_body_canon_feed(struct dkim_body_canon *c, const char *p, size_t n,
     size_t i = 0;
     while (i < n) {
         char ch = p[i];
-        if (!c->cr && !c->wsp && c->empty == 0 && canon_plain(c, ch)) {
-            /* Most of a body: a run of content, taken at once. */
-            size_t j = i + 1;
-            while (j < n && canon_plain(c, p[j]))
-                j++;
-            canon_run(c, p + i, j - i, out, ctx);
-            i = j;
+        size_t run = !c->cr && !c->wsp && c->empty == 0 ? canon_plain_run(c, p, i, n) : 0;
+        if (run > 0) { /* most of a body: a run of content, taken at once */
+            canon_run(c, p + i, run, out, ctx);
+            i += run;
             continue;
         }
         i++;
@@ -1144,9 +1153,46 @@ const char *dkim_verify_key_name(struct dkim_verify *v, size_t i, time_t now)
     return s->key_name;
 }
 
-/* The public key of a key record (RFC 6376 3.6.1), checked; NULL with a reason. */
+/* The RSA key of p= (base64), checked, into rsa; NULL, or the reason it is none. */
+static const char *key_decode(const char *p, size_t n, mbedtls_rsa_context *rsa)
+{
+    unsigned char der[DKIM_KEY_DER_MAX];
+    int der_len = base64_decode_fws(p, n, der, sizeof(der));
+    if (der_len <= 0)
+        return "p= is no key in base64 (or too long)";
+    mbedtls_pk_context pk;
+    mbedtls_pk_init(&pk);
+    const char *why = NULL;
+    if (mbedtls_pk_parse_public_key(&pk, der, (size_t)der_len) != 0 ||
+        mbedtls_pk_get_type(&pk) != MBEDTLS_PK_RSA) {
+        why = "p= is no RSA public key";
+    } else if (mbedtls_pk_get_bitlen(&pk) < DKIM_KEY_BITS_MIN) {
+        why = "the key is shorter than 1024 bits (RFC 8301)";
+    } else if (mbedtls_pk_get_bitlen(&pk) > DKIM_KEY_BITS_MAX) {
+        why = "the key is longer than 4096 bits";
+    } else {
+        mbedtls_mpi e;
+        mbedtls_mpi_init(&e);
+        int rc = mbedtls_rsa_export(mbedtls_pk_rsa(pk), NULL, NULL, NULL, NULL, &e);
+        size_t e_bits = mbedtls_mpi_bitlen(&e);
+        mbedtls_mpi_free(&e);
+        if (rc != 0 || e_bits > DKIM_E_BITS_MAX)
+            why = "the key's public exponent is too large";
+        else if (mbedtls_rsa_copy(rsa, mbedtls_pk_rsa(pk)) != 0)
+            why = "out of memory for the key";
+    }
+    mbedtls_pk_free(&pk);
+    return why;
+}
+
+/*
+ * The public key of a key record (RFC 6376 3.6.1), checked, into rsa (a
+ * kept one when its p= was seen before); NULL with a reason. *p_r and
+ * *p_len_r say where p= is in rec.
+ */
 static const char *key_parse(const struct dkim_sig *s, const char *rec, size_t len,
-                             mbedtls_pk_context *pk, bool *testing_r)
+                             mbedtls_rsa_context *rsa, bool *testing_r, const char **p_r,
+                             size_t *p_len_r)
 {
     struct dkim_tag tags[DKIM_TAGS_MAX];
     size_t n;
@@ -1172,26 +1218,11 @@ static const char *key_parse(const struct dkim_sig *s, const char *rec, size_t l
         return "the key record has no p=";
     if (tp->value_len == 0)
         return "the key is revoked (empty p=)";
-    unsigned char der[DKIM_KEY_DER_MAX];
-    int der_len = base64_decode_fws(tp->value, tp->value_len, der, sizeof(der));
-    if (der_len <= 0)
-        return "p= is no key in base64 (or too long)";
-    if (mbedtls_pk_parse_public_key(pk, der, (size_t)der_len) != 0 ||
-        mbedtls_pk_get_type(pk) != MBEDTLS_PK_RSA)
-        return "p= is no RSA public key";
-    size_t bits = mbedtls_pk_get_bitlen(pk);
-    if (bits < DKIM_KEY_BITS_MIN)
-        return "the key is shorter than 1024 bits (RFC 8301)";
-    if (bits > DKIM_KEY_BITS_MAX)
-        return "the key is longer than 4096 bits";
-    mbedtls_mpi e;
-    mbedtls_mpi_init(&e);
-    int rc = mbedtls_rsa_export(mbedtls_pk_rsa(*pk), NULL, NULL, NULL, NULL, &e);
-    size_t e_bits = mbedtls_mpi_bitlen(&e);
-    mbedtls_mpi_free(&e);
-    if (rc != 0 || e_bits > DKIM_E_BITS_MAX)
-        return "the key's public exponent is too large";
-    return NULL;
+    *p_r = tp->value;
+    *p_len_r = tp->value_len;
+    if (dkim_key_cache_get(tp->value, tp->value_len, rsa))
+        return NULL;
+    return key_decode(tp->value, tp->value_len, rsa);
 }
 
 /* A key question's answer other than records: the verdict it gives. False for DNS_OK. */
@@ -1220,21 +1251,27 @@ static void key_check(struct dkim_sig *s, const char *const *records, const size
     /* RFC 6376 3.6.2.2 leaves several records to us: the first that is a key counts. */
     const char *why = "no key for the signature in DNS";
     for (size_t k = 0; k < n; k++) {
-        mbedtls_pk_context pk;
-        mbedtls_pk_init(&pk);
+        mbedtls_rsa_context rsa;
+        mbedtls_rsa_init(&rsa, MBEDTLS_RSA_PKCS_V15, 0);
         bool testing = false;
+        const char *p = NULL;
+        size_t p_len = 0;
         const char *bad = strlen(records[k]) != lens[k]
                               ? "the key record holds a NUL"
-                              : key_parse(s, records[k], lens[k], &pk, &testing);
+                              : key_parse(s, records[k], lens[k], &rsa, &testing, &p, &p_len);
         if (bad != NULL) {
             if (k == 0)
                 why = bad;
-            mbedtls_pk_free(&pk);
+            mbedtls_rsa_free(&rsa);
             continue;
         }
-        int rc = mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, s->head_hash, sizeof(s->head_hash), s->b,
-                                   s->b_len);
-        mbedtls_pk_free(&pk);
+        int rc = s->b_len != mbedtls_rsa_get_len(&rsa)
+                     ? MBEDTLS_ERR_RSA_VERIFY_FAILED
+                     : mbedtls_rsa_pkcs1_verify(&rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC,
+                                                MBEDTLS_MD_SHA256, sizeof(s->head_hash),
+                                                s->head_hash, s->b);
+        dkim_key_cache_put(p, p_len, &rsa); /* with what the check computed */
+        mbedtls_rsa_free(&rsa);
         if (rc != 0)
             sig_verdict(s, DKIM_FAIL, "signature did not verify");
         else

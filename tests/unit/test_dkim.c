@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "dkim.h"
+#include "dkim_key_cache.h"
 #include "tap.h"
 #include "util.h"
 
@@ -759,6 +760,33 @@ static void count_cb(void *ctx)
     callbacks++;
 }
 
+/* A key kept once used serves the next messages; the record's other tags still count. */
+static void test_key_cache(void)
+{
+    char *m = sign(message);
+    dkim_key_cache_clear();
+    is_status(m, key_record, "pass", "the key parsed the first time");
+    is_status(m, key_record, "pass", "and kept: the next message passes with the kept key");
+    char *x = replace(m, "this is a test.", "this is a tesT.");
+    is_status(x, key_record, "fail", "a kept key still fails a changed message");
+    free(x);
+    const char *p = strstr(key_record, "p=");
+    char rec[4096];
+    snprintf(rec, sizeof(rec), "v=DKIM1; k=rsa; h=sha1; %s", p);
+    is_status(m, rec, "permerror", "the same p= in a record for sha1 only: permerror");
+    snprintf(rec, sizeof(rec), "v=DKIM1; s=tlsrpt; %s", p);
+    is_status(m, rec, "permerror", "the same p= in a record not for email: permerror");
+    snprintf(rec, sizeof(rec), "v=DKIM1; k=rsa; p=");
+    is_status(m, rec, "permerror", "revoked: permerror, whatever was kept");
+    /* The same p= with a byte changed: another key, not the kept one. */
+    snprintf(rec, sizeof(rec), "%s", key_record);
+    char *mid = strstr(rec, "p=") + 2 + 150; /* inside the modulus */
+    *mid = *mid == 'A' ? 'B' : 'A';
+    is_status(m, rec, "fail", "a p= that differs in one character is not the kept key");
+    dkim_key_cache_clear();
+    free(m);
+}
+
 static void test_detach(void)
 {
     /* A UDP server that never answers keeps the questions out. */
@@ -908,6 +936,7 @@ int main(void)
     test_limits();
     test_short_key();
     test_key_read();
+    test_key_cache();
     test_detach();
     ok(dkim_selector_valid("kotak") && dkim_selector_valid("2026-01.a") &&
            !dkim_selector_valid("") && !dkim_selector_valid("-a") && !dkim_selector_valid("a-") &&
