@@ -96,6 +96,10 @@ free_port() {
 wait_port() { for _ in $(seq 200); do ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
 # cpu_s PID: user + system CPU seconds of the process, all its threads
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz}' "/proc/$1/stat" 2>/dev/null; }
+# sys_s PID: its system CPU seconds alone (the kernel's part: sockets, thread wake-ups, fsync)
+sys_s() { awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.3f", $13 / hz}' "/proc/$1/stat" 2>/dev/null; }
+# ctx_switches PID: voluntary + involuntary context switches of all its threads
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 
 # --- the two builds ----------------------------------------------------------------
 
@@ -322,11 +326,14 @@ run_one() {
   kstart "$b"
   base=$(k_entries)
   q0=$(dns_asked); k0=$(cpu_s "$SMTPD_PID"); d0=$(cpu_s "$DNS_PID"); c0=$(cpu_ticks); t0=$(now)
+  local s0 x0; s0=$(sys_s "$SMTPD_PID"); x0=$(ctx_switches "$SMTPD_PID")
   # shellcheck disable=SC2086
   line=$("$T/smtp_load" -s "$SESSIONS" -m "$N" $extra -F "$KD/message.eml" -f "$FROM" -t "$RCPT" "127.0.0.1:$P_SMTP" 2>> "$LOG")
   t1=$(now)
   local kc dc bs n q
   kc=$(calc "$(cpu_s "$SMTPD_PID") - $k0" 3); dc=$(calc "$(cpu_s "$DNS_PID") - $d0" 3)
+  local sys_us cs; sys_us=$(calc "($(sys_s "$SMTPD_PID") - $s0) * 1000000 / $N" 0)
+  cs=$(calc "($(ctx_switches "$SMTPD_PID") - $x0) / $N" 2)
   bs=$(busy_steal "$c0" "$(cpu_ticks)"); q=$(( $(dns_asked) - q0 ))
   n=$(( $(k_entries) - base ))
   [ "$n" = "$N" ] && [ "$(echo "$line" | kv accepted)" = "$N" ] ||
@@ -335,7 +342,7 @@ run_one() {
   CPU_US=$(calc "$kc * 1000000 / $N" 0); DNS_US=$(calc "$dc * 1000000 / $N" 0)
   DNS_BUSY=$(calc "100 * $dc / ($t1 - $t0)" 0); DNS_Q=$(calc "$q / $N" 2)
   DNS_MACHINE=$(calc "100 * $dc / ($t1 - $t0) / $(nproc)" 0)
-  note "  $label: $line kotak_smtpd_cpu_s=$kc cpu_us_per_msg=$CPU_US dns_cpu_s=$dc dns_cpu_us_per_msg=$DNS_US dns_busy_pct_of_core=$DNS_BUSY dns_pct_of_machine=$DNS_MACHINE dns_questions_per_msg=$DNS_Q machine_busy_pct=${bs% *} steal_pct=${bs#* } loadavg1=$(cut -d' ' -f1 /proc/loadavg)"
+  note "  $label: $line kotak_smtpd_cpu_s=$kc cpu_us_per_msg=$CPU_US sys_us_per_msg=$sys_us ctx_switches_per_msg=$cs dns_cpu_s=$dc dns_cpu_us_per_msg=$DNS_US dns_busy_pct_of_core=$DNS_BUSY dns_pct_of_machine=$DNS_MACHINE dns_questions_per_msg=$DNS_Q machine_busy_pct=${bs% *} steal_pct=${bs#* } loadavg1=$(cut -d' ' -f1 /proc/loadavg)"
   kstop
 }
 
