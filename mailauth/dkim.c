@@ -172,16 +172,29 @@ static bool parse_uint(const char *p, size_t n, size_t digits, uint64_t *v_r)
 /*
  * Decodes base64 p[0..n), whitespace anywhere ignored (RFC 6376 2.4 lets
  * it be folded), into out[0..size). Returns the length, or -1 when it is
- * no base64 or does not fit. The values are public: a plain table decoder
- * (mbedTLS's constant-time one costs several times more per message).
+ * no base64 or does not fit. Lenient where RFC 4648 lets a decoder be:
+ * the padding may be left out, and the bits of the last character that
+ * carry no data need not be zero (3.5), as some signers leave them. The
+ * values are public: a plain table decoder (mbedTLS's constant-time one
+ * costs several times more per message).
  */
 static int base64_decode_fws(const char *p, size_t n, unsigned char *out, size_t size)
 {
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *plain = xmalloc(n + 1);
-    size_t k = 0;
+    size_t k = 0, pad = 0;
     for (size_t i = 0; i < n; i++)
         if (!is_fws(p[i]))
             plain[k++] = p[i];
+    while (pad < k && plain[k - 1 - pad] == '=')
+        pad++;
+    size_t rem = (k - pad) % 4;
+    if (rem >= 2) { /* the last character's unused bits made zero */
+        const char *c = memchr(alphabet, plain[k - pad - 1], 64);
+        if (c != NULL)
+            plain[k - pad - 1] = alphabet[(c - alphabet) & (rem == 2 ? 0x30 : 0x3c)];
+    }
     ssize_t len = k == 0 ? -1 : sasl_b64_decode(plain, k, out, size);
     free(plain);
     return len < 0 || len > INT_MAX ? -1 : (int)len;
@@ -822,8 +835,10 @@ struct dkim_sig {
     size_t b_len;
     unsigned char head_hash[32];
     char key_name[DNS_NAME_MAX + 1];
-    char **keys; /* key records kept by dkim_verify_keys for dkim_verify_check */
-    size_t *key_lens, n_keys;
+    /* The key chosen from the answer, waiting for key_verify: its DER. */
+    bool key_kept, key_testing;
+    unsigned char key_der[DKIM_KEY_DER_MAX];
+    size_t key_der_len;
 };
 
 struct dkim_lookup;
@@ -1153,17 +1168,13 @@ const char *dkim_verify_key_name(struct dkim_verify *v, size_t i, time_t now)
     return s->key_name;
 }
 
-/* The RSA key of p= (base64), checked, into rsa; NULL, or the reason it is none. */
-static const char *key_decode(const char *p, size_t n, mbedtls_rsa_context *rsa)
+/* The RSA key of a public key's DER, checked, into rsa; NULL, or the reason it is none. */
+static const char *key_decode(const unsigned char *der, size_t der_len, mbedtls_rsa_context *rsa)
 {
-    unsigned char der[DKIM_KEY_DER_MAX];
-    int der_len = base64_decode_fws(p, n, der, sizeof(der));
-    if (der_len <= 0)
-        return "p= is no key in base64 (or too long)";
     mbedtls_pk_context pk;
     mbedtls_pk_init(&pk);
     const char *why = NULL;
-    if (mbedtls_pk_parse_public_key(&pk, der, (size_t)der_len) != 0 ||
+    if (mbedtls_pk_parse_public_key(&pk, der, der_len) != 0 ||
         mbedtls_pk_get_type(&pk) != MBEDTLS_PK_RSA) {
         why = "p= is no RSA public key";
     } else if (mbedtls_pk_get_bitlen(&pk) < DKIM_KEY_BITS_MIN) {
@@ -1186,16 +1197,16 @@ static const char *key_decode(const char *p, size_t n, mbedtls_rsa_context *rsa)
 }
 
 /*
- * The public key of a key record (RFC 6376 3.6.1), checked, into rsa (a
- * kept one when its p= was seen before); NULL with a reason. *p_r and
- * *p_len_r say where p= is in rec.
+ * A key record (RFC 6376 3.6.1) read as far as its tags and its p= in
+ * base64, the DER into s (key_der); NULL, or the reason it is no key for s.
+ * Cheap: on the loop.
  */
-static const char *key_parse(const struct dkim_sig *s, const char *rec, size_t len,
-                             mbedtls_rsa_context *rsa, bool *testing_r, const char **p_r,
-                             size_t *p_len_r)
+static const char *key_read(struct dkim_sig *s, const char *rec, size_t len)
 {
     struct dkim_tag tags[DKIM_TAGS_MAX];
     size_t n;
+    if (strlen(rec) != len)
+        return "the key record holds a NUL";
     if (dkim_tags_parse(rec, len, tags, DKIM_TAGS_MAX, &n) < 0)
         return "the key record is no valid tag list";
     const struct dkim_tag *tv = tag_find(tags, n, "v"), *th = tag_find(tags, n, "h"),
@@ -1210,7 +1221,6 @@ static const char *key_parse(const struct dkim_sig *s, const char *rec, size_t l
     if (ts != NULL && !list_has(ts->value, ts->value_len, "*", false) &&
         !list_has(ts->value, ts->value_len, "email", false))
         return "the key is not for email (s=)";
-    *testing_r = tt != NULL && list_has(tt->value, tt->value_len, "y", false);
     if (tt != NULL && list_has(tt->value, tt->value_len, "s", false) &&
         strcmp(s->auid_domain, s->r.domain) != 0)
         return "the key asks i= to be d= exactly (t=s)";
@@ -1218,11 +1228,12 @@ static const char *key_parse(const struct dkim_sig *s, const char *rec, size_t l
         return "the key record has no p=";
     if (tp->value_len == 0)
         return "the key is revoked (empty p=)";
-    *p_r = tp->value;
-    *p_len_r = tp->value_len;
-    if (dkim_key_cache_get(tp->value, tp->value_len, rsa))
-        return NULL;
-    return key_decode(tp->value, tp->value_len, rsa);
+    int der_len = base64_decode_fws(tp->value, tp->value_len, s->key_der, sizeof(s->key_der));
+    if (der_len <= 0)
+        return "p= is no key in base64 (or too long)";
+    s->key_der_len = (size_t)der_len;
+    s->key_testing = tt != NULL && list_has(tt->value, tt->value_len, "y", false);
+    return NULL;
 }
 
 /* A key question's answer other than records: the verdict it gives. False for DNS_OK. */
@@ -1245,70 +1256,77 @@ static bool key_status_verdict(struct dkim_sig *s, enum dns_status status)
     return false;
 }
 
-/* The verdict of the key records that came: the RSA work. */
-static void key_check(struct dkim_sig *s, const char *const *records, const size_t *lens, size_t n)
+/*
+ * Signature i's answer from DNS, on the loop: a verdict when it gives one
+ * already, else the key chosen (RFC 6376 3.6.2.2 leaves several records to
+ * the verifier: the first that reads as a key) is kept for key_verify. What
+ * is kept is bounded (one DER of at most DKIM_KEY_DER_MAX octets), whatever
+ * the answer held.
+ */
+static void key_keep(struct dkim_verify *v, size_t i, enum dns_status status,
+                     const char *const *records, const size_t *lens, size_t n)
 {
-    /* RFC 6376 3.6.2.2 leaves several records to us: the first that is a key counts. */
+    if (!v->finished || i >= v->n_sigs || v->sigs[i].decided || v->sigs[i].key_kept)
+        return;
+    struct dkim_sig *s = &v->sigs[i];
+    if (key_status_verdict(s, status))
+        return;
     const char *why = "no key for the signature in DNS";
     for (size_t k = 0; k < n; k++) {
-        mbedtls_rsa_context rsa;
-        mbedtls_rsa_init(&rsa, MBEDTLS_RSA_PKCS_V15, 0);
-        bool testing = false;
-        const char *p = NULL;
-        size_t p_len = 0;
-        const char *bad = strlen(records[k]) != lens[k]
-                              ? "the key record holds a NUL"
-                              : key_parse(s, records[k], lens[k], &rsa, &testing, &p, &p_len);
-        if (bad != NULL) {
-            if (k == 0)
-                why = bad;
-            mbedtls_rsa_free(&rsa);
-            continue;
+        const char *bad = key_read(s, records[k], lens[k]);
+        if (bad == NULL) {
+            s->key_kept = true;
+            sig_verdict(s, DKIM_TEMPERROR, "the key was not checked");
+            s->decided = false; /* until key_verify */
+            return;
         }
-        int rc = s->b_len != mbedtls_rsa_get_len(&rsa)
-                     ? MBEDTLS_ERR_RSA_VERIFY_FAILED
-                     : mbedtls_rsa_pkcs1_verify(&rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC,
-                                                MBEDTLS_MD_SHA256, sizeof(s->head_hash),
-                                                s->head_hash, s->b);
-        dkim_key_cache_put(p, p_len, &rsa); /* with what the check computed */
-        mbedtls_rsa_free(&rsa);
-        if (rc != 0)
-            sig_verdict(s, DKIM_FAIL, "signature did not verify");
-        else
-            sig_verdict(s, DKIM_PASS, "%s", testing ? "key in testing mode, t=y" : "");
-        return;
+        if (k == 0)
+            why = bad;
     }
     sig_verdict(s, DKIM_PERMERROR, "%s", why);
 }
 
-static void keys_free(struct dkim_sig *s)
+/* The kept key against the signature: the RSA work, off the loop. */
+static void key_verify(struct dkim_sig *s)
 {
-    for (size_t k = 0; k < s->n_keys; k++)
-        free(s->keys[k]);
-    free(s->keys);
-    free(s->key_lens);
-    s->keys = NULL;
-    s->key_lens = NULL;
-    s->n_keys = 0;
+    if (!s->key_kept || s->decided)
+        return;
+    s->key_kept = false;
+    mbedtls_rsa_context rsa;
+    mbedtls_rsa_init(&rsa, MBEDTLS_RSA_PKCS_V15, 0);
+    const char *bad = NULL;
+    if (!dkim_key_cache_get(s->key_der, s->key_der_len, &rsa))
+        bad = key_decode(s->key_der, s->key_der_len, &rsa);
+    if (bad != NULL) {
+        mbedtls_rsa_free(&rsa);
+        sig_verdict(s, DKIM_PERMERROR, "%s", bad);
+        return;
+    }
+    int rc = MBEDTLS_ERR_RSA_VERIFY_FAILED;
+    if (s->b_len == mbedtls_rsa_get_len(&rsa)) {
+        rc = mbedtls_rsa_pkcs1_verify(&rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC, MBEDTLS_MD_SHA256,
+                                      sizeof(s->head_hash), s->head_hash, s->b);
+        dkim_key_cache_put(s->key_der, s->key_der_len, &rsa); /* with what the work computed */
+    }
+    mbedtls_rsa_free(&rsa);
+    if (rc != 0)
+        sig_verdict(s, DKIM_FAIL, "signature did not verify");
+    else
+        sig_verdict(s, DKIM_PASS, "%s", s->key_testing ? "key in testing mode, t=y" : "");
 }
 
 void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status status,
                             const char *const *records, const size_t *lens, size_t n)
 {
-    if (!v->finished || i >= v->n_sigs || v->sigs[i].decided)
-        return;
-    if (!key_status_verdict(&v->sigs[i], status))
-        key_check(&v->sigs[i], records, lens, n);
+    key_keep(v, i, status, records, lens, n);
+    if (i < v->n_sigs)
+        key_verify(&v->sigs[i]);
 }
 
 void dkim_verify_check(struct dkim_verify *v)
 {
-    for (size_t i = 0; i < v->n_sigs; i++) {
-        struct dkim_sig *s = &v->sigs[i];
-        if (s->keys != NULL && !s->decided)
-            key_check(s, (const char *const *)s->keys, s->key_lens, s->n_keys);
-        keys_free(s);
-    }
+    for (size_t i = 0; i < v->n_sigs; i++)
+        key_verify(&v->sigs[i]);
 }
 
 /* --- signing --------------------------------------------------------------- */
@@ -1569,36 +1587,6 @@ struct dkim_lookup {
     } q[DKIM_SIGS_MAX];
 };
 
-/*
- * Keeps an answer for dkim_verify_check: the loop only copies the records
- * (at most DNS_TXT_MAX of them, each a bounded TXT answer); parsing the key
- * and the RSA work happen where the caller runs dkim_verify_check.
- */
-static void key_keep(struct dkim_verify *v, size_t i, enum dns_status status,
-                     const char *const *records, const size_t *lens, size_t n)
-{
-    if (!v->finished || i >= v->n_sigs || v->sigs[i].decided)
-        return;
-    struct dkim_sig *s = &v->sigs[i];
-    if (key_status_verdict(s, status))
-        return;
-    if (n == 0) {
-        sig_verdict(s, DKIM_PERMERROR, "no key for the signature in DNS");
-        return;
-    }
-    s->keys = xcalloc(n, sizeof(*s->keys));
-    s->key_lens = xcalloc(n, sizeof(*s->key_lens));
-    for (size_t k = 0; k < n; k++) {
-        s->keys[k] = xmalloc(lens[k] + 1);
-        memcpy(s->keys[k], records[k], lens[k]);
-        s->keys[k][lens[k]] = '\0';
-        s->key_lens[k] = lens[k];
-    }
-    s->n_keys = n;
-    sig_verdict(s, DKIM_TEMPERROR, "the key was not checked");
-    s->decided = false; /* until dkim_verify_check */
-}
-
 static void on_key(void *ctx, enum dns_status status, const char *const *records,
                    const size_t *lens, size_t n)
 {
@@ -1656,8 +1644,6 @@ void dkim_verify_free(struct dkim_verify **vp)
         return;
     if (v->lookup != NULL)
         v->lookup->v = NULL; /* its last answer frees it */
-    for (size_t i = 0; i < v->n_sigs; i++)
-        keys_free(&v->sigs[i]);
     reader_free(&v->r);
     if (v->r.hashes == NULL)
         for (size_t i = 0; i < DKIM_SIGS_MAX; i++)

@@ -82,9 +82,10 @@ void dkim_verify_drop_header(struct dkim_verify *v);
  * (t= and x=). Returns 0 when questions are out: then cb runs exactly
  * once, on the loop, never inside this call, when every answer is in (if
  * the resolver is freed first, the signatures still waiting get
- * temperror and cb runs during dns_free); the loop only keeps the key
- * records, and dkim_verify_check, after cb, gives the verdicts they lead
- * to. Returns 1 when no signature needs a key (none at all, or each one
+ * temperror and cb runs during dns_free). On the loop an answer is only
+ * read as far as its tags and its key's base64, and the key chosen is
+ * kept (at most one per signature); dkim_verify_check, after cb, does the
+ * rest. Returns 1 when no signature needs a key (none at all, or each one
  * judged from the message alone): every verdict is known now and cb never
  * runs. Returns a negative code when the resolver is closing (cb then
  * never runs).
@@ -93,10 +94,10 @@ int dkim_verify_keys(struct dkim_verify *v, struct dns *dns, time_t now, void (*
                      void *ctx);
 
 /*
- * After dkim_verify_keys' cb: checks each signature against the key records
- * that came (parsing them, the RSA work) and frees them. Pure, and not on
- * the loop: a verifier is one caller's at a time, on any thread. Until it
- * runs, a signature with a key waiting says temperror.
+ * After dkim_verify_keys' cb: checks each signature against the key kept
+ * for it (parsing the key, the RSA work). Pure, and not on the loop: a
+ * verifier is one caller's at a time, on any thread. Until it runs, a
+ * signature with a key waiting says temperror.
  */
 void dkim_verify_check(struct dkim_verify *v);
 
@@ -115,8 +116,9 @@ void dkim_verify_free(struct dkim_verify **v);
  * The pure halves of dkim_verify_keys, for tests and for callers with
  * their own DNS: the name to ask for signature i's key
  * ("SELECTOR._domainkey.DOMAIN"), or NULL when its verdict is already
- * known; and the answer to that question (dns_txt's), which gives the
- * verdict as of now. After finish.
+ * known; and the answer to that question (dns_txt's), read and checked
+ * as dkim_verify_keys and dkim_verify_check do, which gives the verdict.
+ * After finish.
  */
 const char *dkim_verify_key_name(struct dkim_verify *v, size_t i, time_t now);
 void dkim_verify_key_answer(struct dkim_verify *v, size_t i, enum dns_status status,

@@ -15,16 +15,18 @@
 #define DKIM_KEY_CACHE_MAX 64 /* keys kept; the least recently used one makes room */
 
 /*
- * Copies the key kept for the p= value p[0..n) into rsa (initialized by
- * the caller) and says true; false when none is kept. Any thread.
+ * Copies the key kept for the public key der[0..n) (p= decoded) into rsa
+ * (initialized by the caller) and says true; false when none is kept.
+ * Any thread.
  */
-bool dkim_key_cache_get(const char *p, size_t n, mbedtls_rsa_context *rsa);
+bool dkim_key_cache_get(const unsigned char *der, size_t n, mbedtls_rsa_context *rsa);
 
 /*
- * Keeps a copy of rsa, a key parsed from p[0..n) and checked, once it has
- * served (its precomputed values are then there). Any thread.
+ * Keeps a copy of rsa, the key of der[0..n), checked, once an RSA
+ * operation has used it (its precomputed values are then there); a key
+ * kept already stays as it is. Any thread.
  */
-void dkim_key_cache_put(const char *p, size_t n, const mbedtls_rsa_context *rsa);
+void dkim_key_cache_put(const unsigned char *der, size_t n, const mbedtls_rsa_context *rsa);
 
 /* Forgets every key (for tests, and for a clean exit under a leak checker). */
 void dkim_key_cache_clear(void);

@@ -9,8 +9,8 @@
  * work stays off the loop); DMARC once SPF and DKIM have answered. A
  * deadline timer bounds the whole: what has not answered by then is
  * cancelled and counts as a temporary error. A run ends when nothing is
- * outstanding but its thread-pool parts, which cannot be cancelled and are
- * waited for.
+ * outstanding: the reading, once queued, is waited for; the keys' check
+ * is called off when it has not started yet.
  */
 #include "checks.h"
 
@@ -565,7 +565,7 @@ static void check_keys_work(uv_work_t *w)
 
 static void check_keys_done(uv_work_t *w, int status)
 {
-    (void)status;
+    (void)status; /* UV_ECANCELED: the keys were not checked, and say so */
     struct check_run *run = w->data;
     run->work_out = false;
     run->dkim_done = true;
@@ -623,7 +623,11 @@ static void run_end(struct check_run *run)
     if (run->dkim_asked && !run->dkim_done && !run->work_out) {
         dkim_verify_free(&run->dkim); /* no verdicts: dkim=temperror */
         run->dkim_asked = false;
-    } /* else the keys are being checked: their verdicts come soon, and count */
+    } else if (run->dkim_asked && !run->dkim_done) {
+        /* The keys' check is out: still queued, it is called off (its
+         * signatures stay temperror); already running, it is waited for. */
+        uv_cancel((uv_req_t *)&run->work);
+    }
     if (run->dmarc != NULL)
         dmarc_check_cancel(&run->dmarc);
     if (!run->dmarc_done) {

@@ -1,6 +1,6 @@
 /*
- * test_dkim_key_cache.c — DKIM keys kept once used: found by their p=
- * value exactly, handed out as copies (precomputed values too), the least
+ * test_dkim_key_cache.c — DKIM keys kept once used: found by their DER
+ * exactly, handed out as copies (precomputed values too), the least
  * recently used one dropped when the table is full, safe from several
  * threads at once.
  */
@@ -23,7 +23,7 @@ static void put(const char *p, unsigned n)
     mbedtls_rsa_context rsa;
     key_of(&rsa, n);
     mbedtls_mpi_lset(&rsa.RN, (mbedtls_mpi_sint)n + 1); /* as a check leaves it */
-    dkim_key_cache_put(p, strlen(p), &rsa);
+    dkim_key_cache_put((const unsigned char *)p, strlen(p), &rsa);
     mbedtls_rsa_free(&rsa);
 }
 
@@ -33,7 +33,7 @@ static long get(const char *p)
     mbedtls_rsa_context rsa;
     mbedtls_rsa_init(&rsa, MBEDTLS_RSA_PKCS_V15, 0);
     long n = -1;
-    if (dkim_key_cache_get(p, strlen(p), &rsa)) {
+    if (dkim_key_cache_get((const unsigned char *)p, strlen(p), &rsa)) {
         unsigned char be[4];
         mbedtls_mpi_write_binary(&rsa.N, be, sizeof(be));
         n = (long)be[0] << 24 | (long)be[1] << 16 | (long)be[2] << 8 | be[3];
@@ -62,8 +62,8 @@ int main(void)
 {
     is_int((int)get("MIGfMA0"), -1, "nothing kept at first");
     put("MIGfMA0", 7);
-    is_int((int)get("MIGfMA0"), 7, "a key kept is found by its p=, with its precomputed value");
-    is_int((int)get("MIGfMA0 "), -1, "p= is matched exactly");
+    is_int((int)get("MIGfMA0"), 7, "a key kept is found by its DER, with its precomputed value");
+    is_int((int)get("MIGfMA0 "), -1, "the DER is matched exactly");
     is_int((int)get("MIGfMA"), -1, "not by a prefix");
     put("MIGfMA0", 9);
     is_int((int)get("MIGfMA0"), 7, "a key seen again is not replaced");
