@@ -17,7 +17,8 @@
  * is a permerror; a key look-up that fails for a while is a temperror; a
  * body or a header hash that does not match is a fail. Everything up to
  * the key is pure; dkim_verify_keys (DNS) and dkim_key_read (the data
- * folder) at the end of this file are the only glue.
+ * folder) at the end of this file are the only glue, and the keys kept
+ * once used (dkim_key_cache.c) the only state shared between messages.
  */
 #include <dirent.h>
 #include <errno.h>
