@@ -66,6 +66,7 @@ void conf_defaults(struct conf *c)
     c->tls_cert = xstrdup("kotak-data/cert.pem");
     c->tls_key = xstrdup("kotak-data/key.pem");
     c->dns_servers = xstrdup("");
+    c->web_token = xstrdup("");
     c->relay = (struct conf_relay){
         .smarthost = xstrdup(""),
         .smarthost_host = xstrdup(""),
@@ -134,6 +135,7 @@ void conf_free(struct conf *c)
     free(c->checks.dkim_selector);
     free(c->checks.rspamd);
     free(c->checks.rspamd_host);
+    free(c->web_token);
     memset(c, 0, sizeof(*c));
 }
 
@@ -413,6 +415,8 @@ static int set_bare_newline(struct conf *c, const struct conf_key *k, const char
 static int set_listen(struct conf *c, const struct conf_key *k, const char *value, char *err,
                       size_t n)
 {
+    if (strcmp(k->section, "web") == 0)
+        return conf_parse_listen(value, &c->web_listen, err, n);
     for (int i = 0; i < CONF_LISTENER_COUNT; i++)
         if (strcmp(k->section, listener_names[i]) == 0)
             return conf_parse_listen(value, &c->listeners[i], err, n);
@@ -701,6 +705,8 @@ static const struct conf_key conf_keys[] = {
     {"checks", "dmarc_reject", set_dmarc_reject, 0, 0, 0},
     {"spam", "rspamd", set_rspamd, 0, 0, 0},
     {"spam", "rspamd_fail", set_rspamd_fail, 0, 0, 0},
+    {"web", "listen", set_listen, 0, 0, 0},
+    {"web", "token", set_text, NUM(web_token), 0, 0},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 

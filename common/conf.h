@@ -118,6 +118,8 @@ struct conf {
     char *dns_servers; /* [dns] servers: "" for /etc/resolv.conf, else ADDR:PORT,... (checked) */
     struct conf_relay relay;
     struct conf_checks checks;
+    struct conf_listener web_listen; /* [web] listen: the live view; n 0 is off */
+    char *web_token;                 /* [web] token: "" none; else the view wants ?token= */
 };
 
 /* The section name of a listener kind ("smtp", ...). */

@@ -59,6 +59,7 @@ int ctl_run(const struct ctl *c);
 int ctl_queue(const struct ctl *c);
 int ctl_dkim(const struct ctl *c);
 int ctl_check(const struct ctl *c);
+int ctl_watch(const struct ctl *c);
 
 /* `kotak check spf|dkim|dmarc`, each with the arguments after its word. */
 int ctl_check_spf(const struct ctl *c);

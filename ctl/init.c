@@ -114,6 +114,13 @@ static const char conf_template_relay[] =
     "smarthost_password_file =     ; a file holding that password\n"
     "smarthost_ca =                ; CA file for the smarthost; empty: the system's\n"
     "port = 25                     ; the port of other domains' MX hosts\n"
+    "\n"
+    "[web]\n"
+    "; The live view of every SMTP and POP3 session, passwords hidden ('kotak\n"
+    "; watch' in a terminal). Empty: off. Sessions are recorded only while\n"
+    "; someone watches.\n"
+    "listen = 127.0.0.1:2080\n"
+    "token =                       ; empty: none; else the view wants ?token=...\n"
     "\n";
 
 /* Writes text to path through path.tmp, so that path is whole or untouched. */

@@ -31,6 +31,7 @@ static const char usage[] =
     "                                       the key kotak signs a domain's mail with\n"
     "  check spf IP MAIL-FROM [HELO] | dkim < MSG | dmarc IP MAIL-FROM < MSG\n"
     "                                       what the MX's checks make of a sender\n"
+    "  watch [--history N]                  every SMTP and POP3 session, live\n"
     "  run                                  both daemons in the foreground\n"
     "\n"
     "options:\n"
@@ -48,7 +49,7 @@ static const struct command commands[] = {
     {"init", ctl_init},     {"domain", ctl_domain},   {"user", ctl_user},
     {"alias", ctl_alias},   {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
     {"backup", ctl_backup}, {"run", ctl_run},         {"queue", ctl_queue},
-    {"dkim", ctl_dkim},     {"check", ctl_check},
+    {"dkim", ctl_dkim},     {"check", ctl_check},     {"watch", ctl_watch},
 };
 
 void ctl_usage(const char *usage, bool asked)

@@ -19,6 +19,7 @@
 #include "pop3_parser.h"
 #include "sasl.h"
 #include "util.h"
+#include "watch_text.h"
 
 /* Replies to pipelined commands wait for the glue past POP3_OUT_HIGH. */
 #define POP3_OUT_HIGH (4 * 1024)
@@ -74,6 +75,30 @@ struct pop3_session {
     struct buf out;
 };
 
+/* --- the live view ------------------------------------------------------- */
+
+static bool watched(const struct pop3_session *s)
+{
+    return s->ops->watched != NULL && s->ops->watched(s->ctx);
+}
+
+static void watch(struct pop3_session *s, enum watch_kind kind, const char *text, size_t len)
+{
+    s->ops->watch(s->ctx, kind, s->tls, text, len);
+}
+
+/* A client's line for the view: a SASL response or a command, secrets replaced. */
+static void watch_line(struct pop3_session *s, const char *line, size_t len)
+{
+    if (!watched(s))
+        return;
+    char shown[WATCH_TEXT_MAX + 1];
+    size_t n = s->state == ST_SASL
+                   ? watch_sasl_line(s->sasl.mech, s->sasl.step, line, len, shown, sizeof(shown))
+                   : watch_command_line(WATCH_POP3, line, len, shown, sizeof(shown));
+    watch(s, WATCH_CLIENT, shown, n);
+}
+
 /* --- replies ------------------------------------------------------------ */
 
 /*
@@ -94,12 +119,15 @@ static void reply(struct pop3_session *s, const char *fmt, ...)
 {
     if (s->failed)
         return;
+    size_t start = s->out.len;
     va_list ap;
     va_start(ap, fmt);
     int rc = buf_vprintf_crlf(&s->out, fmt, ap);
     va_end(ap);
     if (rc < 0)
         fail(s);
+    else if (watched(s))
+        watch(s, WATCH_SERVER, (const char *)s->out.data + start, s->out.len - start - 2);
 }
 
 /* Appends raw octets of a message; sticky on failure like reply(). */
@@ -403,6 +431,16 @@ static void start_send(struct pop3_session *s, long i, long body_lines)
         .in_header = body_lines >= 0,
         .body_lines = body_lines,
     };
+    if (watched(s)) {
+        char note[96];
+        int n = body_lines < 0
+                    ? snprintf(note, sizeof(note), "(message %ld: %lld octets, then a line with a dot)",
+                               i + 1, (long long)s->mails[i].size)
+                    : snprintf(note, sizeof(note),
+                               "(message %ld: its header and %ld body lines, then a line with a dot)",
+                               i + 1, body_lines);
+        watch(s, WATCH_NOTE, note, (size_t)n);
+    }
     pop3_session_pump(s);
 }
 
@@ -635,6 +673,7 @@ static const struct pop3_cmd_def pop3_cmds[] = {
 
 static void run_line(struct pop3_session *s, const char *line, size_t len)
 {
+    watch_line(s, line, len);
     if (s->state == ST_SASL) {
         sasl_feed(s, line, len);
         return;
@@ -751,10 +790,15 @@ bool pop3_session_sending(const struct pop3_session *s)
     return s->send.active;
 }
 
-void pop3_session_tls_started(struct pop3_session *s)
+void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher)
 {
     /* RFC 2595 4: what was said before TLS is forgotten. */
     s->tls = true;
+    if (watched(s)) {
+        char desc[128];
+        int n = snprintf(desc, sizeof(desc), "%s %s", version, cipher);
+        watch(s, WATCH_TLS, desc, (size_t)n < sizeof(desc) ? (size_t)n : sizeof(desc) - 1);
+    }
     s->user[0] = '\0';
     sasl_clear(&s->sasl);
     s->state = ST_AUTHORIZATION;

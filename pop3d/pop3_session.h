@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "store.h"
+#include "watch.h"
 
 struct pop3_session_config {
     bool tls_available;  /* STLS can be offered */
@@ -43,6 +44,11 @@ struct pop3_ops {
     int (*read)(void *ctx, int64_t message_id, int64_t offset, void *p, size_t n, size_t *got_r);
     /* Removes entries in one transaction; answers with pop3_session_commit_done. */
     void (*commit)(void *ctx, int64_t user_id, const int64_t *ids, size_t n);
+    /* The live view (common/watch.h), may be NULL: whether someone watches
+     * now (nothing is built otherwise), and one event of this session,
+     * secrets already replaced; tls: said inside TLS. */
+    bool (*watched)(void *ctx);
+    void (*watch)(void *ctx, enum watch_kind kind, bool tls, const char *text, size_t len);
 };
 
 enum pop3_action {
@@ -78,7 +84,7 @@ bool pop3_session_sending(const struct pop3_session *s);
 /* Past USER/PASS or AUTH: the connection is worth its slot. */
 bool pop3_session_logged_in(const struct pop3_session *s);
 
-void pop3_session_tls_started(struct pop3_session *s);
+void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher);
 
 /* 1 logged in as user_id, 0 refused, -EAGAIN address locked out. */
 void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id);

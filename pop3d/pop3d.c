@@ -31,6 +31,7 @@
 #include "pop3_session.h"
 #include "store.h"
 #include "util.h"
+#include "watch.h"
 
 struct pop3d {
     const struct conf *conf;
@@ -42,6 +43,7 @@ struct pop3d {
     int64_t *locked;          /* user ids whose maildrop a session holds */
     size_t n_locked, cap_locked;
     size_t in_flight;         /* deletions under way */
+    struct watch *watch;      /* the live view's ring; NULL: off */
 };
 
 /* One connection beside its session: the core's part, and the lock's. */
@@ -50,6 +52,7 @@ struct pconn {
     struct pop3d *d;
     bool deleting;            /* a delete_job is under way */
     int64_t unlock_after;     /* the lock to let go of when it ends; 0: none */
+    char id[16];              /* the connection's, for logs and the view */
 };
 
 struct delete_job {
@@ -112,9 +115,7 @@ static bool s_engaged(const void *s)
 
 static void s_tls_started(void *s, const char *version, const char *cipher)
 {
-    (void)version;
-    (void)cipher;
-    pop3_session_tls_started(s);
+    pop3_session_tls_started(s, version, cipher);
 }
 
 static void s_auth_done(void *s, int rc, int64_t user_id)
@@ -259,6 +260,18 @@ static void op_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
     }
 }
 
+static bool op_watched(void *ctx)
+{
+    struct pconn *pc = ctx;
+    return watch_on(pc->d->watch);
+}
+
+static void op_watch(void *ctx, enum watch_kind kind, bool tls, const char *text, size_t len)
+{
+    struct pconn *pc = ctx;
+    watch_put(pc->d->watch, pc->id, WATCH_POP3, kind, tls, text, len);
+}
+
 static const struct pop3_ops pop3_ops = {
     .auth = op_auth,
     .lock = op_lock,
@@ -266,6 +279,8 @@ static const struct pop3_ops pop3_ops = {
     .list = op_list,
     .read = op_read,
     .commit = op_commit,
+    .watched = op_watched,
+    .watch = op_watch,
 };
 
 /* --- connections, start and stop ---------------------------------------- */
@@ -282,10 +297,19 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .bad_commands = (unsigned)d->conf->limits.bad_commands,
     };
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
+    snprintf(pc->id, sizeof(pc->id), "%s", net_conn_id(c));
     service_conn_init(&pc->conn, d->svc, c, pop3_session_new(&cfg, &pop3_ops, pc), &session_ops);
     log_info("pop3 session=%s ip=%s tls=%s event=connect", net_conn_id(c), net_conn_peer(c),
              net_conn_is_tls(c) ? "yes" : "no");
+    watch_say(d->watch, pc->id, WATCH_POP3, WATCH_OPEN, net_conn_is_tls(c), "%s -> [%s]",
+              net_conn_peer(c), net_conn_is_tls(c) ? "pop3s" : "pop3");
     return &pc->conn;
+}
+
+static void on_release(struct service_conn *conn)
+{
+    struct pconn *pc = (struct pconn *)conn;
+    watch_say(pc->d->watch, pc->id, WATCH_POP3, WATCH_CLOSE, false, "closed");
 }
 
 static size_t in_flight(void *ctx)
@@ -301,6 +325,7 @@ static void on_stopped(void *ctx)
 
 static const struct service_ops service_ops = {
     .open = on_open,
+    .release = on_release,
     .in_flight = in_flight,
     .stopped = on_stopped,
 };
@@ -343,6 +368,7 @@ int pop3d_run(const struct conf *conf)
     listen_all(&d);
     daemon_drop_privileges(conf);
     open_store(&d);
+    d.watch = watch_start(conf, "pop3");
     char err[512], *data_dir = conf_path(conf, conf->data_dir);
     struct login *login = login_new(d.loop, &conf->auth, data_dir, err, sizeof(err));
     free(data_dir);
@@ -353,6 +379,7 @@ int pop3d_run(const struct conf *conf)
     service_run(&d.svc);
     store_close(&d.reader);
     store_close(&d.writer);
+    watch_close(&d.watch);
     uv_mutex_destroy(&d.writer_mu);
     free(d.locked);
     return 0;

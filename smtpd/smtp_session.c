@@ -27,6 +27,7 @@
 #include "smtp_client.h"
 #include "smtp_parser.h"
 #include "util.h"
+#include "watch_text.h"
 
 /* AUTH lines may be long: RFC 4954 4 asks for 12,288 octets (the CRLF is
  * allowed on top); other commands are cut at line_max. */
@@ -75,6 +76,30 @@ struct smtp_session {
     struct buf out;
 };
 
+/* --- the live view ------------------------------------------------------- */
+
+static bool watched(const struct smtp_session *s)
+{
+    return s->ops->watched != NULL && s->ops->watched(s->ctx);
+}
+
+static void watch(struct smtp_session *s, enum watch_kind kind, const char *text, size_t len)
+{
+    s->ops->watch(s->ctx, kind, s->tls, text, len);
+}
+
+/* A client's line for the view: a SASL response or a command, secrets replaced. */
+static void watch_line(struct smtp_session *s, const char *line, size_t len)
+{
+    if (!watched(s))
+        return;
+    char shown[WATCH_TEXT_MAX + 1];
+    size_t n = s->state == ST_AUTH
+                   ? watch_sasl_line(s->sasl.mech, s->sasl.step, line, len, shown, sizeof(shown))
+                   : watch_command_line(WATCH_SMTP, line, len, shown, sizeof(shown));
+    watch(s, WATCH_CLIENT, shown, n);
+}
+
 /* --- replies ------------------------------------------------------------ */
 
 static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -93,6 +118,8 @@ static void reply(struct smtp_session *s, const char *fmt, ...)
         s->action = SMTP_ACT_CLOSE;
         return;
     }
+    if (watched(s))
+        watch(s, WATCH_SERVER, (const char *)s->out.data + start, s->out.len - start - 2);
     /* Every refusal counts, so that guessing addresses is not free. */
     if (s->out.data[start] == '5' && ++s->hard_errors >= s->cfg.hard_errors)
         close_with(s, "421 4.7.0 Too many errors, closing the connection");
@@ -816,6 +843,12 @@ static void data_end(struct smtp_session *s, unsigned flags)
         tx_reset(s);
         return;
     }
+    if (watched(s)) {
+        char note[96];
+        int n = snprintf(note, sizeof(note), "(the message: %zu octets, then the final dot)",
+                         tx->size);
+        watch(s, WATCH_NOTE, note, (size_t)n);
+    }
     s->busy = true;
     s->ops->deliver(s->ctx, tx);
 }
@@ -1056,6 +1089,7 @@ static const struct smtp_cmd_def smtp_cmds[] = {
 
 static void run_line(struct smtp_session *s, const char *line, size_t len)
 {
+    watch_line(s, line, len);
     if (s->state == ST_AUTH) {
         auth_step(s, line, len);
         return;
@@ -1210,6 +1244,8 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version, const
     sasl_clear(&s->sasl);
     s->tls = true;
     snprintf(s->tls_desc, sizeof(s->tls_desc), "%s %s", version, cipher);
+    if (watched(s))
+        watch(s, WATCH_TLS, s->tls_desc, strlen(s->tls_desc));
     s->helo[0] = '\0';
     s->esmtp = false;
     s->user_id = 0;

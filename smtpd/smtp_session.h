@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "store.h"
+#include "watch.h"
 
 enum smtp_role {
     SMTP_ROLE_MX,          /* [smtp]: no login, local recipients only */
@@ -101,6 +102,11 @@ struct smtp_ops {
      * with the original sender in original[ADDR_TEXT_SIZE], 0 when it is
      * none, or a negative code for one made up or expired. May be NULL. */
     int (*srs_reverse)(void *ctx, const struct addr *rcpt, char *original);
+    /* The live view (common/watch.h), may be NULL: whether someone watches
+     * now (nothing is built otherwise), and one event of this session,
+     * secrets already replaced; tls: said inside TLS. */
+    bool (*watched)(void *ctx);
+    void (*watch)(void *ctx, enum watch_kind kind, bool tls, const char *text, size_t len);
 };
 
 enum smtp_action {

@@ -33,6 +33,7 @@
 #include "srs.h"
 #include "store.h"
 #include "util.h"
+#include "watch.h"
 
 struct smtpd;
 
@@ -53,6 +54,7 @@ struct smtpd {
     uint8_t srs_secret[SRS_SECRET_SIZE];
     char *data_dir;
     struct listener_ctx listeners[3];
+    struct watch *watch; /* the live view's ring; NULL: off */
 };
 
 /* One connection beside its session: the core's part, and the spool. */
@@ -315,6 +317,18 @@ static time_t op_now(void *ctx)
     return time(NULL);
 }
 
+static bool op_watched(void *ctx)
+{
+    struct sconn *sc = ctx;
+    return watch_on(sc->d->watch);
+}
+
+static void op_watch(void *ctx, enum watch_kind kind, bool tls, const char *text, size_t len)
+{
+    struct sconn *sc = ctx;
+    watch_put(sc->d->watch, sc->id, WATCH_SMTP, kind, tls, text, len);
+}
+
 static const struct smtp_ops smtp_ops = {
     .resolve = op_resolve,
     .rcpts_free = op_rcpts_free,
@@ -325,6 +339,8 @@ static const struct smtp_ops smtp_ops = {
     .auth = op_auth,
     .now = op_now,
     .srs_reverse = op_srs_reverse,
+    .watched = op_watched,
+    .watch = op_watch,
 };
 
 /* --- connections, start and stop ---------------------------------------- */
@@ -371,6 +387,8 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     service_conn_init(&sc->conn, d->svc, c, smtp_session_new(&cfg, &smtp_ops, sc), &session_ops);
     log_info("smtp session=%s ip=%s listener=%s event=connect", net_conn_id(c), net_conn_peer(c),
              l->name);
+    watch_say(d->watch, sc->id, WATCH_SMTP, WATCH_OPEN, net_conn_is_tls(c), "%s -> [%s]", sc->ip,
+              l->name);
     return &sc->conn;
 }
 
@@ -379,6 +397,7 @@ static void on_release(struct service_conn *conn)
     struct sconn *sc = (struct sconn *)conn;
     if (sc->spool_open)
         spool_free(&sc->spool);
+    watch_say(sc->d->watch, sc->id, WATCH_SMTP, WATCH_CLOSE, false, "closed");
 }
 
 static size_t in_flight(void *ctx)
@@ -487,6 +506,7 @@ int smtpd_run(const struct conf *conf)
     daemon_drop_privileges(conf);
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d, loop);
+    d.watch = watch_start(conf, "smtp");
     char err[512];
     struct login *login = login_new(loop, &conf->auth, d.data_dir, err, sizeof(err));
     if (login == NULL)
@@ -495,6 +515,7 @@ int smtpd_run(const struct conf *conf)
     log_info("smtp event=started version=%s hostname=%s", KOTAK_VERSION, conf->hostname);
     service_run(&d.svc);
     store_close(&d.reader);
+    watch_close(&d.watch);
     free(d.data_dir);
     return 0;
 }

@@ -235,6 +235,21 @@ static void w_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
     w->want_commit = true;
 }
 
+/* The live view is watched throughout: its paths run on every input. */
+static bool w_watched(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
+static void w_watch(void *ctx, enum watch_kind kind, bool tls, const char *text, size_t len)
+{
+    (void)ctx, (void)tls;
+    FUZZ_CHECK(kind <= WATCH_CLOSE, "event kind %d", (int)kind);
+    FUZZ_CHECK(len == 0 || text != NULL, "an event without its text");
+    FUZZ_CHECK(kind != WATCH_CLIENT || len <= WATCH_TEXT_MAX, "a client line of %zu octets", len);
+}
+
 static const struct pop3_ops w_ops = {
     .auth = w_auth,
     .lock = w_lock,
@@ -242,6 +257,8 @@ static const struct pop3_ops w_ops = {
     .list = w_list,
     .read = w_read,
     .commit = w_commit,
+    .watched = w_watched,
+    .watch = w_watch,
 };
 
 /* --- the output checker --------------------------------------------------- */
@@ -439,7 +456,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     w.s = pop3_session_new(&w.cfg, &w_ops, &w);
     if (data[0] & 4) {
-        pop3_session_tls_started(w.s);
+        pop3_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
         w.tls = true;
     }
     pop3_session_greet(w.s);
@@ -499,7 +516,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (a == POP3_ACT_STLS) {
             drain(&w, &rd, true);
             plen = 0; /* plaintext behind STLS is thrown away */
-            pop3_session_tls_started(w.s);
+            pop3_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
             w.tls = true;
             progress = true;
         } else if (a == POP3_ACT_CLOSE) {

@@ -278,6 +278,21 @@ static time_t w_now(void *ctx)
     return 1700000000;
 }
 
+/* The live view is watched throughout: its paths run on every input. */
+static bool w_watched(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
+static void w_watch(void *ctx, enum watch_kind kind, bool tls, const char *text, size_t len)
+{
+    (void)ctx, (void)tls;
+    FUZZ_CHECK(kind <= WATCH_CLOSE, "event kind %d", (int)kind);
+    FUZZ_CHECK(len == 0 || text != NULL, "an event without its text");
+    FUZZ_CHECK(kind != WATCH_CLIENT || len <= WATCH_TEXT_MAX, "a client line of %zu octets", len);
+}
+
 static const struct smtp_ops w_ops = {
     .resolve = w_resolve,
     .rcpts_free = w_rcpts_free,
@@ -287,6 +302,8 @@ static const struct smtp_ops w_ops = {
     .deliver = w_deliver,
     .auth = w_auth,
     .now = w_now,
+    .watched = w_watched,
+    .watch = w_watch,
 };
 
 /* --- the glue ------------------------------------------------------------ */

@@ -246,9 +246,12 @@ class KotakInstance:
             if not os.access(path, os.X_OK):
                 raise HarnessError(f"{path} is not built; set KOTAK_BUILD to the meson build root")
         self.kotak("init", "--hostname", HOSTNAME)
-        ports = free_ports(len(LISTENERS))
+        ports = free_ports(len(LISTENERS) + 1)
         self.ports = dict(zip(LISTENERS, ports))
         listen = {name: {"listen": f"127.0.0.1:{self.ports[name]}"} for name in LISTENERS}
+        # The live view on a port of its own: instances run side by side.
+        self.web_port = ports[-1]
+        listen["web"] = {"listen": f"127.0.0.1:{self.web_port}"}
         # No test asks the machine's resolver: mail for other domains stays
         # queued (a temporary DNS failure) unless a test serves DNS itself.
         changes = merge_config(listen, {"dns": {"servers": "127.0.0.1:9"}}, self.config)

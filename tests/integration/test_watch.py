@@ -1,0 +1,218 @@
+"""`kotak watch`: the live view in the terminal, with both daemons running.
+
+A mail is sent over submission (STARTTLS, AUTH PLAIN, then LOGIN) with
+smtplib and fetched with poplib (USER/PASS, RETR, DELE, QUIT) while `kotak
+watch` runs: each step shows up in order, swaks-style ("->", "<-", "~>"
+and "<~" inside TLS), the login as what it means, and the password is
+nowhere in the output, in any encoding, whether the login worked or not.
+While nobody watches, the daemons record nothing; with [web] listen empty
+the command says the view is off.
+"""
+import base64
+import os
+import queue
+import subprocess
+import threading
+import time
+import unittest
+
+from kotak_harness import (KOTAK, PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance,
+                           KotakTestCase, clean_env)
+
+ALICE = "alice@example.test"
+PASSWORD = PASSWORDS[ALICE]
+WRONG = "Wrong-Guess-5512"
+
+
+def secrets(password):
+    """The forms a password travels in: as typed, in base64, inside PLAIN's message."""
+    plain = base64.b64encode(b"\0" + ALICE.encode() + b"\0" + password.encode()).decode()
+    return [password, base64.b64encode(password.encode()).decode(), plain,
+            plain[4:], plain[8:-4]]
+
+
+class Watcher:
+    """kotak watch in the background; its lines gathered as they come."""
+
+    def __init__(self, k, *args):
+        self.proc = subprocess.Popen([KOTAK, "-c", k.conf, "watch", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=clean_env(NO_COLOR="1"), cwd=k.dir)
+        self.lines = []
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        first = self.q.get(timeout=10)
+        if not first.startswith("watching"):
+            raise AssertionError(f"kotak watch said: {first!r}")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.q.put(line.rstrip("\n"))
+
+    def wait_for(self, text, timeout=10):
+        """Lines until one holds text; returns all lines so far."""
+        deadline = time.monotonic() + timeout
+        while not any(text in l for l in self.lines):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line with {text!r} in:\n" + "\n".join(self.lines))
+            try:
+                self.lines.append(self.q.get(timeout=left))
+            except queue.Empty:
+                pass
+        return self.lines
+
+    def stop(self):
+        self.proc.terminate()
+        rc = self.proc.wait(timeout=10)
+        while not self.q.empty():
+            self.lines.append(self.q.get())
+        return rc
+
+
+class Watch(KotakTestCase):
+    DAEMONS_TO_START = ("smtpd", "pop3d")
+
+    def assert_in_order(self, lines, wanted):
+        """Each of wanted is in a line after the previous one's."""
+        at = 0
+        for w in wanted:
+            for i in range(at, len(lines)):
+                if w in lines[i]:
+                    at = i + 1 if w not in ("smtp", "pop3") else i  # a tag, then its line
+                    break
+            else:
+                self.fail(f"{w!r} not found after line {at} in:\n" + "\n".join(lines))
+
+    def assert_no_secret(self, lines, password):
+        text = "\n".join(lines)
+        for s in secrets(password):
+            self.assertNotIn(s, text)
+
+    def test_a_mail_sent_and_fetched_step_by_step(self):
+        w = Watcher(self.kotak)
+        self.addCleanup(w.stop)
+        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("client.example.test")
+            s.starttls(context=self.kotak.ssl_context())
+            s.ehlo("client.example.test")
+            s.login(ALICE, PASSWORD)
+            s.sendmail(ALICE, [ALICE], b"Subject: watch me\r\n\r\nhello\r\n")
+        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
+        p.user(ALICE)
+        p.pass_(PASSWORD)
+        p.retr(1)
+        p.dele(1)
+        p.quit()
+        lines = w.wait_for("Bye, 1 messages deleted")
+        self.assert_in_order(lines, [
+            "smtp", "127.0.0.1 -> [submission]",
+            "<-  220 mail.example.test",
+            " -> ehlo client.example.test",
+            "<-  250-STARTTLS",
+            " -> STARTTLS",
+            "<-  220 2.0.0",
+            "=== TLS started: TLSv1.",
+            " ~> ehlo client.example.test",
+            "<~  250-AUTH PLAIN LOGIN",
+            " ~> AUTH PLAIN (as alice@example.test, password hidden)",
+            "<~  235 2.7.0",
+            " ~> mail FROM:<alice@example.test>",
+            " ~> rcpt TO:<alice@example.test>",
+            " ~> data",
+            "<~  354",
+            ".. (the message:",
+            "<~  250 2.0.0 Ok: queued as",
+            " ~> QUIT",
+            "<~  221",
+            "127.0.0.1 -> [pop3]",
+            "<-  +OK",
+            " -> USER alice@example.test",
+            " -> PASS (password hidden)",
+            "<-  +OK Logged in, 1 messages",
+            " -> RETR 1",
+            ".. (message 1:",
+            " -> DELE 1",
+            "<-  +OK Message 1 marked for deletion",
+            " -> QUIT",
+            "<-  +OK Bye, 1 messages deleted",
+        ])
+        self.assert_no_secret(lines, PASSWORD)
+        self.assertNotIn("hello", "\n".join(lines), "the body is not shown")
+
+    def test_auth_login_and_failed_logins_hide_every_password(self):
+        w = Watcher(self.kotak)
+        self.addCleanup(w.stop)
+        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("client.example.test")
+            s.starttls(context=self.kotak.ssl_context())
+            s.ehlo("client.example.test")
+            s.user, s.password = ALICE, WRONG
+            code, _ = s.docmd("AUTH", "LOGIN")
+            self.assertEqual(code, 334)
+            s.docmd(base64.b64encode(ALICE.encode()).decode())
+            code, _ = s.docmd(base64.b64encode(WRONG.encode()).decode())
+            self.assertEqual(code, 535)
+            s.user, s.password = ALICE, PASSWORD
+            s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
+        p.user(ALICE)
+        with self.assertRaises(Exception):
+            p.pass_(WRONG)
+        p.close()
+        lines = w.wait_for("-ERR [AUTH]")
+        self.assert_in_order(lines, [
+            " ~> AUTH LOGIN",
+            "<~  334 VXNlcm5hbWU6",
+            " ~> (user name alice@example.test)",
+            "<~  334 UGFzc3dvcmQ6",
+            " ~> (password hidden)",
+            "<~  535",
+            " ~> AUTH LOGIN",
+            " ~> (user name alice@example.test)",
+            " ~> (password hidden)",
+            "<~  235",
+            " -> USER alice@example.test",
+            " -> PASS (password hidden)",
+            "<-  -ERR [AUTH]",
+        ])
+        self.assert_no_secret(lines, PASSWORD)
+        self.assert_no_secret(lines, WRONG)
+
+    def test_nothing_is_recorded_while_nobody_watches(self):
+        w = Watcher(self.kotak)
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("watched.example.test")
+        w.wait_for("ehlo watched.example.test")
+        w.stop()
+        time.sleep(5.5)  # the viewer's visit lapses (WATCH_KEEPALIVE_MS)
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("unwatched.example.test")
+        w2 = Watcher(self.kotak, "--history", "4096")
+        self.addCleanup(w2.stop)
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("again.example.test")
+        lines = w2.wait_for("ehlo again.example.test")
+        text = "\n".join(lines)
+        self.assertIn("ehlo watched.example.test", text, "what was watched is history now")
+        self.assertNotIn("unwatched", text, "what nobody watched was never recorded")
+
+
+class Off(unittest.TestCase):
+
+    def test_watch_says_the_view_is_off(self):
+        k = KotakInstance({"web": {"listen": ""}})
+        self.addCleanup(k.close)
+        k.create()
+        k.start("smtpd")
+        p = k.kotak("watch", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("the live view is off: set [web] listen", p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(k.data_dir, "watch")),
+                         "no ring is made while the view is off")
+        self.assertEqual(k.stop("smtpd"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

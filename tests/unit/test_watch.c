@@ -1,0 +1,208 @@
+/*
+ * test_watch.c — the live view's ring (events in order, a viewer that
+ * falls behind told how many it missed, nothing written while nobody
+ * watches, numbering that survives a restart) and the client lines it
+ * shows: no password, in any encoding, ever reaches an event.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sasl.h"
+#include "tap.h"
+#include "watch.h"
+#include "watch_text.h"
+
+static char dir[] = "/tmp/kotak-test-watch.XXXXXX";
+static char path[256];
+
+static void put_text(struct watch *w, const char *text)
+{
+    watch_put(w, "s1", WATCH_SMTP, WATCH_CLIENT, false, text, strlen(text));
+}
+
+static void test_ring(void)
+{
+    char err[256];
+    snprintf(path, sizeof(path), "%s/smtp.ring", dir);
+    ok(watch_reader_open(path, 0, 100, err, sizeof(err)) == NULL, "no ring yet: %s", err);
+    struct watch *w = watch_open(path, err, sizeof(err));
+    ok(w != NULL, "a ring made: %s", w ? "" : err);
+    if (w == NULL)
+        return;
+    ok(!watch_on(w), "nobody watches at first");
+    struct watch_reader *r = watch_reader_open(path, 0, 100, err, sizeof(err));
+    ok(r != NULL, "a viewer opens it");
+    watch_reader_keepalive(r);
+    ok(watch_on(w), "a viewer's keep-alive turns it on");
+
+    watch_put(w, "abc123", WATCH_POP3, WATCH_SERVER, true, "+OK ready", 9);
+    put_text(w, "NOOP");
+    struct watch_event ev;
+    is_int((int)watch_reader_next(r, &ev), 1, "the first event");
+    is_int((int)ev.seq, 1, "numbered from 1");
+    is_str(ev.session, "abc123", "its session");
+    is_str(watch_proto_name(ev.proto), "pop3", "its protocol");
+    is_str(watch_kind_name(ev.kind), "server", "its kind");
+    ok(ev.tls && !ev.cut, "inside TLS, not cut");
+    is_str(ev.text, "+OK ready", "its text");
+    is_int((int)watch_reader_next(r, &ev), 1, "the second");
+    is_str(ev.text, "NOOP", "in order");
+    is_int((int)watch_reader_next(r, &ev), 0, "then none yet");
+
+    char big[WATCH_TEXT_MAX + 100];
+    memset(big, 'x', sizeof(big));
+    watch_put(w, "s1", WATCH_SMTP, WATCH_CLIENT, false, big, sizeof(big));
+    is_int((int)watch_reader_next(r, &ev), 1, "a long line");
+    ok(ev.cut && ev.len == WATCH_TEXT_MAX && strlen(ev.text) == WATCH_TEXT_MAX, "is cut to %d",
+       WATCH_TEXT_MAX);
+
+    /* A viewer that falls a whole ring behind. */
+    for (int i = 0; i < WATCH_SLOTS + 10; i++) {
+        char t[32];
+        snprintf(t, sizeof(t), "line %d", i);
+        put_text(w, t);
+    }
+    long got = watch_reader_next(r, &ev);
+    ok(got < 0, "behind by more than the ring: told so (%ld)", got);
+    is_int((int)-got, 11, "eleven events lost");
+    is_int((int)watch_reader_next(r, &ev), 1, "then it goes on");
+    is_str(ev.text, "line 11", "with the oldest still held");
+
+    /* A restart continues the numbering; a viewer resumes where it was. */
+    uint64_t last = 0;
+    while (watch_reader_next(r, &ev) == 1)
+        last = ev.seq;
+    watch_close(&w);
+    w = watch_open(path, err, sizeof(err));
+    ok(w != NULL, "the ring opened again");
+    put_text(w, "after the restart");
+    is_int((int)watch_reader_next(r, &ev), 1, "the viewer sees the next event");
+    is_int((int)(ev.seq - last), 1, "numbered on from before");
+    struct watch_reader *r2 = watch_reader_open(path, ev.seq, 0, err, sizeof(err));
+    is_int((int)watch_reader_next(r2, &ev), 1, "a viewer asking from a number");
+    is_str(ev.text, "after the restart", "gets that event first");
+    watch_reader_close(&r2);
+    r2 = watch_reader_open(path, 0, 3, err, sizeof(err));
+    int n = 0;
+    while (watch_reader_next(r2, &ev) == 1)
+        n++;
+    is_int(n, 3, "history 3: the last three events");
+    watch_reader_close(&r2);
+    watch_reader_close(&r);
+    watch_close(&w);
+
+    FILE *f = fopen(path, "w");
+    fputs("not a ring", f);
+    fclose(f);
+    ok(watch_reader_open(path, 0, 0, err, sizeof(err)) == NULL && strstr(err, "not a ring"),
+       "a file that is no ring is refused: %s", err);
+    unlink(path);
+}
+
+/* Whether s holds needle. */
+static bool holds(const char *s, const char *needle)
+{
+    return strstr(s, needle) != NULL;
+}
+
+static void b64(const char *p, size_t n, char *out)
+{
+    sasl_b64_encode((const uint8_t *)p, n, out, 512);
+}
+
+static void test_redaction(void)
+{
+    const char *pw = "Secret-pw7";
+    char plain_b64[512], pw_b64[512], user_b64[512], out[WATCH_TEXT_MAX + 1], line[1024];
+    b64("\0alice@example.test\0Secret-pw7", 30, plain_b64);
+    b64(pw, strlen(pw), pw_b64);
+    b64("alice@example.test", 18, user_b64);
+#define NO_SECRET(what)                                                                            \
+    ok(!holds(out, pw) && !holds(out, pw_b64) && !holds(out, plain_b64) &&                        \
+           !holds(out, plain_b64 + 4),                                                             \
+       "%s: no password in \"%s\"", what, out)
+
+    snprintf(line, sizeof(line), "AUTH PLAIN %s", plain_b64);
+    watch_command_line(WATCH_SMTP, line, strlen(line), out, sizeof(out));
+    is_str(out, "AUTH PLAIN (as alice@example.test, password hidden)", "AUTH PLAIN with its response");
+    NO_SECRET("AUTH PLAIN with its response");
+    snprintf(line, sizeof(line), "auth plain %s", plain_b64);
+    watch_command_line(WATCH_POP3, line, strlen(line), out, sizeof(out));
+    ok(holds(out, "password hidden"), "auth plain in lower case, POP3: %s", out);
+    NO_SECRET("lower case");
+
+    watch_sasl_line(SASL_PLAIN, 0, plain_b64, strlen(plain_b64), out, sizeof(out));
+    is_str(out, "(as alice@example.test, password hidden)", "PLAIN's response on its own line");
+    NO_SECRET("PLAIN's response");
+    /* A response that does not decode may still hold the password as typed. */
+    snprintf(line, sizeof(line), "%s!", plain_b64);
+    watch_sasl_line(SASL_PLAIN, 0, line, strlen(line), out, sizeof(out));
+    is_str(out, "(a response that does not decode, hidden)", "a broken response: hidden whole");
+    NO_SECRET("a broken response");
+    watch_sasl_line(SASL_PLAIN, 0, pw, strlen(pw), out, sizeof(out));
+    NO_SECRET("a password sent bare where base64 was due");
+
+    watch_sasl_line(SASL_LOGIN, 0, user_b64, strlen(user_b64), out, sizeof(out));
+    is_str(out, "(user name alice@example.test)", "LOGIN's first answer: the user name");
+    watch_sasl_line(SASL_LOGIN, 1, pw_b64, strlen(pw_b64), out, sizeof(out));
+    is_str(out, "(password hidden)", "LOGIN's second answer: hidden");
+    NO_SECRET("LOGIN's password");
+    watch_sasl_line(SASL_LOGIN, 1, pw, strlen(pw), out, sizeof(out));
+    NO_SECRET("LOGIN's password not in base64");
+    snprintf(line, sizeof(line), "AUTH LOGIN %s", user_b64);
+    watch_command_line(WATCH_SMTP, line, strlen(line), out, sizeof(out));
+    is_str(out, "AUTH LOGIN (user name alice@example.test)", "AUTH LOGIN with the user name");
+    watch_sasl_line(SASL_LOGIN, 0, "*", 1, out, sizeof(out));
+    is_str(out, "* (the client gives up the login)", "* cancels");
+    snprintf(line, sizeof(line), "AUTH CRAM-MD5 %s", pw_b64);
+    watch_command_line(WATCH_SMTP, line, strlen(line), out, sizeof(out));
+    is_str(out, "AUTH CRAM-MD5 (a response hidden)", "a mechanism kotak lacks: hidden anyway");
+    NO_SECRET("an unknown mechanism");
+
+    snprintf(line, sizeof(line), "PASS %s", pw);
+    watch_command_line(WATCH_POP3, line, strlen(line), out, sizeof(out));
+    is_str(out, "PASS (password hidden)", "PASS");
+    NO_SECRET("PASS");
+    snprintf(line, sizeof(line), "pass %s", pw);
+    watch_command_line(WATCH_POP3, line, strlen(line), out, sizeof(out));
+    NO_SECRET("pass in lower case");
+    watch_command_line(WATCH_POP3, "APOP alice c4c9334bac560ecc979e58001b3e22fb", 43, out,
+                       sizeof(out));
+    is_str(out, "APOP alice (digest hidden)", "APOP: the name stays, the digest goes");
+    snprintf(line, sizeof(line), "PASS\t%s", pw);
+    watch_command_line(WATCH_POP3, line, strlen(line), out, sizeof(out));
+    is_str(out, "PASS (password hidden)", "PASS run into a tab: hidden too");
+    NO_SECRET("PASS and a tab");
+    snprintf(line, sizeof(line), "PASS %s", pw);
+    watch_command_line(WATCH_SMTP, line, strlen(line), out, sizeof(out));
+    NO_SECRET("PASS sent to SMTP by mistake");
+    snprintf(line, sizeof(line), "AUTH\tPLAIN %s", plain_b64);
+    watch_command_line(WATCH_SMTP, line, strlen(line), out, sizeof(out));
+    is_str(out, "AUTH (the rest hidden)", "AUTH run into a tab: the rest hidden");
+    NO_SECRET("AUTH and a tab");
+    watch_command_line(WATCH_POP3, "AUTH", 4, out, sizeof(out));
+    is_str(out, "AUTH", "AUTH alone (POP3: the list of mechanisms)");
+    watch_command_line(WATCH_POP3, "USER alice", 10, out, sizeof(out));
+    is_str(out, "USER alice", "USER as it is");
+    watch_command_line(WATCH_SMTP, "MAIL FROM:<a@b.test>", 20, out, sizeof(out));
+    is_str(out, "MAIL FROM:<a@b.test>", "other lines as they came");
+    watch_command_line(WATCH_SMTP, "AUTH PLAIN", 10, out, sizeof(out));
+    is_str(out, "AUTH PLAIN", "AUTH without a response: as it came");
+    char small[8];
+    watch_command_line(WATCH_SMTP, "MAIL FROM:<a@b.test>", 20, small, sizeof(small));
+    is_str(small, "MAIL FR", "cut to the room given");
+}
+
+int main(void)
+{
+    if (mkdtemp(dir) == NULL) {
+        ok(0, "a temporary folder");
+        return done_testing();
+    }
+    test_ring();
+    test_redaction();
+    rmdir(dir);
+    return done_testing();
+}
