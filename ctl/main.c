@@ -31,7 +31,7 @@ static const char usage[] =
     "                                       the key kotak signs a domain's mail with\n"
     "  check spf IP MAIL-FROM [HELO] | dkim < MSG | dmarc IP MAIL-FROM < MSG\n"
     "                                       what the MX's checks make of a sender\n"
-    "  watch [--history N]                  every SMTP and POP3 session, live\n"
+    "  watch [--history N] [--explain]      every SMTP and POP3 session, live\n"
     "  run                                  both daemons in the foreground\n"
     "\n"
     "options:\n"

@@ -10,17 +10,19 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "annotate.h"
 #include "ctl.h"
 #include "util.h"
 #include "watch.h"
 
-static const char usage[] = "kotak watch [--history N]";
+static const char usage[] = "kotak watch [--history N] [--explain]";
 
 #define POLL_MS 100
 #define BATCH 256 /* events printed per poll at most, merged by time */
@@ -40,7 +42,7 @@ struct ring_view {
 };
 
 struct colours {
-    const char *client, *server, *note, *frame, *off;
+    const char *client, *server, *note, *frame, *dim, *flag, *off;
 };
 
 /* Writes text[0..len) with control characters and non-ASCII as \xNN. */
@@ -53,6 +55,92 @@ static void put_escaped(const char *text, size_t len)
         else
             printf("\\x%02x", c);
     }
+}
+
+/*
+ * The SMTP commands of each session that wait for their reply, so that a
+ * reply can be checked against RFC 5321 4.3.2's list for its command
+ * (pipelining sends several before the first reply).
+ */
+#define TRACK_SESSIONS 64
+#define TRACK_VERBS 16
+
+struct track {
+    char session[24];
+    uint64_t used;
+    char verbs[TRACK_VERBS][12];
+    unsigned head, n;
+};
+
+static struct track tracks[TRACK_SESSIONS];
+static uint64_t track_tick;
+
+static struct track *track_of(const char *session)
+{
+    struct track *t = &tracks[0];
+    for (size_t i = 0; i < TRACK_SESSIONS; i++) {
+        if (strcmp(tracks[i].session, session) == 0) {
+            tracks[i].used = ++track_tick;
+            return &tracks[i];
+        }
+        if (tracks[i].used < t->used)
+            t = &tracks[i];
+    }
+    memset(t, 0, sizeof(*t)); /* the least recently seen session makes room */
+    snprintf(t->session, sizeof(t->session), "%s", session);
+    t->used = ++track_tick;
+    return t;
+}
+
+static void track_push(struct track *t, const char *verb)
+{
+    if (t->n == TRACK_VERBS)
+        return; /* more pipelined than we follow: the rest is not checked */
+    snprintf(t->verbs[(t->head + t->n++) % TRACK_VERBS], sizeof(t->verbs[0]), "%s", verb);
+}
+
+/* The command a final reply line answers, or NULL when none waits. */
+static const char *track_pop(struct track *t)
+{
+    if (t->n == 0)
+        return NULL;
+    const char *v = t->verbs[t->head];
+    t->head = (t->head + 1) % TRACK_VERBS;
+    t->n--;
+    return v;
+}
+
+/* --explain: the note under a line, and a flag for a reply RFC 5321 4.3.2 does not list. */
+static void explain(const struct watch_event *ev, const struct colours *col)
+{
+    char note[512] = "";
+    struct track *t = ev->proto == WATCH_SMTP ? track_of(ev->session) : NULL;
+    if (ev->kind == WATCH_OPEN && t != NULL) {
+        t->n = 0;
+        track_push(t, ""); /* the greeting */
+    } else if (ev->kind == WATCH_CLIENT) {
+        struct annotation a;
+        if (annotate_command(ev->proto, ev->text, ev->len, &a))
+            snprintf(note, sizeof(note), "%s: %s (%s)", a.ref, a.what, a.url);
+        if (t != NULL) /* no command (a SASL response, a typo): nothing to check against */
+            track_push(t, note[0] ? a.name : "?");
+    } else if (ev->kind == WATCH_SERVER) {
+        /* A reply of several lines is explained once, at its last line. */
+        bool final = ev->proto == WATCH_POP3 || ev->len == 3 || (ev->len > 3 && ev->text[3] == ' ');
+        if (final)
+            annotate_reply(ev->proto, ev->text, ev->len, note, sizeof(note));
+        const char *verb = t != NULL && final && note[0] ? track_pop(t) : NULL;
+        if (verb != NULL) {
+            int code = atoi(ev->text);
+            if (!annotate_smtp_reply_listed(verb, code))
+                printf("%s%*s! RFC 5321 4.3.2 lists no %d reply to %s%s\n", col->flag, 31, "",
+                       code, verb[0] ? verb : "the greeting", col->off);
+            if (code == 354)
+                track_push(t, "DATA"); /* the message's end gets DATA's reply too */
+        }
+    }
+    if (note[0])
+        printf("%s%*s# %s%s\n", col->dim, 31, "", note, col->off);
 }
 
 static void print_event(const struct watch_event *ev, const struct colours *col)
@@ -125,10 +213,13 @@ int ctl_watch(const struct ctl *c)
 {
     bool help = ctl_wants_help(c->argc, c->argv);
     size_t history = 50;
+    bool explaining = false;
     if (help)
         ctl_usage(usage, true);
     for (int i = 0; i < c->argc; i++) {
-        if (strcmp(c->argv[i], "--history") == 0 && i + 1 < c->argc) {
+        if (strcmp(c->argv[i], "--explain") == 0) {
+            explaining = true;
+        } else if (strcmp(c->argv[i], "--history") == 0 && i + 1 < c->argc) {
             char *end;
             errno = 0;
             unsigned long h = strtoul(c->argv[++i], &end, 10);
@@ -161,8 +252,8 @@ int ctl_watch(const struct ctl *c)
 
     bool colour = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
     struct colours col = colour ? (struct colours){"\033[32m", "\033[36m", "\033[33m", "\033[1m",
-                                                   "\033[0m"}
-                                : (struct colours){"", "", "", "", ""};
+                                                   "\033[2m", "\033[31m", "\033[0m"}
+                                : (struct colours){"", "", "", "", "", "", ""};
     bool told[2] = {false, false};
     struct watch_event *batch = xcalloc(BATCH, sizeof(*batch));
     open_rings(v, 2, history, told); /* the daemons record from here on */
@@ -192,8 +283,11 @@ int ctl_watch(const struct ctl *c)
             }
         }
         qsort(batch, n, sizeof(*batch), by_time);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             print_event(&batch[i], &col);
+            if (explaining)
+                explain(&batch[i], &col);
+        }
         if (n > 0 && fflush(stdout) != 0)
             break; /* the reader of our output went away */
         if (n < BATCH) {

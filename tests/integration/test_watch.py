@@ -198,6 +198,40 @@ class Watch(KotakTestCase):
         self.assertNotIn("unwatched", text, "what nobody watched was never recorded")
 
 
+class Explain(KotakTestCase):
+
+    def test_explain_names_sections_codes_and_replies_rfc_5321_does_not_list(self):
+        w = Watcher(self.kotak, "--explain")
+        self.addCleanup(w.stop)
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("client.example.test")
+            self.assertEqual(s.docmd("AUTH", "PLAIN")[0], 502)
+            s.mail("someone@sender.test")
+            self.assertEqual(s.rcpt("nobody@example.test")[0], 550)
+        lines = w.wait_for("5.1.1: addressing")
+        Watch.assert_in_order(self, lines, [
+            "<-  220 mail.example.test",
+            "# 2xx: done; 220: service ready",
+            " -> ehlo client.example.test",
+            "# RFC 5321 4.1.1.1: the client names itself",
+            "<-  250 ",
+            "# 2xx: done; 250: requested action okay, completed",
+            " -> AUTH PLAIN",
+            "# RFC 4954 4",
+            "<-  502 5.5.1",
+            "! RFC 5321 4.3.2 lists no 502 reply to AUTH",
+            " -> mail FROM:<someone@sender.test>",
+            "# RFC 5321 4.1.1.2",
+            " -> rcpt TO:<nobody@example.test>",
+            "# RFC 5321 4.1.1.3",
+            "<-  550 5.1.1",
+            "# 5xx: failed for good, do not repeat; 550: not taken: mailbox unavailable, or "
+            "refused by policy; 5.1.1: addressing, bad destination mailbox address",
+        ])
+        self.assertIn("(https://www.rfc-editor.org/rfc/rfc5321#section-4.1.1.1)", "\n".join(lines))
+        self.assertNotIn("lists no 550", "\n".join(lines), "550 is listed for RCPT")
+
+
 class Off(unittest.TestCase):
 
     def test_watch_says_the_view_is_off(self):
