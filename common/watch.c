@@ -13,10 +13,12 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -77,7 +79,11 @@ static bool ring_valid(const struct ring_header *h)
            h->slot_size == WATCH_SLOT_SIZE && h->slots == WATCH_SLOTS;
 }
 
-/* Maps fd's ring; with init, makes the file a fresh ring first when it is none. */
+/*
+ * Maps fd's ring; with init (the daemon), makes the file a fresh ring
+ * first when it is none, its blocks allocated before it is mapped (a
+ * sparse file would fault on a full disk, SIGBUS, instead of failing here).
+ */
 static int ring_map(int fd, bool init, struct ring *r, char *err, size_t err_size)
 {
     struct stat st;
@@ -89,13 +95,20 @@ static int ring_map(int fd, bool init, struct ring *r, char *err, size_t err_siz
         snprintf(err, err_size, "not a regular file");
         return -1;
     }
-    bool fresh = (size_t)st.st_size != RING_SIZE;
+    struct ring_header h;
+    bool fresh = (size_t)st.st_size != RING_SIZE || pread(fd, &h, sizeof(h), 0) != sizeof(h) ||
+                 !ring_valid(&h);
     if (fresh && !init) {
-        snprintf(err, err_size, "not a ring of events (its size is %lld)", (long long)st.st_size);
+        snprintf(err, err_size, "not a ring of events");
         return -1;
     }
     if (fresh && (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)RING_SIZE) < 0)) {
         snprintf(err, err_size, "cannot size it: %s", strerror(errno));
+        return -1;
+    }
+    int rc = init ? posix_fallocate(fd, 0, (off_t)RING_SIZE) : 0;
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot allocate it: %s", strerror(rc));
         return -1;
     }
     r->map = mmap(NULL, RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -104,13 +117,7 @@ static int ring_map(int fd, bool init, struct ring *r, char *err, size_t err_siz
         return -1;
     }
     r->h = (struct ring_header *)r->map;
-    if (!ring_valid(r->h)) {
-        if (!init) {
-            munmap(r->map, RING_SIZE);
-            snprintf(err, err_size, "not a ring of events");
-            return -1;
-        }
-        memset(r->map, 0, RING_SIZE);
+    if (fresh) { /* zeroed by the truncation: the header makes it a ring */
         r->h->slot_size = WATCH_SLOT_SIZE;
         r->h->slots = WATCH_SLOTS;
         atomic_store(&r->h->next, 1);
@@ -135,6 +142,7 @@ const char *watch_proto_name(enum watch_proto p)
 
 struct watch {
     struct ring r;
+    int fd; /* held open: its lock says the ring has its writer */
 };
 
 struct watch *watch_open(const char *path, char *err, size_t err_size)
@@ -144,21 +152,33 @@ struct watch *watch_open(const char *path, char *err, size_t err_size)
         snprintf(err, err_size, "%s: %s", path, strerror(errno));
         return NULL;
     }
+    /* One writer a ring: a second daemon (an old one still stopping) goes without the view. */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, err_size, "%s: another daemon writes it", path);
+        close(fd);
+        return NULL;
+    }
     struct watch *w = xcalloc(1, sizeof(*w));
     char why[160];
-    int rc = ring_map(fd, true, &w->r, why, sizeof(why));
-    close(fd);
-    if (rc < 0) {
+    if (ring_map(fd, true, &w->r, why, sizeof(why)) < 0) {
         snprintf(err, err_size, "%s: %s", path, why);
+        close(fd);
         free(w);
         return NULL;
     }
+    w->fd = fd;
     return w;
 }
 
 bool watch_on(const struct watch *w)
 {
-    return w != NULL && atomic_load_explicit(&w->r.h->watched_until, memory_order_relaxed) > wall_ms();
+    if (w == NULL)
+        return false;
+    uint64_t until = atomic_load_explicit(&w->r.h->watched_until, memory_order_relaxed);
+    uint64_t now = wall_ms();
+    /* A time further ahead than a viewer ever sets (a clock stepped back,
+     * a value written by hand) counts as nobody watching. */
+    return until > now && until <= now + WATCH_KEEPALIVE_MS + 1000;
 }
 
 void watch_put(struct watch *w, const char *session, enum watch_proto proto, enum watch_kind kind,
@@ -189,6 +209,7 @@ void watch_close(struct watch **wp)
     if (w == NULL)
         return;
     munmap(w->r.map, RING_SIZE);
+    close(w->fd);
     free(w);
     *wp = NULL;
 }
@@ -268,7 +289,7 @@ long watch_reader_next(struct watch_reader *r, struct watch_event *ev)
     if (next - r->pos > WATCH_SLOTS - 1) {
         uint64_t lost = next - (WATCH_SLOTS - 1) - r->pos;
         r->pos += lost;
-        return -(long)lost;
+        return lost > LONG_MAX ? -LONG_MAX : -(long)lost;
     }
     const struct ring_slot *s = slot_of(&r->r, r->pos);
     uint64_t before = atomic_load_explicit(&s->seq, memory_order_acquire);

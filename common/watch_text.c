@@ -10,15 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Printable ASCII of s, others as '?': a name for the view, whatever the client sent. */
-static void printable(const char *s, char *out, size_t size)
-{
-    size_t o = 0;
-    for (; *s != '\0' && o + 1 < size; s++)
-        out[o++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
-    out[o] = '\0';
-}
-
 static size_t put(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static size_t put(char *out, size_t size, const char *fmt, ...)
@@ -36,6 +27,23 @@ static size_t put(char *out, size_t size, const char *fmt, ...)
     return (size_t)n < size ? (size_t)n : size - 1;
 }
 
+/*
+ * Whether name could be a login of kotak's (an address: one '@' inside,
+ * printable, no space). A name that is none may be a password typed in the
+ * wrong field, and the view is projected to a class: it is hidden.
+ */
+static bool name_shown(const char *name)
+{
+    const char *at = strchr(name, '@');
+    if (at == NULL || at == name || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+        strlen(name) > 254)
+        return false;
+    for (const char *p = name; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return false;
+    return true;
+}
+
 size_t watch_sasl_line(enum sasl_mech mech, int step, const char *line, size_t len, char *out,
                        size_t size)
 {
@@ -46,76 +54,92 @@ size_t watch_sasl_line(enum sasl_mech mech, int step, const char *line, size_t l
     s.step = step;
     char challenge[64], name[SASL_FIELD_MAX + 1];
     int rc = sasl_step(&s, line, len, challenge, sizeof(challenge));
-    printable(s.user, name, sizeof(name));
+    bool shown = name_shown(s.user);
+    snprintf(name, sizeof(name), "%s", shown ? s.user : "");
     sasl_clear(&s); /* the password, if it decoded, goes now */
-    size_t n;
+    if (mech == SASL_PLAIN && rc < 0)
+        return put(out, size, "(a response that does not decode, hidden)");
     if (mech == SASL_PLAIN)
-        n = rc >= 0 ? put(out, size, "(as %s, password hidden)", name)
-                    : put(out, size, "(a response that does not decode, hidden)");
-    else if (step == 0)
-        n = rc >= 0 ? put(out, size, "(user name %s)", name)
-                    : put(out, size, "(a user name that does not decode, hidden)");
-    else
-        n = put(out, size, "(password hidden)");
-    return n;
+        return shown ? put(out, size, "(as %s, password hidden)", name)
+                     : put(out, size, "(as a name that is no address, hidden; password hidden)");
+    if (step != 0)
+        return put(out, size, "(password hidden)");
+    if (rc < 0)
+        return put(out, size, "(a user name that does not decode, hidden)");
+    return shown ? put(out, size, "(user name %s)", name)
+                 : put(out, size, "(a user name that is no address, hidden)");
 }
 
-/* Whether line[0..len) starts with word, in any case. */
-static bool starts_with(const char *line, size_t len, const char *word)
+/* Whether line[0..len) starts with the word w, in any case, alone or before a space. */
+static bool word_is(const char *line, size_t len, const char *w)
 {
-    size_t w = strlen(word);
-    if (len < w)
+    size_t n = strlen(w);
+    if (len < n || (len > n && line[n] != ' '))
         return false;
-    for (size_t i = 0; i < w; i++) {
+    for (size_t i = 0; i < n; i++) {
         char c = line[i];
         if (c >= 'a' && c <= 'z')
             c = (char)(c - 'a' + 'A');
-        if (c != word[i])
+        if (c != w[i])
             return false;
     }
     return true;
 }
 
-/* AUTH MECH [response]: the response as watch_sasl_line shows it. */
+static const char *const smtp_verbs[] = {"EHLO", "HELO", "MAIL", "RCPT", "DATA",
+                                         "RSET", "VRFY", "EXPN", "HELP", "NOOP",
+                                         "QUIT", "STARTTLS", "AUTH", "BDAT", NULL};
+static const char *const pop3_verbs[] = {"USER", "PASS", "APOP", "AUTH", "STAT", "LIST",
+                                         "RETR", "DELE", "NOOP", "RSET", "QUIT", "TOP",
+                                         "UIDL", "CAPA", "STLS", "UTF8", NULL};
+
+/* AUTH [MECH [response]]: a mechanism kotak takes by its name, its response as watch_sasl_line shows it. */
 static size_t auth_line(const char *line, size_t len, char *out, size_t size)
 {
+    if (len <= 5)
+        return put(out, size, "AUTH");
     const char *mech = line + 5;
-    size_t rest = len - 5;
-    const char *sp = memchr(mech, ' ', rest);
-    if (sp == NULL) /* no initial response: nothing secret */
-        return put(out, size, "%.*s", (int)(len < size ? len : size - 1), line);
-    size_t mech_len = (size_t)(sp - mech);
+    const char *sp = memchr(mech, ' ', len - 5);
+    size_t mech_len = sp ? (size_t)(sp - mech) : len - 5;
     enum sasl_mech m;
-    char shown[WATCH_TEXT_MAX + 1];
     if (sasl_mech_parse(mech, mech_len, &m) < 0)
-        snprintf(shown, sizeof(shown), "(a response hidden)");
-    else
-        watch_sasl_line(m, 0, sp + 1, len - (size_t)(sp + 1 - line), shown, sizeof(shown));
-    return put(out, size, "AUTH %.*s %s", (int)(mech_len < 64 ? mech_len : 64), mech, shown);
+        return put(out, size, "AUTH (a mechanism kotak does not offer, and what follows, hidden)");
+    if (sp == NULL)
+        return put(out, size, "AUTH %.*s", (int)mech_len, mech);
+    char shown[WATCH_TEXT_MAX + 1];
+    watch_sasl_line(m, 0, sp + 1, len - (size_t)(sp + 1 - line), shown, sizeof(shown));
+    return put(out, size, "AUTH %.*s %s", (int)mech_len, mech, shown);
 }
 
 size_t watch_command_line(enum watch_proto proto, const char *line, size_t len, char *out,
                           size_t size)
 {
-    (void)proto; /* the same words hide the same secrets in SMTP and POP3 */
     if (size == 0)
         return 0;
-    /* A word run into what follows ("PASS\tsecret") is no command the
-     * server takes, but may still be a secret typed: its rest is hidden. */
-    if (starts_with(line, len, "AUTH") && len > 4)
-        return line[4] == ' ' && len > 5 ? auth_line(line, len, out, size)
-                                         : put(out, size, "%.4s (the rest hidden)", line);
-    if (starts_with(line, len, "PASS"))
-        return put(out, size, "%.4s (password hidden)", line);
-    if (starts_with(line, len, "APOP") && len > 4) {
-        if (line[4] != ' ')
-            return put(out, size, "%.4s (the rest hidden)", line);
-        /* APOP name digest: the name stays, the digest goes. */
-        const char *name = line + 5;
-        const char *sp = memchr(name, ' ', len - 5);
-        size_t name_len = sp ? (size_t)(sp - name) : len - 5;
-        return put(out, size, "APOP %.*s (digest hidden)", (int)(name_len < 256 ? name_len : 256),
-                   name);
+    const char *const *verbs = proto == WATCH_POP3 ? pop3_verbs : smtp_verbs;
+    size_t v = 0;
+    while (verbs[v] != NULL && !word_is(line, len, verbs[v]))
+        v++;
+    /* A line that is no command may be a login's answer sent when none was
+     * asked for (after a refused AUTH), or a password typed in the wrong
+     * place: only its size is shown. */
+    if (verbs[v] == NULL)
+        return put(out, size, "(a line that is no command, %zu octets, hidden)", len);
+    if (strcmp(verbs[v], "AUTH") == 0)
+        return auth_line(line, len, out, size);
+    if (strcmp(verbs[v], "PASS") == 0)
+        return put(out, size, "PASS (password hidden)");
+    if (strcmp(verbs[v], "USER") == 0 || strcmp(verbs[v], "APOP") == 0) {
+        char name[SASL_FIELD_MAX + 1] = "";
+        if (len > 5) {
+            const char *sp = memchr(line + 5, ' ', len - 5);
+            size_t n = sp ? (size_t)(sp - (line + 5)) : len - 5;
+            snprintf(name, sizeof(name), "%.*s", (int)(n < SASL_FIELD_MAX ? n : SASL_FIELD_MAX),
+                     line + 5);
+        }
+        const char *who = name_shown(name) ? name : "(a name that is no address, hidden)";
+        return strcmp(verbs[v], "USER") == 0 ? put(out, size, "USER %s", who)
+                                             : put(out, size, "APOP %s (digest hidden)", who);
     }
     size_t n = len < size ? len : size - 1;
     memcpy(out, line, n);

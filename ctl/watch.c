@@ -148,8 +148,10 @@ static void print_event(const struct watch_event *ev, const struct colours *col)
     time_t t = (time_t)(ev->time_us / 1000000);
     struct tm tm;
     localtime_r(&t, &tm);
-    printf("%02d:%02d:%02d.%03u %s %-8s ", tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (unsigned)(ev->time_us / 1000 % 1000), watch_proto_name(ev->proto), ev->session);
+    printf("%02d:%02d:%02d.%03u %s ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+           (unsigned)(ev->time_us / 1000 % 1000), watch_proto_name(ev->proto));
+    put_escaped(ev->session, strlen(ev->session)); /* the ring's word, not trusted either */
+    printf("%*s ", strlen(ev->session) < 8 ? (int)(8 - strlen(ev->session)) : 0, "");
     const char *colour = col->note, *mark = "  .. ";
     switch (ev->kind) {
     case WATCH_CLIENT:

@@ -179,6 +179,33 @@ class Watch(KotakTestCase):
         self.assert_no_secret(lines, PASSWORD)
         self.assert_no_secret(lines, WRONG)
 
+    def test_a_login_answer_sent_where_none_was_asked_is_hidden(self):
+        w = Watcher(self.kotak)
+        self.addCleanup(w.stop)
+        plain = secrets(PASSWORD)[2]
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("client.example.test")
+            self.assertEqual(s.docmd("AUTH", "PLAIN")[0], 502)  # no login on the MX
+            self.assertEqual(s.docmd(plain)[0], 500)            # the answer comes anyway
+            self.assertEqual(s.docmd(" PASS", PASSWORD)[0], 500)
+        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("client.example.test")
+            s.starttls(context=self.kotak.ssl_context())
+            s.ehlo("client.example.test")
+            self.assertEqual(s.docmd("AUTH", "CRAM-MD5")[0], 504)
+            s.docmd(base64.b64encode(PASSWORD.encode()).decode())
+            self.assertEqual(s.docmd("AUTH", "LOGIN")[0], 334)
+            s.docmd(base64.b64encode(PASSWORD.encode()).decode())  # the password as the name
+            s.docmd("*")
+        lines = w.wait_for("(the client gives up the login)")
+        self.assert_in_order(lines, [
+            "<-  502", "(a line that is no command, %d octets, hidden)" % len(plain),
+            "<-  500", "(a line that is no command", "<-  500",
+            "<~  504", "(a line that is no command", " ~> AUTH LOGIN",
+            "(a user name that is no address, hidden)",
+        ])
+        self.assert_no_secret(lines, PASSWORD)
+
     def test_nothing_is_recorded_while_nobody_watches(self):
         w = Watcher(self.kotak)
         with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
