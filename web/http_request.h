@@ -1,0 +1,42 @@
+/*
+ * http_request.h — the head of an HTTP/1.1 request (RFC 9112), read the
+ * way a server that only shows pages must: GET and HEAD, origin-form
+ * targets, no body, a bounded head. Pure: bytes in, a request or the
+ * status to answer out.
+ */
+#ifndef KOTAK_HTTP_REQUEST_H
+#define KOTAK_HTTP_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_REQUEST_MAX 8192 /* octets of a head: request line and fields */
+#define HTTP_FIELDS_MAX 64
+
+struct http_request {
+    bool head;               /* HEAD, else GET */
+    char path[1024];         /* the target up to '?', as sent (not decoded) */
+    char query[1024];        /* after '?', as sent; "" when none */
+    char last_event_id[128]; /* Last-Event-ID (the HTML standard's event streams) */
+    bool close;              /* HTTP/1.0, or Connection: close */
+};
+
+/*
+ * Reads a request head from buf[0..len), which holds what the client sent
+ * so far. Returns the octets the head takes (through its empty line) when
+ * it is whole and good; 0 when more is needed; or, negated, the status to
+ * answer: 400 (malformed: bad line ends, a field without a name or with
+ * space before its colon, a folded field, no Host: in HTTP/1.1, a body),
+ * 405 (a method other than GET and HEAD), 414 (a target over 1 KiB), 431
+ * (a head over HTTP_REQUEST_MAX, or more than HTTP_FIELDS_MAX fields), 505
+ * (not HTTP/1.x).
+ */
+int http_request_parse(const char *buf, size_t len, struct http_request *req);
+
+/*
+ * The value of name in a query string (a=1&b=2), percent-decoded and '+'
+ * as a space, into out[0..size): true when it is there, decodes and fits.
+ */
+bool http_query_param(const char *query, const char *name, char *out, size_t size);
+
+#endif
