@@ -120,6 +120,12 @@ void service_conn_init(struct service_conn *sc, struct service *svc, struct net_
     login_req_init(svc->login, &sc->login, login_done);
 }
 
+void service_kick(struct service_conn *sc)
+{
+    if (sc->net != NULL && sc->session != NULL)
+        resume(sc);
+}
+
 void service_result_due(struct service_conn *sc)
 {
     sc->async++;

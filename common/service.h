@@ -126,6 +126,13 @@ void service_check_stopped(struct service *svc);
 void service_conn_init(struct service_conn *sc, struct service *svc, struct net_conn *c,
                        void *session, const struct session_ops *ops);
 
+/*
+ * The session has something to send that no input or result brought (a
+ * stream's news): the core sends what it wrote and pumps while it is
+ * sending, as after a result.
+ */
+void service_kick(struct service_conn *sc);
+
 /* Checks a password in the thread pool; ops->auth_done follows. hash NULL: unknown user. */
 void service_login(struct service_conn *sc, const char *user, const char *hash, int64_t user_id,
                    const char *password);

@@ -315,6 +315,16 @@ long watch_reader_next(struct watch_reader *r, struct watch_event *ev)
     return 1;
 }
 
+uint64_t watch_reader_position(const struct watch_reader *r)
+{
+    return r->pos;
+}
+
+bool watch_reader_pending(const struct watch_reader *r)
+{
+    return r->pos != atomic_load_explicit(&r->r.h->next, memory_order_acquire);
+}
+
 void watch_reader_keepalive(struct watch_reader *r)
 {
     uint64_t until = wall_ms() + WATCH_KEEPALIVE_MS;

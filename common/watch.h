@@ -104,6 +104,12 @@ struct watch_reader *watch_reader_open(const char *path, uint64_t from, size_t h
  */
 long watch_reader_next(struct watch_reader *r, struct watch_event *ev);
 
+/* The number of the next event the reader will read. */
+uint64_t watch_reader_position(const struct watch_reader *r);
+
+/* Whether an event waits to be read (or a gap to be told). */
+bool watch_reader_pending(const struct watch_reader *r);
+
 /* Says the viewer is there for the next WATCH_KEEPALIVE_MS; call it every second or so. */
 void watch_reader_keepalive(struct watch_reader *r);
 

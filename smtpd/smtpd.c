@@ -34,6 +34,7 @@
 #include "store.h"
 #include "util.h"
 #include "watch.h"
+#include "web.h"
 
 struct smtpd;
 
@@ -42,6 +43,7 @@ struct listener_ctx {
     struct smtpd *d;
     enum smtp_role role;
     const char *name;
+    bool web; /* [web]: the live view's page, not SMTP */
 };
 
 struct smtpd {
@@ -53,8 +55,9 @@ struct smtpd {
     struct outbound *outbound;
     uint8_t srs_secret[SRS_SECRET_SIZE];
     char *data_dir;
-    struct listener_ctx listeners[3];
+    struct listener_ctx listeners[4]; /* smtp, submission, submissions, web */
     struct watch *watch; /* the live view's ring; NULL: off */
+    struct web *web;     /* the live view's page; NULL: off */
 };
 
 /* One connection beside its session: the core's part, and the spool. */
@@ -66,6 +69,7 @@ struct sconn {
     bool spool_open;
     char id[16];  /* the connection's, for logs */
     char ip[64];  /* the client's address */
+    bool web;     /* a viewer of the live view, not an SMTP client */
 };
 
 /* --- the session, as the core sees it ------------------------------------ */
@@ -363,6 +367,12 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     struct sconn *sc = xcalloc(1, sizeof(*sc));
     sc->d = d;
     sc->role = l->role;
+    if (l->web) {
+        sc->web = true;
+        service_conn_init(&sc->conn, d->svc, c, web_session_new(d->web, &sc->conn),
+                          &web_session_ops);
+        return &sc->conn;
+    }
     struct smtp_session_config cfg = {
         .role = l->role,
         .hostname = d->conf->hostname,
@@ -397,7 +407,8 @@ static void on_release(struct service_conn *conn)
     struct sconn *sc = (struct sconn *)conn;
     if (sc->spool_open)
         spool_free(&sc->spool);
-    watch_say(sc->d->watch, sc->id, WATCH_SMTP, WATCH_CLOSE, false, "closed");
+    if (!sc->web)
+        watch_say(sc->d->watch, sc->id, WATCH_SMTP, WATCH_CLOSE, false, "closed");
 }
 
 static size_t in_flight(void *ctx)
@@ -427,6 +438,7 @@ static void on_stopped(void *ctx)
     struct smtpd *d = ctx;
     outbound_free(&d->outbound);
     checks_free(&d->checks);
+    web_free(&d->web);
     /* The read-only connection goes first: the last one to close copies the
      * WAL into the database and removes it, which a read-only one cannot. */
     store_close(&d->reader);
@@ -453,7 +465,8 @@ static void listen_all(struct smtpd *d)
     };
     for (int i = 0; i < 3; i++) {
         const struct conf_listener *l = &d->conf->listeners[roles[i].kind];
-        d->listeners[i] = (struct listener_ctx){d, roles[i].role, conf_listener_name(roles[i].kind)};
+        d->listeners[i] =
+            (struct listener_ctx){d, roles[i].role, conf_listener_name(roles[i].kind), false};
         for (size_t k = 0; k < l->n; k++) {
             char err[512];
             if (service_listen(d->svc, &l->ep[k], roles[i].role == SMTP_ROLE_SUBMISSIONS,
@@ -464,6 +477,20 @@ static void listen_all(struct smtpd *d)
             log_info("smtp event=listening listener=%s address=%s port=%u", d->listeners[i].name,
                      l->ep[k].host, l->ep[k].port);
         }
+    }
+    /* The live view's page, when [web] listen is set: served here, the
+     * daemon that always runs; kotak-pop3d's events come from its ring. */
+    const struct conf_listener *wl = &d->conf->web_listen;
+    d->listeners[3] = (struct listener_ctx){d, SMTP_ROLE_MX, "web", true};
+    for (size_t k = 0; k < wl->n; k++) {
+        char err[512];
+        if (service_listen(d->svc, &wl->ep[k], false, &d->listeners[3],
+                           "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                           "Content-Length: 0\r\n\r\n",
+                           err, sizeof(err)) < 0)
+            fatal(2, "[web] %s", err);
+        log_info("smtp event=listening listener=web address=%s port=%u", wl->ep[k].host,
+                 wl->ep[k].port);
     }
 }
 
@@ -507,6 +534,8 @@ int smtpd_run(const struct conf *conf)
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d, loop);
     d.watch = watch_start(conf, "smtp");
+    if (conf->web_listen.n > 0)
+        d.web = web_new(loop, conf);
     char err[512];
     struct login *login = login_new(loop, &conf->auth, d.data_dir, err, sizeof(err));
     if (login == NULL)

@@ -56,7 +56,8 @@ class RunTest(KotakTestCase):
         want = {name: len(listeners) for name, listeners in DAEMON_LISTENERS.items()}
         while True:
             text = self.out()
-            got = {name: len(re.findall(rf"^{name} \| .*event=listening", text, re.M))
+            got = {name: len(re.findall(rf"^{name} \| .*event=listening listener=(?!web)",
+                                        text, re.M))
                    for name in want}
             if got == want:
                 break

@@ -1,0 +1,224 @@
+"""The live view's page and event stream ([web] listen, served by kotak-smtpd).
+
+The page and its errors with curl and http.client; the stream of events
+(Server-Sent Events) read with `curl -N` while smtplib sends a mail with a
+login and poplib fetches it: the events arrive in order, with what each
+line means, and no password in any form. A viewer that reconnects with
+Last-Event-ID goes on where it was; a viewer that never reads holds up no
+mail; [web] token keeps out whoever lacks it.
+"""
+import json
+import socket
+import subprocess
+import threading
+import queue
+import time
+import unittest
+
+from kotak_harness import (PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance, KotakTestCase,
+                           config)
+from test_watch import ALICE, secrets
+
+PASSWORD = PASSWORDS[ALICE]
+
+
+def http(port, request, timeout=5):
+    """Sends request as it is; returns the whole answer (the server closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return out
+            out += data
+
+
+def status_line(port, path):
+    """The first line of the answer to GET path: a stream never ends, so only that is read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        out = b""
+        while b"\r\n" not in out:
+            data = s.recv(4096)
+            if not data:
+                break
+            out += data
+        return out.split(b"\r\n")[0]
+
+
+def get(port, path, extra=b""):
+    return http(port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra +
+                b"\r\n")
+
+
+class Stream:
+    """curl -N on /events: each event's id and data, as they come."""
+
+    def __init__(self, port, query="", last_event_id=None):
+        cmd = ["curl", "-sN", f"http://127.0.0.1:{port}/events{query}"]
+        if last_event_id is not None:
+            cmd += ["-H", f"Last-Event-ID: {last_event_id}"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self.q = queue.Queue()
+        self.events = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        ev = {}
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("id: "):
+                ev["id"] = line[4:]
+            elif line.startswith("data: "):
+                ev["data"] = json.loads(line[6:])
+            elif line == "" and ev:
+                self.q.put(ev)
+                ev = {}
+
+    def until(self, pred, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not any(pred(e["data"]) for e in self.events):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no such event in:\n" +
+                                     "\n".join(json.dumps(e["data"]) for e in self.events))
+            try:
+                self.events.append(self.q.get(timeout=left))
+            except queue.Empty:
+                pass
+        return self.events
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Page(KotakTestCase):
+
+    def test_the_page_and_its_errors(self):
+        port = self.kotak.web_port
+        r = get(port, "/")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200 OK\r\n"), r[:100])
+        self.assertIn(b"Content-Type: text/html; charset=utf-8", r)
+        self.assertIn(b"<title>kotak: mail as it happens</title>", r)
+        self.assertIn(b"new EventSource('/events'", r)
+        head = http(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK"))
+        self.assertTrue(head.endswith(b"\r\n\r\n"), "HEAD: no body")
+        self.assertTrue(get(port, "/nothing").startswith(b"HTTP/1.1 404 Not Found"))
+        self.assertTrue(http(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                        .startswith(b"HTTP/1.1 405 "))
+        self.assertTrue(http(port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 "),
+                        "no Host: 400")
+        self.assertTrue(http(port, b"GET / HTTP/1.1\r\nHost : x\r\n\r\n")
+                        .startswith(b"HTTP/1.1 400 "), "a space before the colon: 400")
+        self.assertTrue(http(port, b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 +
+                             b"\r\n\r\n").startswith(b"HTTP/1.1 431 "))
+        curl = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                              timeout=10)
+        self.assertEqual(curl.stdout, "200")
+
+    @config(web={"token": "class-7b"})
+    def test_a_token_keeps_out_who_lacks_it(self):
+        port = self.kotak.web_port
+        self.assertTrue(get(port, "/").startswith(b"HTTP/1.1 403 Forbidden"))
+        self.assertTrue(get(port, "/events").startswith(b"HTTP/1.1 403 Forbidden"))
+        self.assertTrue(get(port, "/?token=class-7").startswith(b"HTTP/1.1 403 "))
+        self.assertTrue(get(port, "/?token=class-7bb").startswith(b"HTTP/1.1 403 "))
+        self.assertTrue(get(port, "/?token=class-7b").startswith(b"HTTP/1.1 200 OK"))
+        self.assertEqual(status_line(port, "/events?x=1&token=class%2D7b"), b"HTTP/1.1 200 OK",
+                         "the token percent-encoded")
+
+
+class Events(KotakTestCase):
+    DAEMONS_TO_START = ("smtpd", "pop3d")
+
+    def test_a_mail_as_events_then_resumed_from_last_event_id(self):
+        st = Stream(self.kotak.web_port)
+        self.addCleanup(st.stop)
+        time.sleep(0.5)  # the stream has told the daemons someone watches
+        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("client.example.test")
+            s.starttls(context=self.kotak.ssl_context())
+            s.ehlo("client.example.test")
+            s.login(ALICE, PASSWORD)
+            s.sendmail(ALICE, [ALICE], b"Subject: seen\r\n\r\nhello\r\n")
+        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
+        p.user(ALICE)
+        p.pass_(PASSWORD)
+        p.retr(1)
+        p.dele(1)
+        p.quit()
+        events = st.until(lambda d: d.get("text", "").startswith("+OK Bye"))
+        data = [e["data"] for e in events]
+        text = json.dumps(data)
+        for secret in secrets(PASSWORD):
+            self.assertNotIn(secret, text)
+        smtp = [d for d in data if d["proto"] == "smtp"]
+        pop3 = [d for d in data if d["proto"] == "pop3"]
+        ehlo = next(d for d in smtp if d["kind"] == "client" and d["text"].startswith("ehlo"))
+        self.assertEqual(ehlo["ref"], "RFC 5321 4.1.1.1")
+        self.assertEqual(ehlo["url"], "https://www.rfc-editor.org/rfc/rfc5321#section-4.1.1.1")
+        self.assertTrue(any(d["kind"] == "tls" and d["text"].startswith("TLSv1.") for d in smtp))
+        auth = next(d for d in smtp if d["text"].startswith("AUTH PLAIN"))
+        self.assertEqual(auth["text"], "AUTH PLAIN (as alice@example.test, password hidden)")
+        self.assertTrue(auth["tls"], "said inside TLS")
+        queued = next(d for d in smtp if d["text"].startswith("250 2.0.0 Ok: queued"))
+        self.assertIn("2xx: done", queued["note"])
+        self.assertEqual([d["text"] for d in pop3 if d["kind"] == "client"],
+                         ["USER alice@example.test", "PASS (password hidden)", "RETR 1",
+                          "DELE 1", "QUIT"])
+        dele = next(d for d in pop3 if d["text"] == "DELE 1")
+        self.assertIn("only at QUIT", dele["what"])
+        seqs = [d["seq"] for d in smtp]
+        self.assertEqual(seqs, sorted(seqs), "one ring's events in order")
+        last_id = events[-1]["id"]
+
+        # A viewer that comes back with Last-Event-ID gets what came after, not again.
+        st.stop()
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("after.example.test")
+        st2 = Stream(self.kotak.web_port, last_event_id=last_id)
+        self.addCleanup(st2.stop)
+        later = [e["data"] for e in st2.until(lambda d: d.get("text") == "ehlo after.example.test")]
+        self.assertFalse(any(d.get("text", "").startswith("AUTH PLAIN") for d in later),
+                         "nothing from before the id again")
+
+    def test_a_viewer_that_never_reads_holds_up_no_mail(self):
+        stuck = socket.create_connection(("127.0.0.1", self.kotak.web_port))
+        self.addCleanup(stuck.close)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        started = time.monotonic()
+        for i in range(150):
+            with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+                s.ehlo("busy-%d.example.test" % i + "x" * 200)
+                s.sendmail("someone@sender.test", [ALICE], b"Subject: %d\r\n\r\nbody\r\n" % i)
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 30, "150 mails with a stuck viewer took %.1f s" % elapsed)
+        self.assertEqual(len(self.kotak.maildrop(ALICE)), 150)
+        # The stuck viewer is behind, not a weight: a fresh one still gets the latest.
+        st = Stream(self.kotak.web_port)
+        self.addCleanup(st.stop)
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("last.example.test")
+        st.until(lambda d: d.get("text") == "ehlo last.example.test")
+
+
+class Off(unittest.TestCase):
+
+    def test_no_listener_while_the_view_is_off(self):
+        k = KotakInstance({"web": {"listen": ""}})
+        self.addCleanup(k.close)
+        k.create()
+        k.start("smtpd")
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", k.web_port), timeout=2).close()
+        self.assertEqual(k.stop("smtpd"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,439 @@
+/*
+ * web.c — the live view's page and event stream; see web.h.
+ *
+ * One session a connection: it reads one request head (http_request.c),
+ * answers the page, an error, or starts a stream. A stream holds a reader
+ * of each ring; the core pumps events into it while its socket keeps up
+ * (sending/pump), and a timer of the server's kicks streams that have new
+ * events or owe a heartbeat. Every response ends the connection (the
+ * browser's EventSource reconnects by itself, with Last-Event-ID).
+ */
+#include "web.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "annotate.h"
+#include "buf.h"
+#include "http_request.h"
+#include "util.h"
+#include "watch.h"
+
+#define WEB_OUT_MAX (256 * 1024)
+#define WEB_TICK_MS 200
+#define WEB_HEARTBEAT_MS 15000
+#define WEB_HISTORY 400      /* events of each ring a new viewer gets first */
+#define WEB_PUMP_EVENTS 64   /* events added per pump */
+
+extern const char web_page[]; /* page.c */
+
+struct web_session;
+
+struct web {
+    uv_loop_t *loop;
+    const struct conf *conf;
+    uv_timer_t tick;
+    struct web_session *streams; /* sessions streaming events */
+    size_t n_streams;
+    bool freeing;
+};
+
+enum web_state { WS_REQUEST, WS_STREAM, WS_DONE };
+
+struct web_session {
+    struct web *w;
+    struct service_conn *sc;
+    enum web_state state;
+    bool close;
+    struct buf out;
+    struct web_session *prev, *next; /* in w->streams */
+    struct watch_reader *rings[2];   /* smtp, pop3 */
+    uint64_t from[2];                /* where each ring is read from once it opens */
+    uint64_t last_out;               /* uv_now of the last event or heartbeat */
+    struct watch_event ev;
+};
+
+static const char *const ring_names[2] = {"smtp", "pop3"};
+
+/* --- answers ----------------------------------------------------------------- */
+
+static void respond(struct web_session *s, bool head, int status, const char *reason,
+                    const char *type, const char *body, size_t body_len)
+{
+    buf_printf(&s->out,
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+               "Content-Security-Policy: default-src 'self'; script-src 'unsafe-inline'; "
+               "style-src 'unsafe-inline'\r\nReferrer-Policy: no-referrer\r\n"
+               "Connection: close\r\n\r\n",
+               status, reason, type, body_len);
+    if (!head)
+        buf_append(&s->out, body, body_len);
+    s->state = WS_DONE;
+    s->close = true;
+}
+
+static void respond_error(struct web_session *s, int status)
+{
+    const char *reason = status == 403   ? "Forbidden"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 414 ? "URI Too Long"
+                         : status == 431 ? "Request Header Fields Too Large"
+                         : status == 505 ? "HTTP Version Not Supported"
+                                         : "Bad Request";
+    char body[96];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    respond(s, false, status, reason, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* Whether the request carries [web] token (constant time in the token's length). */
+static bool token_ok(const struct web *w, const struct http_request *r)
+{
+    const char *want = w->conf->web_token;
+    if (want[0] == '\0')
+        return true;
+    char got[256] = "";
+    if (!http_query_param(r->query, "token", got, sizeof(got)))
+        return false;
+    size_t n = strlen(want);
+    unsigned char diff = strlen(got) != n;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(want[i] ^ got[i < sizeof(got) ? i : 0]);
+    return diff == 0;
+}
+
+/* --- the stream ---------------------------------------------------------------- */
+
+/* Appends s[0..n) as a JSON string: ASCII as it is, the rest escaped, so any octet is valid. */
+static void json_string(struct buf *b, const char *s, size_t n)
+{
+    buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&')
+            buf_printf(b, "\\u%04x", c);
+        else
+            buf_append(b, &s[i], 1);
+    }
+    buf_append(b, "\"", 1);
+}
+
+static void json_field(struct buf *b, const char *name, const char *value)
+{
+    buf_printf(b, ",\"%s\":", name);
+    json_string(b, value, strlen(value));
+}
+
+/* Opens the rings not open yet: a daemon may start after the viewer came. */
+static void open_rings(struct web_session *s)
+{
+    for (int i = 0; i < 2; i++) {
+        if (s->rings[i] != NULL)
+            continue;
+        char path[64], err[256];
+        snprintf(path, sizeof(path), "%s/%s.ring", WATCH_DIR, ring_names[i]);
+        s->rings[i] = watch_reader_open(path, s->from[i], WEB_HISTORY, err, sizeof(err));
+        if (s->rings[i] == NULL)
+            continue;
+        watch_reader_keepalive(s->rings[i]);
+        s->from[i] = watch_reader_position(s->rings[i]); /* the ids say where it stands */
+    }
+}
+
+/* An SMTP reply line with more to come ("250-"): the last one carries the note. */
+static bool more_follows(const struct watch_event *ev)
+{
+    return ev->proto == WATCH_SMTP && ev->len > 3 && ev->text[3] == '-';
+}
+
+/* One event as "id: ...\ndata: {...}\n\n". */
+static void put_event(struct web_session *s, int ring, const struct watch_event *ev)
+{
+    struct buf *b = &s->out;
+    uint64_t ids[2] = {s->from[0], s->from[1]};
+    ids[ring] = ev->seq + 1;
+    s->from[ring] = ev->seq + 1;
+    buf_printf(b, "id: %llu-%llu\ndata: {\"proto\":\"%s\",\"kind\":\"%s\",\"seq\":%llu,\"t\":%llu,"
+                  "\"tls\":%s,\"cut\":%s",
+               (unsigned long long)ids[0], (unsigned long long)ids[1], ring_names[ring],
+               watch_kind_name(ev->kind), (unsigned long long)ev->seq,
+               (unsigned long long)(ev->time_us / 1000), ev->tls ? "true" : "false",
+               ev->cut ? "true" : "false");
+    buf_append_str(b, ",\"session\":");
+    json_string(b, ev->session, strlen(ev->session));
+    buf_append_str(b, ",\"text\":");
+    json_string(b, ev->text, ev->len);
+    struct annotation a;
+    char note[512];
+    if (ev->kind == WATCH_CLIENT && annotate_command(ev->proto, ev->text, ev->len, &a)) {
+        json_field(b, "command", a.name);
+        json_field(b, "ref", a.ref);
+        json_field(b, "url", a.url);
+        json_field(b, "what", a.what);
+    } else if (ev->kind == WATCH_SERVER && !more_follows(ev) &&
+               annotate_reply(ev->proto, ev->text, ev->len, note, sizeof(note)) > 0) {
+        json_field(b, "note", note);
+    }
+    buf_append_str(b, "}\n\n");
+}
+
+static bool events_waiting(struct web_session *s)
+{
+    for (int i = 0; i < 2; i++) {
+        struct watch_reader *r = s->rings[i];
+        if (r != NULL && watch_reader_pending(r))
+            return true;
+    }
+    return false;
+}
+
+static void stream_pump(struct web_session *s)
+{
+    int added = 0;
+    for (int i = 0; i < 2 && added < WEB_PUMP_EVENTS; i++) {
+        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS) {
+            long rc = watch_reader_next(s->rings[i], &s->ev);
+            if (rc == 0)
+                break;
+            if (rc < 0) {
+                s->from[i] += (uint64_t)-rc;
+                buf_printf(&s->out, "data: {\"proto\":\"%s\",\"kind\":\"skipped\",\"n\":%ld}\n\n",
+                           ring_names[i], -rc);
+            } else {
+                put_event(s, i, &s->ev);
+            }
+            added++;
+        }
+    }
+    if (added > 0)
+        s->last_out = uv_now(s->w->loop);
+}
+
+static void stream_start(struct web_session *s, const struct http_request *r)
+{
+    /* Last-Event-ID "SMTP-POP3": the next event of each ring the viewer wants. */
+    unsigned long long a = 0, b = 0;
+    char tail;
+    if (r->last_event_id[0] != '\0' &&
+        sscanf(r->last_event_id, "%llu-%llu%c", &a, &b, &tail) == 2) {
+        s->from[0] = a;
+        s->from[1] = b;
+    }
+    buf_append_str(&s->out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                            "Connection: close\r\n\r\nretry: 2000\n\n");
+    if (r->head) {
+        s->state = WS_DONE;
+        s->close = true;
+        return;
+    }
+    s->state = WS_STREAM;
+    s->last_out = uv_now(s->w->loop);
+    open_rings(s);
+    struct web *w = s->w;
+    s->next = w->streams;
+    if (w->streams != NULL)
+        w->streams->prev = s;
+    w->streams = s;
+    w->n_streams++;
+}
+
+static void stream_stop(struct web_session *s)
+{
+    if (s->state != WS_STREAM)
+        return;
+    struct web *w = s->w;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->streams = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->n_streams--;
+    for (int i = 0; i < 2; i++)
+        watch_reader_close(&s->rings[i]);
+    s->state = WS_DONE;
+}
+
+/* Every tick: viewers keep the daemons recording, and streams with news are woken. */
+static void on_tick(uv_timer_t *t)
+{
+    struct web *w = t->data;
+    uint64_t now = uv_now(w->loop);
+    for (struct web_session *s = w->streams; s != NULL;) {
+        struct web_session *next = s->next; /* a kick may end s */
+        open_rings(s);
+        for (int i = 0; i < 2; i++)
+            if (s->rings[i] != NULL)
+                watch_reader_keepalive(s->rings[i]);
+        if (s->out.len == 0 && now - s->last_out >= WEB_HEARTBEAT_MS) {
+            buf_append_str(&s->out, ": still here\n\n"); /* keeps proxies and the idle timer content */
+            s->last_out = now;
+        }
+        if (s->out.len > 0 || events_waiting(s))
+            service_kick(s->sc);
+        s = next;
+    }
+}
+
+/* --- the session, as the core sees it ------------------------------------------ */
+
+void *web_session_new(struct web *w, struct service_conn *sc)
+{
+    struct web_session *s = xcalloc(1, sizeof(*s));
+    s->w = w;
+    s->sc = sc;
+    buf_init(&s->out, WEB_OUT_MAX);
+    return s;
+}
+
+static void s_greet(void *p)
+{
+    (void)p;
+}
+
+static void route(struct web_session *s, const struct http_request *r)
+{
+    if (!token_ok(s->w, r)) {
+        respond_error(s, 403);
+        return;
+    }
+    if (strcmp(r->path, "/") == 0)
+        respond(s, r->head, 200, "OK", "text/html; charset=utf-8", web_page, strlen(web_page));
+    else if (strcmp(r->path, "/events") == 0)
+        stream_start(s, r);
+    else
+        respond_error(s, 404);
+}
+
+static void s_feed(void *p, const char *in, size_t n, size_t *used_r)
+{
+    struct web_session *s = p;
+    *used_r = n; /* one request a connection: what follows it is not read */
+    if (s->state != WS_REQUEST)
+        return;
+    struct http_request r;
+    int rc = http_request_parse(in, n, &r);
+    if (rc == 0) {
+        *used_r = 0; /* wait for the rest of the head */
+        return;
+    }
+    if (rc < 0)
+        respond_error(s, -rc);
+    else
+        route(s, &r);
+}
+
+static struct buf *s_output(void *p)
+{
+    return &((struct web_session *)p)->out;
+}
+
+static bool s_busy(const void *p)
+{
+    (void)p;
+    return false;
+}
+
+static bool s_sending(const void *p)
+{
+    struct web_session *s = (struct web_session *)p;
+    return s->state == WS_STREAM && events_waiting(s);
+}
+
+static void s_pump(void *p)
+{
+    stream_pump(p);
+}
+
+static enum session_action s_action(const void *p)
+{
+    const struct web_session *s = p;
+    return s->close ? SESSION_ACT_CLOSE : SESSION_ACT_NONE;
+}
+
+static bool s_engaged(const void *p)
+{
+    (void)p;
+    return false; /* a viewer is the first to go when the server is pressed */
+}
+
+static void s_tls_started(void *p, const char *version, const char *cipher)
+{
+    (void)p, (void)version, (void)cipher;
+}
+
+static void s_auth_done(void *p, int rc, int64_t user_id)
+{
+    (void)p, (void)rc, (void)user_id;
+}
+
+static void s_timeout(void *p)
+{
+    struct web_session *s = p;
+    stream_stop(s); /* nothing taken for the whole idle time: a viewer gone */
+    s->close = true;
+}
+
+static void s_shutdown(void *p)
+{
+    struct web_session *s = p;
+    stream_stop(s);
+    s->close = true;
+}
+
+static void s_free(void *p)
+{
+    struct web_session *s = p;
+    stream_stop(s);
+    buf_free(&s->out);
+    free(s);
+}
+
+const struct session_ops web_session_ops = {
+    .greet = s_greet,
+    .feed = s_feed,
+    .output = s_output,
+    .busy = s_busy,
+    .sending = s_sending,
+    .pump = s_pump,
+    .action = s_action,
+    .engaged = s_engaged,
+    .tls_started = s_tls_started,
+    .auth_done = s_auth_done,
+    .timeout = s_timeout,
+    .shutdown = s_shutdown,
+    .free = s_free,
+};
+
+/* --- the server ----------------------------------------------------------------- */
+
+struct web *web_new(uv_loop_t *loop, const struct conf *conf)
+{
+    struct web *w = xcalloc(1, sizeof(*w));
+    w->loop = loop;
+    w->conf = conf;
+    uv_timer_init(loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, WEB_TICK_MS, WEB_TICK_MS);
+    return w;
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void web_free(struct web **wp)
+{
+    struct web *w = *wp;
+    if (w == NULL)
+        return;
+    *wp = NULL;
+    uv_timer_stop(&w->tick);
+    uv_close((uv_handle_t *)&w->tick, tick_closed);
+}
