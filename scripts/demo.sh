@@ -32,5 +32,10 @@ echo "users and passwords:"
 sed 's/^/  /' passwords.txt
 echo "SMTP 127.0.0.1:2525 (MX), submission 2587 (STARTTLS), submissions 2465 (TLS)"
 echo "POP3 127.0.0.1:2110 (STLS), POP3S 2995 (TLS)"
+web=$(sed -n '/^\[web\]/,/^\[/s/^listen *= *\([^ ;]*\).*/\1/p' kotak.conf | head -1)
+token=$(sed -n '/^\[web\]/,/^\[/s/^token *= *\([^ ;]*\).*/\1/p' kotak.conf | head -1)
+if [ -n "$web" ]; then
+    echo "watch every session live: http://$web/${token:+?token=$token}  (or: $kotak -c $top/demo/kotak.conf watch)"
+fi
 echo
 PATH=$top/build/smtpd:$top/build/pop3d:$PATH exec "$kotak" run
