@@ -639,6 +639,25 @@ static int set_log_level(struct conf *c, const struct conf_key *k, const char *v
     return 0;
 }
 
+/* [web] token: what a URL carries as it is (RFC 3986 unreserved), so no one must encode it. */
+static int set_web_token(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                         size_t n)
+{
+    (void)k;
+    size_t len = strlen(value);
+    bool plain = len <= 128;
+    for (size_t i = 0; i < len && plain; i++)
+        plain = (value[i] >= 'a' && value[i] <= 'z') || (value[i] >= 'A' && value[i] <= 'Z') ||
+                (value[i] >= '0' && value[i] <= '9') || strchr("-._~", value[i]) != NULL;
+    if (!plain) {
+        snprintf(err, n, "the token is up to 128 letters, digits and - . _ ~; pick another");
+        return -1;
+    }
+    free(c->web_token);
+    c->web_token = xstrdup(value);
+    return 0;
+}
+
 #define NUM(field) offsetof(struct conf, field)
 #define SEC(x) ((uint64_t)(x) * 1000)
 static const struct conf_key conf_keys[] = {
@@ -706,7 +725,7 @@ static const struct conf_key conf_keys[] = {
     {"spam", "rspamd", set_rspamd, 0, 0, 0},
     {"spam", "rspamd_fail", set_rspamd_fail, 0, 0, 0},
     {"web", "listen", set_listen, 0, 0, 0},
-    {"web", "token", set_text, NUM(web_token), 0, 0},
+    {"web", "token", set_web_token, 0, 0, 0},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 

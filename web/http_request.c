@@ -9,6 +9,7 @@
  */
 #include "http_request.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
 
@@ -109,9 +110,11 @@ static int field_line(const char *p, size_t n, struct http_request *req, bool *h
         if ((unsigned char)v[i] < 0x20 && v[i] != '\t')
             return -400;
     if (span_is_ci(p, name_len, "Host")) {
-        if (*host_r)
-            return -400; /* two Host fields (RFC 9112 3.2) */
+        if (*host_r || vlen >= sizeof(req->host))
+            return -400; /* two Host fields (RFC 9112 3.2), or one no name is this long */
         *host_r = true;
+        memcpy(req->host, v, vlen);
+        req->host[vlen] = '\0';
     } else if (span_is_ci(p, name_len, "Content-Length")) {
         if (!(vlen == 1 && v[0] == '0'))
             return -400; /* a GET or HEAD with a body: nothing here reads one */
@@ -174,6 +177,31 @@ int http_request_parse(const char *buf, size_t len, struct http_request *req)
             return rc;
         p = lf + 1;
     }
+}
+
+bool http_host_trusted(const char *host, const char *own_name)
+{
+    char name[256];
+    size_t n = strlen(host);
+    if (n == 0 || n >= sizeof(name))
+        return false;
+    if (host[0] == '[') { /* an IPv6 literal: [::1]:2080 */
+        const char *rb = strchr(host, ']');
+        if (rb == NULL || (rb[1] != '\0' && rb[1] != ':'))
+            return false;
+        n = (size_t)(rb - host - 1);
+        memcpy(name, host + 1, n);
+        name[n] = '\0';
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, name, &a6) == 1;
+    }
+    const char *colon = strchr(host, ':');
+    n = colon ? (size_t)(colon - host) : n;
+    memcpy(name, host, n);
+    name[n] = '\0';
+    struct in_addr a4;
+    return inet_pton(AF_INET, name, &a4) == 1 || strcasecmp(name, "localhost") == 0 ||
+           (own_name != NULL && own_name[0] != '\0' && strcasecmp(name, own_name) == 0);
 }
 
 static int hex(char c)

@@ -18,6 +18,7 @@ struct http_request {
     char path[1024];         /* the target up to '?', as sent (not decoded) */
     char query[1024];        /* after '?', as sent; "" when none */
     char last_event_id[128]; /* Last-Event-ID (the HTML standard's event streams) */
+    char host[256];          /* Host, as sent ("" for HTTP/1.0 without one) */
     bool close;              /* HTTP/1.0, or Connection: close */
 };
 
@@ -32,6 +33,14 @@ struct http_request {
  * (not HTTP/1.x).
  */
 int http_request_parse(const char *buf, size_t len, struct http_request *req);
+
+/*
+ * Whether host (a Host value, port and all) names this machine by an IP
+ * address, "localhost", or the name given (the server's own): not a name
+ * someone else's DNS controls, which a web page could point at us (DNS
+ * rebinding) and so read what we serve as if it were its own.
+ */
+bool http_host_trusted(const char *host, const char *own_name);
 
 /*
  * The value of name in a query string (a=1&b=2), percent-decoded and '+'

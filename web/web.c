@@ -25,6 +25,11 @@
 #define WEB_HEARTBEAT_MS 15000
 #define WEB_HISTORY 400      /* events of each ring a new viewer gets first */
 #define WEB_PUMP_EVENTS 64   /* events added per pump */
+/* Events a stream may send per tick (5 a second): a viewer catching up
+ * (4,095 behind, a reconnect with an old id) is fed over several ticks,
+ * never in one long turn of the loop that mail sessions wait on. */
+#define WEB_TICK_EVENTS 200
+#define WEB_STREAMS_MAX 32 /* viewers at once: more get 503 */
 
 extern const char web_page[]; /* page.c */
 
@@ -36,7 +41,7 @@ struct web {
     uv_timer_t tick;
     struct web_session *streams; /* sessions streaming events */
     size_t n_streams;
-    bool freeing;
+    uint64_t ticks;
 };
 
 enum web_state { WS_REQUEST, WS_STREAM, WS_DONE };
@@ -51,10 +56,13 @@ struct web_session {
     struct watch_reader *rings[2];   /* smtp, pop3 */
     uint64_t from[2];                /* where each ring is read from once it opens */
     uint64_t last_out;               /* uv_now of the last event or heartbeat */
+    unsigned budget;                 /* events it may still send this tick */
     struct watch_event ev;
 };
 
 static const char *const ring_names[2] = {"smtp", "pop3"};
+
+static void on_tick(uv_timer_t *t);
 
 /* --- answers ----------------------------------------------------------------- */
 
@@ -65,18 +73,19 @@ static void respond(struct web_session *s, bool head, int status, const char *re
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                "Content-Security-Policy: default-src 'self'; script-src 'unsafe-inline'; "
-               "style-src 'unsafe-inline'\r\nReferrer-Policy: no-referrer\r\n"
+               "style-src 'unsafe-inline'\r\nReferrer-Policy: no-referrer\r\n%s"
                "Connection: close\r\n\r\n",
-               status, reason, type, body_len);
+               status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
     if (!head)
         buf_append(&s->out, body, body_len);
     s->state = WS_DONE;
     s->close = true;
 }
 
-static void respond_error(struct web_session *s, int status)
+static void respond_error(struct web_session *s, bool head, int status)
 {
     const char *reason = status == 403   ? "Forbidden"
+                         : status == 503 ? "Service Unavailable"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 414 ? "URI Too Long"
@@ -85,7 +94,7 @@ static void respond_error(struct web_session *s, int status)
                                          : "Bad Request";
     char body[96];
     int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
-    respond(s, false, status, reason, "text/plain; charset=utf-8", body, (size_t)n);
+    respond(s, head, status, reason, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
 /* Whether the request carries [web] token (constant time in the token's length). */
@@ -109,17 +118,26 @@ static bool token_ok(const struct web *w, const struct http_request *r)
 /* Appends s[0..n) as a JSON string: ASCII as it is, the rest escaped, so any octet is valid. */
 static void json_string(struct buf *b, const char *s, size_t n)
 {
-    buf_append(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
+    static const char hexdig[] = "0123456789abcdef";
+    char out[6 * WATCH_TEXT_MAX + 2]; /* each octet at most \u00XX */
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n && o + 7 < sizeof(out); i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&')
-            buf_printf(b, "\\u%04x", c);
-        else
-            buf_append(b, &s[i], 1);
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&') {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hexdig[c >> 4];
+            out[o + 5] = hexdig[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
     }
-    buf_append(b, "\"", 1);
+    out[o++] = '"';
+    buf_append(b, out, o);
 }
 
 static void json_field(struct buf *b, const char *name, const char *value)
@@ -194,8 +212,8 @@ static bool events_waiting(struct web_session *s)
 static void stream_pump(struct web_session *s)
 {
     int added = 0;
-    for (int i = 0; i < 2 && added < WEB_PUMP_EVENTS; i++) {
-        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS) {
+    for (int i = 0; i < 2 && added < WEB_PUMP_EVENTS && s->budget > 0; i++) {
+        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS && s->budget > 0) {
             long rc = watch_reader_next(s->rings[i], &s->ev);
             if (rc == 0)
                 break;
@@ -207,6 +225,7 @@ static void stream_pump(struct web_session *s)
                 put_event(s, i, &s->ev);
             }
             added++;
+            s->budget--;
         }
     }
     if (added > 0)
@@ -233,8 +252,11 @@ static void stream_start(struct web_session *s, const struct http_request *r)
     }
     s->state = WS_STREAM;
     s->last_out = uv_now(s->w->loop);
+    s->budget = WEB_TICK_EVENTS;
     open_rings(s);
     struct web *w = s->w;
+    if (w->n_streams == 0) /* the timer runs while someone watches */
+        uv_timer_start(&w->tick, on_tick, WEB_TICK_MS, WEB_TICK_MS);
     s->next = w->streams;
     if (w->streams != NULL)
         w->streams->prev = s;
@@ -253,7 +275,8 @@ static void stream_stop(struct web_session *s)
         w->streams = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
-    w->n_streams--;
+    if (--w->n_streams == 0)
+        uv_timer_stop(&w->tick);
     for (int i = 0; i < 2; i++)
         watch_reader_close(&s->rings[i]);
     s->state = WS_DONE;
@@ -264,9 +287,12 @@ static void on_tick(uv_timer_t *t)
 {
     struct web *w = t->data;
     uint64_t now = uv_now(w->loop);
+    bool second = w->ticks++ % (1000 / WEB_TICK_MS) == 0;
     for (struct web_session *s = w->streams; s != NULL;) {
         struct web_session *next = s->next; /* a kick may end s */
-        open_rings(s);
+        s->budget = WEB_TICK_EVENTS;
+        if (second) /* a daemon that was not there may have started */
+            open_rings(s);
         for (int i = 0; i < 2; i++)
             if (s->rings[i] != NULL)
                 watch_reader_keepalive(s->rings[i]);
@@ -298,16 +324,21 @@ static void s_greet(void *p)
 
 static void route(struct web_session *s, const struct http_request *r)
 {
-    if (!token_ok(s->w, r)) {
-        respond_error(s, 403);
+    /* A Host of someone else's name is a page elsewhere that pointed its
+     * name at us (DNS rebinding): it must not read the view. */
+    if ((r->host[0] != '\0' && !http_host_trusted(r->host, s->w->conf->hostname)) ||
+        !token_ok(s->w, r)) {
+        respond_error(s, r->head, 403);
         return;
     }
     if (strcmp(r->path, "/") == 0)
         respond(s, r->head, 200, "OK", "text/html; charset=utf-8", web_page, strlen(web_page));
-    else if (strcmp(r->path, "/events") == 0)
-        stream_start(s, r);
+    else if (strcmp(r->path, "/events") != 0)
+        respond_error(s, r->head, 404);
+    else if (s->w->n_streams >= WEB_STREAMS_MAX)
+        respond_error(s, r->head, 503);
     else
-        respond_error(s, 404);
+        stream_start(s, r);
 }
 
 static void s_feed(void *p, const char *in, size_t n, size_t *used_r)
@@ -323,7 +354,7 @@ static void s_feed(void *p, const char *in, size_t n, size_t *used_r)
         return;
     }
     if (rc < 0)
-        respond_error(s, -rc);
+        respond_error(s, false, -rc);
     else
         route(s, &r);
 }
@@ -342,7 +373,7 @@ static bool s_busy(const void *p)
 static bool s_sending(const void *p)
 {
     struct web_session *s = (struct web_session *)p;
-    return s->state == WS_STREAM && events_waiting(s);
+    return s->state == WS_STREAM && s->budget > 0 && events_waiting(s);
 }
 
 static void s_pump(void *p)
@@ -375,7 +406,13 @@ static void s_auth_done(void *p, int rc, int64_t user_id)
 static void s_timeout(void *p)
 {
     struct web_session *s = p;
-    stream_stop(s); /* nothing taken for the whole idle time: a viewer gone */
+    /* A stream whose viewer takes what it is sent (heartbeats at least) is
+     * not idle; one with output still queued after the whole idle time is
+     * a viewer gone. */
+    if (s->state == WS_STREAM && s->sc->net != NULL && net_conn_pending(s->sc->net) == 0 &&
+        uv_now(s->w->loop) - s->last_out < 2 * WEB_HEARTBEAT_MS)
+        return;
+    stream_stop(s);
     s->close = true;
 }
 
@@ -419,7 +456,6 @@ struct web *web_new(uv_loop_t *loop, const struct conf *conf)
     w->conf = conf;
     uv_timer_init(loop, &w->tick);
     w->tick.data = w;
-    uv_timer_start(&w->tick, on_tick, WEB_TICK_MS, WEB_TICK_MS);
     return w;
 }
 

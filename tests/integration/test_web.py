@@ -15,8 +15,8 @@ import queue
 import time
 import unittest
 
-from kotak_harness import (PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance, KotakTestCase,
-                           config)
+from kotak_harness import (DAEMONS, PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance,
+                           KotakTestCase, config, rewrite_config)
 from test_watch import ALICE, secrets
 
 PASSWORD = PASSWORDS[ALICE]
@@ -103,22 +103,50 @@ class Page(KotakTestCase):
         self.assertIn(b"Content-Type: text/html; charset=utf-8", r)
         self.assertIn(b"<title>kotak: mail as it happens</title>", r)
         self.assertIn(b"new EventSource('/events'", r)
-        head = http(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = http(port, b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 200 OK"))
         self.assertTrue(head.endswith(b"\r\n\r\n"), "HEAD: no body")
         self.assertTrue(get(port, "/nothing").startswith(b"HTTP/1.1 404 Not Found"))
-        self.assertTrue(http(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        self.assertTrue(http(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
                         .startswith(b"HTTP/1.1 405 "))
         self.assertTrue(http(port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 "),
                         "no Host: 400")
         self.assertTrue(http(port, b"GET / HTTP/1.1\r\nHost : x\r\n\r\n")
                         .startswith(b"HTTP/1.1 400 "), "a space before the colon: 400")
-        self.assertTrue(http(port, b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 +
+        self.assertTrue(http(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"a" * 9000 +
                              b"\r\n\r\n").startswith(b"HTTP/1.1 431 "))
+        self.assertTrue(http(port, b"GET / HTTP/1.1\r\nHost: attacker.example:2080\r\n\r\n")
+                        .startswith(b"HTTP/1.1 403 "), "a Host someone else names: 403")
+        self.assertTrue(get(port, "/").startswith(b"HTTP/1.1 200"), "Host 127.0.0.1: 200")
+        ok = http(port, b"GET / HTTP/1.1\r\nHost: mail.example.test:%d\r\n\r\n" % port)
+        self.assertTrue(ok.startswith(b"HTTP/1.1 200"), "the server's own name: 200")
+        head404 = http(port, b"HEAD /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.assertTrue(head404.startswith(b"HTTP/1.1 404") and head404.endswith(b"\r\n\r\n"),
+                        "HEAD of an error: no body")
+        self.assertIn(b"\r\nAllow: GET, HEAD\r\n",
+                      http(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"))
         curl = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
                               timeout=10)
         self.assertEqual(curl.stdout, "200")
+
+    @config(limits={"connections_per_address": "100"})
+    def test_at_most_32_viewers_at_once(self):
+        port = self.kotak.web_port
+        held = []
+        for _ in range(32):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            held.append(c)
+            self.addCleanup(c.close)
+            c.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            self.assertTrue(c.recv(64).startswith(b"HTTP/1.1 200 OK"))
+        self.assertEqual(status_line(port, "/events"), b"HTTP/1.1 503 Service Unavailable")
+        self.assertTrue(get(port, "/").startswith(b"HTTP/1.1 200"), "the page itself still comes")
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while status_line(port, "/events") != b"HTTP/1.1 200 OK":
+            self.assertLess(time.monotonic(), deadline, "a place freed is taken again")
+            time.sleep(0.1)
 
     @config(web={"token": "class-7b"})
     def test_a_token_keeps_out_who_lacks_it(self):
@@ -190,7 +218,7 @@ class Events(KotakTestCase):
         stuck = socket.create_connection(("127.0.0.1", self.kotak.web_port))
         self.addCleanup(stuck.close)
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        stuck.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         time.sleep(0.5)
         started = time.monotonic()
         for i in range(150):
@@ -203,12 +231,26 @@ class Events(KotakTestCase):
         # The stuck viewer is behind, not a weight: a fresh one still gets the latest.
         st = Stream(self.kotak.web_port)
         self.addCleanup(st.stop)
+        time.sleep(0.5)
         with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
             s.ehlo("last.example.test")
         st.until(lambda d: d.get("text") == "ehlo last.example.test")
 
 
 class Off(unittest.TestCase):
+
+    def test_a_token_a_url_cannot_carry_as_it_is_stops_the_start(self):
+        k = KotakInstance()
+        self.addCleanup(k.close)
+        k.create()
+        with open(k.conf) as f:
+            text = f.read()
+        with open(k.conf, "w") as f:
+            f.write(rewrite_config(text, {"web": {"token": "two words"}}))
+        p = subprocess.run([DAEMONS["smtpd"], "-c", k.conf], capture_output=True, text=True,
+                           timeout=20, cwd=k.dir)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("the token is up to 128 letters, digits and - . _ ~", p.stderr)
 
     def test_no_listener_while_the_view_is_off(self):
         k = KotakInstance({"web": {"listen": ""}})

@@ -95,5 +95,24 @@ int main(void)
     char id[300];
     snprintf(id, sizeof(id), "GET / HTTP/1.1\r\nHost: x\r\nLast-Event-ID: %0200d\r\n\r\n", 1);
     IS_STATUS(id, 400, "a Last-Event-ID over 127 octets: 400");
+    n = parse("GET / HTTP/1.1\r\nHost:  127.0.0.1:2080 \r\n\r\n", &r);
+    ok(n > 0, "Host with spaces around it");
+    is_str(r.host, "127.0.0.1:2080", "its value, trimmed");
+    ok(http_host_trusted("127.0.0.1:2080", NULL), "an IPv4 address and a port: ours");
+    ok(http_host_trusted("192.0.2.7", NULL), "an IPv4 address without a port");
+    ok(http_host_trusted("[::1]:2080", NULL) && http_host_trusted("[2001:db8::1]", NULL),
+       "IPv6 literals");
+    ok(http_host_trusted("localhost:2080", NULL) && http_host_trusted("LocalHost", NULL),
+       "localhost, in any case");
+    ok(http_host_trusted("mail.example.test:2080", "mail.example.test"), "our own name");
+    ok(!http_host_trusted("attacker.example:2080", "mail.example.test"),
+       "someone else's name: not ours (DNS rebinding)");
+    ok(!http_host_trusted("127.0.0.1.attacker.example", NULL), "a name that starts like an address");
+    ok(!http_host_trusted("localhost.attacker.example", NULL), "nor like localhost");
+    ok(!http_host_trusted("[::1", NULL) && !http_host_trusted("[::1]x", NULL) &&
+           !http_host_trusted("[nonsense]", NULL),
+       "broken IPv6 literals");
+    ok(!http_host_trusted("", "mail.example.test"), "an empty Host");
+    ok(!http_host_trusted("mail.example.test", ""), "no own name: only addresses and localhost");
     return done_testing();
 }
