@@ -209,11 +209,18 @@ static bool events_waiting(struct web_session *s)
     return false;
 }
 
+/* Whether one more event fits the output (one is under 8 KiB: 960 octets, each at most \u00XX). */
+static bool room_for_event(const struct web_session *s)
+{
+    return s->out.len + 16 * 1024 <= WEB_OUT_MAX;
+}
+
 static void stream_pump(struct web_session *s)
 {
     int added = 0;
     for (int i = 0; i < 2 && added < WEB_PUMP_EVENTS && s->budget > 0; i++) {
-        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS && s->budget > 0) {
+        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS && s->budget > 0 &&
+               room_for_event(s)) {
             long rc = watch_reader_next(s->rings[i], &s->ev);
             if (rc == 0)
                 break;

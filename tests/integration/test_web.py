@@ -214,6 +214,20 @@ class Events(KotakTestCase):
         self.assertFalse(any(d.get("text", "").startswith("AUTH PLAIN") for d in later),
                          "nothing from before the id again")
 
+    @config(limits={"command_line": "1024"})
+    def test_long_lines_of_escaped_octets_arrive_whole(self):
+        name = "<" * 900  # each octet is six in JSON: a batch of such events is large
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            st = Stream(self.kotak.web_port)
+            self.addCleanup(st.stop)
+            time.sleep(0.5)
+            for i in range(60):
+                self.assertEqual(s.docmd("NOOP", name + str(i))[0], 250)
+            s.docmd("RSET")
+        events = st.until(lambda d: d.get("text") == "RSET", timeout=20)
+        noops = [e["data"] for e in events if e["data"].get("text", "").startswith("NOOP <")]
+        self.assertEqual([d["text"] for d in noops], ["NOOP " + name + str(i) for i in range(60)])
+
     def test_a_viewer_that_never_reads_holds_up_no_mail(self):
         stuck = socket.create_connection(("127.0.0.1", self.kotak.web_port))
         self.addCleanup(stuck.close)
