@@ -1005,6 +1005,25 @@ const uint8_t *net_conn_peer16(const struct net_conn *c)
     return c->peer16;
 }
 
+void net_conn_local(const struct net_conn *c, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+    snprintf(out, size, "unknown");
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(out, size, "%s:%u", host, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(out, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+    }
+}
+
 bool net_conn_is_loopback(const struct net_conn *c)
 {
     static const uint8_t v6_loopback[16] = {[15] = 1};

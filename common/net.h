@@ -161,6 +161,8 @@ void net_conn_close(struct net_conn *c);
 const char *net_conn_peer(const struct net_conn *c);
 const uint8_t *net_conn_peer16(const struct net_conn *c);
 bool net_conn_is_loopback(const struct net_conn *c);
+/* Our end of the connection as "192.0.2.1:25" or "[::1]:25" into out; "unknown" when the kernel cannot say. */
+void net_conn_local(const struct net_conn *c, char *out, size_t size);
 bool net_conn_is_tls(const struct net_conn *c);
 const char *net_conn_tls_version(const struct net_conn *c);
 const char *net_conn_tls_cipher(const struct net_conn *c);

@@ -129,7 +129,7 @@ static int ring_map(int fd, bool init, struct ring *r, char *err, size_t err_siz
 
 const char *watch_kind_name(enum watch_kind k)
 {
-    static const char *const names[] = {"open", "client", "server", "tls", "note", "close"};
+    static const char *const names[] = {"open", "client", "server", "tls", "note", "close", "mail"};
     return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
@@ -309,7 +309,7 @@ long watch_reader_next(struct watch_reader *r, struct watch_event *ev)
     ev->len = len;
     ev->seq = r->pos++;
     ev->proto = proto == WATCH_POP3 ? WATCH_POP3 : WATCH_SMTP;
-    ev->kind = kind <= WATCH_CLOSE ? (enum watch_kind)kind : WATCH_NOTE;
+    ev->kind = kind <= WATCH_MAIL ? (enum watch_kind)kind : WATCH_NOTE;
     ev->tls = (flags & FLAG_TLS) != 0;
     ev->cut = (flags & FLAG_CUT) != 0;
     return 1;

@@ -34,6 +34,7 @@ enum watch_kind {
     WATCH_TLS,    /* TLS began: "VERSION CIPHER" */
     WATCH_NOTE,   /* what the server noticed: a message stored, a bad line */
     WATCH_CLOSE,  /* the connection ended */
+    WATCH_MAIL,   /* a step of one stored message's journey: "WHAT id=N key=value ..." */
 };
 
 enum watch_proto { WATCH_SMTP, WATCH_POP3 };
@@ -81,7 +82,13 @@ void watch_close(struct watch **w);
  */
 struct watch *watch_start(const struct conf *conf, const char *name);
 
-/* An event written as printf does, when someone watches (a connection opened, closed). */
+/*
+ * An event written as printf does, when someone watches (a connection
+ * opened, closed; a message's step). A WATCH_MAIL event is a word, then
+ * key=value pairs, the message's store id first ("stored id=42 size=980");
+ * a value a client chose (an address) never holds a space, and a free
+ * text (a reply) comes last.
+ */
 void watch_say(struct watch *w, const char *session, enum watch_proto proto, enum watch_kind kind,
                bool tls, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 

@@ -170,6 +170,9 @@ static void print_event(const struct watch_event *ev, const struct colours *col)
         break;
     case WATCH_NOTE:
         break;
+    case WATCH_MAIL:
+        mark = "  ** ";
+        break;
     }
     fputs(colour, stdout);
     fputs(mark, stdout);

@@ -87,8 +87,22 @@ static void watch(struct pop3_session *s, enum watch_kind kind, const char *text
     s->ops->watch(s->ctx, kind, s->tls, text, len);
 }
 
+/* A step of message i's journey: "retr", "dele", ... (see watch.h). */
+static void watch_mail(struct pop3_session *s, const char *what, size_t i)
+{
+    char text[128];
+    int n = snprintf(text, sizeof(text), "%s id=%lld n=%zu uidl=%s size=%lld", what,
+                     (long long)s->mails[i].message_id, i + 1, s->mails[i].uidl,
+                     (long long)s->mails[i].size);
+    if (n > 0)
+        watch(s, WATCH_MAIL, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
+}
+
+/* At most this many "removed" steps an UPDATE: a viewer wants the journey, not a flood. */
+#define WATCH_REMOVED_MAX 64
+
 /* A client's line for the view: a SASL response or a command, secrets replaced. */
-static void watch_line(struct pop3_session *s, const char *line, size_t len)
+static void watch_line(struct pop3_session *s, const char *line, size_t len, bool more_sent)
 {
     if (!watched(s))
         return;
@@ -97,6 +111,10 @@ static void watch_line(struct pop3_session *s, const char *line, size_t len)
                    ? watch_sasl_line(s->sasl.mech, s->sasl.step, line, len, shown, sizeof(shown))
                    : watch_command_line(WATCH_POP3, line, len, shown, sizeof(shown));
     watch(s, WATCH_CLIENT, shown, n);
+    if (more_sent) { /* the client sent on without waiting: RFC 2449 PIPELINING, which CAPA offers */
+        static const char note[] = "pipelining: more followed before this reply";
+        watch(s, WATCH_NOTE, note, sizeof(note) - 1);
+    }
 }
 
 /* --- replies ------------------------------------------------------------ */
@@ -440,6 +458,7 @@ static void start_send(struct pop3_session *s, long i, long body_lines)
                                "(message %ld: its header and %ld body lines, then a line with a dot)",
                                i + 1, body_lines);
         watch(s, WATCH_NOTE, note, (size_t)n);
+        watch_mail(s, body_lines < 0 ? "retr" : "top", (size_t)i);
     }
     pop3_session_pump(s);
 }
@@ -486,6 +505,8 @@ static void cmd_dele(struct pop3_session *s, const struct pop3_command *c)
         return;
     s->deleted[i] = true;
     reply(s, "+OK Message %ld marked for deletion", i + 1);
+    if (watched(s))
+        watch_mail(s, "dele", (size_t)i);
 }
 
 static void cmd_rset(struct pop3_session *s, const struct pop3_command *c)
@@ -493,6 +514,8 @@ static void cmd_rset(struct pop3_session *s, const struct pop3_command *c)
     (void)c;
     memset(s->deleted, 0, s->n_mails * sizeof(bool));
     reply(s, "+OK %zu messages", s->n_mails);
+    if (watched(s))
+        watch(s, WATCH_MAIL, "rset", 4);
 }
 
 static void cmd_noop(struct pop3_session *s, const struct pop3_command *c)
@@ -532,6 +555,20 @@ void pop3_session_commit_done(struct pop3_session *s, int rc)
         n += s->deleted[i];
     log_info("pop3 session=%s event=update deleted=%zu result=%d", s->cfg.session_id,
              rc == 0 ? n : 0, rc);
+    if (rc == 0 && watched(s)) {
+        size_t shown = 0;
+        for (size_t i = 0; i < s->n_mails && shown < WATCH_REMOVED_MAX; i++) {
+            if (!s->deleted[i])
+                continue;
+            watch_mail(s, "removed", i);
+            shown++;
+        }
+        if (n > shown) {
+            char text[64];
+            int len = snprintf(text, sizeof(text), "removed-more count=%zu", n - shown);
+            watch(s, WATCH_MAIL, text, (size_t)len);
+        }
+    }
     if (rc == 0) {
         reply(s, "+OK Bye, %zu messages deleted", n);
         s->state = ST_CLOSED;
@@ -671,9 +708,9 @@ static const struct pop3_cmd_def pop3_cmds[] = {
     {POP3_CMD_QUIT, ST_BOTH, cmd_quit},
 };
 
-static void run_line(struct pop3_session *s, const char *line, size_t len)
+static void run_line(struct pop3_session *s, const char *line, size_t len, bool more_sent)
 {
-    watch_line(s, line, len);
+    watch_line(s, line, len, more_sent);
     if (s->state == ST_SASL) {
         sasl_feed(s, line, len);
         return;
@@ -724,7 +761,7 @@ void pop3_session_feed(struct pop3_session *s, const char *buf, size_t len, size
                 break;
             continue;
         }
-        run_line(s, line, line_len);
+        run_line(s, line, line_len, done < len);
     }
     *consumed_r = done;
 }

@@ -301,8 +301,12 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     service_conn_init(&pc->conn, d->svc, c, pop3_session_new(&cfg, &pop3_ops, pc), &session_ops);
     log_info("pop3 session=%s ip=%s tls=%s event=connect", net_conn_id(c), net_conn_peer(c),
              net_conn_is_tls(c) ? "yes" : "no");
-    watch_say(d->watch, pc->id, WATCH_POP3, WATCH_OPEN, net_conn_is_tls(c), "%s -> [%s]",
-              net_conn_peer(c), net_conn_is_tls(c) ? "pop3s" : "pop3");
+    if (watch_on(d->watch)) {
+        char local[80];
+        net_conn_local(c, local, sizeof(local));
+        watch_say(d->watch, pc->id, WATCH_POP3, WATCH_OPEN, net_conn_is_tls(c), "%s -> %s [%s]",
+                  net_conn_peer(c), local, net_conn_is_tls(c) ? "pop3s" : "pop3");
+    }
     return &pc->conn;
 }
 

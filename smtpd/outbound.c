@@ -31,6 +31,7 @@
 #include "srs.h"
 #include "tls.h"
 #include "util.h"
+#include "watch.h"
 
 #define OB_RCPTS_MAX 2000     /* recipients in memory at once */
 #define OB_DEST_RCPTS_MAX 500 /* ... of them for one destination: one cannot hold up the rest */
@@ -134,6 +135,7 @@ struct outbound {
     struct tls_client *tls_smarthost; /* verified */
     struct tls_client *tls_verified;  /* for MTA-STS: the system's anchors; NULL when unreadable */
     struct mtasts *mtasts;
+    struct watch *watch; /* the live view's ring, or NULL */
     char *smarthost_password;
     struct schedule schedule;
     uv_timer_t poll_timer;
@@ -532,6 +534,11 @@ void outbound_job_done(struct outbound *ob, struct commit_job *job)
                  a->a.host[0] ? a->a.host : "-", a->a.ip[0] ? a->a.ip : "-", m->tls ? "yes" : "no",
                  a->a.code, result_word(a->a.state),
                  log_value(t, sizeof(t), a->a.reply, strlen(a->a.reply)));
+        watch_say(ob->watch, "queue", WATCH_SMTP, WATCH_MAIL, false,
+                  "attempt id=%lld rcpt=%s mx=%s ip=%s tls=%s code=%d result=%s reply=%s",
+                  (long long)m->message_id, v, a->a.host[0] ? a->a.host : "-",
+                  a->a.ip[0] ? a->a.ip : "-", m->tls ? "yes" : "no", a->a.code,
+                  result_word(a->a.state), a->a.reply);
     }
     ob->jobs--;
     struct dest *d = dest_find(ob, m->domain);
@@ -1491,6 +1498,11 @@ static void poll_queue(uv_timer_t *t)
             next = d->next;
             dest_run(d);
         }
+}
+
+void outbound_set_watch(struct outbound *ob, struct watch *w)
+{
+    ob->watch = w;
 }
 
 void outbound_kick(struct outbound *ob)

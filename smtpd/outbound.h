@@ -37,6 +37,10 @@ struct outbound *outbound_new(uv_loop_t *loop, const struct conf *conf, struct s
                               struct committer *committer, const char *data_dir,
                               const uint8_t *srs_secret, char *err, size_t err_size);
 
+/* Each delivery attempt becomes a step of its message's journey in w (the live view's ring). */
+struct watch;
+void outbound_set_watch(struct outbound *ob, struct watch *w);
+
 /* Something was queued: look at the queue soon, not at the next tick. */
 void outbound_kick(struct outbound *ob);
 

@@ -141,6 +141,7 @@ static int next_data(struct smtp_parser *p, const char *buf, size_t len, size_t 
             } else if (p->lf_ends_line) {
                 /* The line ends here as if in CRLF: the text before the LF
                  * goes out first, then the CRLF the client meant. */
+                p->flags |= SMTP_DATA_LF_MADE_CRLF;
                 if (i > start)
                     goto emit;
                 return line_end(p, i + 1, true, consumed_r, ev_r);

@@ -36,6 +36,7 @@ enum smtp_event_type {
 enum smtp_data_flags {
     SMTP_DATA_BARE_EOL = 1 << 0,  /* a bare CR (or, without lf_ends_line, LF) was seen */
     SMTP_DATA_LONG_LINE = 1 << 1, /* a text line over text_max octets */
+    SMTP_DATA_LF_MADE_CRLF = 1 << 2, /* with lf_ends_line: a line ended in a bare LF (no fault) */
 };
 
 struct smtp_event {

@@ -88,8 +88,18 @@ static void watch(struct smtp_session *s, enum watch_kind kind, const char *text
     s->ops->watch(s->ctx, kind, s->tls, text, len);
 }
 
-/* A client's line for the view: a SASL response or a command, secrets replaced. */
-static void watch_line(struct smtp_session *s, const char *line, size_t len)
+static void watch_str(struct smtp_session *s, enum watch_kind kind, const char *text)
+{
+    watch(s, kind, text, strlen(text));
+}
+
+/*
+ * A client's line for the view: a SASL response or a command, secrets
+ * replaced. more_sent: the client sent more after it without waiting for
+ * the reply, which a teacher wants to see (RFC 2920 allows it after EHLO
+ * offered PIPELINING, and never right after DATA).
+ */
+static void watch_line(struct smtp_session *s, const char *line, size_t len, bool more_sent)
 {
     if (!watched(s))
         return;
@@ -98,6 +108,10 @@ static void watch_line(struct smtp_session *s, const char *line, size_t len)
                    ? watch_sasl_line(s->sasl.mech, s->sasl.step, line, len, shown, sizeof(shown))
                    : watch_command_line(WATCH_SMTP, line, len, shown, sizeof(shown));
     watch(s, WATCH_CLIENT, shown, n);
+    if (more_sent)
+        watch_str(s, WATCH_NOTE, s->esmtp ? "pipelining: more followed before this reply"
+                                          : "warning: more followed before this reply, without "
+                                            "EHLO's PIPELINING (RFC 2920)");
 }
 
 /* --- replies ------------------------------------------------------------ */
@@ -848,6 +862,9 @@ static void data_end(struct smtp_session *s, unsigned flags)
         int n = snprintf(note, sizeof(note), "(the message: %zu octets, then the final dot)",
                          tx->size);
         watch(s, WATCH_NOTE, note, (size_t)n);
+        if (flags & SMTP_DATA_LF_MADE_CRLF)
+            watch_str(s, WATCH_NOTE, "warning: lines ended in a bare LF, not CRLF (RFC 5321 2.3.8); "
+                                     "kept with CRLF");
     }
     s->busy = true;
     s->ops->deliver(s->ctx, tx);
@@ -1087,9 +1104,9 @@ static const struct smtp_cmd_def smtp_cmds[] = {
     {SMTP_CMD_UNKNOWN, ST_ANY, NULL, cmd_unknown, false},
 };
 
-static void run_line(struct smtp_session *s, const char *line, size_t len)
+static void run_line(struct smtp_session *s, const char *line, size_t len, bool more_sent)
 {
-    watch_line(s, line, len);
+    watch_line(s, line, len, more_sent);
     if (s->state == ST_AUTH) {
         auth_step(s, line, len);
         return;
@@ -1161,7 +1178,7 @@ void smtp_session_feed(struct smtp_session *s, const char *buf, size_t len, size
         }
         switch (ev.type) {
         case SMTP_EV_LINE:
-            run_line(s, ev.data, ev.len);
+            run_line(s, ev.data, ev.len, done < len);
             break;
         case SMTP_EV_DATA:
             data_chunk(s, ev.data, ev.len);

@@ -300,6 +300,10 @@ static void commit_done(struct commit_job *job, void *ctx)
     if (job->rc == 0 && job->n_remote > 0)
         outbound_kick(d->outbound);
     struct sconn *sc = job->owner;
+    if (job->rc == 0) /* the journey's first step, before the 250 that promises it */
+        watch_say(d->watch, sc->id, WATCH_SMTP, WATCH_MAIL, false,
+                  "stored id=%lld maildrops=%zu to-send=%zu", (long long)job->message_id,
+                  job->n_users, job->n_remote);
     if (service_result_arrived(&sc->conn))
         smtp_session_store_done(sc->conn.session, job->rc);
     commit_job_free(job);
@@ -397,8 +401,12 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     service_conn_init(&sc->conn, d->svc, c, smtp_session_new(&cfg, &smtp_ops, sc), &session_ops);
     log_info("smtp session=%s ip=%s listener=%s event=connect", net_conn_id(c), net_conn_peer(c),
              l->name);
-    watch_say(d->watch, sc->id, WATCH_SMTP, WATCH_OPEN, net_conn_is_tls(c), "%s -> [%s]", sc->ip,
-              l->name);
+    if (watch_on(d->watch)) {
+        char local[80];
+        net_conn_local(c, local, sizeof(local));
+        watch_say(d->watch, sc->id, WATCH_SMTP, WATCH_OPEN, net_conn_is_tls(c), "%s -> %s [%s]",
+                  sc->ip, local, l->name);
+    }
     return &sc->conn;
 }
 
@@ -534,6 +542,7 @@ int smtpd_run(const struct conf *conf)
     d.data_dir = conf_path(conf, conf->data_dir);
     open_store(&d, loop);
     d.watch = watch_start(conf, "smtp");
+    outbound_set_watch(d.outbound, d.watch);
     if (conf->web_listen.n > 0)
         d.web = web_new(loop, conf);
     char err[512];

@@ -11,6 +11,7 @@ the command says the view is off.
 import base64
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -106,7 +107,7 @@ class Watch(KotakTestCase):
         p.quit()
         lines = w.wait_for("Bye, 1 messages deleted")
         self.assert_in_order(lines, [
-            "smtp", "127.0.0.1 -> [submission]",
+            "smtp", f"127.0.0.1 -> 127.0.0.1:{self.kotak.ports['submission']} [submission]",
             "<-  220 mail.example.test",
             " -> ehlo client.example.test",
             "<-  250-STARTTLS",
@@ -122,21 +123,32 @@ class Watch(KotakTestCase):
             " ~> data",
             "<~  354",
             ".. (the message:",
+            "** stored id=",
             "<~  250 2.0.0 Ok: queued as",
             " ~> QUIT",
             "<~  221",
-            "127.0.0.1 -> [pop3]",
+            f"127.0.0.1 -> 127.0.0.1:{self.kotak.ports['pop3']} [pop3]",
             "<-  +OK",
             " -> USER alice@example.test",
             " -> PASS (password hidden)",
             "<-  +OK Logged in, 1 messages",
             " -> RETR 1",
             ".. (message 1:",
+            "** retr id=",
             " -> DELE 1",
             "<-  +OK Message 1 marked for deletion",
+            "** dele id=",
             " -> QUIT",
+            "** removed id=",
             "<-  +OK Bye, 1 messages deleted",
         ])
+        # One message's journey: each step names the same stored message.
+        steps = {m.group(1): m.group(2) for line in lines
+                 for m in [re.search(r"\*\* (stored|retr|dele|removed) id=(\d+)", line)] if m}
+        self.assertEqual(set(steps), {"stored", "retr", "dele", "removed"}, steps)
+        self.assertEqual(len(set(steps.values())), 1, steps)
+        retr = next(line for line in lines if "** retr id=" in line)
+        self.assertRegex(retr, r" n=1 uidl=[0-9a-f]+\.\d+ size=\d+")
         self.assert_no_secret(lines, PASSWORD)
         self.assertNotIn("hello", "\n".join(lines), "the body is not shown")
 

@@ -130,12 +130,20 @@ static void ts_event(struct transcript *t, struct smtp_parser *p, const struct s
         ts_str(t, "E(");
         if (ev->flags == 0)
             ts_str(t, "0");
-        if (ev->flags & SMTP_DATA_BARE_EOL)
-            ts_str(t, "bare");
-        if ((ev->flags & SMTP_DATA_BARE_EOL) && (ev->flags & SMTP_DATA_LONG_LINE))
-            ts_str(t, ",");
-        if (ev->flags & SMTP_DATA_LONG_LINE)
-            ts_str(t, "long");
+        static const struct {
+            unsigned flag;
+            const char *name;
+        } names[] = {{SMTP_DATA_BARE_EOL, "bare"},
+                     {SMTP_DATA_LONG_LINE, "long"},
+                     {SMTP_DATA_LF_MADE_CRLF, "lf"}};
+        const char *sep = "";
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if (ev->flags & names[i].flag) {
+                ts_str(t, sep);
+                ts_str(t, names[i].name);
+                sep = ",";
+            }
+        }
         ts_str(t, ")");
         /* The property: a message the flags call clean is made of CRLF lines. */
         t->messages++;
@@ -418,25 +426,25 @@ static void test_data(void)
 /* With lf_ends_line, a bare LF ends a data line as CRLF would, and the
  * message gets CRLF; a dot line after it still ends nothing. */
 static const struct stream_case normalize_cases[] = {
-    S("a bare LF becomes CRLF", "DATA\r\na\nb\r\n.\r\n", "L[DATA]D[a\\r\\nb\\r\\n]E(0)"),
+    S("a bare LF becomes CRLF", "DATA\r\na\nb\r\n.\r\n", "L[DATA]D[a\\r\\nb\\r\\n]E(lf)"),
     S("every line ends in a bare LF", "DATA\r\na\nb\n\r\n.\r\n",
-      "L[DATA]D[a\\r\\nb\\r\\n\\r\\n]E(0)"),
-    S("dot-unstuffing after a bare LF", "DATA\r\na\n..x\r\n.\r\n", "L[DATA]D[a\\r\\n.x\\r\\n]E(0)"),
+      "L[DATA]D[a\\r\\nb\\r\\n\\r\\n]E(lf)"),
+    S("dot-unstuffing after a bare LF", "DATA\r\na\n..x\r\n.\r\n", "L[DATA]D[a\\r\\n.x\\r\\n]E(lf)"),
     S("a bare CR is still flagged", "DATA\r\na\rb\r\n.\r\n", "L[DATA]D[a\\rb\\r\\n]E(bare)"),
     S("smuggling \\n.\\r\\n stays one message", "DATA\r\nx\n.\r\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
-      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(lf)L[QUIT]"),
     S("smuggling \\r\\n.\\n stays one message", "DATA\r\nx\r\n.\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
-      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(lf)L[QUIT]"),
     S("smuggling \\n.\\n stays one message", "DATA\r\nx\n.\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
-      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+      "L[DATA]D[x\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(lf)L[QUIT]"),
     S("smuggling .\\n at the first line", "DATA\r\n.\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
-      "L[DATA]D[\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+      "L[DATA]D[\\r\\nMAIL FROM:<e@v>\\r\\n]E(lf)L[QUIT]"),
     S("smuggling \\n\\n.\\r\\n", "DATA\r\nx\n\n.\r\nMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
-      "L[DATA]D[x\\r\\n\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(0)L[QUIT]"),
+      "L[DATA]D[x\\r\\n\\r\\n\\r\\nMAIL FROM:<e@v>\\r\\n]E(lf)L[QUIT]"),
     SH("smuggling \\r.\\r is still refused", "DATA\r\nx\r.\rMAIL FROM:<e@v>\r\n.\r\nQUIT\r\n",
        "L[DATA]DE(bare)L[QUIT]"),
     S("a CRLF line after a bare LF line can end the data", "DATA\r\nx\ny\r\n.\r\nQUIT\r\n",
-      "L[DATA]D[x\\r\\ny\\r\\n]E(0)L[QUIT]"),
+      "L[DATA]D[x\\r\\ny\\r\\n]E(lf)L[QUIT]"),
 };
 
 static void test_data_normalize(void)
