@@ -1048,6 +1048,11 @@ const char *net_conn_tls_cipher(const struct net_conn *c)
     return c->tls ? tls_conn_cipher(c->tls) : "";
 }
 
+const char *net_conn_tls_cert_name(const struct net_conn *c)
+{
+    return c->tls ? tls_conn_cert_name(c->tls) : "";
+}
+
 const char *net_conn_tls_error(const struct net_conn *c, char *buf, size_t size)
 {
     if (c->tls != NULL && tls_conn_error(c->tls, buf, size))

@@ -166,6 +166,8 @@ void net_conn_local(const struct net_conn *c, char *out, size_t size);
 bool net_conn_is_tls(const struct net_conn *c);
 const char *net_conn_tls_version(const struct net_conn *c);
 const char *net_conn_tls_cipher(const struct net_conn *c);
+/* Our certificate's subject CN, for the live view; "" without TLS. */
+const char *net_conn_tls_cert_name(const struct net_conn *c);
 
 /*
  * Why TLS ended the connection, for its disconnect line: the engine's error

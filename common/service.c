@@ -167,7 +167,8 @@ static void *on_open(struct net_conn *c, void *listener_ctx)
     struct service_listener *l = listener_ctx;
     struct service_conn *sc = l->svc->ops->open(l->svc->ctx, c, l->listener);
     if (net_conn_is_tls(c))
-        sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c));
+        sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c),
+                             net_conn_tls_cert_name(c));
     sc->ops->greet(sc->session);
     after_session(sc);
     return sc;
@@ -194,7 +195,8 @@ static void on_drain(struct net_conn *c, void *ctx)
 static void on_tls_started(struct net_conn *c, void *ctx)
 {
     struct service_conn *sc = ctx;
-    sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c));
+    sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c),
+                             net_conn_tls_cert_name(c));
 }
 
 static void on_timeout(struct net_conn *c, void *ctx)

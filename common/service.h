@@ -50,7 +50,7 @@ struct session_ops {
     void (*pump)(void *s);
     enum session_action (*action)(const void *s);
     bool (*engaged)(const void *s); /* logged in or in a transaction */
-    void (*tls_started)(void *s, const char *version, const char *cipher);
+    void (*tls_started)(void *s, const char *version, const char *cipher, const char *cert);
     void (*auth_done)(void *s, int rc, int64_t user_id);
     void (*timeout)(void *s);
     void (*shutdown)(void *s);

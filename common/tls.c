@@ -38,6 +38,7 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/x509_crt.h>
 
 #if MBEDTLS_VERSION_MAJOR >= 3 /* meson.build checks this too; see there */
@@ -64,6 +65,7 @@ struct tls_server {
     mbedtls_ssl_config conf;
     mbedtls_x509_crt chain; /* a server's own chain; a client's trust anchors */
     mbedtls_pk_context key;
+    char cert_name[128]; /* a server's: its certificate's subject CN, printable, for the live view */
     size_t conns;  /* connections made from it and not yet freed */
     bool released; /* tls_server_free was called: the last connection frees it */
 };
@@ -163,6 +165,21 @@ static int load_file(const char *path, unsigned char **data_r, size_t *len_r)
     return 0;
 }
 
+/* The certificate's subject common name into out, each octet outside printable ASCII as '?'. */
+static void note_cert_name(const mbedtls_x509_crt *crt, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next) {
+        if (n->oid.p == NULL || MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) != 0)
+            continue;
+        size_t len = n->val.len < size - 1 ? n->val.len : size - 1;
+        for (size_t i = 0; i < len; i++)
+            out[i] = n->val.p[i] > 0x20 && n->val.p[i] < 0x7f ? (char)n->val.p[i] : '?';
+        out[len] = '\0';
+        return;
+    }
+}
+
 /* Loads the chain and key into srv; 0 or -1 with err set. */
 static int load_cert_and_key(struct tls_server *srv, const char *cert_path, const char *key_path,
                              char *err, size_t err_size)
@@ -189,6 +206,7 @@ static int load_cert_and_key(struct tls_server *srv, const char *cert_path, cons
                 cert_path, rc);
         return -1;
     }
+    note_cert_name(&srv->chain, srv->cert_name, sizeof(srv->cert_name));
 
     rc = load_file(key_path, &data, &len);
     if (rc < 0) {
@@ -595,6 +613,11 @@ const char *tls_conn_version(struct tls_conn *c)
 const char *tls_conn_cipher(struct tls_conn *c)
 {
     return handshake_over(c) ? mbedtls_ssl_get_ciphersuite(&c->ssl) : NULL;
+}
+
+const char *tls_conn_cert_name(const struct tls_conn *c)
+{
+    return c->srv->cert_name;
 }
 
 /* The alerts of RFC 5246 and RFC 8446 by number, for tls_conn_error. */

@@ -132,6 +132,9 @@ void tls_conn_consume_out(struct tls_conn *c, size_t n);
 const char *tls_conn_version(struct tls_conn *c);
 const char *tls_conn_cipher(struct tls_conn *c);
 
+/* A server connection's own certificate's subject CN (printable); "" when it has none, or for a client. */
+const char *tls_conn_cert_name(const struct tls_conn *c);
+
 /*
  * Why the connection failed, once tls_conn_handshake, tls_conn_read or
  * tls_conn_write said -EPROTO for an error of mbedTLS's: writes one line of

@@ -146,3 +146,12 @@ size_t watch_command_line(enum watch_proto proto, const char *line, size_t len, 
     out[n] = '\0';
     return n;
 }
+
+size_t watch_tls_text(const char *version, const char *cipher, const char *cert, char *out,
+                      size_t size)
+{
+    int n = snprintf(out, size, "%s %s%s%s", version, cipher, cert[0] ? ", certificate " : "", cert);
+    if (n < 0)
+        n = 0;
+    return (size_t)n < size ? (size_t)n : size - 1;
+}

@@ -31,4 +31,8 @@ size_t watch_sasl_line(enum sasl_mech mech, int step, const char *line, size_t l
 size_t watch_command_line(enum watch_proto proto, const char *line, size_t len, char *out,
                           size_t size);
 
+/* What a TLS event says: "TLSv1.3 TLS-AES-256-GCM-SHA384, certificate NAME" (no name: without it). */
+size_t watch_tls_text(const char *version, const char *cipher, const char *cert, char *out,
+                      size_t size);
+
 #endif

@@ -827,14 +827,14 @@ bool pop3_session_sending(const struct pop3_session *s)
     return s->send.active;
 }
 
-void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher)
+void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher,
+                              const char *cert)
 {
     /* RFC 2595 4: what was said before TLS is forgotten. */
     s->tls = true;
     if (watched(s)) {
-        char desc[128];
-        int n = snprintf(desc, sizeof(desc), "%s %s", version, cipher);
-        watch(s, WATCH_TLS, desc, (size_t)n < sizeof(desc) ? (size_t)n : sizeof(desc) - 1);
+        char text[WATCH_TEXT_MAX + 1];
+        watch(s, WATCH_TLS, text, watch_tls_text(version, cipher, cert, text, sizeof(text)));
     }
     s->user[0] = '\0';
     sasl_clear(&s->sasl);

@@ -84,7 +84,8 @@ bool pop3_session_sending(const struct pop3_session *s);
 /* Past USER/PASS or AUTH: the connection is worth its slot. */
 bool pop3_session_logged_in(const struct pop3_session *s);
 
-void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher);
+void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher,
+                              const char *cert);
 
 /* 1 logged in as user_id, 0 refused, -EAGAIN address locked out. */
 void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id);

@@ -113,9 +113,9 @@ static bool s_engaged(const void *s)
     return pop3_session_logged_in(s);
 }
 
-static void s_tls_started(void *s, const char *version, const char *cipher)
+static void s_tls_started(void *s, const char *version, const char *cipher, const char *cert)
 {
-    pop3_session_tls_started(s, version, cipher);
+    pop3_session_tls_started(s, version, cipher, cert);
 }
 
 static void s_auth_done(void *s, int rc, int64_t user_id)

@@ -1254,15 +1254,18 @@ bool smtp_session_busy(const struct smtp_session *s)
     return s->busy;
 }
 
-void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher)
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher,
+                              const char *cert)
 {
     /* RFC 3207 4.2: forget everything learned before TLS. */
     tx_reset(s);
     sasl_clear(&s->sasl);
     s->tls = true;
     snprintf(s->tls_desc, sizeof(s->tls_desc), "%s %s", version, cipher);
-    if (watched(s))
-        watch(s, WATCH_TLS, s->tls_desc, strlen(s->tls_desc));
+    if (watched(s)) {
+        char text[WATCH_TEXT_MAX + 1];
+        watch(s, WATCH_TLS, text, watch_tls_text(version, cipher, cert, text, sizeof(text)));
+    }
     s->helo[0] = '\0';
     s->esmtp = false;
     s->user_id = 0;

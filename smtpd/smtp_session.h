@@ -148,7 +148,8 @@ bool smtp_session_busy(const struct smtp_session *s);
 bool smtp_session_engaged(const struct smtp_session *s);
 
 /* TLS is up, after STARTTLS or at once on submissions: state is reset (RFC 3207 4.2). */
-void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher);
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher,
+                              const char *cert);
 
 /* The store's answer to ops->deliver: 0, -ENOSPC, or another negative code. */
 void smtp_session_store_done(struct smtp_session *s, int rc);

@@ -400,9 +400,9 @@ static bool s_engaged(const void *p)
     return false; /* a viewer is the first to go when the server is pressed */
 }
 
-static void s_tls_started(void *p, const char *version, const char *cipher)
+static void s_tls_started(void *p, const char *version, const char *cipher, const char *cert)
 {
-    (void)p, (void)version, (void)cipher;
+    (void)p, (void)version, (void)cipher, (void)cert;
 }
 
 static void s_auth_done(void *p, int rc, int64_t user_id)

@@ -456,7 +456,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     w.s = pop3_session_new(&w.cfg, &w_ops, &w);
     if (data[0] & 4) {
-        pop3_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+        pop3_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "mail.example.test");
         w.tls = true;
     }
     pop3_session_greet(w.s);
@@ -516,7 +516,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (a == POP3_ACT_STLS) {
             drain(&w, &rd, true);
             plen = 0; /* plaintext behind STLS is thrown away */
-            pop3_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+            pop3_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "mail.example.test");
             w.tls = true;
             progress = true;
         } else if (a == POP3_ACT_CLOSE) {

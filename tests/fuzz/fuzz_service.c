@@ -188,9 +188,9 @@ static bool f_engaged(const void *s)
     return ((const struct fake *)s)->engaged;
 }
 
-static void f_tls_started(void *s, const char *version, const char *cipher)
+static void f_tls_started(void *s, const char *version, const char *cipher, const char *cert)
 {
-    (void)s, (void)version, (void)cipher;
+    (void)s, (void)version, (void)cipher, (void)cert;
     FUZZ_CHECK(false, "TLS started without TLS");
 }
 

@@ -391,7 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     w.s = smtp_session_new(&w.cfg, &w_ops, &w);
     if (w.cfg.role == SMTP_ROLE_SUBMISSIONS) {
-        smtp_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+        smtp_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "mail.example.test");
         w.tls = true;
     }
     smtp_session_greet(w.s);
@@ -432,7 +432,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pump(&w);
         if (a == SMTP_ACT_STARTTLS) {
             plen = 0; /* what came in plaintext behind STARTTLS is thrown away */
-            smtp_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+            smtp_session_tls_started(w.s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "mail.example.test");
             w.tls = true;
             w.user_id = 0;
             progress = true;

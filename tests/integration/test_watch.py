@@ -142,6 +142,7 @@ class Watch(KotakTestCase):
             "** removed id=",
             "<-  +OK Bye, 1 messages deleted",
         ])
+        self.assertRegex("\n".join(lines), r"TLS started: TLSv1\.[23] \S+, certificate mail\.example\.test")
         # One message's journey: each step names the same stored message.
         steps = {m.group(1): m.group(2) for line in lines
                  for m in [re.search(r"\*\* (stored|retr|dele|removed) id=(\d+)", line)] if m}

@@ -465,7 +465,7 @@ static void run(const char *name, struct pop3_session *s, const struct step *ste
             pop3_session_commit_done(s, t->rc);
             break;
         case TLS_STARTED:
-            pop3_session_tls_started(s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+            pop3_session_tls_started(s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "mail.example.test");
             break;
         case TIMEOUT:
             pop3_session_timeout(s);
@@ -715,7 +715,7 @@ static void test_capa(void)
     check_capa("CAPA in plaintext", plain);
 
     /* After TLS: USER and SASL, no STLS. */
-    pop3_session_tls_started(s, "TLSv1.3", "TLS_AES_128_GCM_SHA256");
+    pop3_session_tls_started(s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "mail.example.test");
     RUN("CAPA after TLS", s, capa);
     static const char *const tls[] = {CAPA_COMMON, "USER", "SASL PLAIN LOGIN", NULL};
     check_capa("CAPA after TLS", tls);

@@ -534,7 +534,7 @@ static void run(const struct conv *c, enum mode mode, struct fake *f, struct buf
         case TLS_UP:
             snprintf(what, sizeof(what), "tls_started");
             buf_reset(&pending); /* RFC 3207 4.2: nothing read before TLS counts */
-            smtp_session_tls_started(s, TLS_VERSION, TLS_CIPHER);
+            smtp_session_tls_started(s, TLS_VERSION, TLS_CIPHER, "mail.example.test");
             break;
         case TIMEOUT:
             snprintf(what, sizeof(what), "timeout");

@@ -224,6 +224,21 @@ static void test_redaction(void)
     is_str(small, "MAIL FR", "cut to the room given");
 }
 
+static void test_tls_text(void)
+{
+    char out[128];
+    size_t n = watch_tls_text("TLSv1.3", "TLS-AES-256-GCM-SHA384", "mail.example.test", out,
+                              sizeof(out));
+    is_str(out, "TLSv1.3 TLS-AES-256-GCM-SHA384, certificate mail.example.test",
+           "TLS: version, cipher, certificate");
+    ok(n == strlen(out), "its length");
+    watch_tls_text("TLSv1.2", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256", "", out, sizeof(out));
+    is_str(out, "TLSv1.2 TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256", "no certificate name: none said");
+    char small[10];
+    n = watch_tls_text("TLSv1.3", "TLS-AES-256-GCM-SHA384", "x", small, sizeof(small));
+    ok(n == 9 && strcmp(small, "TLSv1.3 T") == 0, "cut to the room given");
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL) {
@@ -232,6 +247,7 @@ int main(void)
     }
     test_ring();
     test_redaction();
+    test_tls_text();
     rmdir(dir);
     return done_testing();
 }
