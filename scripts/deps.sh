@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kotak needs, when they are missing.
 #   scripts/deps.sh          what building and running needs
-#   scripts/deps.sh --test   that, plus what the test suite needs
+#   scripts/deps.sh --test   that, plus what the test suite needs (and, from npm,
+#                            playwright-core for the browser test, into tests/browser)
 # Runs apt-get only when something is missing, through sudo when not root.
 set -eu
 
@@ -10,18 +11,25 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmbedtls-dev libsq
 if [ "${1:-}" = --test ]; then
     pkgs+=(python3 util-linux swaks libnet-ssleay-perl curl openssl fetchmail getmail6
            python3-cryptography iproute2 python3-dnslib python3-aiosmtpd postfix
-           python3-dkim rspamd)
+           python3-dkim rspamd chromium nodejs)
 fi
 
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-echo "installing: ${missing[*]}" >&2
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The browser test drives chromium with playwright-core, the version package-lock.json names.
+browser="$(dirname "$0")/../tests/browser"
+if [ "${1:-}" = --test ] && [ ! -d "$browser/node_modules/playwright-core" ]; then
+    echo "installing: playwright-core (npm)" >&2
+    npm ci --prefix "$browser" --no-audit --no-fund --loglevel=error >/dev/null
+fi

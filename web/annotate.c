@@ -303,17 +303,23 @@ static const struct {
     {"AUTH", {235, 334, 432, 454, 500, 501, 503, 504, 530, 534, 535, 538}}, /* RFC 4954 */
 };
 
+const int *annotate_smtp_replies(const char *verb)
+{
+    for (size_t i = 0; i < sizeof(sequences) / sizeof(sequences[0]); i++)
+        if (strcasecmp(sequences[i].verb, verb) == 0)
+            return sequences[i].codes;
+    return NULL;
+}
+
 bool annotate_smtp_reply_listed(const char *verb, int code)
 {
     if (code == 500 || code == 501 || code == 421)
         return true; /* 4.3.2: any command may get these */
-    for (size_t i = 0; i < sizeof(sequences) / sizeof(sequences[0]); i++) {
-        if (strcasecmp(sequences[i].verb, verb) != 0)
-            continue;
-        for (const int *c = sequences[i].codes; *c != 0; c++)
-            if (*c == code)
-                return true;
-        return false;
-    }
-    return true;
+    const int *codes = annotate_smtp_replies(verb);
+    if (codes == NULL)
+        return true;
+    for (const int *c = codes; *c != 0; c++)
+        if (*c == code)
+            return true;
+    return false;
 }

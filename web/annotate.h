@@ -38,4 +38,8 @@ size_t annotate_reply(enum watch_proto proto, const char *line, size_t len, char
  */
 bool annotate_smtp_reply_listed(const char *verb, int code);
 
+/* The codes RFC 5321 4.3.2 lists for verb, ending in 0 (without the 421, 500 and 501 any command
+ * may get); NULL for a verb the tables lack. */
+const int *annotate_smtp_replies(const char *verb);
+
 #endif

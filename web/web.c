@@ -73,7 +73,7 @@ static void respond(struct web_session *s, bool head, int status, const char *re
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                "Content-Security-Policy: default-src 'self'; script-src 'unsafe-inline'; "
-               "style-src 'unsafe-inline'\r\nReferrer-Policy: no-referrer\r\n%s"
+               "style-src 'unsafe-inline'; img-src data:\r\nReferrer-Policy: no-referrer\r\n%s"
                "Connection: close\r\n\r\n",
                status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
     if (!head)
@@ -168,6 +168,19 @@ static bool more_follows(const struct watch_event *ev)
     return ev->proto == WATCH_SMTP && ev->len > 3 && ev->text[3] == '-';
 }
 
+/* The replies RFC 5321 4.3.2 lists for verb (and 421, 500, 501, which any may get), for the page
+ * to flag a reply that is none of them. */
+static void put_replies(struct buf *b, const char *verb)
+{
+    const int *codes = annotate_smtp_replies(verb);
+    if (codes == NULL)
+        return;
+    buf_append_str(b, ",\"replies\":[421,500,501");
+    for (const int *c = codes; *c != 0; c++)
+        buf_printf(b, ",%d", *c);
+    buf_append_str(b, "]");
+}
+
 /* One event as "id: ...\ndata: {...}\n\n". */
 static void put_event(struct web_session *s, int ring, const struct watch_event *ev)
 {
@@ -192,6 +205,10 @@ static void put_event(struct web_session *s, int ring, const struct watch_event 
         json_field(b, "ref", a.ref);
         json_field(b, "url", a.url);
         json_field(b, "what", a.what);
+        if (ev->proto == WATCH_SMTP)
+            put_replies(b, a.name);
+    } else if (ev->kind == WATCH_OPEN && ev->proto == WATCH_SMTP) {
+        put_replies(b, ""); /* the greeting's */
     } else if (ev->kind == WATCH_SERVER && !more_follows(ev) &&
                annotate_reply(ev->proto, ev->text, ev->len, note, sizeof(note)) > 0) {
         json_field(b, "note", note);

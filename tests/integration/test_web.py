@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import queue
+import re
 import time
 import unittest
 
@@ -189,6 +190,17 @@ class Events(KotakTestCase):
         ehlo = next(d for d in smtp if d["kind"] == "client" and d["text"].startswith("ehlo"))
         self.assertEqual(ehlo["ref"], "RFC 5321 4.1.1.1")
         self.assertEqual(ehlo["url"], "https://www.rfc-editor.org/rfc/rfc5321#section-4.1.1.1")
+        # The replies RFC 5321 4.3.2 lists, for the page to flag any other.
+        self.assertEqual(ehlo["replies"], [421, 500, 501, 250, 504, 550, 502])
+        opened = next(d for d in smtp if d["kind"] == "open")
+        self.assertEqual(opened["replies"], [421, 500, 501, 220, 554], "the greeting's")
+        self.assertNotIn("replies", next(d for d in pop3 if d["kind"] == "client"))
+        # The journey's steps, each naming the stored message.
+        mail = [(d["proto"], d["text"].split()[0]) for d in data if d["kind"] == "mail"]
+        self.assertEqual(mail, [("smtp", "stored"), ("pop3", "retr"), ("pop3", "dele"),
+                                ("pop3", "removed")])
+        ids = {re.search(r" id=(\d+)", d["text"]).group(1) for d in data if d["kind"] == "mail"}
+        self.assertEqual(len(ids), 1, "one message")
         self.assertTrue(any(d["kind"] == "tls" and d["text"].startswith("TLSv1.") for d in smtp))
         auth = next(d for d in smtp if d["text"].startswith("AUTH PLAIN"))
         self.assertEqual(auth["text"], "AUTH PLAIN (as alice@example.test, password hidden)")

@@ -90,6 +90,9 @@ int main(void)
     ok(annotate_smtp_reply_listed("", 220) && annotate_smtp_reply_listed("", 554),
        "greeting: 220, 554");
     ok(!annotate_smtp_reply_listed("", 250), "greeting: not 250");
+    const int *noop = annotate_smtp_replies("noop");
+    ok(noop != NULL && noop[0] == 250 && noop[1] == 0, "NOOP's list: 250 alone");
+    ok(annotate_smtp_replies("XYZZY") == NULL, "a verb the tables lack: no list");
     ok(annotate_smtp_reply_listed("RCPT", 251) && annotate_smtp_reply_listed("rcpt", 550),
        "RCPT: 251, 550");
     ok(!annotate_smtp_reply_listed("RCPT", 354), "RCPT: not 354");
