@@ -19,6 +19,7 @@ import unittest
 
 from kotak_harness import (KOTAK, PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance,
                            KotakTestCase, clean_env)
+from test_outbound import TwoServers
 
 ALICE = "alice@example.test"
 PASSWORD = PASSWORDS[ALICE]
@@ -287,6 +288,25 @@ class Off(unittest.TestCase):
                          "no ring is made while the view is off")
         self.assertEqual(k.stop("smtpd"), 0)
 
+
+
+class RelayedJourney(TwoServers):
+    """A message that goes on to another server: its journey ends with the attempt."""
+
+    def test_each_delivery_attempt_is_a_step_of_the_message(self):
+        w = Watcher(self.a)
+        self.addCleanup(w.stop)
+        msg = b"From: alice@a.test\r\nTo: bob@b.test\r\nSubject: on its way\r\n\r\nHi Bob\r\n"
+        self.submit(self.a, "alice@a.test", ["bob@b.test"], msg)
+        lines = w.wait_for("** attempt id=", timeout=30)
+        stored = next(l for l in lines if "** stored id=" in l)
+        self.assertRegex(stored, r"\*\* stored id=\d+ maildrops=0 to-send=1$")
+        attempt = next(l for l in lines if "** attempt id=" in l)
+        self.assertEqual(re.search(r" id=(\d+)", stored).group(1),
+                         re.search(r" id=(\d+)", attempt).group(1), "the same message")
+        self.assertRegex(attempt, r"rcpt=bob@b\.test mx=mx\.b\.test ip=127\.0\.0\.3 tls=yes "
+                                  r"code=250 result=delivered reply=\S")
+        self.assertIn("smtp queue", attempt, "the queue's, not a client session's")
 
 if __name__ == "__main__":
     unittest.main()
