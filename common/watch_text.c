@@ -155,3 +155,25 @@ size_t watch_tls_text(const char *version, const char *cipher, const char *cert,
         n = 0;
     return (size_t)n < size ? (size_t)n : size - 1;
 }
+
+char *watch_value(char *out, size_t size, const char *value, size_t len)
+{
+    static const char hexdig[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        bool plain = c > 0x20 && c < 0x7f && c != '%' && c != '=';
+        if (o + (plain ? 1 : 3) >= size)
+            break;
+        if (plain) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hexdig[c >> 4];
+            out[o++] = hexdig[c & 15];
+        }
+    }
+    if (size > 0)
+        out[o] = '\0';
+    return out;
+}

@@ -31,6 +31,14 @@ size_t watch_sasl_line(enum sasl_mech mech, int step, const char *line, size_t l
 size_t watch_command_line(enum watch_proto proto, const char *line, size_t len, char *out,
                           size_t size);
 
+/*
+ * A value a client chose (an address) for a WATCH_MAIL event: each octet
+ * outside 0x21..0x7e, and '%' and '=', as %XX, so that no value holds a
+ * space or can pose as another key. Writes at most size - 1 octets and a
+ * NUL (a value cut never ends inside a %XX); returns out.
+ */
+char *watch_value(char *out, size_t size, const char *value, size_t len);
+
 /* What a TLS event says: "TLSv1.3 TLS-AES-256-GCM-SHA384, certificate NAME" (no name: without it). */
 size_t watch_tls_text(const char *version, const char *cipher, const char *cert, char *out,
                       size_t size);

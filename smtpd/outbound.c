@@ -32,6 +32,7 @@
 #include "tls.h"
 #include "util.h"
 #include "watch.h"
+#include "watch_text.h"
 
 #define OB_RCPTS_MAX 2000     /* recipients in memory at once */
 #define OB_DEST_RCPTS_MAX 500 /* ... of them for one destination: one cannot hold up the rest */
@@ -534,9 +535,12 @@ void outbound_job_done(struct outbound *ob, struct commit_job *job)
                  a->a.host[0] ? a->a.host : "-", a->a.ip[0] ? a->a.ip : "-", m->tls ? "yes" : "no",
                  a->a.code, result_word(a->a.state),
                  log_value(t, sizeof(t), a->a.reply, strlen(a->a.reply)));
+        char w[3 * ADDR_TEXT_SIZE + 1];
+        if (watch_on(ob->watch))
+            watch_value(w, sizeof(w), rcpt, strlen(rcpt));
         watch_say(ob->watch, "queue", WATCH_SMTP, WATCH_MAIL, false,
                   "attempt id=%lld rcpt=%s mx=%s ip=%s tls=%s code=%d result=%s reply=%s",
-                  (long long)m->message_id, v, a->a.host[0] ? a->a.host : "-",
+                  (long long)m->message_id, w, a->a.host[0] ? a->a.host : "-",
                   a->a.ip[0] ? a->a.ip : "-", m->tls ? "yes" : "no", a->a.code,
                   result_word(a->a.state), a->a.reply);
     }

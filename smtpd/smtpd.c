@@ -487,7 +487,9 @@ static void listen_all(struct smtpd *d)
         }
     }
     /* The live view's page, when [web] listen is set: served here, the
-     * daemon that always runs; kotak-pop3d's events come from its ring. */
+     * daemon that always runs; kotak-pop3d's events come from its ring.
+     * Its port taken (by anyone: it is above 1024) costs the view, never
+     * the mail: that is logged and the daemon goes on without the page. */
     const struct conf_listener *wl = &d->conf->web_listen;
     d->listeners[3] = (struct listener_ctx){d, SMTP_ROLE_MX, "web", true};
     for (size_t k = 0; k < wl->n; k++) {
@@ -495,8 +497,12 @@ static void listen_all(struct smtpd *d)
         if (service_listen(d->svc, &wl->ep[k], false, &d->listeners[3],
                            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                            "Content-Length: 0\r\n\r\n",
-                           err, sizeof(err)) < 0)
-            fatal(2, "[web] %s", err);
+                           err, sizeof(err)) < 0) {
+            char v[600];
+            log_warn("smtp event=web-off address=%s port=%u why=%s", wl->ep[k].host,
+                     wl->ep[k].port, log_value(v, sizeof(v), err, strlen(err)));
+            continue;
+        }
         log_info("smtp event=listening listener=web address=%s port=%u", wl->ep[k].host,
                  wl->ep[k].port);
     }

@@ -47,6 +47,11 @@ static const struct annotation pop3_commands[] = {
     {"UTF8", RFC(6856, "2"), "speak UTF-8 from now on"},
 };
 
+static char upper(char c)
+{
+    return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+
 bool annotate_command(enum watch_proto proto, const char *line, size_t len, struct annotation *a)
 {
     const struct annotation *t = proto == WATCH_POP3 ? pop3_commands : smtp_commands;
@@ -60,7 +65,7 @@ bool annotate_command(enum watch_proto proto, const char *line, size_t len, stru
         if (k != w)
             continue;
         size_t j = 0;
-        while (j < k && (line[j] & ~0x20) == t[i].name[j])
+        while (j < k && upper(line[j]) == t[i].name[j])
             j++;
         if (j == k) {
             *a = t[i];

@@ -29,7 +29,14 @@
  * (4,095 behind, a reconnect with an old id) is fed over several ticks,
  * never in one long turn of the loop that mail sessions wait on. */
 #define WEB_TICK_EVENTS 200
-#define WEB_STREAMS_MAX 32 /* viewers at once: more get 503 */
+/* ... and all streams together: a viewer that opens stream after stream
+ * (each new one with a fresh budget) gets no more of the loop than that. */
+#define WEB_TICK_EVENTS_ALL 1000
+#define WEB_STREAMS_MAX 32        /* viewers at once: more get 503 */
+#define WEB_STREAMS_PER_ADDRESS 8 /* from one address: more get 429 */
+/* A stream ends after this long and the browser reconnects where it was
+ * (Last-Event-ID): one that never reads holds a slot no longer than that. */
+#define WEB_STREAM_MAX_MS (10 * 60 * 1000)
 
 extern const char web_page[]; /* page.c */
 
@@ -42,6 +49,7 @@ struct web {
     struct web_session *streams; /* sessions streaming events */
     size_t n_streams;
     uint64_t ticks;
+    unsigned budget; /* events all streams may still send this tick */
 };
 
 enum web_state { WS_REQUEST, WS_STREAM, WS_DONE };
@@ -56,6 +64,7 @@ struct web_session {
     struct watch_reader *rings[2];   /* smtp, pop3 */
     uint64_t from[2];                /* where each ring is read from once it opens */
     uint64_t last_out;               /* uv_now of the last event or heartbeat */
+    uint64_t started;                /* uv_now of its start */
     unsigned budget;                 /* events it may still send this tick */
     struct watch_event ev;
 };
@@ -73,7 +82,8 @@ static void respond(struct web_session *s, bool head, int status, const char *re
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                "Content-Security-Policy: default-src 'self'; script-src 'unsafe-inline'; "
-               "style-src 'unsafe-inline'; img-src data:\r\nReferrer-Policy: no-referrer\r\n%s"
+               "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+               "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n%s"
                "Connection: close\r\n\r\n",
                status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
     if (!head)
@@ -89,6 +99,7 @@ static void respond_error(struct web_session *s, bool head, int status)
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 414 ? "URI Too Long"
+                         : status == 429 ? "Too Many Requests"
                          : status == 431 ? "Request Header Fields Too Large"
                          : status == 505 ? "HTTP Version Not Supported"
                                          : "Bad Request";
@@ -122,7 +133,7 @@ static void json_string(struct buf *b, const char *s, size_t n)
     char out[6 * WATCH_TEXT_MAX + 2]; /* each octet at most \u00XX */
     size_t o = 0;
     out[o++] = '"';
-    for (size_t i = 0; i < n && o + 7 < sizeof(out); i++) {
+    for (size_t i = 0; i < n && o + 7 <= sizeof(out); i++) { /* room for \u00XX and the quote */
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             out[o++] = '\\';
@@ -232,11 +243,16 @@ static bool room_for_event(const struct web_session *s)
     return s->out.len + 16 * 1024 <= WEB_OUT_MAX;
 }
 
+static bool has_budget(const struct web_session *s)
+{
+    return s->budget > 0 && s->w->budget > 0;
+}
+
 static void stream_pump(struct web_session *s)
 {
     int added = 0;
-    for (int i = 0; i < 2 && added < WEB_PUMP_EVENTS && s->budget > 0; i++) {
-        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS && s->budget > 0 &&
+    for (int i = 0; i < 2 && added < WEB_PUMP_EVENTS && has_budget(s); i++) {
+        while (s->rings[i] != NULL && added < WEB_PUMP_EVENTS && has_budget(s) &&
                room_for_event(s)) {
             long rc = watch_reader_next(s->rings[i], &s->ev);
             if (rc == 0)
@@ -250,6 +266,7 @@ static void stream_pump(struct web_session *s)
             }
             added++;
             s->budget--;
+            s->w->budget--;
         }
     }
     if (added > 0)
@@ -275,12 +292,14 @@ static void stream_start(struct web_session *s, const struct http_request *r)
         return;
     }
     s->state = WS_STREAM;
-    s->last_out = uv_now(s->w->loop);
+    s->started = s->last_out = uv_now(s->w->loop);
     s->budget = WEB_TICK_EVENTS;
     open_rings(s);
     struct web *w = s->w;
-    if (w->n_streams == 0) /* the timer runs while someone watches */
+    if (w->n_streams == 0) { /* the timer runs while someone watches */
+        w->budget = WEB_TICK_EVENTS_ALL;
         uv_timer_start(&w->tick, on_tick, WEB_TICK_MS, WEB_TICK_MS);
+    }
     s->next = w->streams;
     if (w->streams != NULL)
         w->streams->prev = s;
@@ -312,9 +331,17 @@ static void on_tick(uv_timer_t *t)
     struct web *w = t->data;
     uint64_t now = uv_now(w->loop);
     bool second = w->ticks++ % (1000 / WEB_TICK_MS) == 0;
+    w->budget = WEB_TICK_EVENTS_ALL;
     for (struct web_session *s = w->streams; s != NULL;) {
         struct web_session *next = s->next; /* a kick may end s */
         s->budget = WEB_TICK_EVENTS;
+        if (now - s->started >= WEB_STREAM_MAX_MS) {
+            stream_stop(s); /* the browser comes back with Last-Event-ID */
+            s->close = true;
+            service_kick(s->sc);
+            s = next;
+            continue;
+        }
         if (second) /* a daemon that was not there may have started */
             open_rings(s);
         for (int i = 0; i < 2; i++)
@@ -346,6 +373,19 @@ static void s_greet(void *p)
     (void)p;
 }
 
+/* Streams open from s's address. */
+static size_t streams_from(const struct web *w, const struct web_session *s)
+{
+    size_t n = 0;
+    if (s->sc->net == NULL)
+        return 0;
+    const uint8_t *ip = net_conn_peer16(s->sc->net);
+    for (const struct web_session *o = w->streams; o != NULL; o = o->next)
+        if (o->sc->net != NULL && memcmp(net_conn_peer16(o->sc->net), ip, 16) == 0)
+            n++;
+    return n;
+}
+
 static void route(struct web_session *s, const struct http_request *r)
 {
     /* A Host of someone else's name is a page elsewhere that pointed its
@@ -361,6 +401,8 @@ static void route(struct web_session *s, const struct http_request *r)
         respond_error(s, r->head, 404);
     else if (s->w->n_streams >= WEB_STREAMS_MAX)
         respond_error(s, r->head, 503);
+    else if (streams_from(s->w, s) >= WEB_STREAMS_PER_ADDRESS)
+        respond_error(s, r->head, 429);
     else
         stream_start(s, r);
 }
@@ -397,7 +439,7 @@ static bool s_busy(const void *p)
 static bool s_sending(const void *p)
 {
     struct web_session *s = (struct web_session *)p;
-    return s->state == WS_STREAM && s->budget > 0 && events_waiting(s);
+    return s->state == WS_STREAM && has_budget(s) && events_waiting(s);
 }
 
 static void s_pump(void *p)

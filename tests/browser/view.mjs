@@ -48,7 +48,7 @@ try {
   })));
 
   // One message's journey, from the list of messages.
-  await page.click('#messages li.msg');
+  await page.locator('#messages li.msg', {hasText: 'removed'}).click();
   await page.waitForSelector('#journey li[data-step="removed"]', {timeout: 10000});
   seen.journey = await page.$$eval('#journey li', (lis) => lis.map((li) => ({
     step: li.dataset.step, text: li.textContent})));

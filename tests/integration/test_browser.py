@@ -12,12 +12,14 @@ test-artifacts/browser) to be looked at.
 """
 import json
 import os
+import shlex
 import subprocess
 import unittest
 
 from kotak_harness import BUILD, POP3, SMTP, SOCKET_TIMEOUT, KotakTestCase
 from test_watch import ALICE, PASSWORD, secrets
 
+STRANGER = "'`touch${IFS}/tmp/kotak-pwned`'@evil.example"
 HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER_DIR = os.path.join(os.path.dirname(HERE), "browser")
 SHOTS = os.path.join(os.environ.get("KOTAK_ARTIFACTS", os.path.join(BUILD, "test-artifacts")),
@@ -53,6 +55,10 @@ class Browser(KotakTestCase):
         return seen
 
     def send_and_fetch(self):
+        # A stranger on the MX port first, with a sender made to run a command in a shell.
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            s.ehlo("stranger.example")
+            s.sendmail(STRANGER, [ALICE], b"Subject: hi\r\n\r\nhi\r\n")
         with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
             s.ehlo("client.example.test")
             s.starttls(context=self.kotak.ssl_context())
@@ -74,7 +80,7 @@ class Browser(KotakTestCase):
         for name in ("sessions.png", "journey.png", "try-it.png", "replay.png"):
             self.assertGreater(os.path.getsize(os.path.join(SHOTS, name)), 5000, name)
 
-        smtp = next(c for c in seen["cards"] if c["proto"] == "smtp")
+        smtp = next(c for c in seen["cards"] if c["proto"] == "smtp" and "[submission]" in c["title"])
         pop3 = next(c for c in seen["cards"] if c["proto"] == "pop3")
         port = self.kotak.ports["submission"]
         self.assertIn(f"127.0.0.1 -> 127.0.0.1:{port} [submission]", smtp["title"])
@@ -117,9 +123,15 @@ class Browser(KotakTestCase):
         self.assertIn(f"openssl s_client -starttls smtp -crlf -quiet -connect 127.0.0.1:{port}", tries)
         self.assertIn("type: ehlo client.example.test", tries)
         self.assertIn("type: AUTH PLAIN followed by the string the box on the right builds", tries)
-        self.assertIn(f"swaks --server 127.0.0.1:{port} --from 'alice@example.test' "
-                      "--to 'alice@example.test' --tls --auth PLAIN", tries)
-        self.assertIn("curl --ssl-reqd pop3://127.0.0.1:", tries)
+        self.assertIn(f"swaks --server 127.0.0.1:{port} --from alice@example.test "
+                      "--to alice@example.test --tls --auth PLAIN --auth-user alice@example.test",
+                      tries)
+        pop3_port = self.kotak.ports["pop3"]
+        self.assertIn(f"curl pop3://127.0.0.1:{pop3_port}/1 --ssl-reqd -u alice@example.test", tries)
+        # The stranger's sender is one quoted word in a shell, never a command.
+        stranger = next(t for t in seen["tries"] if "swaks" in t and "evil.example" in t)
+        words = shlex.split(stranger.split("the same with swaks: ", 1)[1])
+        self.assertEqual(words[words.index("--from") + 1], STRANGER, stranger)
         self.assertGreater(seen["triesShown"], 5, "the toggle shows them")
         self.assertEqual(seen["authPlain"], "AUTH PLAIN AGJvYkBleGFtcGxlLnRlc3QAaGVscGVyLXB3",
                          "base64 of NUL bob@example.test NUL helper-pw")

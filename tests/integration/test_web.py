@@ -135,8 +135,9 @@ class Page(KotakTestCase):
     def test_at_most_32_viewers_at_once(self):
         port = self.kotak.web_port
         held = []
-        for _ in range(32):
-            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        for i in range(32):  # 8 from each of 4 addresses: 8 is the most one address may hold
+            c = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                         source_address=(f"127.0.0.{2 + i // 8}", 0))
             held.append(c)
             self.addCleanup(c.close)
             c.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -148,6 +149,34 @@ class Page(KotakTestCase):
         while status_line(port, "/events") != b"HTTP/1.1 200 OK":
             self.assertLess(time.monotonic(), deadline, "a place freed is taken again")
             time.sleep(0.1)
+
+    @config(limits={"connections_per_address": "100"})
+    def test_at_most_8_streams_from_one_address(self):
+        port = self.kotak.web_port
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            self.addCleanup(c.close)
+            c.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            self.assertTrue(c.recv(64).startswith(b"HTTP/1.1 200 OK"))
+        self.assertEqual(status_line(port, "/events"), b"HTTP/1.1 429 Too Many Requests")
+        with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                      source_address=("127.0.0.9", 0)) as other:
+            other.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            self.assertTrue(other.recv(64).startswith(b"HTTP/1.1 200 OK"), "another address may")
+
+    def test_a_taken_web_port_costs_the_view_not_the_mail(self):
+        port = self.kotak.web_port
+        self.assertEqual(self.kotak.stop("smtpd"), 0)
+        squatter = socket.socket()
+        self.addCleanup(squatter.close)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        self.kotak.start("smtpd")  # its mail listeners answer
+        self.assertTrue(self.kotak.wait_log(rf"event=web-off address=127\.0\.0\.1 port={port} "
+                                            r"why=.*in use"), self.kotak.log())
+        with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
+            self.assertEqual(s.noop()[0], 250)
 
     @config(web={"token": "class-7b"})
     def test_a_token_keeps_out_who_lacks_it(self):

@@ -40,6 +40,8 @@ int main(void)
     ok(annotate_command(WATCH_POP3, "DELE 1", 6, &a) && has(a.what, "only at QUIT"),
        "DELE says it only marks: %s", a.what);
     ok(annotate_command(WATCH_POP3, "STLS", 4, &a) && strcmp(a.ref, "RFC 2595 4") == 0, "STLS");
+    ok(annotate_command(WATCH_POP3, "utf8", 4, &a) && strcmp(a.name, "UTF8") == 0,
+       "UTF8, its digit too, in any case");
     ok(annotate_command(WATCH_POP3, "CAPA", 4, &a) && strcmp(a.ref, "RFC 2449 5") == 0, "CAPA");
     ok(!annotate_command(WATCH_SMTP, "EHLOX", 5, &a), "EHLOX is no command");
     ok(!annotate_command(WATCH_SMTP, "(user name alice)", 17, &a), "a SASL response is no command");

@@ -224,6 +224,19 @@ static void test_redaction(void)
     is_str(small, "MAIL FR", "cut to the room given");
 }
 
+/* A client's address in a journey event can pose as no other key: spaces, '=' and '%' encoded. */
+static void test_value(void)
+{
+    char out[64];
+    const char forged[] = "\"x id=99 reply=ok\"@b.test";
+    is_str(watch_value(out, sizeof(out), forged, strlen(forged)), "\"x%20id%3D99%20reply%3Dok\"@b.test",
+           "a quoted local part with spaces and '=': one value");
+    is_str(watch_value(out, sizeof(out), "bob@b.test", 10), "bob@b.test", "a plain address as it is");
+    is_str(watch_value(out, sizeof(out), "a%b\x7f\x01", 5), "a%25b%7F%01", "a percent sign and controls encoded");
+    char small[5];
+    is_str(watch_value(small, sizeof(small), "ab cd", 5), "ab", "cut before an escape that does not fit");
+}
+
 static void test_tls_text(void)
 {
     char out[128];
@@ -248,6 +261,7 @@ int main(void)
     test_ring();
     test_redaction();
     test_tls_text();
+    test_value();
     rmdir(dir);
     return done_testing();
 }
