@@ -13,34 +13,66 @@
 #include "log.h"
 #include "util.h"
 
-int daemon_main(int argc, char **argv, const char *name, const char *about,
-                int (*run)(const struct conf *conf))
+/* --check-config: the certificate and key as the daemon would load them. */
+static int check_tls(const struct conf *conf, bool needed, char *err, size_t err_size)
+{
+    char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);
+    int rc = 0;
+    struct tls_server *tls = NULL;
+    if ((access(cert, F_OK) == 0 || needed) && tls_server_new(cert, key, &tls, err, err_size) < 0)
+        rc = -1;
+    tls_server_free(&tls);
+    free(cert);
+    free(key);
+    return rc;
+}
+
+int daemon_main(int argc, char **argv, const struct daemon_info *info)
 {
     const char *path = NULL;
+    bool check = false;
     umask(077); /* the store, spool and lockout table hold mail and passwords */
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check = true;
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
-            printf("%s %s\n", name, KOTAK_VERSION);
+            printf("%s %s\n", info->name, KOTAK_VERSION);
             return 0;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: %s [-c FILE]\n\n%s\nFILE: else $KOTAK_CONFIG, ./kotak.conf, "
-                   "/etc/kotak/kotak.conf.\n",
-                   name, about);
+            printf("usage: %s [-c FILE] [--check-config]\n\n%s\n\n"
+                   "  -c, --config FILE  the config; else $KOTAK_CONFIG, ./kotak.conf,\n"
+                   "                     /etc/kotak/kotak.conf\n"
+                   "  --check-config     check FILE, the data folder, the certificate and key;\n"
+                   "                     exit 0 when good, 78 when not\n"
+                   "  -V, --version      print the version\n\n"
+                   "Signals: SIGHUP reads the certificate again; SIGTERM and SIGINT stop after\n"
+                   "the sessions under way. Exit status: 0 stopped; 78 a bad config; 2 a bad\n"
+                   "argument, or a start that failed (a port taken, the store unreadable); 1 no\n"
+                   "memory or thread for it.\n",
+                   info->name, info->about);
             return 0;
         } else {
-            fatal(2, "unknown argument '%s'; see %s --help", argv[i], name);
+            fatal(2, "unknown argument '%s'; see %s --help", argv[i], info->name);
         }
     }
     struct conf conf;
     char err[512];
     conf_defaults(&conf);
-    if (conf_load(conf_locate(path), &conf, err, sizeof(err)) < 0)
-        fatal(2, "%s", err);
+    const char *file = conf_locate(path);
+    if (conf_load(file, &conf, err, sizeof(err)) < 0)
+        fatal(DAEMON_EXIT_CONFIG, "%s", err);
     if (conf_enter_data_dir(&conf, err, sizeof(err)) < 0)
-        fatal(2, "%s", err);
-    int rc = run(&conf);
+        fatal(DAEMON_EXIT_CONFIG, "%s", err);
+    if (check) {
+        if (check_tls(&conf, info->tls_needed(&conf), err, sizeof(err)) < 0)
+            fatal(DAEMON_EXIT_CONFIG, "%s", err);
+        printf("%s: %s is good\n", info->name, file);
+        conf_free(&conf);
+        return 0;
+    }
+    int rc = info->run(&conf);
     conf_free(&conf);
     return rc;
 }
@@ -53,7 +85,8 @@ struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const c
     if (access(cert, F_OK) != 0 && !needed)
         log_warn("%s event=no-tls cert=%s reason=\"no certificate: STARTTLS is off\"", name, cert);
     else if (tls_server_new(cert, key, &tls, err, sizeof(err)) < 0)
-        fatal(2, "%s; run 'kotak init' to make one, or set [tls] cert and key", err);
+        fatal(DAEMON_EXIT_CONFIG, "%s; run 'kotak init' to make one, or set [tls] cert and key",
+              err);
     free(cert);
     free(key);
     return tls;

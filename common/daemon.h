@@ -12,12 +12,25 @@
 #include "conf.h"
 #include "tls.h"
 
+/* What a bad config makes a daemon exit with (sysexits' EX_CONFIG): a unit's
+ * RestartPreventExitStatus=78 keeps systemd from restarting it in a loop. */
+#define DAEMON_EXIT_CONFIG 78
+
+struct daemon_info {
+    const char *name;  /* "kotak-smtpd" */
+    const char *about; /* --help's text after the usage line */
+    /* Whether its listeners in conf need the [tls] certificate (else it is optional). */
+    bool (*tls_needed)(const struct conf *conf);
+    int (*run)(const struct conf *conf);
+};
+
 /*
- * Parses argv, loads the config (or exits with status 2 and one line), and
- * returns run(conf)'s status. about is the --help text after the usage line.
+ * Parses argv (a mistake: status 2 and one line), loads the config (a bad
+ * one: status 78 and one line), and returns run(conf)'s status. With
+ * --check-config it only checks: the file, the data folder and the
+ * certificate and key, then says so and exits 0 (or 78).
  */
-int daemon_main(int argc, char **argv, const char *name, const char *about,
-                int (*run)(const struct conf *conf));
+int daemon_main(int argc, char **argv, const struct daemon_info *info);
 
 /*
  * Loads [tls] cert and key. Without a certificate file, returns NULL when

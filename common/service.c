@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "notify.h"
 #include "util.h"
 
 /* What each listener hands to net: the service and the daemon's own context. */
@@ -311,6 +312,7 @@ static void on_stop(void *ctx, int signum)
     log_info("%s event=stopping signal=%d connections=%zu", svc->name, signum,
              net_server_count(svc->net));
     svc->stopping = true;
+    notify_manager("STOPPING=1");
     net_server_stop_listening(svc->net);
     /* The daemon's own work first: a session's goodbye may end the stop. */
     if (svc->ops->stopping != NULL)
@@ -322,14 +324,18 @@ static void on_stop(void *ctx, int signum)
 static void on_reload(void *ctx)
 {
     struct service *svc = ctx;
+    notify_reloading();
     svc->tls = daemon_reload_tls(svc->conf, svc->tls, svc->name);
     net_server_set_tls(svc->net, svc->tls);
+    notify_manager("READY=1");
 }
 
 void service_run(struct service **svcp)
 {
     struct service *svc = *svcp;
     daemon_signals_start(svc->loop, &svc->signals, on_stop, on_reload, svc);
+    /* Listening, the store open, privileges dropped: clients may come. */
+    notify_manager("READY=1");
     uv_run(svc->loop, UV_RUN_DEFAULT);
     log_info("%s event=stopped", svc->name);
     net_server_free(&svc->net);

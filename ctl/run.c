@@ -46,7 +46,7 @@ struct runner {
 
 static struct runner *the_runner;
 
-/* The daemon's binary: beside kotak (installed), in the build tree, or on PATH. */
+/* The daemon's binary: beside kotak, in ../sbin (installed), in the build tree, or on PATH. */
 static void find_daemon(const char *exe, struct child *k)
 {
     char self[PATH_MAX];
@@ -56,6 +56,9 @@ static void find_daemon(const char *exe, struct child *k)
         char *slash = strrchr(self, '/');
         *slash = '\0';
         snprintf(k->path, sizeof(k->path), "%s/%s", self, exe);
+        if (access(k->path, X_OK) == 0)
+            return;
+        snprintf(k->path, sizeof(k->path), "%s/../sbin/%s", self, exe); /* /usr/bin/kotak */
         if (access(k->path, X_OK) == 0)
             return;
         snprintf(k->path, sizeof(k->path), "%s/../%s/%s", self, k->name, exe);

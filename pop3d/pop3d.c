@@ -363,10 +363,15 @@ static void open_store(struct pop3d *d)
     free(path);
 }
 
+bool pop3d_tls_needed(const struct conf *conf)
+{
+    return conf->listeners[CONF_POP3S].n > 0;
+}
+
 int pop3d_run(const struct conf *conf)
 {
     struct pop3d d = {.conf = conf, .loop = uv_default_loop()};
-    struct tls_server *tls = daemon_load_tls(conf, conf->listeners[CONF_POP3S].n > 0, "pop3");
+    struct tls_server *tls = daemon_load_tls(conf, pop3d_tls_needed(conf), "pop3");
     d.svc = service_new(d.loop, conf, "pop3", conf->limits.pop3_idle_timeout_ms, tls,
                         &service_ops, &d);
     listen_all(&d);

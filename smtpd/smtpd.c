@@ -535,13 +535,16 @@ static void open_store(struct smtpd *d, uv_loop_t *loop)
     free(path);
 }
 
+bool smtpd_tls_needed(const struct conf *conf)
+{
+    return conf->listeners[CONF_SUBMISSION].n > 0 || conf->listeners[CONF_SUBMISSIONS].n > 0;
+}
+
 int smtpd_run(const struct conf *conf)
 {
     struct smtpd d = {.conf = conf};
     uv_loop_t *loop = uv_default_loop();
-    struct tls_server *tls = daemon_load_tls(
-        conf, conf->listeners[CONF_SUBMISSION].n > 0 || conf->listeners[CONF_SUBMISSIONS].n > 0,
-        "smtp");
+    struct tls_server *tls = daemon_load_tls(conf, smtpd_tls_needed(conf), "smtp");
     d.svc = service_new(loop, conf, "smtp", conf->limits.idle_timeout_ms, tls, &service_ops, &d);
     listen_all(&d);
     daemon_drop_privileges(conf);

@@ -5,7 +5,12 @@
 #ifndef KOTAK_SMTPD_H
 #define KOTAK_SMTPD_H
 
+#include <stdbool.h>
+
 #include "conf.h"
+
+/* Whether its listeners want the [tls] certificate (submission does: no login without TLS). */
+bool smtpd_tls_needed(const struct conf *conf);
 
 /*
  * Runs the daemon until SIGINT or SIGTERM: binds the listeners, loads the

@@ -1,0 +1,168 @@
+"""The daemons under systemd (dist/systemd): the units as systemd reads them,
+and the protocol they speak with it, run here without a running systemd.
+
+systemd-analyze scores each unit's sandbox (--offline=true): at most 2.0.
+Each unit's ExecStartPre and ExecStart lines are run as written (their
+@sbindir@ set to this build, KOTAK_CONFIG from the unit's Environment=),
+with a NOTIFY_SOCKET the test listens on: READY=1 comes once the listeners
+answer, SIGHUP (ExecReload) brings RELOADING=1 with MONOTONIC_USEC and then
+READY=1, SIGTERM brings STOPPING=1 and exit status 0. A bad config stops
+--check-config and the daemon with status 78, the one
+RestartPreventExitStatus names, so systemd does not restart it in a loop.
+"""
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from kotak_harness import DAEMONS, SOCKET_TIMEOUT, KotakTestCase, clean_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNITS = os.path.join(HERE, "..", "..", "dist", "systemd")
+
+
+def unit(daemon):
+    """The unit's [Service] keys, each a list of its values, @sbindir@ set to this build."""
+    with open(os.path.join(UNITS, f"kotak-{daemon}.service.in")) as f:
+        text = f.read()
+    keys = {}
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            keys.setdefault(k, []).append(v)
+    return keys, os.path.dirname(DAEMONS[daemon])
+
+
+def command(keys, key, sbindir):
+    return [w.replace("@sbindir@", sbindir) for w in shlex.split(keys[key][0])]
+
+
+class Notified:
+    """A NOTIFY_SOCKET as systemd makes one: a datagram socket the daemon writes states to."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kotak-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.dir, 0o755)  # the daemon may have dropped to its own user
+        os.chmod(self.path, 0o777)
+
+    def next(self, timeout=10):
+        self.sock.settimeout(timeout)
+        return self.sock.recv(4096).decode()
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+
+class Units(unittest.TestCase):
+
+    def test_each_unit_scores_at_most_2_0(self):
+        for daemon in ("smtpd", "pop3d"):
+            with open(os.path.join(UNITS, f"kotak-{daemon}.service.in")) as f:
+                text = f.read()
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, f"kotak-{daemon}.service")
+                with open(path, "w") as f:
+                    f.write(text.replace("@sbindir@", "/usr/sbin"))
+                p = subprocess.run(["systemd-analyze", "security", "--offline=true", path],
+                                   capture_output=True, text=True, timeout=60)
+            m = re.search(r"Overall exposure level for kotak-\w+\.service: (\d+\.\d)", p.stdout)
+            self.assertIsNotNone(m, p.stdout + p.stderr)
+            self.assertLessEqual(float(m.group(1)), 2.0, p.stdout)
+
+    def test_units_ask_for_notify_reload_and_no_restart_on_a_bad_config(self):
+        for daemon in ("smtpd", "pop3d"):
+            keys, _ = unit(daemon)
+            self.assertEqual(keys["Type"], ["notify"])
+            self.assertEqual(keys["RestartPreventExitStatus"], ["78"])
+            self.assertEqual(keys["ExecReload"], ["/bin/kill -HUP $MAINPID"])
+            self.assertEqual(keys["CapabilityBoundingSet"], ["CAP_NET_BIND_SERVICE"])
+            self.assertEqual(keys["AmbientCapabilities"], ["CAP_NET_BIND_SERVICE"])
+            self.assertEqual(keys["User"], ["kotak"])
+            self.assertIn("--check-config", keys["ExecStartPre"][0])
+        with open(os.path.join(UNITS, "kotak.target")) as f:
+            self.assertIn("Wants=kotak-smtpd.service kotak-pop3d.service", f.read())
+
+
+class ExecLines(KotakTestCase):
+    """The units' command lines run against an instance of the harness."""
+    DAEMONS_TO_START = ()
+
+    def env(self, keys, **extra):
+        env = clean_env(**extra)
+        for assignment in keys.get("Environment", []):
+            k, v = assignment.split("=", 1)
+            env[k] = v
+        env["KOTAK_CONFIG"] = self.kotak.conf  # the unit's /etc/kotak/kotak.conf, here
+        return env
+
+    def test_ready_reloading_stopping_as_systemd_hears_them(self):
+        for daemon, listener in (("smtpd", "smtp"), ("pop3d", "pop3")):
+            with self.subTest(daemon=daemon):
+                keys, sbindir = unit(daemon)
+                check = subprocess.run(command(keys, "ExecStartPre", sbindir), cwd=self.kotak.dir,
+                                       env=self.env(keys), capture_output=True, text=True,
+                                       timeout=30)
+                self.assertEqual(check.returncode, 0, check.stderr)
+                self.assertIn("is good", check.stdout)
+                n = Notified()
+                self.addCleanup(n.close)
+                proc = subprocess.Popen(command(keys, "ExecStart", sbindir), cwd=self.kotak.dir,
+                                        env=self.env(keys, NOTIFY_SOCKET=n.path),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+                self.addCleanup(lambda: proc.poll() is None and proc.kill())
+                self.assertEqual(n.next(), "READY=1")
+                # Ready means listening: a client is answered at once.
+                with socket.create_connection(("127.0.0.1", self.kotak.ports[listener]),
+                                              timeout=SOCKET_TIMEOUT) as c:
+                    self.assertRegex(c.recv(512), rb"^(220|\+OK)")
+                proc.send_signal(signal.SIGHUP)
+                reloading = n.next()
+                self.assertRegex(reloading, r"^RELOADING=1\nMONOTONIC_USEC=\d+$")
+                usec = int(reloading.split("=")[-1])
+                self.assertLess(abs(usec - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000),
+                                10_000_000, "MONOTONIC_USEC is CLOCK_MONOTONIC's")
+                self.assertEqual(n.next(), "READY=1", "the certificate is read again")
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(n.next(), "STOPPING=1")
+                _, err = proc.communicate(timeout=30)
+                self.assertEqual(proc.returncode, 0, err)
+
+    def test_a_bad_config_is_status_78_which_systemd_does_not_restart(self):
+        with open(self.kotak.conf, "a") as f:
+            f.write("\n[smtp]\nlisten_typo = 127.0.0.1:25\n")
+        for daemon in ("smtpd", "pop3d"):
+            keys, sbindir = unit(daemon)
+            for key in ("ExecStartPre", "ExecStart"):
+                p = subprocess.run(command(keys, key, sbindir), cwd=self.kotak.dir,
+                                   env=self.env(keys), capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 78, f"{daemon} {key}: {p.stderr}")
+                self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+                self.assertIn("unknown key 'listen_typo' in [smtp]", p.stderr)
+
+    def test_a_broken_certificate_fails_the_check_before_the_start(self):
+        with open(os.path.join(self.kotak.data_dir, "cert.pem"), "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+        keys, sbindir = unit("smtpd")
+        p = subprocess.run(command(keys, "ExecStartPre", sbindir), cwd=self.kotak.dir,
+                           env=self.env(keys), capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn("cannot read cert", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
