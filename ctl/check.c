@@ -34,8 +34,10 @@ void ctl_check_envelope(const struct ctl *c, const char *usage, struct ctl_envel
 
 int ctl_check(const struct ctl *c)
 {
-    if (c->argc < 1)
-        ctl_usage(usage, ctl_wants_help(c->argc, c->argv));
+    bool help = c->argc >= 1 && (strcmp(c->argv[0], "--help") == 0 || strcmp(c->argv[0], "-h") == 0);
+    if (c->argc < 1 || help)
+        ctl_usage(usage, help);
+    ctl_check_verb(c, "check");
     struct ctl sub = {.config_arg = c->config_arg, .argc = c->argc - 1, .argv = c->argv + 1};
     if (strcmp(c->argv[0], "spf") == 0)
         return ctl_check_spf(&sub);

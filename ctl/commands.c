@@ -62,6 +62,7 @@ int ctl_domain(const struct ctl *c)
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
+    ctl_check_verb(c, "domain");
     const char *verb = c->argv[0];
     char domain[ADDR_DOMAIN_MAX + 1];
     struct conf conf;
@@ -155,6 +156,7 @@ int ctl_user(const struct ctl *c)
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
+    ctl_check_verb(c, "user");
     const char *verb = c->argv[0];
     struct conf conf;
     struct addr a;
@@ -264,6 +266,7 @@ int ctl_alias(const struct ctl *c)
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
+    ctl_check_verb(c, "alias");
     const char *verb = c->argv[0];
     struct conf conf;
     int rc;

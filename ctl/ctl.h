@@ -38,8 +38,20 @@ void ctl_die_store(struct store *s, int rc, const char *subject)
 /* True when argv holds --help or -h; the command then prints its usage. */
 bool ctl_wants_help(int argc, char **argv);
 
-/* Prints usage on stdout for --help (exit 0), else on stderr as one line (exit 2). */
+/*
+ * For --help (asked), the whole help of the command usage names ("kotak
+ * user ..."), on stdout, exit 0; else usage on stderr as one line, exit 2.
+ */
 void ctl_usage(const char *usage, bool asked) __attribute__((noreturn));
+
+/* `kotak help COMMAND`: its forms, what it does, one line per option; exit 0 (help.c). */
+void ctl_help(const char *command) __attribute__((noreturn));
+
+/* Dies with "unknown command 'WORD'; did you mean '...'?" when a known one is near. */
+void ctl_unknown_command(const char *word) __attribute__((noreturn));
+
+/* When command takes a word first (user add|del|...), dies the same way unless argv[0] is one. */
+void ctl_check_verb(const struct ctl *c, const char *command);
 
 /*
  * Reads a password: with from_stdin, one line of standard input; else from

@@ -240,12 +240,10 @@ int ctl_dkim(const struct ctl *c)
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
+    ctl_check_verb(c, "dkim");
     if (strcmp(c->argv[0], "keygen") == 0)
         return keygen(c);
-    if (strcmp(c->argv[0], "dns") == 0)
-        return dns_record(c);
-    ctl_die("unknown dkim command '%s'; use keygen DOMAIN [--selector S] or dns DOMAIN",
-            c->argv[0]);
+    return dns_record(c);
 }
 
 /* --- kotak check dkim ------------------------------------------------------ */

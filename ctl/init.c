@@ -285,14 +285,8 @@ int ctl_init(const struct ctl *c)
     static const char usage[] = "kotak [-c FILE] init [--hostname NAME] [--user NAME] [--force]";
     const char *hostname_arg = NULL, *user_arg = NULL;
     bool force = false;
-    if (ctl_wants_help(c->argc, c->argv)) {
-        printf("usage: %s\n\nWrites FILE (default ./kotak.conf) and, beside it, kotak-data/ "
-               "with a new store.\nWithout --force it never replaces an existing one.\nRun as "
-               "root, it sets [server] user to NAME (default kotak, made a system user\nwhen "
-               "missing) and gives kotak-data/ to that user.\n",
-               usage);
-        return 0;
-    }
+    if (ctl_wants_help(c->argc, c->argv))
+        ctl_help("init");
     for (int i = 0; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--force") == 0)
             force = true;

@@ -33,11 +33,13 @@ static const char usage[] =
     "                                       what the MX's checks make of a sender\n"
     "  watch [--history N] [--explain]      every SMTP and POP3 session, live\n"
     "  run                                  both daemons in the foreground\n"
+    "  help [COMMAND]                       this, or one command's forms and options\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   the config file (else $KOTAK_CONFIG, ./kotak.conf,\n"
     "                      /etc/kotak/kotak.conf)\n"
-    "  -h, --help          this help; 'kotak COMMAND --help' for one command\n"
+    "  -h, --help          this help; 'kotak help COMMAND' or 'kotak COMMAND --help'\n"
+    "                      for one command\n"
     "  -V, --version       the version\n";
 
 struct command {
@@ -54,9 +56,13 @@ static const struct command commands[] = {
 
 void ctl_usage(const char *usage, bool asked)
 {
-    if (asked) {
-        printf("usage: %s\n", usage);
-        exit(0);
+    if (asked) { /* "kotak [-c FILE] WORD ...": WORD's help */
+        const char *p = usage + strlen("kotak ");
+        if (strncmp(p, "[-c FILE] ", 10) == 0)
+            p += 10;
+        char command[16];
+        snprintf(command, sizeof(command), "%.*s", (int)strcspn(p, " "), p);
+        ctl_help(command);
     }
     ctl_die("usage: %s", usage);
 }
@@ -152,6 +158,8 @@ int main(int argc, char **argv)
     struct ctl c = {.config_arg = take_config(&argc, argv)};
     if (argc == 0)
         ctl_die("no command given; see 'kotak --help'");
+    if (strcmp(argv[0], "help") == 0 && argc == 2)
+        ctl_help(argv[1]);
     if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0 ||
         strcmp(argv[0], "help") == 0) {
         fputs(usage, stdout);
@@ -168,5 +176,5 @@ int main(int argc, char **argv)
             return commands[i].run(&c);
         }
     }
-    ctl_die("unknown command '%s'; see 'kotak --help'", argv[0]);
+    ctl_unknown_command(argv[0]);
 }

@@ -108,11 +108,10 @@ int ctl_queue(const struct ctl *c)
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
+    ctl_check_verb(c, "queue");
     const char *verb = c->argv[0];
     bool list = strcmp(verb, "list") == 0, show = strcmp(verb, "show") == 0,
          retry = strcmp(verb, "retry") == 0, drop = strcmp(verb, "drop") == 0;
-    if (!list && !show && !retry && !drop)
-        ctl_die("unknown queue command '%s'; use list, show ID, retry [ID] or drop ID", verb);
     if ((list && c->argc != 1) || ((show || drop) && c->argc != 2) || (retry && c->argc > 2))
         ctl_usage(usage, false);
     int64_t id = c->argc == 2 ? parse_id(c->argv[1]) : 0;

@@ -655,7 +655,7 @@ class DomainTest(KotakTest):
                      ["domain", "add", "a.test", "b.test"], ["domain", "list", "extra"]):
             with self.subTest(args=args):
                 p = self.fails(*args)
-                self.assertIn("usage", p.stderr)
+                self.assertIn("unknown command 'frob'" if "frob" in args else "usage", p.stderr)
 
 
 # --- users --------------------------------------------------------------------
@@ -869,7 +869,7 @@ class UserTest(KotakTest):
                      ["user", "add", "a@example.test", "--bogus"]):
             with self.subTest(args=args):
                 p = self.fails(*args, input="pw\n")
-                self.assertIn("usage", p.stderr)
+                self.assertIn("unknown command 'frob'" if "frob" in args else "usage", p.stderr)
         self.assertEqual(self.users(), [])
 
 
@@ -1484,6 +1484,44 @@ class HelpTest(KotakTest):
                 else:
                     self.assertEqual(p.stdout, f"kotak {VERSION}\n")
                 self.assertEqual(p.stderr, "")
+
+    def test_help_command_gives_forms_meaning_and_one_line_per_option(self):
+        p = self.kotak("help", "user", conf=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines()[:4], [
+            "usage: kotak user add ADDRESS [--password-stdin | --password-hash HASH]",
+            "       kotak user passwd ADDRESS [--password-stdin | --password-hash HASH]",
+            "       kotak user del ADDRESS",
+            "       kotak user list [DOMAIN]"])
+        self.assertRegex(p.stdout, r"\n  --password-stdin +read the password from one line")
+        self.assertRegex(p.stdout, r"\n  --password-hash HASH +store HASH")
+        self.assertEqual(self.kotak("user", "--help", conf=False).stdout, p.stdout,
+                         "kotak user --help says the same")
+        for cmd in COMMANDS:
+            with self.subTest(cmd=cmd):
+                q = self.kotak("help", cmd, conf=False)
+                self.assertEqual(q.returncode, 0, q.stderr)
+                self.assertTrue(q.stdout.startswith(f"usage: kotak"), q.stdout)
+
+    def test_a_typo_names_the_word_meant(self):
+        for args, word, meant, see in (
+                (["user", "lst"], "lst", "list", "kotak help user"),
+                (["usr", "list"], "usr", "user", "kotak --help"),
+                (["queue", "lsit"], "lsit", "list", "kotak help queue"),
+                (["domian", "list"], "domian", "domain", "kotak --help"),
+                (["alias", "dle", "a@b.test"], "dle", "del", "kotak help alias"),
+                (["dkim", "keygne", "b.test"], "keygne", "keygen", "kotak help dkim"),
+                (["check", "dmrac"], "dmrac", "dmarc", "kotak help check"),
+                (["help", "wacth"], "wacth", "watch", "kotak --help")):
+            with self.subTest(args=args):
+                p = self.fails(*args, conf=False)
+                self.assertEqual(p.stderr, f"kotak: unknown command '{word}'; did you mean "
+                                           f"'{meant}'? (see '{see}')\n")
+        p = self.fails("zz", conf=False)
+        self.assertEqual(p.stderr, "kotak: unknown command 'zz'; see 'kotak --help'\n",
+                         "nothing near: no guess")
+        p = self.fails("user", "\x1b[31mx", conf=False)
+        self.assertNotIn("\x1b", p.stderr, "a typed word is shown, never interpreted")
 
     def test_unknown_command_exits_2(self):
         p = self.fails("frobnicate", conf=False)
