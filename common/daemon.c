@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -77,6 +78,24 @@ int daemon_main(int argc, char **argv, const struct daemon_info *info)
     return rc;
 }
 
+/* When the certificate in use runs out: a warning two weeks before, so that a renewal that did
+ * not happen is seen while there is time. */
+static void log_cert(const char *name, const char *path, const struct tls_server *tls)
+{
+    time_t until = tls_server_expiry(tls);
+    struct tm tm;
+    char when[32], v[300];
+    gmtime_r(&until, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    long days = (long)((until - time(NULL)) / 86400);
+    log_value(v, sizeof(v), path, strlen(path));
+    if (days < 14)
+        log_warn("%s event=cert cert=%s expires=%s days_left=%ld reason=\"renew it soon\"", name, v,
+                 when, days);
+    else
+        log_info("%s event=cert cert=%s expires=%s days_left=%ld", name, v, when, days);
+}
+
 struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const char *name)
 {
     char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);
@@ -87,6 +106,8 @@ struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const c
     else if (tls_server_new(cert, key, &tls, err, sizeof(err)) < 0)
         fatal(DAEMON_EXIT_CONFIG, "%s; run 'kotak init' to make one, or set [tls] cert and key",
               err);
+    if (tls != NULL)
+        log_cert(name, cert, tls);
     free(cert);
     free(key);
     return tls;
@@ -104,6 +125,7 @@ struct tls_server *daemon_reload_tls(const struct conf *conf, struct tls_server 
         tls = old;
     } else {
         log_info("%s event=tls-reload result=ok cert=%s", name, cert);
+        log_cert(name, cert, tls);
         tls_server_free(&old);
     }
     free(cert);

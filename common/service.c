@@ -3,11 +3,13 @@
  */
 #include "service.h"
 
+#include <libgen.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "notify.h"
@@ -32,9 +34,37 @@ struct service {
     struct service_listener *listeners;
     struct daemon_signals signals;
     bool stopping, stopped;
+    struct cert_watch *cert_watch; /* NULL without TLS */
+};
+
+/* A file as last seen, to tell a renewed certificate from the one loaded. */
+struct file_id {
+    bool exists;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+/*
+ * The certificate and key files, watched: a renewal (certbot and the like
+ * write new files, or swap a link) is loaded as SIGHUP would, within a
+ * second when the folder tells (inotify) and within a minute anyway.
+ */
+#define CERT_POLL_MS 60000
+#define CERT_SETTLE_MS 1000 /* after a change in the folder: both files written by then */
+struct cert_watch {
+    struct service *svc;
+    char *paths[2]; /* cert, key */
+    struct file_id ids[2];
+    uv_timer_t timer;
+    uv_fs_event_t dirs[2];
+    int n_dirs;
+    int open_handles;
 };
 
 static void maybe_finish(struct service *svc);
+static void cert_watch_stop(struct service *svc);
 static void login_done(struct login_req *r, int rc, int64_t user_id);
 
 /* --- the life of a connection ------------------------------------------- */
@@ -293,6 +323,7 @@ static void maybe_finish(struct service *svc)
         return;
     svc->stopped = true;
     svc->ops->stopped(svc->ctx);
+    cert_watch_stop(svc);
     daemon_signals_close(&svc->signals);
 }
 
@@ -321,19 +352,117 @@ static void on_stop(void *ctx, int signum)
     maybe_finish(svc);
 }
 
+static struct file_id file_id(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return (struct file_id){.exists = false};
+    return (struct file_id){true, st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+}
+
+static bool same_file(const struct file_id *a, const struct file_id *b)
+{
+    return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
 static void on_reload(void *ctx)
 {
     struct service *svc = ctx;
     notify_reloading();
+    struct cert_watch *cw = svc->cert_watch;
+    if (cw != NULL) /* what is loaded now is what the watch compares with */
+        for (int i = 0; i < 2; i++)
+            cw->ids[i] = file_id(cw->paths[i]);
     svc->tls = daemon_reload_tls(svc->conf, svc->tls, svc->name);
     net_server_set_tls(svc->net, svc->tls);
     notify_manager("READY=1");
+}
+
+static void on_cert_timer(uv_timer_t *t)
+{
+    struct cert_watch *cw = t->data;
+    for (int i = 0; i < 2; i++) {
+        struct file_id now = file_id(cw->paths[i]);
+        if (now.exists && !same_file(&now, &cw->ids[i])) {
+            char v[300];
+            log_info("%s event=cert-changed file=%s", cw->svc->name,
+                     log_value(v, sizeof(v), cw->paths[i], strlen(cw->paths[i])));
+            on_reload(cw->svc);
+            return;
+        }
+    }
+}
+
+static void on_cert_dir(uv_fs_event_t *h, const char *file, int events, int status)
+{
+    (void)file, (void)events, (void)status;
+    struct cert_watch *cw = h->data;
+    uv_timer_start(&cw->timer, on_cert_timer, CERT_SETTLE_MS, CERT_POLL_MS);
+}
+
+static void cert_watch_start(struct service *svc)
+{
+    struct cert_watch *cw = xcalloc(1, sizeof(*cw));
+    cw->svc = svc;
+    cw->paths[0] = conf_path(svc->conf, svc->conf->tls_cert);
+    cw->paths[1] = conf_path(svc->conf, svc->conf->tls_key);
+    for (int i = 0; i < 2; i++)
+        cw->ids[i] = file_id(cw->paths[i]);
+    uv_timer_init(svc->loop, &cw->timer);
+    cw->timer.data = cw;
+    uv_timer_start(&cw->timer, on_cert_timer, CERT_POLL_MS, CERT_POLL_MS);
+    uv_unref((uv_handle_t *)&cw->timer);
+    cw->open_handles = 1;
+    char *copies[2] = {xstrdup(cw->paths[0]), xstrdup(cw->paths[1])};
+    const char *dirs[2] = {dirname(copies[0]), dirname(copies[1])};
+    int n = strcmp(dirs[0], dirs[1]) == 0 ? 1 : 2; /* both in one folder, as usual */
+    for (int k = 0; k < n; k++) {
+        uv_fs_event_t *h = &cw->dirs[k];
+        uv_fs_event_init(svc->loop, h);
+        h->data = cw;
+        cw->open_handles++;
+        cw->n_dirs++;
+        int rc = uv_fs_event_start(h, on_cert_dir, dirs[k], 0);
+        if (rc < 0) { /* no inotify to spare: the minute's look still comes */
+            char v[300];
+            log_warn("%s event=cert-watch dir=%s reason=\"%s\"", svc->name,
+                     log_value(v, sizeof(v), dirs[k], strlen(dirs[k])), uv_strerror(rc));
+        }
+        uv_unref((uv_handle_t *)h);
+    }
+    free(copies[0]);
+    free(copies[1]);
+    svc->cert_watch = cw;
+}
+
+static void cert_watch_closed(uv_handle_t *h)
+{
+    struct cert_watch *cw = h->data;
+    if (--cw->open_handles > 0)
+        return;
+    free(cw->paths[0]);
+    free(cw->paths[1]);
+    free(cw);
+}
+
+static void cert_watch_stop(struct service *svc)
+{
+    struct cert_watch *cw = svc->cert_watch;
+    if (cw == NULL)
+        return;
+    svc->cert_watch = NULL;
+    uv_close((uv_handle_t *)&cw->timer, cert_watch_closed);
+    for (int k = 0; k < cw->n_dirs; k++)
+        uv_close((uv_handle_t *)&cw->dirs[k], cert_watch_closed);
 }
 
 void service_run(struct service **svcp)
 {
     struct service *svc = *svcp;
     daemon_signals_start(svc->loop, &svc->signals, on_stop, on_reload, svc);
+    if (svc->tls != NULL)
+        cert_watch_start(svc);
     /* Listening, the store open, privileges dropped: clients may come. */
     notify_manager("READY=1");
     uv_run(svc->loop, UV_RUN_DEFAULT);

@@ -35,10 +35,10 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
-#include <mbedtls/oid.h>
 #include <mbedtls/x509_crt.h>
 
 #if MBEDTLS_VERSION_MAJOR >= 3 /* meson.build checks this too; see there */
@@ -613,6 +613,14 @@ const char *tls_conn_version(struct tls_conn *c)
 const char *tls_conn_cipher(struct tls_conn *c)
 {
     return handshake_over(c) ? mbedtls_ssl_get_ciphersuite(&c->ssl) : NULL;
+}
+
+time_t tls_server_expiry(const struct tls_server *srv)
+{
+    const mbedtls_x509_time *t = &srv->chain.valid_to;
+    struct tm tm = {.tm_year = t->year - 1900, .tm_mon = t->mon - 1, .tm_mday = t->day,
+                    .tm_hour = t->hour, .tm_min = t->min, .tm_sec = t->sec};
+    return timegm(&tm);
 }
 
 const char *tls_conn_cert_name(const struct tls_conn *c)

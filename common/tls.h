@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <sys/types.h>
 
 struct tls_server; /* shared: config, cert, key, RNG; one per daemon */
@@ -131,6 +132,9 @@ void tls_conn_consume_out(struct tls_conn *c, size_t n);
  */
 const char *tls_conn_version(struct tls_conn *c);
 const char *tls_conn_cipher(struct tls_conn *c);
+
+/* When the server's certificate (the first of its chain) stops being valid, as Unix time. */
+time_t tls_server_expiry(const struct tls_server *srv);
 
 /* A server connection's own certificate's subject CN (printable); "" when it has none, or for a client. */
 const char *tls_conn_cert_name(const struct tls_conn *c);

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -20,6 +21,7 @@ import smtplib
 
 from kotak_harness import (HOSTNAME, PASSWORDS, POP3, POP3_SSL, SMTP, SMTP_SSL, KotakInstance,
                            KotakTestCase, RawClient, config, free_ports, proc_status)
+from peers import make_cert
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -521,6 +523,32 @@ class ReloadTest(CoreTest):
         for n in ("submissions", "pop3s"):
             self.assertNotEqual(peer_cert(self.kotak.ports[n], self.kotak), old[n],
                                 f"{n} still shows the old certificate")
+
+    def test_a_renewed_pair_on_disk_is_loaded_without_a_signal(self):
+        for name in ("smtpd", "pop3d"):
+            self.assertTrue(self.kotak.wait_log(
+                r"event=cert cert=\S+ expires=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ days_left=\d+$",
+                name=name), "the expiry is logged at start")
+        old = {n: peer_cert(self.kotak.ports[n], self.kotak) for n in ("submissions", "pop3s")}
+        self.replace_pair()  # as a renewal writes it, no signal sent
+        for name in ("smtpd", "pop3d"):
+            self.assertTrue(self.kotak.wait_log("event=cert-changed", name=name, timeout=10),
+                            self.kotak.log(name))
+            self.assertTrue(self.kotak.wait_log("event=tls-reload result=ok", name=name, timeout=5))
+        for n in ("submissions", "pop3s"):
+            self.assertNotEqual(peer_cert(self.kotak.ports[n], self.kotak), old[n],
+                                f"{n} still shows the old certificate")
+
+    def test_a_certificate_close_to_its_end_is_warned_of(self):
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = make_cert(d, HOSTNAME, days=3)
+            for src, name in ((cert, "cert.pem"), (key, "key.pem")):
+                with open(src, "rb") as f, open(os.path.join(self.kotak.data_dir, name), "wb") as g:
+                    g.write(f.read())
+        os.kill(self.pid("smtpd"), signal.SIGHUP)
+        found = self.kotak.wait_log(r"level=warn .*event=cert .*days_left=[0-3] "
+                                    r"reason=\"renew it soon\"", name="smtpd")
+        self.assertTrue(found, self.kotak.log("smtpd"))
 
     def test_a_bad_new_pair_keeps_the_old_one_with_one_error_line(self):
         old = peer_cert(self.kotak.ports["submissions"], self.kotak)
