@@ -9,21 +9,31 @@ answer, SIGHUP (ExecReload) brings RELOADING=1 with MONOTONIC_USEC and then
 READY=1, SIGTERM brings STOPPING=1 and exit status 0. A bad config stops
 --check-config and the daemon with status 78, the one
 RestartPreventExitStatus names, so systemd does not restart it in a loop.
+
+dist/certbot/kotak-renew-hook, run as certbot runs a deploy hook (and as
+uacme's users would), puts a certificate made here where kotak reads it,
+with the modes it promises, and the daemon serves it.
 """
+import grp
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
+import ssl
+import stat
 import subprocess
 import tempfile
 import time
 import unittest
 
-from kotak_harness import DAEMONS, SOCKET_TIMEOUT, KotakTestCase, clean_env
+from kotak_harness import DAEMONS, HOSTNAME, SOCKET_TIMEOUT, KotakTestCase, clean_env
+from peers import make_cert
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UNITS = os.path.join(HERE, "..", "..", "dist", "systemd")
+HOOK = os.path.join(HERE, "..", "..", "dist", "certbot", "kotak-renew-hook")
 
 
 def unit(daemon):
@@ -162,6 +172,61 @@ class ExecLines(KotakTestCase):
                            env=self.env(keys), capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 78, p.stderr)
         self.assertIn("cannot read cert", p.stderr)
+
+
+class RenewHook(KotakTestCase):
+    DAEMONS_TO_START = ("smtpd",)
+
+    def lineage(self):
+        d = tempfile.mkdtemp(prefix="kotak-lineage-")
+        self.addCleanup(shutil.rmtree, d)
+        cert, key = make_cert(d, HOSTNAME, days=90)
+        os.rename(cert, os.path.join(d, "fullchain.pem"))
+        os.rename(key, os.path.join(d, "privkey.pem"))
+        return d
+
+    def hook(self, *args, **env):
+        group = grp.getgrgid(os.stat(os.path.join(self.kotak.data_dir, "key.pem")).st_gid).gr_name
+        base = dict(KOTAK_TLS_DIR=self.kotak.data_dir, KOTAK_GROUP=group,
+                    KOTAK_RELOAD=f"kill -HUP {self.kotak.procs['smtpd'].pid}")
+        base.update(env)
+        return subprocess.run([HOOK, *args], env=clean_env(**base), capture_output=True,
+                              text=True, timeout=30)
+
+    def served(self):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", self.kotak.ports["submissions"]),
+                                      timeout=SOCKET_TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname=HOSTNAME) as s:
+                return s.getpeercert(binary_form=True)
+
+    def test_certbot_deploy_hook_puts_the_pair_in_place_and_kotak_serves_it(self):
+        lineage = self.lineage()
+        p = self.hook(RENEWED_LINEAGE=lineage)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for name, src, mode in (("cert.pem", "fullchain.pem", 0o644), ("key.pem", "privkey.pem", 0o640)):
+            path = os.path.join(self.kotak.data_dir, name)
+            with open(path, "rb") as a, open(os.path.join(lineage, src), "rb") as b:
+                self.assertEqual(a.read(), b.read(), name)
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), mode, name)
+        self.assertFalse([f for f in os.listdir(self.kotak.data_dir) if f.endswith(".new")])
+        self.assertTrue(self.kotak.wait_log("event=tls-reload result=ok", timeout=10))
+        with open(os.path.join(lineage, "fullchain.pem")) as f:
+            self.assertEqual(self.served(), ssl.PEM_cert_to_DER_cert(f.read()))
+
+    def test_uacme_form_and_mistakes(self):
+        lineage = self.lineage()
+        p = self.hook(os.path.join(lineage, "fullchain.pem"), os.path.join(lineage, "privkey.pem"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(self.kotak.wait_log("event=tls-reload result=ok", timeout=10))
+        p = self.hook(os.path.join(lineage, "missing.pem"), os.path.join(lineage, "privkey.pem"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot read", p.stderr)
+        p = self.hook()
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("usage", p.stderr)
 
 
 if __name__ == "__main__":
