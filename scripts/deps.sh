@@ -7,7 +7,7 @@
 set -eu
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmbedtls-dev libsqlite3-dev
-      libinih-dev libcrypt-dev libc-ares-dev publicsuffix)
+      libinih-dev libcrypt-dev libc-ares-dev publicsuffix scdoc)
 if [ "${1:-}" = --test ]; then
     pkgs+=(python3 util-linux swaks libnet-ssleay-perl curl openssl fetchmail getmail6
            python3-cryptography iproute2 python3-dnslib python3-aiosmtpd postfix
