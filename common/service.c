@@ -179,14 +179,23 @@ static void login_done(struct login_req *r, int rc, int64_t user_id)
 {
     struct service_conn *sc =
         (struct service_conn *)((char *)r - offsetof(struct service_conn, login));
-    if (service_result_arrived(sc))
+    if (service_result_arrived(sc)) {
         sc->ops->auth_done(sc->session, rc, user_id);
+    } else { /* the client left before the answer: the attempt is still on record */
+        char v[SASL_FIELD_MAX * 4 + 3];
+        log_info("%s session=%s ip=%s event=login user=%s result=%s", sc->svc->name, sc->login_id,
+                 sc->login_ip, log_value(v, sizeof(v), sc->login_user, strlen(sc->login_user)),
+                 rc > 0 ? "ok" : rc == -EAGAIN ? "locked" : "failed");
+    }
     service_result_done(sc);
 }
 
 void service_login(struct service_conn *sc, const char *user, const char *hash, int64_t user_id,
                    const char *password)
 {
+    snprintf(sc->login_id, sizeof(sc->login_id), "%s", net_conn_id(sc->net));
+    snprintf(sc->login_ip, sizeof(sc->login_ip), "%s", net_conn_peer(sc->net));
+    snprintf(sc->login_user, sizeof(sc->login_user), "%s", user);
     service_result_due(sc);
     login_check(&sc->login, net_conn_peer16(sc->net), user, hash, user_id, password);
 }

@@ -29,6 +29,7 @@
 #include "daemon.h"
 #include "login.h"
 #include "net.h"
+#include "sasl.h"
 #include "tls.h"
 
 /* What a session asks the core to do once its output is sent. */
@@ -70,6 +71,9 @@ struct service_conn {
     void *session;        /* NULL once freed, at the same moment */
     const struct session_ops *ops;
     struct login_req login;
+    /* Who asked the check under way, for its log line should the client
+     * leave before the answer (during the failure delay, say). */
+    char login_id[16], login_ip[64], login_user[SASL_FIELD_MAX + 1];
     int async; /* results due: password checks and the daemon's own */
     bool released;
 };

@@ -164,8 +164,10 @@ static void close_with(struct pop3_session *s, const char *line)
 
 static void count_error(struct pop3_session *s)
 {
-    if (++s->errors >= s->cfg.bad_commands)
+    if (++s->errors >= s->cfg.bad_commands) {
+        log_info("pop3 session=%s ip=%s event=too-many-errors", s->cfg.session_id, s->cfg.peer_ip);
         close_with(s, "-ERR Too many errors, closing the connection");
+    }
 }
 
 static bool login_allowed(const struct pop3_session *s)
@@ -313,24 +315,29 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
 {
     char user[SASL_FIELD_MAX * 4 + 3];
     s->busy = false;
+    log_value(user, sizeof(user), s->user, strlen(s->user));
+    /* Every failure is logged, also one whose session has closed meanwhile:
+     * it is the line fail2ban reads. */
+    const char *failed = rc == -EAGAIN ? "locked" : rc <= 0 ? "failed" : NULL;
+    if (failed != NULL || s->state == ST_CLOSED)
+        log_info("pop3 session=%s ip=%s event=login user=%s result=%s", s->cfg.session_id,
+                 s->cfg.peer_ip, user, failed != NULL ? failed : "ok");
     if (s->state == ST_CLOSED)
         return; /* the goodbye went out already: no answer, and no lock, follows it */
-    log_value(user, sizeof(user), s->user, strlen(s->user));
     if (rc == -EAGAIN) {
-        log_info("pop3 session=%s event=login user=%s result=locked", s->cfg.session_id, user);
         reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later");
         s->user[0] = '\0';
         return;
     }
     if (rc <= 0) {
-        log_info("pop3 session=%s event=login user=%s result=failed", s->cfg.session_id, user);
         reply(s, "-ERR [AUTH] Invalid user name or password");
         s->user[0] = '\0';
         count_error(s);
         return;
     }
     if (s->ops->lock(s->ctx, user_id) < 0) {
-        log_info("pop3 session=%s event=login user=%s result=in-use", s->cfg.session_id, user);
+        log_info("pop3 session=%s ip=%s event=login user=%s result=in-use", s->cfg.session_id,
+                 s->cfg.peer_ip, user);
         reply(s, "-ERR [IN-USE] The maildrop is in use by another session");
         s->user[0] = '\0';
         return;
@@ -338,7 +345,8 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
     int lrc = s->ops->list(s->ctx, user_id, &s->mails, &s->n_mails);
     if (lrc < 0) {
         s->ops->unlock(s->ctx, user_id);
-        log_info("pop3 session=%s event=login user=%s result=store-error", s->cfg.session_id, user);
+        log_info("pop3 session=%s ip=%s event=login user=%s result=store-error", s->cfg.session_id,
+                 s->cfg.peer_ip, user);
         reply(s, "-ERR [SYS/TEMP] Cannot open the maildrop, try again later");
         return;
     }
@@ -348,7 +356,8 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
     int64_t total = 0;
     for (size_t i = 0; i < s->n_mails; i++)
         total += s->mails[i].size;
-    log_info("pop3 session=%s event=login user=%s result=ok messages=%zu", s->cfg.session_id, user,
+    log_info("pop3 session=%s ip=%s event=login user=%s result=ok messages=%zu", s->cfg.session_id,
+             s->cfg.peer_ip, user,
              s->n_mails);
     reply(s, "+OK Logged in, %zu messages (%lld octets)", s->n_mails, (long long)total);
 }

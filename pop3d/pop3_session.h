@@ -28,6 +28,7 @@
 struct pop3_session_config {
     bool tls_available;  /* STLS can be offered */
     bool peer_loopback;  /* login without TLS is allowed from loopback only */
+    char peer_ip[64];    /* for logs: first on a line, before what the client chose */
     char session_id[16];
     unsigned bad_commands;
 };

@@ -297,6 +297,7 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .bad_commands = (unsigned)d->conf->limits.bad_commands,
     };
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
+    snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
     snprintf(pc->id, sizeof(pc->id), "%s", net_conn_id(c));
     service_conn_init(&pc->conn, d->svc, c, pop3_session_new(&cfg, &pop3_ops, pc), &session_ops);
     log_info("pop3 session=%s ip=%s tls=%s event=connect", net_conn_id(c), net_conn_peer(c),

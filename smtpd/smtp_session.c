@@ -151,8 +151,10 @@ static void close_with(struct smtp_session *s, const char *line)
 /* Counts a client error; past the limit the session ends (STYLE.md). */
 static void count_error(struct smtp_session *s)
 {
-    if (++s->errors >= s->cfg.bad_commands)
+    if (++s->errors >= s->cfg.bad_commands) {
+        log_info("smtp session=%s ip=%s event=too-many-errors", s->cfg.session_id, s->cfg.peer_ip);
         close_with(s, "421 4.7.0 Too many errors, closing the connection");
+    }
 }
 
 /* --- transactions ------------------------------------------------------- */
@@ -982,12 +984,13 @@ void smtp_session_auth_done(struct smtp_session *s, int rc, int64_t user_id)
 {
     char user[SASL_FIELD_MAX * 4 + 3];
     s->busy = false;
+    /* Logged also when the session has closed meanwhile: fail2ban reads it. */
+    log_info("smtp session=%s ip=%s event=login user=%s result=%s", s->cfg.session_id,
+             s->cfg.peer_ip, log_value(user, sizeof(user), s->user, strlen(s->user)),
+             rc > 0 ? "ok" : rc == -EAGAIN ? "locked" : "failed");
     if (s->state == ST_CLOSED)
         return; /* the goodbye went out already: no answer follows it */
     s->state = ST_READY;
-    log_info("smtp session=%s event=login user=%s result=%s", s->cfg.session_id,
-             log_value(user, sizeof(user), s->user, strlen(s->user)),
-             rc > 0 ? "ok" : rc == -EAGAIN ? "locked" : "failed");
     if (rc > 0) {
         s->user_id = user_id;
         reply(s, "235 2.7.0 Authentication successful");

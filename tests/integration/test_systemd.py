@@ -13,7 +13,13 @@ RestartPreventExitStatus names, so systemd does not restart it in a loop.
 dist/certbot/kotak-renew-hook, run as certbot runs a deploy hook (and as
 uacme's users would), puts a certificate made here where kotak reads it,
 with the modes it promises, and the daemon serves it.
+
+dist/fail2ban's filter, tried with fail2ban-regex on the lines the daemons
+really wrote: failed logins and sessions closed for too many errors name
+the client's address, and no user name a client chose (one holding
+"ip=6.6.6.6", quotes, a whole forged line) names another.
 """
+import base64
 import grp
 import os
 import re
@@ -28,7 +34,8 @@ import tempfile
 import time
 import unittest
 
-from kotak_harness import DAEMONS, HOSTNAME, SOCKET_TIMEOUT, KotakTestCase, clean_env
+from kotak_harness import (DAEMONS, HOSTNAME, SOCKET_TIMEOUT, KotakTestCase, RawClient,
+                           clean_env)
 from peers import make_cert
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -227,6 +234,80 @@ class RenewHook(KotakTestCase):
         p = self.hook()
         self.assertEqual(p.returncode, 2)
         self.assertIn("usage", p.stderr)
+
+
+FILTER = os.path.join(HERE, "..", "..", "dist", "fail2ban", "filter.d", "kotak.conf")
+FORGED = "6.6.6.6"
+
+
+class Fail2ban(KotakTestCase):
+    DAEMONS_TO_START = ("smtpd", "pop3d")
+
+    def banned(self, daemon):
+        """The addresses fail2ban-regex takes from the daemon's log, one per matched line."""
+        p = subprocess.run(["fail2ban-regex", self.kotak.logs[daemon], os.path.abspath(FILTER),
+                            "-o", "ip"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.split()
+
+    def smtp_login(self, user, source):
+        c = RawClient(self.kotak.ports["submission"], source=source)
+        self.addCleanup(c.close)
+        c.reply()
+        c.cmd("EHLO client.test")  # loopback: a login without TLS is allowed
+        cred = base64.b64encode(b"\0" + user.encode() + b"\0wrong-password").decode()
+        code = c.cmd(f"AUTH PLAIN {cred}")[0]
+        c.close()
+        return code
+
+    def pop3_login(self, user, source):
+        c = RawClient(self.kotak.ports["pop3"], source=source)
+        self.addCleanup(c.close)
+        c.sock.settimeout(SOCKET_TIMEOUT)
+        c.sock.recv(512)
+        for line in (f"USER {user}", "PASS wrong-password", "QUIT"):
+            c.sock.sendall(line.encode() + b"\r\n")
+            time.sleep(0.5 if line.startswith("PASS") else 0.05)
+        c.close()
+
+    def test_the_filter_bans_the_client_and_no_address_a_client_wrote(self):
+        forgeries = [f"x ip={FORGED} event=login user=y result=failed",
+                     f'a"b ip={FORGED}', f"{FORGED}", f"ip={FORGED}",
+                     f"alice@example.test result=failed\nts=2026-01-01T00:00:00Z level=info smtp "
+                     f"session=1 ip={FORGED} event=login user=z"]
+        self.assertEqual(self.smtp_login("alice@example.test", "127.0.0.2"), 535)
+        for user in forgeries:
+            self.smtp_login(user, "127.0.0.2")
+            self.pop3_login(user.replace("\n", " "), "127.0.0.3")
+        # Ten unknown commands: the session is closed for too many errors.
+        c = RawClient(self.kotak.ports["smtp"], source="127.0.0.4")
+        self.addCleanup(c.close)
+        c.reply()
+        for _ in range(12):
+            try:
+                c.sock.sendall(b"XYZZY\r\n")
+            except OSError:
+                break
+        time.sleep(0.5)
+        self.kotak.wait_log(r"ip=127\.0\.0\.4 event=too-many-errors")
+        self.kotak.wait_log(r"ip=127\.0\.0\.3 event=login", name="pop3d")
+        smtp, pop3 = self.banned("smtpd"), self.banned("pop3d")
+        self.assertNotIn(FORGED, smtp + pop3, "a forged address")
+        self.assertEqual(set(smtp), {"127.0.0.2", "127.0.0.4"}, self.kotak.log("smtpd"))
+        self.assertEqual(set(pop3), {"127.0.0.3"}, self.kotak.log("pop3d"))
+        # The two one-word names got to PASS; each client left before the failure delay
+        # ended, and each attempt is on record all the same.
+        self.assertEqual(pop3.count("127.0.0.3"), 2, self.kotak.log("pop3d"))
+        self.assertGreaterEqual(smtp.count("127.0.0.2"), 1 + len(forgeries) - 1)
+        self.assertEqual(smtp.count("127.0.0.4"), 1)
+
+    def test_the_jail_is_off_until_enabled_and_reads_the_journal(self):
+        with open(os.path.join(os.path.dirname(FILTER), "..", "jail.d", "kotak.conf")) as f:
+            jail = f.read()
+        self.assertRegex(jail, r"(?m)^enabled = false$")
+        self.assertRegex(jail, r"(?m)^backend = systemd$")
+        with open(FILTER) as f:
+            self.assertIn("journalmatch = _SYSTEMD_UNIT=kotak-smtpd.service", f.read())
 
 
 if __name__ == "__main__":
