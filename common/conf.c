@@ -373,8 +373,9 @@ static int set_duration(struct conf *c, const struct conf_key *k, const char *va
 {
     static const char *const units[] = {"ms", "s", "m", "h", "d", NULL};
     static const uint64_t factors[] = {1, 1000, 60 * 1000, 3600 * 1000, 86400 * 1000};
-    uint64_t v;
-    if (parse_number(value, units, factors, &v) < 0) {
+    uint64_t v = 0;
+    /* Zero needs no unit: "cache = 0" turns the cache off. */
+    if (strcmp(value, "0") != 0 && parse_number(value, units, factors, &v) < 0) {
         snprintf(err, n, "'%s' is not a duration; write a number with ms, s, m, h or d, as 5m",
                  value);
         return -1;
@@ -799,8 +800,8 @@ static char *read_line(char *str, int num, void *stream)
             if (!section_known(name))
                 load_fail(ld,
                           "unknown section [%s]; the sections are server, tls, limits, auth, "
-                          "dns, relay, dkim, checks, spam, smtp, submission, submissions, pop3 "
-                          "and pop3s",
+                          "dns, relay, dkim, checks, spam, web, smtp, submission, submissions, "
+                          "pop3 and pop3s",
                           name);
         }
     }
@@ -858,6 +859,11 @@ int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
     }
     if (line < 0) {
         snprintf(err, err_size, "%s: cannot read", path);
+        return -1;
+    }
+    /* Keys that only make sense together, told at load (and so by --check-config). */
+    if (c->relay.smarthost_user[0] != '\0' && c->relay.smarthost_password_file[0] == '\0') {
+        snprintf(err, err_size, "%s: [relay] smarthost_user needs smarthost_password_file", path);
         return -1;
     }
     conf_set_file(c, path);

@@ -36,6 +36,8 @@ int daemon_main(int argc, char **argv, const struct daemon_info *info)
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check = true;
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
@@ -47,7 +49,8 @@ int daemon_main(int argc, char **argv, const struct daemon_info *info)
                    "                     /etc/kotak/kotak.conf\n"
                    "  --check-config     check FILE, the data folder, the certificate and key;\n"
                    "                     exit 0 when good, 78 when not\n"
-                   "  -V, --version      print the version\n\n"
+                   "  -V, --version      print the version\n"
+                   "  -h, --help         this help\n\n"
                    "Signals: SIGHUP reads the certificate again; SIGTERM and SIGINT stop after\n"
                    "the sessions under way. Exit status: 0 stopped; 78 a bad config; 2 a bad\n"
                    "argument, or a start that failed (a port taken, the store unreadable); 1 no\n"

@@ -60,7 +60,7 @@ static const char conf_template[] =
     "connections = 1000            ; per daemon\n"
     "connections_per_address = 20  ; from one client address\n"
     "bad_commands = 10             ; errors before the server hangs up\n"
-    "spool_memory = 256K           ; a larger message waits in a temporary file\n"
+    "spool_memory = 64K            ; a larger message waits in a temporary file\n"
     "store_size = 0                ; cap on kotak.db (e.g. 20G); 0: the disk is the cap\n"
     "\n"
     "[auth]\n"

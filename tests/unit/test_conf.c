@@ -688,6 +688,18 @@ static void test_relay(void)
     expect_error("relay port 0", "[relay]\nport = 0\n", 2, "out of range");
     expect_error("retry_first 0", "[relay]\nretry_first = 0s\n", 2, "out of range");
     expect_error("give_up in weeks", "[relay]\ngive_up = 1w\n", 2, "ms, s, m, h or d");
+    /* A login without its password is a config error, told at load (and by --check-config). */
+    is_int(load_text("[relay]\nsmarthost = a.example:587\nsmarthost_user = office\n", &c, err, NULL),
+           -1, "smarthost_user without smarthost_password_file: refused");
+    ok(strstr(err, "[relay] smarthost_user needs smarthost_password_file") != NULL, "... saying so: %s",
+       err);
+    conf_free(&c);
+    /* Zero needs no unit. */
+    is_int(load_text("[auth]\ncache = 0\nlockout = 0\n", &c, err, NULL), 0,
+           "a duration of 0 without a unit loads (%s)", err);
+    ok(c.auth.cache_ttl_ms == 0 && c.auth.lockout_ms == 0, "... as zero");
+    conf_free(&c);
+    expect_error("a bare number that is not 0", "[auth]\ncache = 5\n", 2, "not a duration");
 }
 
 /* [dkim], [checks], [spam]: their defaults, each choice, and bad values on their lines. */
@@ -751,7 +763,7 @@ static void test_dns_servers(void)
                  "unknown key 'server' in [dns]");
     expect_error("servers outside [dns]", "[server]\nservers = 127.0.0.1:53\n", 2, "unknown key");
     expect_error("unknown section names dns", "[dnss]\nservers = 127.0.0.1:53\n", 1,
-                 "dns, relay, dkim, checks, spam, smtp");
+                 "dns, relay, dkim, checks, spam, web, smtp");
 
     struct conf_listener l;
     char text[512] = "";
