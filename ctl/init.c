@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -122,6 +123,23 @@ static const char conf_template_relay[] =
     "listen = 127.0.0.1:2080\n"
     "token =                       ; empty: none; else the view wants ?token=...\n"
     "\n";
+
+/*
+ * The machine's fully qualified name, as the resolver gives it for its short
+ * one (/etc/hosts first, as hostname -f does); the short name when none has
+ * a dot. Mail servers greet with their full name (RFC 5321 4.1.3).
+ */
+static char *machine_hostname(const char *short_name)
+{
+    struct addrinfo hints = {.ai_flags = AI_CANONNAME, .ai_family = AF_UNSPEC}, *ai = NULL;
+    char *name = NULL;
+    if (getaddrinfo(short_name, NULL, &hints, &ai) == 0 && ai != NULL && ai->ai_canonname != NULL &&
+        strchr(ai->ai_canonname, '.') != NULL)
+        name = xstrdup(ai->ai_canonname);
+    if (ai != NULL)
+        freeaddrinfo(ai);
+    return name != NULL ? name : xstrdup(short_name);
+}
 
 /* Writes text to path through path.tmp, so that path is whole or untouched. */
 static void write_file(const char *path, const char *text)
@@ -303,9 +321,13 @@ int ctl_init(const struct ctl *c)
     struct conf conf;
     conf_defaults(&conf);
     char hostname[ADDR_DOMAIN_MAX + 1];
-    const char *name = hostname_arg ? hostname_arg : conf.hostname;
+    char *machine = hostname_arg ? NULL : machine_hostname(conf.hostname);
+    const char *name = hostname_arg ? hostname_arg : machine;
     if (addr_parse_domain(name, strlen(name), 0, hostname) < 0)
         ctl_die("'%s' is not a host name; give one with --hostname mail.example.org", name);
+    if (machine != NULL) /* said, since greetings, Received: and the certificate carry it */
+        printf("host name %s, the machine's (--hostname NAME picks another)\n", hostname);
+    free(machine);
 
     struct stat sb;
     if (!force && stat(path, &sb) == 0)

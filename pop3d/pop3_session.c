@@ -562,8 +562,8 @@ void pop3_session_commit_done(struct pop3_session *s, int rc)
     size_t n = 0;
     for (size_t i = 0; i < s->n_mails; i++)
         n += s->deleted[i];
-    log_info("pop3 session=%s event=update deleted=%zu result=%d", s->cfg.session_id,
-             rc == 0 ? n : 0, rc);
+    log_info("pop3 session=%s event=update deleted=%zu result=%s", s->cfg.session_id,
+             rc == 0 ? n : 0, rc == 0 ? "removed" : "store-error");
     if (rc == 0 && watched(s)) {
         size_t shown = 0;
         for (size_t i = 0; i < s->n_mails && shown < WATCH_REMOVED_MAX; i++) {
@@ -841,6 +841,7 @@ void pop3_session_tls_started(struct pop3_session *s, const char *version, const
 {
     /* RFC 2595 4: what was said before TLS is forgotten. */
     s->tls = true;
+    log_info("pop3 session=%s event=tls version=%s cipher=%s", s->cfg.session_id, version, cipher);
     if (watched(s)) {
         char text[WATCH_TEXT_MAX + 1];
         watch(s, WATCH_TLS, text, watch_tls_text(version, cipher, cert, text, sizeof(text)));

@@ -880,10 +880,10 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
     if (tx == NULL)
         return;
     tx->spooling = false; /* the glue has finished with the spool */
-    log_info("smtp session=%s event=%s id=%s from=<%s> rcpts=%zu size=%zu result=%d",
+    log_info("smtp session=%s event=%s id=%s from=<%s> rcpts=%zu size=%zu result=%s",
              s->cfg.session_id, rc == 0 ? "accepted" : "failed", tx->id,
              log_value(from, sizeof(from), tx->from, strlen(tx->from)), tx->rcpts.n, tx->size,
-             rc);
+             rc == 0 ? "stored" : rc == -ENOSPC ? "disk-full" : "store-error");
     if (s->state == ST_CLOSED)
         ; /* the goodbye went out already; the log line above is the record */
     else if (rc == 0)
@@ -1264,6 +1264,7 @@ void smtp_session_tls_started(struct smtp_session *s, const char *version, const
     tx_reset(s);
     sasl_clear(&s->sasl);
     s->tls = true;
+    log_info("smtp session=%s event=tls version=%s cipher=%s", s->cfg.session_id, version, cipher);
     snprintf(s->tls_desc, sizeof(s->tls_desc), "%s %s", version, cipher);
     if (watched(s)) {
         char text[WATCH_TEXT_MAX + 1];

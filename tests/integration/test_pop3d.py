@@ -1295,6 +1295,15 @@ class LifeAndLogTest(Pop3dTest):
         # A session ended by the server's shutdown applies no marks either.
         self.assertEqual(self.kotak.maildrop(BOB), before)
 
+    def test_log_says_tls_and_the_update_in_words(self):
+        self.deliver(b"Subject: x\r\n\r\nhello\r\n")
+        p = self.pops(BOB)  # pop3s: TLS from the first byte
+        p.dele(1)
+        p.quit()
+        log = self.kotak.wait_log(r"event=update deleted=1 result=removed$", name="pop3d")
+        self.assertTrue(log, self.kotak.log("pop3d"))
+        self.assertRegex(self.kotak.log("pop3d"), r"(?m) event=tls version=TLSv1\.[23] cipher=\S+$")
+
     def test_log_has_a_line_per_connection_and_per_login_and_never_a_password(self):
         log0 = self.kotak.log("pop3d")
         connects0 = log0.count("event=connect")
@@ -1317,6 +1326,7 @@ class LifeAndLogTest(Pop3dTest):
         self.assertEqual(len(re.findall(rf"event=login user={re.escape(BOB)} result=ok", log)), 2)
         self.assertRegex(log, rf"event=login user={re.escape(ALICE)} result=failed")
         self.assertRegex(log, rf"event=login user={re.escape(ALICE)} result=ok")
+        self.assertRegex(log, r"(?m) ip=127\.0\.0\.1 event=login user=", "the address first")
         for pw in list(PASSWORDS.values()) + ["Wrong-Password-For-Alice-42"]:
             self.assertNotIn(pw, log, "a password is in the log")
             self.assertNotIn(base64.b64encode(pw.encode()).decode(), log)

@@ -1481,8 +1481,10 @@ class LifeAndLogTest(SmtpdTest):
         log = self.kotak.wait_log(r"event=login .*result=ok", count=2)
         log = self.kotak.log()
         self.assertEqual(log.count("event=connect") - before, 4, log)
-        self.assertRegex(log, rf"event=accepted id=\S+ from=<{re.escape(REMOTE)}> rcpts=2 "
-                              rf"size={len(sent)}\b")
+        self.assertRegex(log, rf"(?m)event=accepted id=\S+ from=<{re.escape(REMOTE)}> rcpts=2 "
+                              rf"size={len(sent)} result=stored$")
+        self.assertRegex(log, r"(?m) event=tls version=TLSv1\.[23] cipher=TLS-\S+$",
+                         "the TLS a session began, in words")
         self.assertRegex(log, rf"event=login user={re.escape(ALICE)} result=ok")
         self.assertRegex(log, rf"event=login user={re.escape(BOB)} result=failed")
         self.assertRegex(log, rf"event=login user={re.escape(BOB)} result=ok")
