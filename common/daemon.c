@@ -99,6 +99,16 @@ static void log_cert(const char *name, const char *path, const struct tls_server
         log_info("%s event=cert cert=%s expires=%s days_left=%ld", name, v, when, days);
 }
 
+void daemon_hold_store(const char *path)
+{
+    int fd = hold_store(path, false);
+    if (fd == -EWOULDBLOCK)
+        fatal(2, "%s is being restored (kotak restore); start again once it is done", path);
+    if (fd < 0)
+        fatal(2, "cannot hold %s-daemons: %s", path, strerror(-fd));
+    /* fd stays open until the process ends: the hold is the daemon's life. */
+}
+
 struct tls_server *daemon_load_tls(const struct conf *conf, bool needed, const char *name)
 {
     char *cert = conf_path(conf, conf->tls_cert), *key = conf_path(conf, conf->tls_key);

@@ -33,6 +33,12 @@ struct daemon_info {
 int daemon_main(int argc, char **argv, const struct daemon_info *info);
 
 /*
+ * Holds the store at path for the daemon's life (store_hold: kotak restore
+ * waits for no daemon), or exits with one line when a restore has it now.
+ */
+void daemon_hold_store(const char *path);
+
+/*
  * Loads [tls] cert and key. Without a certificate file, returns NULL when
  * TLS is not needed (logging that it is off), else exits with one line
  * saying how to make one.

@@ -9,13 +9,15 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -116,4 +118,23 @@ bool looks_like_http(const char *line, size_t len)
             return true;
     }
     return false;
+}
+
+int hold_store(const char *path, bool exclusive)
+{
+    size_t n = strlen(path) + sizeof("-daemons");
+    char *lock = xmalloc(n);
+    snprintf(lock, n, "%s-daemons", path);
+    /* 0644: made by whichever comes first, root's restore or a daemon's user,
+     * and opened for reading by the other (flock needs no more). */
+    int fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    free(lock);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
 }

@@ -52,4 +52,13 @@ int drop_privileges(const char *user, char *err, size_t err_size);
 /* Start-up only: print "PROG: message" on stderr and exit with status. */
 void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
+/*
+ * A daemon's hold on the store at path, for as long as it runs: a shared
+ * flock(2) on path-daemons, a file of its own (never the store, whose
+ * POSIX locks SQLite owns). exclusive: the hold `kotak restore` takes, and
+ * only when no daemon has one (-EWOULDBLOCK otherwise). Returns the open
+ * descriptor that keeps the hold, or -errno.
+ */
+int hold_store(const char *path, bool exclusive);
+
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "util.h"
@@ -410,6 +411,47 @@ int ctl_backup(const struct ctl *c)
     if (stat(dest, &sb) == 0)
         printf("backup written to %s (%lld bytes)\n", dest, (long long)sb.st_size);
     store_close(&s);
+    conf_free(&conf);
+    return 0;
+}
+
+/* --- restore ------------------------------------------------------- */
+
+int ctl_restore(const struct ctl *c)
+{
+    static const char usage[] = "kotak restore FILE";
+    bool help = ctl_wants_help(c->argc, c->argv);
+    if (help || c->argc != 1)
+        ctl_usage(usage, help);
+    const char *from = c->argv[0];
+    if (access(from, R_OK) != 0)
+        ctl_die("cannot read %s: %s", from, strerror(errno));
+    struct conf conf;
+    char err[512];
+    ctl_load_conf(c, &conf);
+    char *path = conf_store_path(&conf);
+    int hold = hold_store(path, true);
+    if (hold == -EWOULDBLOCK)
+        ctl_die("a daemon has %s open; stop kotak-smtpd and kotak-pop3d first (systemctl stop "
+                "kotak.target), then restore",
+                path);
+    if (hold < 0)
+        ctl_die("cannot hold %s-daemons: %s", path, strerror(-hold));
+    struct store_restored r;
+    if (store_restore(from, path, &r, err, sizeof(err)) < 0)
+        ctl_die("%s", err);
+    close(hold);
+    printf("restored %s into %s: %lld users, %lld messages in maildrops\n", from, path,
+           (long long)r.users, (long long)r.messages);
+    if (r.aside[0] != '\0')
+        printf("the store it replaced is kept as %s\n", r.aside);
+    if (r.new_uidl_prefix)
+        printf("no store was there to go on from: every message gets a new UIDL, so POP3 clients "
+               "that leave mail on the server fetch it once more\n");
+    else
+        printf("new messages go on from UIDL number %lld, so no client sees an old UIDL again\n",
+               (long long)r.next_uidl);
+    free(path);
     conf_free(&conf);
     return 0;
 }

@@ -67,6 +67,7 @@ int ctl_alias(const struct ctl *c);
 int ctl_mailbox(const struct ctl *c);
 int ctl_stats(const struct ctl *c);
 int ctl_backup(const struct ctl *c);
+int ctl_restore(const struct ctl *c);
 int ctl_run(const struct ctl *c);
 int ctl_queue(const struct ctl *c);
 int ctl_dkim(const struct ctl *c);

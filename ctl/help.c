@@ -59,6 +59,12 @@ static const struct help helps[] = {
      "A consistent copy of the store in FILE, safe while the daemons run.",
      {NULL},
      {{"--force", "replace FILE when it exists"}}},
+    {"restore", "kotak restore FILE\n",
+     "Puts the backup FILE back as the store, once kotak-smtpd and kotak-pop3d are\n"
+     "stopped. FILE is checked first; the store it replaces is kept beside it as\n"
+     "kotak.db.before-restore; and no UIDL a client saw before is handed out again.",
+     {NULL},
+     {{NULL, NULL}}},
     {"queue", "kotak queue list\nkotak queue show ID\nkotak queue retry [ID]\nkotak queue drop ID\n",
      "Mail waiting for other servers: what is queued, each recipient's last reply,\n"
      "a try now (of one entry, or all), a drop (its sender gets a bounce).",

@@ -26,6 +26,7 @@ static const char usage[] =
     "  mailbox ADDRESS                      the messages waiting in a user's maildrop\n"
     "  stats                                counts and sizes of the store\n"
     "  backup FILE [--force]                a consistent copy of the store, safe while running\n"
+    "  restore FILE                         put a backup back (the daemons stopped)\n"
     "  queue list|show ID|retry [ID]|drop ID mail waiting for other servers\n"
     "  dkim keygen DOMAIN [--selector S] | dns DOMAIN\n"
     "                                       the key kotak signs a domain's mail with\n"
@@ -50,7 +51,8 @@ struct command {
 static const struct command commands[] = {
     {"init", ctl_init},     {"domain", ctl_domain},   {"user", ctl_user},
     {"alias", ctl_alias},   {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
-    {"backup", ctl_backup}, {"run", ctl_run},         {"queue", ctl_queue},
+    {"backup", ctl_backup}, {"restore", ctl_restore}, {"run", ctl_run},
+    {"queue", ctl_queue},
     {"dkim", ctl_dkim},     {"check", ctl_check},     {"watch", ctl_watch},
 };
 

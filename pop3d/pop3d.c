@@ -360,6 +360,7 @@ static void open_store(struct pop3d *d)
         fatal(2, "%s; run 'kotak init' first, or check [server] data_dir", err);
     if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
+    daemon_hold_store(path);
     uv_mutex_init(&d->writer_mu);
     free(path);
 }

@@ -381,4 +381,25 @@ int store_stats(struct store *s, struct store_stats *st);
  */
 int store_backup(struct store *s, const char *dest, char *err, size_t err_size);
 
+struct store_restored {
+    int64_t users, messages;  /* in what was restored */
+    int64_t next_uidl;        /* the number the next maildrop entry gets */
+    bool new_uidl_prefix;     /* no store to continue from: every UIDL is new */
+    char aside[4096];         /* where the store it replaced went ("" when there was none) */
+};
+
+/*
+ * Puts the backup at from in place of the store at path, which must be held
+ * exclusively (hold_store). The backup is checked first (SQLite's
+ * integrity check, a kotak store of this version or an older one); the
+ * store it replaces goes aside as path.before-restore (its WAL beside it),
+ * never deleted. No UIDL handed out before comes back: the new entries'
+ * numbers go on after the highest the replaced store reached, and with no
+ * store to read that from, the UIDLs get a new prefix. The new file gets
+ * the owner of path's folder. Returns 0 with *r filled, or -errno/-KOTAK_*
+ * with one sentence in err.
+ */
+int store_restore(const char *from, const char *path, struct store_restored *r, char *err,
+                  size_t err_size);
+
 #endif
