@@ -948,6 +948,47 @@ static void on_connection(uv_stream_t *server, int status)
     }
 }
 
+/* A listener on the socket bound by bind (an address of ours, or one handed to us); its uv error. */
+static int start_listener(struct net_server *srv, bool implicit_tls, const struct net_proto *proto,
+                          void *listener_ctx, const char *refused,
+                          int (*bind)(uv_tcp_t *tcp, const void *arg), const void *arg)
+{
+    struct net_listener *l = xcalloc(1, sizeof(*l));
+    l->srv = srv;
+    l->proto = proto;
+    l->ctx = listener_ctx;
+    l->implicit_tls = implicit_tls;
+    snprintf(l->refused, sizeof(l->refused), "%s", refused);
+    uv_tcp_init(srv->loop, &l->tcp);
+    l->tcp.data = l;
+    int rc = bind(&l->tcp, arg);
+    /* Replies go out at once, not held back to be merged (Nagle). Linux
+     * hands the option on to every accepted socket: one call for all. */
+    if (rc == 0)
+        rc = uv_tcp_nodelay(&l->tcp, 1);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        return rc;
+    }
+    l->next = srv->listeners;
+    srv->listeners = l;
+    srv->n_listeners++;
+    return 0;
+}
+
+static int bind_address(uv_tcp_t *tcp, const void *arg)
+{
+    const struct sockaddr *sa = arg;
+    return uv_tcp_bind(tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+}
+
+static int bind_given(uv_tcp_t *tcp, const void *arg)
+{
+    return uv_tcp_open(tcp, *(const int *)arg);
+}
+
 int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool implicit_tls,
                const struct net_proto *proto, void *listener_ctx, const char *refused, char *err,
                size_t err_size)
@@ -963,33 +1004,37 @@ int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool impl
                  ep->port);
         return -1;
     }
-    struct net_listener *l = xcalloc(1, sizeof(*l));
-    l->srv = srv;
-    l->proto = proto;
-    l->ctx = listener_ctx;
-    l->implicit_tls = implicit_tls;
-    snprintf(l->refused, sizeof(l->refused), "%s", refused);
-    uv_tcp_init(srv->loop, &l->tcp);
-    l->tcp.data = l;
-    unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
-    int rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
-    /* Replies go out at once, not held back to be merged (Nagle). Linux
-     * hands the option on to every accepted socket: one call for all. */
-    if (rc == 0)
-        rc = uv_tcp_nodelay(&l->tcp, 1);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    int rc = start_listener(srv, implicit_tls, proto, listener_ctx, refused, bind_address, &ss);
     if (rc != 0) {
         const char *fmt = strchr(ep->host, ':') ? "cannot listen on [%s]:%u: %s%s"
                                                 : "cannot listen on %s:%u: %s%s";
         snprintf(err, err_size, fmt, ep->host, ep->port, uv_strerror(rc),
                  rc == UV_EACCES ? " (ports below 1024 need root)" : "");
-        uv_close((uv_handle_t *)&l->tcp, listener_closed);
         return -1;
     }
-    l->next = srv->listeners;
-    srv->listeners = l;
-    srv->n_listeners++;
+    return 0;
+}
+
+int net_listen_fd(struct net_server *srv, int fd, bool implicit_tls, const struct net_proto *proto,
+                  void *listener_ctx, const char *refused, char *err, size_t err_size)
+{
+    int type = 0, listening = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+        (len = sizeof(listening), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)) < 0 ||
+        !listening) {
+        snprintf(err, err_size, "descriptor %d is no listening stream socket", fd);
+        return -1;
+    }
+    if (implicit_tls && srv->tls == NULL) {
+        snprintf(err, err_size, "descriptor %d needs TLS, and no certificate is loaded", fd);
+        return -1;
+    }
+    int rc = start_listener(srv, implicit_tls, proto, listener_ctx, refused, bind_given, &fd);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot listen on descriptor %d: %s", fd, uv_strerror(rc));
+        return -1;
+    }
     return 0;
 }
 

@@ -79,6 +79,10 @@ int net_listen(struct net_server *srv, const struct conf_endpoint *ep, bool impl
                const struct net_proto *proto, void *listener_ctx, const char *refused, char *err,
                size_t err_size);
 
+/* The same on fd, a listening TCP socket someone else bound (systemd's socket activation). */
+int net_listen_fd(struct net_server *srv, int fd, bool implicit_tls, const struct net_proto *proto,
+                  void *listener_ctx, const char *refused, char *err, size_t err_size);
+
 /* Stops accepting; open connections go on. */
 void net_server_stop_listening(struct net_server *srv);
 

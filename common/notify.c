@@ -4,6 +4,7 @@
 #include "notify.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,4 +45,28 @@ int notify_reloading(void)
     snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
              (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
     return notify_manager(state);
+}
+
+size_t notify_listen_fds(const char *name, int *fds, size_t max)
+{
+    const char *pid = getenv("LISTEN_PID"), *count = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
+    if (pid == NULL || count == NULL || names == NULL || strtol(pid, NULL, 10) != (long)getpid())
+        return 0; /* not ours: a parent's, passed on by mistake */
+    long n = strtol(count, NULL, 10);
+    size_t found = 0, len = strlen(name);
+    const char *p = names;
+    for (long i = 0; i < n && i < 1024 && found < max; i++) {
+        const char *end = strchr(p, ':');
+        size_t k = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (k == len && memcmp(p, name, len) == 0) {
+            int fd = 3 + (int)i; /* SD_LISTEN_FDS_START */
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            fds[found++] = fd;
+        }
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return found;
 }

@@ -303,15 +303,36 @@ void service_set_login(struct service *svc, struct login *login)
     svc->login = login;
 }
 
-int service_listen(struct service *svc, const struct conf_endpoint *ep, bool implicit_tls,
-                   void *listener, const char *refused, char *err, size_t err_size)
+int service_listen(struct service *svc, const char *section, const struct conf_listener *cl,
+                   bool implicit_tls, void *listener, const char *refused, char *err,
+                   size_t err_size)
 {
-    struct service_listener *l = xcalloc(1, sizeof(*l));
-    l->svc = svc;
-    l->listener = listener;
-    l->next = svc->listeners;
-    svc->listeners = l;
-    return net_listen(svc->net, ep, implicit_tls, &service_proto, l, refused, err, err_size);
+    int fds[CONF_LISTEN_MAX];
+    size_t n_fds = notify_listen_fds(section, fds, CONF_LISTEN_MAX);
+    size_t n = n_fds > 0 ? n_fds : cl->n;
+    for (size_t k = 0; k < n; k++) {
+        struct service_listener *l = xcalloc(1, sizeof(*l));
+        l->svc = svc;
+        l->listener = listener;
+        l->next = svc->listeners;
+        svc->listeners = l;
+        char why[400];
+        int rc = n_fds > 0 ? net_listen_fd(svc->net, fds[k], implicit_tls, &service_proto, l,
+                                           refused, why, sizeof(why))
+                           : net_listen(svc->net, &cl->ep[k], implicit_tls, &service_proto, l,
+                                        refused, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, err_size, "[%s] %s", section, why);
+            return -1;
+        }
+        if (n_fds > 0)
+            log_info("%s event=listening listener=%s fd=%d from=systemd", svc->name, section,
+                     fds[k]);
+        else
+            log_info("%s event=listening listener=%s address=%s port=%u", svc->name, section,
+                     cl->ep[k].host, cl->ep[k].port);
+    }
+    return 0;
 }
 
 bool service_has_tls(const struct service *svc)

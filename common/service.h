@@ -110,9 +110,16 @@ struct service *service_new(uv_loop_t *loop, const struct conf *conf, const char
  * dropped, before service_run); the service owns login from here on. */
 void service_set_login(struct service *svc, struct login *login);
 
-/* Listens on ep; see net_listen. Returns 0, or -1 with a sentence in err. */
-int service_listen(struct service *svc, const struct conf_endpoint *ep, bool implicit_tls,
-                   void *listener, const char *refused, char *err, size_t err_size);
+/*
+ * Listens for the config section called section ([smtp], [pop3s], [web]):
+ * on the sockets systemd handed over under that name (socket activation:
+ * LISTEN_FDNAMES, as a .socket unit's FileDescriptorName= sets it), else on
+ * each address of cl; see net_listen. Logs each listener. Returns 0, or -1
+ * with a sentence in err.
+ */
+int service_listen(struct service *svc, const char *section, const struct conf_listener *cl,
+                   bool implicit_tls, void *listener, const char *refused, char *err,
+                   size_t err_size);
 
 /* Whether a certificate is loaded: a session may offer STARTTLS. */
 bool service_has_tls(const struct service *svc);

@@ -339,16 +339,12 @@ static void listen_all(struct pop3d *d)
 {
     static const enum conf_listener_kind kinds[] = {CONF_POP3, CONF_POP3S};
     for (int i = 0; i < 2; i++) {
-        const struct conf_listener *l = &d->conf->listeners[kinds[i]];
-        for (size_t k = 0; k < l->n; k++) {
-            char err[512];
-            if (service_listen(d->svc, &l->ep[k], kinds[i] == CONF_POP3S, NULL,
-                               "-ERR [SYS/TEMP] Too many connections, try again later\r\n", err,
-                               sizeof(err)) < 0)
-                fatal(2, "[%s] %s", conf_listener_name(kinds[i]), err);
-            log_info("pop3 event=listening listener=%s address=%s port=%u",
-                     conf_listener_name(kinds[i]), l->ep[k].host, l->ep[k].port);
-        }
+        char err[512];
+        if (service_listen(d->svc, conf_listener_name(kinds[i]), &d->conf->listeners[kinds[i]],
+                           kinds[i] == CONF_POP3S, NULL,
+                           "-ERR [SYS/TEMP] Too many connections, try again later\r\n", err,
+                           sizeof(err)) < 0)
+            fatal(2, "%s", err);
     }
 }
 

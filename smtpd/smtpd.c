@@ -471,40 +471,27 @@ static void listen_all(struct smtpd *d)
         {CONF_SUBMISSION, SMTP_ROLE_SUBMISSION},
         {CONF_SUBMISSIONS, SMTP_ROLE_SUBMISSIONS},
     };
+    char err[512];
     for (int i = 0; i < 3; i++) {
-        const struct conf_listener *l = &d->conf->listeners[roles[i].kind];
         d->listeners[i] =
             (struct listener_ctx){d, roles[i].role, conf_listener_name(roles[i].kind), false};
-        for (size_t k = 0; k < l->n; k++) {
-            char err[512];
-            if (service_listen(d->svc, &l->ep[k], roles[i].role == SMTP_ROLE_SUBMISSIONS,
-                               &d->listeners[i],
-                               "421 4.7.0 Too many connections, try again later\r\n", err,
-                               sizeof(err)) < 0)
-                fatal(2, "[%s] %s", d->listeners[i].name, err);
-            log_info("smtp event=listening listener=%s address=%s port=%u", d->listeners[i].name,
-                     l->ep[k].host, l->ep[k].port);
-        }
+        if (service_listen(d->svc, d->listeners[i].name, &d->conf->listeners[roles[i].kind],
+                           roles[i].role == SMTP_ROLE_SUBMISSIONS, &d->listeners[i],
+                           "421 4.7.0 Too many connections, try again later\r\n", err,
+                           sizeof(err)) < 0)
+            fatal(2, "%s", err);
     }
     /* The live view's page, when [web] listen is set: served here, the
      * daemon that always runs; kotak-pop3d's events come from its ring.
      * Its port taken (by anyone: it is above 1024) costs the view, never
      * the mail: that is logged and the daemon goes on without the page. */
-    const struct conf_listener *wl = &d->conf->web_listen;
     d->listeners[3] = (struct listener_ctx){d, SMTP_ROLE_MX, "web", true};
-    for (size_t k = 0; k < wl->n; k++) {
-        char err[512];
-        if (service_listen(d->svc, &wl->ep[k], false, &d->listeners[3],
-                           "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                           "Content-Length: 0\r\n\r\n",
-                           err, sizeof(err)) < 0) {
-            char v[600];
-            log_warn("smtp event=web-off address=%s port=%u why=%s", wl->ep[k].host,
-                     wl->ep[k].port, log_value(v, sizeof(v), err, strlen(err)));
-            continue;
-        }
-        log_info("smtp event=listening listener=web address=%s port=%u", wl->ep[k].host,
-                 wl->ep[k].port);
+    if (service_listen(d->svc, "web", &d->conf->web_listen, false, &d->listeners[3],
+                       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                       "Content-Length: 0\r\n\r\n",
+                       err, sizeof(err)) < 0) {
+        char v[600];
+        log_warn("smtp event=web-off why=%s", log_value(v, sizeof(v), err, strlen(err)));
     }
 }
 

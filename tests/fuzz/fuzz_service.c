@@ -326,9 +326,10 @@ static void setup(void)
                "no free port");
     port = ntohs(a.sin_port);
     close(s);
-    struct conf_endpoint ep = {.port = port};
-    snprintf(ep.host, sizeof(ep.host), "127.0.0.1");
-    FUZZ_CHECK(service_listen(svc, &ep, false, NULL, "no\r\n", err, sizeof(err)) == 0, "%s", err);
+    struct conf_listener cl = {.n = 1, .ep[0] = {.port = port}};
+    snprintf(cl.ep[0].host, sizeof(cl.ep[0].host), "127.0.0.1");
+    FUZZ_CHECK(service_listen(svc, "smtp", &cl, false, NULL, "no\r\n", err, sizeof(err)) == 0, "%s",
+               err);
 }
 
 static void run(int times)

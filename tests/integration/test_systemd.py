@@ -35,7 +35,7 @@ import time
 import unittest
 
 from kotak_harness import (DAEMONS, HOSTNAME, SOCKET_TIMEOUT, KotakTestCase, RawClient,
-                           clean_env)
+                           clean_env, free_ports)
 from peers import make_cert
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -234,6 +234,50 @@ class RenewHook(KotakTestCase):
         p = self.hook()
         self.assertEqual(p.returncode, 2)
         self.assertIn("usage", p.stderr)
+
+
+class SocketActivation(KotakTestCase):
+    """The daemons on sockets systemd bound: systemd-socket-activate hands them over by the
+    names the .socket units give (FileDescriptorName=), in place of the config's listen=."""
+    DAEMONS_TO_START = ()
+
+    def test_named_sockets_replace_the_configs_addresses(self):
+        for name in ("smtp", "submission", "submissions", "pop3", "pop3s"):
+            with open(os.path.join(UNITS, f"kotak-{name}.socket")) as f:
+                text = f.read()
+            self.assertIn(f"FileDescriptorName={name}\n", text)
+            self.assertIn(f"Service=kotak-{'pop3d' if name.startswith('pop3') else 'smtpd'}.service",
+                          text)
+        for daemon, names, greeting in (("smtpd", ("smtp", "submission"), b"220 "),
+                                        ("pop3d", ("pop3",), b"+OK")):
+            with self.subTest(daemon=daemon):
+                ports = free_ports(len(names))
+                cmd = ["systemd-socket-activate"]
+                for port in ports:
+                    cmd += ["-l", f"127.0.0.1:{port}"]
+                cmd += ["--fdname=" + ":".join(names), DAEMONS[daemon], "-c", self.kotak.conf]
+                proc = subprocess.Popen(cmd, cwd=self.kotak.dir, env=clean_env(),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                self.addCleanup(lambda p=proc: p.poll() is None and p.kill())
+                for port in ports:  # the first connection starts the daemon; each is answered
+                    deadline = time.monotonic() + 20
+                    while True:
+                        try:
+                            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                                self.assertTrue(c.recv(64).startswith(greeting))
+                            break
+                        except OSError:
+                            self.assertLess(time.monotonic(), deadline, f"port {port}")
+                            time.sleep(0.1)
+                # The config's own address for those sections is not bound.
+                for name in names:
+                    with self.assertRaises(OSError, msg=f"[{name}] from the config"):
+                        socket.create_connection(("127.0.0.1", self.kotak.ports[name]), timeout=2)
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=30)
+                self.assertEqual(proc.returncode, 0, err)
+                log = self.kotak.log(daemon) + err.decode()
+                self.assertRegex(log, rf"listener={names[0]} fd=3 from=systemd")
 
 
 FILTER = os.path.join(HERE, "..", "..", "dist", "fail2ban", "filter.d", "kotak.conf")
