@@ -288,10 +288,17 @@ class Fail2ban(KotakTestCase):
     DAEMONS_TO_START = ("smtpd", "pop3d")
 
     def banned(self, daemon):
-        """The addresses fail2ban-regex takes from the daemon's log, one per matched line."""
+        """The addresses fail2ban-regex takes from the daemon's log, one per matched line;
+        and the same from the lines as the journal backend (the jail's) hands them over."""
         p = subprocess.run(["fail2ban-regex", self.kotak.logs[daemon], os.path.abspath(FILTER),
                             "-o", "ip"], capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
+        journal = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "f2b_journal.py"),
+                                  os.path.dirname(os.path.dirname(os.path.abspath(FILTER))),
+                                  daemon, self.kotak.logs[daemon]],
+                                 capture_output=True, text=True, timeout=60)
+        self.assertEqual(journal.returncode, 0, journal.stderr)
+        self.assertEqual(journal.stdout.split(), p.stdout.split(), "from the journal as from a file")
         return p.stdout.split()
 
     def smtp_login(self, user, source):
