@@ -92,7 +92,11 @@ static void log_cert(const char *name, const char *path, const struct tls_server
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     long days = (long)((until - time(NULL)) / 86400);
     log_value(v, sizeof(v), path, strlen(path));
-    if (days < 14)
+    if (until < time(NULL))
+        log_error("%s event=cert cert=%s expires=%s days_left=%ld reason=\"it has expired: clients "
+                  "refuse it; renew it\"",
+                  name, v, when, days);
+    else if (days < 14)
         log_warn("%s event=cert cert=%s expires=%s days_left=%ld reason=\"renew it soon\"", name, v,
                  when, days);
     else
@@ -102,8 +106,8 @@ static void log_cert(const char *name, const char *path, const struct tls_server
 void daemon_hold_store(const char *path)
 {
     int fd = hold_store(path, false);
-    if (fd == -EWOULDBLOCK)
-        fatal(2, "%s is being restored (kotak restore); start again once it is done", path);
+    if (fd == -EWOULDBLOCK) /* 75, EX_TEMPFAIL: systemd's Restart= tries again later */
+        fatal(75, "%s is being restored (kotak restore); start again once it is done", path);
     if (fd < 0)
         fatal(2, "cannot hold %s-daemons: %s", path, strerror(-fd));
     /* fd stays open until the process ends: the hold is the daemon's life. */

@@ -33,8 +33,9 @@ struct daemon_info {
 int daemon_main(int argc, char **argv, const struct daemon_info *info);
 
 /*
- * Holds the store at path for the daemon's life (store_hold: kotak restore
- * waits for no daemon), or exits with one line when a restore has it now.
+ * Holds the store at path for the daemon's life (hold_store: kotak restore
+ * waits for no daemon), before the daemon opens it; exits 75 with one line
+ * when a restore has it now.
  */
 void daemon_hold_store(const char *path);
 

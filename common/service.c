@@ -57,7 +57,8 @@ struct cert_watch {
     struct service *svc;
     char *paths[2]; /* cert, key */
     struct file_id ids[2];
-    uv_timer_t timer;
+    uv_timer_t poll;   /* every minute, whatever the folder says */
+    uv_timer_t settle; /* once, a second after the folder named one of the files */
     uv_fs_event_t dirs[2];
     int n_dirs;
     int open_handles;
@@ -412,6 +413,8 @@ static void on_reload(void *ctx)
 static void on_cert_timer(uv_timer_t *t)
 {
     struct cert_watch *cw = t->data;
+    if (cw->svc->stopping)
+        return; /* no reload once STOPPING=1 has gone out */
     for (int i = 0; i < 2; i++) {
         struct file_id now = file_id(cw->paths[i]);
         if (now.exists && !same_file(&now, &cw->ids[i])) {
@@ -424,11 +427,27 @@ static void on_cert_timer(uv_timer_t *t)
     }
 }
 
+/* Whether a change the folder reports is to one of the files (a store's WAL beside them is not). */
+static bool names_a_file(const struct cert_watch *cw, const char *file)
+{
+    if (file == NULL)
+        return true; /* the kernel did not say: look */
+    for (int i = 0; i < 2; i++) {
+        const char *slash = strrchr(cw->paths[i], '/');
+        if (strcmp(slash != NULL ? slash + 1 : cw->paths[i], file) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void on_cert_dir(uv_fs_event_t *h, const char *file, int events, int status)
 {
-    (void)file, (void)events, (void)status;
+    (void)events, (void)status;
     struct cert_watch *cw = h->data;
-    uv_timer_start(&cw->timer, on_cert_timer, CERT_SETTLE_MS, CERT_POLL_MS);
+    /* Armed once and not pushed back by later events: a folder that keeps
+     * changing cannot put the look off for ever. */
+    if (names_a_file(cw, file) && !uv_is_active((uv_handle_t *)&cw->settle))
+        uv_timer_start(&cw->settle, on_cert_timer, CERT_SETTLE_MS, 0);
 }
 
 static void cert_watch_start(struct service *svc)
@@ -439,11 +458,14 @@ static void cert_watch_start(struct service *svc)
     cw->paths[1] = conf_path(svc->conf, svc->conf->tls_key);
     for (int i = 0; i < 2; i++)
         cw->ids[i] = file_id(cw->paths[i]);
-    uv_timer_init(svc->loop, &cw->timer);
-    cw->timer.data = cw;
-    uv_timer_start(&cw->timer, on_cert_timer, CERT_POLL_MS, CERT_POLL_MS);
-    uv_unref((uv_handle_t *)&cw->timer);
-    cw->open_handles = 1;
+    uv_timer_t *timers[] = {&cw->poll, &cw->settle};
+    for (int i = 0; i < 2; i++) {
+        uv_timer_init(svc->loop, timers[i]);
+        timers[i]->data = cw;
+        uv_unref((uv_handle_t *)timers[i]);
+    }
+    uv_timer_start(&cw->poll, on_cert_timer, CERT_POLL_MS, CERT_POLL_MS);
+    cw->open_handles = 2;
     char *copies[2] = {xstrdup(cw->paths[0]), xstrdup(cw->paths[1])};
     const char *dirs[2] = {dirname(copies[0]), dirname(copies[1])};
     int n = strcmp(dirs[0], dirs[1]) == 0 ? 1 : 2; /* both in one folder, as usual */
@@ -482,7 +504,8 @@ static void cert_watch_stop(struct service *svc)
     if (cw == NULL)
         return;
     svc->cert_watch = NULL;
-    uv_close((uv_handle_t *)&cw->timer, cert_watch_closed);
+    uv_close((uv_handle_t *)&cw->poll, cert_watch_closed);
+    uv_close((uv_handle_t *)&cw->settle, cert_watch_closed);
     for (int k = 0; k < cw->n_dirs; k++)
         uv_close((uv_handle_t *)&cw->dirs[k], cert_watch_closed);
 }

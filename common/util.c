@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -127,10 +128,17 @@ int hold_store(const char *path, bool exclusive)
     snprintf(lock, n, "%s-daemons", path);
     /* 0644: made by whichever comes first, root's restore or a daemon's user,
      * and opened for reading by the other (flock needs no more). */
-    int fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
     free(lock);
     if (fd < 0)
         return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) { /* a FIFO planted there would hang us */
+        close(fd);
+        return -EINVAL;
+    }
+    if ((st.st_mode & 0777) != 0644)
+        fchmod(fd, 0644); /* whatever the umask: the other side must open it too */
     if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
         int e = errno;
         close(fd);

@@ -351,12 +351,12 @@ static void listen_all(struct pop3d *d)
 static void open_store(struct pop3d *d)
 {
     char *path = conf_store_path(d->conf);
+    daemon_hold_store(path); /* before it is opened: a restore may be under way */
     char err[512];
     if (store_open(path, 0, &d->writer, err, sizeof(err)) < 0)
         fatal(2, "%s; run 'kotak init' first, or check [server] data_dir", err);
     if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
-    daemon_hold_store(path);
     uv_mutex_init(&d->writer_mu);
     free(path);
 }

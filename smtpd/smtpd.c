@@ -498,6 +498,7 @@ static void listen_all(struct smtpd *d)
 static void open_store(struct smtpd *d, uv_loop_t *loop)
 {
     char *path = conf_store_path(d->conf);
+    daemon_hold_store(path); /* before it is opened: a restore may be under way */
     char err[512];
     struct store *writer, *checkpointer;
     if (store_open(path, 0, &writer, err, sizeof(err)) < 0)
@@ -506,7 +507,6 @@ static void open_store(struct smtpd *d, uv_loop_t *loop)
         fatal(2, "%s", err);
     if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
-    daemon_hold_store(path);
     if (store_set_max_size(writer, d->conf->limits.store_size) < 0)
         fatal(2, "cannot cap the store at [limits] store_size: %s", store_errmsg(writer));
     d->committer = committer_start(loop, writer, checkpointer, commit_done, d);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "store_int.h"
 #include "util.h"
 
@@ -120,28 +121,43 @@ done:
 
 /* --- restore --------------------------------------------------------------- */
 
-/* The highest maildrop number the store at path ever gave, or -1 when it cannot be read. */
-static int64_t highest_entry(const char *path)
+/* What the store being replaced says of the UIDLs it handed out. */
+struct current {
+    bool readable;
+    char prefix[17];
+    int64_t highest; /* the highest maildrop number it ever gave */
+};
+
+/*
+ * Reads it, after copying its WAL into it (no daemon has it: the caller
+ * holds it), so that the file alone is the whole store to keep aside.
+ */
+static struct current read_current(const char *path)
 {
+    struct current cur = {0};
     sqlite3 *db = NULL;
-    int64_t v = -1;
-    if (access(path, F_OK) != 0 ||
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return -1;
-    }
     sqlite3_stmt *st = NULL;
+    if (access(path, F_OK) != 0 ||
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK)
+        goto done;
+    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+    if (sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) != SQLITE_OK)
+        goto done;
     if (sqlite3_prepare_v2(db,
-                           "SELECT max(coalesce((SELECT seq FROM sqlite_sequence"
-                           " WHERE name = 'maildrop'), 0), coalesce((SELECT max(id) FROM maildrop), 0))",
+                           "SELECT (SELECT value FROM meta WHERE key = 'uidl_prefix'),"
+                           " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'maildrop'),"
+                           " 0), coalesce((SELECT max(id) FROM maildrop), 0))",
                            -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL) {
+        snprintf(cur.prefix, sizeof(cur.prefix), "%s", sqlite3_column_text(st, 0));
+        cur.highest = sqlite3_column_int64(st, 1);
+        cur.readable = true;
+    }
+done:
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return v;
+    return cur;
 }
-
 /* A copy of the database at from into the new file tmp (0600, made here), checked first. */
 static int copy_checked(const char *from, const char *tmp, char *err, size_t err_size)
 {
@@ -152,6 +168,8 @@ static int copy_checked(const char *from, const char *tmp, char *err, size_t err
         snprintf(err, err_size, "cannot read %s: %s", from, src ? sqlite3_errmsg(src) : "");
         goto done;
     }
+    /* The file is someone's: its schema may call no function with side effects. */
+    sqlite3_exec(src, "PRAGMA trusted_schema = OFF", NULL, NULL, NULL);
     /* The whole file is read: a backup that rotted on its disk is told now, not at a RETR. */
     const char *verdict = NULL;
     if (sqlite3_prepare_v2(src, "PRAGMA integrity_check(1)", -1, &st, NULL) == SQLITE_OK &&
@@ -186,7 +204,7 @@ static int copy_checked(const char *from, const char *tmp, char *err, size_t err
     close(fd);
     sqlite3_backup *b = NULL;
     int copied = SQLITE_ERROR;
-    if (sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+    if (sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) == SQLITE_OK &&
         (b = sqlite3_backup_init(out, "main", src, "main")) != NULL) {
         sqlite3_backup_step(b, -1); /* no one writes the backup file: one step, no retries */
         copied = sqlite3_backup_finish(b);
@@ -204,8 +222,42 @@ done:
     return rc;
 }
 
+/* The schema of the store at s, one text: what a fresh store of this version has, or not. */
+static char *schema_of(sqlite3 *db)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT type, name, coalesce(sql, '') FROM sqlite_master"
+                           " WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW)
+            buf_printf(&b, "%s %s %s\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+                       sqlite3_column_text(st, 2));
+    sqlite3_finalize(st);
+    buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* Whether the restored store holds only what kotak makes: no table, index, view or trigger more
+ * (a trigger in a planted backup would run on every delivery). */
+static bool schema_is_kotaks(struct store *s)
+{
+    struct store *fresh = NULL;
+    char err[256];
+    if (store_open(":memory:", STORE_CREATE, &fresh, err, sizeof(err)) < 0)
+        return false;
+    char *want = schema_of(fresh->db), *got = schema_of(s->db);
+    bool same = strcmp(want, got) == 0;
+    free(want);
+    free(got);
+    store_close(&fresh);
+    return same;
+}
+
 /* What restored holds, and the numbering made to go on past every UIDL given before. */
-static int continue_numbering(struct store *s, int64_t highest, struct store_restored *r)
+static int continue_numbering(struct store *s, const struct current *cur, struct store_restored *r)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db,
@@ -222,25 +274,32 @@ static int continue_numbering(struct store *s, int64_t highest, struct store_res
     sqlite3_finalize(st);
     if (rc != SQLITE_OK)
         return store__rc(s, rc);
-    if (highest < 0) { /* nothing to go on from: a prefix no client has seen */
+    /* Going on from the replaced store's numbers is only right when the
+     * backup is of that very store (its prefix): a store made anew since
+     * (kotak init on a new machine) knows nothing of what clients saw. */
+    if (!cur->readable || strcmp(cur->prefix, s->uidl_prefix) != 0) {
         r->new_uidl_prefix = true;
         rc = store__exec(s, "UPDATE meta SET value = lower(hex(randomblob(4)))"
                             " WHERE key = 'uidl_prefix'");
-    } else if (highest > r->next_uidl) {
+    } else if (cur->highest > r->next_uidl) {
         char sql[200];
         snprintf(sql, sizeof(sql),
                  "DELETE FROM sqlite_sequence WHERE name = 'maildrop';"
                  "INSERT INTO sqlite_sequence(name, seq) VALUES('maildrop', %lld)",
-                 (long long)highest);
-        r->next_uidl = highest;
+                 (long long)cur->highest);
+        r->next_uidl = cur->highest;
         rc = store__exec(s, sql);
     }
     r->next_uidl++;
     return rc;
 }
 
-/* path, and its WAL beside it, to path.before-restore (or -2, -3, ... when that exists). */
-static int move_aside(const char *path, char *aside, size_t size)
+/*
+ * Keeps the store at path as path.before-restore (or -2, -3, ...): a second
+ * name for the same file (its WAL already copied in), so that path is never
+ * missing, even if the restore stops right after this.
+ */
+static int keep_aside(const char *path, char *aside, size_t size)
 {
     aside[0] = '\0';
     if (access(path, F_OK) != 0)
@@ -250,17 +309,12 @@ static int move_aside(const char *path, char *aside, size_t size)
             snprintf(aside, size, "%s.before-restore", path);
         else
             snprintf(aside, size, "%s.before-restore-%d", path, i);
-        if (access(aside, F_OK) != 0)
-            break;
+        if (link(path, aside) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -errno;
     }
-    char from[4200], to[4200];
-    snprintf(from, sizeof(from), "%s-wal", path);
-    snprintf(to, sizeof(to), "%s-wal", aside);
-    if (rename(path, aside) != 0 || (access(from, F_OK) == 0 && rename(from, to) != 0))
-        return -errno;
-    snprintf(from, sizeof(from), "%s-shm", path);
-    unlink(from);
-    return 0;
+    return -EEXIST;
 }
 
 int store_restore(const char *from, const char *path, struct store_restored *r, char *err,
@@ -271,7 +325,7 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
     char *tmp = xmalloc(len + sizeof(".restore"));
     memcpy(tmp, path, len);
     memcpy(tmp + len, ".restore", sizeof(".restore"));
-    int64_t highest = highest_entry(path);
+    struct current cur = read_current(path);
     int rc = copy_checked(from, tmp, err, err_size);
     if (rc < 0)
         goto done;
@@ -279,21 +333,40 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
     struct store *s = NULL;
     if ((rc = store_open(tmp, 0, &s, err, err_size)) < 0)
         goto fail;
-    rc = continue_numbering(s, highest, r);
-    if (rc < 0)
+    if (!schema_is_kotaks(s)) {
+        snprintf(err, err_size, "%s holds tables, indexes, views or triggers that kotak does not "
+                                "make; nothing was changed", from);
+        rc = -KOTAK_ESTORE;
+    } else if ((rc = continue_numbering(s, &cur, r)) < 0) {
         snprintf(err, err_size, "cannot set the numbering: %s", store_errmsg(s));
+    }
     store_close(&s); /* writes its WAL back into the file */
     if (rc < 0)
         goto fail;
+    /* The daemons' user owns the folder and gets the file: by descriptor,
+     * never by a name someone could point elsewhere meanwhile. */
     char *copy = xstrdup(path);
     struct stat dir;
-    int owned = stat(dirname(copy), &dir) == 0 && chown(tmp, dir.st_uid, dir.st_gid) == 0 ? 0 : -errno;
+    int fd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    rc = fd >= 0 && stat(dirname(copy), &dir) == 0 && fchown(fd, dir.st_uid, dir.st_gid) == 0 &&
+                 fsync(fd) == 0
+             ? 0
+             : -errno;
+    if (fd >= 0)
+        close(fd);
     free(copy);
-    if (owned < 0 || (rc = sync_path(tmp, false)) < 0 ||
-        (rc = move_aside(path, r->aside, sizeof(r->aside))) < 0 || rename(tmp, path) != 0) {
-        rc = owned < 0 ? owned : rc < 0 ? rc : -errno;
+    if (rc == 0)
+        rc = keep_aside(path, r->aside, sizeof(r->aside));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc < 0) {
         snprintf(err, err_size, "cannot put %s in place: %s", path, strerror(-rc));
         goto fail;
+    }
+    for (int i = 0; i < 2; i++) { /* the old store's, emptied by read_current */
+        char old[4200];
+        snprintf(old, sizeof(old), "%s%s", path, i == 0 ? "-wal" : "-shm");
+        unlink(old);
     }
     copy = xstrdup(path);
     sync_path(dirname(copy), true);

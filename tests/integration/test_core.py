@@ -539,6 +539,21 @@ class ReloadTest(CoreTest):
             self.assertNotEqual(peer_cert(self.kotak.ports[n], self.kotak), old[n],
                                 f"{n} still shows the old certificate")
 
+    def test_a_busy_folder_does_not_put_off_the_renewed_pair(self):
+        # The store's files change beside the certificate all day; a renewal among
+        # them is still loaded a second or so after it, not once the folder is quiet.
+        self.replace_pair()
+        noise = os.path.join(self.kotak.data_dir, "noise")
+        end = time.monotonic() + 6
+        seen = False
+        while time.monotonic() < end and not seen:
+            with open(noise, "a") as f:
+                f.write("x")
+            time.sleep(0.2)
+            seen = "event=cert-changed" in self.kotak.log("smtpd")
+        os.remove(noise)
+        self.assertTrue(seen, "the renewal waited for the folder to be quiet")
+
     def test_a_certificate_close_to_its_end_is_warned_of(self):
         with tempfile.TemporaryDirectory() as d:
             cert, key = make_cert(d, HOSTNAME, days=3)

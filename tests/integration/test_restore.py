@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import unittest
 
-from kotak_harness import PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakTestCase
+from kotak_harness import PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance, KotakTestCase
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -85,6 +85,37 @@ class Restore(KotakTestCase):
         after = self.uidls()
         self.assertEqual(len(after), 2)
         self.assertFalse(set(after) & set(before), "no UIDL a client saw before")
+
+    def test_onto_a_store_made_anew_every_uidl_is_new(self):
+        # A new machine: kotak init there, then the old one's backup. The new store's
+        # numbers say nothing of what clients saw, so none of them may be trusted.
+        self.send(2)
+        backup = self.backup("two.db")
+        before = self.uidls()
+        other = KotakInstance({})
+        self.addCleanup(other.close)
+        other.create()
+        p = other.kotak("restore", backup)
+        self.assertIn("every message gets a new UIDL", p.stdout)
+        with sqlite3.connect(f"file:{other.db_path}?mode=ro", uri=True) as db:
+            prefix = db.execute("SELECT value FROM meta WHERE key = 'uidl_prefix'").fetchone()[0]
+        self.assertFalse(any(u.startswith(prefix + ".") for u in before), (prefix, before))
+        # The hold file the restore made (as root, umask 077) lets the daemons, as their
+        # own user, hold the store in turn.
+        other.start("pop3d")
+        self.assertEqual(os.stat(other.db_path + "-daemons").st_mode & 0o777, 0o644)
+
+    def test_a_backup_with_a_trigger_of_its_own_is_refused(self):
+        backup = self.backup("planted.db")
+        with sqlite3.connect(backup) as db:
+            db.execute("CREATE TRIGGER copy_mail AFTER INSERT ON maildrop BEGIN "
+                       "INSERT INTO maildrop(user_id, message_id, size, arrived) "
+                       "SELECT 1, NEW.message_id, NEW.size, NEW.arrived; END")
+        self.stop_daemons()
+        p = self.kotak.kotak("restore", backup, check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("that kotak does not make", p.stderr)
+        self.assertFalse(os.path.exists(self.kotak.db_path + ".before-restore"))
 
     def test_a_damaged_file_or_another_database_changes_nothing(self):
         self.send(1)

@@ -2,13 +2,15 @@
 and the protocol they speak with it, run here without a running systemd.
 
 systemd-analyze scores each unit's sandbox (--offline=true): at most 2.0.
-Each unit's ExecStartPre and ExecStart lines are run as written (their
+Each unit's ExecStart and ExecReload lines are run as written (their
 @sbindir@ set to this build, KOTAK_CONFIG from the unit's Environment=),
 with a NOTIFY_SOCKET the test listens on: READY=1 comes once the listeners
 answer, SIGHUP (ExecReload) brings RELOADING=1 with MONOTONIC_USEC and then
 READY=1, SIGTERM brings STOPPING=1 and exit status 0. A bad config stops
---check-config and the daemon with status 78, the one
-RestartPreventExitStatus names, so systemd does not restart it in a loop.
+the daemon itself with status 78, the one RestartPreventExitStatus names
+(systemd applies it to the main process alone), so it is not restarted in
+a loop; a reload checks the files first (--check-config) and a broken pair
+fails the reload, not the daemon.
 
 dist/certbot/kotak-renew-hook, run as certbot runs a deploy hook (and as
 uacme's users would), puts a certificate made here where kotak reads it,
@@ -59,8 +61,8 @@ def unit(daemon):
     return keys, os.path.dirname(DAEMONS[daemon])
 
 
-def command(keys, key, sbindir):
-    return [w.replace("@sbindir@", sbindir) for w in shlex.split(keys[key][0])]
+def command(keys, key, sbindir, index=0):
+    return [w.replace("@sbindir@", sbindir) for w in shlex.split(keys[key][index])]
 
 
 class Notified:
@@ -105,11 +107,13 @@ class Units(unittest.TestCase):
             keys, _ = unit(daemon)
             self.assertEqual(keys["Type"], ["notify"])
             self.assertEqual(keys["RestartPreventExitStatus"], ["78"])
-            self.assertEqual(keys["ExecReload"], ["/bin/kill -HUP $MAINPID"])
+            self.assertEqual(keys["ExecReload"], [f"@sbindir@/kotak-{daemon} --check-config",
+                                                  "/bin/kill -HUP $MAINPID"])
+            self.assertNotIn("ExecStartPre", keys, "a check before the start escapes "
+                             "RestartPreventExitStatus")
             self.assertEqual(keys["CapabilityBoundingSet"], ["CAP_NET_BIND_SERVICE"])
             self.assertEqual(keys["AmbientCapabilities"], ["CAP_NET_BIND_SERVICE"])
             self.assertEqual(keys["User"], ["kotak"])
-            self.assertIn("--check-config", keys["ExecStartPre"][0])
         with open(os.path.join(UNITS, "kotak.target")) as f:
             self.assertIn("Wants=kotak-smtpd.service kotak-pop3d.service", f.read())
 
@@ -130,7 +134,7 @@ class ExecLines(KotakTestCase):
         for daemon, listener in (("smtpd", "smtp"), ("pop3d", "pop3")):
             with self.subTest(daemon=daemon):
                 keys, sbindir = unit(daemon)
-                check = subprocess.run(command(keys, "ExecStartPre", sbindir), cwd=self.kotak.dir,
+                check = subprocess.run(command(keys, "ExecReload", sbindir), cwd=self.kotak.dir,
                                        env=self.env(keys), capture_output=True, text=True,
                                        timeout=30)
                 self.assertEqual(check.returncode, 0, check.stderr)
@@ -164,21 +168,22 @@ class ExecLines(KotakTestCase):
             f.write("\n[smtp]\nlisten_typo = 127.0.0.1:25\n")
         for daemon in ("smtpd", "pop3d"):
             keys, sbindir = unit(daemon)
-            for key in ("ExecStartPre", "ExecStart"):
+            for key in ("ExecStart", "ExecReload"):
                 p = subprocess.run(command(keys, key, sbindir), cwd=self.kotak.dir,
                                    env=self.env(keys), capture_output=True, text=True, timeout=30)
                 self.assertEqual(p.returncode, 78, f"{daemon} {key}: {p.stderr}")
                 self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
                 self.assertIn("unknown key 'listen_typo' in [smtp]", p.stderr)
 
-    def test_a_broken_certificate_fails_the_check_before_the_start(self):
+    def test_a_broken_certificate_fails_the_reload_and_the_start_with_78(self):
         with open(os.path.join(self.kotak.data_dir, "cert.pem"), "w") as f:
             f.write("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
         keys, sbindir = unit("smtpd")
-        p = subprocess.run(command(keys, "ExecStartPre", sbindir), cwd=self.kotak.dir,
-                           env=self.env(keys), capture_output=True, text=True, timeout=30)
-        self.assertEqual(p.returncode, 78, p.stderr)
-        self.assertIn("cannot read cert", p.stderr)
+        for key in ("ExecReload", "ExecStart"):
+            p = subprocess.run(command(keys, key, sbindir), cwd=self.kotak.dir,
+                               env=self.env(keys), capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 78, f"{key}: {p.stderr}")
+            self.assertIn("cannot read cert", p.stderr)
 
 
 class RenewHook(KotakTestCase):
@@ -222,6 +227,21 @@ class RenewHook(KotakTestCase):
         self.assertTrue(self.kotak.wait_log("event=tls-reload result=ok", timeout=10))
         with open(os.path.join(lineage, "fullchain.pem")) as f:
             self.assertEqual(self.served(), ssl.PEM_cert_to_DER_cert(f.read()))
+
+    def test_another_certificate_certbot_renews_is_left_alone(self):
+        lineage = self.lineage()
+        with open(os.path.join(self.kotak.data_dir, "cert.pem"), "rb") as f:
+            ours = f.read()
+        p = self.hook(RENEWED_LINEAGE=lineage, RENEWED_DOMAINS="www.example.org example.org",
+                      KOTAK_CONFIG=self.kotak.conf)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("is not kotak's (mail.example.test); nothing done", p.stdout)
+        with open(os.path.join(self.kotak.data_dir, "cert.pem"), "rb") as f:
+            self.assertEqual(f.read(), ours)
+        p = self.hook(RENEWED_LINEAGE=lineage, RENEWED_DOMAINS="mail.example.test",
+                      KOTAK_CONFIG=self.kotak.conf)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(self.kotak.wait_log("event=tls-reload result=ok", timeout=10))
 
     def test_uacme_form_and_mistakes(self):
         lineage = self.lineage()
