@@ -52,9 +52,9 @@ int daemon_main(int argc, char **argv, const struct daemon_info *info)
                    "  -V, --version      print the version\n"
                    "  -h, --help         this help\n\n"
                    "Signals: SIGHUP reads the certificate again; SIGTERM and SIGINT stop after\n"
-                   "the sessions under way. Exit status: 0 stopped; 78 a bad config; 2 a bad\n"
-                   "argument, or a start that failed (a port taken, the store unreadable); 1 no\n"
-                   "memory or thread for it.\n",
+                   "the sessions under way. Exit status: 0 stopped; 78 a bad config; 75 the store\n"
+                   "is being restored; 2 a bad argument, or a start that failed (a port taken, the\n"
+                   "store unreadable); 1 no thread or login table for it.\n",
                    info->name, info->about);
             return 0;
         } else {
