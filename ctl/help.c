@@ -23,13 +23,18 @@ struct help {
 };
 
 static const struct help helps[] = {
-    {"init", "kotak [-c FILE] init [--hostname NAME] [--user NAME] [--force]\n",
+    {"init",
+     "kotak [-c FILE] init [--hostname NAME] [--user NAME] [--force]\n"
+     "kotak [-c FILE] init --keep-config\n",
      "Writes FILE (default ./kotak.conf), commented, and beside it kotak-data/ with a new\n"
-     "store and a self-signed certificate. It listens on loopback, on ports above 1024.",
+     "store and a self-signed certificate. It listens on loopback, on ports above 1024.\n"
+     "With --keep-config it writes no config: it makes what an installed FILE names and\n"
+     "lacks (its data folder, store and certificate), and run again, changes nothing.",
      {NULL},
      {{"--hostname NAME", "the server's name in greetings and Received: (default: this machine's)"},
       {"--user NAME", "run as root: the user the daemons serve as (default kotak, made when missing)"},
-      {"--force", "replace an existing FILE and store"}}},
+      {"--force", "replace an existing FILE and store"},
+      {"--keep-config", "use FILE as it is; make only its missing data folder, store, certificate"}}},
     {"domain", "kotak domain add DOMAIN\nkotak domain del DOMAIN\nkotak domain list\n",
      "The domains this server receives mail for. A domain with users or aliases\n"
      "cannot be deleted.",

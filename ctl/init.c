@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <netdb.h>
 #include <pwd.h>
 #include <spawn.h>
@@ -298,13 +299,92 @@ static size_t cert_names(const struct conf *conf, const char *names[INIT_CERT_NA
     return n;
 }
 
+/* A file the daemons must read, as root's with the service user's group (a key: 0640). */
+static void give_group(const char *path, const struct passwd *pw, mode_t mode)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchown(fd, 0, pw->pw_gid) != 0 || fchmod(fd, mode) != 0)
+        ctl_die("cannot give %s to the group of %s: %s", path, pw->pw_name, strerror(errno));
+    close(fd);
+}
+
+/*
+ * kotak init --keep-config: what an installed config (a package's
+ * /etc/kotak/kotak.conf) names and lacks: the data folder, the store and a
+ * self-signed certificate, each made only when missing; the config itself
+ * is read, never written. Run again, it changes nothing.
+ */
+static int init_keeping_config(const char *path)
+{
+    struct conf conf;
+    char err[512];
+    conf_defaults(&conf);
+    if (conf_load(path, &conf, err, sizeof(err)) < 0)
+        ctl_die("%s", err);
+    char *data_dir = conf_path(&conf, conf.data_dir), *store_path = conf_store_path(&conf);
+    struct passwd *pw = NULL;
+    if (geteuid() == 0)
+        pw = service_user(conf.run_user[0] ? conf.run_user : "kotak", conf.run_user[0] != '\0');
+    check_data_dir(data_dir, pw);
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+        ctl_die("cannot create %s: %s", data_dir, strerror(errno));
+    check_data_dir(data_dir, pw);
+    struct stat sb;
+    if (stat(store_path, &sb) == 0) {
+        printf("kept the store %s\n", store_path);
+    } else {
+        struct store *s;
+        if (store_open(store_path, STORE_CREATE, &s, err, sizeof(err)) < 0)
+            ctl_die("%s", err);
+        store_close(&s);
+        printf("created the store %s\n", store_path);
+    }
+    char *cert = conf_path(&conf, conf.tls_cert), *key = conf_path(&conf, conf.tls_key);
+    if (stat(cert, &sb) == 0 || stat(key, &sb) == 0) {
+        printf("kept the certificate %s\n", cert);
+    } else {
+        char *copy = xstrdup(cert);
+        const char *dir = dirname(copy);
+        if (mkdir(dir, 0755) == 0) {
+            if (chmod(dir, 0755) != 0) /* whatever the umask: the daemons' user reads in it */
+                ctl_die("cannot open up %s: %s", dir, strerror(errno));
+        } else if (errno != EEXIST) {
+            ctl_die("cannot create %s: %s", dir, strerror(errno));
+        }
+        free(copy);
+        const char *names[INIT_CERT_NAMES];
+        size_t n_names = cert_names(&conf, names);
+        if (cert_make_self_signed(names, n_names, cert, key, err, sizeof(err)) < 0)
+            ctl_die("%s", err);
+        if (pw != NULL) { /* it may lie outside the data folder: /etc/kotak/tls */
+            give_group(cert, pw, 0644);
+            give_group(key, pw, 0640);
+        }
+        printf("made a self-signed certificate for %s: %s\n", conf.hostname, cert);
+    }
+    if (pw != NULL)
+        give_folder(data_dir, pw);
+    free(cert);
+    free(key);
+    free(data_dir);
+    free(store_path);
+    conf_free(&conf);
+    return 0;
+}
+
 int ctl_init(const struct ctl *c)
 {
-    static const char usage[] = "kotak [-c FILE] init [--hostname NAME] [--user NAME] [--force]";
+    static const char usage[] =
+        "kotak [-c FILE] init [--hostname NAME] [--user NAME] [--force] | --keep-config";
     const char *hostname_arg = NULL, *user_arg = NULL;
     bool force = false;
     if (ctl_wants_help(c->argc, c->argv))
         ctl_help("init");
+    if (c->argc == 1 && strcmp(c->argv[0], "--keep-config") == 0) {
+        const char *env = getenv("KOTAK_CONFIG");
+        return init_keeping_config(conf_locate(c->config_arg ? c->config_arg : env && env[0] ? env
+                                                                                          : NULL));
+    }
     for (int i = 0; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--force") == 0)
             force = true;

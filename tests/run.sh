@@ -30,7 +30,7 @@ for variant in plain sanitize; do
         failed=$((failed + 1))
         continue
     fi
-    meson test -C "$dir" --print-errorlogs --num-processes 2 >&2
+    KOTAK_TEST_VARIANT=$variant meson test -C "$dir" --print-errorlogs --num-processes 2 >&2
     read -r p f < <(python3 tests/summary.py "$dir/meson-logs/testlog.json")
     echo "$variant: $p passed, $f failed" >&2
     passed=$((passed + p))
