@@ -204,6 +204,26 @@ class InitTest(KotakTest):
         # What init wrote is what the loader accepts.
         self.ok("stats")
 
+    def test_init_keep_config_makes_only_what_is_missing(self):
+        self.ok("init", "--hostname", HOST)
+        with open(self.conf, "rb") as f:
+            conf = f.read()
+        data = os.path.dirname(self.db_path)
+        for name in os.listdir(data):
+            os.remove(os.path.join(data, name))
+        p = self.ok("init", "--keep-config")
+        self.assertIn("created the store", p.stdout)
+        self.assertIn("made a self-signed certificate", p.stdout)
+        self.assertTrue(os.path.isfile(self.db_path))
+        self.assertTrue(os.path.isfile(os.path.join(data, "cert.pem")))
+        self.ok("domain", "add", "example.test")
+        p = self.ok("init", "--keep-config")
+        self.assertIn("kept the store", p.stdout)
+        self.assertIn("kept the certificate", p.stdout)
+        self.assertEqual(self.domains(), ["example.test"], "the store as it was")
+        with open(self.conf, "rb") as f:
+            self.assertEqual(f.read(), conf, "the config is read, never written")
+
     def test_init_hostname_option_ends_up_in_the_file(self):
         self.ok("init", "--hostname", HOST)
         cp = configparser.ConfigParser(inline_comment_prefixes=(";",))
