@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <libgen.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -126,19 +127,24 @@ int hold_store(const char *path, bool exclusive)
     size_t n = strlen(path) + sizeof("-daemons");
     char *lock = xmalloc(n);
     snprintf(lock, n, "%s-daemons", path);
-    /* 0644: made by whichever comes first, root's restore or a daemon's user,
-     * and opened for reading by the other (flock needs no more). */
-    int fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+    int fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    char *dir = dirname(lock);
+    struct stat st, folder;
+    int rc = fd < 0 ? -errno : fstat(fd, &st) < 0 || stat(dir, &folder) < 0 ? -errno : 0;
     free(lock);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) { /* a FIFO planted there would hang us */
-        close(fd);
-        return -EINVAL;
+    if (rc == 0 && !S_ISREG(st.st_mode)) /* a FIFO planted there would hang us */
+        rc = -EINVAL;
+    /* Private like all in the data folder, and its owner's, the daemons'
+     * user: made by root's restore, it is given to them, or they could not
+     * open it to hold the store. */
+    if (rc == 0 && geteuid() == 0 && st.st_uid != folder.st_uid &&
+        fchown(fd, folder.st_uid, folder.st_gid) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        if (fd >= 0)
+            close(fd);
+        return rc;
     }
-    if ((st.st_mode & 0777) != 0644)
-        fchmod(fd, 0644); /* whatever the umask: the other side must open it too */
     if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
         int e = errno;
         close(fd);

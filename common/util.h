@@ -54,8 +54,8 @@ void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /*
  * A daemon's hold on the store at path, for as long as it runs: a shared
- * flock(2) on path-daemons, a file of its own (never the store, whose
- * POSIX locks SQLite owns). exclusive: the hold `kotak restore` takes, and
+ * flock(2) on path-daemons (0600, the data folder owner's), a file of its
+ * own (never the store, whose POSIX locks SQLite owns). exclusive: the hold `kotak restore` takes, and
  * only when no daemon has one (-EWOULDBLOCK otherwise). Returns the open
  * descriptor that keeps the hold, or -errno.
  */

@@ -592,7 +592,7 @@ class HeaderInjectionTest(AttackTest):
         self.assertEqual(len(accepted), 1)
         fields = dict(log_fields(accepted[0]))
         self.assertEqual(log_unquote(fields["from"].strip("<>")), sender.encode())
-        self.assertEqual(fields["result"], "0")
+        self.assertEqual(fields["result"], "stored")
 
     def test_esmtp_parameters_never_reach_the_log_or_the_headers(self):
         c = self.raw()

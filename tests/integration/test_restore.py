@@ -103,7 +103,9 @@ class Restore(KotakTestCase):
         # The hold file the restore made (as root, umask 077) lets the daemons, as their
         # own user, hold the store in turn.
         other.start("pop3d")
-        self.assertEqual(os.stat(other.db_path + "-daemons").st_mode & 0o777, 0o644)
+        hold, folder = os.stat(other.db_path + "-daemons"), os.stat(other.data_dir)
+        self.assertEqual(hold.st_mode & 0o777, 0o600)
+        self.assertEqual(hold.st_uid, folder.st_uid, "the daemons' user's")
 
     def test_a_backup_with_a_trigger_of_its_own_is_refused(self):
         backup = self.backup("planted.db")

@@ -656,7 +656,7 @@ class SizeTest(SmtpdTest):
         self.assertEqual(md["message_size"], len(md["body"]))
         leftovers = [f for f in os.listdir(self.kotak.data_dir)
                      if f not in ("kotak.db", "kotak.db-wal", "kotak.db-shm", "cert.pem",
-                                  "key.pem", "login-failures", "watch")]
+                                  "key.pem", "login-failures", "watch", "kotak.db-daemons")]
         self.assertEqual(leftovers, [], "the spool left files behind")
 
 
