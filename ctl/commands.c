@@ -445,6 +445,10 @@ int ctl_restore(const struct ctl *c)
            (long long)r.users, (long long)r.messages);
     if (r.aside[0] != '\0')
         printf("the store it replaced is kept as %s\n", r.aside);
+    if (r.queued > 0) /* the queue is the backup's: what left since then goes again */
+        printf("%lld recipients wait in the queue as they did then: kotak-smtpd tries them again, "
+               "so mail delivered since the backup may arrive twice; see 'kotak queue list'\n",
+               (long long)r.queued);
     if (r.new_uidl_prefix)
         printf("no store was there to go on from: every message gets a new UIDL, so POP3 clients "
                "that leave mail on the server fetch it once more\n");

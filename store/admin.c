@@ -263,12 +263,14 @@ static int continue_numbering(struct store *s, const struct current *cur, struct
     int rc = sqlite3_prepare_v2(s->db,
                                 "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM maildrop),"
                                 " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'maildrop'),"
-                                " 0), coalesce((SELECT max(id) FROM maildrop), 0))",
+                                " 0), coalesce((SELECT max(id) FROM maildrop), 0)),"
+                                " (SELECT count(*) FROM queue_rcpt WHERE state = 0)",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         r->users = sqlite3_column_int64(st, 0);
         r->messages = sqlite3_column_int64(st, 1);
         r->next_uidl = sqlite3_column_int64(st, 2);
+        r->queued = sqlite3_column_int64(st, 3);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);

@@ -383,6 +383,7 @@ int store_backup(struct store *s, const char *dest, char *err, size_t err_size);
 
 struct store_restored {
     int64_t users, messages;  /* in what was restored */
+    int64_t queued;           /* recipients it holds queued for other servers */
     int64_t next_uidl;        /* the number the next maildrop entry gets */
     bool new_uidl_prefix;     /* no store to continue from: every UIDL is new */
     char aside[4096];         /* where the store it replaced went ("" when there was none) */

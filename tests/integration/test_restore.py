@@ -107,6 +107,16 @@ class Restore(KotakTestCase):
         self.assertEqual(hold.st_mode & 0o777, 0o600)
         self.assertEqual(hold.st_uid, folder.st_uid, "the daemons' user's")
 
+    def test_a_restored_queue_is_said_to_be_tried_again(self):
+        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+            s.starttls(context=self.kotak.ssl_context())
+            s.login(ALICE, PASSWORDS[ALICE])
+            s.sendmail(ALICE, ["someone@elsewhere.example"], b"Subject: out\r\n\r\nx\r\n")
+        backup = self.backup("queued.db")
+        self.stop_daemons()
+        p = self.kotak.kotak("restore", backup)
+        self.assertIn("1 recipients wait in the queue as they did then", p.stdout)
+
     def test_a_backup_with_a_trigger_of_its_own_is_refused(self):
         backup = self.backup("planted.db")
         with sqlite3.connect(backup) as db:
