@@ -53,24 +53,34 @@ static int sync_path(const char *path, bool dir)
     return rc;
 }
 
+/*
+ * A new empty file at path, 0600: a copy of the store holds every password
+ * hash and all mail, and is never made through a link someone else left in
+ * the way.
+ */
+static int create_private(const char *path, char *err, size_t err_size)
+{
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int rc = -errno;
+        snprintf(err, err_size, "cannot create %s: %s", path, strerror(errno));
+        return rc;
+    }
+    close(fd);
+    return 0;
+}
+
 int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
 {
     size_t n = strlen(dest) + sizeof(".tmp");
     char *tmp = xmalloc(n);
     snprintf(tmp, n, "%s.tmp", dest);
-    /* The copy holds every password hash and all mail: it is made 0600, and
-     * never through a link someone else left in the way. */
-    unlink(tmp);
     sqlite3 *out = NULL;
     bool made = false; /* the .tmp is ours to remove */
-    int rc;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(errno));
+    int rc = create_private(tmp, err, err_size);
+    if (rc < 0)
         goto done;
-    }
-    close(fd);
     made = true;
     rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE, NULL);
     if (rc != SQLITE_OK) {
@@ -194,14 +204,9 @@ static int copy_checked(const char *from, const char *tmp, char *err, size_t err
                  from);
         goto done;
     }
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(errno));
+    if ((rc = create_private(tmp, err, err_size)) < 0)
         goto done;
-    }
-    close(fd);
+    rc = -KOTAK_ESTORE;
     sqlite3_backup *b = NULL;
     int copied = SQLITE_ERROR;
     if (sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) == SQLITE_OK &&
