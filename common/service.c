@@ -237,7 +237,7 @@ static void on_tls_started(struct net_conn *c, void *ctx)
 {
     struct service_conn *sc = ctx;
     sc->ops->tls_started(sc->session, net_conn_tls_version(c), net_conn_tls_cipher(c),
-                             net_conn_tls_cert_name(c));
+                         net_conn_tls_cert_name(c));
 }
 
 static void on_timeout(struct net_conn *c, void *ctx)
