@@ -833,7 +833,12 @@ int conf_load(const char *path, struct conf *c, char *err, size_t err_size)
     ld.f = fopen(path, "r");
     if (ld.f == NULL) {
         int e = errno;
-        if (e == ENOENT)
+        const char *env = getenv("KOTAK_CONFIG");
+        if (e == ENOENT && strcmp(path, "/etc/kotak/kotak.conf") == 0 && (env == NULL || !*env))
+            snprintf(err, err_size, /* the last place conf_locate looks: say where it looked */
+                     "no config file: looked for ./kotak.conf and /etc/kotak/kotak.conf "
+                     "($KOTAK_CONFIG is not set); run 'kotak init', or pass -c FILE");
+        else if (e == ENOENT)
             snprintf(err, err_size, "%s: no such file; run 'kotak init' or pass -c FILE", path);
         else
             snprintf(err, err_size, "%s: cannot read: %s", path, strerror(e));

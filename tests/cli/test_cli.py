@@ -1548,6 +1548,13 @@ class HelpTest(KotakTest):
         self.assertIn("frobnicate", p.stderr)
         self.assertIn("--help", p.stderr)
 
+    @unittest.skipIf(os.path.exists("/etc/kotak/kotak.conf"), "this machine has a config there")
+    def test_no_config_anywhere_says_where_it_looked(self):
+        p = self.fails("domain", "list", conf=False)
+        self.assertEqual(p.stderr, "kotak: no config file: looked for ./kotak.conf and "
+                                   "/etc/kotak/kotak.conf ($KOTAK_CONFIG is not set); run "
+                                   "'kotak init', or pass -c FILE\n")
+
     def test_no_command_exits_2_with_one_line(self):
         p = self.fails(conf=False)
         self.assertIn("--help", p.stderr)
