@@ -594,6 +594,17 @@ void pop3_session_commit_done(struct pop3_session *s, int rc)
  * lines for TOP. Returns the bytes taken: fewer than n when TOP has sent
  * all the lines it was asked for.
  */
+/*
+ * Outlook and Outlook Express hang on a message that holds a NUL (Dovecot's
+ * outlook-no-nuls): each goes out as 0x80, the same length, so the size
+ * LIST and STAT report stays true; the stored message keeps its NULs.
+ */
+static void no_nuls(uint8_t *p, size_t n)
+{
+    for (uint8_t *nul; (nul = memchr(p, '\0', n)) != NULL; n -= (size_t)(nul - p) + 1, p = nul + 1)
+        *nul = 0x80;
+}
+
 static size_t stuff(struct pop3_session *s, const char *p, size_t n)
 {
     struct pop3_send *t = &s->send;
@@ -605,7 +616,9 @@ static size_t stuff(struct pop3_session *s, const char *p, size_t n)
         size_t end = lf ? (size_t)(lf - p) + 1 : n;
         if (t->bol && p[i] == '.')
             append(s, ".", 1);
+        size_t at = s->out.len;
         append(s, p + i, end - i);
+        no_nuls(s->out.data + at, s->out.len - at);
         t->line_len += end - i;
         t->bol = lf != NULL;
         if (lf != NULL) {

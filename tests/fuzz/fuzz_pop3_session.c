@@ -21,8 +21,8 @@
  *     all been taken, it ends at a line end and no multi-line response is
  *     open; every single-line response starts "+OK", "-ERR" or "+ ";
  *   - RETR gives back exactly the stored message, un-byte-stuffed (with a
- *     CRLF added when it lacked one); TOP gives a prefix of it that ends at
- *     a line end; a line of a multi-line response that starts with '.' is
+ *     CRLF added when it lacked one, and each NUL as 0x80, for Outlook);
+ *     TOP gives a prefix of it that ends at a line end; a line of a multi-line response that starts with '.' is
  *     stuffed;
  *   - the body is read in order, with no gap and no overlap;
  *   - a login is asked for only with TLS or from loopback; the maildrop is
@@ -44,7 +44,8 @@
 
 struct body {
     int64_t user_id;
-    struct fuzz_bytes text;
+    struct fuzz_bytes text; /* as stored */
+    struct fuzz_bytes sent; /* as RETR sends it: each NUL as 0x80 */
 };
 
 static struct body bodies[N_MAILS];
@@ -82,7 +83,14 @@ static void make_bodies(void)
     for (int i = 0; i < 1500; i++)
         add_line(&bodies[6].text, i % 10 ? "x" : ".");
     add_line(&bodies[6].text, "\r\n.\r\n");
-    add_line(&bodies[7].text, "Subject: for bob\r\n\r\nhello bob\r\n");
+    add_line(&bodies[7].text, "Subject: for bob\r\n\r\nhello");
+    fuzz_bytes_add(&bodies[7].text, "\0 bob\r\n\0\r\n", 10); /* NULs, which Outlook chokes on */
+    for (int i = 0; i < N_MAILS; i++) {
+        fuzz_bytes_add(&bodies[i].sent, bodies[i].text.p, bodies[i].text.len);
+        for (size_t k = 0; k < bodies[i].sent.len; k++)
+            if (bodies[i].sent.p[k] == '\0')
+                bodies[i].sent.p[k] = 0x80;
+    }
     for (int i = 0; i < N_MAILS; i++)
         for (int j = 0; j < i; j++)
             if (bodies[i].text.len == bodies[j].text.len)
@@ -315,7 +323,7 @@ static void take_line(struct world *w, struct fuzz_bytes *l)
         if (w->st == OUT_BODY || w->st == OUT_TOP) {
             if (w->st == OUT_BODY) {
                 /* What RETR must send: the message, with a CRLF if it lacked one. */
-                const struct fuzz_bytes *b = &w->sending->text;
+                const struct fuzz_bytes *b = &w->sending->sent;
                 bool crlf = b->len == 0 ||
                             (b->len >= 2 && b->p[b->len - 2] == '\r' && b->p[b->len - 1] == '\n');
                 FUZZ_CHECK(w->got.len == b->len + (crlf ? 0 : 2) &&
@@ -325,7 +333,7 @@ static void take_line(struct world *w, struct fuzz_bytes *l)
             } else {
                 bool found = false;
                 for (int i = 0; i < N_MAILS && !found; i++) {
-                    const struct fuzz_bytes *b = &bodies[i].text;
+                    const struct fuzz_bytes *b = &bodies[i].sent;
                     if (bodies[i].user_id != w->listed)
                         continue;
                     if (w->got.len <= b->len &&

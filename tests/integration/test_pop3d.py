@@ -548,6 +548,23 @@ class MaildropTest(Pop3dTest):
 # --- DELE, RSET, QUIT and what survives --------------------------------------
 
 
+class OutlookTest(Pop3dTest):
+    """Old clients that offices still run: Outlook hangs on a message holding a NUL."""
+
+    def test_a_nul_goes_out_as_0x80_and_the_sizes_stay_true(self):
+        sent = self.deliver(b"Subject: nul\r\n\r\none\x00two\r\n\x00\r\nend\r\n")
+        p = self.pops(BOB)
+        size = int(p.list(1).split()[2])
+        got = self.retr(p, 1)
+        self.assertNotIn(b"\x00", got)
+        self.assertTrue(got.endswith(sent.replace(b"\x00", b"\x80")), got[-60:])
+        self.assertEqual(len(got), size, "LIST's size is what RETR sends")
+        self.assertEqual(int(p.stat()[1]), size)
+        top = joined(p.top(1, 5)[1])
+        self.assertIn(b"one\x80two", top)
+        self.assertTrue(self.kotak.bodies(BOB)[0].endswith(sent), "the store keeps the NULs")
+
+
 class UpdateTest(Pop3dTest):
     def test_dele_then_quit_removes_and_frees_the_body(self):
         sents = self.deliver_many(3)
