@@ -332,7 +332,21 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
     char *tmp = xmalloc(len + sizeof(".restore"));
     memcpy(tmp, path, len);
     memcpy(tmp + len, ".restore", sizeof(".restore"));
+    /* SQLite removes a WAL it opens when the last connection closes, also
+     * one it could not copy into a damaged store (the reason for a restore,
+     * maybe): a second name keeps it until it is known to be in the store,
+     * or goes aside with it. */
+    char wal[4200], saved_wal[4200];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(saved_wal, sizeof(saved_wal), "%s-wal.kept", path); /* no name SQLite uses */
+    unlink(saved_wal);
+    struct stat ws;
+    bool saved = stat(wal, &ws) == 0 && ws.st_size > 0 && link(wal, saved_wal) == 0;
     struct current cur = read_current(path);
+    if (saved && cur.readable) { /* checkpointed: the store holds it all */
+        unlink(saved_wal);
+        saved = false;
+    }
     int rc = copy_checked(from, tmp, err, err_size);
     if (rc < 0)
         goto done;
@@ -370,11 +384,18 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
         snprintf(err, err_size, "cannot put %s in place: %s", path, strerror(-rc));
         goto fail;
     }
-    for (int i = 0; i < 2; i++) { /* the old store's, emptied by read_current */
-        char old[4200];
-        snprintf(old, sizeof(old), "%s%s", path, i == 0 ? "-wal" : "-shm");
-        unlink(old);
+    /* The old store's WAL, kept by its second name, goes aside with it; what
+     * is beside the new store belongs to no one. */
+    if (saved) {
+        char aside_wal[4200];
+        snprintf(aside_wal, sizeof(aside_wal), "%s-wal", r->aside);
+        rename(saved_wal, aside_wal);
+        saved = false;
     }
+    char shm[4200];
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+    unlink(wal);
+    unlink(shm);
     copy = xstrdup(path);
     sync_path(dirname(copy), true);
     free(copy);
@@ -389,6 +410,12 @@ fail: {
     }
 }
 done:
+    if (saved) { /* nothing was put in place: the old store as it was, its WAL beside it */
+        if (access(wal, F_OK) != 0)
+            rename(saved_wal, wal);
+        else
+            unlink(saved_wal);
+    }
     free(tmp);
     return rc;
 }

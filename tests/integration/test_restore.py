@@ -129,6 +129,23 @@ class Restore(KotakTestCase):
         self.assertIn("that kotak does not make", p.stderr)
         self.assertFalse(os.path.exists(self.kotak.db_path + ".before-restore"))
 
+    def test_a_damaged_store_is_replaced_and_kept_with_its_wal(self):
+        self.send(1)
+        backup = self.backup("one.db")
+        self.stop_daemons()
+        junk = os.urandom(8192)
+        for suffix in ("", "-wal"):
+            with open(self.kotak.db_path + suffix, "wb") as f:
+                f.write(junk)
+        p = self.kotak.kotak("restore", backup)
+        self.assertIn("every message gets a new UIDL", p.stdout, "nothing to go on from")
+        for suffix in ("", "-wal"):
+            with open(self.kotak.db_path + ".before-restore" + suffix, "rb") as f:
+                self.assertEqual(f.read(), junk, "kept as it was" + suffix)
+        self.assertFalse(os.path.exists(self.kotak.db_path + "-wal"))
+        self.kotak.start("pop3d")
+        self.assertEqual(len(self.uidls()), 1)
+
     def test_a_damaged_file_or_another_database_changes_nothing(self):
         self.send(1)
         backup = self.backup("one.db")
