@@ -16,8 +16,8 @@ import shlex
 import subprocess
 import unittest
 
-from kotak_harness import BUILD, POP3, SMTP, SOCKET_TIMEOUT, KotakTestCase
-from test_watch import ALICE, PASSWORD, secrets
+from kotak_harness import BUILD, SMTP, SOCKET_TIMEOUT, KotakTestCase
+from test_watch import ALICE, PASSWORD, secrets, send_and_fetch
 
 STRANGER = "'`touch${IFS}/tmp/kotak-pwned`'@evil.example"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,19 +59,7 @@ class Browser(KotakTestCase):
         with SMTP("127.0.0.1", self.kotak.ports["smtp"], timeout=SOCKET_TIMEOUT) as s:
             s.ehlo("stranger.example")
             s.sendmail(STRANGER, [ALICE], b"Subject: hi\r\n\r\nhi\r\n")
-        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
-            s.ehlo("client.example.test")
-            s.starttls(context=self.kotak.ssl_context())
-            s.ehlo("client.example.test")
-            s.login(ALICE, PASSWORD)
-            s.sendmail(ALICE, [ALICE], b"Subject: seen in a browser\r\n\r\nhello\r\n")
-        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
-        p.stls(context=self.kotak.ssl_context())
-        p.user(ALICE)
-        p.pass_(PASSWORD)
-        p.retr(1)
-        p.dele(1)
-        p.quit()
+        send_and_fetch(self.kotak, "seen in a browser", stls=True)
 
     def test_a_mail_sent_and_fetched_seen_in_chromium(self):
         proc = self.open_page()

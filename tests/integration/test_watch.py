@@ -33,6 +33,26 @@ def secrets(password):
             plain[4:], plain[8:-4]]
 
 
+def send_and_fetch(k, subject, stls=False):
+    """The sessions each view test watches: alice sends herself one message on
+    submission (STARTTLS, AUTH PLAIN), then fetches it over POP3 (after STLS when
+    asked) with RETR 1, DELE 1 and QUIT."""
+    with SMTP("127.0.0.1", k.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
+        s.ehlo("client.example.test")
+        s.starttls(context=k.ssl_context())
+        s.ehlo("client.example.test")
+        s.login(ALICE, PASSWORD)
+        s.sendmail(ALICE, [ALICE], f"Subject: {subject}\r\n\r\nhello\r\n".encode())
+    p = POP3("127.0.0.1", k.ports["pop3"], timeout=SOCKET_TIMEOUT)
+    if stls:
+        p.stls(context=k.ssl_context())
+    p.user(ALICE)
+    p.pass_(PASSWORD)
+    p.retr(1)
+    p.dele(1)
+    p.quit()
+
+
 class Watcher:
     """kotak watch in the background; its lines gathered as they come."""
 
@@ -94,18 +114,7 @@ class Watch(KotakTestCase):
     def test_a_mail_sent_and_fetched_step_by_step(self):
         w = Watcher(self.kotak)
         self.addCleanup(w.stop)
-        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
-            s.ehlo("client.example.test")
-            s.starttls(context=self.kotak.ssl_context())
-            s.ehlo("client.example.test")
-            s.login(ALICE, PASSWORD)
-            s.sendmail(ALICE, [ALICE], b"Subject: watch me\r\n\r\nhello\r\n")
-        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
-        p.user(ALICE)
-        p.pass_(PASSWORD)
-        p.retr(1)
-        p.dele(1)
-        p.quit()
+        send_and_fetch(self.kotak, "watch me")
         lines = w.wait_for("Bye, 1 messages deleted")
         self.assert_in_order(lines, [
             "smtp", f"127.0.0.1 -> 127.0.0.1:{self.kotak.ports['submission']} [submission]",

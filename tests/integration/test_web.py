@@ -16,9 +16,9 @@ import re
 import time
 import unittest
 
-from kotak_harness import (DAEMONS, PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakInstance,
+from kotak_harness import (DAEMONS, PASSWORDS, SMTP, SOCKET_TIMEOUT, KotakInstance,
                            KotakTestCase, config, rewrite_config)
-from test_watch import ALICE, secrets
+from test_watch import ALICE, secrets, send_and_fetch
 
 PASSWORD = PASSWORDS[ALICE]
 
@@ -197,18 +197,7 @@ class Events(KotakTestCase):
         st = Stream(self.kotak.web_port)
         self.addCleanup(st.stop)
         time.sleep(0.5)  # the stream has told the daemons someone watches
-        with SMTP("127.0.0.1", self.kotak.ports["submission"], timeout=SOCKET_TIMEOUT) as s:
-            s.ehlo("client.example.test")
-            s.starttls(context=self.kotak.ssl_context())
-            s.ehlo("client.example.test")
-            s.login(ALICE, PASSWORD)
-            s.sendmail(ALICE, [ALICE], b"Subject: seen\r\n\r\nhello\r\n")
-        p = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
-        p.user(ALICE)
-        p.pass_(PASSWORD)
-        p.retr(1)
-        p.dele(1)
-        p.quit()
+        send_and_fetch(self.kotak, "seen")
         events = st.until(lambda d: d.get("text", "").startswith("+OK Bye"))
         data = [e["data"] for e in events]
         text = json.dumps(data)
