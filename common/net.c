@@ -792,7 +792,12 @@ static void peer_of(struct net_conn *c)
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
         memcpy(c->peer16, &in6->sin6_addr, 16);
-        inet_ntop(AF_INET6, &in6->sin6_addr, c->peer, sizeof(c->peer));
+        /* An IPv4 client on a dual-stack socket (systemd's ListenStream=25)
+         * is named as IPv4, as on an IPv4 socket: logs and fail2ban alike. */
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            inet_ntop(AF_INET, in6->sin6_addr.s6_addr + 12, c->peer, sizeof(c->peer));
+        else
+            inet_ntop(AF_INET6, &in6->sin6_addr, c->peer, sizeof(c->peer));
     }
 }
 

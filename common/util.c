@@ -132,7 +132,9 @@ int hold_store(const char *path, bool exclusive)
     struct stat st, folder;
     int rc = fd < 0 ? -errno : fstat(fd, &st) < 0 || stat(dir, &folder) < 0 ? -errno : 0;
     free(lock);
-    if (rc == 0 && !S_ISREG(st.st_mode)) /* a FIFO planted there would hang us */
+    /* A FIFO planted there would hang us; a second name for another file (a
+     * hard link the data folder's owner made) would have root give it away. */
+    if (rc == 0 && (!S_ISREG(st.st_mode) || st.st_nlink != 1))
         rc = -EINVAL;
     /* Private like all in the data folder, and its owner's, the daemons'
      * user: made by root's restore, it is given to them, or they could not

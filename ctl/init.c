@@ -226,6 +226,12 @@ static void give_folder(const char *dir, const struct passwd *pw)
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
+        /* A second name for another file (a hard link someone made in the
+         * folder) is not given away: it may name /etc/shadow. */
+        struct stat st;
+        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+            st.st_nlink > 1)
+            continue;
         if (fchownat(fd, e->d_name, pw->pw_uid, pw->pw_gid, AT_SYMLINK_NOFOLLOW) != 0)
             ctl_die("cannot give %s/%s to the user %s: %s", dir, e->d_name, pw->pw_name,
                     strerror(errno));
@@ -340,7 +346,12 @@ static int init_keeping_config(const char *path)
         printf("created the store %s\n", store_path);
     }
     char *cert = conf_path(&conf, conf.tls_cert), *key = conf_path(&conf, conf.tls_key);
-    if (stat(cert, &sb) == 0 || stat(key, &sb) == 0) {
+    bool have_cert = stat(cert, &sb) == 0, have_key = stat(key, &sb) == 0;
+    if (have_cert != have_key)
+        ctl_die("%s is there but %s is not; put the pair back, or remove the one left and run "
+                "this again for a new self-signed pair",
+                have_cert ? cert : key, have_cert ? key : cert);
+    if (have_cert) {
         printf("kept the certificate %s\n", cert);
     } else {
         char *copy = xstrdup(cert);

@@ -133,6 +133,7 @@ done:
 
 /* What the store being replaced says of the UIDLs it handed out. */
 struct current {
+    bool busy;     /* another process (a kotak command) has it now */
     bool readable;
     char prefix[17];
     int64_t highest; /* the highest maildrop number it ever gave */
@@ -151,8 +152,11 @@ static struct current read_current(const char *path)
         sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK)
         goto done;
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
-    if (sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) != SQLITE_OK)
-        goto done;
+    /* The call, not the pragma: the pragma answers "busy" in a row and returns OK. */
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    cur.busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+    if (rc != SQLITE_OK)
+        goto done; /* busy: told; else a store that cannot be read, replaced as one */
     if (sqlite3_prepare_v2(db,
                            "SELECT (SELECT value FROM meta WHERE key = 'uidl_prefix'),"
                            " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'maildrop'),"
@@ -347,7 +351,14 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
         unlink(saved_wal);
         saved = false;
     }
-    int rc = copy_checked(from, tmp, err, err_size);
+    int rc = 0;
+    if (cur.busy) { /* not taken for a store that cannot be read: its numbers count */
+        snprintf(err, err_size, "%s is in use by another kotak command; try again once it is done",
+                 path);
+        rc = -KOTAK_ELOCKED;
+        goto done;
+    }
+    rc = copy_checked(from, tmp, err, err_size);
     if (rc < 0)
         goto done;
     /* Opened as a store: an older backup is brought up to this version here. */
@@ -369,10 +380,12 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
     char *copy = xstrdup(path);
     struct stat dir;
     int fd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    rc = fd >= 0 && stat(dirname(copy), &dir) == 0 && fchown(fd, dir.st_uid, dir.st_gid) == 0 &&
-                 fsync(fd) == 0
-             ? 0
-             : -errno;
+    struct stat made;
+    rc = fd >= 0 && fstat(fd, &made) == 0 && stat(dirname(copy), &dir) == 0 ? 0 : -errno;
+    if (rc == 0 && (made.st_uid != geteuid() || made.st_nlink != 1))
+        rc = -EPERM; /* not the copy this process made: swapped meanwhile */
+    if (rc == 0 && (fchown(fd, dir.st_uid, dir.st_gid) != 0 || fsync(fd) != 0))
+        rc = -errno;
     if (fd >= 0)
         close(fd);
     free(copy);

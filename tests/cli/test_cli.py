@@ -224,6 +224,13 @@ class InitTest(KotakTest):
         with open(self.conf, "rb") as f:
             self.assertEqual(f.read(), conf, "the config is read, never written")
 
+    def test_init_keep_config_refuses_half_a_pair(self):
+        self.ok("init", "--hostname", HOST)
+        os.remove(os.path.join(os.path.dirname(self.db_path), "key.pem"))
+        p = self.fails("init", "--keep-config")
+        self.assertIn("cert.pem is there but", p.stderr)
+        self.assertIn("key.pem is not", p.stderr)
+
     def test_init_hostname_option_ends_up_in_the_file(self):
         self.ok("init", "--hostname", HOST)
         cp = configparser.ConfigParser(inline_comment_prefixes=(";",))

@@ -146,6 +146,19 @@ class Restore(KotakTestCase):
         self.kotak.start("pop3d")
         self.assertEqual(len(self.uidls()), 1)
 
+    def test_a_hold_file_that_names_another_file_is_not_given_away(self):
+        backup = self.backup("one.db")
+        self.stop_daemons()
+        victim = os.path.join(self.kotak.dir, "roots-own")
+        with open(victim, "w") as f:
+            f.write("root's\n")
+        hold = self.kotak.db_path + "-daemons"
+        os.remove(hold)
+        os.link(victim, hold)  # as the data folder's owner could, when hard links are free
+        p = self.kotak.kotak("restore", backup, check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(os.stat(victim).st_uid, os.getuid(), "still root's")
+
     def test_a_damaged_file_or_another_database_changes_nothing(self):
         self.send(1)
         backup = self.backup("one.db")

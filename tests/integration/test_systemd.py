@@ -273,7 +273,9 @@ class SocketActivation(KotakTestCase):
             with self.subTest(daemon=daemon):
                 ports = free_ports(len(names))
                 cmd = ["systemd-socket-activate"]
-                for port in ports:
+                # The first as a .socket unit's ListenStream=PORT binds: dual-stack.
+                cmd += ["-l", f"[::]:{ports[0]}"]
+                for port in ports[1:]:
                     cmd += ["-l", f"127.0.0.1:{port}"]
                 cmd += ["--fdname=" + ":".join(names), DAEMONS[daemon], "-c", self.kotak.conf]
                 proc = subprocess.Popen(cmd, cwd=self.kotak.dir, env=clean_env(),
@@ -298,6 +300,9 @@ class SocketActivation(KotakTestCase):
                 self.assertEqual(proc.returncode, 0, err)
                 log = self.kotak.log(daemon) + err.decode()
                 self.assertRegex(log, rf"listener={names[0]} fd=3 from=systemd")
+                # An IPv4 client on the dual-stack socket is named as IPv4 (logs, fail2ban).
+                self.assertRegex(log, r"ip=127\.0\.0\.1 ")
+                self.assertNotIn("::ffff:", log)
 
 
 FILTER = os.path.join(HERE, "..", "..", "dist", "fail2ban", "filter.d", "kotak.conf")
