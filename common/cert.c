@@ -420,3 +420,72 @@ out:
     free(list);
     return ret;
 }
+
+/* --- what a certificate says, for kotak doctor ------------------------------ */
+
+static time_t x509_time(const mbedtls_x509_time *t)
+{
+    struct tm tm = {.tm_year = t->year - 1900, .tm_mon = t->mon - 1, .tm_mday = t->day,
+                    .tm_hour = t->hour, .tm_min = t->min, .tm_sec = t->sec};
+    return timegm(&tm);
+}
+
+/* Appends n octets of p to f->names, each outside printable ASCII as '?'; "..." when full. */
+static void add_name(struct cert_facts *f, const unsigned char *p, size_t n)
+{
+    size_t len = strlen(f->names), room = sizeof(f->names) - 4; /* "..." and NUL */
+    if (len > 0 && len + 2 < room) {
+        memcpy(f->names + len, ", ", 2);
+        len += 2;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (len >= room) {
+            memcpy(f->names + len, "...", 4);
+            return;
+        }
+        f->names[len++] = p[i] >= 0x21 && p[i] < 0x7f ? (char)p[i] : '?';
+    }
+    f->names[len] = '\0';
+}
+
+int cert_file_facts(const char *cert_path, const char *host, struct cert_facts *f_r, char *err,
+                    size_t err_size)
+{
+    memset(f_r, 0, sizeof(*f_r));
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    int rc = mbedtls_x509_crt_parse_file(&crt, cert_path);
+    if (rc < 0 || crt.raw.len == 0) {
+        if (rc < 0)
+            mbed_err(err, err_size, "read the certificate", rc);
+        else
+            snprintf(err, err_size, "no certificate in it");
+        mbedtls_x509_crt_free(&crt);
+        return -1;
+    }
+    f_r->not_before = x509_time(&crt.valid_from);
+    f_r->not_after = x509_time(&crt.valid_to);
+    /* The certificate as its own anchor: only the name flag is of interest here. */
+    uint32_t flags = 0;
+    mbedtls_x509_crt_verify(&crt, &crt, NULL, host, &flags, NULL, NULL);
+    f_r->names_host = (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) == 0;
+    for (const mbedtls_x509_sequence *s = &crt.subject_alt_names; s != NULL && s->buf.p != NULL;
+         s = s->next) {
+        int tag = s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
+        char ip[INET6_ADDRSTRLEN];
+        if (tag == 2) /* dNSName */
+            add_name(f_r, s->buf.p, s->buf.len);
+        else if (tag == 7 && (s->buf.len == 4 || s->buf.len == 16) &&
+                 inet_ntop(s->buf.len == 4 ? AF_INET : AF_INET6, s->buf.p, ip, sizeof(ip)))
+            add_name(f_r, (const unsigned char *)ip, strlen(ip));
+    }
+    if (f_r->names[0] == '\0') {
+        const mbedtls_x509_name *cn = mbedtls_asn1_find_named_data(
+            (mbedtls_asn1_named_data *)&crt.subject, MBEDTLS_OID_AT_CN,
+            MBEDTLS_OID_SIZE(MBEDTLS_OID_AT_CN));
+        if (cn != NULL)
+            add_name(f_r, cn->val.p, cn->val.len);
+    }
+    mbedtls_x509_crt_free(&crt);
+    return 0;
+}

@@ -7,7 +7,9 @@
 #ifndef KOTAK_CERT_H
 #define KOTAK_CERT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 /*
  * Makes a new EC P-256 key and a self-signed X.509 v3 certificate for the
@@ -27,5 +29,23 @@
  */
 int cert_make_self_signed(const char *const *names, size_t n_names, const char *cert_path,
                           const char *key_path, char *err, size_t err_size);
+
+/* What a certificate file says of itself, for `kotak doctor`. */
+struct cert_facts {
+    time_t not_before, not_after; /* the first certificate's validity, as Unix time */
+    bool names_host;              /* its names cover the host asked (wildcards as TLS clients
+                                     match them: mbedTLS's own check) */
+    char names[512];              /* its subjectAltName entries (else its CN), ", " between
+                                     them, printable ASCII, cut to fit with "..." */
+};
+
+/*
+ * Reads the first certificate of the PEM file cert_path and tells what it
+ * says: when it is valid, whether it names host, its names. Checks no
+ * trust chain and no key (tls_server_new does the latter). Returns 0 with
+ * *f_r filled, or -1 with one sentence in err.
+ */
+int cert_file_facts(const char *cert_path, const char *host, struct cert_facts *f_r, char *err,
+                    size_t err_size);
 
 #endif

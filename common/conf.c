@@ -114,6 +114,7 @@ void conf_defaults(struct conf *c)
         .address_failure_window_ms = 60 * 60 * 1000,
         .address_lockout_ms = 60 * 60 * 1000,
         .cache_ttl_ms = 10 * 60 * 1000,
+        .password_min_length = 8, /* NIST SP 800-63B's floor for a chosen password */
     };
 }
 
@@ -418,6 +419,8 @@ static int set_listen(struct conf *c, const struct conf_key *k, const char *valu
 {
     if (strcmp(k->section, "web") == 0)
         return conf_parse_listen(value, &c->web_listen, err, n);
+    if (strcmp(k->section, "metrics") == 0)
+        return conf_parse_listen(value, &c->metrics_listen, err, n);
     for (int i = 0; i < CONF_LISTENER_COUNT; i++)
         if (strcmp(k->section, listener_names[i]) == 0)
             return conf_parse_listen(value, &c->listeners[i], err, n);
@@ -705,6 +708,7 @@ static const struct conf_key conf_keys[] = {
      SEC(86400)},
     {"auth", "address_lockout", set_duration, NUM(auth.address_lockout_ms), 0, SEC(86400)},
     {"auth", "cache", set_duration, NUM(auth.cache_ttl_ms), 0, SEC(86400)},
+    {"auth", "password_min_length", set_count, NUM(auth.password_min_length), 1, 64},
     {"dns", "servers", set_dns_servers, 0, 0, 0},
     {"relay", "smarthost", set_smarthost, 0, 0, 0},
     {"relay", "smarthost_tls", set_smarthost_tls, 0, 0, 0},
@@ -727,6 +731,7 @@ static const struct conf_key conf_keys[] = {
     {"spam", "rspamd_fail", set_rspamd_fail, 0, 0, 0},
     {"web", "listen", set_listen, 0, 0, 0},
     {"web", "token", set_web_token, 0, 0, 0},
+    {"metrics", "listen", set_listen, 0, 0, 0},
 };
 #define CONF_KEY_COUNT (sizeof(conf_keys) / sizeof(conf_keys[0]))
 

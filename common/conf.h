@@ -70,6 +70,7 @@ struct conf_auth {
     uint64_t address_failure_window_ms;
     uint64_t address_lockout_ms;   /* ... lock the address out: against spraying */
     uint64_t cache_ttl_ms;      /* a passed check is remembered this long; 0: never */
+    uint64_t password_min_length; /* characters a new password needs (kotak user add/passwd) */
 };
 
 /* [relay]: delivery to other servers, and its schedule. Read and checked now;
@@ -120,6 +121,7 @@ struct conf {
     struct conf_checks checks;
     struct conf_listener web_listen; /* [web] listen: the live view; n 0 is off */
     char *web_token;                 /* [web] token: "" none; else the view wants ?token= */
+    struct conf_listener metrics_listen; /* [metrics] listen: /metrics, /healthz; n 0 is off */
 };
 
 /* The section name of a listener kind ("smtp", ...). */

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "throttle.h"
 #include "util.h"
 
@@ -341,6 +342,8 @@ static void conn_finish(struct net_conn *c)
     }
     c->closed = true;
     c->closing = true;
+    if (c->mode == MODE_HANDSHAKE && !c->outbound)
+        metrics_count(METRIC_TLS_FAILED); /* refused, timed out, or left mid-handshake */
     struct net_server *srv = c->srv;
     if (c->prev)
         c->prev->next = c->next;
@@ -627,6 +630,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         if (rc == 0)
             return;
         c->mode = MODE_TLS;
+        if (!c->outbound)
+            metrics_count(METRIC_TLS_OK);
         arm_idle(c);
         if (!c->opened)
             conn_open(c);
@@ -933,6 +938,7 @@ static void on_connection(uv_stream_t *server, int status)
     const char *refusal = admit(c);
     if (refusal != NULL) {
         log_info("%s conn=%s ip=%s event=refused reason=%s", srv->name, c->id, c->peer, refusal);
+        metrics_count(METRIC_CONNECTIONS_REFUSED);
         /* A TLS client would take plaintext for a broken handshake. */
         if (!l->implicit_tls)
             send_raw(c, l->refused, strlen(l->refused));

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "util.h"
 
@@ -180,6 +181,8 @@ static void login_done(struct login_req *r, int rc, int64_t user_id)
 {
     struct service_conn *sc =
         (struct service_conn *)((char *)r - offsetof(struct service_conn, login));
+    metrics_count(rc > 0 ? METRIC_LOGIN_OK : rc == -EAGAIN ? METRIC_LOGIN_LOCKED
+                                                          : METRIC_LOGIN_FAILED);
     if (service_result_arrived(sc)) {
         sc->ops->auth_done(sc->session, rc, user_id);
     } else { /* the client left before the answer: the attempt is still on record */
@@ -339,6 +342,11 @@ int service_listen(struct service *svc, const char *section, const struct conf_l
 bool service_has_tls(const struct service *svc)
 {
     return svc->tls != NULL;
+}
+
+time_t service_cert_expiry(const struct service *svc)
+{
+    return svc->tls != NULL ? tls_server_expiry(svc->tls) : 0;
 }
 
 void service_check_stopped(struct service *svc)

@@ -124,6 +124,9 @@ int service_listen(struct service *svc, const char *section, const struct conf_l
 /* Whether a certificate is loaded: a session may offer STARTTLS. */
 bool service_has_tls(const struct service *svc);
 
+/* When the certificate in use expires (Unix time); 0 without TLS. */
+time_t service_cert_expiry(const struct service *svc);
+
 /*
  * Runs the loop until a stop (SIGINT, SIGTERM) has finished every session
  * and result; SIGHUP reloads the certificate. Then frees the service.

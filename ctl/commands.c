@@ -135,13 +135,14 @@ static void parse_pw_opts(const struct ctl *c, int first, struct pw_opts *o, con
 }
 
 /* The hash to store: the imported one, or a fresh hash of a password read now. */
-static void make_hash(const struct pw_opts *o, const char *address, char *hash)
+static void make_hash(const struct pw_opts *o, const struct conf *conf, const char *address,
+                      char *hash)
 {
     if (o->hash != NULL) {
         snprintf(hash, AUTH_HASH_MAX, "%s", o->hash);
         return;
     }
-    char *pw = ctl_read_password(address, o->from_stdin);
+    char *pw = ctl_read_password(address, o->from_stdin, conf->auth.password_min_length);
     int rc = auth_hash_password(pw, hash);
     explicit_bzero(pw, strlen(pw));
     free(pw);
@@ -198,13 +199,13 @@ int ctl_user(const struct ctl *c)
         if (store_user_lookup(s, &a, &u) == 1)
             ctl_die("user %s already exists; change the password with 'kotak user passwd %s'",
                     text, text);
-        make_hash(&o, text, hash);
+        make_hash(&o, &conf, text, hash);
         rc = store_user_add(s, &a, hash);
     } else if (passwd) {
         struct store_user u;
         if (store_user_lookup(s, &a, &u) == 0)
             ctl_die("user %s does not exist; 'kotak user list' shows them all", text);
-        make_hash(&o, text, hash);
+        make_hash(&o, &conf, text, hash);
         rc = store_user_passwd(s, &a, hash);
     } else {
         rc = store_user_del(s, &a);

@@ -9,8 +9,10 @@
 #define KOTAK_CTL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "conf.h"
+#include "dns.h"
 #include "store.h"
 
 #define KOTAK_EXIT_USAGE 2
@@ -55,10 +57,11 @@ void ctl_check_verb(const struct ctl *c, const char *command);
 
 /*
  * Reads a password: with from_stdin, one line of standard input; else from
- * the terminal without echo, twice to confirm. Dies when neither works.
- * Returns a string the caller wipes with explicit_bzero and frees.
+ * the terminal without echo, twice to confirm. Dies when neither works or
+ * when it has fewer than min_length characters; warns when it is one that
+ * attackers try first. Returns a string the caller wipes with explicit_bzero and frees.
  */
-char *ctl_read_password(const char *address, bool from_stdin);
+char *ctl_read_password(const char *address, bool from_stdin, size_t min_length);
 
 int ctl_init(const struct ctl *c);
 int ctl_domain(const struct ctl *c);
@@ -73,6 +76,7 @@ int ctl_queue(const struct ctl *c);
 int ctl_dkim(const struct ctl *c);
 int ctl_check(const struct ctl *c);
 int ctl_watch(const struct ctl *c);
+int ctl_clientconfig(const struct ctl *c);
 
 /* `kotak check spf|dkim|dmarc`, each with the arguments after its word. */
 int ctl_check_spf(const struct ctl *c);
@@ -89,5 +93,23 @@ struct ctl_envelope {
     char *sender;
 };
 void ctl_check_envelope(const struct ctl *c, const char *usage, struct ctl_envelope *e);
+
+/* `kotak doctor`: what a new installation gets wrong, and how to mend each (doctor.c). */
+int ctl_doctor(const struct ctl *c);
+
+/*
+ * The DKIM record domain's key (data_dir/dkim/, [dkim] selector preferred)
+ * asks DNS to publish (dkim.c): 1 with its selector and the record
+ * "v=DKIM1; k=rsa; p=..." in *record_r (the caller frees it); 0 when the
+ * domain has no key; a negative errno (-EINVAL: the key file is no key);
+ * a sentence in err unless 1.
+ */
+int ctl_dkim_expected(const struct conf *conf, const char *domain,
+                      char selector_r[DNS_NAME_MAX + 1], char **record_r, char *err,
+                      size_t err_size);
+
+/* Prints a DKIM record as a zone file line, after indent (dkim.c). */
+void ctl_dkim_print_record(FILE *f, const char *indent, const char *selector, const char *domain,
+                           const char *record);
 
 #endif

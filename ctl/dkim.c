@@ -53,22 +53,23 @@ static char *key_dir(const struct conf *conf)
 /*
  * Prints the record as a zone file line: "S._domainkey.D TXT" and the
  * record in quoted strings of at most 255 octets, the tags before p= in
- * the first one (RFC 6376 3.6.2.2 joins them again).
+ * the first one (RFC 6376 3.6.2.2 joins them again); indent first.
  */
-static void print_record(const char *selector, const char *domain, const char *record)
+void ctl_dkim_print_record(FILE *f, const char *indent, const char *selector, const char *domain,
+                           const char *record)
 {
-    printf("%s._domainkey.%s TXT", selector, domain);
+    fprintf(f, "%s%s._domainkey.%s TXT", indent, selector, domain);
     const char *p = strstr(record, "p=");
     size_t head = p ? (size_t)(p - record) : 0, len = strlen(record);
     if (head > 0 && head <= TXT_STRING_MAX)
-        printf(" \"%.*s\"", (int)head, record);
+        fprintf(f, " \"%.*s\"", (int)head, record);
     else
         head = 0;
     for (size_t i = head; i < len; i += TXT_STRING_MAX) {
         size_t n = len - i < TXT_STRING_MAX ? len - i : TXT_STRING_MAX;
-        printf(" \"%.*s\"", (int)n, record + i);
+        fprintf(f, " \"%.*s\"", (int)n, record + i);
     }
-    printf("\n");
+    fprintf(f, "\n");
 }
 
 static char *record_of(const unsigned char *pem, size_t len, const char *path)
@@ -200,12 +201,38 @@ static int keygen(const struct ctl *c)
     write_key(dir, name, pem, len, pw, domain);
     explicit_bzero(pem, len);
     free(pem);
-    print_record(selector, domain, record);
+    ctl_dkim_print_record(stdout, "", selector, domain, record);
     free(record);
     free(path);
     free(dir);
     conf_free(&conf);
     return 0;
+}
+
+int ctl_dkim_expected(const struct conf *conf, const char *domain,
+                      char selector_r[DNS_NAME_MAX + 1], char **record_r, char *err,
+                      size_t err_size)
+{
+    char *dir = key_dir(conf);
+    unsigned char *pem;
+    size_t len;
+    int rc = dkim_key_read(dir, domain, conf->checks.dkim_selector, selector_r, &pem, &len);
+    if (rc < 0)
+        snprintf(err, err_size, "cannot read the DKIM key of %s in %s: %s", domain, dir,
+                 strerror(-rc));
+    if (rc == 0)
+        snprintf(err, err_size, "%s has no DKIM key in %s", domain, dir);
+    if (rc > 0) {
+        char why[256];
+        if (dkim_key_record(pem, len, record_r, why, sizeof(why)) < 0) {
+            snprintf(err, err_size, "%s/%s._domainkey.%s.pem: %s", dir, selector_r, domain, why);
+            rc = -EINVAL;
+        }
+        explicit_bzero(pem, len);
+        free(pem);
+    }
+    free(dir);
+    return rc;
 }
 
 static int dns_record(const struct ctl *c)
@@ -228,7 +255,7 @@ static int dns_record(const struct ctl *c)
     char *record = record_of(pem, len, dir);
     explicit_bzero(pem, len);
     free(pem);
-    print_record(selector, domain, record);
+    ctl_dkim_print_record(stdout, "", selector, domain, record);
     free(record);
     free(dir);
     conf_free(&conf);

@@ -80,6 +80,15 @@ static const struct help helps[] = {
      "publishes it.",
      {"keygen", "dns"},
      {{"--selector S", "the key's selector (default: [dkim] selector)"}}},
+    {"clientconfig", "kotak clientconfig DOMAIN [--dir DIR] [--force]\n",
+     "Writes what mail clients read to set themselves up: config-v1.1.xml (Thunderbird),\n"
+     "autodiscover.xml (Outlook) and DOMAIN.mobileconfig (Apple), for POP3 and submission\n"
+     "on the configured ports; then prints the DNS records DOMAIN needs: MX, SPF, DMARC,\n"
+     "the SRV records of RFC 6186 and 8314, the autoconfig names when [web] listen is set,\n"
+     "and DKIM. kotak-smtpd serves the same files at their well-known paths on [web] listen.",
+     {NULL},
+     {{"--dir DIR", "write the files into DIR (default: the current folder)"},
+      {"--force", "replace files that exist (else nothing is written)"}}},
     {"check",
      "kotak check spf IP MAIL-FROM [HELO]\nkotak check dkim < MESSAGE\n"
      "kotak check dmarc IP MAIL-FROM [HELO] < MESSAGE\n",
@@ -92,6 +101,14 @@ static const struct help helps[] = {
      {NULL},
      {{"--history N", "start with the last N lines the daemons still hold"},
       {"--explain", "under each line, its RFC section or what its reply code means"}}},
+    {"doctor", "kotak doctor [--domain DOMAIN]\n",
+     "Checks what a new installation gets wrong and says how to mend each: DNS (MX, the\n"
+     "host name's addresses and their PTR, SPF, DKIM, DMARC) against [dns] servers, the\n"
+     "certificate, the listeners, the store's owner and modes, the daemons' user, the\n"
+     "clock. One line per check: ok, warn or fail; under each warn or fail, the mend.\n"
+     "Exit status 1 when a check failed, 0 otherwise (warnings alone too).",
+     {NULL},
+     {{"--domain DOMAIN", "check DNS for DOMAIN only (default: every domain of the store)"}}},
     {"run", "kotak run\n",
      "Both daemons in the foreground, for a first try; Ctrl-C stops both.",
      {NULL},

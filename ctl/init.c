@@ -77,6 +77,7 @@ static const char conf_template[] =
     "; hash, in memory) this long, so that mail clients polling every few\n"
     "; minutes do not pay for it each time. A new password takes effect at once.\n"
     "cache = 10m                   ; 0: check every login in full\n"
+    "password_min_length = 8       ; characters a new password needs (user add, passwd)\n"
     "\n"
     "[dns]\n"
     "; Who MX look-ups ask: empty for /etc/resolv.conf, else ADDRESS:PORT,... ([::1]:53)\n"
@@ -123,6 +124,12 @@ static const char conf_template_relay[] =
     "; someone watches.\n"
     "listen = 127.0.0.1:2080\n"
     "token =                       ; empty: none; else the view wants ?token=...\n"
+    "\n"
+    "[metrics]\n"
+    "; Prometheus text at /metrics and a health check at /healthz, for both\n"
+    "; daemons, served by kotak-smtpd. No password: keep it on loopback or on a\n"
+    "; network only the monitor reaches. Empty: off. (e.g. 127.0.0.1:9187)\n"
+    "listen =\n"
     "\n";
 
 /*

@@ -30,9 +30,12 @@ static const char usage[] =
     "  queue list|show ID|retry [ID]|drop ID mail waiting for other servers\n"
     "  dkim keygen DOMAIN [--selector S] | dns DOMAIN\n"
     "                                       the key kotak signs a domain's mail with\n"
+    "  clientconfig DOMAIN [--dir DIR] [--force]\n"
+    "                                       mail clients' set-up files; the domain's DNS records\n"
     "  check spf IP MAIL-FROM [HELO] | dkim < MSG | dmarc IP MAIL-FROM [HELO] < MSG\n"
     "                                       what the MX's checks make of a sender\n"
     "  watch [--history N] [--explain]      every SMTP and POP3 session, live\n"
+    "  doctor [--domain D]                  what the installation gets wrong, and how to mend it\n"
     "  run                                  both daemons in the foreground\n"
     "  help [COMMAND]                       this, or one command's forms and options\n"
     "\n"
@@ -53,7 +56,9 @@ static const struct command commands[] = {
     {"alias", ctl_alias},   {"mailbox", ctl_mailbox}, {"stats", ctl_stats},
     {"backup", ctl_backup}, {"restore", ctl_restore}, {"run", ctl_run},
     {"queue", ctl_queue},
+    {"clientconfig", ctl_clientconfig},
     {"dkim", ctl_dkim},     {"check", ctl_check},     {"watch", ctl_watch},
+    {"doctor", ctl_doctor},
 };
 
 void ctl_usage(const char *usage, bool asked)

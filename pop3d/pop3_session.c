@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pop3_parser.h"
 #include "sasl.h"
 #include "util.h"
@@ -458,6 +459,7 @@ static void start_send(struct pop3_session *s, long i, long body_lines)
         .in_header = body_lines >= 0,
         .body_lines = body_lines,
     };
+    metrics_count(body_lines < 0 ? METRIC_POP3_RETR : METRIC_POP3_TOP);
     if (watched(s)) {
         char note[96];
         int n = body_lines < 0
@@ -562,6 +564,8 @@ void pop3_session_commit_done(struct pop3_session *s, int rc)
     size_t n = 0;
     for (size_t i = 0; i < s->n_mails; i++)
         n += s->deleted[i];
+    if (rc == 0)
+        metrics_add(METRIC_POP3_DELETED, n);
     log_info("pop3 session=%s event=update deleted=%zu result=%s", s->cfg.session_id,
              rc == 0 ? n : 0, rc == 0 ? "removed" : "store-error");
     if (rc == 0 && watched(s)) {
@@ -695,6 +699,7 @@ void pop3_session_pump(struct pop3_session *s)
         size_t before = s->out.len;
         size_t used = got ? stuff(s, chunk, got) : 0;
         added += s->out.len - before;
+        metrics_add(METRIC_POP3_SENT_BYTES, s->out.len - before);
         t->offset += (int64_t)used;
         if (got == 0 || used < got || t->offset >= t->size)
             send_end(s);

@@ -25,6 +25,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "login.h"
 #include "net.h"
 #include "service.h"
@@ -291,6 +292,8 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     struct pop3d *d = ctx;
     struct pconn *pc = xcalloc(1, sizeof(*pc));
     pc->d = d;
+    metrics_count(METRIC_CONNECTIONS);
+    metrics_add(METRIC_CONNECTIONS_OPEN, 1);
     struct pop3_session_config cfg = {
         .tls_available = service_has_tls(d->svc),
         .peer_loopback = net_conn_is_loopback(c),
@@ -314,6 +317,7 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
 static void on_release(struct service_conn *conn)
 {
     struct pconn *pc = (struct pconn *)conn;
+    metrics_add(METRIC_CONNECTIONS_OPEN, (uint64_t)-1);
     watch_say(pc->d->watch, pc->id, WATCH_POP3, WATCH_CLOSE, false, "closed");
 }
 
@@ -376,6 +380,7 @@ int pop3d_run(const struct conf *conf)
     daemon_drop_privileges(conf);
     open_store(&d);
     d.watch = watch_start(conf, "pop3");
+    metrics_start(d.loop, conf, "pop3d");
     char err[512], *data_dir = conf_path(conf, conf->data_dir);
     struct login *login = login_new(d.loop, &conf->auth, data_dir, err, sizeof(err));
     free(data_dir);
@@ -384,6 +389,7 @@ int pop3d_run(const struct conf *conf)
     service_set_login(d.svc, login);
     log_info("pop3 event=started version=%s", KOTAK_VERSION);
     service_run(&d.svc);
+    metrics_stop();
     store_close(&d.reader);
     store_close(&d.writer);
     watch_close(&d.watch);

@@ -22,6 +22,7 @@
 #include "dns.h"
 #include "dsn.h"
 #include "log.h"
+#include "metrics.h"
 #include "mtasts.h"
 #include "net.h"
 #include "route.h"
@@ -528,6 +529,9 @@ void outbound_job_done(struct outbound *ob, struct commit_job *job)
         for (size_t k = 0; k < m->n_rcpts; k++)
             if (m->rcpts[k].rcpt_id == a->rcpt_id)
                 rcpt = m->rcpts[k].address;
+        metrics_count(a->a.state == STORE_RCPT_DELIVERED ? METRIC_DELIVERY_SENT
+                      : a->a.state == STORE_RCPT_FAILED  ? METRIC_DELIVERY_FAILED
+                                                         : METRIC_DELIVERY_DEFERRED);
         char v[ADDR_TEXT_SIZE + 8], t[SMTP_CLIENT_TEXT_MAX + 48];
         log_info("smtp event=delivery id=%lld rcpt=<%s> mx=%s ip=%s tls=%s code=%d result=%s "
                  "reply=%s",

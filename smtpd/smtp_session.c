@@ -23,6 +23,7 @@
 #include "dsn.h"
 #include "headers.h"
 #include "log.h"
+#include "metrics.h"
 #include "sasl.h"
 #include "smtp_client.h"
 #include "smtp_parser.h"
@@ -383,6 +384,7 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
     bool bad_syntax = false;
     struct addr from;
     if (declared > s->cfg.message_size) {
+        metrics_count(METRIC_SMTP_TOO_BIG); /* refused by its SIZE (RFC 1870), before its data */
         snprintf(refusal, sizeof(refusal), "552 5.3.4 Message size exceeds the limit of %zu octets",
                  s->cfg.message_size);
     } else if (a.mailbox_len > 0 &&
@@ -549,6 +551,10 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
     else if (rc == 0)
         refusal = "550 5.1.1 No such user here";
     if (refusal != NULL) {
+        metrics_count(rc == -KOTAK_ENODOMAIN && s->cfg.role == SMTP_ROLE_MX && !srs
+                          ? METRIC_RCPT_RELAY_DENIED
+                      : strstr(refusal, " 5.1.1 ") != NULL ? METRIC_RCPT_UNKNOWN
+                                                           : METRIC_RCPT_OTHER);
         tx->rcpts.n = before;
         rcpts_drop_remote(&tx->rcpts, remote_before);
         free(orcpt);
@@ -837,22 +843,26 @@ static void data_end(struct smtp_session *s, unsigned flags)
     if (tx->spool_error == 0 && !tx->too_big)
         tx->spool_error = header_end(s);
     const char *refusal = NULL;
+    enum metric m = METRIC_SMTP_STORED;
     if (tx->spool_error == -ENOSPC)
-        refusal = "452 4.3.1 Insufficient system storage";
+        refusal = "452 4.3.1 Insufficient system storage", m = METRIC_SMTP_DISK_FULL;
     else if (tx->spool_error < 0)
-        refusal = "451 4.3.0 Temporary failure, try again later";
+        refusal = "451 4.3.0 Temporary failure, try again later", m = METRIC_SMTP_STORE_ERROR;
     else if (tx->too_big)
-        refusal = "552 5.3.4 Message too big";
+        refusal = "552 5.3.4 Message too big", m = METRIC_SMTP_TOO_BIG;
     else if (s->scan.received >= HEADERS_RECEIVED_MAX)
         /* RFC 5321 6.3: a loop. Our own Received: counts, so that no message
          * we store or send on holds more than HEADERS_RECEIVED_MAX, as
          * headers_count_received would count them in the stored copy. */
-        refusal = "554 5.4.6 Too many Received: fields, the message is looping";
+        refusal = "554 5.4.6 Too many Received: fields, the message is looping", m = METRIC_SMTP_LOOP;
     else if (flags & SMTP_DATA_BARE_EOL)
-        refusal = "550 5.6.0 Message refused: bare CR or LF; lines must end in CRLF";
+        refusal = "550 5.6.0 Message refused: bare CR or LF; lines must end in CRLF",
+        m = METRIC_SMTP_BARE_NEWLINE;
     else if (flags & SMTP_DATA_LONG_LINE)
-        refusal = "550 5.6.0 Message refused: a line is longer than 998 characters";
+        refusal = "550 5.6.0 Message refused: a line is longer than 998 characters",
+        m = METRIC_SMTP_LONG_LINE;
     if (refusal != NULL) {
+        metrics_count(m);
         log_info("smtp session=%s event=refused id=%s size=%zu code=%.3s", s->cfg.session_id,
                  tx->id, tx->size, refusal);
         reply(s, "%s", refusal);
@@ -880,6 +890,8 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
     if (tx == NULL)
         return;
     tx->spooling = false; /* the glue has finished with the spool */
+    metrics_count(rc == 0 ? METRIC_SMTP_STORED : rc == -ENOSPC ? METRIC_SMTP_DISK_FULL
+                                                               : METRIC_SMTP_STORE_ERROR);
     log_info("smtp session=%s event=%s id=%s from=<%s> rcpts=%zu size=%zu result=%s",
              s->cfg.session_id, rc == 0 ? "accepted" : "failed", tx->id,
              log_value(from, sizeof(from), tx->from, strlen(tx->from)), tx->rcpts.n, tx->size,
@@ -895,6 +907,20 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
     tx_reset(s);
 }
 
+/* What a refusal of the checks was for, by its enhanced status code (RFC 3463, RFC 7372). */
+static enum metric refusal_metric(const char *line)
+{
+    if (line[0] == '4')
+        return strstr(line, " 4.3.") != NULL ? METRIC_SMTP_STORE_ERROR : METRIC_SMTP_TEMPFAIL;
+    if (strstr(line, " 5.7.23 ") != NULL)
+        return METRIC_SMTP_SPF;
+    if (strstr(line, " DMARC ") != NULL)
+        return METRIC_SMTP_DMARC;
+    if (strstr(line, " spam") != NULL)
+        return METRIC_SMTP_SPAM;
+    return METRIC_SMTP_POLICY;
+}
+
 void smtp_session_refused(struct smtp_session *s, const char *line)
 {
     struct smtp_tx *tx = s->tx;
@@ -903,6 +929,7 @@ void smtp_session_refused(struct smtp_session *s, const char *line)
     if (tx == NULL)
         return;
     tx->spooling = false; /* the glue has finished with the spool */
+    metrics_count(refusal_metric(line));
     log_info("smtp session=%s event=refused id=%s from=<%s> rcpts=%zu size=%zu reply=\"%s\"",
              s->cfg.session_id, tx->id, log_value(from, sizeof(from), tx->from, strlen(tx->from)),
              tx->rcpts.n, tx->size, log_value(why, sizeof(why), line, strlen(line)));

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -35,6 +37,8 @@
 #include "util.h"
 #include "watch.h"
 #include "web.h"
+#include "exporter.h"
+#include "metrics.h"
 
 struct smtpd;
 
@@ -43,7 +47,7 @@ struct listener_ctx {
     struct smtpd *d;
     enum smtp_role role;
     const char *name;
-    bool web; /* [web]: the live view's page, not SMTP */
+    enum { LISTEN_MAIL, LISTEN_WEB, LISTEN_METRICS } kind;
 };
 
 struct smtpd {
@@ -55,9 +59,11 @@ struct smtpd {
     struct outbound *outbound;
     uint8_t srs_secret[SRS_SECRET_SIZE];
     char *data_dir;
-    struct listener_ctx listeners[4]; /* smtp, submission, submissions, web */
+    char *store_path; /* kotak.db, as opened */
+    struct listener_ctx listeners[5]; /* smtp, submission, submissions, web, metrics */
     struct watch *watch; /* the live view's ring; NULL: off */
     struct web *web;     /* the live view's page; NULL: off */
+    struct exporter *exporter; /* /metrics, /healthz; NULL: off */
 };
 
 /* One connection beside its session: the core's part, and the spool. */
@@ -69,7 +75,7 @@ struct sconn {
     bool spool_open;
     char id[16];  /* the connection's, for logs */
     char ip[64];  /* the client's address */
-    bool web;     /* a viewer of the live view, not an SMTP client */
+    bool web;     /* a viewer of the live view or a scrape, not an SMTP client */
 };
 
 /* --- the session, as the core sees it ------------------------------------ */
@@ -371,12 +377,20 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
     struct sconn *sc = xcalloc(1, sizeof(*sc));
     sc->d = d;
     sc->role = l->role;
-    if (l->web) {
+    if (l->kind == LISTEN_WEB) {
         sc->web = true;
         service_conn_init(&sc->conn, d->svc, c, web_session_new(d->web, &sc->conn),
                           &web_session_ops);
         return &sc->conn;
     }
+    if (l->kind == LISTEN_METRICS) {
+        sc->web = true;
+        service_conn_init(&sc->conn, d->svc, c, exporter_session_new(d->exporter, &sc->conn),
+                          &exporter_session_ops);
+        return &sc->conn;
+    }
+    metrics_count(METRIC_CONNECTIONS);
+    metrics_add(METRIC_CONNECTIONS_OPEN, 1);
     struct smtp_session_config cfg = {
         .role = l->role,
         .hostname = d->conf->hostname,
@@ -415,8 +429,10 @@ static void on_release(struct service_conn *conn)
     struct sconn *sc = (struct sconn *)conn;
     if (sc->spool_open)
         spool_free(&sc->spool);
-    if (!sc->web)
-        watch_say(sc->d->watch, sc->id, WATCH_SMTP, WATCH_CLOSE, false, "closed");
+    if (sc->web)
+        return;
+    metrics_add(METRIC_CONNECTIONS_OPEN, (uint64_t)-1);
+    watch_say(sc->d->watch, sc->id, WATCH_SMTP, WATCH_CLOSE, false, "closed");
 }
 
 static size_t in_flight(void *ctx)
@@ -447,6 +463,7 @@ static void on_stopped(void *ctx)
     outbound_free(&d->outbound);
     checks_free(&d->checks);
     web_free(&d->web);
+    exporter_free(&d->exporter);
     /* The read-only connection goes first: the last one to close copies the
      * WAL into the database and removes it, which a read-only one cannot. */
     store_close(&d->reader);
@@ -474,7 +491,7 @@ static void listen_all(struct smtpd *d)
     char err[512];
     for (int i = 0; i < 3; i++) {
         d->listeners[i] =
-            (struct listener_ctx){d, roles[i].role, conf_listener_name(roles[i].kind), false};
+            (struct listener_ctx){d, roles[i].role, conf_listener_name(roles[i].kind), LISTEN_MAIL};
         if (service_listen(d->svc, d->listeners[i].name, &d->conf->listeners[roles[i].kind],
                            roles[i].role == SMTP_ROLE_SUBMISSIONS, &d->listeners[i],
                            "421 4.7.0 Too many connections, try again later\r\n", err,
@@ -485,7 +502,7 @@ static void listen_all(struct smtpd *d)
      * daemon that always runs; kotak-pop3d's events come from its ring.
      * Its port taken (by anyone: it is above 1024) costs the view, never
      * the mail: that is logged and the daemon goes on without the page. */
-    d->listeners[3] = (struct listener_ctx){d, SMTP_ROLE_MX, "web", true};
+    d->listeners[3] = (struct listener_ctx){d, SMTP_ROLE_MX, "web", LISTEN_WEB};
     if (service_listen(d->svc, "web", &d->conf->web_listen, false, &d->listeners[3],
                        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                        "Content-Length: 0\r\n\r\n",
@@ -493,11 +510,42 @@ static void listen_all(struct smtpd *d)
         char v[600];
         log_warn("smtp event=web-off why=%s", log_value(v, sizeof(v), err, strlen(err)));
     }
+    /* /metrics and /healthz, when [metrics] listen is set: the same as the
+     * view, here for both daemons, and a taken port costs only them. */
+    d->listeners[4] = (struct listener_ctx){d, SMTP_ROLE_MX, "metrics", LISTEN_METRICS};
+    if (service_listen(d->svc, "metrics", &d->conf->metrics_listen, false, &d->listeners[4],
+                       "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                       "Content-Length: 0\r\n\r\n",
+                       err, sizeof(err)) < 0) {
+        char v[600];
+        log_warn("smtp event=metrics-off why=%s", log_value(v, sizeof(v), err, strlen(err)));
+    }
+}
+
+/* What /metrics shows that only kotak-smtpd knows: asked at each scrape. */
+static void gauges(void *ctx, struct metrics_gauges *g)
+{
+    struct smtpd *d = ctx;
+    int64_t oldest = 0;
+    time_t now = time(NULL);
+    if (d->reader != NULL && store_queue_summary(d->reader, &g->queue_recipients, &oldest) == 0)
+        g->queue_oldest_s = oldest > 0 && now > oldest ? now - oldest : 0;
+    else
+        g->queue_recipients = -1;
+    struct stat st;
+    char wal[PATH_MAX];
+    snprintf(wal, sizeof(wal), "%s-wal", d->store_path);
+    g->store_bytes = 0;
+    if (stat(d->store_path, &st) == 0)
+        g->store_bytes += st.st_size;
+    if (stat(wal, &st) == 0)
+        g->store_bytes += st.st_size;
+    g->cert_expiry = service_cert_expiry(d->svc);
 }
 
 static void open_store(struct smtpd *d, uv_loop_t *loop)
 {
-    char *path = conf_store_path(d->conf);
+    char *path = d->store_path = conf_store_path(d->conf);
     daemon_hold_store(path); /* before it is opened: a restore may be under way */
     char err[512];
     struct store *writer, *checkpointer;
@@ -520,12 +568,18 @@ static void open_store(struct smtpd *d, uv_loop_t *loop)
         fatal(2, "%s", err);
     if ((d->checks = checks_new(loop, d->conf, err, sizeof(err))) == NULL)
         fatal(2, "%s", err);
-    free(path);
 }
 
 bool smtpd_tls_needed(const struct conf *conf)
 {
     return conf->listeners[CONF_SUBMISSION].n > 0 || conf->listeners[CONF_SUBMISSIONS].n > 0;
+}
+
+/* Whether kotak serves domain, for the clients' set-up files on [web] listen. */
+static int web_domain_local(void *ctx, const char *domain)
+{
+    struct smtpd *d = ctx;
+    return store_domain_exists(d->reader, domain);
 }
 
 int smtpd_run(const struct conf *conf)
@@ -540,8 +594,13 @@ int smtpd_run(const struct conf *conf)
     open_store(&d, loop);
     d.watch = watch_start(conf, "smtp");
     outbound_set_watch(d.outbound, d.watch);
-    if (conf->web_listen.n > 0)
+    metrics_start(loop, conf, "smtpd");
+    if (conf->metrics_listen.n > 0)
+        d.exporter = exporter_new(conf, gauges, &d);
+    if (conf->web_listen.n > 0) {
         d.web = web_new(loop, conf);
+        web_set_domains(d.web, web_domain_local, &d);
+    }
     char err[512];
     struct login *login = login_new(loop, &conf->auth, d.data_dir, err, sizeof(err));
     if (login == NULL)
@@ -551,6 +610,8 @@ int smtpd_run(const struct conf *conf)
     service_run(&d.svc);
     store_close(&d.reader);
     watch_close(&d.watch);
+    metrics_stop();
     free(d.data_dir);
+    free(d.store_path);
     return 0;
 }

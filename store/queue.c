@@ -150,6 +150,20 @@ int store_queue_list(struct store *s, int64_t queue_id,
     return each_queued(s, &st, 1, cb, ctx);
 }
 
+int store_queue_summary(struct store *s, int64_t *recipients_r, int64_t *oldest_r)
+{
+    sqlite3_stmt *st = store__stmt(s, STMT_QUEUE_SUMMARY);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *recipients_r = sqlite3_column_int64(st, 0);
+        *oldest_r = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return step == SQLITE_ROW ? 0 : store__rc(s, step);
+}
+
 /* The writes of store_queue_record, in whatever transaction is open. */
 static int record(struct store *s, int64_t rcpt_id, const struct store_attempt *a)
 {

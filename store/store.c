@@ -105,6 +105,32 @@ static const char *const migrations[] = {
     "ALTER TABLE queue ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX queue_rcpt_dropped ON queue_rcpt(queue_id) WHERE state = 0 AND dropped = 1;"
     "INSERT OR IGNORE INTO meta VALUES('srs_secret', lower(hex(randomblob(32))));",
+    /* 6: moving mail in and out, quotas, retention. A maildrop entry may
+     * keep the UIDL a client saw on the server it came from (uidl, unique
+     * per user; NULL: PREFIX.id as before) and a digest of its body (an
+     * import run again adds nothing twice); retrieved is when a RETR first
+     * sent it ([pop3] expire). A message whose header section has no empty
+     * line after it has eoh_at, the offset where RETR and TOP supply one.
+     * A user's quota in octets (NULL: the domain's, NULL: none), what the
+     * maildrop holds (used, kept by the triggers, so a check at RCPT is one
+     * row), whether the near-quota warning went out, the last POP3 login
+     * ([pop3] login_delay). */
+    "ALTER TABLE maildrop ADD COLUMN uidl TEXT;"
+    "ALTER TABLE maildrop ADD COLUMN digest BLOB;"
+    "ALTER TABLE maildrop ADD COLUMN retrieved INTEGER;"
+    "ALTER TABLE messages ADD COLUMN eoh_at INTEGER;"
+    "ALTER TABLE users ADD COLUMN quota INTEGER;"
+    "ALTER TABLE users ADD COLUMN used INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN quota_warned INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN last_login INTEGER;"
+    "ALTER TABLE domains ADD COLUMN quota INTEGER;"
+    "CREATE UNIQUE INDEX maildrop_uidl ON maildrop(user_id, uidl) WHERE uidl IS NOT NULL;"
+    "CREATE INDEX maildrop_digest ON maildrop(user_id, digest) WHERE digest IS NOT NULL;"
+    "UPDATE users SET used = (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = users.id);"
+    "CREATE TRIGGER maildrop_used_add AFTER INSERT ON maildrop"
+    "  BEGIN UPDATE users SET used = used + NEW.size WHERE id = NEW.user_id; END;"
+    "CREATE TRIGGER maildrop_used_del AFTER DELETE ON maildrop"
+    "  BEGIN UPDATE users SET used = used - OLD.size WHERE id = OLD.user_id; END;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -174,6 +200,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
                                         " ORDER BY r.queue_id, r.id LIMIT ?1",
     [STMT_QUEUE_LIST] = QUEUE_SELECT " ORDER BY r.queue_id, r.id",
     [STMT_QUEUE_LIST_ONE] = QUEUE_SELECT " WHERE r.queue_id = ?1 ORDER BY r.id",
+    /* The partial index on state = 0 keeps this to the queued rows. */
+    [STMT_QUEUE_SUMMARY] = "SELECT count(*), coalesce(min(q.created), 0) FROM queue_rcpt r"
+                           " JOIN queue q ON q.id = r.queue_id WHERE r.state = 0",
     [STMT_QUEUE_RCPT_SET] = "UPDATE queue_rcpt SET state = ?2, attempts = attempts + 1,"
                             " next_try = ?3, last_code = ?4, last_reply = ?5,"
                             " delay_notified = delay_notified OR ?6 WHERE id = ?1 AND state = 0"

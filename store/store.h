@@ -314,6 +314,9 @@ int store_queue_record(struct store *s, int64_t rcpt_id, const struct store_atte
 int store_queue_list(struct store *s, int64_t queue_id /* 0: all */,
                      int (*cb)(void *ctx, const struct store_queued *q), void *ctx);
 
+/* How many recipients are queued, and when the oldest of their entries was made (0: none). */
+int store_queue_summary(struct store *s, int64_t *recipients_r, int64_t *oldest_r);
+
 /* The attempts made for a recipient, oldest first. */
 struct store_queue_event {
     int64_t at;

@@ -3,7 +3,8 @@
  *
  * RFC 9112 read strictly where laxness lets a request mean two things (a
  * space before a field's colon, folded fields, a bare CR, a body on a
- * request that has none: each is 400) and leniently where it costs nothing
+ * request that has none, two Content-Lengths, any Transfer-Encoding: each
+ * is 400, so no body's length is ever guessed) and leniently where it costs nothing
  * (LF alone ends a line, 2.2; empty lines before the request line are
  * skipped, 2.2).
  */
@@ -76,6 +77,8 @@ static int request_line(const char *p, size_t n, struct http_request *req, int *
         req->head = false;
     else if (mlen == 4 && memcmp(p, "HEAD", 4) == 0)
         req->head = true;
+    else if (mlen == 4 && memcmp(p, "POST", 4) == 0)
+        req->post = true;
     else
         return -405; /* methods are case-sensitive (RFC 9110 9.1) */
     const char *q = memchr(target, '?', tlen);
@@ -89,7 +92,28 @@ static int request_line(const char *p, size_t n, struct http_request *req, int *
 }
 
 /* One field line (RFC 9112 5): name ":" OWS value OWS. */
-static int field_line(const char *p, size_t n, struct http_request *req, bool *host_r)
+/* A Content-Length value (RFC 9110 8.6): digits only; at most HTTP_BODY_MAX, else 413. */
+static int content_length(const char *v, size_t vlen, struct http_request *req)
+{
+    if (vlen == 0)
+        return -400;
+    size_t n = 0;
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -400; /* "1, 1", "+5", "5 5": a length read two ways */
+        if (n <= HTTP_BODY_MAX)
+            n = n * 10 + (size_t)(v[i] - '0');
+    }
+    if (n > 0 && !req->post)
+        return -400; /* a GET or HEAD with a body: nothing here reads one */
+    if (n > HTTP_BODY_MAX)
+        return -413;
+    req->content_length = n;
+    return 0;
+}
+
+static int field_line(const char *p, size_t n, struct http_request *req, bool *host_r,
+                      bool *length_r)
 {
     if (n > 0 && (p[0] == ' ' || p[0] == '\t'))
         return -400; /* obs-fold: refused (5.2) */
@@ -116,8 +140,12 @@ static int field_line(const char *p, size_t n, struct http_request *req, bool *h
         memcpy(req->host, v, vlen);
         req->host[vlen] = '\0';
     } else if (span_is_ci(p, name_len, "Content-Length")) {
-        if (!(vlen == 1 && v[0] == '0'))
-            return -400; /* a GET or HEAD with a body: nothing here reads one */
+        if (*length_r)
+            return -400; /* two of them: which one frames the body? */
+        *length_r = true;
+        int rc = content_length(v, vlen, req);
+        if (rc < 0)
+            return rc;
     } else if (span_is_ci(p, name_len, "Transfer-Encoding")) {
         return -400;
     } else if (span_is_ci(p, name_len, "Connection")) {
@@ -157,7 +185,7 @@ int http_request_parse(const char *buf, size_t len, struct http_request *req)
             return -400;
         p = lf + 1;
     }
-    bool host = false, http10 = req->close;
+    bool host = false, length = false, http10 = req->close;
     for (int fields = 0;; fields++) {
         const char *lf = line_end(p, end);
         if (lf == NULL)
@@ -168,11 +196,13 @@ int http_request_parse(const char *buf, size_t len, struct http_request *req)
         if (n == 0) {
             if (!host && !http10)
                 return -400; /* HTTP/1.1 needs Host: (RFC 9112 3.2) */
+            if (req->post && !length)
+                return -411; /* no chunked bodies here: the length comes first */
             return (int)(lf + 1 - buf);
         }
         if (fields == HTTP_FIELDS_MAX)
             return -431;
-        int rc = field_line(p, (size_t)n, req, &host);
+        int rc = field_line(p, (size_t)n, req, &host, &length);
         if (rc < 0)
             return rc;
         p = lf + 1;

@@ -1,8 +1,9 @@
 /*
  * http_request.h — the head of an HTTP/1.1 request (RFC 9112), read the
  * way a server that only shows pages must: GET and HEAD, origin-form
- * targets, no body, a bounded head. Pure: bytes in, a request or the
- * status to answer out.
+ * targets, a bounded head; and POST with a small body, for the one form
+ * that needs it (Outlook's autodiscover request). Pure: bytes in, a
+ * request or the status to answer out.
  */
 #ifndef KOTAK_HTTP_REQUEST_H
 #define KOTAK_HTTP_REQUEST_H
@@ -12,9 +13,12 @@
 
 #define HTTP_REQUEST_MAX 8192 /* octets of a head: request line and fields */
 #define HTTP_FIELDS_MAX 64
+#define HTTP_BODY_MAX 4096 /* octets of a POST's body: an autodiscover request is < 1 KiB */
 
 struct http_request {
-    bool head;               /* HEAD, else GET */
+    bool head;               /* HEAD, else GET (or POST) */
+    bool post;               /* POST: a body of content_length octets follows the head */
+    size_t content_length;   /* Content-Length; 0 when none (GET and HEAD have no body) */
     char path[1024];         /* the target up to '?', as sent (not decoded) */
     char query[1024];        /* after '?', as sent; "" when none */
     char last_event_id[128]; /* Last-Event-ID (the HTML standard's event streams) */
@@ -27,10 +31,13 @@ struct http_request {
  * so far. Returns the octets the head takes (through its empty line) when
  * it is whole and good; 0 when more is needed; or, negated, the status to
  * answer: 400 (malformed: bad line ends, a field without a name or with
- * space before its colon, a folded field, no Host: in HTTP/1.1, a body),
- * 405 (a method other than GET and HEAD), 414 (a target over 1 KiB), 431
- * (a head over HTTP_REQUEST_MAX, or more than HTTP_FIELDS_MAX fields), 505
- * (not HTTP/1.x).
+ * space before its colon, a folded field, no Host: in HTTP/1.1, a body on
+ * GET or HEAD, a Content-Length that is not one number, Transfer-Encoding),
+ * 405 (a method other than GET, HEAD and POST), 411 (a POST without
+ * Content-Length), 413 (a body over HTTP_BODY_MAX), 414 (a target over 1
+ * KiB), 431 (a head over HTTP_REQUEST_MAX, or more than HTTP_FIELDS_MAX
+ * fields), 505 (not HTTP/1.x). The body of a POST is the caller's to wait
+ * for: content_length octets after the head.
  */
 int http_request_parse(const char *buf, size_t len, struct http_request *req);
 

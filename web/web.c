@@ -7,15 +7,23 @@
  * (sending/pump), and a timer of the server's kicks streams that have new
  * events or owe a heartbeat. Every response ends the connection (the
  * browser's EventSource reconnects by itself, with Last-Event-ID).
+ *
+ * The clients' set-up files (web.h) are routed before the view's checks of
+ * Host and token: they are public, asked for by a name that is the mail
+ * domain's (autoconfig.DOMAIN), and built afresh for each request by
+ * common/clientconfig.c from the config's listeners.
  */
 #include "web.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "addr.h"
 #include "annotate.h"
 #include "buf.h"
+#include "clientconfig.h"
 #include "http_request.h"
 #include "util.h"
 #include "watch.h"
@@ -50,6 +58,8 @@ struct web {
     size_t n_streams;
     uint64_t ticks;
     unsigned budget; /* events all streams may still send this tick */
+    int (*domain_local)(void *ctx, const char *domain); /* web_set_domains */
+    void *domain_ctx;
 };
 
 enum web_state { WS_REQUEST, WS_STREAM, WS_DONE };
@@ -75,8 +85,9 @@ static void on_tick(uv_timer_t *t);
 
 /* --- answers ----------------------------------------------------------------- */
 
+/* extra: more header lines, each ending in CRLF, or "". */
 static void respond(struct web_session *s, bool head, int status, const char *reason,
-                    const char *type, const char *body, size_t body_len)
+                    const char *type, const char *extra, const char *body, size_t body_len)
 {
     buf_printf(&s->out,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -85,19 +96,21 @@ static void respond(struct web_session *s, bool head, int status, const char *re
                "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
                "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n%s"
                "Connection: close\r\n\r\n",
-               status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+               status, reason, type, body_len, extra);
     if (!head)
         buf_append(&s->out, body, body_len);
     s->state = WS_DONE;
     s->close = true;
 }
 
-static void respond_error(struct web_session *s, bool head, int status)
+static void respond_status(struct web_session *s, bool head, int status, const char *extra)
 {
     const char *reason = status == 403   ? "Forbidden"
                          : status == 503 ? "Service Unavailable"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
+                         : status == 411 ? "Length Required"
+                         : status == 413 ? "Content Too Large"
                          : status == 414 ? "URI Too Long"
                          : status == 429 ? "Too Many Requests"
                          : status == 431 ? "Request Header Fields Too Large"
@@ -105,7 +118,12 @@ static void respond_error(struct web_session *s, bool head, int status)
                                          : "Bad Request";
     char body[96];
     int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
-    respond(s, head, status, reason, "text/plain; charset=utf-8", body, (size_t)n);
+    respond(s, head, status, reason, "text/plain; charset=utf-8", extra, body, (size_t)n);
+}
+
+static void respond_error(struct web_session *s, bool head, int status)
+{
+    respond_status(s, head, status, status == 405 ? "Allow: GET, HEAD\r\n" : "");
 }
 
 /* Whether the request carries [web] token (constant time in the token's length). */
@@ -386,17 +404,116 @@ static size_t streams_from(const struct web *w, const struct web_session *s)
     return n;
 }
 
+/* --- the clients' set-up files ------------------------------------------------- */
+
+enum web_file { WF_NONE, WF_AUTOCONFIG, WF_AUTODISCOVER, WF_MOBILECONFIG };
+
+static enum web_file well_known(const char *path)
+{
+    if (strcmp(path, "/.well-known/autoconfig/mail/config-v1.1.xml") == 0 ||
+        strcmp(path, "/mail/config-v1.1.xml") == 0)
+        return WF_AUTOCONFIG;
+    if (strcasecmp(path, "/autodiscover/autodiscover.xml") == 0)
+        return WF_AUTODISCOVER; /* Outlook writes it /Autodiscover/Autodiscover.xml */
+    if (strcmp(path, "/.well-known/autoconfig/mail/config.mobileconfig") == 0 ||
+        strcmp(path, "/mail/config.mobileconfig") == 0)
+        return WF_MOBILECONFIG;
+    return WF_NONE;
+}
+
+/*
+ * The domain a GET asks about, into domain[ADDR_DOMAIN_MAX + 1], and the
+ * address when the client gave one (else email[0] is ""): ?emailaddress=,
+ * else Host without its port and an "autoconfig." in front. Returns 0, or
+ * the status to answer (400: an address or name that is none).
+ */
+static int asked_domain(const struct http_request *r, const char *body, size_t body_len,
+                        char email[CLIENTCONFIG_EMAIL_MAX + 1], char domain[ADDR_DOMAIN_MAX + 1])
+{
+    email[0] = '\0';
+    if (body != NULL) {
+        if (clientconfig_request_email(body, body_len, email, CLIENTCONFIG_EMAIL_MAX + 1) != 1)
+            return 400;
+    } else if (!http_query_param(r->query, "emailaddress", email, CLIENTCONFIG_EMAIL_MAX + 1)) {
+        email[0] = '\0';
+    }
+    if (email[0] != '\0') {
+        struct addr a;
+        /* A quoted local part is an address too ("a b"@example.org): what it holds is escaped
+         * in every file, so it is taken rather than refused. */
+        if (addr_parse(email, strlen(email), ADDR_QUOTED, &a) < 0)
+            return 400;
+        memcpy(domain, a.domain, sizeof(a.domain));
+        return 0;
+    }
+    const char *host = r->host;
+    size_t n = strcspn(host, ":");
+    if (n > 11 && strncasecmp(host, "autoconfig.", 11) == 0)
+        host += 11, n -= 11;
+    if (n == 0 || addr_parse_domain(host, n, 0, domain) < 0)
+        return 400;
+    return 0;
+}
+
+static void serve_file(struct web_session *s, const struct http_request *r, enum web_file f,
+                       const char *body, size_t body_len)
+{
+    struct web *w = s->w;
+    bool post = f == WF_AUTODISCOVER;
+    if (r->post != post) {
+        respond_status(s, r->head, 405, post ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
+        return;
+    }
+    char email[CLIENTCONFIG_EMAIL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
+    int status = asked_domain(r, post ? body : NULL, body_len, email, domain);
+    if (status != 0) {
+        respond_error(s, r->head, status);
+        return;
+    }
+    struct clientconfig cc = {.domain = domain, .email = email[0] ? email : NULL};
+    clientconfig_from_conf(&cc, w->conf);
+    int rc = w->domain_local ? w->domain_local(w->domain_ctx, domain) : 0;
+    if (rc < 0) {
+        respond_error(s, r->head, 503);
+        return;
+    }
+    if (rc == 0 || !clientconfig_usable(&cc)) {
+        respond_error(s, r->head, 404); /* not ours: nothing said about it */
+        return;
+    }
+    struct buf text;
+    buf_init(&text, WEB_OUT_MAX / 2);
+    char extra[ADDR_DOMAIN_MAX + 96] = "";
+    const char *type = "text/xml; charset=utf-8";
+    if (f == WF_AUTOCONFIG) {
+        clientconfig_thunderbird(&cc, &text);
+    } else if (f == WF_AUTODISCOVER) {
+        clientconfig_autodiscover(&cc, &text);
+    } else {
+        clientconfig_mobileconfig(&cc, &text);
+        type = "application/x-apple-aspen-config";
+        snprintf(extra, sizeof(extra), /* the domain is a checked name: no quote, no CRLF */
+                 "Content-Disposition: attachment; filename=\"%s.mobileconfig\"\r\n", domain);
+    }
+    respond(s, r->head, 200, "OK", type, extra, (const char *)text.data, text.len);
+    buf_free(&text);
+}
+
 static void route(struct web_session *s, const struct http_request *r)
 {
     /* A Host of someone else's name is a page elsewhere that pointed its
      * name at us (DNS rebinding): it must not read the view. */
+    if (r->post) {
+        respond_error(s, r->head, 405); /* only the autodiscover form is POSTed */
+        return;
+    }
     if ((r->host[0] != '\0' && !http_host_trusted(r->host, s->w->conf->hostname)) ||
         !token_ok(s->w, r)) {
         respond_error(s, r->head, 403);
         return;
     }
     if (strcmp(r->path, "/") == 0)
-        respond(s, r->head, 200, "OK", "text/html; charset=utf-8", web_page, strlen(web_page));
+        respond(s, r->head, 200, "OK", "text/html; charset=utf-8", "", web_page, strlen(web_page));
     else if (strcmp(r->path, "/events") != 0)
         respond_error(s, r->head, 404);
     else if (s->w->n_streams >= WEB_STREAMS_MAX)
@@ -419,8 +536,17 @@ static void s_feed(void *p, const char *in, size_t n, size_t *used_r)
         *used_r = 0; /* wait for the rest of the head */
         return;
     }
-    if (rc < 0)
+    if (rc < 0) {
         respond_error(s, false, -rc);
+        return;
+    }
+    enum web_file f = well_known(r.path);
+    if (r.post && f == WF_AUTODISCOVER && n - (size_t)rc < r.content_length) {
+        *used_r = 0; /* wait for the body: at most HTTP_BODY_MAX after the head */
+        return;
+    }
+    if (f != WF_NONE)
+        serve_file(s, &r, f, in + rc, r.post ? r.content_length : 0);
     else
         route(s, &r);
 }
@@ -523,6 +649,12 @@ struct web *web_new(uv_loop_t *loop, const struct conf *conf)
     uv_timer_init(loop, &w->tick);
     w->tick.data = w;
     return w;
+}
+
+void web_set_domains(struct web *w, int (*local)(void *ctx, const char *domain), void *ctx)
+{
+    w->domain_local = local;
+    w->domain_ctx = ctx;
 }
 
 static void tick_closed(uv_handle_t *h)

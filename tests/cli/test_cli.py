@@ -44,14 +44,21 @@ LISTENERS = {
 COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run", "queue"]
 NOBODY = 65534
 # Takes a store back to schema 3: the outbound queue of migration 4 undone.
-UNDO_SCHEMA_4 = """
+UNDO_SCHEMA_4_TO_6 = """
+DROP TRIGGER maildrop_used_add; DROP TRIGGER maildrop_used_del;
+DROP INDEX maildrop_uidl; DROP INDEX maildrop_digest;
+ALTER TABLE maildrop DROP COLUMN uidl; ALTER TABLE maildrop DROP COLUMN digest;
+ALTER TABLE maildrop DROP COLUMN retrieved; ALTER TABLE messages DROP COLUMN eoh_at;
+ALTER TABLE users DROP COLUMN quota; ALTER TABLE users DROP COLUMN used;
+ALTER TABLE users DROP COLUMN quota_warned; ALTER TABLE users DROP COLUMN last_login;
+ALTER TABLE domains DROP COLUMN quota;
 DROP TRIGGER queue_release; DROP TABLE queue_log; DROP TABLE queue_rcpt; DROP TABLE queue;
 DROP TRIGGER maildrop_release;
 CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop
   WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)
   BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;
 """
-SCHEMA_VERSION = 5  # store/store.c: the number of migrations
+SCHEMA_VERSION = 6  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -126,12 +133,12 @@ class KotakTest(unittest.TestCase):
         return p
 
     def setup_users(self):
-        """init, domain example.test, users alice and bob with password 'pw-<name>'."""
+        """init, domain example.test, users alice and bob with password 'pw-<name>-long'."""
         self.init()
         self.ok("domain", "add", "example.test")
         for name in ("alice", "bob"):
             self.ok("user", "add", f"{name}@example.test", "--password-stdin",
-                    input=f"pw-{name}\n")
+                    input=f"pw-{name}-long\n")
 
     # --- reading the store -----------------------------------------------
 
@@ -626,7 +633,7 @@ class DomainTest(KotakTest):
 
     def test_domain_list_counts_users_and_aliases(self):
         self.ok("domain", "add", "example.test")
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw-Long-9x\n")
         self.ok("alias", "add", "sales@example.test",
                        "alice@example.test,bob@elsewhere.example")
         p = self.ok("domain", "list")
@@ -659,7 +666,7 @@ class DomainTest(KotakTest):
 
     def test_domain_del_with_users_exits_2_and_keeps_it(self):
         self.ok("domain", "add", "example.test")
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw-Long-9x\n")
         before = self.dump()
         p = self.assert_unchanged(before, "domain", "del", "example.test")
         self.assertIn("example.test", p.stderr)
@@ -708,11 +715,11 @@ class UserTest(KotakTest):
         self.assertLessEqual(abs(created - t0), 60)
 
     def test_user_add_password_stdin_without_newline_and_with_crlf(self):
-        self.ok("user", "add", "a@example.test", "--password-stdin", input="s3cret")
-        self.ok("user", "add", "b@example.test", "--password-stdin", input="s3cret\r\nmore\n")
+        self.ok("user", "add", "a@example.test", "--password-stdin", input="s3cret-Pass")
+        self.ok("user", "add", "b@example.test", "--password-stdin", input="s3cret-Pass\r\nmore\n")
         if crypt is not None:
-            self.assertTrue(verify_hash("s3cret", self.user_hash("a@example.test")))
-            self.assertTrue(verify_hash("s3cret", self.user_hash("b@example.test")))
+            self.assertTrue(verify_hash("s3cret-Pass", self.user_hash("a@example.test")))
+            self.assertTrue(verify_hash("s3cret-Pass", self.user_hash("b@example.test")))
 
     def test_user_add_without_terminal_or_password_stdin_exits_2(self):
         before = self.dump()
@@ -735,6 +742,45 @@ class UserTest(KotakTest):
         self.assert_unchanged(before, "user", "add", "alice@example.test", "--password-stdin",
                               input="x" * 5000 + "\n")
 
+    def test_a_password_shorter_than_password_min_length_is_refused(self):
+        before = self.dump()
+        # Eight characters by default; counted as characters, not octets.
+        for short in ("seven77", "\u00e4\u00f6\u00fc\u00df\u00e9\u00e8\u00ea"):
+            with self.subTest(password=short):
+                p = self.assert_unchanged(before, "user", "add", "alice@example.test",
+                                          "--password-stdin", input=short + "\n")
+                self.assertIn("has 7 characters", p.stderr)
+                self.assertIn("password_min_length", p.stderr)
+                self.assertNotIn(short, p.stderr)
+        self.ok("user", "add", "alice@example.test", "--password-stdin",
+                input="\u00e4\u00f6\u00fc\u00df\u00e9\u00e8\u00ea\u00e0\n")
+        before = self.dump()
+        self.assert_unchanged(before, "user", "passwd", "alice@example.test",
+                              "--password-stdin", input="seven77\n")
+        text = open(self.conf).read()
+        self.assertIn("\npassword_min_length = 8 ", text)
+        with open(self.conf, "w") as f:
+            f.write(text.replace("\npassword_min_length = 8 ", "\npassword_min_length = 12 "))
+        p = self.assert_unchanged(before, "user", "passwd", "alice@example.test",
+                                  "--password-stdin", input="eleven-char\n")
+        self.assertIn("at least 12", p.stderr)
+        self.ok("user", "passwd", "alice@example.test", "--password-stdin",
+                input="twelve-chars\n")
+
+    def test_a_common_password_is_taken_with_a_warning(self):
+        for address, password in (("alice@example.test", "Password123"),
+                                  ("bob@example.test", "BOB@example.test"),
+                                  ("carolina@example.test", "Carolina")):
+            with self.subTest(password=password):
+                p = self.kotak("user", "add", address, "--password-stdin",
+                               input=password + "\n")
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertIn("warning", p.stderr)
+                self.assertIn("attackers", p.stderr)
+        p = self.ok("user", "add", "dave@example.test", "--password-stdin",
+                    input="pw-Long-9x\n")
+        self.assertEqual(p.stderr, "")
+
     def test_user_add_invalid_address_exits_2(self):
         before = self.dump()
         for address in ("alice", "alice@", "@example.test", "a b@example.test",
@@ -742,66 +788,66 @@ class UserTest(KotakTest):
                         "x" * 65 + "@example.test"):
             with self.subTest(address=address):
                 p = self.assert_unchanged(before, "user", "add", address, "--password-stdin",
-                                          input="pw\n")
+                                          input="pw-Long-9x\n")
                 self.assertIn("address", p.stderr)
 
     def test_user_add_in_unknown_domain_exits_2_saying_domain_add(self):
         before = self.dump()
         p = self.assert_unchanged(before, "user", "add", "alice@nowhere.test",
-                                  "--password-stdin", input="pw\n")
+                                  "--password-stdin", input="pw-Long-9x\n")
         self.assertIn("kotak domain add", p.stderr)
         self.assertIn("nowhere.test", p.stderr)
 
     def test_user_add_duplicate_exits_2(self):
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw-Long-9x\n")
         before = self.dump()
         p = self.assert_unchanged(before, "user", "add", "alice@example.test",
-                                  "--password-stdin", input="other\n")
+                                  "--password-stdin", input="other-pw-2\n")
         self.assertIn("already exists", p.stderr)
 
     def test_user_add_duplicate_is_case_insensitive(self):
-        p = self.ok("user", "add", "Alice@Example.TEST", "--password-stdin", input="pw\n")
+        p = self.ok("user", "add", "Alice@Example.TEST", "--password-stdin", input="pw-Long-9x\n")
         self.assertEqual(p.stdout, "user alice@example.test added\n")
         self.assertEqual(self.users(), ["alice@example.test"])
         before = self.dump()
         for address in ("alice@example.test", "ALICE@example.test", "aLiCe@EXAMPLE.test"):
             with self.subTest(address=address):
                 self.assert_unchanged(before, "user", "add", address, "--password-stdin",
-                                      input="pw\n")
+                                      input="pw-Long-9x\n")
 
     def test_user_add_over_an_alias_exits_2(self):
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw-Long-9x\n")
         self.ok("alias", "add", "sales@example.test", "alice@example.test")
         before = self.dump()
         self.assert_unchanged(before, "user", "add", "sales@example.test", "--password-stdin",
-                              input="pw\n")
+                              input="pw-Long-9x\n")
 
     def test_user_passwd_changes_the_hash(self):
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="old-pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="old-pw-1234\n")
         old = self.user_hash("alice@example.test")
-        p = self.ok("user", "passwd", "Alice@example.test", "--password-stdin", input="new-pw\n")
+        p = self.ok("user", "passwd", "Alice@example.test", "--password-stdin", input="new-pw-5678\n")
         self.assertEqual(p.stdout, "user alice@example.test password changed\n")
         new = self.user_hash("alice@example.test")
         self.assertNotEqual(old, new)
         self.assertTrue(new.startswith("$y$"))
         if crypt is not None:
-            self.assertTrue(verify_hash("new-pw", new))
-            self.assertFalse(verify_hash("old-pw", new))
+            self.assertTrue(verify_hash("new-pw-5678", new))
+            self.assertFalse(verify_hash("old-pw-1234", new))
 
     def test_user_passwd_of_unknown_user_exits_2(self):
         before = self.dump()
         self.assert_unchanged(before, "user", "passwd", "nobody@example.test",
-                              "--password-stdin", input="pw\n")
+                              "--password-stdin", input="pw-Long-9x\n")
 
     def test_user_passwd_with_empty_password_keeps_the_old_hash(self):
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="old-pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="old-pw-1234\n")
         before = self.dump()
         self.assert_unchanged(before, "user", "passwd", "alice@example.test",
                               "--password-stdin", input="\n")
 
     def test_user_del_removes_the_user_and_the_maildrop(self):
-        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
-        self.ok("user", "add", "bob@example.test", "--password-stdin", input="pw\n")
+        self.ok("user", "add", "alice@example.test", "--password-stdin", input="pw-Long-9x\n")
+        self.ok("user", "add", "bob@example.test", "--password-stdin", input="pw-Long-9x\n")
         con = self.db()
         uid = con.execute("SELECT id FROM users WHERE local='alice'").fetchone()[0]
         con.execute("INSERT INTO messages(id, received, size) VALUES(1, 1700000000, 5)")
@@ -825,7 +871,7 @@ class UserTest(KotakTest):
     def test_user_list_all_and_by_domain(self):
         self.ok("domain", "add", "other.test")
         for a in ("bob@example.test", "alice@example.test", "carol@other.test"):
-            self.ok("user", "add", a, "--password-stdin", input="pw\n")
+            self.ok("user", "add", a, "--password-stdin", input="pw-Long-9x\n")
         p = self.ok("user", "list")
         self.assertEqual(p.stdout, "alice@example.test\tmessages=0\tbytes=0\n"
                                    "bob@example.test\tmessages=0\tbytes=0\n"
@@ -887,7 +933,7 @@ class UserTest(KotakTest):
     def test_password_stdin_and_password_hash_together_exit_2(self):
         before = self.dump()
         self.assert_unchanged(before, "user", "add", "alice@example.test", "--password-stdin",
-                              "--password-hash", "$6$x$y", input="pw\n")
+                              "--password-hash", "$6$x$y", input="pw-Long-9x\n")
 
     def test_user_bad_usage_exits_2(self):
         for args in (["user"], ["user", "add"], ["user", "frob", "a@example.test"],
@@ -895,7 +941,7 @@ class UserTest(KotakTest):
                      ["user", "add", "a@example.test", "--password-hash"],
                      ["user", "add", "a@example.test", "--bogus"]):
             with self.subTest(args=args):
-                p = self.fails(*args, input="pw\n")
+                p = self.fails(*args, input="pw-Long-9x\n")
                 self.assertIn("unknown command 'frob'" if "frob" in args else "usage", p.stderr)
         self.assertEqual(self.users(), [])
 
@@ -911,7 +957,7 @@ class PostmasterTest(KotakTest):
         self.ok("domain", "add", "example.test")
 
     def add_user(self, address):
-        self.ok("user", "add", address, "--password-stdin", input="pw\n")
+        self.ok("user", "add", address, "--password-stdin", input="pw-Long-9x\n")
 
     def test_the_first_user_of_a_domain_becomes_its_postmaster(self):
         self.add_user("alice@example.test")
@@ -943,7 +989,7 @@ class PostmasterTest(KotakTest):
         # The store as the kotak before postmaster aliases left it: schema 2.
         db = sqlite3.connect(self.db_path)
         db.execute("DELETE FROM aliases")
-        db.executescript(UNDO_SCHEMA_4)
+        db.executescript(UNDO_SCHEMA_4_TO_6)
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()
@@ -1358,6 +1404,134 @@ class QueueTest(KotakTest):
             self.fails(*args)
         self.assertEqual(self.dump(), before)
         self.assertIn("no message 999", self.fails("queue", "show", "999").stderr)
+
+
+# --- clientconfig -------------------------------------------------------------
+
+class ClientConfigTest(KotakTest):
+    """kotak clientconfig DOMAIN: the three files clients read, and the DNS records."""
+
+    FILES = ("config-v1.1.xml", "autodiscover.xml", "example.test.mobileconfig")
+
+    def setUp(self):
+        super().setUp()
+        self.setup_users()
+        self.out = os.path.join(self.dir, "out")
+        os.mkdir(self.out)
+
+    def edit_conf(self, old, new):
+        with open(self.conf) as f:
+            text = f.read()
+        self.assertIn(old, text)
+        with open(self.conf, "w") as f:
+            f.write(text.replace(old, new))
+
+    def read(self, name):
+        with open(os.path.join(self.out, name), "rb") as f:
+            return f.read()
+
+    def test_writes_the_three_files_with_the_configured_ports(self):
+        import plistlib
+        import xml.etree.ElementTree as ET
+        self.edit_conf("listen = 127.0.0.1:2995", "listen = 127.0.0.1:3995, [::1]:4995")
+        p = self.ok("clientconfig", "example.test", "--dir", self.out)
+        self.assertEqual(sorted(os.listdir(self.out)), sorted(self.FILES))
+        for name in self.FILES:
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.out, name)).st_mode), 0o644,
+                             f"{name}: public, whatever the umask")
+        tb = ET.fromstring(self.read("config-v1.1.xml"))
+        inc = [(e.get("type"), e.findtext("hostname"), e.findtext("port"), e.findtext("socketType"),
+                e.findtext("username"), e.findtext("authentication"),
+                e.findtext("pop3/leaveMessagesOnServer")) for e in tb.iter("incomingServer")]
+        self.assertEqual(inc, [
+            ("pop3", HOST, "3995", "SSL", "%EMAILADDRESS%", "password-cleartext", "true"),
+            ("pop3", HOST, "2110", "STARTTLS", "%EMAILADDRESS%", "password-cleartext", "true")])
+        out = [(e.findtext("port"), e.findtext("socketType")) for e in tb.iter("outgoingServer")]
+        self.assertEqual(out, [("2465", "SSL"), ("2587", "STARTTLS")])
+        ns = {"o": "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"}
+        ad = ET.fromstring(self.read("autodiscover.xml"))
+        protos = {e.findtext("o:Type", namespaces=ns): (e.findtext("o:Port", namespaces=ns),
+                                                          e.findtext("o:SSL", namespaces=ns),
+                                                          e.findtext("o:SPA", namespaces=ns))
+                  for e in ad.iter("{%s}Protocol" % ns["o"])}
+        self.assertEqual(protos, {"POP3": ("3995", "on", "off"), "SMTP": ("2465", "on", "off")})
+        mc = plistlib.loads(self.read("example.test.mobileconfig"))
+        mail = mc["PayloadContent"][0]
+        self.assertEqual((mail["PayloadType"], mail["EmailAccountType"]),
+                         ("com.apple.mail.managed", "EmailTypePOP"))
+        self.assertEqual((mail["IncomingMailServerHostName"], mail["IncomingMailServerPortNumber"],
+                          mail["OutgoingMailServerPortNumber"]), (HOST, 3995, 2465))
+        self.assertNotIn("EmailAddress", mail, "no address: the device asks for it")
+        # The DNS records, fully qualified, on stdout.
+        lines = [l for l in p.stdout.splitlines() if l and not l.startswith(";")]
+        for want in ("example.test. MX 10 mail.example.test.",
+                     'example.test. TXT "v=spf1 mx -all"',
+                     '_dmarc.example.test. TXT "v=DMARC1; p=none"',
+                     "_submissions._tcp.example.test. SRV 0 1 2465 mail.example.test.",
+                     "_submission._tcp.example.test. SRV 10 1 2587 mail.example.test.",
+                     "_pop3s._tcp.example.test. SRV 0 1 3995 mail.example.test.",
+                     "_pop3._tcp.example.test. SRV 10 1 2110 mail.example.test.",
+                     "_imap._tcp.example.test. SRV 0 0 0 .",
+                     "_imaps._tcp.example.test. SRV 0 0 0 .",
+                     "autoconfig.example.test. CNAME mail.example.test."):
+            self.assertIn(want, lines)
+
+    def test_the_same_input_gives_the_same_files(self):
+        self.ok("clientconfig", "example.test", "--dir", self.out)
+        first = {name: self.read(name) for name in self.FILES}
+        self.ok("clientconfig", "example.test", "--dir", self.out, "--force")
+        self.assertEqual({name: self.read(name) for name in self.FILES}, first)
+
+    def test_a_listener_that_is_off_is_left_out(self):
+        self.edit_conf("listen = 127.0.0.1:2465", "listen =")
+        self.edit_conf("listen = 127.0.0.1:2080", "listen =")
+        p = self.ok("clientconfig", "example.test", "--dir", self.out)
+        text = self.read("config-v1.1.xml").decode()
+        self.assertNotIn("2465", text)
+        self.assertIn("<port>2587</port>", text)
+        self.assertIn("_submissions._tcp.example.test. SRV 0 0 0 .", p.stdout)
+        self.assertNotIn("autoconfig.example.test", p.stdout, "no [web]: no autoconfig names")
+
+    def test_the_dkim_record_is_printed_when_there_is_a_key(self):
+        self.ok("dkim", "keygen", "example.test")
+        p = self.ok("clientconfig", "example.test", "--dir", self.out)
+        self.assertRegex(p.stdout, r'(?m)^kotak\._domainkey\.example\.test\. TXT "v=DKIM1; '
+                                   r'k=rsa; " "p=[A-Za-z0-9+/=]+')
+        self.assertIn('_dmarc.example.test. TXT "v=DMARC1; p=quarantine"', p.stdout)
+
+    def test_mistakes_exit_2_with_one_line_and_write_nothing(self):
+        p = self.fails("clientconfig", "other.test", "--dir", self.out)
+        self.assertIn("other.test is not local", p.stderr)
+        self.fails("clientconfig", "not a domain", "--dir", self.out)
+        self.fails("clientconfig", "example.test", "--dir", os.path.join(self.dir, "none"))
+        self.fails("clientconfig", "example.test", "--bogus")
+        self.fails("clientconfig")
+        self.assertEqual(os.listdir(self.out), [])
+        with open(os.path.join(self.out, "autodiscover.xml"), "w") as f:
+            f.write("mine")
+        p = self.fails("clientconfig", "example.test", "--dir", self.out)
+        self.assertIn("--force", p.stderr)
+        self.assertEqual(os.listdir(self.out), ["autodiscover.xml"], "all three or none")
+        self.assertEqual(self.read("autodiscover.xml"), b"mine")
+        self.edit_conf("listen = 127.0.0.1:2995", "listen =")
+        self.edit_conf("listen = 127.0.0.1:2110", "listen =")
+        self.assertIn("POP3", self.fails("clientconfig", "example.test", "--dir", self.out,
+                                         "--force").stderr)
+
+    def test_an_unwritable_folder_exits_2(self):
+        target = self.out
+        if os.geteuid() == 0:
+            target = "/proc"  # root writes anywhere but there
+        else:
+            os.chmod(self.out, 0o500)
+            self.addCleanup(os.chmod, self.out, 0o700)
+        p = self.fails("clientconfig", "example.test", "--dir", target)
+        self.assertIn("cannot write into " + target, p.stderr)
+
+    def test_help(self):
+        p = self.ok("clientconfig", "--help")
+        self.assertIn("kotak clientconfig DOMAIN [--dir DIR] [--force]", p.stdout)
+        self.assertEqual(self.ok("help", "clientconfig").stdout, p.stdout)
 
 
 # --- locks and permissions ----------------------------------------------------

@@ -4,7 +4,7 @@
  *
  * Input: the bytes as they came. Properties:
  * - the answer is 0 (more needed), the length of a whole head, or a status
- *   of 400, 405, 414, 431 or 505, and 0 only while fewer than
+ *   of 400, 405, 411, 413, 414, 431 or 505, and 0 only while fewer than
  *   HTTP_REQUEST_MAX octets came;
  * - a whole head ends in LF within the input, and every shorter prefix of
  *   it asks for more;
@@ -28,8 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data;
     struct http_request r;
     int rc = http_request_parse(p, size, &r);
-    FUZZ_CHECK(rc >= 0 || rc == -400 || rc == -405 || rc == -414 || rc == -431 || rc == -505,
+    FUZZ_CHECK(rc >= 0 || rc == -400 || rc == -405 || rc == -411 || rc == -413 || rc == -414 ||
+                   rc == -431 || rc == -505,
                "status %d", rc);
+    FUZZ_CHECK(rc <= 0 || r.content_length <= HTTP_BODY_MAX, "a body of %zu", r.content_length);
     if (rc == 0) {
         FUZZ_CHECK(size < HTTP_REQUEST_MAX, "more asked for after %zu octets", size);
         return 0;

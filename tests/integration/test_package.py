@@ -11,6 +11,7 @@ it again), so it runs once per test run: in the plain build's pass
 """
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -19,10 +20,25 @@ import time
 import unittest
 
 from kotak_harness import POP3, SMTP, SOCKET_TIMEOUT, clean_env, free_ports
+from test_systemd import Notified
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TREE = os.path.dirname(os.path.dirname(HERE))
 CONF = "/etc/kotak/kotak.conf"
+
+
+def installed_unit(daemon):
+    """The installed unit's [Service] keys, each a list of its values."""
+    keys, section = {}, None
+    with open(f"/usr/lib/systemd/system/kotak-{daemon}.service") as f:
+        for line in f.read().splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+            elif section == "[Service]" and "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                keys.setdefault(k, []).append(v)
+    return keys
 
 
 def run(cmd, **kw):
@@ -108,9 +124,25 @@ class Package(unittest.TestCase):
         p = run(["kotak", "-c", conf, "user", "add", "bob@example.test", "--password-stdin"],
                 input="Deb-Test-pw-7\n")
         self.assertEqual(p.returncode, 0, p.stderr)
-        procs = [subprocess.Popen([f"/usr/sbin/kotak-{d}", "-c", conf], stderr=subprocess.PIPE,
-                                  env=clean_env()) for d in ("smtpd", "pop3d")]
+        # Started as systemd would: the installed unit's ExecStart and Environment, with
+        # KOTAK_CONFIG pointed at the copy, and a NOTIFY_SOCKET that hears each one's READY=1.
+        procs, notified = [], []
+        for d in ("smtpd", "pop3d"):
+            keys = installed_unit(d)
+            env = clean_env()
+            for assignment in keys.get("Environment", []):
+                k, v = assignment.split("=", 1)
+                env[k] = v
+            self.assertEqual(env.get("KOTAK_CONFIG"), CONF, "the unit names the config")
+            n = Notified()
+            self.addCleanup(n.close)
+            env.update(KOTAK_CONFIG=conf, NOTIFY_SOCKET=n.path)
+            procs.append(subprocess.Popen(shlex.split(keys["ExecStart"][0]), env=env,
+                                          stderr=subprocess.PIPE))
+            notified.append(n)
         try:
+            for n in notified:
+                self.assertEqual(n.next(timeout=20), "READY=1")
             deadline = time.monotonic() + 20
             while True:
                 try:
@@ -130,9 +162,10 @@ class Package(unittest.TestCase):
         finally:
             for proc in procs:
                 proc.terminate()
-            for proc in procs:
+            for proc, n in zip(procs, notified):
                 _, err = proc.communicate(timeout=30)
                 self.assertEqual(proc.returncode, 0, err)
+                self.assertEqual(n.next(), "STOPPING=1")
 
     def test_3_an_upgrade_keeps_an_edited_config_and_purge_cleans_up(self):
         self.assertIsNotNone(self.deb, "not built")

@@ -1585,7 +1585,7 @@ class ConformanceTest(SmtpdTest):
 
     def test_postmaster_of_every_local_domain_is_accepted(self):
         self.kotak.kotak("domain", "add", "other.test")
-        self.kotak.kotak("user", "add", "carol@other.test", "--password-stdin", input="pw\n")
+        self.kotak.kotak("user", "add", "carol@other.test", "--password-stdin", input="pw-Long-9x\n")
         s = self.mx()
         s.ehlo()
         self.assertReply(s.mail(REMOTE), 250)

@@ -100,6 +100,7 @@ static void test_defaults(void)
     is_int(c.auth.address_max_failures, 100, "default address_max_failures");
     is_int(c.auth.address_failure_window_ms, 3600000, "default address_failure_window 1h");
     is_int(c.auth.address_lockout_ms, 3600000, "default address_lockout 1h");
+    is_int(c.auth.password_min_length, 8, "default password_min_length 8");
     is_int(c.log_level, LOG_INFO, "default log level info");
     is_int(c.limits.bare_newline_reject, 0, "default bare_newline normalize");
     is_int(c.limits.min_data_rate, 500, "default min_data_rate 500 octets/s");
@@ -276,6 +277,8 @@ static void test_errors(void)
     expect_error("address_max_failures 0", "[auth]\naddress_max_failures = 0\n", 2,
                  "out of range; use 1 to 100000");
     expect_error("min_data_rate past 1G", "[limits]\nmin_data_rate = 2G\n", 2, "out of range");
+    expect_error("password_min_length 0", "[auth]\npassword_min_length = 0\n", 2,
+                 "out of range; use 1 to 64");
     expect_error("address_lockout past a day", "[auth]\naddress_lockout = 86401s\n", 2,
                  "out of range");
 

@@ -55,7 +55,30 @@ int main(void)
     n = parse("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n", &r);
     ok(n > 0 && r.close, "empty lines before the request line skipped; Connection: close");
 
-    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "POST: 405");
+    IS_STATUS("PUT / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "PUT: 405");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411, "POST without Content-Length: 411");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n", 413,
+              "a body over 4 KiB: 413");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+              413, "a length past any integer: 413, not a wrapped one");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+              400, "two Content-Lengths: 400");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", 400,
+              "a list as Content-Length: 400");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 400,
+              "a sign in Content-Length: 400");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n", 400,
+              "an empty Content-Length: 400");
+    IS_STATUS("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+              "a chunked POST: 400");
+    {
+        const char *post = "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Length: 4096\r\n\r\n<Autodiscover/>";
+        n = parse(post, &r);
+        ok(n == (int)(strstr(post, "<Auto") - post) && r.post && !r.head &&
+               r.content_length == 4096 && strcmp(r.path, "/autodiscover/autodiscover.xml") == 0,
+           "POST with a body of 4 KiB: the head's length, the body's left to the caller");
+    }
     IS_STATUS("get / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "methods are case-sensitive: 405");
     IS_STATUS("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP/2.0 in text: 505");
     IS_STATUS("GET / HTTP/1.1\r\n\r\n", 400, "HTTP/1.1 without Host: 400");
@@ -77,6 +100,8 @@ int main(void)
               "too many empty lines first: 400");
     is_int(parse("GET / HTTP/1.1\r\nContent-Length: 0\r\nHost: x\r\n\r\n", &r) > 0, 1,
            "Content-Length: 0 is no body");
+    is_int(parse("GET / HTTP/1.1\r\nContent-Length: 000\r\nHost: x\r\n\r\n", &r) > 0, 1,
+           "Content-Length: 000 is no body either");
 
     char big[HTTP_REQUEST_MAX + 64];
     snprintf(big, sizeof(big), "GET /");
