@@ -339,6 +339,48 @@ int store_queue_retry(struct store *s, int64_t queue_id, int64_t now);
  */
 int store_queue_drop(struct store *s, int64_t queue_id, int64_t now);
 
+/* --- importing (kotak import) ------------------------------------------ */
+
+#define STORE_DIGEST_SIZE 32 /* SHA-256 of a message's octets as stored */
+
+/* The digest an import keys a message by when it has no UIDL. */
+void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE]);
+
+/*
+ * An import into one user's maildrop: messages added in order, in batches
+ * of one transaction each, every batch durable when it commits. A run
+ * killed halfway leaves whole batches only, and run again skips what is
+ * there (store_import_seen), so nothing is lost or added twice.
+ */
+struct store_import;
+
+int store_import_begin(struct store *s, int64_t user_id, struct store_import **imp_r);
+
+/*
+ * Whether the maildrop holds the message already: by its kept UIDL when
+ * uidl is not NULL and one is kept, else by digest. 1 yes, 0 no, or a
+ * negative code.
+ */
+int store_import_seen(struct store_import *imp, const char *uidl,
+                      const uint8_t digest[STORE_DIGEST_SIZE]);
+
+/*
+ * Adds a message to the batch: its octets as they came, arrived as Unix
+ * time, and the UIDL a client saw for it before (NULL: none). That UIDL is
+ * kept when it is one RFC 1939 allows (1 to 70 octets 0x21..0x7E), no
+ * other entry of the maildrop has it, and it cannot be one this store
+ * hands out itself; else the entry gets a new one. *kept_r says which.
+ * The batch commits once it holds enough.
+ */
+int store_import_add(struct store_import *imp, const void *msg, size_t len, int64_t arrived,
+                     const char *uidl, const uint8_t digest[STORE_DIGEST_SIZE], bool *kept_r);
+
+/* Commits what the batch holds; the next add starts another. */
+int store_import_commit(struct store_import *imp);
+
+/* Commits the rest and frees *imp_r; NULL is fine. */
+int store_import_end(struct store_import **imp_r);
+
 /* --- maildrops ---------------------------------------------------------- */
 
 struct store_mail {
