@@ -22,13 +22,16 @@
 #define METRICS_BEAT_MS 5000
 #define METRICS_ALIVE_S 15 /* three beats missed: the daemon hangs or is gone */
 
-/* The file: a header, then the counters. Every field is written and read
- * with atomic loads and stores of 8 octets, so a reader never sees half a
- * number; a count read a moment late is fine. */
+/* The file: a header, then the counters. The writer stores each field with
+ * an atomic store of 8 octets; a reader copies the file with pread, never
+ * mapping it, so a file that shrinks under it (a daemon starting again) is
+ * a short read, never a SIGBUS. A count read a moment late is fine. */
 struct metrics_file {
     char magic[8];
     uint32_t version, count; /* METRIC_COUNT: a reader of another build checks it */
-    uint64_t pid, started, beat, stopped;
+    uint64_t pid, started;   /* started: Unix time */
+    uint64_t beat;           /* CLOCK_MONOTONIC seconds, one clock for every process */
+    uint64_t stopped;
     uint64_t counters[METRIC_COUNT];
 };
 
@@ -41,18 +44,19 @@ static struct {
     const char *name;
     uv_timer_t beat;
     bool timer;
+    bool warned; /* the file could not be had: said once, tried again each beat */
 } self = {.fd = -1};
 
-static void beat(uv_timer_t *t)
+uint64_t metrics_monotonic_s(void)
 {
-    (void)t;
-    __atomic_store_n(&self.map->beat, (uint64_t)time(NULL), __ATOMIC_RELAXED);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
 }
 
-void metrics_start(uv_loop_t *loop, const struct conf *conf, const char *name)
+/* Maps NAME's file and moves the counts into it; false (said once) when it cannot. */
+static bool map_file(const char *name)
 {
-    if (conf->metrics_listen.n == 0 || self.map != NULL)
-        return;
     char path[64];
     snprintf(path, sizeof(path), "%s/%s.counters", METRICS_DIR, name);
     const char *why = NULL;
@@ -63,30 +67,54 @@ void metrics_start(uv_loop_t *loop, const struct conf *conf, const char *name)
         why = strerror(errno);
     else if (flock(fd, LOCK_EX | LOCK_NB) < 0) /* an old daemon still stopping keeps it */
         why = "another daemon writes it";
-    else if (ftruncate(fd, 0) < 0 || ftruncate(fd, sizeof(struct metrics_file)) < 0)
-        why = strerror(errno); /* a fresh start counts from 0, as Prometheus expects */
+    else if (ftruncate(fd, sizeof(struct metrics_file)) < 0)
+        why = strerror(errno);
     void *p = why == NULL ? mmap(NULL, sizeof(struct metrics_file), PROT_READ | PROT_WRITE,
                                  MAP_SHARED, fd, 0)
                           : MAP_FAILED;
     if (why == NULL && p == MAP_FAILED)
         why = strerror(errno);
     if (why != NULL) {
-        log_warn("%s event=metrics-off why=\"%s: %s\"", name, path, why);
+        if (!self.warned)
+            log_warn("%s event=metrics-off why=\"%s: %s; trying again every %d s\"", name, path,
+                     why, METRICS_BEAT_MS / 1000);
+        self.warned = true;
         if (fd >= 0)
             close(fd);
-        return;
+        return false;
     }
     struct metrics_file *f = p;
+    /* A fresh start counts from 0, as Prometheus expects of a counter. */
+    memset(f, 0, sizeof(*f));
     memcpy(f->magic, METRICS_MAGIC, sizeof(f->magic));
     f->version = METRICS_VERSION;
     f->count = METRIC_COUNT;
     f->pid = (uint64_t)getpid();
-    f->started = f->beat = (uint64_t)time(NULL);
+    f->started = (uint64_t)time(NULL);
+    f->beat = metrics_monotonic_s();
     memcpy(f->counters, in_memory, sizeof(in_memory)); /* what was counted before */
     self.map = f;
     self.fd = fd;
-    self.name = name;
     __atomic_store_n(&metrics__counters, f->counters, __ATOMIC_RELEASE);
+    if (self.warned)
+        log_info("%s event=metrics-on", name);
+    return true;
+}
+
+static void beat(uv_timer_t *t)
+{
+    (void)t;
+    if (self.map == NULL && !map_file(self.name))
+        return;
+    __atomic_store_n(&self.map->beat, metrics_monotonic_s(), __ATOMIC_RELAXED);
+}
+
+void metrics_start(uv_loop_t *loop, const struct conf *conf, const char *name)
+{
+    if (conf->metrics_listen.n == 0 || self.timer)
+        return;
+    self.name = name;
+    map_file(name);
     uv_timer_init(loop, &self.beat);
     uv_timer_start(&self.beat, beat, METRICS_BEAT_MS, METRICS_BEAT_MS);
     uv_unref((uv_handle_t *)&self.beat); /* the beat never keeps the loop running */
@@ -115,8 +143,15 @@ static void copy_view(const struct metrics_file *f, struct metrics_view *v)
 void metrics_read(const char *name, struct metrics_view *v)
 {
     memset(v, 0, sizeof(*v));
-    if (self.map != NULL && strcmp(name, self.name) == 0) {
-        copy_view(self.map, v);
+    if (self.name != NULL && strcmp(name, self.name) == 0) {
+        /* Our own: the counts in memory when the file could not be had. */
+        if (self.map != NULL) {
+            copy_view(self.map, v);
+        } else {
+            struct metrics_file f = {.beat = metrics_monotonic_s()};
+            memcpy(f.counters, in_memory, sizeof(in_memory));
+            copy_view(&f, v);
+        }
         return;
     }
     char path[64];
@@ -125,21 +160,18 @@ void metrics_read(const char *name, struct metrics_view *v)
     if (fd < 0)
         return;
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == sizeof(struct metrics_file)) {
-        struct metrics_file *f = mmap(NULL, sizeof(*f), PROT_READ, MAP_SHARED, fd, 0);
-        if (f != MAP_FAILED) {
-            if (memcmp(f->magic, METRICS_MAGIC, sizeof(f->magic)) == 0 &&
-                f->version == METRICS_VERSION && f->count == METRIC_COUNT)
-                copy_view(f, v);
-            munmap(f, sizeof(*f));
-        }
-    }
+    struct metrics_file f;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        pread(fd, &f, sizeof(f), 0) == (ssize_t)sizeof(f) &&
+        memcmp(f.magic, METRICS_MAGIC, sizeof(f.magic)) == 0 && f.version == METRICS_VERSION &&
+        f.count == METRIC_COUNT)
+        copy_view(&f, v);
     close(fd);
 }
 
-bool metrics_alive(const struct metrics_view *v, uint64_t now)
+bool metrics_alive(const struct metrics_view *v)
 {
-    return v->present && !v->stopped && v->beat + METRICS_ALIVE_S >= now;
+    return v->present && !v->stopped && v->beat + METRICS_ALIVE_S >= metrics_monotonic_s();
 }
 
 /* --- the exposition ------------------------------------------------------------ */
@@ -155,7 +187,8 @@ static const struct family families[] = {
     {"kotak_connections_open", "gauge", "Mail sessions open now."},
     {"kotak_connections_refused_total", "counter",
      "Connections refused over [limits] connections or connections_per_address."},
-    {"kotak_tls_handshakes_total", "counter", "TLS handshakes, by result."},
+    {"kotak_tls_handshakes_total", "counter",
+     "TLS handshakes, by result (ok: full; resumed: a session resumed)."},
     {"kotak_logins_total", "counter",
      "Logins, by result (locked: refused unchecked after too many failures)."},
     {"kotak_smtp_messages_total", "counter",
@@ -180,6 +213,7 @@ static const struct row {
     {F_OPEN, BOTH, METRIC_CONNECTIONS_OPEN, ""},
     {F_REFUSED, BOTH, METRIC_CONNECTIONS_REFUSED, ""},
     {F_TLS, BOTH, METRIC_TLS_OK, "result=\"ok\""},
+    {F_TLS, BOTH, METRIC_TLS_RESUMED, "result=\"resumed\""},
     {F_TLS, BOTH, METRIC_TLS_FAILED, "result=\"failed\""},
     {F_LOGIN, BOTH, METRIC_LOGIN_OK, "result=\"ok\""},
     {F_LOGIN, BOTH, METRIC_LOGIN_FAILED, "result=\"failed\""},
@@ -224,8 +258,7 @@ static void sample(struct buf *b, const char *name, const char *l1, const char *
 }
 
 void metrics_render(struct buf *b, const struct metrics_view *smtpd,
-                    const struct metrics_view *pop3d, const struct metrics_gauges *g,
-                    uint64_t now)
+                    const struct metrics_view *pop3d, const struct metrics_gauges *g)
 {
     const struct metrics_view *views[2] = {smtpd, pop3d};
     static const char *const daemon_label[2] = {"daemon=\"smtpd\"", "daemon=\"pop3d\""};
@@ -245,7 +278,8 @@ void metrics_render(struct buf *b, const struct metrics_view *smtpd,
     family_head(b, "kotak_up", "gauge",
                 "Whether the daemon runs and beats (kotak-pop3d: within the last 15 s).");
     for (int d = 0; d < 2; d++)
-        sample(b, "kotak_up", daemon_label[d], "", metrics_alive(views[d], now));
+        if (d == 0 || g->pop3_wanted || views[d]->present)
+            sample(b, "kotak_up", daemon_label[d], "", metrics_alive(views[d]));
     family_head(b, "kotak_start_time_seconds", "gauge", "When the daemon started, Unix time.");
     for (int d = 0; d < 2; d++)
         if (views[d]->present)

@@ -29,7 +29,8 @@ enum metric {
     METRIC_CONNECTIONS,         /* mail sessions opened */
     METRIC_CONNECTIONS_OPEN,    /* a gauge: mail sessions open now (added to and taken from) */
     METRIC_CONNECTIONS_REFUSED, /* over [limits] connections or connections_per_address */
-    METRIC_TLS_OK,
+    METRIC_TLS_OK,      /* a full handshake */
+    METRIC_TLS_RESUMED, /* a session resumed (RFC 5077 ticket, or session id) */
     METRIC_TLS_FAILED,
     METRIC_LOGIN_OK,
     METRIC_LOGIN_FAILED,
@@ -79,8 +80,10 @@ static inline void metrics_count(enum metric m)
 /*
  * When [metrics] listen is set: maps METRICS_DIR/NAME.counters (NAME
  * "smtpd" or "pop3d"; the working folder is data_dir) and beats in it
- * every few seconds on loop. A failure is logged and counting stays in
- * memory. metrics_stop marks the file stopped (a clean stop, not a crash).
+ * every few seconds on loop. When the file cannot be had (an old daemon
+ * still stopping holds it) that is logged, counting goes on in memory,
+ * and each beat tries again. metrics_stop marks the file stopped (a clean
+ * stop, not a crash).
  */
 void metrics_start(uv_loop_t *loop, const struct conf *conf, const char *name);
 void metrics_stop(void);
@@ -91,13 +94,14 @@ struct metrics_gauges {
     int64_t queue_oldest_s;      /* age of the oldest queued entry, 0 when none */
     int64_t store_bytes;         /* kotak.db and its WAL */
     int64_t cert_expiry;         /* Unix time; 0: no certificate */
+    bool pop3_wanted;            /* a POP3 listener is set: kotak-pop3d should run */
 };
 
 /* One daemon's counters as another process sees them. */
 struct metrics_view {
     bool present;     /* its file exists and is ours */
     bool stopped;     /* it stopped cleanly */
-    uint64_t beat;    /* Unix time of its last beat */
+    uint64_t beat;    /* its last beat, metrics_monotonic_s() */
     uint64_t started; /* Unix time of its start */
     uint64_t counters[METRIC_COUNT];
 };
@@ -105,12 +109,14 @@ struct metrics_view {
 /* Reads NAME's counters: this process's own when NAME is the caller's. */
 void metrics_read(const char *name, struct metrics_view *v);
 
-/* Whether v's daemon is up: present, not stopped, and beating within the last 15 s of now. */
-bool metrics_alive(const struct metrics_view *v, uint64_t now);
+/* CLOCK_MONOTONIC in seconds: the beat's clock, the same in every process, never stepped. */
+uint64_t metrics_monotonic_s(void);
+
+/* Whether v's daemon is up: present, not stopped, and beating within the last 15 s. */
+bool metrics_alive(const struct metrics_view *v);
 
 /* Writes the whole exposition for smtpd's and pop3d's views and g. */
 void metrics_render(struct buf *b, const struct metrics_view *smtpd,
-                    const struct metrics_view *pop3d, const struct metrics_gauges *g,
-                    uint64_t now);
+                    const struct metrics_view *pop3d, const struct metrics_gauges *g);
 
 #endif

@@ -10,8 +10,17 @@
  * when [web] listen is set; written out, they can go on any web server. They
  * hold no secret, so they are written readable by all (0644) whatever the
  * umask. An existing file is kept, and nothing is written, unless --force:
- * a file someone edited by hand is not lost to a second run. Each file is
- * written whole or not at all (a temporary file, then link or rename).
+ * a file someone edited by hand is not lost to a second run.
+ *
+ * All three files or none: the three are first written whole to temporary
+ * files; then each is given its name, with link (never replacing) or, with
+ * --force, rename. When one of those fails (a file that appeared since the
+ * check for one, a name too long for the file system), the names this run
+ * already gave are taken back (each only while it is still this run's
+ * file), and the temporary files go, before the command exits. With
+ * --force a file's old text is gone once the new one has its name: a
+ * rename failing after the first (a folder in the way) says which were
+ * replaced.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +43,10 @@ static const char usage[] = "kotak clientconfig DOMAIN [--dir DIR] [--force]";
 struct out_file {
     char name[ADDR_DOMAIN_MAX + 16];
     struct buf text;
+    char *path;  /* dir/name */
+    char *tmp;   /* the temporary file, NULL when none is left */
+    struct stat st; /* the temporary file's, to know it again under its name */
+    bool named;  /* this run gave it its name (non-force: linked) */
 };
 
 static char *join(const char *dir, const char *name)
@@ -44,47 +57,111 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-/* Writes f into dir: a temporary file, then link (never replacing) or, with force, rename. */
-static void write_file(const char *dir, const struct out_file *f, bool force)
+/*
+ * Writes f's text into a new temporary file in dir, readable by all (the
+ * files are public: the web server that serves them reads them, whatever
+ * the umask). A short name of its own, so that a long final name does not
+ * make it too long. Returns 0 with f->tmp and f->st set, or -errno with
+ * nothing left behind.
+ */
+static int write_tmp(const char *dir, struct out_file *f, int index)
 {
-    char *path = join(dir, f->name);
-    size_t tn = strlen(dir) + strlen(f->name) + 40;
-    char *tmp = xmalloc(tn);
-    snprintf(tmp, tn, "%s/.%s.%ld.tmp", dir, f->name, (long)getpid());
+    char name[64];
+    snprintf(name, sizeof(name), ".clientconfig.%ld.%d.tmp", (long)getpid(), index);
+    char *tmp = join(dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0)
-        ctl_die("cannot write into %s: %s; pick another folder with --dir", dir, strerror(errno));
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return -e;
+    }
     const char *p = (const char *)f->text.data;
     size_t n = f->text.len;
-    while (n > 0) {
+    int e = 0;
+    while (n > 0 && e == 0) {
         ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            ctl_die("cannot write %s: %s", tmp, strerror(e));
+        if (w < 0 && errno != EINTR)
+            e = errno;
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
         }
-        p += w;
-        n -= (size_t)w;
     }
-    /* The files are public: readable by the web server that serves them, whatever the umask. */
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    if (e == 0 && (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || fstat(fd, &f->st) != 0))
+        e = errno;
+    if (close(fd) != 0 && e == 0)
+        e = errno;
+    if (e != 0) {
         unlink(tmp);
-        ctl_die("cannot write %s: %s", tmp, strerror(e));
+        free(tmp);
+        return -e;
     }
-    int rc = force ? rename(tmp, path) : link(tmp, path);
-    int e = errno;
-    if (!force || rc != 0)
-        unlink(tmp);
-    if (rc != 0 && e == EEXIST)
-        ctl_die("%s exists; move it away, or use --force to replace it", path);
-    if (rc != 0)
-        ctl_die("cannot create %s: %s", path, strerror(e));
-    free(tmp);
-    free(path);
+    f->tmp = tmp;
+    return 0;
+}
+
+/*
+ * Takes back what this run made: each name it gave, while the name still
+ * is this run's file (a file someone put there since is theirs), and the
+ * temporary files. With --force a replaced file's old text is gone; only
+ * names that were free are given back.
+ */
+static void undo(struct out_file *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (files[i].named && lstat(files[i].path, &st) == 0 && st.st_dev == files[i].st.st_dev &&
+            st.st_ino == files[i].st.st_ino)
+            unlink(files[i].path);
+        files[i].named = false;
+        if (files[i].tmp != NULL)
+            unlink(files[i].tmp);
+        free(files[i].tmp);
+        files[i].tmp = NULL;
+    }
+}
+
+/*
+ * Writes the n files into dir, all or none: 0, or -errno with *failed_r
+ * the file whose step failed (*naming_r: giving it its name, else writing
+ * it) and nothing of this run left in dir.
+ */
+static int write_all(const char *dir, struct out_file *files, size_t n, bool force,
+                     size_t *failed_r, bool *naming_r)
+{
+    *naming_r = false;
+    for (size_t i = 0; i < n; i++) {
+        int rc = write_tmp(dir, &files[i], (int)i);
+        if (rc < 0) {
+            undo(files, n);
+            *failed_r = i;
+            return rc;
+        }
+    }
+    *naming_r = true;
+    for (size_t i = 0; i < n; i++) {
+        /* link never replaces: a file that appeared since the check is kept, and all goes */
+        int rc = force ? rename(files[i].tmp, files[i].path) : link(files[i].tmp, files[i].path);
+        if (rc != 0) {
+            int e = errno;
+            undo(files, n);
+            *failed_r = i;
+            return -e;
+        }
+        if (force) {
+            free(files[i].tmp); /* renamed: it is the file now */
+            files[i].tmp = NULL;
+        } else {
+            files[i].named = true;
+        }
+    }
+    for (size_t i = 0; i < n; i++) { /* all three have their names: the second names go */
+        if (files[i].tmp != NULL)
+            unlink(files[i].tmp);
+        free(files[i].tmp);
+        files[i].tmp = NULL;
+    }
+    return 0;
 }
 
 int ctl_clientconfig(const struct ctl *c)
@@ -134,16 +211,17 @@ int ctl_clientconfig(const struct ctl *c)
     if (access(dir, W_OK) != 0)
         ctl_die("cannot write into %s: %s; pick another folder with --dir", dir, strerror(errno));
 
-    struct out_file files[3];
+    struct out_file files[3] = {0};
     snprintf(files[0].name, sizeof(files[0].name), "config-v1.1.xml");
     snprintf(files[1].name, sizeof(files[1].name), "autodiscover.xml");
     snprintf(files[2].name, sizeof(files[2].name), "%s.mobileconfig", domain);
     for (int i = 0; i < 3; i++) {
         buf_init(&files[i].text, FILE_MAX);
-        char *path = join(dir, files[i].name);
-        if (!force && lstat(path, &st) == 0) /* before any is written: all three or none */
-            ctl_die("%s exists; move it away, or use --force to replace it", path);
-        free(path);
+        files[i].path = join(dir, files[i].name);
+        /* The common case, said before any work; write_all stands by all three or none
+         * should one appear after this. */
+        if (!force && lstat(files[i].path, &st) == 0)
+            ctl_die("%s exists; move it away, or use --force to replace it", files[i].path);
     }
     clientconfig_thunderbird(&cc, &files[0].text);
     clientconfig_autodiscover(&cc, &files[1].text);
@@ -155,9 +233,24 @@ int ctl_clientconfig(const struct ctl *c)
     if (rc < 0)
         ctl_die("%s; move it away and run 'kotak dkim keygen %s' again", err, domain);
 
+    size_t failed = 0;
+    bool naming;
+    int wrc = write_all(dir, files, 3, force, &failed, &naming);
+    if (wrc < 0 && !naming)
+        ctl_die("cannot write into %s: %s; pick another folder with --dir", dir, strerror(-wrc));
+    if (wrc == -EEXIST)
+        ctl_die("%s exists; move it away, or use --force to replace it (none of the three "
+                "files was written)", files[failed].path);
+    if (wrc < 0 && force && failed > 0)
+        ctl_die("cannot write %s: %s (with --force, the file%s before it %s replaced already)",
+                files[failed].path, strerror(-wrc), failed > 1 ? "s" : "",
+                failed > 1 ? "were" : "was");
+    if (wrc < 0)
+        ctl_die("cannot write %s: %s (none of the three files was written)", files[failed].path,
+                strerror(-wrc));
     for (int i = 0; i < 3; i++) {
-        write_file(dir, &files[i], force);
         buf_free(&files[i].text);
+        free(files[i].path);
     }
 
     struct buf dns;

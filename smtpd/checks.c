@@ -29,6 +29,7 @@
 #include "dns.h"
 #include "headers.h"
 #include "log.h"
+#include "metrics.h"
 #include "psl.h"
 #include "rspamd.h"
 #include "spf.h"
@@ -337,7 +338,7 @@ static void put_authres(struct check_run *run, struct buf *b)
 }
 
 /* What policy makes of the verdicts: NULL to take the message, else the refusal. */
-static const char *judge(struct check_run *run, char *line, size_t size)
+static const char *verdict(struct check_run *run, char *line, size_t size, enum metric *m)
 {
     const struct conf_checks *cc = &run->c->conf->checks;
     if (run->header_too_big)
@@ -351,6 +352,7 @@ static const char *judge(struct check_run *run, char *line, size_t size)
         return "550 5.7.1 Message has more than one From: field or domain";
     if (run->dmarc_out.result == DMARC_FAIL && run->dmarc_out.applied == DMARC_POLICY_REJECT &&
         cc->dmarc_reject) {
+        *m = METRIC_SMTP_DMARC;
         snprintf(line, size, "550 5.7.1 Message rejected by the DMARC policy of %s",
                  run->dmarc_out.policy_domain[0] ? run->dmarc_out.policy_domain
                                                  : run->dmarc_out.from_domain);
@@ -358,6 +360,7 @@ static const char *judge(struct check_run *run, char *line, size_t size)
     }
     if (run->spf_out.result == SPF_FAIL && cc->spf_fail_reject) {
         /* RFC 7372 3.2: 5.7.23, SPF validation failed. */
+        *m = METRIC_SMTP_SPF;
         snprintf(line, size, "550 5.7.23 SPF check failed: %s may not send mail for %s",
                  run->ip, run->spf_out.domain);
         return line;
@@ -367,17 +370,30 @@ static const char *judge(struct check_run *run, char *line, size_t size)
     switch (run->rspamd_out.action) {
     case RSPAMD_REJECT:
         /* rspamd's own words when it gave some: printable ASCII, bounded. */
+        *m = METRIC_SMTP_SPAM;
         snprintf(line, size, "550 5.7.1 Message rejected as spam%s%s",
                  run->rspamd_out.message[0] ? ": " : "", run->rspamd_out.message);
         return line;
     case RSPAMD_SOFT_REJECT:
     case RSPAMD_GREYLIST:
+        *m = METRIC_SMTP_TEMPFAIL;
         return "451 4.7.1 Try again later";
     case RSPAMD_UNREACHABLE:
+        *m = METRIC_SMTP_TEMPFAIL;
         return cc->rspamd_fail_closed ? "451 4.7.1 Spam check unavailable, try again later" : NULL;
     default:
         return NULL;
     }
+}
+
+/* What policy makes of the verdicts, counted by reason for /metrics. */
+static const char *judge(struct check_run *run, char *line, size_t size)
+{
+    enum metric m = METRIC_SMTP_POLICY;
+    const char *refusal = verdict(run, line, size, &m);
+    if (refusal != NULL)
+        metrics_count(m);
+    return refusal;
 }
 
 static int place_cmp(const void *a, const void *b)

@@ -86,16 +86,22 @@ static void respond_error(struct exporter_session *s, bool head, int status)
     respond(s, head, status, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
+/* A POP3 listener is set: kotak-pop3d is meant to run. */
+static bool want_pop3(const struct conf *conf)
+{
+    return conf->listeners[CONF_POP3].n > 0 || conf->listeners[CONF_POP3S].n > 0;
+}
+
 static void serve_metrics(struct exporter_session *s, bool head)
 {
     struct metrics_view smtpd, pop3d;
-    struct metrics_gauges g = {.queue_recipients = -1};
+    struct metrics_gauges g = {.queue_recipients = -1, .pop3_wanted = want_pop3(s->e->conf)};
     metrics_read("smtpd", &smtpd);
     metrics_read("pop3d", &pop3d);
     s->e->gauges(s->e->ctx, &g);
     struct buf body;
     buf_init(&body, EXPORTER_OUT_MAX / 2);
-    metrics_render(&body, &smtpd, &pop3d, &g, (uint64_t)time(NULL));
+    metrics_render(&body, &smtpd, &pop3d, &g);
     respond(s, head, 200, "text/plain; version=0.0.4; charset=utf-8", (const char *)body.data,
             body.len);
     buf_free(&body);
@@ -106,11 +112,12 @@ static void serve_health(struct exporter_session *s, bool head)
 {
     const struct conf *conf = s->e->conf;
     struct metrics_view pop3d;
+    /* The store answered within the last refreshes (gauges.h): never a query here. */
     struct metrics_gauges g = {.queue_recipients = -1};
     metrics_read("pop3d", &pop3d);
     s->e->gauges(s->e->ctx, &g);
-    bool pop3_wanted = conf->listeners[CONF_POP3].n > 0 || conf->listeners[CONF_POP3S].n > 0;
-    bool pop3_up = metrics_alive(&pop3d, (uint64_t)time(NULL));
+    bool pop3_wanted = want_pop3(conf);
+    bool pop3_up = metrics_alive(&pop3d);
     bool store_ok = g.queue_recipients >= 0;
     bool ok = store_ok && (pop3_up || !pop3_wanted);
     char body[256];

@@ -15,6 +15,7 @@
  */
 #include "web.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ struct web {
     size_t n_streams;
     uint64_t ticks;
     unsigned budget; /* events all streams may still send this tick */
-    int (*domain_local)(void *ctx, const char *domain); /* web_set_domains */
+    int (*domain_local)(void *ctx, const char *domain, const char *address); /* web_set_domains */
     void *domain_ctx;
 };
 
@@ -422,10 +423,48 @@ static enum web_file well_known(const char *path)
 }
 
 /*
+ * The name in a Host field (RFC 9110 7.2: uri-host [":" port], the host of
+ * RFC 3986 3.2.2) into name[0..size), its port and a final dot dropped.
+ * Returns 1 for a name, 0 for an address literal (an IPv4 address, or
+ * "[...]": IPv6 or IPvFuture), which names no domain, -1 for a Host that is
+ * none (empty, an unclosed "[", a port that is not digits).
+ */
+static int host_name(const char *host, char *name, size_t size)
+{
+    const char *end;
+    bool literal = host[0] == '[';
+    if (literal) {
+        end = strchr(host, ']');
+        if (end == NULL)
+            return -1;
+        end++;
+    } else {
+        end = host + strcspn(host, ":");
+    }
+    if (*end == ':' && strspn(end + 1, "0123456789") != strlen(end + 1))
+        return -1;
+    if (*end != ':' && *end != '\0')
+        return -1; /* "[::1]x" */
+    size_t n = (size_t)(end - host);
+    if (n == 0 || n >= size)
+        return -1;
+    if (literal)
+        return 0;
+    memcpy(name, host, n);
+    if (name[n - 1] == '.') /* an absolute name, as "example.org.:80" */
+        n--;
+    name[n] = '\0';
+    struct in_addr a4;
+    return n == 0 ? -1 : inet_pton(AF_INET, name, &a4) == 1 ? 0 : 1;
+}
+
+/*
  * The domain a GET asks about, into domain[ADDR_DOMAIN_MAX + 1], and the
  * address when the client gave one (else email[0] is ""): ?emailaddress=,
- * else Host without its port and an "autoconfig." in front. Returns 0, or
- * the status to answer (400: an address or name that is none).
+ * else Host without its port and an "autoconfig." or "autodiscover." in
+ * front (the names clientconfig_dns publishes). Returns 0, or the status to
+ * answer (400: an address or Host that is none; 404: a Host that is an
+ * address literal, naming no domain).
  */
 static int asked_domain(const struct http_request *r, const char *body, size_t body_len,
                         char email[CLIENTCONFIG_EMAIL_MAX + 1], char domain[ADDR_DOMAIN_MAX + 1])
@@ -446,11 +485,20 @@ static int asked_domain(const struct http_request *r, const char *body, size_t b
         memcpy(domain, a.domain, sizeof(a.domain));
         return 0;
     }
-    const char *host = r->host;
-    size_t n = strcspn(host, ":");
-    if (n > 11 && strncasecmp(host, "autoconfig.", 11) == 0)
-        host += 11, n -= 11;
-    if (n == 0 || addr_parse_domain(host, n, 0, domain) < 0)
+    char name[sizeof(r->host)];
+    int rc = host_name(r->host, name, sizeof(name));
+    if (rc <= 0)
+        return rc < 0 ? 400 : 404;
+    const char *host = name;
+    static const char *const prefixes[] = {"autoconfig.", "autodiscover."};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t pn = strlen(prefixes[i]);
+        if (strlen(host) > pn && strncasecmp(host, prefixes[i], pn) == 0) {
+            host += pn;
+            break;
+        }
+    }
+    if (addr_parse_domain(host, strlen(host), 0, domain) < 0)
         return 400;
     return 0;
 }
@@ -470,9 +518,15 @@ static void serve_file(struct web_session *s, const struct http_request *r, enum
         respond_error(s, r->head, status);
         return;
     }
+    int rc = w->domain_local ? w->domain_local(w->domain_ctx, domain, NULL) : 0;
+    /* The address goes into the files only when it is a user's login: else anyone could
+     * have kotak hand out a profile, under its name, for any address at all. */
+    if (rc == 1 && email[0] != '\0' && (rc = w->domain_local(w->domain_ctx, domain, email)) == 0) {
+        email[0] = '\0'; /* the domain's files, for whoever types an address into them */
+        rc = 1;
+    }
     struct clientconfig cc = {.domain = domain, .email = email[0] ? email : NULL};
     clientconfig_from_conf(&cc, w->conf);
-    int rc = w->domain_local ? w->domain_local(w->domain_ctx, domain) : 0;
     if (rc < 0) {
         respond_error(s, r->head, 503);
         return;
@@ -651,7 +705,9 @@ struct web *web_new(uv_loop_t *loop, const struct conf *conf)
     return w;
 }
 
-void web_set_domains(struct web *w, int (*local)(void *ctx, const char *domain), void *ctx)
+void web_set_domains(struct web *w,
+                     int (*local)(void *ctx, const char *domain, const char *address),
+                     void *ctx)
 {
     w->domain_local = local;
     w->domain_ctx = ctx;

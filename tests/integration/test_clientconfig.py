@@ -6,10 +6,14 @@ Outlook's autodiscover.xml (a POST with an XML body), the Apple
 .mobileconfig. Each is parsed (xml.etree, plistlib) and its ports are
 compared with the listeners the harness configured. A domain kotak does not
 serve is 404; a body over 4 KiB is refused; a hostile address never comes
-back unescaped.
+back unescaped. The Host may be autoconfig.DOMAIN, autodiscover.DOMAIN, or
+an address literal (IPv6 in brackets too: no domain, so 404 without an
+address). Only a user's address goes into the files: any other, in a
+domain kotak serves, gets the domain's files for whoever types one in.
 """
 import plistlib
 import socket
+import time
 import unittest
 import urllib.error
 import urllib.parse
@@ -152,6 +156,7 @@ class WellKnown(KotakTestCase):
         body += b" " * (4096 - len(body))
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(head + b"Content-Length: 4096\r\n\r\n" + body[:100])
+            time.sleep(0.2)  # two reads for the server, not one
             s.sendall(body[100:])
             out = b""
             while (data := s.recv(65536)):
@@ -167,14 +172,14 @@ class WellKnown(KotakTestCase):
             self.assertEqual(status, 200, (path, body))
             self.assertNotIn(b"<b&c", body)
             self.assertNotIn(b"'d>", body)
-            # What the XML says, once parsed, is the address itself.
+            # No user has it: the domain's files, which do not name it at all.
+            self.assertNotIn(b"b&amp;c", body)
             if path.endswith(".xml"):
                 root = ET.fromstring(body)
                 self.assertEqual({e.findtext("username") for e in root.iter("incomingServer")},
-                                 {hostile})
+                                 {"%EMAILADDRESS%"})
             else:
-                self.assertEqual(plistlib.loads(body)["PayloadContent"][0]["EmailAddress"],
-                                 hostile)
+                self.assertNotIn("EmailAddress", plistlib.loads(body)["PayloadContent"][0])
         for bad in ("x\"><script>alert(1)</script>@example.test", "<&>@example.test",
                     "alice@example.test\r\nX-Injected: 1"):
             status, headers, body = self.autoconfig("/mail/config-v1.1.xml", {"emailaddress": bad})
@@ -188,8 +193,8 @@ class WellKnown(KotakTestCase):
         self.assertEqual(status, 200, body)
         self.assertNotIn(b"a<b&c", body)
         root = ET.fromstring(body)
-        self.assertEqual({e.text for e in root.iter("{%s}LoginName" % AD_NS["o"])},
-                         {"\"a<b&c\"@example.test"})
+        self.assertEqual([e.text for e in root.iter("{%s}LoginName" % AD_NS["o"])], [],
+                         "no user has it: no login name")
         status, _, body = fetch(port, "/autodiscover/autodiscover.xml",
                                 data=AD_REQUEST.format("<x>@example.test").encode())
         self.assertEqual(status, 400, "an element inside EMailAddress: 400")
@@ -218,6 +223,52 @@ class WellKnown(KotakTestCase):
         bob = plistlib.loads(fetch(self.kotak.web_port, "/mail/config.mobileconfig"
                                    "?emailaddress=bob%40example.test")[2])
         self.assertNotEqual(bob["PayloadUUID"], profile["PayloadUUID"], "a profile per address")
+
+    def test_an_address_that_is_no_user_gets_the_domains_files(self):
+        # Anyone may ask; only a user's address is written into what comes back.
+        for nobody in ("nobody@example.test", "sales@example.test"):  # none; an alias
+            status, _, body = self.autoconfig("/mail/config-v1.1.xml", {"emailaddress": nobody})
+            self.assertEqual(status, 200, body)
+            self.assertNotIn(nobody.split("@")[0].encode(), body)
+            root = ET.fromstring(body)
+            self.assertEqual({e.findtext("username") for e in root.iter("incomingServer")},
+                             {"%EMAILADDRESS%"})
+            self.assertEqual(root.findtext("emailProvider/domain"), DOMAIN)
+            status, _, body = self.autoconfig("/mail/config.mobileconfig", {"emailaddress": nobody})
+            self.assertEqual(status, 200, body)
+            mail = plistlib.loads(body)["PayloadContent"][0]
+            for key in ("EmailAddress", "IncomingMailServerUsername",
+                        "OutgoingMailServerUsername"):
+                self.assertNotIn(key, mail)
+            status, _, body = fetch(self.kotak.web_port, "/autodiscover/autodiscover.xml",
+                                    data=AD_REQUEST.format(nobody).encode())
+            self.assertEqual(status, 200, body)
+            self.assertNotIn(b"LoginName", body)
+            self.assertNotIn(nobody.split("@")[0].encode(), body)
+        # A user's address, in another case, is one.
+        status, _, body = self.autoconfig("/mail/config-v1.1.xml",
+                                          {"emailaddress": "Alice@Example.Test"})
+        self.assertEqual(status, 200, body)
+        self.assertIn(b"<username>Alice@Example.Test</username>", body)
+
+    def test_the_host_names_the_domain_in_every_published_form(self):
+        port = self.kotak.web_port
+        for host in (f"autoconfig.example.test:{port}", f"autodiscover.example.test:{port}",
+                     f"AutoDiscover.Example.Test:{port}", "example.test", "example.test.:80",
+                     f"autoconfig.example.test.:{port}", "autoconfig.example.test:"):
+            for path in ("/mail/config-v1.1.xml", "/mail/config.mobileconfig"):
+                status, _, body = self.autoconfig(path, host=host)
+                self.assertEqual(status, 200, (host, path, body))
+        # An address literal names no domain: 404 (not 400), unless an address is given.
+        for host in (f"[::1]:{port}", "[::1]", f"127.0.0.1:{port}", "[v1.fe80::a+en1]:80"):
+            status, _, body = self.autoconfig("/mail/config-v1.1.xml", host=host)
+            self.assertEqual(status, 404, (host, body))
+            status, _, body = self.autoconfig("/mail/config-v1.1.xml", {"emailaddress": ALICE},
+                                              host=host)
+            self.assertEqual(status, 200, (host, body))
+        for host in ("[::1", "[::1]x", "example.test:8o", ":80", "autoconfig.other.test"):
+            status, _, _ = self.autoconfig("/mail/config-v1.1.xml", host=host)
+            self.assertEqual(status, 404 if "other" in host else 400, host)
 
     @config(web={"token": "class-7b"})
     def test_the_files_need_no_token_but_the_view_does(self):

@@ -7,15 +7,24 @@ that does not cover the host, a DKIM record with another key, no DMARC, a PTR
 naming another host, a daemon stopped, a world-readable store, an expired
 certificate, one for another name — each giving its fail line, the mend under
 it, and exit status 1. A DNS answer with control characters prints escaped.
+Time is bounded: a name that never answers and an SPF record whose names
+answer slowly end in lines that say so; a host with many addresses has only
+its first four checked. A listener that sends half a greeting and resets
+does not kill the doctor (SIGPIPE). A domain whose DKIM key file is broken
+or missing gets its own line, whatever the domain before it had.
 """
 import datetime
 import ipaddress
 import os
 import re
 import shutil
+import socket
+import struct
+import threading
+import time
 import unittest
 
-from kotak_harness import DOMAIN, HOSTNAME, KotakInstance
+from kotak_harness import DOMAIN, HOSTNAME, KotakInstance, rewrite_config
 from peers import DnsServer
 
 HOST_IP = "127.0.0.1"
@@ -224,7 +233,103 @@ class Doctor(unittest.TestCase):
         self.expect(p, "fail", "mx", r"^other\.example has no MX record")
         self.assertNotRegex(p.stdout, rf"(?m)^\S+ +mx {re.escape(DOMAIN)}")
 
+    def test_a_name_that_never_answers_and_a_slow_spf_record(self):
+        # The PTR question is never answered: c-ares gives up (4.5 s). The SPF
+        # record leads to ten names that each answer in 1.2 s (under the
+        # resolver's first timeout, so no question fails): the evaluation
+        # would take 12 s, and the doctor stops it at 10.
+        slow = " ".join(f"a:n{i}.slow.test" for i in range(10))
+        self.with_zone(DOMAIN={"MX": [[10, HOSTNAME]], "TXT": [f"v=spf1 {slow} -all"]},
+                       **{rev(HOST_IP): {"drop": True},
+                          "*.slow.test": {"delay_ms": 1200, "A": ["192.0.2.1"]}})
+        start = time.monotonic()
+        p = self.doctor()
+        took = time.monotonic() - start
+        self.expect(p, "fail", "ptr", rf"^{HOST_IP} has no PTR record: DNS says nothing",
+                    mend=r"ask again later")
+        self.expect(p, "warn", "spf", rf"^{DOMAIN}: .* for {HOST_IP} timed out after 10 s$",
+                    mend=r"answers slowly or not at all")
+        self.assertRegex(p.stdout, r"(?m)^\d+ failed, \d+ warnings?$")
+        for check in ("dkim", "dmarc", "cert", "port", "perm", "daemon"):
+            self.assertIn(check, {r[1] for r in self.lines(p.stdout)}, p.stdout)
+        self.assertLess(took, 30, p.stdout)
+
+    def test_only_the_first_four_addresses_are_checked(self):
+        ips = [f"127.0.0.{i}" for i in range(1, 7)]
+        self.with_zone(HOST={"A": ips},
+                       **{rev(ip): {"PTR": [HOSTNAME]} for ip in ips})
+        p = self.doctor()
+        self.expect(p, "ok", "host", rf"has addresses {' '.join(ips)}$")
+        self.assertIn("and 2 more not checked", p.stdout)
+        rows = self.lines(p.stdout)
+        self.assertEqual([r[2].split()[0] for r in rows if r[1] == "ptr"], ips[:4], p.stdout)
+        passed = [r for r in rows if r[:2] == ("ok", "spf") and "passes for" in r[2]]
+        self.assertEqual([r[2].split()[-1] for r in passed], ips[:4], p.stdout)
+
+    def test_dkim_of_a_domain_after_one_with_a_good_key(self):
+        # Domains are checked by name: example.test first, with its key and
+        # record right; then one whose key file is not a key, then one with none.
+        keys = os.path.join(self.inst.data_dir, "dkim")
+        broken = os.path.join(keys, "kotak._domainkey.second.test.pem")
+        for name in ("second.test", "third.test"):
+            self.inst.kotak("domain", "add", name)
+            self.addCleanup(self.inst.kotak, "domain", "del", name, check=False)
+        with open(broken, "w") as f:
+            f.write("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+        self.addCleanup(os.unlink, broken)
+        p = self.doctor()
+        self.expect(p, "ok", "dkim", rf"kotak\._domainkey\.{DOMAIN} publishes the key")
+        self.expect(p, "fail", "dkim", r"^second\.test: .*kotak\._domainkey\.second\.test\.pem",
+                    mend=r"kotak dkim keygen second\.test --selector NEW")
+        self.expect(p, "fail", "dkim", r"^third\.test: no DKIM key", mend=r"kotak dkim keygen")
+        dkim = [r for r in self.lines(p.stdout) if r[1] == "dkim"]
+        self.assertEqual(len(dkim), 3, p.stdout)
+
     # --- the machine wrong -------------------------------------------------
+
+    def test_a_listener_that_resets_after_half_a_greeting(self):
+        # "220 " and no end of line, then a reset: the greeting read gives the
+        # half line, and the QUIT after it meets a closed connection (EPIPE;
+        # unhandled, SIGPIPE would end kotak with status 141).
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        srv.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve():
+            while not stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    continue
+                conn.sendall(b"220 half a greeting")
+                time.sleep(0.3)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        self.addCleanup(srv.close)
+        self.addCleanup(thread.join, 5)
+        self.addCleanup(stop.set)
+        conf = os.path.join(self.inst.dir, "hostile.conf")
+        with open(self.inst.conf) as f:
+            text = f.read()
+        port = srv.getsockname()[1]
+        with open(conf, "w") as f:
+            f.write(rewrite_config(text, {"submission": {"listen": f"127.0.0.1:{port}"},
+                                          "smtp": {"listen": f"127.0.0.1:{port}"}}))
+        self.addCleanup(os.unlink, conf)
+        p = self.inst.kotak("-c", conf, "doctor", check=False)
+        self.assertIn(p.returncode, (0, 1), f"exit {p.returncode}: {p.stderr}\n{p.stdout}")
+        self.expect(p, "ok", "port", rf"^\[smtp\] 127\.0\.0\.1:{port} answers .*220 half")
+        self.expect(p, "ok", "port", rf"^\[submission\] 127\.0\.0\.1:{port} answers")
+        checks = {r[1] for r in self.lines(p.stdout)}
+        for want in ("perm", "daemon", "time"):  # the checks after the listeners' ran
+            self.assertIn(want, checks, p.stdout)
+        self.assertRegex(p.stdout, r"(?m)^\d+ failed, \d+ warnings?$")
+
 
     def test_daemon_stopped(self):
         self.inst.stop("pop3d")

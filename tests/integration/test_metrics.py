@@ -14,6 +14,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import unittest
 import urllib.error
@@ -113,6 +114,12 @@ class Metrics(KotakTestCase):
             s.sendmail("x@sender.test", ["nobody@example.test"], b"Subject: two\r\n\r\nx\r\n")
         with self.assertRaises(smtplib.SMTPRecipientsRefused):
             s.sendmail("x@sender.test", ["someone@elsewhere.test"], b"Subject: relay\r\n\r\nx\r\n")
+        # Too big for SIZE= is refused at MAIL, before any data: only data counts. Without SIZE=
+        # the data is read and refused at its end.
+        with self.assertRaises(smtplib.SMTPException):
+            s.sendmail("x@sender.test", [ALICE], b"Subject: big\r\n\r\n" + b"x" * 200000 + b"\r\n")
+        s.rset()
+        s.esmtp_features.pop("size", None)
         with self.assertRaises(smtplib.SMTPException):
             s.sendmail("x@sender.test", [ALICE], b"Subject: big\r\n\r\n" + b"x" * 200000 + b"\r\n")
         s.close()
@@ -154,7 +161,11 @@ class Metrics(KotakTestCase):
                          value(before, "kotak_connections_total", daemon="smtpd"), 3)
         self.assertEqual(value(m, "kotak_connections_total", daemon="pop3d") -
                          value(before, "kotak_connections_total", daemon="pop3d"), 1)
-        self.assertEqual(value(m, "kotak_connections_open", daemon="pop3d"), 0)
+        # The session ends after QUIT's commit, a moment after the client has its +OK.
+        deadline = time.monotonic() + 5
+        while value(self.scrape(), "kotak_connections_open", daemon="pop3d") != 0:
+            self.assertLess(time.monotonic(), deadline, "the POP3 session is still counted open")
+            time.sleep(0.05)
         # A failed handshake is counted as one.
         with socket.create_connection(("127.0.0.1", self.kotak.ports["submissions"])) as c:
             c.sendall(b"\x16\x03\x01\x00\x05hello")
@@ -218,6 +229,30 @@ class Metrics(KotakTestCase):
         self.assertEqual(value(self.scrape(), "kotak_connections_total", daemon="smtpd"), before)
 
 
+    def test_a_counters_file_cut_short_under_a_scrape_is_no_crash(self):
+        # A daemon starting again rewrites its file while kotak-smtpd may be reading it.
+        path = os.path.join(self.kotak.data_dir, "metrics", "pop3d.counters")
+        stop = threading.Event()
+
+        def churn():
+            while not stop.is_set():
+                with open(path, "r+b") as f:
+                    data = f.read()
+                    f.truncate(0)
+                    f.truncate(len(data))
+                    f.seek(0)
+                    f.write(data)
+        t = threading.Thread(target=churn)
+        t.start()
+        try:
+            for _ in range(300):
+                status, _, _ = fetch(self.port, "/metrics")
+                self.assertEqual(status, 200)
+        finally:
+            stop.set()
+            t.join()
+        self.assertIsNone(self.kotak.procs["smtpd"].poll(), "kotak-smtpd died")
+
     @unittest.skipUnless(os.access(PROMTOOL, os.X_OK), "no promtool: scripts/deps.sh --test")
     def test_promtool_finds_no_fault_in_the_exposition(self):
         s = SMTP("127.0.0.1", self.kotak.ports["smtp"])
@@ -238,6 +273,23 @@ class AlertRules(unittest.TestCase):
                            timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("SUCCESS: 7 rules found", p.stdout)
+
+
+class WithoutPop3(KotakTestCase):
+
+    def setUp(self):
+        self.port = free_ports(1)[0]
+        self.CONFIG = {"metrics": {"listen": f"127.0.0.1:{self.port}"},
+                       "pop3": {"listen": ""}, "pop3s": {"listen": ""}}
+        super().setUp()
+
+    def test_no_pop3d_is_meant_to_run_so_none_is_missed(self):
+        status, body, _ = fetch(self.port, "/healthz")
+        self.assertEqual(status, 200, body)
+        self.assertIn("pop3d: off", body)
+        m = parse(fetch(self.port, "/metrics")[1])
+        self.assertEqual(value(m, "kotak_up", daemon="smtpd"), 1)
+        self.assertIsNone(value(m, "kotak_up", daemon="pop3d"), "an alert would fire for ever")
 
 
 class Off(KotakTestCase):
