@@ -631,7 +631,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
             return;
         c->mode = MODE_TLS;
         if (!c->outbound)
-            metrics_count(METRIC_TLS_OK);
+            metrics_count(tls_conn_resumed(c->tls) ? METRIC_TLS_RESUMED : METRIC_TLS_OK);
         arm_idle(c);
         if (!c->opened)
             conn_open(c);

@@ -39,6 +39,8 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 
 #if MBEDTLS_VERSION_MAJOR >= 3 /* meson.build checks this too; see there */
@@ -56,6 +58,12 @@
 
 /* A certificate chain or key file larger than this is surely not one. */
 #define TLS_FILE_MAX (1024 * 1024)
+/* How long a resumed session may follow its full handshake, and how often
+ * the ticket key changes; a client polling POP3 every few minutes resumes
+ * for that long. */
+#define TLS_TICKET_LIFETIME_S (60 * 60)
+/* Sessions kept for resumption by id: about 200 octets each. */
+#define TLS_CACHE_ENTRIES 10000
 
 /* One side's settings, shared by its connections: a server's, or, inside a
  * struct tls_client, a client's. */
@@ -65,6 +73,11 @@ struct tls_server {
     mbedtls_ssl_config conf;
     mbedtls_x509_crt chain; /* a server's own chain; a client's trust anchors */
     mbedtls_pk_context key;
+    /* A server's resumption (RFC 5077 tickets, RFC 5246 session ids): a
+     * client that polls every few minutes pays for one full handshake an
+     * hour, not each time. */
+    mbedtls_ssl_ticket_context tickets;
+    mbedtls_ssl_cache_context cache;
     char cert_name[128]; /* a server's: its certificate's subject CN, printable, for the live view */
     size_t conns;  /* connections made from it and not yet freed */
     bool released; /* tls_server_free was called: the last connection frees it */
@@ -84,6 +97,7 @@ struct tls_conn {
     uint8_t ip[16];   /* a client's peer named by its address: what the certificate must hold */
     size_t ip_len;    /* 4 or 16; 0 when named by a host name */
     int error;        /* the mbedTLS error that failed the connection, or 0 */
+    bool resumed;     /* a server's: the client resumed a session (ticket or id) */
     int alert;        /* the fatal alert the peer sent then, or -1 */
     struct tls_server *srv;
 };
@@ -230,6 +244,25 @@ static int load_cert_and_key(struct tls_server *srv, const char *cert_path, cons
     return 0;
 }
 
+/* Set by the resumption callbacks when they hand back a session during
+ * the handshake step this thread is running: mbedTLS 2.28 has no call that
+ * says whether a handshake resumed. */
+static _Thread_local bool session_taken;
+
+static int ticket_parse(void *ctx, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
+{
+    int rc = mbedtls_ssl_ticket_parse(ctx, session, buf, len);
+    session_taken |= rc == 0;
+    return rc;
+}
+
+static int cache_get(void *ctx, mbedtls_ssl_session *session)
+{
+    int rc = mbedtls_ssl_cache_get(ctx, session);
+    session_taken |= rc == 0;
+    return rc;
+}
+
 /* Sets up srv->conf with kotak's policy; 0 or -1 with err set. */
 static int setup_config(struct tls_server *srv, char *err, size_t err_size)
 {
@@ -258,6 +291,23 @@ static int setup_config(struct tls_server *srv, char *err, size_t err_size)
         snprintf(err, err_size, "cannot use the certificate: %s", mbed_err(rc, tmp, sizeof tmp));
         return -1;
     }
+    /* Tickets are sealed with AES-256-GCM under a key made here and never
+     * written anywhere; mbedTLS makes a new key each TLS_TICKET_LIFETIME_S
+     * and still opens tickets of the one before, so a stolen key opens at
+     * most two periods of sessions. A reload (SIGHUP) starts new keys. */
+    rc = mbedtls_ssl_ticket_setup(&srv->tickets, mbedtls_ctr_drbg_random, &srv->drbg,
+                                  MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME_S);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot set up TLS session tickets: %s",
+                 mbed_err(rc, tmp, sizeof tmp));
+        return -1;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(conf, mbedtls_ssl_ticket_write, ticket_parse,
+                                        &srv->tickets);
+    /* Clients without tickets resume by session id, from a bounded cache. */
+    mbedtls_ssl_cache_set_max_entries(&srv->cache, TLS_CACHE_ENTRIES);
+    mbedtls_ssl_cache_set_timeout(&srv->cache, TLS_TICKET_LIFETIME_S);
+    mbedtls_ssl_conf_session_cache(conf, &srv->cache, cache_get, mbedtls_ssl_cache_set);
     return 0;
 }
 
@@ -270,6 +320,8 @@ static int seed(struct tls_server *side, const char *pers, char *err, size_t err
     mbedtls_ssl_config_init(&side->conf);
     mbedtls_x509_crt_init(&side->chain);
     mbedtls_pk_init(&side->key);
+    mbedtls_ssl_ticket_init(&side->tickets);
+    mbedtls_ssl_cache_init(&side->cache);
     int rc = mbedtls_ctr_drbg_seed(&side->drbg, mbedtls_entropy_func, &side->entropy,
                                    (const unsigned char *)pers, strlen(pers));
     if (rc != 0) {
@@ -302,6 +354,8 @@ fail:
 static void server_destroy(struct tls_server *s)
 {
     mbedtls_ssl_config_free(&s->conf);
+    mbedtls_ssl_ticket_free(&s->tickets); /* wipes the ticket keys */
+    mbedtls_ssl_cache_free(&s->cache);
     mbedtls_pk_free(&s->key); /* wipes the key */
     mbedtls_x509_crt_free(&s->chain);
     mbedtls_ctr_drbg_free(&s->drbg);
@@ -428,6 +482,7 @@ struct tls_conn *tls_conn_new(struct tls_server *srv)
     c->ip_len = 0;
     c->error = 0;
     c->alert = -1;
+    c->resumed = false;
     c->srv = srv;
     srv->conns++;
     /* The only failure is memory for the record buffers: abort, as xmalloc. */
@@ -528,6 +583,11 @@ struct tls_conn *tls_client_connect(struct tls_client *cli, const char *host)
     return c;
 }
 
+bool tls_conn_resumed(const struct tls_conn *c)
+{
+    return c->resumed;
+}
+
 bool tls_conn_verified(const struct tls_conn *c)
 {
     return handshake_over(c) && mbedtls_ssl_get_verify_result(&c->ssl) == 0;
@@ -535,7 +595,9 @@ bool tls_conn_verified(const struct tls_conn *c)
 
 int tls_conn_handshake(struct tls_conn *c)
 {
+    session_taken = false;
     int rc = mbedtls_ssl_handshake(&c->ssl);
+    c->resumed |= session_taken;
     if (rc == 0)
         return 1;
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
@@ -679,5 +741,28 @@ bool tls_conn_error(const struct tls_conn *c, char *dst, size_t size)
         }
     }
     snprintf(dst, size, "peer sent alert %d", c->alert);
+    return true;
+}
+
+bool tls_conn_verify_error(const struct tls_conn *c, char *dst, size_t size)
+{
+    uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
+    if (flags == 0 || flags == UINT32_MAX || size == 0)
+        return false;
+    char text[512];
+    int n = mbedtls_x509_crt_verify_info(text, sizeof text, "", flags);
+    if (n <= 0)
+        return false;
+    /* One line per reason, each ending in a newline: one line in all. */
+    size_t out = 0;
+    for (const char *p = text; *p != '\0' && out + 1 < size; p++) {
+        if (*p != '\n') {
+            dst[out++] = *p;
+        } else if (p[1] != '\0') {
+            for (const char *sep = "; "; *sep != '\0' && out + 1 < size; sep++)
+                dst[out++] = *sep;
+        }
+    }
+    dst[out] = '\0';
     return true;
 }

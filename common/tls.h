@@ -62,6 +62,9 @@ void tls_client_free(struct tls_client **cli);
  * certificate's iPAddress names. */
 struct tls_conn *tls_client_connect(struct tls_client *cli, const char *host);
 
+/* A server's connection: whether the client resumed a session instead of a full handshake. */
+bool tls_conn_resumed(const struct tls_conn *c);
+
 /* After the handshake: the peer's certificate leads to a trust anchor and names the host. */
 bool tls_conn_verified(const struct tls_conn *c);
 
@@ -149,5 +152,14 @@ const char *tls_conn_cert_name(const struct tls_conn *c);
  * failed; close_notify is no failure.
  */
 bool tls_conn_error(const struct tls_conn *c, char *dst, size_t size);
+
+/*
+ * A client's connection whose handshake failed on the server's certificate,
+ * or finished without verifying it: why, in mbedTLS's words joined by "; "
+ * ("The certificate is not correctly signed by the trusted CA"), into dst
+ * (cut to size), and true. False, dst untouched, when nothing was found
+ * wrong with it or it was not looked at.
+ */
+bool tls_conn_verify_error(const struct tls_conn *c, char *dst, size_t size);
 
 #endif
