@@ -67,6 +67,7 @@ void conf_defaults(struct conf *c)
     c->tls_key = xstrdup("kotak-data/key.pem");
     c->dns_servers = xstrdup("");
     c->web_token = xstrdup("");
+    c->pop3_expire_days = -1; /* never: mail stays until a client deletes it */
     c->relay = (struct conf_relay){
         .smarthost = xstrdup(""),
         .smarthost_host = xstrdup(""),
@@ -353,16 +354,23 @@ static int set_count(struct conf *c, const struct conf_key *k, const char *value
     return 0;
 }
 
-static int set_size(struct conf *c, const struct conf_key *k, const char *value, char *err,
-                    size_t n)
+int conf_parse_size(const char *value, uint64_t *v_r, char *err, size_t n)
 {
     static const char *const units[] = {"", "K", "M", "G", NULL};
     static const uint64_t factors[] = {1, 1 << 10, 1 << 20, 1 << 30};
-    uint64_t v;
-    if (parse_number(value, units, factors, &v) < 0) {
+    if (parse_number(value, units, factors, v_r) < 0) {
         snprintf(err, n, "'%s' is not a size; write octets with K, M or G, as 25M", value);
         return -1;
     }
+    return 0;
+}
+
+static int set_size(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                    size_t n)
+{
+    uint64_t v;
+    if (conf_parse_size(value, &v, err, n) < 0)
+        return -1;
     if (check_range(k, v, value, "", 1, err, n) < 0)
         return -1;
     *number_at(c, k) = v;
@@ -643,6 +651,28 @@ static int set_log_level(struct conf *c, const struct conf_key *k, const char *v
     return 0;
 }
 
+/* [pop3] expire: never, or Nd (days after a message's first RETR; RFC 2449 6.7). */
+static int set_pop3_expire(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                           size_t n)
+{
+    if (strcmp(value, "never") == 0) {
+        c->pop3_expire_days = -1;
+        return 0;
+    }
+    static const char *const units[] = {"d", NULL};
+    static const uint64_t factors[] = {1};
+    uint64_t v;
+    if (parse_number(value, units, factors, &v) < 0) {
+        snprintf(err, n, "'%s' is neither never nor a number of days; write never, or days as 30d",
+                 value);
+        return -1;
+    }
+    if (check_range(k, v, value, "d", 1, err, n) < 0)
+        return -1;
+    c->pop3_expire_days = (int64_t)v;
+    return 0;
+}
+
 /* [web] token: what a URL carries as it is (RFC 3986 unreserved), so no one must encode it. */
 static int set_web_token(struct conf *c, const struct conf_key *k, const char *value, char *err,
                          size_t n)
@@ -670,6 +700,9 @@ static const struct conf_key conf_keys[] = {
     {"submissions", "listen", set_listen, 0, 0, 0},
     {"pop3", "listen", set_listen, 0, 0, 0},
     {"pop3s", "listen", set_listen, 0, 0, 0},
+    /* RFC 2449 EXPIRE counts days; 0d: no mail left on the server. Ten years at most. */
+    {"pop3", "expire", set_pop3_expire, 0, 0, 3650},
+    {"pop3", "login_delay", set_count, NUM(pop3_login_delay_s), 0, 86400},
     {"server", "hostname", set_hostname, 0, 0, 0},
     {"server", "data_dir", set_data_dir, 0, 0, 0},
     {"server", "user", set_user, 0, 0, 0},

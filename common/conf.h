@@ -122,6 +122,9 @@ struct conf {
     struct conf_listener web_listen; /* [web] listen: the live view; n 0 is off */
     char *web_token;                 /* [web] token: "" none; else the view wants ?token= */
     struct conf_listener metrics_listen; /* [metrics] listen: /metrics, /healthz; n 0 is off */
+    /* [pop3] retention and logins, announced in CAPA (RFC 2449 6.7, 6.5). */
+    int64_t pop3_expire_days;    /* expire: days after the first RETR; -1: never */
+    uint64_t pop3_login_delay_s; /* login_delay: seconds between one user's logins; 0: none */
 };
 
 /* The section name of a listener kind ("smtp", ...). */
@@ -179,5 +182,12 @@ int conf_parse_listen(const char *value, struct conf_listener *l, char *err, siz
  * (0.0.0.0, ::) is refused. Returns 0, or -1 with a sentence in err.
  */
 int conf_parse_servers(const char *value, struct conf_listener *l, char *err, size_t err_size);
+
+/*
+ * Parses a size as the config writes one: octets, or a number with K, M or
+ * G (powers of 1024, any case), as 25M. Returns 0 with *v_r set, or -1 with
+ * a sentence in err. `kotak user set --quota` reads its SIZE with it.
+ */
+int conf_parse_size(const char *value, uint64_t *v_r, char *err, size_t err_size);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,18 +49,52 @@ static void die_no_domain(const char *domain)
     ctl_die("domain %s is not local; add it first with 'kotak domain add %s'", domain, domain);
 }
 
+/* --- quotas ------------------------------------------------------------- */
+
+/* The largest quota taken: a petabyte, far past any disk, far from overflow. */
+#define QUOTA_MAX (1ull << 50)
+
+/* SIZE of --quota: as the config writes sizes (500M, 2G); none or 0: none. */
+static uint64_t parse_quota(const char *arg)
+{
+    char err[256];
+    uint64_t v = 0;
+    if (strcasecmp(arg, "none") == 0)
+        return 0;
+    if (conf_parse_size(arg, &v, err, sizeof(err)) < 0)
+        ctl_die("--quota: '%s' is not a size; write octets with K, M or G, as 500M or 2G, or "
+                "none", arg);
+    if (v > QUOTA_MAX)
+        ctl_die("--quota: '%s' is more than the largest quota, 1048576G; give a smaller size or "
+                "none", arg);
+    return v;
+}
+
+/* " quota=N", tab-separated as the other columns, when a quota applies: else nothing. */
+static void print_quota(uint64_t quota, uint64_t used, bool with_use)
+{
+    if (quota == 0)
+        return;
+    printf("\tquota=%llu", (unsigned long long)quota);
+    if (with_use)
+        printf("\tfull=%llu%%", (unsigned long long)(used * 100 / quota));
+}
+
 /* --- domain ------------------------------------------------------------- */
 
 static int print_domain(void *ctx, const struct store_domain *d)
 {
     (void)ctx;
-    printf("%s\tusers=%" PRId64 "\taliases=%" PRId64 "\n", d->name, d->users, d->aliases);
+    printf("%s\tusers=%" PRId64 "\taliases=%" PRId64, d->name, d->users, d->aliases);
+    print_quota(d->quota > 0 ? (uint64_t)d->quota : 0, 0, false);
+    printf("\n");
     return 0;
 }
 
 int ctl_domain(const struct ctl *c)
 {
-    static const char usage[] = "kotak domain add DOMAIN | del DOMAIN | list";
+    static const char usage[] =
+        "kotak domain add DOMAIN [--quota SIZE] | set DOMAIN --quota SIZE | del DOMAIN | list";
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
@@ -77,13 +112,32 @@ int ctl_domain(const struct ctl *c)
         conf_free(&conf);
         return 0;
     }
-    if ((strcmp(verb, "add") != 0 && strcmp(verb, "del") != 0) || c->argc != 2)
+    bool set = strcmp(verb, "set") == 0, add = strcmp(verb, "add") == 0;
+    bool quota_given = c->argc == 4 && strcmp(c->argv[2], "--quota") == 0;
+    if (!((add && (c->argc == 2 || quota_given)) || (set && quota_given) ||
+          (strcmp(verb, "del") == 0 && c->argc == 2)))
         ctl_usage(usage, false);
     parse_domain(c->argv[1], domain);
+    uint64_t quota = quota_given ? parse_quota(c->argv[3]) : 0;
     ctl_load_conf(c, &conf);
     struct store *s = ctl_open_store(&conf, false);
+    if (set) {
+        rc = store_domain_set_quota(s, domain, quota);
+        if (rc == -ENOENT)
+            ctl_die("domain %s does not exist; 'kotak domain list' shows them all", domain);
+        if (rc < 0)
+            ctl_die_store(s, rc, domain);
+        if (quota > 0)
+            printf("domain %s quota set to %llu octets for its users without one of their own\n",
+                   domain, (unsigned long long)quota);
+        else
+            printf("domain %s has no default quota now\n", domain);
+        store_close(&s);
+        conf_free(&conf);
+        return 0;
+    }
     if (verb[0] == 'a') {
-        rc = store_domain_add(s, domain);
+        rc = store_domain_add_quota(s, domain, quota);
         if (rc == -EEXIST)
             ctl_die("domain %s already exists; 'kotak domain list' shows them all", domain);
     } else {
@@ -107,14 +161,18 @@ int ctl_domain(const struct ctl *c)
 static int print_user(void *ctx, const struct store_user *u)
 {
     (void)ctx;
-    printf("%s\tmessages=%" PRId64 "\tbytes=%" PRId64 "\n", u->address, u->messages, u->bytes);
+    printf("%s\tmessages=%" PRId64 "\tbytes=%" PRId64, u->address, u->messages, u->bytes);
+    print_quota(u->quota > 0 ? (uint64_t)u->quota : 0, u->bytes > 0 ? (uint64_t)u->bytes : 0,
+                true);
+    printf("\n");
     return 0;
 }
 
-/* Options of user add/passwd: --password-stdin, --password-hash HASH. */
+/* Options of user add/passwd: --password-stdin, --password-hash HASH; add: --quota SIZE. */
 struct pw_opts {
     bool from_stdin;
     const char *hash;
+    const char *quota;
 };
 
 static void parse_pw_opts(const struct ctl *c, int first, struct pw_opts *o, const char *usage)
@@ -124,6 +182,9 @@ static void parse_pw_opts(const struct ctl *c, int first, struct pw_opts *o, con
             o->from_stdin = true;
         else if (strcmp(c->argv[i], "--password-hash") == 0 && i + 1 < c->argc)
             o->hash = c->argv[++i];
+        else if (strcmp(c->argv[i], "--quota") == 0 && i + 1 < c->argc &&
+                 strcmp(c->argv[0], "add") == 0)
+            o->quota = c->argv[++i];
         else
             ctl_usage(usage, false);
     }
@@ -150,11 +211,41 @@ static void make_hash(const struct pw_opts *o, const struct conf *conf, const ch
         ctl_die("cannot hash the password: %s", strerror(-rc));
 }
 
+/* kotak user set ADDRESS --quota SIZE */
+static int user_set(const struct ctl *c, const char *usage)
+{
+    struct conf conf;
+    struct addr a;
+    if (c->argc != 4 || strcmp(c->argv[2], "--quota") != 0)
+        ctl_usage(usage, false);
+    parse_address(c->argv[1], &a);
+    uint64_t quota = parse_quota(c->argv[3]);
+    ctl_load_conf(c, &conf);
+    struct store *s = ctl_open_store(&conf, false);
+    char text[ADDR_TEXT_SIZE];
+    snprintf(text, sizeof(text), "%s@%s", a.local, a.domain);
+    addr_lower(text);
+    int rc = store_user_set_quota(s, &a, quota);
+    if (rc == -ENOENT)
+        ctl_die("user %s does not exist; 'kotak user list' shows them all", text);
+    if (rc < 0)
+        ctl_die_store(s, rc, text);
+    if (quota > 0)
+        printf("user %s quota set to %llu octets\n", text, (unsigned long long)quota);
+    else
+        printf("user %s has no quota of its own now (its domain's default applies, if any)\n",
+               text);
+    store_close(&s);
+    conf_free(&conf);
+    return 0;
+}
+
 int ctl_user(const struct ctl *c)
 {
     static const char usage[] =
-        "kotak user add ADDRESS [--password-stdin | --password-hash HASH] | "
-        "passwd ADDRESS [--password-stdin | --password-hash HASH] | del ADDRESS | list [DOMAIN]";
+        "kotak user add ADDRESS [--password-stdin | --password-hash HASH] [--quota SIZE] | "
+        "passwd ADDRESS [--password-stdin | --password-hash HASH] | "
+        "set ADDRESS --quota SIZE | del ADDRESS | list [DOMAIN]";
     bool help = ctl_wants_help(c->argc, c->argv);
     if (help || c->argc < 1)
         ctl_usage(usage, help);
@@ -179,6 +270,8 @@ int ctl_user(const struct ctl *c)
     }
     bool add = strcmp(verb, "add") == 0, passwd = strcmp(verb, "passwd") == 0;
     bool del = strcmp(verb, "del") == 0;
+    if (strcmp(verb, "set") == 0)
+        return user_set(c, usage);
     if (!(add || passwd || del) || c->argc < 2 || (del && c->argc != 2))
         ctl_usage(usage, false);
     parse_address(c->argv[1], &a);
@@ -199,8 +292,9 @@ int ctl_user(const struct ctl *c)
         if (store_user_lookup(s, &a, &u) == 1)
             ctl_die("user %s already exists; change the password with 'kotak user passwd %s'",
                     text, text);
+        uint64_t quota = o.quota != NULL ? parse_quota(o.quota) : 0;
         make_hash(&o, &conf, text, hash);
-        rc = store_user_add(s, &a, hash);
+        rc = store_user_add_quota(s, &a, hash, quota);
     } else if (passwd) {
         struct store_user u;
         if (store_user_lookup(s, &a, &u) == 0)

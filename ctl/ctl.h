@@ -94,6 +94,16 @@ struct ctl_envelope {
 };
 void ctl_check_envelope(const struct ctl *c, const char *usage, struct ctl_envelope *e);
 
+/*
+ * `kotak import pop3 USER --from HOST:PORT ...` (import_pop3.c), with the
+ * arguments after the word pop3: copies a POP3 maildrop, UIDLs kept.
+ */
+int ctl_import_pop3(const struct ctl *c);
+
+/* `kotak import mbox|maildir|pop3 ...` and `kotak export mbox|maildir ...` (import.c). */
+int ctl_import(const struct ctl *c);
+int ctl_export(const struct ctl *c);
+
 /* `kotak doctor`: what a new installation gets wrong, and how to mend each (doctor.c). */
 int ctl_doctor(const struct ctl *c);
 

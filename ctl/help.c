@@ -35,20 +35,27 @@ static const struct help helps[] = {
       {"--user NAME", "run as root: the user the daemons serve as (default kotak, made when missing)"},
       {"--force", "replace an existing FILE and store"},
       {"--keep-config", "use FILE as it is; make only its missing data folder, store, certificate"}}},
-    {"domain", "kotak domain add DOMAIN\nkotak domain del DOMAIN\nkotak domain list\n",
+    {"domain",
+     "kotak domain add DOMAIN [--quota SIZE]\nkotak domain del DOMAIN\nkotak domain list\n"
+     "kotak domain set DOMAIN --quota SIZE\n",
      "The domains this server receives mail for. A domain with users or aliases\n"
-     "cannot be deleted.",
-     {"add", "del", "list"},
-     {{NULL, NULL}}},
+     "cannot be deleted. A domain's quota is the default of its users that have\n"
+     "none of their own.",
+     {"add", "del", "list", "set"},
+     {{"--quota SIZE", "its users' default quota, as 500M or 2G; none or 0: no default"}}},
     {"user",
      "kotak user add ADDRESS [--password-stdin | --password-hash HASH]\n"
      "kotak user passwd ADDRESS [--password-stdin | --password-hash HASH]\n"
-     "kotak user del ADDRESS\nkotak user list [DOMAIN]\n",
+     "kotak user del ADDRESS\nkotak user list [DOMAIN]\n"
+     "kotak user set ADDRESS --quota SIZE\n",
      "Mailbox users: each logs in with its address and password, over POP3 and on\n"
-     "submission. Without an option the password is asked twice on the terminal.",
-     {"add", "passwd", "del", "list"},
+     "submission. Without an option the password is asked twice on the terminal.\n"
+     "add also takes --quota SIZE. Mail for a user at the quota is refused with 452\n"
+     "(senders try again later); list shows quota= and full= when a quota applies.",
+     {"add", "passwd", "del", "list", "set"},
      {{"--password-stdin", "read the password from one line of standard input"},
-      {"--password-hash HASH", "store HASH, a crypt(3) hash such as $y$... or $6$..., as it is"}}},
+      {"--password-hash HASH", "store HASH, a crypt(3) hash such as $y$... or $6$..., as it is"},
+      {"--quota SIZE", "the most the maildrop may hold, as 500M or 2G; none or 0: the domain's"}}},
     {"alias",
      "kotak alias add SOURCE TARGET[,TARGET...]\nkotak alias del SOURCE [TARGET]\n"
      "kotak alias list\n",
@@ -74,6 +81,35 @@ static const struct help helps[] = {
      "Mail waiting for other servers: what is queued, each recipient's last reply,\n"
      "a try now (of one entry, or all), a drop (its sender gets a bounce).",
      {"list", "show", "retry", "drop"},
+     {{NULL, NULL}}},
+    {"import",
+     "kotak import mbox USER FILE...\nkotak import maildir USER DIR\n"
+     "kotak import pop3 USER --from HOST:PORT [--tls|--starttls] [--login NAME] "
+     "--password-file F [--ca FILE|--insecure]\n",
+     "Moves mail into USER's maildrop, in order, each message as it was, with the UIDL\n"
+     "a POP3 client saw for it kept where one is known, so clients fetch nothing twice:\n"
+     "an mbox's X-UIDL field (taken out), a Maildir's dovecot-uidlist (its P field,\n"
+     "else Dovecot's default %08Xu%08Xv), the POP3 server's UIDL. A UIDL that is not\n"
+     "RFC 1939's, or that the maildrop has already, gets a new one. Run again (also\n"
+     "after a kill), it adds nothing that is there already. An mbox is read as mboxrd:\n"
+     "'>From ' lines lose one '>' (in an mboxo file an original '>From ' line too).\n"
+     "pop3 copies every message of the old server's maildrop and never deletes there;\n"
+     "it refuses a server without UIDL, and sends the password in cleartext only to a\n"
+     "loopback address (an SSH tunnel).",
+     {"mbox", "maildir", "pop3"},
+     {{"--from HOST:PORT", "pop3: the old server (port default: 110, or 995 with --tls)"},
+      {"--tls | --starttls", "pop3: TLS from the first byte (995), or STLS first (110)"},
+      {"--login NAME", "pop3: the login on the old server (default: USER)"},
+      {"--password-file F", "pop3: its password, the first line of F (chmod 600)"},
+      {"--ca FILE | --insecure", "pop3: trust the CAs in FILE, not the system's; or check nothing"},
+      {NULL, NULL}}},
+    {"export", "kotak export mbox USER FILE\nkotak export maildir USER DIR\n",
+     "Writes USER's maildrop out: an mboxrd FILE (each message under a From_ line and\n"
+     "an X-UIDL field with its UIDL), or a Maildir DIR with a dovecot-uidlist naming\n"
+     "each UIDL, which Dovecot and 'kotak import' read back. FILE or DIR must be new\n"
+     "or empty; files are mode 0600 and synced. Imported again, each message comes\n"
+     "back byte for byte with its UIDL.",
+     {"mbox", "maildir"},
      {{NULL, NULL}}},
     {"dkim", "kotak dkim keygen DOMAIN [--selector S]\nkotak dkim dns DOMAIN\n",
      "The key kotak signs a domain's outgoing mail with, and the DNS record that\n"

@@ -100,6 +100,8 @@ static const char conf_template[] =
     "\n"
     "[pop3]          ; STLS\n"
     "listen = 127.0.0.1:2110\n"
+    "expire = never                ; never | Nd: remove mail N days after its first RETR\n"
+    "login_delay = 0               ; seconds between one user's logins (CAPA LOGIN-DELAY)\n"
     "\n"
     "[pop3s]         ; implicit TLS\n"
     "listen = 127.0.0.1:2995\n";

@@ -3,6 +3,7 @@
  * config, picks the subcommand and leaves the work to the ctl_* functions.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +21,19 @@ static const char usage[] =
     "commands:\n"
     "  init [--hostname NAME] [--user NAME] [--force]\n"
     "                                       write kotak.conf and create kotak-data/\n"
-    "  domain add|del|list [DOMAIN]         the domains this server receives mail for\n"
-    "  user add|del|passwd|list [ADDRESS]   mailbox users and their passwords\n"
+    "  domain add|del|set|list [DOMAIN]     the domains this server receives mail for\n"
+    "  user add|del|passwd|set|list [ADDRESS]\n"
+    "                                       mailbox users, their passwords and quotas\n"
     "  alias add|del|list [SOURCE] [TARGETS] addresses that forward to users\n"
     "  mailbox ADDRESS                      the messages waiting in a user's maildrop\n"
     "  stats                                counts and sizes of the store\n"
     "  backup FILE [--force]                a consistent copy of the store, safe while running\n"
     "  restore FILE                         put a backup back (the daemons stopped)\n"
     "  queue list|show ID|retry [ID]|drop ID mail waiting for other servers\n"
+    "  import mbox USER FILE... | maildir USER DIR | pop3 USER --from HOST:PORT ...\n"
+    "                                       move a user's mail in, the UIDLs clients saw kept\n"
+    "  export mbox USER FILE | maildir USER DIR\n"
+    "                                       a user's mail out, to come back the same\n"
     "  dkim keygen DOMAIN [--selector S] | dns DOMAIN\n"
     "                                       the key kotak signs a domain's mail with\n"
     "  clientconfig DOMAIN [--dir DIR] [--force]\n"
@@ -59,6 +65,7 @@ static const struct command commands[] = {
     {"clientconfig", ctl_clientconfig},
     {"dkim", ctl_dkim},     {"check", ctl_check},     {"watch", ctl_watch},
     {"doctor", ctl_doctor},
+    {"import", ctl_import}, {"export", ctl_export},
 };
 
 void ctl_usage(const char *usage, bool asked)
@@ -161,6 +168,7 @@ static const char *take_config(int *argc, char **argv)
 int main(int argc, char **argv)
 {
     umask(077); /* the store and its copies hold mail and password hashes */
+    signal(SIGPIPE, SIG_IGN); /* a peer or pipe gone: EPIPE to handle, not a death */
     argc--, argv++;
     struct ctl c = {.config_arg = take_config(&argc, argv)};
     if (argc == 0)

@@ -54,6 +54,8 @@ struct pop3_send {
     bool in_header;    /* TOP: still in the header */
     size_t line_len;   /* octets of the current line so far */
     long body_lines;   /* TOP: body lines still to send; -1 for RETR */
+    bool eoh_pending;  /* CRLF is still to be supplied at eoh_at (oe-ns-eoh) */
+    int64_t eoh_at;
 };
 
 struct pop3_session {
@@ -70,7 +72,9 @@ struct pop3_session {
     struct sasl sasl;
     struct store_mail *mails;
     bool *deleted;
+    bool *retrieved;               /* RETR sent it: recorded at QUIT when expire is on */
     size_t n_mails;
+    int64_t pending_id;            /* locked, its ops->login under way */
     unsigned errors;
     struct pop3_send send;
     struct buf out;
@@ -194,9 +198,13 @@ static void cmd_capa(struct pop3_session *s, const struct pop3_command *c)
     reply(s, "AUTH-RESP-CODE");
     reply(s, "PIPELINING");
     reply(s, "UTF8");
-    /* What is enforced: mail stays until deleted, and logins may follow at once. */
-    reply(s, "EXPIRE NEVER");
-    reply(s, "LOGIN-DELAY 0");
+    /* The policy enforced (RFC 2449 6.7, 6.5), the same for every user, so
+     * the same before and after login, and without USER. */
+    if (s->cfg.expire)
+        reply(s, "EXPIRE %u", s->cfg.expire_days);
+    else
+        reply(s, "EXPIRE NEVER");
+    reply(s, "LOGIN-DELAY %u", s->cfg.login_delay);
     reply(s, "IMPLEMENTATION kotak %s", KOTAK_VERSION);
     reply(s, ".");
 }
@@ -312,6 +320,8 @@ static void cmd_auth(struct pop3_session *s, const struct pop3_command *c)
     reply(s, "+ %s", sasl_first_challenge(mech));
 }
 
+static void open_maildrop(struct pop3_session *s, int64_t user_id, const char *user);
+
 void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
 {
     char user[SASL_FIELD_MAX * 4 + 3];
@@ -343,6 +353,46 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
         s->user[0] = '\0';
         return;
     }
+    if ((s->cfg.login_delay > 0 || s->cfg.expire) && s->ops->login != NULL) {
+        /* LOGIN-DELAY and EXPIRE are the store's to check and do, off the
+         * loop, under the lock and before the listing: after the password
+         * check, so a refusal tells a guesser nothing. */
+        s->busy = true;
+        s->pending_id = user_id;
+        s->ops->login(s->ctx, user_id, s->user);
+        return;
+    }
+    open_maildrop(s, user_id, user);
+}
+
+void pop3_session_login_done(struct pop3_session *s, int rc)
+{
+    int64_t user_id = s->pending_id;
+    char user[SASL_FIELD_MAX * 4 + 3];
+    s->busy = false;
+    s->pending_id = 0;
+    if (user_id <= 0)
+        return;
+    log_value(user, sizeof(user), s->user, strlen(s->user));
+    if (s->state == ST_CLOSED || rc != 0) {
+        s->ops->unlock(s->ctx, user_id);
+        if (s->state == ST_CLOSED)
+            return;
+        log_info("pop3 session=%s ip=%s event=login user=%s result=%s", s->cfg.session_id,
+                 s->cfg.peer_ip, user, rc > 0 ? "login-delay" : "store-error");
+        if (rc > 0) /* RFC 2449 8.1.1 */
+            reply(s, "-ERR [LOGIN-DELAY] Wait %u seconds between logins", s->cfg.login_delay);
+        else
+            reply(s, "-ERR [SYS/TEMP] Cannot open the maildrop, try again later");
+        s->user[0] = '\0';
+        return;
+    }
+    open_maildrop(s, user_id, user);
+}
+
+/* The login's last step, under the maildrop lock: the listing, TRANSACTION. */
+static void open_maildrop(struct pop3_session *s, int64_t user_id, const char *user)
+{
     int lrc = s->ops->list(s->ctx, user_id, &s->mails, &s->n_mails);
     if (lrc < 0) {
         s->ops->unlock(s->ctx, user_id);
@@ -353,6 +403,7 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
     }
     s->user_id = user_id;
     s->deleted = xcalloc(s->n_mails ? s->n_mails : 1, sizeof(bool));
+    s->retrieved = xcalloc(s->n_mails ? s->n_mails : 1, sizeof(bool));
     s->state = ST_TRANSACTION;
     int64_t total = 0;
     for (size_t i = 0; i < s->n_mails; i++)
@@ -450,14 +501,19 @@ static void cmd_uidl(struct pop3_session *s, const struct pop3_command *c)
 
 static void start_send(struct pop3_session *s, long i, long body_lines)
 {
+    /* The size LIST gave counts the CRLF supplied where the header section
+     * lacks its empty line; the store holds two octets fewer. */
+    const struct store_mail *m = &s->mails[i];
     s->send = (struct pop3_send){
         .active = true,
         .kind = SEND_BODY,
-        .message_id = s->mails[i].message_id,
-        .size = s->mails[i].size,
+        .message_id = m->message_id,
+        .size = m->eoh_missing ? m->size - 2 : m->size,
         .bol = true,
         .in_header = body_lines >= 0,
         .body_lines = body_lines,
+        .eoh_pending = m->eoh_missing,
+        .eoh_at = m->eoh_at,
     };
     metrics_count(body_lines < 0 ? METRIC_POP3_RETR : METRIC_POP3_TOP);
     if (watched(s)) {
@@ -484,6 +540,7 @@ static void cmd_retr(struct pop3_session *s, const struct pop3_command *c)
     if (i < 0)
         return;
     reply(s, "+OK %lld octets", (long long)s->mails[i].size);
+    s->retrieved[i] = true; /* RFC 2449 6.7's retention counts from RETR, not TOP */
     start_send(s, i, -1);
 }
 
@@ -542,19 +599,25 @@ static void cmd_quit(struct pop3_session *s, const struct pop3_command *c)
         close_with(s, "+OK Bye");
         return;
     }
-    /* UPDATE: every mark at once, before the +OK (RFC 1939 6). */
-    int64_t *ids = xmalloc((s->n_mails ? s->n_mails : 1) * sizeof(int64_t));
-    size_t n = 0;
-    for (size_t i = 0; i < s->n_mails; i++)
+    /* UPDATE: every mark at once, before the +OK (RFC 1939 6); with
+     * [pop3] expire, in the same transaction, the first retrieval of each
+     * message RETR sent and DELE did not mark. */
+    int64_t *ids = xmalloc(2 * (s->n_mails ? s->n_mails : 1) * sizeof(int64_t));
+    int64_t *ret = ids + (s->n_mails ? s->n_mails : 1);
+    size_t n = 0, n_ret = 0;
+    for (size_t i = 0; i < s->n_mails; i++) {
         if (s->deleted[i])
             ids[n++] = s->mails[i].id;
-    if (n == 0) {
+        else if (s->retrieved[i] && s->cfg.expire)
+            ret[n_ret++] = s->mails[i].id;
+    }
+    if (n == 0 && n_ret == 0) {
         free(ids);
         close_with(s, "+OK Bye");
         return;
     }
     s->busy = true;
-    s->ops->commit(s->ctx, s->user_id, ids, n);
+    s->ops->commit(s->ctx, s->user_id, ids, n, ret, n_ret);
     free(ids);
 }
 
@@ -566,8 +629,16 @@ void pop3_session_commit_done(struct pop3_session *s, int rc)
         n += s->deleted[i];
     if (rc == 0)
         metrics_add(METRIC_POP3_DELETED, n);
-    log_info("pop3 session=%s event=update deleted=%zu result=%s", s->cfg.session_id,
-             rc == 0 ? n : 0, rc == 0 ? "removed" : "store-error");
+    size_t n_ret = 0;
+    for (size_t i = 0; s->cfg.expire && i < s->n_mails; i++)
+        n_ret += s->retrieved[i] && !s->deleted[i];
+    if (s->cfg.expire)
+        log_info("pop3 session=%s event=update deleted=%zu retrieved=%zu result=%s",
+                 s->cfg.session_id, rc == 0 ? n : 0, rc == 0 ? n_ret : 0,
+                 rc == 0 ? "removed" : "store-error");
+    else
+        log_info("pop3 session=%s event=update deleted=%zu result=%s", s->cfg.session_id,
+                 rc == 0 ? n : 0, rc == 0 ? "removed" : "store-error");
     if (rc == 0 && watched(s)) {
         size_t shown = 0;
         for (size_t i = 0; i < s->n_mails && shown < WATCH_REMOVED_MAX; i++) {
@@ -582,8 +653,8 @@ void pop3_session_commit_done(struct pop3_session *s, int rc)
             watch(s, WATCH_MAIL, text, (size_t)len);
         }
     }
-    if (rc == 0) {
-        reply(s, "+OK Bye, %zu messages deleted", n);
+    if (rc == 0 || n == 0) { /* a retrieval not recorded only keeps mail longer */
+        reply(s, "+OK Bye, %zu messages deleted", rc == 0 ? n : 0);
         s->state = ST_CLOSED;
         s->action = POP3_ACT_CLOSE;
     } else {
@@ -626,7 +697,7 @@ static size_t stuff(struct pop3_session *s, const char *p, size_t n)
         t->line_len += end - i;
         t->bol = lf != NULL;
         if (lf != NULL) {
-            if (t->in_header && t->line_len <= 2)
+            if (t->in_header && t->line_len <= 2 && !t->eoh_pending)
                 t->in_header = false; /* the empty line after the header */
             else if (!t->in_header && t->body_lines > 0)
                 t->body_lines--;
@@ -635,6 +706,22 @@ static size_t stuff(struct pop3_session *s, const char *p, size_t n)
         i = end;
     }
     return n;
+}
+
+/*
+ * Outlook Express and Netscape break on a header section that no empty
+ * line ends (Dovecot's oe-ns-eoh): where the store found it missing, the
+ * CRLF goes out here, and for TOP the body starts after it. The stored
+ * message stays as it came; LIST's size counts these two octets.
+ */
+static void supply_eoh(struct pop3_session *s)
+{
+    struct pop3_send *t = &s->send;
+    append(s, "\r\n", 2);
+    t->eoh_pending = false;
+    t->in_header = false;
+    t->bol = true;
+    t->line_len = 0;
 }
 
 static void send_end(struct pop3_session *s)
@@ -679,8 +766,20 @@ void pop3_session_pump(struct pop3_session *s)
     /* Stuffing can double a chunk; only whole chunks go in, so none is cut. */
     while (t->active && added < POP3_PUMP_BYTES &&
            s->out.len + 2 * POP3_READ_CHUNK + 8 <= s->out.max) {
+        if (t->eoh_pending && t->offset == t->eoh_at) {
+            supply_eoh(s);
+            added += 2;
+            metrics_add(METRIC_POP3_SENT_BYTES, 2);
+            if (t->offset >= t->size || (t->body_lines == 0 && !t->in_header))
+                send_end(s);
+            continue;
+        }
+        /* A read stops where the empty line is to go in. */
+        size_t want = sizeof(chunk);
+        if (t->eoh_pending && t->eoh_at > t->offset && (uint64_t)(t->eoh_at - t->offset) < want)
+            want = (size_t)(t->eoh_at - t->offset);
         size_t got;
-        int rc = s->ops->read(s->ctx, t->message_id, t->offset, chunk, sizeof(chunk), &got);
+        int rc = s->ops->read(s->ctx, t->message_id, t->offset, chunk, want, &got);
         if (rc < 0) {
             /* The +OK is out already; all that is left is to hang up. */
             log_error("pop3 session=%s event=read-failed rc=%d", s->cfg.session_id, rc);
@@ -701,7 +800,8 @@ void pop3_session_pump(struct pop3_session *s)
         added += s->out.len - before;
         metrics_add(METRIC_POP3_SENT_BYTES, s->out.len - before);
         t->offset += (int64_t)used;
-        if (got == 0 || used < got || t->offset >= t->size)
+        if (got == 0 || used < got ||
+            (t->offset >= t->size && !(t->eoh_pending && t->eoh_at == t->offset)))
             send_end(s);
     }
 }
@@ -817,9 +917,12 @@ void pop3_session_free(struct pop3_session **sp)
         return;
     if (s->user_id > 0)
         s->ops->unlock(s->ctx, s->user_id);
+    else if (s->pending_id > 0)
+        s->ops->unlock(s->ctx, s->pending_id);
     sasl_clear(&s->sasl);
     free(s->mails);
     free(s->deleted);
+    free(s->retrieved);
     buf_free(&s->out);
     free(s);
     *sp = NULL;
@@ -890,4 +993,9 @@ void pop3_session_shutdown(struct pop3_session *s)
 bool pop3_session_logged_in(const struct pop3_session *s)
 {
     return s->state == ST_TRANSACTION;
+}
+
+void *pop3_session_ctx(const struct pop3_session *s)
+{
+    return s->ctx;
 }

@@ -31,6 +31,13 @@ struct pop3_session_config {
     char peer_ip[64];    /* for logs: first on a line, before what the client chose */
     char session_id[16];
     unsigned bad_commands;
+    /* [pop3] expire and login_delay, as CAPA announces them (RFC 2449 6.7,
+     * 6.5): with expire, QUIT records each message's first RETR and a
+     * login removes those retrieved expire_days ago or more (ops->login);
+     * login_delay seconds must pass between one user's logins. */
+    bool expire;           /* false: EXPIRE NEVER */
+    unsigned expire_days;
+    unsigned login_delay;  /* 0: none */
 };
 
 struct pop3_ops {
@@ -43,8 +50,16 @@ struct pop3_ops {
     int (*list)(void *ctx, int64_t user_id, struct store_mail **list_r, size_t *n_r);
     /* A piece of a body (store_mbox_read). */
     int (*read)(void *ctx, int64_t message_id, int64_t offset, void *p, size_t n, size_t *got_r);
-    /* Removes entries in one transaction; answers with pop3_session_commit_done. */
-    void (*commit)(void *ctx, int64_t user_id, const int64_t *ids, size_t n);
+    /* The UPDATE state: removes the entries del[0..n_del) and records the
+     * first retrieval of ret[0..n_ret) (store_mbox_update), in one
+     * transaction; answers with pop3_session_commit_done. */
+    void (*commit)(void *ctx, int64_t user_id, const int64_t *del, size_t n_del,
+                   const int64_t *ret, size_t n_ret);
+    /* After the password check and the lock, before the maildrop is listed,
+     * when login_delay or expire is set: checks and records the login time
+     * (store_user_login), then removes the expired entries, off the loop;
+     * answers with pop3_session_login_done. user is for the log. */
+    void (*login)(void *ctx, int64_t user_id, const char *user);
     /* The live view (common/watch.h), may be NULL: whether someone watches
      * now (nothing is built otherwise), and one event of this session,
      * secrets already replaced; tls: said inside TLS. */
@@ -85,11 +100,18 @@ bool pop3_session_sending(const struct pop3_session *s);
 /* Past USER/PASS or AUTH: the connection is worth its slot. */
 bool pop3_session_logged_in(const struct pop3_session *s);
 
+/* The ctx the session was made with: the glue's side of its connection. */
+void *pop3_session_ctx(const struct pop3_session *s);
+
 void pop3_session_tls_started(struct pop3_session *s, const char *version, const char *cipher,
                               const char *cert);
 
 /* 1 logged in as user_id, 0 refused, -EAGAIN address locked out. */
 void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id);
+
+/* The result of ops->login: 0 go on, > 0 the seconds still to wait
+ * (LOGIN-DELAY), or a negative code. */
+void pop3_session_login_done(struct pop3_session *s, int rc);
 
 /* The result of ops->commit: 0 or a negative code. */
 void pop3_session_commit_done(struct pop3_session *s, int rc);

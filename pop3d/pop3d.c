@@ -11,7 +11,9 @@
  * the lock until that transaction has ended, so that no new session lists
  * messages that are about to go.
  * Deletions at QUIT run in the thread pool on a writer connection of their
- * own, so the loop never waits on their fsync.
+ * own, so the loop never waits on their fsync; so does a login's store
+ * work under [pop3] login_delay and expire (the login's time, the expired
+ * messages' removal), between the lock and the listing.
  */
 #include "pop3d.h"
 
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -60,10 +63,40 @@ struct delete_job {
     uv_work_t work;
     struct pconn *pc;
     int64_t user_id;
-    int64_t *ids;
-    size_t n;
+    int64_t *ids; /* n to delete, then n_ret retrieved */
+    size_t n, n_ret;
     int rc;
 };
+
+/* A login's store work ([pop3] login_delay, expire), in the thread pool. */
+struct login_job {
+    uv_work_t work;
+    struct pconn *pc;
+    int64_t user_id;
+    char user[ADDR_TEXT_SIZE * 4 + 3]; /* for the log, through log_value */
+    int rc;
+    size_t removed;
+    int expire_rc;
+};
+
+/* Expired entries go in transactions of at most this many, so that the
+ * write lock is let go between them and deliveries go on. */
+#define EXPIRE_BATCH 500
+
+/* The near-quota warning of a login (store_quota_warn), or its re-arming,
+ * in the thread pool before the session hears that the password was right. */
+struct quota_job {
+    uv_work_t work;
+    struct pconn *pc;
+    int64_t user_id;
+    int auth_rc;        /* the password check's answer, passed on after */
+    char *msg;          /* the warning; NULL: re-arm only */
+    size_t len;
+    struct store_quota q;
+    int rc;
+};
+
+static bool quota_at_login(struct pconn *pc, int auth_rc, int64_t user_id);
 
 /* --- the session, as the core sees it ------------------------------------ */
 
@@ -121,6 +154,10 @@ static void s_tls_started(void *s, const char *version, const char *cipher, cons
 
 static void s_auth_done(void *s, int rc, int64_t user_id)
 {
+    /* A login near its quota first gets the warning into its maildrop,
+     * so that the listing that follows shows it; quota_done answers. */
+    if (rc > 0 && quota_at_login(pop3_session_ctx(s), rc, user_id))
+        return;
     pop3_session_auth_done(s, rc, user_id);
 }
 
@@ -219,7 +256,8 @@ static void delete_work(uv_work_t *w)
     struct delete_job *j = w->data;
     struct pop3d *d = j->pc->d;
     uv_mutex_lock(&d->writer_mu);
-    j->rc = store_mbox_delete(d->writer, j->user_id, j->ids, j->n);
+    j->rc = store_mbox_update(d->writer, j->user_id, j->ids, j->n, j->ids + j->n, j->n_ret,
+                              (int64_t)time(NULL));
     uv_mutex_unlock(&d->writer_mu);
 }
 
@@ -242,22 +280,103 @@ static void delete_done(uv_work_t *w, int status)
     service_result_done(&pc->conn);
 }
 
-static void op_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
+static void op_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n,
+                      const int64_t *ret, size_t n_ret)
 {
     struct pconn *pc = ctx;
     struct delete_job *j = xcalloc(1, sizeof(*j));
     j->work.data = j;
     j->pc = pc;
     j->user_id = user_id;
-    j->ids = xmalloc(n * sizeof(int64_t));
-    memcpy(j->ids, ids, n * sizeof(int64_t));
+    j->ids = xmalloc((n + n_ret ? n + n_ret : 1) * sizeof(int64_t));
+    if (n > 0)
+        memcpy(j->ids, ids, n * sizeof(int64_t));
+    if (n_ret > 0)
+        memcpy(j->ids + n, ret, n_ret * sizeof(int64_t));
     j->n = n;
+    j->n_ret = n_ret;
     service_result_due(&pc->conn);
     pc->d->in_flight++;
     pc->deleting = true;
     if (uv_queue_work(pc->d->loop, &j->work, delete_work, delete_done) != 0) {
         j->rc = -KOTAK_ESTORE;
         delete_done(&j->work, 0);
+    }
+}
+
+/*
+ * The store's part of a login, under the maildrop lock and before the
+ * listing: LOGIN-DELAY's check and the login's time, then EXPIRE's removal
+ * of what was first retrieved expire days ago or more, in batches that
+ * each take the writer for one short transaction. A failed expiry is
+ * logged and the login goes on: the mail is then kept a little longer,
+ * which EXPIRE (a minimum) allows, and the next login tries again.
+ */
+static void login_work(uv_work_t *w)
+{
+    struct login_job *j = w->data;
+    struct pop3d *d = j->pc->d;
+    int64_t now = (int64_t)time(NULL);
+    if (d->conf->pop3_login_delay_s > 0) {
+        uv_mutex_lock(&d->writer_mu);
+        j->rc = store_user_login(d->writer, j->user_id, now,
+                                 (int64_t)d->conf->pop3_login_delay_s);
+        uv_mutex_unlock(&d->writer_mu);
+        if (j->rc != 0)
+            return;
+    }
+    if (d->conf->pop3_expire_days < 0)
+        return;
+    int64_t before = now - d->conf->pop3_expire_days * 86400;
+    for (;;) {
+        size_t removed = 0;
+        uv_mutex_lock(&d->writer_mu);
+        j->expire_rc = store_mbox_expire(d->writer, j->user_id, before, EXPIRE_BATCH, &removed);
+        uv_mutex_unlock(&d->writer_mu);
+        j->removed += removed;
+        if (j->expire_rc < 0 || removed < EXPIRE_BATCH)
+            break;
+    }
+}
+
+static void login_done(uv_work_t *w, int status)
+{
+    struct login_job *j = w->data;
+    struct pconn *pc = j->pc;
+    struct pop3d *d = pc->d;
+    int rc = status < 0 ? status : j->rc;
+    if (j->removed > 0 || j->expire_rc < 0)
+        log_info("pop3 session=%s event=expire user=%s removed=%zu days=%lld%s", pc->id, j->user,
+                 j->removed, (long long)d->conf->pop3_expire_days,
+                 j->expire_rc < 0 ? " result=store-error" : "");
+    if (rc < 0)
+        log_error("pop3 session=%s event=login-record user=%s rc=%d", pc->id, j->user, rc);
+    free(j);
+    d->in_flight--;
+    pc->deleting = false;
+    if (pc->unlock_after != 0) {
+        unlock_user(d, pc->unlock_after);
+        pc->unlock_after = 0;
+    }
+    if (service_result_arrived(&pc->conn))
+        pop3_session_login_done(pc->conn.session, rc);
+    service_result_done(&pc->conn);
+}
+
+static void op_login(void *ctx, int64_t user_id, const char *user)
+{
+    struct pconn *pc = ctx;
+    struct login_job *j = xcalloc(1, sizeof(*j));
+    j->work.data = j;
+    j->pc = pc;
+    j->user_id = user_id;
+    log_value(j->user, sizeof(j->user), user, strlen(user));
+    service_result_due(&pc->conn);
+    pc->d->in_flight++;
+    pc->deleting = true; /* the lock waits for this job too (op_unlock) */
+    if (uv_queue_work(pc->d->loop, &j->work, login_work, login_done) != 0) {
+        j->rc = -KOTAK_ESTORE;
+        login_done(&j->work, 0);
     }
 }
 
@@ -273,6 +392,144 @@ static void op_watch(void *ctx, enum watch_kind kind, bool tls, const char *text
     watch_put(pc->d->watch, pc->id, WATCH_POP3, kind, tls, text, len);
 }
 
+/* --- quotas: the warning near the quota ----------------------------------- */
+
+/* n octets in words: "512 octets", "9.3 MB", "2 GB" (units of 1024, as the config's sizes). */
+static void size_words(uint64_t n, char *out, size_t size)
+{
+    static const char *const units[] = {"KB", "MB", "GB", "TB"};
+    if (n < 1024) {
+        snprintf(out, size, "%llu octets", (unsigned long long)n);
+        return;
+    }
+    double v = (double)n / 1024;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0]))
+        v /= 1024, u++;
+    if (v < 10 && (uint64_t)(v * 10 + 0.5) % 10 != 0)
+        snprintf(out, size, "%.1f %s", v, units[u]);
+    else
+        snprintf(out, size, "%.0f %s", v, units[u]);
+}
+
+/*
+ * The warning, as Dovecot's quota-warning script sends one: from the
+ * postmaster of the user's domain, plain text saying how full the
+ * maildrop is and how to make room. Returns a new buffer of *len_r octets.
+ */
+static char *warning_text(const struct pop3d *d, const struct store_quota *q, int64_t user_id,
+                          size_t *len_r)
+{
+    const char *domain = strrchr(q->address, '@');
+    domain = domain != NULL ? domain + 1 : d->conf->hostname;
+    unsigned pct = (unsigned)(q->used * 100 / q->quota);
+    char used[32], quota[32], date[64];
+    size_words(q->used, used, sizeof(used));
+    size_words(q->quota, quota, sizeof(quota));
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", gmtime_r(&now, &tm));
+    size_t cap = 3072 + 2 * strlen(q->address) + 2 * strlen(d->conf->hostname);
+    char *msg = xmalloc(cap);
+    int n = snprintf(
+        msg, cap,
+        "From: Mail System <postmaster@%s>\r\n"
+        "To: <%s>\r\n"
+        "Subject: Your mailbox is %u%% full\r\n"
+        "Date: %s\r\n"
+        "Message-ID: <quota-warning.%lld.%lld@%s>\r\n"
+        "Auto-Submitted: auto-generated\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+        "Content-Transfer-Encoding: 7bit\r\n"
+        "\r\n"
+        "Your mailbox is %u%% full: it holds %s (%llu octets) of the\r\n"
+        "%s (%llu octets) it may hold.\r\n"
+        "\r\n"
+        "Once it is full, new mail for you is not accepted: senders are told to\r\n"
+        "try again later, and after some days their mail goes back to them.\r\n"
+        "\r\n"
+        "To make room, delete the mail you have already fetched. If your mail\r\n"
+        "program keeps a copy of each message on the server, set it to remove\r\n"
+        "messages from the server once it has downloaded them (turn off \"Leave\r\n"
+        "a copy of messages on the server\", or choose \"Remove from server after\r\n"
+        "7 days\"). The next time it fetches mail, the space is free again.\r\n"
+        "\r\n"
+        "You get this warning once; should the mailbox fill up again after it\r\n"
+        "has been emptied, you are told again.\r\n",
+        domain, q->address, pct, date, (long long)user_id, (long long)now, d->conf->hostname, pct,
+        used, (unsigned long long)q->used, quota, (unsigned long long)q->quota);
+    if (n < 0 || (size_t)n >= cap)
+        n = 0; /* cannot happen: cap is above every field's bound */
+    *len_r = (size_t)n;
+    return msg;
+}
+
+static void quota_work(uv_work_t *w)
+{
+    struct quota_job *j = w->data;
+    struct pop3d *d = j->pc->d;
+    uv_mutex_lock(&d->writer_mu);
+    j->rc = j->msg != NULL ? store_quota_warn(d->writer, j->user_id, j->msg, j->len, time(NULL))
+                           : store_quota_rearm(d->writer, j->user_id);
+    uv_mutex_unlock(&d->writer_mu);
+}
+
+static void quota_done(uv_work_t *w, int status)
+{
+    struct quota_job *j = w->data;
+    struct pconn *pc = j->pc;
+    int rc = status < 0 ? status : j->rc;
+    char v[ADDR_TEXT_SIZE * 4 + 3];
+    log_value(v, sizeof(v), j->q.address, strlen(j->q.address));
+    if (rc < 0) /* the login goes on: the warning is tried again at the next one */
+        log_error("pop3 session=%s event=quota-warning user=%s result=store-error rc=%d", pc->id,
+                  v, rc);
+    else if (rc > 0)
+        log_info("pop3 session=%s event=%s user=%s used=%llu quota=%llu", pc->id,
+                 j->msg != NULL ? "quota-warning" : "quota-rearmed", v,
+                 (unsigned long long)j->q.used, (unsigned long long)j->q.quota);
+    pc->d->in_flight--;
+    if (service_result_arrived(&pc->conn))
+        pop3_session_auth_done(pc->conn.session, j->auth_rc, j->user_id);
+    free(j->msg);
+    free(j);
+    service_result_done(&pc->conn);
+}
+
+/*
+ * At a login (the password right, nothing locked or listed yet): one row
+ * read on the loop says whether the maildrop holds STORE_QUOTA_WARN_PCT of
+ * its quota with no warning sent yet, or has fallen below
+ * STORE_QUOTA_REARM_PCT since one was. Only then a job goes to the thread
+ * pool; true when it did, and quota_done passes the login on.
+ */
+static bool quota_at_login(struct pconn *pc, int auth_rc, int64_t user_id)
+{
+    struct store_quota q;
+    if (pc == NULL || store_quota_get(pc->d->reader, user_id, &q) != 1)
+        return false;
+    bool warn = q.quota > 0 && !q.warned && q.used * 100 >= q.quota * STORE_QUOTA_WARN_PCT;
+    bool rearm = q.warned && (q.quota == 0 || q.used * 100 < q.quota * STORE_QUOTA_REARM_PCT);
+    if (!warn && !rearm)
+        return false;
+    struct quota_job *j = xcalloc(1, sizeof(*j));
+    j->work.data = j;
+    j->pc = pc;
+    j->user_id = user_id;
+    j->auth_rc = auth_rc;
+    j->q = q;
+    if (warn)
+        j->msg = warning_text(pc->d, &q, user_id, &j->len);
+    service_result_due(&pc->conn);
+    pc->d->in_flight++;
+    if (uv_queue_work(pc->d->loop, &j->work, quota_work, quota_done) != 0) {
+        j->rc = -KOTAK_ESTORE;
+        quota_done(&j->work, 0);
+    }
+    return true;
+}
+
 static const struct pop3_ops pop3_ops = {
     .auth = op_auth,
     .lock = op_lock,
@@ -280,6 +537,7 @@ static const struct pop3_ops pop3_ops = {
     .list = op_list,
     .read = op_read,
     .commit = op_commit,
+    .login = op_login,
     .watched = op_watched,
     .watch = op_watch,
 };
@@ -298,6 +556,9 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .tls_available = service_has_tls(d->svc),
         .peer_loopback = net_conn_is_loopback(c),
         .bad_commands = (unsigned)d->conf->limits.bad_commands,
+        .expire = d->conf->pop3_expire_days >= 0,
+        .expire_days = d->conf->pop3_expire_days >= 0 ? (unsigned)d->conf->pop3_expire_days : 0,
+        .login_delay = (unsigned)d->conf->pop3_login_delay_s,
     };
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
     snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));

@@ -13,7 +13,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev libuv1-dev libmbedtls-dev libsq
 if [ "${1:-}" = --test ]; then
     pkgs+=(python3 util-linux swaks libnet-ssleay-perl curl openssl fetchmail getmail6
            python3-cryptography iproute2 python3-dnslib python3-aiosmtpd postfix
-           python3-dkim rspamd chromium nodejs fail2ban man-db
+           python3-dkim rspamd chromium nodejs fail2ban man-db procmail
            build-essential debhelper dpkg-dev lintian)
 fi
 

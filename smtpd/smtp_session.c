@@ -384,7 +384,6 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
     bool bad_syntax = false;
     struct addr from;
     if (declared > s->cfg.message_size) {
-        metrics_count(METRIC_SMTP_TOO_BIG); /* refused by its SIZE (RFC 1870), before its data */
         snprintf(refusal, sizeof(refusal), "552 5.3.4 Message size exceeds the limit of %zu octets",
                  s->cfg.message_size);
     } else if (a.mailbox_len > 0 &&
@@ -407,6 +406,7 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_command *c)
     }
     s->tx = tx;
     tx->user_id = s->user_id;
+    tx->declared = declared;
     if (a.mailbox_len > 0)
         snprintf(tx->from, sizeof(tx->from), "%s@%s", from.local, from.domain);
     snprintf(tx->id, sizeof(tx->id), "%s.%u", s->cfg.session_id, ++s->tx_count);
@@ -495,6 +495,57 @@ static const char *srs_rcpt(struct smtp_session *s, struct addr *to, bool *srs)
     return NULL;
 }
 
+/* Whether an earlier RCPT of tx (its users [0, before)) already names one of rcpt's users. */
+static bool rcpt_overlaps(struct smtp_session *s, const struct addr *rcpt, size_t before)
+{
+    struct store_rcpts r = {0};
+    bool overlap = false;
+    if (s->ops->resolve(s->ctx, rcpt, &r) > 0)
+        for (size_t i = 0; i < r.n && !overlap; i++)
+            for (size_t j = 0; j < before && !overlap; j++)
+                overlap = r.user_ids[i] == s->tx->rcpts.user_ids[j];
+    s->ops->rcpts_free(s->ctx, &r);
+    return overlap;
+}
+
+/*
+ * Quotas (store_quota_fit) of the local users tx->rcpts[from..], new with
+ * this RCPT (rcpt; NULL at the final dot, for the whole transaction): a
+ * message of size octets is refused only when none of the users it is for
+ * takes it. With an alias of two users, the one with room must get it, and
+ * the one without still does: one reply answers the whole RCPT (or the
+ * whole DATA), so an alias's target over its quota is not singled out; it
+ * goes over rather than lose the mail, and sees the warning at its next
+ * login. Returns the refusal (RFC 3463 X.2.2, mailbox full: 452 while the
+ * maildrop may empty, 552 for a message larger than the whole quota), or
+ * NULL. A failed look-up refuses nothing: the quota gives way before mail
+ * does.
+ */
+static const char *quota_refusal(struct smtp_session *s, size_t from, uint64_t size,
+                                 const struct addr *rcpt)
+{
+    struct smtp_tx *tx = s->tx;
+    bool full = false;
+    if (s->ops->quota == NULL || from >= tx->rcpts.n)
+        return NULL;
+    for (size_t i = from; i < tx->rcpts.n; i++) {
+        struct store_quota q;
+        if (s->ops->quota(s->ctx, tx->rcpts.user_ids[i], &q) != 1)
+            return NULL;
+        enum store_quota_fit fit = store_quota_fit(q.used, q.quota, size);
+        if (fit == STORE_QUOTA_FITS)
+            return NULL;
+        full |= fit == STORE_QUOTA_FULL;
+    }
+    /* Rare: every new user is full, but the alias also names one that an
+     * earlier RCPT brought, who gets the message anyway. Refusing would
+     * make the sender send it to that one twice. */
+    if (rcpt != NULL && from > 0 && rcpt_overlaps(s, rcpt, from))
+        return NULL;
+    return full ? "452 4.2.2 Mailbox full, try again later"
+                : "552 5.2.2 Mailbox full: the message is larger than the quota";
+}
+
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 {
     struct smtp_path_args a;
@@ -550,6 +601,12 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
         refusal = "451 4.3.0 Temporary lookup failure, try again later";
     else if (rc == 0)
         refusal = "550 5.1.1 No such user here";
+    else if (tx->rcpts.n_remote == remote_before && rc != -KOTAK_ENODOMAIN &&
+             (refusal = quota_refusal(s, before, tx->declared, &to)) != NULL) {
+        char v[ADDR_TEXT_SIZE + 8];
+        log_info("smtp session=%s event=mailbox-full id=%s rcpt=<%s> code=%.3s", s->cfg.session_id,
+                 tx->id, log_value(v, sizeof(v), named, strlen(named)), refusal);
+    }
     if (refusal != NULL) {
         metrics_count(rc == -KOTAK_ENODOMAIN && s->cfg.role == SMTP_ROLE_MX && !srs
                           ? METRIC_RCPT_RELAY_DENIED
@@ -861,6 +918,10 @@ static void data_end(struct smtp_session *s, unsigned flags)
     else if (flags & SMTP_DATA_LONG_LINE)
         refusal = "550 5.6.0 Message refused: a line is longer than 998 characters",
         m = METRIC_SMTP_LONG_LINE;
+    else if (tx->n_remote == 0 && (refusal = quota_refusal(s, 0, tx->size, NULL)) != NULL)
+        /* Checked again with the real size, against what the maildrops
+         * hold now: none of the local recipients has room for it. */
+        m = refusal[0] == '4' ? METRIC_SMTP_TEMPFAIL : METRIC_SMTP_TOO_BIG;
     if (refusal != NULL) {
         metrics_count(m);
         log_info("smtp session=%s event=refused id=%s size=%zu code=%.3s", s->cfg.session_id,
@@ -890,8 +951,6 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
     if (tx == NULL)
         return;
     tx->spooling = false; /* the glue has finished with the spool */
-    metrics_count(rc == 0 ? METRIC_SMTP_STORED : rc == -ENOSPC ? METRIC_SMTP_DISK_FULL
-                                                               : METRIC_SMTP_STORE_ERROR);
     log_info("smtp session=%s event=%s id=%s from=<%s> rcpts=%zu size=%zu result=%s",
              s->cfg.session_id, rc == 0 ? "accepted" : "failed", tx->id,
              log_value(from, sizeof(from), tx->from, strlen(tx->from)), tx->rcpts.n, tx->size,
@@ -907,20 +966,6 @@ void smtp_session_store_done(struct smtp_session *s, int rc)
     tx_reset(s);
 }
 
-/* What a refusal of the checks was for, by its enhanced status code (RFC 3463, RFC 7372). */
-static enum metric refusal_metric(const char *line)
-{
-    if (line[0] == '4')
-        return strstr(line, " 4.3.") != NULL ? METRIC_SMTP_STORE_ERROR : METRIC_SMTP_TEMPFAIL;
-    if (strstr(line, " 5.7.23 ") != NULL)
-        return METRIC_SMTP_SPF;
-    if (strstr(line, " DMARC ") != NULL)
-        return METRIC_SMTP_DMARC;
-    if (strstr(line, " spam") != NULL)
-        return METRIC_SMTP_SPAM;
-    return METRIC_SMTP_POLICY;
-}
-
 void smtp_session_refused(struct smtp_session *s, const char *line)
 {
     struct smtp_tx *tx = s->tx;
@@ -929,7 +974,6 @@ void smtp_session_refused(struct smtp_session *s, const char *line)
     if (tx == NULL)
         return;
     tx->spooling = false; /* the glue has finished with the spool */
-    metrics_count(refusal_metric(line));
     log_info("smtp session=%s event=refused id=%s from=<%s> rcpts=%zu size=%zu reply=\"%s\"",
              s->cfg.session_id, tx->id, log_value(from, sizeof(from), tx->from, strlen(tx->from)),
              tx->rcpts.n, tx->size, log_value(why, sizeof(why), line, strlen(line)));

@@ -72,6 +72,7 @@ struct smtp_tx {
     bool utf8;                     /* SMTPUTF8 given on MAIL */
     bool spooling;                 /* the spool was opened */
     size_t size;                   /* octets of message data so far */
+    size_t declared;               /* SIZE= of MAIL (RFC 1870), 0 when not given */
     bool too_big;                  /* past message_size: refused at the final dot */
     int spool_error;               /* a failed spool write, refused at the final dot */
     char id[32];                   /* queue id, for 250 and logs */
@@ -88,6 +89,9 @@ struct smtp_ops {
     int (*resolve)(void *ctx, const struct addr *rcpt, struct store_rcpts *r);
     /* Frees what resolve filled in (store_rcpts_free). */
     void (*rcpts_free)(void *ctx, struct store_rcpts *r);
+    /* A local user's quota and usage (store_quota_get), synchronously: 1
+     * with *q_r, 0 no such user, or a negative code. May be NULL: no quotas. */
+    int (*quota)(void *ctx, int64_t user_id, struct store_quota *q_r);
     /* Opens a spool for a new message, then appends to it: 0 or -errno. */
     int (*spool_begin)(void *ctx);
     int (*spool_write)(void *ctx, const void *p, size_t n);

@@ -38,6 +38,7 @@
 #include "watch.h"
 #include "web.h"
 #include "exporter.h"
+#include "gauges.h"
 #include "metrics.h"
 
 struct smtpd;
@@ -64,6 +65,7 @@ struct smtpd {
     struct watch *watch; /* the live view's ring; NULL: off */
     struct web *web;     /* the live view's page; NULL: off */
     struct exporter *exporter; /* /metrics, /healthz; NULL: off */
+    struct gauges *gauges;     /* what only kotak-smtpd shows there; NULL: off */
 };
 
 /* One connection beside its session: the core's part, and the spool. */
@@ -169,6 +171,13 @@ static void op_rcpts_free(void *ctx, struct store_rcpts *r)
 {
     (void)ctx;
     store_rcpts_free(r);
+}
+
+/* One row on the loop's read-only connection, as resolve's look-ups are. */
+static int op_quota(void *ctx, int64_t user_id, struct store_quota *q_r)
+{
+    struct sconn *sc = ctx;
+    return store_quota_get(sc->d->reader, user_id, q_r);
 }
 
 static int op_spool_begin(void *ctx)
@@ -306,6 +315,10 @@ static void commit_done(struct commit_job *job, void *ctx)
     if (job->rc == 0 && job->n_remote > 0)
         outbound_kick(d->outbound);
     struct sconn *sc = job->owner;
+    /* Counted here, not in the session: a client gone after the dot still had its mail stored. */
+    metrics_count(job->rc == 0         ? METRIC_SMTP_STORED
+                  : job->rc == -ENOSPC ? METRIC_SMTP_DISK_FULL
+                                       : METRIC_SMTP_STORE_ERROR);
     if (job->rc == 0) /* the journey's first step, before the 250 that promises it */
         watch_say(d->watch, sc->id, WATCH_SMTP, WATCH_MAIL, false,
                   "stored id=%lld maildrops=%zu to-send=%zu", (long long)job->message_id,
@@ -346,6 +359,7 @@ static void op_watch(void *ctx, enum watch_kind kind, bool tls, const char *text
 static const struct smtp_ops smtp_ops = {
     .resolve = op_resolve,
     .rcpts_free = op_rcpts_free,
+    .quota = op_quota,
     .spool_begin = op_spool_begin,
     .spool_write = op_spool_write,
     .spool_abort = op_spool_abort,
@@ -439,7 +453,7 @@ static size_t in_flight(void *ctx)
 {
     struct smtpd *d = ctx;
     return committer_in_flight(d->committer) + checks_in_flight(d->checks) +
-           (d->outbound ? outbound_busy(d->outbound) : 0);
+           (d->outbound ? outbound_busy(d->outbound) : 0) + gauges_busy(d->gauges);
 }
 
 static void outbound_idle(void *ctx)
@@ -452,6 +466,7 @@ static void on_stopping(void *ctx)
 {
     struct smtpd *d = ctx;
     outbound_stop(d->outbound, outbound_idle, d);
+    gauges_stop(d->gauges);
     /* Last: a check that ends answers its session, and that may be the
      * last work in flight, which ends the stop and frees what is above. */
     checks_stop(d->checks);
@@ -464,6 +479,7 @@ static void on_stopped(void *ctx)
     checks_free(&d->checks);
     web_free(&d->web);
     exporter_free(&d->exporter);
+    gauges_free(&d->gauges);
     /* The read-only connection goes first: the last one to close copies the
      * WAL into the database and removes it, which a read-only one cannot. */
     store_close(&d->reader);
@@ -522,24 +538,11 @@ static void listen_all(struct smtpd *d)
     }
 }
 
-/* What /metrics shows that only kotak-smtpd knows: asked at each scrape. */
-static void gauges(void *ctx, struct metrics_gauges *g)
+/* What /metrics shows that only kotak-smtpd knows: the last refresh's queue, the certificate. */
+static void fill_gauges(void *ctx, struct metrics_gauges *g)
 {
     struct smtpd *d = ctx;
-    int64_t oldest = 0;
-    time_t now = time(NULL);
-    if (d->reader != NULL && store_queue_summary(d->reader, &g->queue_recipients, &oldest) == 0)
-        g->queue_oldest_s = oldest > 0 && now > oldest ? now - oldest : 0;
-    else
-        g->queue_recipients = -1;
-    struct stat st;
-    char wal[PATH_MAX];
-    snprintf(wal, sizeof(wal), "%s-wal", d->store_path);
-    g->store_bytes = 0;
-    if (stat(d->store_path, &st) == 0)
-        g->store_bytes += st.st_size;
-    if (stat(wal, &st) == 0)
-        g->store_bytes += st.st_size;
+    gauges_fill(d->gauges, g);
     g->cert_expiry = service_cert_expiry(d->svc);
 }
 
@@ -575,11 +578,20 @@ bool smtpd_tls_needed(const struct conf *conf)
     return conf->listeners[CONF_SUBMISSION].n > 0 || conf->listeners[CONF_SUBMISSIONS].n > 0;
 }
 
-/* Whether kotak serves domain, for the clients' set-up files on [web] listen. */
-static int web_domain_local(void *ctx, const char *domain)
+/*
+ * For the clients' set-up files on [web] listen (web.h's web_set_domains):
+ * whether kotak serves domain, and, given an address, whether it is a user's login there.
+ */
+static int web_domain_local(void *ctx, const char *domain, const char *address)
 {
     struct smtpd *d = ctx;
-    return store_domain_exists(d->reader, domain);
+    int rc = store_domain_exists(d->reader, domain);
+    if (rc != 1 || address == NULL)
+        return rc;
+    struct store_user u;
+    rc = store_user_by_login(d->reader, address, &u); /* web.c took domain from address */
+    explicit_bzero(&u, sizeof(u));
+    return rc;
 }
 
 int smtpd_run(const struct conf *conf)
@@ -596,7 +608,9 @@ int smtpd_run(const struct conf *conf)
     outbound_set_watch(d.outbound, d.watch);
     metrics_start(loop, conf, "smtpd");
     if (conf->metrics_listen.n > 0)
-        d.exporter = exporter_new(conf, gauges, &d);
+        d.gauges = gauges_start(loop, d.store_path, d.svc);
+    if (conf->metrics_listen.n > 0)
+        d.exporter = exporter_new(conf, fill_gauges, &d);
     if (conf->web_listen.n > 0) {
         d.web = web_new(loop, conf);
         web_set_domains(d.web, web_domain_local, &d);

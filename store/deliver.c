@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "header_eoh.h"
 #include "store_int.h"
 #include "util.h"
 
@@ -33,6 +34,7 @@ struct store_msg {
     struct store__remote *remote;
     size_t n_remote, cap_remote;
     int error; /* the first failure; commit then rolls back */
+    struct header_eoh eoh; /* where the header section lacks its empty line */
 };
 
 int store_batch_begin(struct store *s)
@@ -92,6 +94,7 @@ int store_msg_begin(struct store *s, int64_t received, int64_t size, struct stor
     m->received = received;
     m->size_told = size < 0 ? 0 : size;
     m->pending = xmalloc(STORE_CHUNK);
+    header_eoh_init(&m->eoh);
     *m_r = m;
     return 0;
 }
@@ -132,6 +135,8 @@ static int flush_chunk(struct store_msg *m)
 int store_msg_append(struct store_msg *m, const void *p, size_t n)
 {
     const uint8_t *in = p;
+    if (!m->eoh.done) /* reads up to the header section's end only */
+        header_eoh_feed(&m->eoh, p, n);
     while (n > 0 && m->error == 0) {
         size_t k = STORE_CHUNK - m->pending_len;
         if (k > n)
@@ -237,13 +242,25 @@ static int write_rest(struct store_msg *m)
         sqlite3_bind_int64(st, 2, m->size);
         rc = store__step_done(m->s, st);
     }
+    /* A header section without its empty line (common/header_eoh.h): RETR
+     * and TOP supply CRLF there, and the maildrop's size counts it. */
+    uint64_t eoh = header_eoh_finish(&m->eoh);
+    int64_t drop_size = m->size + (eoh != UINT64_MAX ? 2 : 0);
+    if (rc == 0 && eoh != UINT64_MAX) {
+        sqlite3_stmt *st = store__stmt(m->s, STMT_MSG_EOH);
+        if (st == NULL)
+            return -KOTAK_ESTORE;
+        sqlite3_bind_int64(st, 1, m->id);
+        sqlite3_bind_int64(st, 2, (int64_t)eoh);
+        rc = store__step_done(m->s, st);
+    }
     for (size_t i = 0; rc == 0 && i < m->n_rcpts; i++) {
         sqlite3_stmt *st = store__stmt(m->s, STMT_DROP_ADD);
         if (st == NULL)
             return -KOTAK_ESTORE;
         sqlite3_bind_int64(st, 1, m->rcpts[i]);
         sqlite3_bind_int64(st, 2, m->id);
-        sqlite3_bind_int64(st, 3, m->size);
+        sqlite3_bind_int64(st, 3, drop_size);
         sqlite3_bind_int64(st, 4, m->received);
         rc = store__step_done(m->s, st);
     }

@@ -25,10 +25,16 @@ static void fold_local(const struct addr *a, char *out)
 
 int store_domain_add(struct store *s, const char *domain)
 {
+    return store_domain_add_quota(s, domain, 0);
+}
+
+int store_domain_add_quota(struct store *s, const char *domain, uint64_t quota)
+{
     sqlite3_stmt *st = store__stmt(s, STMT_DOMAIN_ADD);
     if (st == NULL)
         return -KOTAK_ESTORE;
     sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)quota);
     return store__step_done(s, st);
 }
 
@@ -95,6 +101,7 @@ int store_domain_list(struct store *s, int (*cb)(void *ctx, const struct store_d
             .name = (const char *)sqlite3_column_text(st, 0),
             .users = sqlite3_column_int64(st, 1),
             .aliases = sqlite3_column_int64(st, 2),
+            .quota = sqlite3_column_int64(st, 3),
         };
         ret = cb(ctx, &d);
     }
@@ -164,6 +171,12 @@ static int postmaster_default(struct store *s, int64_t did, const char *local, c
 
 int store_user_add(struct store *s, const struct addr *a, const char *hash)
 {
+    return store_user_add_quota(s, a, hash, 0);
+}
+
+int store_user_add_quota(struct store *s, const struct addr *a, const char *hash,
+                         uint64_t quota)
+{
     char local[ADDR_LOCAL_MAX + 1];
     int64_t did = 0, uid = 0;
     fold_local(a, local);
@@ -187,6 +200,7 @@ int store_user_add(struct store *s, const struct addr *a, const char *hash)
     sqlite3_bind_int64(st, 1, did);
     sqlite3_bind_text(st, 2, local, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)quota);
     if ((rc = store__step_done(s, st)) < 0 ||
         (rc = postmaster_default(s, did, local, a->domain)) < 0)
         goto fail;
@@ -259,6 +273,44 @@ int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
     return user_change(s, a, STMT_USER_PASSWD, hash);
 }
 
+int store_user_set_quota(struct store *s, const struct addr *a, uint64_t quota)
+{
+    int64_t uid = 0;
+    int rc = store__begin(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = user_find(s, a, &uid, NULL)) <= 0) {
+        rc = rc == 0 ? -ENOENT : rc;
+        goto fail;
+    }
+    sqlite3_stmt *st = store__stmt(s, STMT_QUOTA_USER_SET);
+    if (st == NULL) {
+        rc = -KOTAK_ESTORE;
+        goto fail;
+    }
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, (int64_t)quota);
+    if ((rc = store__step_done(s, st)) < 0)
+        goto fail;
+    return store__commit(s);
+fail:
+    store__rollback(s);
+    return rc;
+}
+
+int store_domain_set_quota(struct store *s, const char *domain, uint64_t quota)
+{
+    sqlite3_stmt *st = store__stmt(s, STMT_QUOTA_DOMAIN_SET);
+    if (st == NULL)
+        return -KOTAK_ESTORE;
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)quota);
+    int rc = store__step_done(s, st);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = -ENOENT;
+    return rc;
+}
+
 int store_user_del(struct store *s, const struct addr *a)
 {
     return user_change(s, a, STMT_USER_DEL, NULL);
@@ -299,6 +351,7 @@ int store_user_list(struct store *s, const char *domain,
             .id = sqlite3_column_int64(st, 0),
             .messages = sqlite3_column_int64(st, 3),
             .bytes = sqlite3_column_int64(st, 4),
+            .quota = sqlite3_column_int64(st, 5),
         };
         snprintf(u.address, sizeof(u.address), "%s", sqlite3_column_text(st, 1));
         snprintf(u.hash, sizeof(u.hash), "%s", sqlite3_column_text(st, 2));

@@ -35,7 +35,19 @@ int store_mbox_list(struct store *s, int64_t user_id, struct store_mail **list_r
         e->message_id = sqlite3_column_int64(st, 1);
         e->size = sqlite3_column_int64(st, 2);
         e->arrived = sqlite3_column_int64(st, 3);
-        snprintf(e->uidl, sizeof(e->uidl), "%s.%lld", s->uidl_prefix, (long long)e->id);
+        /* A UIDL kept from the server the message came from (kotak import), else our own. */
+        const unsigned char *kept = sqlite3_column_text(st, 4);
+        if (kept != NULL)
+            snprintf(e->uidl, sizeof(e->uidl), "%s", (const char *)kept);
+        else
+            snprintf(e->uidl, sizeof(e->uidl), "%s.%lld", s->uidl_prefix, (long long)e->id);
+        /* Where RETR supplies the empty line that ends the header section;
+         * only when the entry's size counts it, so that a row written
+         * without it is served as stored rather than cut short. */
+        int64_t eoh = sqlite3_column_int64(st, 5), stored = sqlite3_column_int64(st, 6);
+        e->eoh_missing = sqlite3_column_type(st, 5) != SQLITE_NULL && eoh >= 0 && eoh <= stored &&
+                         e->size == stored + 2;
+        e->eoh_at = e->eoh_missing ? eoh : 0;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {

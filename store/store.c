@@ -145,27 +145,42 @@ static const char *const migrations[] = {
 
 static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_DOMAIN_ID] = "SELECT id FROM domains WHERE name = ?1",
-    [STMT_DOMAIN_ADD] = "INSERT INTO domains(name) VALUES(?1)",
+    [STMT_DOMAIN_ADD] = "INSERT INTO domains(name, quota) VALUES(?1, nullif(?2, 0))",
     [STMT_DOMAIN_DEL] = "DELETE FROM domains WHERE id = ?1",
     [STMT_DOMAIN_LIST] = "SELECT name, (SELECT count(*) FROM users WHERE domain_id = d.id),"
-                         " (SELECT count(DISTINCT local) FROM aliases WHERE domain_id = d.id)"
-                         " FROM domains d ORDER BY name",
+                         " (SELECT count(DISTINCT local) FROM aliases WHERE domain_id = d.id),"
+                         " coalesce(d.quota, 0) FROM domains d ORDER BY name",
     [STMT_DOMAIN_FIRST] = "SELECT name FROM domains ORDER BY id LIMIT 1",
     [STMT_USER_GET] = "SELECT id, hash FROM users WHERE domain_id = ?1 AND local = ?2",
     [STMT_USER_ADD] =
-        "INSERT INTO users(domain_id, local, hash, created) VALUES(?1, ?2, ?3, unixepoch())",
+        "INSERT INTO users(domain_id, local, hash, created, quota)"
+        " VALUES(?1, ?2, ?3, unixepoch(), nullif(?4, 0))",
     [STMT_USER_DEL] = "DELETE FROM users WHERE id = ?1",
     [STMT_USER_PASSWD] = "UPDATE users SET hash = ?2 WHERE id = ?1",
     [STMT_USER_LIST] =
         "SELECT u.id, u.local || '@' || d.name, u.hash,"
         " (SELECT count(*) FROM maildrop WHERE user_id = u.id),"
-        " (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = u.id)"
+        " (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = u.id),"
+        " coalesce(u.quota, d.quota, 0)"
         " FROM users u JOIN domains d ON d.id = u.domain_id ORDER BY d.name, u.local",
     [STMT_USER_LIST_DOMAIN] =
         "SELECT u.id, u.local || '@' || d.name, u.hash,"
         " (SELECT count(*) FROM maildrop WHERE user_id = u.id),"
-        " (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = u.id)"
+        " (SELECT coalesce(sum(size), 0) FROM maildrop WHERE user_id = u.id),"
+        " coalesce(u.quota, d.quota, 0)"
         " FROM users u JOIN domains d ON d.id = u.domain_id WHERE d.name = ?1 ORDER BY u.local",
+    /* Quotas (quota.c): the user's own, else the domain's, else none (0). */
+    [STMT_QUOTA_GET] = "SELECT u.used, coalesce(u.quota, d.quota, 0), u.quota_warned,"
+                       " u.local || '@' || d.name FROM users u"
+                       " JOIN domains d ON d.id = u.domain_id WHERE u.id = ?1",
+    [STMT_QUOTA_USER_SET] = "UPDATE users SET quota = nullif(?2, 0) WHERE id = ?1",
+    [STMT_QUOTA_DOMAIN_SET] = "UPDATE domains SET quota = nullif(?2, 0) WHERE name = ?1",
+    [STMT_QUOTA_WARNED] = "UPDATE users SET quota_warned = 1 WHERE id = ?1",
+    [STMT_QUOTA_REARM] =
+        "UPDATE users SET quota_warned = 0 WHERE id = ?1 AND quota_warned != 0 AND"
+        " (coalesce(quota, (SELECT quota FROM domains WHERE id = users.domain_id), 0) = 0"
+        "  OR used * 100 < ?2 * coalesce(quota, (SELECT quota FROM domains"
+        "   WHERE id = users.domain_id), 0))",
     [STMT_ALIAS_EXISTS] = "SELECT 1 FROM aliases WHERE domain_id = ?1 AND local = ?2 LIMIT 1",
     [STMT_ALIAS_TARGETS] = "SELECT target FROM aliases WHERE domain_id = ?1 AND local = ?2",
     [STMT_ALIAS_ADD] = "INSERT INTO aliases(domain_id, local, target) VALUES(?1, ?2, ?3)",
@@ -182,11 +197,20 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_DROP_ADD] =
         "INSERT INTO maildrop(user_id, message_id, size, arrived) VALUES(?1, ?2, ?3, ?4)",
     [STMT_MBOX_LIST] =
-        "SELECT id, message_id, size, arrived FROM maildrop WHERE user_id = ?1 ORDER BY id",
+        "SELECT d.id, d.message_id, d.size, d.arrived, d.uidl, m.eoh_at, m.size FROM maildrop d"
+        " JOIN messages m ON m.id = d.message_id WHERE d.user_id = ?1 ORDER BY d.id",
     [STMT_HEAD_READ] = "SELECT head FROM messages WHERE id = ?1",
     [STMT_CHUNK_READ] =
         "SELECT seq, data FROM chunks WHERE message_id = ?1 AND seq >= ?2 ORDER BY seq",
     [STMT_MBOX_DELETE] = "DELETE FROM maildrop WHERE id = ?1 AND user_id = ?2",
+    /* Retention (retention.c): the first RETR counts; the oldest retrievals go first. */
+    [STMT_MBOX_RETRIEVED] =
+        "UPDATE maildrop SET retrieved = ?3 WHERE id = ?1 AND user_id = ?2 AND retrieved IS NULL",
+    [STMT_MBOX_EXPIRE] = "DELETE FROM maildrop WHERE id IN (SELECT id FROM maildrop"
+                         " WHERE user_id = ?1 AND retrieved <= ?2 ORDER BY retrieved, id LIMIT ?3)",
+    [STMT_MSG_EOH] = "UPDATE messages SET eoh_at = ?2 WHERE id = ?1",
+    [STMT_LOGIN_GET] = "SELECT last_login FROM users WHERE id = ?1",
+    [STMT_LOGIN_SET] = "UPDATE users SET last_login = ?2 WHERE id = ?1",
     [STMT_QUEUE_ADD] = "INSERT INTO queue(message_id, sender, created, user_id, ret, envid, bounce,"
                        " smtputf8) VALUES(?1, ?2, ?3, nullif(?4, 0), ?5, ?6, ?7, ?8)",
     [STMT_QUEUE_RCPT_ADD] =

@@ -32,7 +32,7 @@ enum store_open_flags {
     STORE_READONLY = 1 << 1, /* never write; no migration */
 };
 
-#define STORE_UIDL_MAX 40
+#define STORE_UIDL_MAX 71 /* RFC 1939: 1 to 70 octets, and a NUL; a kept one may be that long */
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /*
@@ -86,6 +86,7 @@ struct store_domain {
     const char *name; /* valid during the callback only */
     int64_t users;
     int64_t aliases;
+    int64_t quota; /* the default quota of its users in octets; 0: none */
 };
 
 /* Adds a local domain (already parsed and folded by addr_parse_domain). */
@@ -109,6 +110,8 @@ struct store_user {
     char hash[AUTH_HASH_MAX];
     int64_t messages; /* in the maildrop */
     int64_t bytes;
+    int64_t quota;    /* store_user_list only: the quota that applies (its own, else the
+                       * domain's), octets; 0: none */
 };
 
 /*
@@ -141,6 +144,71 @@ int store_user_by_login(struct store *s, const char *login, struct store_user *u
 /* Calls cb for each user (of domain, or all when NULL), by address, with counts. */
 int store_user_list(struct store *s, const char *domain,
                     int (*cb)(void *ctx, const struct store_user *u), void *ctx);
+
+/* --- quotas ------------------------------------------------------------- */
+
+/*
+ * A user's quota is the most their maildrop may hold, in octets: the user's
+ * own, else their domain's default, else none. users.used, kept by the
+ * schema's triggers, is what the maildrop holds, so a check is one row.
+ */
+#define STORE_QUOTA_WARN_PCT 90  /* a POP3 login at this much gets the warning, once */
+#define STORE_QUOTA_REARM_PCT 80 /* below this much, a later fill warns again */
+
+struct store_quota {
+    uint64_t used;  /* octets the maildrop holds */
+    uint64_t quota; /* the quota that applies; 0: none */
+    bool warned;    /* the near-quota warning went out and was not re-armed since */
+    char address[ADDR_TEXT_SIZE]; /* the user's, local@domain */
+};
+
+/* The quota of user_id: 1 with *q_r filled, 0 when there is no such user, or a code. */
+int store_quota_get(struct store *s, int64_t user_id, struct store_quota *q_r);
+
+/*
+ * Adds a user or a domain as store_user_add and store_domain_add do, with a
+ * quota (0: none, the domain's default for a user), in the same transaction.
+ */
+int store_user_add_quota(struct store *s, const struct addr *a, const char *hash,
+                         uint64_t quota);
+int store_domain_add_quota(struct store *s, const char *domain, uint64_t quota);
+
+/* Sets a user's quota (0: none of its own, the domain's applies). -ENOENT: no such user. */
+int store_user_set_quota(struct store *s, const struct addr *a, uint64_t quota);
+
+/* Sets a domain's default quota (0: none). -ENOENT: no such domain. */
+int store_domain_set_quota(struct store *s, const char *domain, uint64_t quota);
+
+enum store_quota_fit {
+    STORE_QUOTA_FITS,  /* take it */
+    STORE_QUOTA_FULL,  /* not now: the maildrop is full, or this message would overfill it */
+    STORE_QUOTA_NEVER, /* the message is larger than the whole quota */
+};
+
+/*
+ * Whether a message of size octets may go into a maildrop holding used of
+ * quota (0: none): pure. A maildrop under its quota takes a message that
+ * brings it over by at most a tenth of the quota (Dovecot's quota_grace),
+ * so that the last message before the limit is not refused for a few
+ * octets; one at or over it takes nothing more.
+ */
+enum store_quota_fit store_quota_fit(uint64_t used, uint64_t quota, uint64_t size);
+
+/*
+ * Delivers the near-quota warning msg[0..len) (a whole message, CRLF line
+ * ends) into user_id's maildrop, as delivery stores a message, and marks it
+ * sent, in one transaction. Returns 1 stored, 0 when it was sent already
+ * (nothing stored), or a negative code.
+ */
+int store_quota_warn(struct store *s, int64_t user_id, const void *msg, size_t len,
+                     int64_t arrived);
+
+/*
+ * Re-arms the warning of user_id when the maildrop holds less than
+ * STORE_QUOTA_REARM_PCT of the quota (or no quota applies): 1 re-armed, 0
+ * nothing to do, or a negative code.
+ */
+int store_quota_rearm(struct store *s, int64_t user_id);
 
 /* --- aliases ------------------------------------------------------------ */
 
@@ -357,9 +425,10 @@ struct store_import;
 int store_import_begin(struct store *s, int64_t user_id, struct store_import **imp_r);
 
 /*
- * Whether the maildrop holds the message already: by its kept UIDL when
- * uidl is not NULL and one is kept, else by digest. 1 yes, 0 no, or a
- * negative code.
+ * Whether the maildrop holds the message already: by its UIDL when uidl
+ * is one store_import_add would keep or has kept (also the store's own
+ * PREFIX.N of this maildrop), unless that entry's digest shows it is
+ * another message; else by digest. 1 yes, 0 no, or a negative code.
  */
 int store_import_seen(struct store_import *imp, const char *uidl,
                       const uint8_t digest[STORE_DIGEST_SIZE]);
@@ -370,7 +439,11 @@ int store_import_seen(struct store_import *imp, const char *uidl,
  * kept when it is one RFC 1939 allows (1 to 70 octets 0x21..0x7E), no
  * other entry of the maildrop has it, and it cannot be one this store
  * hands out itself; else the entry gets a new one. *kept_r says which.
- * The batch commits once it holds enough.
+ * The batch commits once it holds enough (500 messages, 32 MiB, or a
+ * second open: a batch holds the write lock the daemons wait on). digest
+ * NULL: computed here. When an add fails, the batch's messages not yet
+ * committed are dropped with it, and the next add opens a new batch. The
+ * quota is not applied: an import moves in what the user had.
  */
 int store_import_add(struct store_import *imp, const void *msg, size_t len, int64_t arrived,
                      const char *uidl, const uint8_t digest[STORE_DIGEST_SIZE], bool *kept_r);
@@ -389,6 +462,10 @@ struct store_mail {
     int64_t size;       /* octets as RETR sends them, before byte-stuffing */
     int64_t arrived;    /* Unix time */
     char uidl[STORE_UIDL_MAX];
+    /* The header section has no empty line after it (common/header_eoh.h):
+     * RETR and TOP insert CRLF at eoh_at, and size counts those 2 octets. */
+    bool eoh_missing;
+    int64_t eoh_at;
 };
 
 /* The user's maildrop, oldest first, into a new array the caller frees. */
@@ -406,6 +483,35 @@ int store_mbox_read(struct store *s, int64_t message_id, int64_t offset, void *p
  * body goes with its last entry. Entries not the user's are left alone.
  */
 int store_mbox_delete(struct store *s, int64_t user_id, const int64_t *ids, size_t n);
+
+/*
+ * POP3's UPDATE state ([pop3] expire): removes the entries del[0..n_del)
+ * and records now as the retrieval time of the entries ret[0..n_ret) that
+ * have none yet (the first RETR counts), in one transaction. Entries not
+ * the user's are left alone. Returns 0 or a negative code; on failure
+ * nothing changed.
+ */
+int store_mbox_update(struct store *s, int64_t user_id, const int64_t *del, size_t n_del,
+                      const int64_t *ret, size_t n_ret, int64_t now);
+
+/*
+ * Removes up to max entries of the user's maildrop that were first
+ * retrieved at or before `before` ([pop3] expire: now less N days), oldest
+ * first, in one transaction; a body goes with its last entry. An entry
+ * never retrieved stays. *removed_r is how many went; fewer than max means
+ * none is left. Returns 0 or a negative code.
+ */
+int store_mbox_expire(struct store *s, int64_t user_id, int64_t before, size_t max,
+                      size_t *removed_r);
+
+/*
+ * A POP3 login that passed its password check ([pop3] login_delay):
+ * refused when the user's last recorded login is less than delay seconds
+ * before now, else now becomes the last login. Returns 0 (recorded), the
+ * seconds still to wait (> 0, nothing written), or a negative code. A last
+ * login in the future (the clock went back) does not refuse.
+ */
+int store_user_login(struct store *s, int64_t user_id, int64_t now, int64_t delay);
 
 /* --- administration ----------------------------------------------------- */
 

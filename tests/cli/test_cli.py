@@ -1518,6 +1518,26 @@ class ClientConfigTest(KotakTest):
         self.assertIn("POP3", self.fails("clientconfig", "example.test", "--dir", self.out,
                                          "--force").stderr)
 
+    def test_a_file_that_cannot_be_named_leaves_none_of_the_three(self):
+        # A domain of 253 octets is valid, but "DOMAIN.mobileconfig" is longer
+        # than a file name may be (255): the first two files have their names
+        # by then, and must go again. Without the take-back they stayed.
+        long = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 56, "test"])
+        self.assertEqual(len(long), 253)
+        self.ok("domain", "add", long)
+        p = self.fails("clientconfig", long, "--dir", self.out)
+        self.assertIn("none of the three files was written", p.stderr)
+        self.assertIn("name too long", p.stderr.lower())
+        self.assertEqual(os.listdir(self.out), [], "all three or none, and no temporary file")
+
+    def test_a_third_file_there_already_leaves_no_first_or_second(self):
+        with open(os.path.join(self.out, "example.test.mobileconfig"), "w") as f:
+            f.write("mine")
+        p = self.fails("clientconfig", "example.test", "--dir", self.out)
+        self.assertIn("example.test.mobileconfig exists", p.stderr)
+        self.assertEqual(os.listdir(self.out), ["example.test.mobileconfig"])
+        self.assertEqual(self.read("example.test.mobileconfig"), b"mine")
+
     def test_an_unwritable_folder_exits_2(self):
         target = self.out
         if os.geteuid() == 0:
@@ -1640,6 +1660,130 @@ class ReadOnlyTest(KotakTest):
         # Only kotak.db, as left by a clean shutdown: no -wal, no -shm.
         self.assertEqual(sorted(os.listdir(self.ro)), ["kotak", "kotak.conf", "kotak.db"])
         self.check_read_only()
+
+
+# --- quotas --------------------------------------------------------------------
+
+class QuotaTest(KotakTest):
+    """kotak user add/set --quota, kotak domain add/set --quota, and what list shows."""
+
+    def setUp(self):
+        super().setUp()
+        self.setup_users()
+
+    def quotas(self):
+        return dict(self.query("SELECT u.local, u.quota FROM users u ORDER BY 1"))
+
+    def domain_quota(self, name="example.test"):
+        return self.query("SELECT quota FROM domains WHERE name = ?", name)[0][0]
+
+    def add_mail(self, user, size):
+        """One message of size octets into user's maildrop, as delivery stores it."""
+        con = self.db()
+        uid = con.execute("SELECT id FROM users WHERE local = ?", (user,)).fetchone()[0]
+        mid = con.execute("INSERT INTO messages(received, size, head) VALUES(1700000000, ?, ?)",
+                          (size, b"x" * size)).lastrowid
+        con.execute("INSERT INTO maildrop(user_id, message_id, size, arrived)"
+                    " VALUES(?, ?, ?, 1700000000)", (uid, mid, size))
+        con.close()
+
+    def test_user_set_quota_takes_the_config_sizes(self):
+        for size, octets in (("500M", 500 << 20), ("2G", 2 << 30), ("2g", 2 << 30),
+                             ("64K", 64 << 10), ("12345", 12345)):
+            with self.subTest(size=size):
+                p = self.ok("user", "set", "alice@example.test", "--quota", size)
+                self.assertIn(str(octets), p.stdout)
+                self.assertEqual(self.quotas()["alice"], octets)
+        self.assertIsNone(self.quotas()["bob"], "bob untouched")
+
+    def test_none_or_0_clears_the_users_quota(self):
+        for clear in ("none", "0", "NONE"):
+            with self.subTest(clear=clear):
+                self.ok("user", "set", "alice@example.test", "--quota", "1G")
+                self.ok("user", "set", "Alice@Example.test", "--quota", clear)
+                self.assertIsNone(self.quotas()["alice"])
+
+    def test_user_add_with_a_quota(self):
+        self.ok("user", "add", "carol@example.test", "--password-stdin", "--quota", "2G",
+                input="pw-carol-long\n")
+        self.assertEqual(self.quotas()["carol"], 2 << 30)
+        self.ok("user", "add", "dave@example.test", "--quota", "10M", "--password-stdin",
+                input="pw-dave-long\n")
+        self.assertEqual(self.quotas()["dave"], 10 << 20)
+
+    def test_domain_default(self):
+        self.ok("domain", "set", "example.test", "--quota", "1G")
+        self.assertEqual(self.domain_quota(), 1 << 30)
+        self.ok("domain", "add", "other.test", "--quota", "300M")
+        self.assertEqual(self.domain_quota("other.test"), 300 << 20)
+        p = self.ok("domain", "list")
+        self.assertEqual(p.stdout, f"example.test\tusers=2\taliases=1\tquota={1 << 30}\n"
+                                   f"other.test\tusers=0\taliases=0\tquota={300 << 20}\n")
+        self.ok("domain", "set", "example.test", "--quota", "none")
+        self.assertIsNone(self.domain_quota())
+        p = self.ok("domain", "list")
+        self.assertTrue(p.stdout.startswith("example.test\tusers=2\taliases=1\n"), p.stdout)
+
+    def test_user_list_shows_usage_and_the_quota_that_applies(self):
+        self.add_mail("alice", 3000)
+        self.ok("user", "set", "alice@example.test", "--quota", "10K")
+        p = self.ok("user", "list")
+        self.assertEqual(p.stdout, "alice@example.test\tmessages=1\tbytes=3000\tquota=10240"
+                                   "\tfull=29%\n"
+                                   "bob@example.test\tmessages=0\tbytes=0\n")
+        self.ok("domain", "set", "example.test", "--quota", "1M")
+        p = self.ok("user", "list", "example.test")
+        self.assertIn("bob@example.test\tmessages=0\tbytes=0\tquota=1048576\tfull=0%\n",
+                      p.stdout, "bob gets the domain's default")
+        self.assertIn("alice@example.test\tmessages=1\tbytes=3000\tquota=10240\t", p.stdout,
+                      "alice keeps her own")
+        # Every column stays key=value after the address: a script's split still works.
+        for line in p.stdout.splitlines():
+            fields = line.split("\t")
+            self.assertTrue(all("=" in f for f in fields[1:]), line)
+
+    def test_usage_follows_deletion(self):
+        self.add_mail("alice", 1000)
+        self.add_mail("alice", 500)
+        self.assertEqual(self.query("SELECT used FROM users WHERE local = 'alice'")[0][0], 1500)
+        con = self.db()
+        con.execute("DELETE FROM maildrop WHERE size = 1000")
+        con.close()
+        self.assertEqual(self.query("SELECT used FROM users WHERE local = 'alice'")[0][0], 500)
+        self.ok("user", "set", "alice@example.test", "--quota", "1K")
+        self.assertIn("alice@example.test\tmessages=1\tbytes=500\tquota=1024\tfull=48%\n",
+                      self.ok("user", "list").stdout)
+
+    def test_mistakes_are_one_line_exit_2_and_change_nothing(self):
+        before = self.dump()
+        for args in (["user", "set", "alice@example.test", "--quota", "12X"],
+                     ["user", "set", "alice@example.test", "--quota", "-1"],
+                     ["user", "set", "alice@example.test", "--quota", ""],
+                     ["user", "set", "alice@example.test", "--quota", "99999999G"],
+                     ["user", "set", "alice@example.test", "--quota"],
+                     ["user", "set", "alice@example.test"],
+                     ["user", "set", "alice@example.test", "--size", "1G"],
+                     ["user", "set", "nobody@example.test", "--quota", "1G"],
+                     ["user", "set", "not-an-address", "--quota", "1G"],
+                     ["user", "passwd", "alice@example.test", "--quota", "1G"],
+                     ["user", "add", "carol@example.test", "--password-stdin", "--quota", "x"],
+                     ["domain", "set", "nowhere.test", "--quota", "1G"],
+                     ["domain", "set", "example.test", "--quota", "lots"],
+                     ["domain", "set", "example.test"],
+                     ["domain", "add", "other.test", "--quota", "1Q"],
+                     ["domain", "del", "example.test", "--quota", "1G"]):
+            with self.subTest(args=args):
+                p = self.assert_unchanged(before, *args, input="pw-carol-long\n")
+                if "--quota" in args and len(args) > args.index("--quota") + 1 and \
+                        args[-1] not in ("1G",):
+                    self.assertIn("--quota", p.stderr)
+
+    def test_help_names_the_option(self):
+        for cmd in ("user", "domain"):
+            with self.subTest(cmd=cmd):
+                p = self.kotak("help", cmd, conf=False)
+                self.assertRegex(p.stdout, r"\n  --quota SIZE +")
+                self.assertIn(f"kotak {cmd} set ", p.stdout)
 
 
 # --- help, version, unknown commands ------------------------------------------

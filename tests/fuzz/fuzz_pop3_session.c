@@ -7,29 +7,39 @@
  * Input: byte 0 bit 0: a certificate (STLS offered); bit 1: a loopback
  * peer; bit 2: implicit TLS (pop3s); bit 3: faults (lock busy, list and
  * read failures); bit 4: end with the idle timeout rather than a shutdown;
- * bit 5: a high bad-command limit. Byte 1 seeds the read boundaries and the
+ * bit 5: a high bad-command limit; bit 6: [pop3] expire = 3d; bit 7:
+ * [pop3] login_delay = 60. Byte 1 seeds the read boundaries and the
  * output drain sizes, byte 2 the login and commit answers and the faults.
  * The rest is what the client sends.
  *
- * The world: user 1 has seven messages (dots at line starts, no final CRLF,
+ * The world: user 1 has eight messages (dots at line starts, no final CRLF,
  * empty, 2 KB, 70 KB so that RETR spans several pumps, a header alone, a
- * line of 1500 octets), user 2 has one; any login may be answered with
- * either user.
+ * line of 1500 octets, a body line right under the fields), user 2 has
+ * one; any login may be answered with either user. Three of them lack the
+ * empty line that ends a header section, which RETR and TOP supply.
  *
  * Properties:
  *   - the output is CRLF lines; whenever nothing is being sent and it has
  *     all been taken, it ends at a line end and no multi-line response is
  *     open; every single-line response starts "+OK", "-ERR" or "+ ";
  *   - RETR gives back exactly the stored message, un-byte-stuffed (with a
- *     CRLF added when it lacked one, and each NUL as 0x80, for Outlook);
- *     TOP gives a prefix of it that ends at a line end; a line of a multi-line response that starts with '.' is
+ *     CRLF added when it lacked one, each NUL as 0x80, for Outlook, and the
+ *     empty line that ends the header section supplied where the store
+ *     found it missing, for Outlook Express), as many octets as "+OK N
+ *     octets" and LIST said; TOP gives a prefix of that which ends at a
+ *     line end and holds at least the whole header section and its empty
+ *     line; a line of a multi-line response that starts with '.' is
  *     stuffed;
  *   - the body is read in order, with no gap and no overlap;
  *   - a login is asked for only with TLS or from loopback; the maildrop is
  *     listed and read only under its lock, and every lock is released by the
  *     time the session is freed;
  *   - commit() is called only for QUIT, once, with exactly the messages the
- *     DELE replies marked (less those RSET unmarked), each once.
+ *     DELE replies marked (less those RSET unmarked), each once, and with
+ *     expire on, exactly those RETR sent and DELE did not mark, as
+ *     retrieved (none with expire off);
+ *   - login() (expire or login_delay on) comes between the lock and the
+ *     listing, and a refused or failed one lets the lock go.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,12 +50,15 @@
 #include "sasl.h"
 #include "store.h"
 
-#define N_MAILS 8 /* 7 for user 1, 1 for user 2 */
+#define N_MAILS 9 /* 8 for user 1, 1 for user 2 */
 
 struct body {
     int64_t user_id;
     struct fuzz_bytes text; /* as stored */
-    struct fuzz_bytes sent; /* as RETR sends it: each NUL as 0x80 */
+    struct fuzz_bytes sent; /* as RETR sends it: each NUL as 0x80, the empty line supplied */
+    bool eoh;               /* the header section lacks its empty line ... */
+    size_t eoh_at;          /* ... which goes in here */
+    size_t body_at;         /* where the body starts in sent: TOP sends at least this */
 };
 
 static struct body bodies[N_MAILS];
@@ -58,7 +71,7 @@ static void add_line(struct fuzz_bytes *b, const char *s)
 static void make_bodies(void)
 {
     for (int i = 0; i < N_MAILS; i++)
-        bodies[i].user_id = i < 7 ? 1 : 2;
+        bodies[i].user_id = i < 8 ? 1 : 2;
     add_line(&bodies[0].text, "From: alice@example.test\r\nSubject: dots\r\n\r\nfirst\r\n.\r\n"
                               "..two dots\r\n.leading dot\r\nlast line\r\n");
     add_line(&bodies[1].text, "Subject: short\r\n\r\n.dot line\r\nno final CRLF");
@@ -83,17 +96,36 @@ static void make_bodies(void)
     for (int i = 0; i < 1500; i++)
         add_line(&bodies[6].text, i % 10 ? "x" : ".");
     add_line(&bodies[6].text, "\r\n.\r\n");
-    add_line(&bodies[7].text, "Subject: for bob\r\n\r\nhello");
-    fuzz_bytes_add(&bodies[7].text, "\0 bob\r\n\0\r\n", 10); /* NULs, which Outlook chokes on */
+    /* Fields, then a body line with no empty line between (and a dot, a
+     * line TOP must count as the body's). */
+    add_line(&bodies[7].text, "From: carol@example.test\r\n\tfolded\r\nSubject: eoh\r\n");
+    size_t under = bodies[7].text.len;
+    add_line(&bodies[7].text, "right under the fields\r\n.dot\r\nthird\r\n");
+    add_line(&bodies[8].text, "Subject: for bob\r\n\r\nhello");
+    fuzz_bytes_add(&bodies[8].text, "\0 bob\r\n\0\r\n", 10); /* NULs, which Outlook chokes on */
+    /* What the store records at delivery (common/header_eoh.h), written
+     * out here rather than asked of the code under test. */
+    bodies[2].eoh = true, bodies[2].eoh_at = 0;
+    bodies[5].eoh = true, bodies[5].eoh_at = bodies[5].text.len;
+    bodies[7].eoh = true, bodies[7].eoh_at = under;
     for (int i = 0; i < N_MAILS; i++) {
-        fuzz_bytes_add(&bodies[i].sent, bodies[i].text.p, bodies[i].text.len);
-        for (size_t k = 0; k < bodies[i].sent.len; k++)
-            if (bodies[i].sent.p[k] == '\0')
-                bodies[i].sent.p[k] = 0x80;
+        struct body *b = &bodies[i];
+        size_t head = b->eoh ? b->eoh_at : b->text.len;
+        fuzz_bytes_add(&b->sent, b->text.p, head);
+        if (b->eoh)
+            fuzz_bytes_add(&b->sent, "\r\n", 2);
+        fuzz_bytes_add(&b->sent, b->text.p + head, b->text.len - head);
+        for (size_t k = 0; k < b->sent.len; k++)
+            if (b->sent.p[k] == '\0')
+                b->sent.p[k] = 0x80;
+        const uint8_t *blank = memmem(b->sent.p, b->sent.len, "\r\n\r\n", 4);
+        b->body_at = b->eoh ? b->eoh_at + 2 : blank ? (size_t)(blank - b->sent.p) + 4 : 0;
+        if (b->body_at == 0)
+            abort(); /* every message here has its header section ended, or supplied */
     }
     for (int i = 0; i < N_MAILS; i++)
         for (int j = 0; j < i; j++)
-            if (bodies[i].text.len == bodies[j].text.len)
+            if (bodies[i].sent.len == bodies[j].sent.len)
                 abort(); /* the checker tells them apart by size */
 }
 
@@ -107,11 +139,15 @@ struct world {
 
     int64_t locked; /* the user whose lock is held, 0 none */
     int64_t listed; /* the user whose maildrop was listed (logged in) */
-    bool want_auth, want_commit;
+    bool want_auth, want_commit, want_login;
+    bool login_asked; /* login() came for the lock held now */
     bool auth_nobody; /* the login asked for is of nobody: it must fail */
     int commits;
     int64_t commit_ids[N_MAILS];
     size_t n_commit;
+    int64_t ret_ids[N_MAILS];
+    size_t n_ret;
+    bool retrieved[N_MAILS]; /* "+OK N octets" went out for it */
     bool check_commit; /* compare commit_ids with the marks at the next drain */
 
     /* read(): the next offset expected */
@@ -165,6 +201,7 @@ static int w_lock(void *ctx, int64_t user_id)
     if (fault(w, 8))
         return -EBUSY;
     w->locked = user_id;
+    w->login_asked = false;
     return 0;
 }
 
@@ -179,6 +216,8 @@ static int w_list(void *ctx, int64_t user_id, struct store_mail **list_r, size_t
 {
     struct world *w = ctx;
     FUZZ_CHECK(w->locked == user_id, "list() without the lock");
+    FUZZ_CHECK(w->login_asked == (w->cfg.expire || w->cfg.login_delay > 0),
+               "list() %s login()", w->login_asked ? "after" : "without");
     if (fault(w, 16))
         return -EIO;
     struct store_mail *m = calloc(N_MAILS, sizeof(*m));
@@ -188,7 +227,9 @@ static int w_list(void *ctx, int64_t user_id, struct store_mail **list_r, size_t
             continue;
         m[n].id = 100 + i;
         m[n].message_id = 1000 + i;
-        m[n].size = (int64_t)bodies[i].text.len;
+        m[n].size = (int64_t)bodies[i].sent.len;
+        m[n].eoh_missing = bodies[i].eoh;
+        m[n].eoh_at = (int64_t)bodies[i].eoh_at;
         m[n].arrived = 1700000000 + i;
         snprintf(m[n].uidl, sizeof(m[n].uidl), "kotak-%d", 500 + i);
         n++;
@@ -197,6 +238,7 @@ static int w_list(void *ctx, int64_t user_id, struct store_mail **list_r, size_t
     *n_r = n;
     w->listed = user_id;
     memset(w->marked, 0, sizeof(w->marked));
+    memset(w->retrieved, 0, sizeof(w->retrieved));
     w->n_listed = n;
     return 0;
 }
@@ -224,12 +266,24 @@ static int w_read(void *ctx, int64_t message_id, int64_t offset, void *p, size_t
     return 0;
 }
 
-static void w_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
+static void w_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n, const int64_t *ret,
+                     size_t n_ret)
 {
     struct world *w = ctx;
     FUZZ_CHECK(user_id == w->listed && w->locked == user_id, "commit() for a maildrop not held");
     FUZZ_CHECK(w->commits++ == 0, "a second commit()");
-    FUZZ_CHECK(n >= 1 && n <= N_MAILS, "commit() of %zu entries", n);
+    FUZZ_CHECK(n + n_ret >= 1 && n <= N_MAILS && n_ret <= N_MAILS, "commit() of %zu + %zu entries",
+               n, n_ret);
+    FUZZ_CHECK(w->cfg.expire || n_ret == 0, "retrievals recorded with expire off");
+    for (size_t k = 0; k < n_ret; k++) {
+        int i = (int)(ret[k] - 100);
+        FUZZ_CHECK(i >= 0 && i < N_MAILS && bodies[i].user_id == user_id,
+                   "commit() records entry %" PRId64 ", not the user's", ret[k]);
+        for (size_t j = 0; j < n; j++)
+            FUZZ_CHECK(ids[j] != ret[k], "an entry both deleted and recorded retrieved");
+        w->ret_ids[k] = ret[k];
+    }
+    w->n_ret = n_ret;
     for (size_t k = 0; k < n; k++) {
         int i = (int)(ids[k] - 100);
         FUZZ_CHECK(i >= 0 && i < N_MAILS && bodies[i].user_id == user_id,
@@ -241,6 +295,19 @@ static void w_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
     w->n_commit = n;
     w->check_commit = true;
     w->want_commit = true;
+}
+
+static void w_login(void *ctx, int64_t user_id, const char *user)
+{
+    struct world *w = ctx;
+    FUZZ_CHECK(w->cfg.expire || w->cfg.login_delay > 0, "login() with neither expire nor delay");
+    FUZZ_CHECK(w->locked == user_id && w->listed == 0 && !w->login_asked,
+               "login() outside the lock, or after the listing, or twice");
+    FUZZ_CHECK(user != NULL, "login() without a name for the log");
+    FUZZ_CHECK(!w->want_auth && !w->want_commit && !w->want_login,
+               "login() while an answer is awaited");
+    w->login_asked = true;
+    w->want_login = true;
 }
 
 /* The live view is watched throughout: its paths run on every input. */
@@ -265,6 +332,7 @@ static const struct pop3_ops w_ops = {
     .list = w_list,
     .read = w_read,
     .commit = w_commit,
+    .login = w_login,
     .watched = w_watched,
     .watch = w_watch,
 };
@@ -301,9 +369,12 @@ static void take_line(struct world *w, struct fuzz_bytes *l)
             w->st = OUT_BODY;
             w->sending = NULL;
             for (int i = 0; i < N_MAILS; i++)
-                if (bodies[i].user_id == w->listed && (long long)bodies[i].text.len == size)
+                if (bodies[i].user_id == w->listed && (long long)bodies[i].sent.len == size)
                     w->sending = &bodies[i];
             FUZZ_CHECK(w->sending != NULL, "RETR of %lld octets: no such message", size);
+            for (size_t m = 0; m < w->n_listed; m++)
+                if (&bodies[mail_index(w->listed, m)] == w->sending)
+                    w->retrieved[m] = true;
             w->got.len = 0;
         } else if (line_is(l, "+OK Top of message follows")) {
             w->st = OUT_TOP;
@@ -336,6 +407,8 @@ static void take_line(struct world *w, struct fuzz_bytes *l)
                     const struct fuzz_bytes *b = &bodies[i].sent;
                     if (bodies[i].user_id != w->listed)
                         continue;
+                    if (w->got.len < bodies[i].body_at)
+                        continue; /* TOP sends the whole header section and its empty line */
                     if (w->got.len <= b->len &&
                         (w->got.len == 0 || memcmp(w->got.p, b->p, w->got.len) == 0))
                         found = w->got.len == 0 || w->got.len == b->len ||
@@ -406,6 +479,14 @@ static void drain(struct world *w, struct fuzz_rng *rd, bool all)
         for (size_t m = 0; m < w->n_listed; m++)
             FUZZ_CHECK(in_commit[m] == w->marked[m], "message %zu is %s in commit() but %s", m + 1,
                        in_commit[m] ? "" : "not", w->marked[m] ? "marked" : "not marked");
+        bool in_ret[N_MAILS] = {false};
+        for (size_t k2 = 0; k2 < w->n_ret; k2++)
+            for (size_t m = 0; m < w->n_listed; m++)
+                if (mail_index(w->listed, m) == (int)(w->ret_ids[k2] - 100))
+                    in_ret[m] = true;
+        for (size_t m = 0; m < w->n_listed; m++)
+            FUZZ_CHECK(in_ret[m] == (w->cfg.expire && w->retrieved[m] && !w->marked[m]),
+                       "message %zu is %s recorded retrieved", m + 1, in_ret[m] ? "" : "not");
         w->check_commit = false;
     }
 }
@@ -419,9 +500,17 @@ static void at_rest(struct world *w)
 
 static void answer(struct world *w)
 {
-    FUZZ_CHECK(w->want_auth != w->want_commit, "busy, but waiting for %s",
-               w->want_auth ? "two answers" : "nothing");
-    if (w->want_auth) {
+    int wants = w->want_auth + w->want_commit + w->want_login;
+    FUZZ_CHECK(wants == 1, "busy, but waiting for %d answers", wants);
+    if (w->want_login) {
+        static const int rcs[] = {0, 0, 42, -EIO};
+        int rc = rcs[fuzz_rng_below(&w->res, 4)];
+        w->want_login = false;
+        pop3_session_login_done(w->s, rc);
+        FUZZ_CHECK(rc == 0 || w->locked == 0, "a refused login kept the lock");
+        if (w->locked == 0)
+            w->listed = 0;
+    } else if (w->want_auth) {
         static const int rcs[] = {1, 1, 0, -EAGAIN};
         int rc = rcs[fuzz_rng_below(&w->res, 4)];
         if (w->auth_nobody && rc == 1)
@@ -454,6 +543,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     w.cfg.peer_loopback = data[0] & 2;
     snprintf(w.cfg.session_id, sizeof(w.cfg.session_id), "beef");
     w.cfg.bad_commands = data[0] & 0x20 ? 1000 : 0;
+    w.cfg.expire = data[0] & 0x40;
+    w.cfg.expire_days = 3;
+    w.cfg.login_delay = data[0] & 0x80 ? 60 : 0;
     w.faults = data[0] & 8;
     bool end_with_timeout = data[0] & 0x10;
     struct fuzz_rng rd;
@@ -491,7 +583,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             continue;
         } else {
-            FUZZ_CHECK(!w.want_auth && !w.want_commit, "an answer is awaited, but not busy");
+            FUZZ_CHECK(!w.want_auth && !w.want_commit && !w.want_login,
+                       "an answer is awaited, but not busy");
             drain(&w, &rd, true);
             at_rest(&w);
             if (fed < n) {

@@ -78,6 +78,10 @@ struct fake {
     int64_t commit_user;
     int64_t commit_ids[MAX_MAILS];
     size_t n_commit_ids;
+    int64_t ret_ids[MAX_MAILS]; /* retrieved, recorded at QUIT ([pop3] expire) */
+    size_t n_ret_ids;
+    int login_calls;
+    int64_t login_user;
 };
 
 static void fake_auth(void *ctx, const char *user, const char *password)
@@ -164,7 +168,8 @@ static int fake_read(void *ctx, int64_t message_id, int64_t offset, void *p, siz
     return -ENOENT;
 }
 
-static void fake_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n)
+static void fake_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n,
+                        const int64_t *ret, size_t n_ret)
 {
     struct fake *f = ctx;
     f->commit_calls++;
@@ -172,6 +177,17 @@ static void fake_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n
     f->n_commit_ids = n;
     for (size_t i = 0; i < n && i < MAX_MAILS; i++)
         f->commit_ids[i] = ids[i];
+    f->n_ret_ids = n_ret;
+    for (size_t i = 0; i < n_ret && i < MAX_MAILS; i++)
+        f->ret_ids[i] = ret[i];
+}
+
+static void fake_login(void *ctx, int64_t user_id, const char *user)
+{
+    struct fake *f = ctx;
+    (void)user;
+    f->login_calls++;
+    f->login_user = user_id;
 }
 
 static const struct pop3_ops fake_ops = {
@@ -181,6 +197,7 @@ static const struct pop3_ops fake_ops = {
     .list = fake_list,
     .read = fake_read,
     .commit = fake_commit,
+    .login = fake_login,
 };
 
 /* --- the maildrop -------------------------------------------------------- */
@@ -1901,6 +1918,178 @@ static void test_sticky_failure(void)
     out_clear(&whole);
 }
 
+/* --- retention and the end of the header ([pop3] expire, login_delay, oe-ns-eoh) --- */
+
+/* What the session wrote in answer to line (NULL: nothing fed), pumped as the glue does. */
+static const char *say(struct pop3_session *s, const char *line)
+{
+    if (line != NULL)
+        feed(s, line, strlen(line));
+    out_clear(&last);
+    collect(s, &last);
+    return last.data;
+}
+
+static struct pop3_session *configured(struct fake *f, bool expire, unsigned days, unsigned delay)
+{
+    struct pop3_session_config cfg = {
+        .peer_loopback = true,
+        .session_id = "r3t",
+        .bad_commands = 100,
+        .expire = expire,
+        .expire_days = days,
+        .login_delay = delay,
+    };
+    struct pop3_session *s = pop3_session_new(&cfg, &fake_ops, f);
+    say(s, NULL);
+    return s;
+}
+
+static void test_retention_session(void)
+{
+    struct locks l = {0};
+    struct fake f;
+    fake_default(&f, &l);
+
+    /* CAPA says the policy, before login and after. */
+    struct pop3_session *s = configured(&f, true, 3, 60);
+    const char *capa = say(s, "CAPA\r\n");
+    ok(strstr(capa, "\r\nEXPIRE 3\r\n") && strstr(capa, "\r\nLOGIN-DELAY 60\r\n") &&
+           !strstr(capa, "NEVER"),
+       "CAPA before login: EXPIRE 3, LOGIN-DELAY 60");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    ok(f.login_calls == 1 && f.login_user == 7 && f.list_calls == 0 && pop3_session_busy(s),
+       "a passed password: login() under the lock, before the listing, busy");
+    ok(lock_held(&l, 7), "the lock is held meanwhile");
+    pop3_session_login_done(s, 0);
+    const char *ans = say(s, NULL);
+    ok(strncmp(ans, "+OK Logged in", 13) == 0 && f.list_calls == 1 && !pop3_session_busy(s),
+       "login() done: listed and in");
+    capa = say(s, "CAPA\r\n");
+    ok(strstr(capa, "\r\nEXPIRE 3\r\n") && strstr(capa, "\r\nLOGIN-DELAY 60\r\n"),
+       "CAPA after login: the same server-wide values");
+    say(s, "RETR 1\r\n");
+    say(s, "TOP 2 1\r\n");
+    say(s, "RETR 3\r\n");
+    say(s, "DELE 3\r\n");
+    say(s, "QUIT\r\n");
+    ok(f.commit_calls == 1 && f.n_commit_ids == 1 && f.commit_ids[0] == 103,
+       "QUIT: the DELE'd one is deleted");
+    ok(f.n_ret_ids == 1 && f.ret_ids[0] == 101,
+       "and RETR's (not TOP's, not the deleted one's) retrieval recorded");
+    pop3_session_commit_done(s, 0);
+    pop3_session_free(&s);
+    ok(l.n == 0, "the lock is let go");
+
+    /* LOGIN-DELAY: refused after the password check, with the code, unlocked. */
+    fake_default(&f, &l);
+    s = configured(&f, false, 0, 60);
+    capa = say(s, "CAPA\r\n");
+    ok(strstr(capa, "\r\nEXPIRE NEVER\r\n") && strstr(capa, "\r\nLOGIN-DELAY 60\r\n"),
+       "CAPA: EXPIRE NEVER with login_delay alone");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    pop3_session_login_done(s, 42);
+    ans = say(s, NULL);
+    is_str(ans, "-ERR [LOGIN-DELAY] Wait 60 seconds between logins\r\n",
+           "too soon: -ERR [LOGIN-DELAY]");
+    ok(l.n == 0 && f.list_calls == 0 && !pop3_session_logged_in(s),
+       "no listing, the lock let go, still in AUTHORIZATION");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    pop3_session_login_done(s, -EIO);
+    is_str(say(s, NULL), "-ERR [SYS/TEMP] Cannot open the maildrop, try again later\r\n",
+           "a store failure: -ERR [SYS/TEMP]");
+    ok(l.n == 0, "and the lock let go");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    say(s, "RETR 1\r\n");
+    pop3_session_free(&s);
+    ok(l.n == 0, "a session freed while login() is under way lets its lock go");
+
+    /* Neither set: no login(), nothing recorded, CAPA as before. */
+    fake_default(&f, &l);
+    s = configured(&f, false, 0, 0);
+    capa = say(s, "CAPA\r\n");
+    ok(strstr(capa, "\r\nEXPIRE NEVER\r\n") && strstr(capa, "\r\nLOGIN-DELAY 0\r\n"),
+       "defaults: EXPIRE NEVER, LOGIN-DELAY 0");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    ok(f.login_calls == 0 && f.list_calls == 1 && pop3_session_logged_in(s),
+       "no login(): listed at once");
+    say(s, "RETR 1\r\n");
+    is_str(say(s, "QUIT\r\n"), "+OK Bye\r\n", "QUIT after RETR, expire off: nothing to commit");
+    is_int(f.commit_calls, 0, "no commit");
+    pop3_session_free(&s);
+
+    /* expire 0d: announced as EXPIRE 0; a RETR alone still commits at QUIT. */
+    fake_default(&f, &l);
+    s = configured(&f, true, 0, 0);
+    ok(strstr(say(s, "CAPA\r\n"), "\r\nEXPIRE 0\r\n") != NULL, "expire = 0d: EXPIRE 0");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    pop3_session_login_done(s, 0);
+    say(s, NULL);
+    say(s, "RETR 2\r\n");
+    say(s, "QUIT\r\n");
+    ok(f.commit_calls == 1 && f.n_commit_ids == 0 && f.n_ret_ids == 1 && f.ret_ids[0] == 102,
+       "QUIT after a RETR: one retrieval, no deletion");
+    pop3_session_commit_done(s, -EIO);
+    is_str(say(s, NULL), "+OK Bye, 0 messages deleted\r\n",
+           "a retrieval not recorded still says goodbye: nothing was to be deleted");
+    pop3_session_free(&s);
+}
+
+/* The empty line supplied where the header section lacks it (oe-ns-eoh). */
+static void test_eoh_session(void)
+{
+    static const char fields[] = "From: a\r\nSubject: fields only\r\n";
+    static const char under[] = "Subject: eoh\r\nfirst\r\n.dot\r\nthird\r\n";
+    static const char empty[] = "";
+    const struct body bodies[] = {
+        {601, fields, sizeof(fields) - 1},
+        {602, under, sizeof(under) - 1},
+        {603, empty, 0},
+    };
+    struct locks l = {0};
+    struct fake f;
+    fake_init(&f, &l, bodies, 3);
+    f.mails[0].eoh_missing = true, f.mails[0].eoh_at = sizeof(fields) - 1;
+    f.mails[1].eoh_missing = true, f.mails[1].eoh_at = 14;
+    f.mails[2].eoh_missing = true, f.mails[2].eoh_at = 0;
+    for (int i = 0; i < 3; i++)
+        f.mails[i].size += 2;
+    struct pop3_session *s = configured(&f, false, 0, 0);
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    say(s, NULL);
+    is_str(say(s, "LIST 1\r\n"), "+OK 1 33\r\n", "LIST counts the two octets");
+    is_str(say(s, "RETR 1\r\n"), "+OK 33 octets\r\nFrom: a\r\nSubject: fields only\r\n\r\n.\r\n",
+           "RETR of fields only: the empty line at the end, 33 octets");
+    is_str(say(s, "RETR 2\r\n"),
+           "+OK 36 octets\r\nSubject: eoh\r\n\r\nfirst\r\n..dot\r\nthird\r\n.\r\n",
+           "RETR of a body line under the fields: the empty line before it");
+    is_str(say(s, "TOP 2 0\r\n"), "+OK Top of message follows\r\nSubject: eoh\r\n\r\n.\r\n",
+           "TOP 0: the header and the supplied empty line");
+    is_str(say(s, "TOP 2 2\r\n"),
+           "+OK Top of message follows\r\nSubject: eoh\r\n\r\nfirst\r\n..dot\r\n.\r\n",
+           "TOP 2: two body lines after it");
+    is_str(say(s, "TOP 1 5\r\n"),
+           "+OK Top of message follows\r\nFrom: a\r\nSubject: fields only\r\n\r\n.\r\n",
+           "TOP of fields only: the header and the line");
+    is_str(say(s, "RETR 3\r\n"), "+OK 2 octets\r\n\r\n.\r\n", "RETR of the empty message: CRLF");
+    is_str(say(s, "STAT\r\n"), "+OK 3 71\r\n", "STAT counts them too");
+    pop3_session_free(&s);
+}
+
 int main(void)
 {
     build_big();
@@ -1931,6 +2120,8 @@ int main(void)
     test_output_full();
     test_short_body();
     test_sticky_failure();
+    test_retention_session();
+    test_eoh_session();
 
     out_clear(&last);
     free(msg3);

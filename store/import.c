@@ -1,0 +1,359 @@
+/*
+ * import.c — moving a maildrop in: messages added to one user's maildrop
+ * in order, in batches of one transaction each, each keeping the UIDL a
+ * POP3 client saw for it on the server it came from wherever that is safe.
+ *
+ * A message is written as delivery writes it (deliver.c): a messages row
+ * whose head holds the first STORE_CHUNK octets, chunks rows for the rest,
+ * and a maildrop row with its size and arrival time; users.used follows
+ * through the triggers of schema 6. The maildrop row also carries the kept
+ * UIDL (NULL: the store's own PREFIX.id) and a SHA-256 digest of the
+ * octets, by which an import run again knows a message without a UIDL.
+ *
+ * Batches: a batch commits after IMPORT_BATCH_MESSAGES messages,
+ * IMPORT_BATCH_BYTES octets, or IMPORT_BATCH_MS milliseconds, whichever
+ * comes first. The time bound is there because a batch holds the store's
+ * write lock while it is open, and the daemons' own commits wait for it (at
+ * most STORE_BUSY_TIMEOUT_MS): an import that reads slowly (a POP3 server
+ * far away) must not keep kotak-smtpd waiting that long. A killed import
+ * leaves whole batches: SQLite rolls back the open one.
+ *
+ * Which UIDLs are kept. RFC 1939 allows 1 to 70 octets in 0x21..0x7E; a
+ * UIDL must be unique in the maildrop and never handed out again. The store
+ * hands out PREFIX.N itself for maildrop entry N (maildrop.c), so a kept
+ * UIDL of that form could one day be served for another message too,
+ * unless entry N exists now: ids come from AUTOINCREMENT and are never
+ * given again, and an entry never changes hands. So PREFIX.N is kept only
+ * when entry N exists and does not itself serve PREFIX.N in this maildrop
+ * (it is another user's, or it keeps a UIDL of its own); that is what lets
+ * `kotak export` of one user and `kotak import` into another in the same
+ * store give the same UIDLs. An entry N that is gone may have been this
+ * user's, seen by a client under that very UIDL: such a one gets a new UIDL.
+ *
+ * The statements are prepared per import (not in the store's shared
+ * cache): they are used by nothing else.
+ */
+#include <errno.h>
+#include <mbedtls/sha256.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "header_eoh.h"
+#include "store_int.h"
+#include "util.h"
+
+#define IMPORT_BATCH_MESSAGES 500
+#define IMPORT_BATCH_BYTES (32u << 20)
+#define IMPORT_BATCH_MS 1000
+
+enum imp_stmt {
+    IMP_MSG_ADD,
+    IMP_CHUNK_ADD,
+    IMP_DROP_ADD,
+    IMP_BY_UIDL,
+    IMP_BY_DIGEST,
+    IMP_ENTRY,
+    IMP_COUNT
+};
+
+static const char *const imp_sql[IMP_COUNT] = {
+    [IMP_MSG_ADD] = "INSERT INTO messages(received, size, head, eoh_at) VALUES(?1, ?2, ?3, ?4)",
+    [IMP_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
+    [IMP_DROP_ADD] = "INSERT INTO maildrop(user_id, message_id, size, arrived, uidl, digest)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    /* By the unique index maildrop_uidl. */
+    [IMP_BY_UIDL] = "SELECT digest FROM maildrop WHERE user_id = ?1 AND uidl = ?2",
+    /* By the index maildrop_digest. */
+    [IMP_BY_DIGEST] = "SELECT 1 FROM maildrop WHERE user_id = ?1 AND digest = ?2 LIMIT 1",
+    [IMP_ENTRY] = "SELECT user_id, uidl IS NULL, digest FROM maildrop WHERE id = ?1",
+};
+
+struct store_import {
+    struct store *s;
+    int64_t user_id;
+    sqlite3_stmt *st[IMP_COUNT];
+    bool open;      /* a batch's transaction is open */
+    size_t n;       /* messages in the open batch */
+    size_t bytes;   /* their octets */
+    int64_t opened; /* when the batch opened, ms on the monotonic clock */
+};
+
+void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE])
+{
+    mbedtls_sha256_context ctx;
+    mbedtls_sha256_init(&ctx);
+    mbedtls_sha256_starts_ret(&ctx, 0);
+    mbedtls_sha256_update_ret(&ctx, msg, len);
+    mbedtls_sha256_finish_ret(&ctx, out);
+    mbedtls_sha256_free(&ctx);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static sqlite3_stmt *stmt(struct store_import *imp, enum imp_stmt id)
+{
+    sqlite3_stmt *st = imp->st[id];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+int store_import_begin(struct store *s, int64_t user_id, struct store_import **imp_r)
+{
+    *imp_r = NULL;
+    if (s->readonly)
+        return -KOTAK_EREADONLY;
+    struct store_import *imp = xcalloc(1, sizeof(*imp));
+    imp->s = s;
+    imp->user_id = user_id;
+    for (int i = 0; i < IMP_COUNT; i++) {
+        int rc = sqlite3_prepare_v3(s->db, imp_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &imp->st[i], NULL);
+        if (rc != SQLITE_OK) {
+            rc = store__rc(s, rc);
+            store_import_end(&imp);
+            return rc < 0 ? rc : -KOTAK_ESTORE;
+        }
+    }
+    *imp_r = imp;
+    return 0;
+}
+
+/* What a UIDL offered with a message is to this maildrop. */
+enum uidl_class {
+    UIDL_BAD,   /* not one to keep: bad syntax, or PREFIX.N that may be handed out */
+    UIDL_FREE,  /* one to keep: no entry of the maildrop has it */
+    UIDL_TAKEN, /* an entry of the maildrop has it; its digest in *digest_r when it has one */
+};
+
+static bool uidl_syntax_ok(const char *uidl)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)uidl; *p; p++, n++)
+        if (*p < 0x21 || *p > 0x7e || n >= 70)
+            return false;
+    return n >= 1;
+}
+
+/* Copies column col, a digest or NULL, into digest_r; whether it was one. */
+static bool column_digest(sqlite3_stmt *st, int col, uint8_t digest_r[STORE_DIGEST_SIZE])
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, col) != STORE_DIGEST_SIZE)
+        return false;
+    memcpy(digest_r, sqlite3_column_blob(st, col), STORE_DIGEST_SIZE);
+    return true;
+}
+
+/*
+ * Classifies uidl (see the top of the file). Returns a class, or a negative
+ * code; *has_digest_r says whether digest_r holds the digest of the entry
+ * that has it.
+ */
+static int classify(struct store_import *imp, const char *uidl,
+                    uint8_t digest_r[STORE_DIGEST_SIZE], bool *has_digest_r)
+{
+    *has_digest_r = false;
+    if (!uidl_syntax_ok(uidl))
+        return UIDL_BAD;
+    struct store *s = imp->s;
+    size_t plen = strlen(s->uidl_prefix);
+    if (strncmp(uidl, s->uidl_prefix, plen) == 0 && uidl[plen] == '.') {
+        /* The store's own form: PREFIX.N, N as the store writes it. */
+        const char *num = uidl + plen + 1;
+        char *end;
+        errno = 0;
+        long long n = strtoll(num, &end, 10);
+        bool canonical = *num >= '1' && *num <= '9' && *end == '\0' && errno == 0;
+        if (canonical) {
+            sqlite3_stmt *st = stmt(imp, IMP_ENTRY);
+            sqlite3_bind_int64(st, 1, n);
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_DONE)
+                return UIDL_BAD; /* gone, or still to come: it may be handed out */
+            if (rc != SQLITE_ROW)
+                return store__rc(s, rc);
+            bool mine = sqlite3_column_int64(st, 0) == imp->user_id;
+            bool serves_it = sqlite3_column_int(st, 1) != 0;
+            if (mine && serves_it) {
+                *has_digest_r = column_digest(st, 2, digest_r);
+                sqlite3_reset(st);
+                return UIDL_TAKEN;
+            }
+            sqlite3_reset(st);
+        } else if (*num >= '0' && *num <= '9' && strspn(num, "0123456789") == strlen(num)) {
+            /* PREFIX.007 or a number past int64: never written by the store,
+             * but too near its form to be worth the doubt. */
+            return UIDL_BAD;
+        }
+    }
+    sqlite3_stmt *st = stmt(imp, IMP_BY_UIDL);
+    sqlite3_bind_int64(st, 1, imp->user_id);
+    sqlite3_bind_text(st, 2, uidl, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *has_digest_r = column_digest(st, 0, digest_r);
+        sqlite3_reset(st);
+        return UIDL_TAKEN;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? UIDL_FREE : store__rc(s, rc);
+}
+
+static int digest_seen(struct store_import *imp, const uint8_t digest[STORE_DIGEST_SIZE])
+{
+    if (digest == NULL)
+        return 0;
+    sqlite3_stmt *st = stmt(imp, IMP_BY_DIGEST);
+    sqlite3_bind_int64(st, 1, imp->user_id);
+    sqlite3_bind_blob(st, 2, digest, STORE_DIGEST_SIZE, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store__rc(imp->s, rc);
+}
+
+/*
+ * By UIDL when the message has one this store would keep: then the UIDL
+ * alone decides, unless the entry that has it is known (by its digest) to
+ * be another message, as when two sources both number from 1; else by
+ * digest. So two copies of one message under two UIDLs are both imported,
+ * and a message whose UIDL had to be renewed is still found, by digest.
+ */
+int store_import_seen(struct store_import *imp, const char *uidl,
+                      const uint8_t digest[STORE_DIGEST_SIZE])
+{
+    if (uidl != NULL) {
+        uint8_t other[STORE_DIGEST_SIZE];
+        bool has_digest;
+        int c = classify(imp, uidl, other, &has_digest);
+        if (c < 0)
+            return c;
+        if (c == UIDL_FREE)
+            return 0;
+        if (c == UIDL_TAKEN &&
+            (!has_digest || digest == NULL || memcmp(other, digest, STORE_DIGEST_SIZE) == 0))
+            return 1;
+    }
+    return digest_seen(imp, digest);
+}
+
+/* Drops the open batch after a failure; the import may go on with a new one. */
+static int fail(struct store_import *imp, int rc)
+{
+    if (imp->open)
+        store__rollback(imp->s);
+    imp->open = false;
+    imp->n = 0;
+    imp->bytes = 0;
+    return rc;
+}
+
+static int write_message(struct store_import *imp, const uint8_t *msg, size_t len,
+                         int64_t arrived, const char *uidl, const uint8_t *digest)
+{
+    struct store *s = imp->s;
+    size_t head = len < STORE_CHUNK ? len : STORE_CHUNK;
+    sqlite3_stmt *st = stmt(imp, IMP_MSG_ADD);
+    sqlite3_bind_int64(st, 1, arrived);
+    sqlite3_bind_int64(st, 2, (int64_t)len);
+    /* Never a NULL head: an empty body is an empty head (deliver.c does the same). */
+    sqlite3_bind_blob(st, 3, len ? (const void *)msg : (const void *)"", (int)head, SQLITE_STATIC);
+    /* A header section without its empty line (common/header_eoh.h): RETR
+     * and TOP supply CRLF there, and the maildrop's size counts it, as for
+     * a delivered message. */
+    size_t eoh = header_eoh_missing(msg, len);
+    if (eoh != SIZE_MAX)
+        sqlite3_bind_int64(st, 4, (int64_t)eoh);
+    int rc = store__step_done(s, st);
+    if (rc < 0)
+        return rc;
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    int64_t seq = 1;
+    for (size_t off = head; off < len; off += STORE_CHUNK, seq++) {
+        size_t k = len - off < STORE_CHUNK ? len - off : STORE_CHUNK;
+        st = stmt(imp, IMP_CHUNK_ADD);
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_blob(st, 3, msg + off, (int)k, SQLITE_STATIC);
+        if ((rc = store__step_done(s, st)) < 0)
+            return rc;
+    }
+    st = stmt(imp, IMP_DROP_ADD);
+    sqlite3_bind_int64(st, 1, imp->user_id);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_int64(st, 3, (int64_t)len + (eoh != SIZE_MAX ? 2 : 0));
+    sqlite3_bind_int64(st, 4, arrived);
+    if (uidl != NULL)
+        sqlite3_bind_text(st, 5, uidl, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, digest, STORE_DIGEST_SIZE, SQLITE_STATIC);
+    return store__step_done(s, st);
+}
+
+int store_import_add(struct store_import *imp, const void *msg, size_t len, int64_t arrived,
+                     const char *uidl, const uint8_t digest[STORE_DIGEST_SIZE], bool *kept_r)
+{
+    *kept_r = false;
+    if (len > INT32_MAX)
+        return -EFBIG;
+    uint8_t own[STORE_DIGEST_SIZE];
+    if (digest == NULL) {
+        store_digest(msg, len, own);
+        digest = own;
+    }
+    if (!imp->open) {
+        int rc = store__begin(imp->s);
+        if (rc < 0)
+            return rc;
+        imp->open = true;
+        imp->opened = now_ms();
+    }
+    bool keep = false;
+    if (uidl != NULL) {
+        uint8_t other[STORE_DIGEST_SIZE];
+        bool has_digest;
+        int c = classify(imp, uidl, other, &has_digest);
+        if (c < 0)
+            return fail(imp, c);
+        keep = c == UIDL_FREE;
+    }
+    int rc = write_message(imp, msg, len, arrived, keep ? uidl : NULL, digest);
+    if (rc < 0)
+        return fail(imp, rc);
+    *kept_r = keep;
+    imp->n++;
+    imp->bytes += len;
+    if (imp->n >= IMPORT_BATCH_MESSAGES || imp->bytes >= IMPORT_BATCH_BYTES ||
+        now_ms() - imp->opened >= IMPORT_BATCH_MS)
+        return store_import_commit(imp);
+    return 0;
+}
+
+int store_import_commit(struct store_import *imp)
+{
+    if (!imp->open)
+        return 0;
+    imp->open = false;
+    imp->n = 0;
+    imp->bytes = 0;
+    return store__commit(imp->s); /* rolls back itself when it fails */
+}
+
+int store_import_end(struct store_import **imp_r)
+{
+    struct store_import *imp = *imp_r;
+    if (imp == NULL)
+        return 0;
+    int rc = store_import_commit(imp);
+    for (int i = 0; i < IMP_COUNT; i++)
+        sqlite3_finalize(imp->st[i]);
+    free(imp);
+    *imp_r = NULL;
+    return rc;
+}

@@ -1,0 +1,343 @@
+/*
+ * test_import.c — the store's import API (store/import.c) on a real file:
+ * kept and renewed UIDLs, what counts as already there, batch boundaries
+ * seen from another connection, and a killed import leaving whole batches.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store_int.h" /* white-box: the UIDL prefix */
+#include "tap.h"
+#include "util.h"
+
+static char path[256];
+
+static struct store *open_store(void)
+{
+    struct store *s;
+    char err[256];
+    if (store_open(path, STORE_CREATE, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        abort();
+    }
+    return s;
+}
+
+static int64_t add_user(struct store *s, const char *address)
+{
+    struct addr a;
+    addr_parse(address, strlen(address), 0, &a);
+    store_user_add(s, &a, "$y$x");
+    struct store_user u;
+    return store_user_lookup(s, &a, &u) == 1 ? u.id : -1;
+}
+
+static size_t count(struct store *s, int64_t user)
+{
+    struct store_mail *list;
+    size_t n = 0;
+    if (store_mbox_list(s, user, &list, &n) < 0)
+        return (size_t)-1;
+    free(list);
+    return n;
+}
+
+/* The UIDL of entry i (0-based) of user's maildrop, into out. */
+static const char *uidl_of(struct store *s, int64_t user, size_t i, char out[STORE_UIDL_MAX])
+{
+    struct store_mail *list;
+    size_t n;
+    snprintf(out, STORE_UIDL_MAX, "(none)");
+    if (store_mbox_list(s, user, &list, &n) == 0 && i < n)
+        snprintf(out, STORE_UIDL_MAX, "%s", list[i].uidl);
+    free(list);
+    return out;
+}
+
+static int add(struct store_import *imp, const char *msg, const char *uidl, bool *kept)
+{
+    return store_import_add(imp, msg, strlen(msg), 1700000000, uidl, NULL, kept);
+}
+
+static void test_uidls(void)
+{
+    struct store *s = open_store();
+    store_domain_add(s, "example.test");
+    int64_t alice = add_user(s, "alice@example.test");
+    int64_t bob = add_user(s, "bob@example.test");
+    struct store_import *imp;
+    bool kept;
+    char u[STORE_UIDL_MAX], want[STORE_UIDL_MAX + 32];
+    is_int(store_import_begin(s, alice, &imp), 0, "begin");
+
+    is_int(add(imp, "Subject: 1\r\n\r\none\r\n", "UID1-abc", &kept), 0, "add with a UIDL");
+    ok(kept, "an RFC 1939 UIDL is kept");
+    char long_ok[71];
+    memset(long_ok, 'x', 70);
+    long_ok[70] = '\0';
+    is_int(add(imp, "Subject: 2\r\n\r\ntwo\r\n", long_ok, &kept), 0, "add with 70 octets");
+    ok(kept, "a UIDL of 70 octets is kept");
+    char too_long[72];
+    memset(too_long, 'y', 71);
+    too_long[71] = '\0';
+    is_int(add(imp, "Subject: 3\r\n\r\nthree\r\n", too_long, &kept), 0, "add with 71 octets");
+    ok(!kept, "a UIDL of 71 octets is renewed");
+    add(imp, "Subject: 4\r\n\r\nfour\r\n", "has space", &kept);
+    ok(!kept, "a UIDL with a space is renewed");
+    add(imp, "Subject: 5\r\n\r\nfive\r\n", "", &kept);
+    ok(!kept, "an empty UIDL is renewed");
+    add(imp, "Subject: 6\r\n\r\nsix\r\n", "UID1-abc", &kept);
+    ok(!kept, "a UIDL the maildrop has already is renewed");
+    snprintf(want, sizeof(want), "%s.999999", s->uidl_prefix);
+    add(imp, "Subject: 7\r\n\r\nseven\r\n", want, &kept);
+    ok(!kept, "the store's own form for an entry still to come is renewed");
+    snprintf(want, sizeof(want), "%s.07", s->uidl_prefix);
+    add(imp, "Subject: 8\r\n\r\neight\r\n", want, &kept);
+    ok(!kept, "the store's own form with a leading zero is renewed");
+    add(imp, "Subject: 9\r\n\r\nnine\r\n", NULL, &kept);
+    ok(!kept, "no UIDL: a new one");
+    is_int(store_import_end(&imp), 0, "end");
+    ok(imp == NULL, "end sets the handle to NULL");
+
+    is_int(count(s, alice), 9, "nine entries");
+    is_str(uidl_of(s, alice, 0, u), "UID1-abc", "UIDL served: kept");
+    is_str(uidl_of(s, alice, 1, u), long_ok, "UIDL served: 70 octets");
+    struct store_mail *list;
+    size_t n;
+    store_mbox_list(s, alice, &list, &n);
+    snprintf(want, sizeof(want), "%s.%lld", s->uidl_prefix, (long long)list[2].id);
+    is_str(list[2].uidl, want, "a renewed UIDL is the store's own");
+    snprintf(want, sizeof(want), "%s.%lld", s->uidl_prefix, (long long)list[5].id);
+    is_str(list[5].uidl, want, "a duplicate is renewed to the store's own");
+    is_int(list[0].arrived, 1700000000, "arrived as given");
+    is_int(list[0].size, (long long)strlen("Subject: 1\r\n\r\none\r\n"), "size as given");
+
+    /* Entry 1 of alice into bob: its PREFIX.N is spent and alice's, so bob keeps it. */
+    char alice_first[STORE_UIDL_MAX];
+    snprintf(alice_first, sizeof(alice_first), "%s", list[2].uidl);
+    free(list);
+    is_int(store_import_begin(s, bob, &imp), 0, "begin for bob");
+    add(imp, "Subject: 3\r\n\r\nthree\r\n", alice_first, &kept);
+    ok(kept, "another user's PREFIX.N is kept");
+    store_import_end(&imp);
+    is_str(uidl_of(s, bob, 0, u), alice_first, "bob is served alice's UIDL for the copy");
+
+    /* Alice again: her own PREFIX.N names her entry, which is there. */
+    store_import_begin(s, alice, &imp);
+    uint8_t d[STORE_DIGEST_SIZE];
+    const char *m3 = "Subject: 3\r\n\r\nthree\r\n";
+    store_digest(m3, strlen(m3), d);
+    is_int(store_import_seen(imp, alice_first, d), 1, "own PREFIX.N is seen");
+    store_digest("x", 1, d);
+    is_int(store_import_seen(imp, alice_first, d), 0,
+           "own PREFIX.N of an entry whose digest differs: not seen");
+    const char *m1 = "Subject: 1\r\n\r\none\r\n";
+    store_digest(m1, strlen(m1), d);
+    is_int(store_import_seen(imp, "UID1-abc", d), 1, "seen by kept UIDL");
+    is_int(store_import_seen(imp, "UID-new", d), 0, "a new UIDL is not seen, digest or not");
+    is_int(store_import_seen(imp, NULL, d), 1, "seen by digest without a UIDL");
+    is_int(store_import_seen(imp, "has space", d), 1, "seen by digest with a bad UIDL");
+    const char *m6 = "Subject: 6\r\n\r\nsix\r\n";
+    store_digest(m6, strlen(m6), d);
+    is_int(store_import_seen(imp, "UID1-abc", d), 1,
+           "a UIDL taken by another message: found by its digest");
+    store_digest("other", 5, d);
+    is_int(store_import_seen(imp, "UID1-abc", d), 0,
+           "a UIDL taken by another message, digest unknown: not seen");
+    is_int(store_import_seen(imp, NULL, d), 0, "unknown digest: not seen");
+    store_import_end(&imp);
+
+    /* Seen by a PREFIX.N of an entry delivered over SMTP (no digest). */
+    struct store_msg *m;
+    int64_t mid;
+    store_msg_begin(s, 1, -1, &m);
+    store_msg_append(m, "Subject: smtp\r\n\r\nx\r\n", 20);
+    store_msg_add_rcpt(m, alice);
+    store_msg_commit(&m, &mid);
+    store_mbox_list(s, alice, &list, &n);
+    store_import_begin(s, alice, &imp);
+    is_int(store_import_seen(imp, list[n - 1].uidl, d), 1, "a delivered entry's UIDL is seen");
+    store_import_end(&imp);
+    free(list);
+
+    /* users.used follows (schema 6 triggers). */
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(s->db, "SELECT used, (SELECT sum(size) FROM maildrop WHERE user_id = ?1)"
+                              " FROM users WHERE id = ?1", -1, &st, NULL);
+    sqlite3_bind_int64(st, 1, alice);
+    ok(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0 &&
+           sqlite3_column_int64(st, 0) == sqlite3_column_int64(st, 1),
+       "users.used counts the imported messages");
+    sqlite3_finalize(st);
+    store_close(&s);
+}
+
+static void test_large(void)
+{
+    struct store *s = open_store();
+    int64_t carol = add_user(s, "carol@example.test");
+    size_t len = 3 * STORE_CHUNK + 123;
+    uint8_t *msg = xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        msg[i] = (uint8_t)(i * 7 + 3);
+    struct store_import *imp;
+    bool kept;
+    store_import_begin(s, carol, &imp);
+    is_int(store_import_add(imp, msg, len, 5, "big", NULL, &kept), 0, "a message of 3 chunks");
+    is_int(store_import_add(imp, "", 0, 5, "empty", NULL, &kept), 0, "an empty message");
+    store_import_end(&imp);
+    struct store_mail *list;
+    size_t n;
+    store_mbox_list(s, carol, &list, &n);
+    is_int(n, 2, "two entries");
+    uint8_t *back = xmalloc(len + 10);
+    size_t got = 0, k;
+    while (store_mbox_read(s, list[0].message_id, (int64_t)got, back + got, 1000, &k) == 0 && k)
+        got += k;
+    is_int(got, len, "read back whole");
+    ok(memcmp(back, msg, len) == 0, "read back byte for byte");
+    is_int(list[1].size, 2, "empty: RETR supplies the empty line, and the size counts it");
+    store_mbox_read(s, list[1].message_id, 0, back, 10, &k);
+    is_int(k, 0, "empty read");
+    free(list);
+    free(back);
+    free(msg);
+    store_close(&s);
+}
+
+/* Counts an importer's committed messages from another connection. */
+static size_t seen_by_other(int64_t user)
+{
+    struct store *o = open_store();
+    size_t n = count(o, user);
+    store_close(&o);
+    return n;
+}
+
+static void test_batches(void)
+{
+    struct store *s = open_store();
+    int64_t dave = add_user(s, "dave@example.test");
+    struct store_import *imp;
+    bool kept;
+    char msg[64];
+    store_import_begin(s, dave, &imp);
+    for (int i = 0; i < 499; i++) {
+        snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\n", i);
+        add(imp, msg, NULL, &kept);
+    }
+    is_int(seen_by_other(dave), 0, "499 added: nothing committed yet");
+    add(imp, "Subject: 499\r\n\r\n", NULL, &kept);
+    is_int(seen_by_other(dave), 500, "500th: the batch committed");
+    add(imp, "Subject: 500\r\n\r\n", NULL, &kept);
+    is_int(seen_by_other(dave), 500, "501st waits in the next batch");
+    is_int(store_import_commit(imp), 0, "commit");
+    is_int(seen_by_other(dave), 501, "commit: all there");
+    is_int(store_import_commit(imp), 0, "commit with nothing open");
+    /* 32 MiB ends a batch too. */
+    size_t big = 11u << 20;
+    char *b = xcalloc(1, big);
+    for (int i = 0; i < 3; i++) {
+        b[0] = (char)('a' + i);
+        store_import_add(imp, b, big, 1, NULL, NULL, &kept);
+    }
+    is_int(seen_by_other(dave), 504, "33 MiB: the batch committed");
+    free(b);
+    /* A failing add drops its batch and leaves the import usable. */
+    add(imp, "Subject: kept\r\n\r\n", "K1", &kept);
+    add(imp, "Subject: dup\r\n\r\n", "K2", &kept);
+    ok(kept, "K2 kept");
+    is_int(store_import_add(imp, "x", 1, 1, NULL, NULL, &kept), 0, "still adding");
+    store_import_end(&imp);
+    is_int(seen_by_other(dave), 507, "end commits the rest");
+    store_close(&s);
+}
+
+static void test_killed(void)
+{
+    struct store *s = open_store();
+    int64_t erin = add_user(s, "erin@example.test");
+    store_close(&s);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct store *c = open_store();
+        struct store_import *imp;
+        bool kept;
+        char msg[64], uidl[32];
+        store_import_begin(c, erin, &imp);
+        for (int i = 0; i < 1234; i++) {
+            snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody\r\n", i);
+            snprintf(uidl, sizeof(uidl), "U%d", i);
+            store_import_add(imp, msg, strlen(msg), 1, uidl, NULL, &kept);
+        }
+        raise(SIGKILL);
+        _exit(1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the importer was killed");
+    s = open_store();
+    is_int(count(s, erin), 1000, "a killed import leaves whole batches");
+    /* Run again: what is there is seen, the rest added, each once. */
+    struct store_import *imp;
+    store_import_begin(s, erin, &imp);
+    int skipped = 0, added = 0;
+    for (int i = 0; i < 1234; i++) {
+        char msg[64], uidl[32];
+        uint8_t d[STORE_DIGEST_SIZE];
+        bool kept;
+        snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody\r\n", i);
+        snprintf(uidl, sizeof(uidl), "U%d", i);
+        store_digest(msg, strlen(msg), d);
+        if (store_import_seen(imp, uidl, d) == 1) {
+            skipped++;
+            continue;
+        }
+        if (store_import_add(imp, msg, strlen(msg), 1, uidl, d, &kept) == 0 && kept)
+            added++;
+    }
+    store_import_end(&imp);
+    is_int(skipped, 1000, "run again: the committed ones skipped");
+    is_int(added, 234, "run again: the rest added with their UIDLs");
+    struct store_mail *list;
+    size_t n;
+    store_mbox_list(s, erin, &list, &n);
+    int in_order = 1;
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "U%zu", i);
+        if (strcmp(list[i].uidl, want) != 0)
+            in_order = 0;
+    }
+    is_int(n, 1234, "every message once");
+    ok(in_order, "in order, each with its UIDL");
+    free(list);
+    store_close(&s);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/kotak-test-import-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    snprintf(path, sizeof(path), "%s/kotak.db", dir);
+    {
+        struct store *s = open_store();
+        store_domain_add(s, "example.test");
+        store_close(&s);
+    }
+    test_uidls();
+    test_large();
+    test_batches();
+    test_killed();
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return done_testing();
+}

@@ -1,0 +1,159 @@
+/*
+ * test_mbox.c — the pure parts of kotak import/export (ctl/mbox.c): From_
+ * lines and their dates, mboxrd quoting, line ends (a random search for a
+ * message that does not come back as it went out), X-UIDL, dovecot-uidlist.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mbox.h"
+#include "tap.h"
+
+#define S(x) x, strlen(x)
+
+static void test_lines(void)
+{
+    ok(mbox_is_from_line(S("From a@b Sat Jan  1 00:00:00 2000")), "From_ line");
+    ok(!mbox_is_from_line(S("From: a@b")), "From: is a field");
+    ok(!mbox_is_from_line(S(">From x")), "quoted is not a From_ line");
+    is_int(mbox_unquote_len(S(">From x")), 1, ">From loses one");
+    is_int(mbox_unquote_len(S(">>>From x")), 1, ">>>From loses one");
+    is_int(mbox_unquote_len(S("> From x")), 0, "> From stays");
+    is_int(mbox_unquote_len(S(">Fromage")), 0, ">Fromage stays");
+    ok(mbox_needs_quote(S("From x")), "From quoted");
+    ok(mbox_needs_quote(S(">>From x")), ">>From quoted");
+    ok(!mbox_needs_quote(S("Fro")), "short line not quoted");
+}
+
+static void test_dates(void)
+{
+    int64_t t = 0;
+    is_int(mbox_from_time(S("From MAILER-DAEMON Thu Jan  1 00:00:00 1970"), &t), 1, "epoch");
+    is_int(t, 0, "epoch value");
+    is_int(mbox_from_time(S("From a@b Tue Nov 14 22:13:20 2023"), &t), 1, "a date");
+    is_int(t, 1700000000, "its value");
+    is_int(mbox_from_time(S("From a@b  Tue Nov 14 22:13:20 2023 remote from x"), &t), 1,
+           "trailing words");
+    is_int(t, 1700000000, "same value");
+    is_int(mbox_from_time(S("From a@b Tue Nov 14 22:13:20 UTC 2023"), &t), 1, "a zone");
+    is_int(t, 1700000000, "same value with a zone");
+    is_int(mbox_from_time(S("From a@b yesterday"), &t), 0, "no date");
+    is_int(mbox_from_time(S("From a@b Tue Nov 14 25:13:20 2023"), &t), 0, "hour 25");
+    char buf[25];
+    mbox_ctime(1700000000, buf);
+    is_str(buf, "Tue Nov 14 22:13:20 2023", "ctime");
+    mbox_ctime(0, buf);
+    is_str(buf, "Thu Jan  1 00:00:00 1970", "ctime of 0");
+    int bad = 0;
+    for (int64_t x = 0; x < 4102444800; x += 86400 * 37 + 3607) {
+        char line[64];
+        mbox_ctime(x, buf);
+        snprintf(line, sizeof(line), "From x %s", buf);
+        if (mbox_from_time(line, strlen(line), &t) != 1 || t != x)
+            bad++;
+    }
+    is_int(bad, 0, "ctime and from_time agree to 2100");
+}
+
+static void test_crlf(void)
+{
+    uint8_t out[256], back[512];
+    size_t n = mbox_to_crlf((const uint8_t *)"a\nb\n", 4, out);
+    ok(n == 6 && memcmp(out, "a\r\nb\r\n", 6) == 0, "LF to CRLF");
+    n = mbox_to_crlf((const uint8_t *)"a\r\nb\r\n", 6, out);
+    ok(n == 6 && memcmp(out, "a\r\nb\r\n", 6) == 0, "a CRLF file stays");
+    n = mbox_to_crlf((const uint8_t *)"a\r\nb\n", 5, out);
+    ok(n == 7 && memcmp(out, "a\r\r\nb\r\n", 7) == 0, "mixed: CR kept before the line end");
+    n = mbox_from_crlf((const uint8_t *)"a\r\r\nb\rc\r\n", 10, out);
+    ok(n == 8 && memcmp(out, "a\r\nb\rc\n", 8) == 0, "CRLF to LF, bare CR kept");
+    ok(!mbox_crlf_exact((const uint8_t *)"a\nb\r\n", 5), "a bare LF: not exact");
+    ok(!mbox_crlf_exact((const uint8_t *)"a\r\r\n", 4), "every line CR CR LF: not exact");
+    ok(mbox_crlf_exact((const uint8_t *)"a\r\r\nb\r\n", 7), "one CR CR LF: exact");
+    ok(mbox_crlf_exact((const uint8_t *)"", 0), "empty: exact");
+    ok(mbox_crlf_exact((const uint8_t *)"abc", 3), "no line end: exact");
+    /* Random messages over a small alphabet: exact says whether they come back. */
+    const char alpha[] = "\r\n\rxF>";
+    unsigned seed = 1;
+    int wrong = 0, exact = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint8_t msg[12];
+        size_t len = (size_t)(rand_r(&seed) % 12);
+        for (size_t j = 0; j < len; j++)
+            msg[j] = (uint8_t)alpha[rand_r(&seed) % 6];
+        size_t f = mbox_from_crlf(msg, len, out);
+        size_t b = mbox_to_crlf(out, f, back);
+        bool same = b == len && memcmp(back, msg, len) == 0;
+        exact += same;
+        if (same != mbox_crlf_exact(msg, len))
+            wrong++;
+    }
+    is_int(wrong, 0, "crlf_exact predicts the round trip of random messages");
+    ok(exact > 1000, "and many of them come back");
+}
+
+static void test_xuidl(void)
+{
+    char u[80];
+    uint8_t m[200];
+    const char *in = "Subject: a\nX-UIDL: abc123 \nFrom: b\n\nX-UIDL: body\n";
+    size_t n = strlen(in);
+    memcpy(m, in, n);
+    is_int(mbox_take_xuidl(m, &n, u, sizeof(u)), 1, "X-UIDL found");
+    is_str(u, "abc123", "its value, trimmed");
+    ok(n == strlen(in) - 16 && memcmp(m, "Subject: a\nFrom: b\n\nX-UIDL: body\n", n) == 0,
+       "the field taken out, the body's left");
+    in = "x-uidl :\r\n folded\r\nS: 1\r\n\r\n";
+    n = strlen(in);
+    memcpy(m, in, n);
+    is_int(mbox_take_xuidl(m, &n, u, sizeof(u)), 1, "lower case, folded, CRLF");
+    is_str(u, "folded", "unfolded value");
+    ok(n == 8 && memcmp(m, "S: 1\r\n\r\n", 8) == 0, "continuation taken too");
+    in = "S: 1\n\nX-UIDL: x\n";
+    n = strlen(in);
+    memcpy(m, in, n);
+    is_int(mbox_take_xuidl(m, &n, u, sizeof(u)), 0, "not in the body");
+    is_int(n, strlen(in), "nothing taken");
+    in = "X-UIDLS: 1\n\n";
+    n = strlen(in);
+    memcpy(m, in, n);
+    is_int(mbox_take_xuidl(m, &n, u, sizeof(u)), 0, "another field");
+}
+
+static void test_uidlist(void)
+{
+    int v;
+    uint32_t uv;
+    is_int(mbox_uidlist_header(S("3 V1700000000 N5 G0123abcd\n"), &v, &uv), 0, "v3 header");
+    ok(v == 3 && uv == 1700000000, "v3 values");
+    is_int(mbox_uidlist_header(S("1 42 7\n"), &v, &uv), 0, "v1 header");
+    ok(v == 1 && uv == 42, "v1 values");
+    is_int(mbox_uidlist_header(S("hello\n"), &v, &uv), -1, "not a header");
+    struct mbox_uidlist_rec r;
+    is_int(mbox_uidlist_record(S("7 G1 Pabc W100 :1700.M1P2.host,S=9:2,S\n"), 3, &r), 0,
+           "v3 record");
+    ok(r.uid == 7 && r.pop3_uidl_len == 3 && memcmp(r.pop3_uidl, "abc", 3) == 0, "uid, P");
+    ok(r.name_len == 18 && memcmp(r.name, "1700.M1P2.host,S=9", 18) == 0, "base name");
+    is_int(mbox_uidlist_record(S("8 :1700.x\n"), 3, &r), 0, "v3 record without fields");
+    ok(r.uid == 8 && r.pop3_uidl == NULL && r.name_len == 6, "no P");
+    is_int(mbox_uidlist_record(S("9 1700.y:2,\n"), 1, &r), 0, "v1 record");
+    ok(r.uid == 9 && r.name_len == 6, "v1 values");
+    is_int(mbox_uidlist_record(S("x :a\n"), 3, &r), -1, "bad uid");
+    is_int(mbox_uidlist_record(S("3 W5\n"), 3, &r), -1, "no name");
+    char u[17];
+    mbox_dovecot_uidl(1, 0x5f000000, u);
+    is_str(u, "000000015f000000", "%%08Xu%%08Xv, in lower case as Dovecot writes it");
+    int64_t t;
+    is_int(mbox_maildir_time("1700000000.M1P2.h:2,", &t), 1, "maildir time");
+    is_int(t, 1700000000, "its value");
+    is_int(mbox_maildir_time("msg.1", &t), 0, "no time");
+}
+
+int main(void)
+{
+    test_lines();
+    test_dates();
+    test_crlf();
+    test_xuidl();
+    test_uidlist();
+    return done_testing();
+}
