@@ -17,6 +17,8 @@
 
 #include <mbedtls/sha256.h>
 
+#include "util.h"
+
 /* The placeholder Thunderbird fills in with the address the user typed. */
 #define TB_EMAIL "%EMAILADDRESS%"
 
@@ -338,35 +340,27 @@ void clientconfig_dns(const struct clientconfig *cc, bool dkim, uint16_t web_por
 
 /* --- the autodiscover request ---------------------------------------------------- */
 
-/* Decodes the five predefined entities of in[0..n) into out[0..size); false on any other. */
-static bool xml_unescape(const char *in, size_t n, char *out, size_t size)
+/* decode_string's step for XML text: the five predefined entities, no other, no '<'. */
+static bool xml_char(const char *in, size_t n, size_t *i, char *c_r)
 {
     static const struct {
         const char *name;
         char c;
     } ents[] = {{"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}};
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '<')
-            return false;
-        if (c == '&') {
-            size_t k = 0, nk = sizeof(ents) / sizeof(ents[0]);
-            while (k < nk && !(n - i - 1 >= strlen(ents[k].name) &&
-                               memcmp(in + i + 1, ents[k].name, strlen(ents[k].name)) == 0))
-                k++;
-            if (k == nk)
-                return false;
-            c = ents[k].c;
-            i += strlen(ents[k].name);
-        }
-        if (o + 1 >= size)
-            return false;
-        out[o++] = c;
-    }
-    if (size == 0)
+    char c = in[*i];
+    if (c == '<')
         return false;
-    out[o] = '\0';
+    if (c == '&') {
+        size_t k = 0, nk = sizeof(ents) / sizeof(ents[0]);
+        while (k < nk && !(n - *i - 1 >= strlen(ents[k].name) &&
+                           memcmp(in + *i + 1, ents[k].name, strlen(ents[k].name)) == 0))
+            k++;
+        if (k == nk)
+            return false;
+        c = ents[k].c;
+        *i += strlen(ents[k].name);
+    }
+    *c_r = c;
     return true;
 }
 
@@ -407,7 +401,7 @@ int clientconfig_request_email(const char *body, size_t len, char *out, size_t s
             return -1; /* unclosed, or an element inside it */
         if (lt == v)
             return 0;
-        return xml_unescape(v, (size_t)(lt - v), out, size) ? 1 : -1;
+        return decode_string(v, (size_t)(lt - v), out, size, xml_char) ? 1 : -1;
     }
     return 0;
 }

@@ -11,12 +11,9 @@
  * RETR and TOP insert CRLF; its maildrop entry's size counts those two
  * octets, so that LIST and STAT tell what RETR sends.
  *
- * A line is read as smtpd/headers.c reads it (headers_end), so that both
- * agree on where a section ends: a line ends at CRLF, a bare LF or a bare
- * CR; a field is "name:" with the name printable ASCII without ':' (spaces
- * or tabs may come before the colon, which comes within the line's first
- * 998 octets); a line starting with a space or a tab continues a field.
- * The section ends at the first empty line (nothing to supply), at the
+ * A line is read as struct headers_scan reads it (headers_scan.h, the
+ * rules of smtpd/headers.c's headers_end), so that both agree on where a
+ * section ends. The section ends at the first empty line (nothing to supply), at the
  * first line that is neither a field nor a continuation (the empty line
  * goes before it), or at the end of the bytes after a line end (the empty
  * line goes at the end). An empty message gets it at 0. A message whose
@@ -35,8 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* HEADERS_LINE_MAX in smtpd/headers.h: a field's colon comes within this many octets. */
-#define HEADER_EOH_LINE_MAX 998
+#include "headers_scan.h"
 
 /*
  * The offset in msg[0..len) where CRLF must be inserted to end the header
@@ -47,16 +43,13 @@ size_t header_eoh_missing(const void *msg, size_t len);
 
 /* The same question of a message read in pieces split anywhere. */
 struct header_eoh {
-    int state;
-    uint64_t fed;  /* octets read so far */
-    uint64_t line; /* where the current line starts */
-    uint64_t at;   /* once done: the answer, UINT64_MAX for none */
-    bool done;     /* the answer is known; later pieces change nothing */
+    struct headers_scan scan;
+    bool lf_last; /* the last octet read was an LF: the bytes end after a line end */
 };
 
 void header_eoh_init(struct header_eoh *h);
 
-/* Reads the next piece p[0..n) of the message. */
+/* Reads the next piece p[0..n) of the message; nothing once the section's end is known. */
 void header_eoh_feed(struct header_eoh *h, const void *p, size_t n);
 
 /*

@@ -122,6 +122,24 @@ bool looks_like_http(const char *line, size_t len)
     return false;
 }
 
+bool decode_string(const char *in, size_t n, char *out, size_t size,
+                   bool (*step)(const char *in, size_t n, size_t *i, char *c_r))
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c;
+        if (!step(in, n, &i, &c))
+            return false;
+        if (o + 1 >= size)
+            return false;
+        out[o++] = c;
+    }
+    if (size == 0)
+        return false;
+    out[o] = '\0';
+    return true;
+}
+
 int hold_store(const char *path, bool exclusive)
 {
     size_t n = strlen(path) + sizeof("-daemons");

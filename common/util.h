@@ -36,6 +36,15 @@ const char *kotak_strerror(int err);
  */
 bool looks_like_http(const char *line, size_t len);
 
+/*
+ * Decodes in[0..n) into the C string out[0..size), a character at a time:
+ * step decodes the one that starts at in[*i] into *c_r, moves *i to the
+ * last octet it took, and returns false when it is not valid. Returns false
+ * too when out has no room for every character and the NUL.
+ */
+bool decode_string(const char *in, size_t n, char *out, size_t size,
+                   bool (*step)(const char *in, size_t n, size_t *i, char *c_r));
+
 /* Allocation that aborts the process when memory runs out. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -183,19 +183,10 @@ int ctl_clientconfig(const struct ctl *c)
         ctl_usage(usage, help);
 
     char domain[ADDR_DOMAIN_MAX + 1];
-    if (addr_parse_domain(arg, strlen(arg), 0, domain) < 0 || !dns_name_valid(domain))
-        ctl_die("'%s' is not a valid domain name; write it as example.org (an international "
-                "name in its xn-- form)",
-                arg);
+    ctl_parse_domain(arg, domain);
     struct conf conf;
     ctl_load_conf(c, &conf);
-    struct store *s = ctl_open_store(&conf, true);
-    int rc = store_domain_exists(s, domain);
-    if (rc < 0)
-        ctl_die_store(s, rc, domain);
-    if (rc == 0)
-        ctl_die("domain %s is not local; add it first with 'kotak domain add %s'", domain, domain);
-    store_close(&s);
+    ctl_need_local_domain(&conf, domain);
 
     struct clientconfig cc = {.domain = domain};
     clientconfig_from_conf(&cc, &conf);
@@ -229,7 +220,7 @@ int ctl_clientconfig(const struct ctl *c)
 
     /* The DKIM key first: a key that cannot be read stops the command before any file is made. */
     char selector[DNS_NAME_MAX + 1], *record = NULL, err[512];
-    rc = ctl_dkim_expected(&conf, domain, selector, &record, err, sizeof(err));
+    int rc = ctl_dkim_expected(&conf, domain, selector, &record, err, sizeof(err));
     if (rc < 0)
         ctl_die("%s; move it away and run 'kotak dkim keygen %s' again", err, domain);
 

@@ -33,6 +33,15 @@ void ctl_load_conf(const struct ctl *c, struct conf *conf);
 /* Opens the configured store (read-only when asked), or dies saying why. */
 struct store *ctl_open_store(const struct conf *conf, bool readonly);
 
+/*
+ * A domain name as the commands take it (an international one in its xn--
+ * form) into out[ADDR_DOMAIN_MAX + 1], or dies saying how to write it.
+ */
+void ctl_parse_domain(const char *arg, char *out);
+
+/* Dies unless domain is one of the store's, saying how to add it. */
+void ctl_need_local_domain(const struct conf *conf, const char *domain);
+
 /* Dies with the sentence that fits a store error rc for the given subject. */
 void ctl_die_store(struct store *s, int rc, const char *subject)
     __attribute__((noreturn));

@@ -31,14 +31,6 @@ static const char usage[] = "kotak dkim keygen DOMAIN [--selector S] | dns DOMAI
 #define DKIM_KEY_BITS 2048
 #define TXT_STRING_MAX 255 /* octets in one character-string (RFC 1035 3.3) */
 
-static void parse_domain(const char *arg, char *out)
-{
-    if (addr_parse_domain(arg, strlen(arg), 0, out) < 0 || !dns_name_valid(out))
-        ctl_die("'%s' is not a valid domain name; write it as example.org (an international "
-                "name in its xn-- form)",
-                arg);
-}
-
 /* DATA/dkim, a new string. */
 static char *key_dir(const struct conf *conf)
 {
@@ -161,7 +153,7 @@ static int keygen(const struct ctl *c)
     if (c->argc == 4)
         selector_arg = c->argv[3];
     char domain[ADDR_DOMAIN_MAX + 1];
-    parse_domain(c->argv[1], domain);
+    ctl_parse_domain(c->argv[1], domain);
     struct conf conf;
     ctl_load_conf(c, &conf);
     const char *selector = selector_arg ? selector_arg : conf.checks.dkim_selector;
@@ -173,13 +165,7 @@ static int keygen(const struct ctl *c)
         ctl_die("%s._domainkey.%s is longer than a DNS name may be; choose a shorter selector",
                 selector, domain);
 
-    struct store *s = ctl_open_store(&conf, true);
-    int rc = store_domain_exists(s, domain);
-    if (rc < 0)
-        ctl_die_store(s, rc, domain);
-    if (rc == 0)
-        ctl_die("domain %s is not local; add it first with 'kotak domain add %s'", domain, domain);
-    store_close(&s);
+    ctl_need_local_domain(&conf, domain);
 
     const struct passwd *pw = run_user(&conf);
     char *dir = key_dir(&conf);
@@ -240,7 +226,7 @@ static int dns_record(const struct ctl *c)
     if (c->argc != 2)
         ctl_usage(usage, false);
     char domain[ADDR_DOMAIN_MAX + 1];
-    parse_domain(c->argv[1], domain);
+    ctl_parse_domain(c->argv[1], domain);
     struct conf conf;
     ctl_load_conf(c, &conf);
     char *dir = key_dir(&conf), selector[DNS_NAME_MAX + 1];

@@ -1202,10 +1202,8 @@ int ctl_doctor(const struct ctl *c)
     if (help || (c->argc != 0 && only == NULL))
         ctl_usage(usage, help);
     char only_domain[ADDR_DOMAIN_MAX + 1];
-    if (only != NULL &&
-        (addr_parse_domain(only, strlen(only), 0, only_domain) < 0 || !dns_name_valid(only_domain)))
-        ctl_die("'%s' is not a valid domain name; write it as example.org (an international name "
-                "in its xn-- form)", only);
+    if (only != NULL)
+        ctl_parse_domain(only, only_domain);
 
     struct doctor d = {0};
     ctl_load_conf(c, &d.conf);

@@ -35,6 +35,7 @@
 
 #include "ctl.h"
 #include "mbox.h"
+#include "progress.h"
 #include "util.h"
 
 /* --- what every form shares ------------------------------------------------ */
@@ -60,78 +61,6 @@ static void put(struct growbuf *b, const void *p, size_t n)
     grow(b, b->len + n);
     memcpy(b->data + b->len, p, n);
     b->len += n;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * The progress bar on a terminal: messages, octets, rate, time left, drawn
- * on stderr at most ten times a second. total_bytes is what the whole job
- * reads (the files' sizes), so time left is told by octets.
- */
-struct progress {
-    bool tty;
-    const char *verb;
-    uint64_t total_bytes, done_bytes;
-    size_t total_msgs, done_msgs; /* total_msgs 0: not known ahead (an mbox) */
-    int64_t start, last;
-};
-
-static void progress_start(struct progress *p, const char *verb, size_t msgs, uint64_t bytes)
-{
-    *p = (struct progress){.tty = isatty(2) == 1, .verb = verb, .total_msgs = msgs,
-                           .total_bytes = bytes, .start = mono_ms()};
-}
-
-static void human(uint64_t n, char *out, size_t size)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
-static void progress_draw(struct progress *p, bool last)
-{
-    if (!p->tty)
-        return;
-    int64_t now = mono_ms();
-    if (!last && now - p->last < 100)
-        return;
-    p->last = now;
-    double secs = (double)(now - p->start) / 1000.0;
-    double rate = secs > 0 ? (double)p->done_msgs / secs : 0;
-    double frac = p->total_bytes ? (double)p->done_bytes / (double)p->total_bytes : 1;
-    if (frac > 1)
-        frac = 1;
-    char bar[21], done[32], left[32] = "--:--";
-    int fill = (int)(frac * 20);
-    for (int i = 0; i < 20; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[20] = '\0';
-    human(p->done_bytes, done, sizeof(done));
-    if (frac > 0.001 && secs > 0.5) {
-        long rest = (long)(secs / frac - secs);
-        snprintf(left, sizeof(left), "%ld:%02ld", rest / 60, rest % 60);
-    }
-    char count[48];
-    if (p->total_msgs)
-        snprintf(count, sizeof(count), "%zu/%zu", p->done_msgs, p->total_msgs);
-    else
-        snprintf(count, sizeof(count), "%zu", p->done_msgs);
-    fprintf(stderr, "\r%s [%s] %3d%% %s messages, %s, %.0f msg/s, %s left \033[K", p->verb, bar,
-            (int)(frac * 100), count, done, rate, left);
-    if (last)
-        fputc('\n', stderr);
 }
 
 static void user_id(struct store *s, const char *arg, int64_t *id_r, char *address, size_t size)
@@ -182,8 +111,7 @@ static void import_one(struct importer *im, uint8_t *msg, size_t len, int64_t ar
     if (rc == 0)
         rc = store_import_add(im->imp, im->crlf.data, n, arrived, uidl, digest, &kept);
     if (rc < 0) {
-        if (im->prog.tty)
-            fputc('\n', stderr);
+        progress_break(&im->prog);
         if (rc == -EFBIG)
             ctl_die("a message of %zu octets is too large for the store", n);
         ctl_die_store(im->s, rc, im->user);

@@ -52,6 +52,7 @@
 #include "buf.h"
 #include "ctl.h"
 #include "pop3_client.h"
+#include "progress.h"
 #include "sasl.h"
 #include "tls.h"
 #include "util.h"
@@ -101,10 +102,7 @@ struct run {
     size_t n_entries;
     /* counts */
     uint64_t imported, octets, skipped, kept, renamed;
-    /* the progress bar */
-    bool bar;
-    struct timespec started, drawn;
-    uint64_t to_fetch, fetched, fetched_octets, total_octets;
+    struct progress prog;
 };
 
 static struct run *run_dying; /* what die() commits and wipes on its way out */
@@ -124,8 +122,7 @@ static void die(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (r != NULL) {
-        if (r->bar)
-            fputs("\r\033[K", stderr);
+        progress_break(&r->prog);
         if (r->imp != NULL)
             (void)store_import_end(&r->imp);
         if (r->password != NULL) {
@@ -661,40 +658,6 @@ static uint64_t mark_repeated(struct run *r)
     return repeated;
 }
 
-/* --- progress --------------------------------------------------------------------------- */
-
-static double since(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-static void draw_bar(struct run *r, bool force)
-{
-    if (!r->bar)
-        return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (!force && since(&r->drawn, &now) < 0.2)
-        return;
-    r->drawn = now;
-    double t = since(&r->started, &now);
-    double rate = t > 0 ? (double)r->fetched / t : 0;
-    double frac = r->to_fetch ? (double)r->fetched / (double)r->to_fetch : 1;
-    char bar[31];
-    int fill_n = (int)(frac * 30);
-    for (int i = 0; i < 30; i++)
-        bar[i] = i < fill_n ? '#' : '.';
-    bar[30] = '\0';
-    char left[32] = "";
-    if (rate > 0 && r->fetched < r->to_fetch) {
-        long s = (long)((double)(r->to_fetch - r->fetched) / rate);
-        snprintf(left, sizeof left, ", %ld:%02ld left", s / 60, s % 60);
-    }
-    fprintf(stderr, "\r\033[K[%s] %" PRIu64 "/%" PRIu64 " messages, %.1f MiB, %.0f/s%s", bar,
-            r->fetched, r->to_fetch, (double)r->fetched_octets / (1024.0 * 1024.0), rate, left);
-    fflush(stderr);
-}
-
 /* --- the import ------------------------------------------------------------------------- */
 
 /* Stores one fetched message, unless its octets are here already. */
@@ -732,6 +695,7 @@ static void fetch_all(struct run *r)
     uint64_t limit = r->conf.limits.message_size;
     size_t *todo = xmalloc((r->n_entries ? r->n_entries : 1) * sizeof *todo);
     size_t n_todo = 0;
+    uint64_t total_octets = 0;
     for (size_t i = 0; i < r->n_entries; i++) {
         struct entry *e = &r->entries[i];
         if (e->keepable) {
@@ -751,10 +715,10 @@ static void fetch_all(struct run *r)
                 limit, r->conf.path);
         e->fetch = true;
         todo[n_todo++] = i;
-        r->total_octets += e->size;
+        total_octets += e->size;
     }
-    r->to_fetch = n_todo;
-    draw_bar(r, true);
+    progress_start(&r->prog, "importing", n_todo, total_octets);
+    progress_draw(&r->prog, false);
 
     struct buf msg;
     buf_init(&msg, limit);
@@ -791,13 +755,13 @@ static void fetch_all(struct run *r)
         }
         store_one(r, e, &msg);
         done++;
-        r->fetched++;
-        r->fetched_octets += msg.len;
-        draw_bar(r, false);
+        r->prog.done_msgs++;
+        r->prog.done_bytes += msg.len;
+        progress_draw(&r->prog, false);
     }
     buf_free(&msg);
     free(todo);
-    draw_bar(r, true);
+    progress_draw(&r->prog, true);
 }
 
 int ctl_import_pop3(const struct ctl *c)
@@ -886,9 +850,6 @@ int ctl_import_pop3(const struct ctl *c)
         ctl_die_store(r->store, rc, r->user);
     explicit_bzero(u.hash, sizeof u.hash);
 
-    r->bar = isatty(STDERR_FILENO);
-    clock_gettime(CLOCK_MONOTONIC, &r->started);
-
     connect_server(r);
     if (r->tls)
         start_tls(r);
@@ -942,8 +903,6 @@ int ctl_import_pop3(const struct ctl *c)
         tls_conn_close_notify(r->conn);
         flush_tls(r);
     }
-    if (r->bar)
-        fputs("\r\033[K", stderr);
     printf("imported %" PRIu64 " message%s (%" PRIu64 " octets) from %s into %s, skipped %" PRIu64
            " already there, %" PRIu64 " UIDLs kept",
            r->imported, r->imported == 1 ? "" : "s", r->octets, r->host, u.address, r->skipped,

@@ -144,6 +144,25 @@ struct store *ctl_open_store(const struct conf *conf, bool readonly)
     return s;
 }
 
+void ctl_parse_domain(const char *arg, char *out)
+{
+    if (addr_parse_domain(arg, strlen(arg), 0, out) < 0 || !dns_name_valid(out))
+        ctl_die("'%s' is not a valid domain name; write it as example.org (an international "
+                "name in its xn-- form)",
+                arg);
+}
+
+void ctl_need_local_domain(const struct conf *conf, const char *domain)
+{
+    struct store *s = ctl_open_store(conf, true);
+    int rc = store_domain_exists(s, domain);
+    if (rc < 0)
+        ctl_die_store(s, rc, domain);
+    if (rc == 0)
+        ctl_die("domain %s is not local; add it first with 'kotak domain add %s'", domain, domain);
+    store_close(&s);
+}
+
 /* Takes -c FILE / --config FILE / --config=FILE out of argv, wherever it is. */
 static const char *take_config(int *argc, char **argv)
 {

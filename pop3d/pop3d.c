@@ -54,7 +54,7 @@ struct pop3d {
 struct pconn {
     struct service_conn conn; /* first: the core frees the whole */
     struct pop3d *d;
-    bool deleting;            /* a delete_job is under way */
+    bool deleting;            /* a job that holds the lock is under way (lock_job_start) */
     int64_t unlock_after;     /* the lock to let go of when it ends; 0: none */
     char id[16];              /* the connection's, for logs and the view */
 };
@@ -232,7 +232,7 @@ static void op_unlock(void *ctx, int64_t user_id)
 {
     struct pconn *pc = ctx;
     if (pc->deleting) {
-        pc->unlock_after = user_id; /* see delete_done */
+        pc->unlock_after = user_id; /* see lock_job_done */
         return;
     }
     unlock_user(pc->d, user_id);
@@ -251,6 +251,33 @@ static int op_read(void *ctx, int64_t message_id, int64_t offset, void *p, size_
     return store_mbox_read(pc->d->reader, message_id, offset, p, n, got_r);
 }
 
+/*
+ * A job that holds the maildrop's lock (a deletion, a login's record) goes
+ * to the thread pool: the lock waits for it (op_unlock).
+ */
+static void lock_job_start(struct pconn *pc)
+{
+    service_result_due(&pc->conn);
+    pc->d->in_flight++;
+    pc->deleting = true;
+}
+
+/*
+ * A job lock_job_start began came back: the lock goes now if the session
+ * let go of it meanwhile. True when the session is there to take the
+ * result; service_result_done follows either way.
+ */
+static bool lock_job_done(struct pconn *pc)
+{
+    pc->d->in_flight--;
+    pc->deleting = false;
+    if (pc->unlock_after != 0) {
+        unlock_user(pc->d, pc->unlock_after);
+        pc->unlock_after = 0;
+    }
+    return service_result_arrived(&pc->conn);
+}
+
 static void delete_work(uv_work_t *w)
 {
     struct delete_job *j = w->data;
@@ -265,17 +292,10 @@ static void delete_done(uv_work_t *w, int status)
 {
     struct delete_job *j = w->data;
     struct pconn *pc = j->pc;
-    struct pop3d *d = pc->d;
     int rc = status < 0 ? status : j->rc;
     free(j->ids);
     free(j);
-    d->in_flight--;
-    pc->deleting = false;
-    if (pc->unlock_after != 0) {
-        unlock_user(d, pc->unlock_after);
-        pc->unlock_after = 0;
-    }
-    if (service_result_arrived(&pc->conn))
+    if (lock_job_done(pc))
         pop3_session_commit_done(pc->conn.session, rc);
     service_result_done(&pc->conn);
 }
@@ -295,9 +315,7 @@ static void op_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n,
         memcpy(j->ids + n, ret, n_ret * sizeof(int64_t));
     j->n = n;
     j->n_ret = n_ret;
-    service_result_due(&pc->conn);
-    pc->d->in_flight++;
-    pc->deleting = true;
+    lock_job_start(pc);
     if (uv_queue_work(pc->d->loop, &j->work, delete_work, delete_done) != 0) {
         j->rc = -KOTAK_ESTORE;
         delete_done(&j->work, 0);
@@ -352,13 +370,7 @@ static void login_done(uv_work_t *w, int status)
     if (rc < 0)
         log_error("pop3 session=%s event=login-record user=%s rc=%d", pc->id, j->user, rc);
     free(j);
-    d->in_flight--;
-    pc->deleting = false;
-    if (pc->unlock_after != 0) {
-        unlock_user(d, pc->unlock_after);
-        pc->unlock_after = 0;
-    }
-    if (service_result_arrived(&pc->conn))
+    if (lock_job_done(pc))
         pop3_session_login_done(pc->conn.session, rc);
     service_result_done(&pc->conn);
 }
@@ -371,9 +383,7 @@ static void op_login(void *ctx, int64_t user_id, const char *user)
     j->pc = pc;
     j->user_id = user_id;
     log_value(j->user, sizeof(j->user), user, strlen(user));
-    service_result_due(&pc->conn);
-    pc->d->in_flight++;
-    pc->deleting = true; /* the lock waits for this job too (op_unlock) */
+    lock_job_start(pc);
     if (uv_queue_work(pc->d->loop, &j->work, login_work, login_done) != 0) {
         j->rc = -KOTAK_ESTORE;
         login_done(&j->work, 0);

@@ -8,8 +8,9 @@
  * queue asks before relaying (more than HEADERS_RECEIVED_MAX Received:
  * fields is a loop) and the DSN builder uses to return the header section
  * to the sender; or of a message streaming by in pieces (struct
- * headers_scan), which the SMTP session uses in DATA for the same loop
- * check and to learn where submission adds a missing Date: or Message-ID:.
+ * headers_scan, in common/headers_scan.h, which delivery uses too), which
+ * the SMTP session uses in DATA for the same loop check and to learn where
+ * submission adds a missing Date: or Message-ID:.
  * Both read every line the same way, and agree on every input however it
  * is split.
  *
@@ -33,20 +34,10 @@
 #include <time.h>
 
 #include "buf.h"
+#include "headers_scan.h"
 
 /* RFC 5321 6.3 leaves the figure to us; the issue sets it at 50. */
 #define HEADERS_RECEIVED_MAX 50
-
-/*
- * RFC 5322 2.1.1: a line holds at most 998 octets, so a field's colon comes
- * within a line's first HEADERS_LINE_MAX octets; a line without one there
- * is no field. That bounds what a streaming reader must wait for before it
- * can tell a field from the first line of a body.
- */
-#define HEADERS_LINE_MAX 998
-
-/* The most octets a headers_scan leaves undecided (see settled, below). */
-#define HEADERS_UNDECIDED_MAX (HEADERS_LINE_MAX - 1)
 
 /* Room for "Tue, 14 Nov 2023 22:13:20 +0000" and its NUL. */
 #define HEADERS_DATE_SIZE 40
@@ -103,60 +94,6 @@ size_t headers_fields_named(const char *msg, size_t len, const char *name,
  * sequence split between two words. Control characters never get in.
  */
 void headers_put_text_field(struct buf *b, const char *name, const char *text);
-
-/* --- the same questions, of a message streaming by ----------------------- */
-
-/* Fields a headers_scan looks out for, in its seen bits. */
-enum headers_field {
-    HEADERS_DATE = 1 << 0,       /* Date: */
-    HEADERS_MESSAGE_ID = 1 << 1, /* Message-ID: */
-};
-
-/*
- * A reader of the header section of a message that arrives in pieces split
- * anywhere, a line end included: it keeps no copy of the bytes, only a few
- * of the current line's name, and stops reading at the end of the section,
- * so a huge body costs nothing. Offsets count octets from the first fed.
- *
- * A line's first octets cannot always say whether the section goes on: in
- * "Subject" the colon may follow, in "Subject line" it will not. Those
- * octets, [settled, fed), are undecided: a caller that must act where the
- * section ends (to add a field there) holds them back until the scan
- * decides. They are at most HEADERS_UNDECIDED_MAX, all in one line.
- */
-struct headers_scan {
-    /* For the caller to read. */
-    bool done;        /* the end of the section is known */
-    bool empty_line;  /* done: an empty line ended it (headers_end's 1) */
-    uint64_t end;     /* done: where the section ends, as headers_end's *hdr_len_r */
-    uint64_t settled; /* the octets before this offset are inside the section */
-    int received;     /* Received: fields so far (saturates at INT_MAX) */
-    unsigned seen;    /* enum headers_field bits of the fields seen so far */
-    uint64_t fed;     /* octets read: all fed, or up to the octet that ended the section */
-    /* The scan's own. */
-    int state;
-    uint64_t line;     /* where the current line starts */
-    unsigned name_len; /* octets of the current line's field name so far (capped) */
-    char name[10];     /* their start, lower-cased: enough for "message-id" */
-};
-
-/* Starts a scan of a new message. */
-void headers_scan_init(struct headers_scan *sc);
-
-/*
- * Reads the next piece of the message, p[0..n). Returns the number of its
- * octets read: n, or fewer when the section ended inside the piece (the
- * rest is body, never looked at), 0 once done. The fields the scan sets
- * are up to date on return.
- */
-size_t headers_scan_feed(struct headers_scan *sc, const char *p, size_t n);
-
-/*
- * The message ends here. Decides an undecided last line (no colon came: it
- * is no field, and the section ends where it starts); otherwise the section
- * runs to the end of the bytes. Afterwards done is true.
- */
-void headers_scan_finish(struct headers_scan *sc);
 
 /*
  * Writes t as an RFC 5322 3.3 date-time in UTC, "Tue, 14 Nov 2023 22:13:20

@@ -135,8 +135,7 @@ static int flush_chunk(struct store_msg *m)
 int store_msg_append(struct store_msg *m, const void *p, size_t n)
 {
     const uint8_t *in = p;
-    if (!m->eoh.done) /* reads up to the header section's end only */
-        header_eoh_feed(&m->eoh, p, n);
+    header_eoh_feed(&m->eoh, p, n); /* reads up to the header section's end only */
     while (n > 0 && m->error == 0) {
         size_t k = STORE_CHUNK - m->pending_len;
         if (k > n)

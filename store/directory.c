@@ -28,14 +28,21 @@ int store_domain_add(struct store *s, const char *domain)
     return store_domain_add_quota(s, domain, 0);
 }
 
-int store_domain_add_quota(struct store *s, const char *domain, uint64_t quota)
+/* Runs stmt with ?1 = domain, ?2 = quota. */
+static int domain_quota_stmt(struct store *s, enum store_stmt stmt, const char *domain,
+                             uint64_t quota)
 {
-    sqlite3_stmt *st = store__stmt(s, STMT_DOMAIN_ADD);
+    sqlite3_stmt *st = store__stmt(s, stmt);
     if (st == NULL)
         return -KOTAK_ESTORE;
     sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)quota);
     return store__step_done(s, st);
+}
+
+int store_domain_add_quota(struct store *s, const char *domain, uint64_t quota)
+{
+    return domain_quota_stmt(s, STMT_DOMAIN_ADD, domain, quota);
 }
 
 int store_domain_exists(struct store *s, const char *domain)
@@ -222,8 +229,12 @@ static int user_find(struct store *s, const struct addr *a, int64_t *id_r, char 
     return user_get(s, did, local, id_r, hash_r);
 }
 
-/* Runs stmt with ?1 = id (when id > 0) and the next parameter = text (when given). */
-static int exec_stmt(struct store *s, enum store_stmt id_stmt, int64_t id, const char *text)
+/*
+ * Runs stmt with ?1 = id (when id > 0) and the next parameter = text (when
+ * given), else = *num (when given).
+ */
+static int exec_stmt(struct store *s, enum store_stmt id_stmt, int64_t id, const char *text,
+                     const int64_t *num)
 {
     sqlite3_stmt *st = store__stmt(s, id_stmt);
     if (st == NULL)
@@ -233,6 +244,8 @@ static int exec_stmt(struct store *s, enum store_stmt id_stmt, int64_t id, const
         sqlite3_bind_int64(st, i++, id);
     if (text != NULL)
         sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+    else if (num != NULL)
+        sqlite3_bind_int64(st, i, *num);
     return store__step_done(s, st);
 }
 
@@ -240,11 +253,11 @@ static void addr_text(const struct addr *a, char *out);
 
 /*
  * The user a names, in a write transaction: then changes it with stmt
- * (?1 = the user's id, ?2 = text). For user_del, also drops the alias
- * targets that named the user, which would now lead nowhere.
+ * (?1 = the user's id, ?2 = text, or *num). For user_del, also drops the
+ * alias targets that named the user, which would now lead nowhere.
  */
 static int user_change(struct store *s, const struct addr *a, enum store_stmt stmt,
-                       const char *text)
+                       const char *text, const int64_t *num)
 {
     int64_t uid = 0;
     char name[ADDR_TEXT_SIZE];
@@ -255,11 +268,11 @@ static int user_change(struct store *s, const struct addr *a, enum store_stmt st
         rc = rc == 0 ? -ENOENT : rc;
         goto fail;
     }
-    if ((rc = exec_stmt(s, stmt, uid, text)) < 0)
+    if ((rc = exec_stmt(s, stmt, uid, text, num)) < 0)
         goto fail;
     if (stmt == STMT_USER_DEL) {
         addr_text(a, name);
-        if ((rc = exec_stmt(s, STMT_ALIAS_DEL_TARGET, 0, name)) < 0)
+        if ((rc = exec_stmt(s, STMT_ALIAS_DEL_TARGET, 0, name, NULL)) < 0)
             goto fail;
     }
     return store__commit(s);
@@ -270,42 +283,18 @@ fail:
 
 int store_user_passwd(struct store *s, const struct addr *a, const char *hash)
 {
-    return user_change(s, a, STMT_USER_PASSWD, hash);
+    return user_change(s, a, STMT_USER_PASSWD, hash, NULL);
 }
 
 int store_user_set_quota(struct store *s, const struct addr *a, uint64_t quota)
 {
-    int64_t uid = 0;
-    int rc = store__begin(s);
-    if (rc < 0)
-        return rc;
-    if ((rc = user_find(s, a, &uid, NULL)) <= 0) {
-        rc = rc == 0 ? -ENOENT : rc;
-        goto fail;
-    }
-    sqlite3_stmt *st = store__stmt(s, STMT_QUOTA_USER_SET);
-    if (st == NULL) {
-        rc = -KOTAK_ESTORE;
-        goto fail;
-    }
-    sqlite3_bind_int64(st, 1, uid);
-    sqlite3_bind_int64(st, 2, (int64_t)quota);
-    if ((rc = store__step_done(s, st)) < 0)
-        goto fail;
-    return store__commit(s);
-fail:
-    store__rollback(s);
-    return rc;
+    int64_t q = (int64_t)quota;
+    return user_change(s, a, STMT_QUOTA_USER_SET, NULL, &q);
 }
 
 int store_domain_set_quota(struct store *s, const char *domain, uint64_t quota)
 {
-    sqlite3_stmt *st = store__stmt(s, STMT_QUOTA_DOMAIN_SET);
-    if (st == NULL)
-        return -KOTAK_ESTORE;
-    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (int64_t)quota);
-    int rc = store__step_done(s, st);
+    int rc = domain_quota_stmt(s, STMT_QUOTA_DOMAIN_SET, domain, quota);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = -ENOENT;
     return rc;
@@ -313,7 +302,7 @@ int store_domain_set_quota(struct store *s, const char *domain, uint64_t quota)
 
 int store_user_del(struct store *s, const struct addr *a)
 {
-    return user_change(s, a, STMT_USER_DEL, NULL);
+    return user_change(s, a, STMT_USER_DEL, NULL, NULL);
 }
 
 int store_user_lookup(struct store *s, const struct addr *a, struct store_user *u_r)

@@ -131,6 +131,14 @@ static const char *const migrations[] = {
     "  BEGIN UPDATE users SET used = used + NEW.size WHERE id = NEW.user_id; END;"
     "CREATE TRIGGER maildrop_used_del AFTER DELETE ON maildrop"
     "  BEGIN UPDATE users SET used = used - OLD.size WHERE id = OLD.user_id; END;",
+    /* 7: where an imported entry came from (source: "pop3 HOST:PORT LOGIN",
+     * "mbox", "maildir"; NULL for mail delivered here): a UIDL says a
+     * message is here already only when it came from the same source, so
+     * that two servers that both number from 1 lose nothing. Expiry finds
+     * a user's retrieved entries by index, not by reading the maildrop. */
+    "ALTER TABLE maildrop ADD COLUMN source TEXT;"
+    "CREATE INDEX maildrop_retrieved ON maildrop(user_id, retrieved)"
+    "  WHERE retrieved IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

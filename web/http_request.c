@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util.h"
+
 #define LEADING_EMPTY_MAX 4 /* empty lines skipped before the request line */
 
 /* RFC 9110 5.6.2: tchar. */
@@ -245,36 +247,33 @@ static int hex(char c)
     return -1;
 }
 
+/* decode_string's step for a query's value: %XX and '+' for a space. */
+static bool query_char(const char *in, size_t n, size_t *i, char *c_r)
+{
+    char c = in[*i];
+    if (c == '%') {
+        if (*i + 2 >= n)
+            return false;
+        int hi = hex(in[*i + 1]), lo = hex(in[*i + 2]);
+        if (hi < 0 || lo < 0)
+            return false;
+        c = (char)(hi << 4 | lo);
+        *i += 2;
+    } else if (c == '+') {
+        c = ' ';
+    }
+    *c_r = c;
+    return true;
+}
+
 bool http_query_param(const char *query, const char *name, char *out, size_t size)
 {
     size_t nlen = strlen(name);
     for (const char *p = query; *p != '\0';) {
         const char *amp = strchr(p, '&');
         size_t plen = amp ? (size_t)(amp - p) : strlen(p);
-        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            size_t o = 0;
-            for (size_t i = nlen + 1; i < plen; i++) {
-                char c = p[i];
-                if (c == '%') {
-                    if (i + 2 >= plen)
-                        return false;
-                    int hi = hex(p[i + 1]), lo = hex(p[i + 2]);
-                    if (hi < 0 || lo < 0)
-                        return false;
-                    c = (char)(hi << 4 | lo);
-                    i += 2;
-                } else if (c == '+') {
-                    c = ' ';
-                }
-                if (o + 1 >= size)
-                    return false;
-                out[o++] = c;
-            }
-            if (size == 0)
-                return false;
-            out[o] = '\0';
-            return true;
-        }
+        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=')
+            return decode_string(p + nlen + 1, plen - nlen - 1, out, size, query_char);
         p += plen + (amp != NULL);
     }
     return false;

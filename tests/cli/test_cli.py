@@ -44,7 +44,8 @@ LISTENERS = {
 COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run", "queue"]
 NOBODY = 65534
 # Takes a store back to schema 3: the outbound queue of migration 4 undone.
-UNDO_SCHEMA_4_TO_6 = """
+UNDO_SCHEMA_4_TO_7 = """
+DROP INDEX maildrop_retrieved; ALTER TABLE maildrop DROP COLUMN source;
 DROP TRIGGER maildrop_used_add; DROP TRIGGER maildrop_used_del;
 DROP INDEX maildrop_uidl; DROP INDEX maildrop_digest;
 ALTER TABLE maildrop DROP COLUMN uidl; ALTER TABLE maildrop DROP COLUMN digest;
@@ -58,7 +59,7 @@ CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop
   WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)
   BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;
 """
-SCHEMA_VERSION = 6  # store/store.c: the number of migrations
+SCHEMA_VERSION = 7  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -989,7 +990,7 @@ class PostmasterTest(KotakTest):
         # The store as the kotak before postmaster aliases left it: schema 2.
         db = sqlite3.connect(self.db_path)
         db.execute("DELETE FROM aliases")
-        db.executescript(UNDO_SCHEMA_4_TO_6)
+        db.executescript(UNDO_SCHEMA_4_TO_7)
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()

@@ -21,6 +21,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 from kotak_harness import DOMAIN, HOSTNAME, KotakTestCase, config
+from test_web import http
 
 ALICE = "alice@example.test"
 AD_NS = {"a": "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006",
@@ -48,14 +49,7 @@ def fetch(port, path, host=None, data=None):
 
 def raw(port, request):
     """Sends request as it is; the whole answer (the server closes)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(request)
-        out = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return out
-            out += data
+    return http(port, request, timeout=10)
 
 
 def servers(root, tag):

@@ -11,6 +11,7 @@ import time
 import unittest
 
 from kotak_harness import (PASSWORDS, POP3, SMTP, SOCKET_TIMEOUT, KotakTestCase)
+from test_run import close_quietly
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -25,16 +26,6 @@ def message(subject, size=200, to=ALICE):
     line = b"x" * 76 + b"\r\n"
     body = line * max(1, (size - len(head)) // len(line))
     return head + body
-
-
-def close_quietly(c):
-    try:
-        c.quit()
-    except Exception:
-        try:
-            c.close()
-        except Exception:
-            pass
 
 
 class QuotaTest(KotakTestCase):
