@@ -15,20 +15,52 @@
  * the UIDL Dovecot serves by default, %08Xu%08Xv of the UID and the
  * UIDVALIDITY.
  *
+ * What an import reads. The admin runs it as root, often on a user's own
+ * files, which that user could have prepared: so it reads nothing but what
+ * it was given. An mbox FILE or a Maildir DIR that is itself a symbolic
+ * link is refused (the admin gives the real path); inside DIR, every name
+ * is opened relative to its folder's descriptor with O_NOFOLLOW, so a
+ * linked cur/ or new/ or dovecot-uidlist is refused (exit 2, nothing
+ * stored), and a message file that is a link, a FIFO, a device or a folder
+ * is left out with a line on stderr. Files are opened O_NONBLOCK and read
+ * only when fstat says they are plain files: a FIFO never hangs the
+ * import. An mbox is checked and imported from one descriptor.
+ *
+ * Memory. A message larger than [limits] message_size (in its CRLF form,
+ * as it would be stored) is refused with a line on stderr and the import
+ * goes on; an mbox's message is read past without being kept once it is
+ * over, so the import holds at most one message and its CRLF copy.
+ * Refused messages and files left out make the exit status 1: the others
+ * are imported, and the same command run again, with a higher limit, adds
+ * just those.
+ *
+ * The same octets twice in one source with no UIDL telling them apart are
+ * one message, since they are known by their digest alone: importing both
+ * would make a run killed between the two and run again lose the second,
+ * and a client sees no difference. The summary counts them apart from the
+ * messages the maildrop held before ("duplicates within the source").
+ *
  * Export writes with mode 0600 into a FILE or DIR that does not exist or is
  * empty, never through a symbolic link, and syncs what it wrote before it
- * says it is done. An mbox is written under a temporary name beside FILE
- * and renamed at the end, so FILE is never half written. Each message
- * carries its UIDL: an mbox as an X-UIDL field on top, a Maildir in the
- * dovecot-uidlist it writes (P fields), which Dovecot itself reads too.
+ * says it is done. An existing DIR must be the folder of the user running
+ * kotak, and FILE's folder that user's or root's (/root, /tmp): a folder
+ * of another user is one its owner can change under kotak as it writes.
+ * An mbox is written under a temporary name beside FILE (O_EXCL,
+ * O_NOFOLLOW, relative to that folder's descriptor) and renamed at the
+ * end, so FILE is never half written. Each message carries its UIDL: an
+ * mbox as an X-UIDL field on top, a Maildir in the dovecot-uidlist it
+ * writes (P fields), which Dovecot itself reads too.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +75,7 @@
 struct growbuf {
     uint8_t *data;
     size_t len, cap;
+    size_t max; /* not 0: what the buffer grows to at most, when that is enough */
 };
 
 static void grow(struct growbuf *b, size_t need)
@@ -52,6 +85,8 @@ static void grow(struct growbuf *b, size_t need)
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < need)
         cap *= 2;
+    if (b->max != 0 && cap > b->max && need <= b->max)
+        cap = b->max;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
 }
@@ -81,31 +116,93 @@ static void user_id(struct store *s, const char *arg, int64_t *id_r, char *addre
 
 /* --- import ------------------------------------------------------------------ */
 
+/*
+ * The digests of the messages this run has met, to tell a message the
+ * source holds twice from one the maildrop held before: open addressing on
+ * the digest's first octets (SHA-256: spread evenly), at most half full.
+ */
+struct digests {
+    uint8_t (*slots)[STORE_DIGEST_SIZE]; /* all zero: free */
+    size_t n, cap;
+};
+
+static size_t digest_slot(const struct digests *d, const uint8_t k[STORE_DIGEST_SIZE])
+{
+    uint64_t h;
+    memcpy(&h, k, sizeof(h));
+    size_t i = (size_t)(h & (d->cap - 1));
+    static const uint8_t zero[STORE_DIGEST_SIZE];
+    while (memcmp(d->slots[i], zero, STORE_DIGEST_SIZE) != 0 &&
+           memcmp(d->slots[i], k, STORE_DIGEST_SIZE) != 0)
+        i = (i + 1) & (d->cap - 1);
+    return i;
+}
+
+/* Adds k; whether it was there already. */
+static bool digests_add(struct digests *d, const uint8_t k[STORE_DIGEST_SIZE])
+{
+    if (2 * (d->n + 1) > d->cap) {
+        struct digests bigger = {.cap = d->cap ? 2 * d->cap : 1024};
+        bigger.slots = xcalloc(bigger.cap, STORE_DIGEST_SIZE);
+        static const uint8_t zero[STORE_DIGEST_SIZE];
+        for (size_t i = 0; i < d->cap; i++)
+            if (memcmp(d->slots[i], zero, STORE_DIGEST_SIZE) != 0)
+                memcpy(bigger.slots[digest_slot(&bigger, d->slots[i])], d->slots[i],
+                       STORE_DIGEST_SIZE);
+        bigger.n = d->n;
+        free(d->slots);
+        *d = bigger;
+    }
+    size_t i = digest_slot(d, k);
+    if (memcmp(d->slots[i], k, STORE_DIGEST_SIZE) == 0)
+        return true;
+    memcpy(d->slots[i], k, STORE_DIGEST_SIZE);
+    d->n++;
+    return false;
+}
+
 struct importer {
     struct store *s;
     struct store_import *imp;
     const char *user;
-    size_t added, skipped, kept;
+    size_t limit; /* [limits] message_size: the largest message stored, in its CRLF form */
+    size_t added, skipped, dups, refused, odd, kept;
     uint64_t octets;
     struct growbuf crlf;
+    struct digests seen;
     struct progress prog;
 };
 
-/* One message in the file's form (msg is changed: its X-UIDL goes when take_xuidl). */
-static void import_one(struct importer *im, uint8_t *msg, size_t len, int64_t arrived,
-                       const char *uidl, bool take_xuidl)
+/*
+ * One message in the file's form (msg is changed: its X-UIDL goes when
+ * take_xuidl). 0 when it was added or skipped; -EFBIG when its CRLF form,
+ * *size_r octets, is larger than im->limit (nothing stored, the caller says
+ * which message that was).
+ */
+static int import_one(struct importer *im, uint8_t *msg, size_t len, int64_t arrived,
+                      const char *uidl, bool take_xuidl, size_t *size_r)
 {
     char xuidl[128];
     if (take_xuidl && mbox_take_xuidl(msg, &len, xuidl, sizeof(xuidl)) == 1)
         uidl = xuidl;
-    grow(&im->crlf, 2 * len + 1);
-    size_t n = mbox_to_crlf(msg, len, im->crlf.data);
+    size_t n = mbox_crlf_len(msg, len);
+    *size_r = n;
+    if (n > im->limit)
+        return -EFBIG;
+    im->crlf.max = im->limit;
+    grow(&im->crlf, n);
+    mbox_to_crlf(msg, len, im->crlf.data);
     uint8_t digest[STORE_DIGEST_SIZE];
     store_digest(im->crlf.data, n, digest);
+    bool again = digests_add(&im->seen, digest);
     int rc = store_import_seen(im->imp, uidl, digest);
     if (rc == 1) {
-        im->skipped++;
-        return;
+        /* The same octets twice in the source: one message (see the top of the file). */
+        if (again)
+            im->dups++;
+        else
+            im->skipped++;
+        return 0;
     }
     bool kept = false;
     if (rc == 0)
@@ -119,51 +216,139 @@ static void import_one(struct importer *im, uint8_t *msg, size_t len, int64_t ar
     im->added++;
     im->kept += kept;
     im->octets += n;
+    return 0;
 }
 
-static void import_finish(struct importer *im)
+/* Says on stderr that a message of the source is left out; the import goes on. */
+static void left_out(struct importer *im, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void left_out(struct importer *im, const char *fmt, ...)
+{
+    progress_break(&im->prog);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kotak: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n", stderr);
+    va_end(ap);
+}
+
+/* Says that a message is larger than [limits] message_size, and counts it. */
+static void refuse(struct importer *im, const char *what, size_t size)
+{
+    im->refused++;
+    if (size > 0)
+        left_out(im, "%s (%zu octets) is larger than [limits] message_size (%zu octets): left "
+                 "out; raise the limit and import again to add it", what, size, im->limit);
+    else
+        left_out(im, "%s is larger than [limits] message_size (%zu octets): left out; raise the "
+                 "limit and import again to add it", what, im->limit);
+}
+
+/* Prints the summary; the command's exit status: 1 when a message was left out, else 0. */
+static int import_finish(struct importer *im)
 {
     int rc = store_import_end(&im->imp);
     if (rc < 0)
         ctl_die_store(im->s, rc, im->user);
     progress_draw(&im->prog, true);
-    printf("imported %zu message%s (%" PRIu64 " octets) into %s, skipped %zu already there, "
-           "%zu UIDL%s kept\n",
-           im->added, im->added == 1 ? "" : "s", im->octets, im->user, im->skipped, im->kept,
-           im->kept == 1 ? "" : "s");
+    printf("imported %zu message%s (%" PRIu64 " octets) into %s, skipped %zu already there, ",
+           im->added, im->added == 1 ? "" : "s", im->octets, im->user, im->skipped);
+    if (im->dups > 0)
+        printf("%zu duplicate%s within the source, ", im->dups, im->dups == 1 ? "" : "s");
+    if (im->refused > 0)
+        printf("%zu refused (over [limits] message_size), ", im->refused);
+    if (im->odd > 0)
+        printf("%zu left out (not plain files), ", im->odd);
+    printf("%zu UIDL%s kept\n", im->kept, im->kept == 1 ? "" : "s");
     free(im->crlf.data);
+    free(im->seen.slots);
+    return im->refused > 0 || im->odd > 0 ? 1 : 0;
 }
 
+/* Opens the store and starts an import of source ("mbox", "maildir") into user's maildrop. */
 static void importer_open(struct importer *im, const struct ctl *c, struct conf *conf,
-                          const char *user, char *address, size_t size)
+                          const char *source, const char *user, char *address, size_t size)
 {
     ctl_load_conf(c, conf);
     im->s = ctl_open_store(conf, false);
     int64_t id;
     user_id(im->s, user, &id, address, size);
     im->user = address;
-    int rc = store_import_begin(im->s, id, &im->imp);
+    int rc = store_import_begin(im->s, id, source, &im->imp);
     if (rc < 0)
         ctl_die_store(im->s, rc, address);
 }
 
-/* Checks that path is an mbox (its first line a From_ line; empty is fine); its size. */
-static uint64_t check_mbox(const char *path)
+/* What a file that is no plain file is, for the line that says so. */
+static const char *file_kind(mode_t mode)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    if (S_ISDIR(mode))
+        return "a folder";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return "not a plain file";
+}
+
+/* path without its trailing slashes (with one, open() would follow a link it names). */
+static void trim_slashes(const char *path, char *out, size_t size)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    if (n >= size)
+        ctl_die("%s: the name is too long", path);
+    memcpy(out, path, n);
+    out[n] = '\0';
+}
+
+/* Whether path itself (not what it leads to) is a symbolic link. */
+static bool is_link(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+/*
+ * Opens an mbox FILE to import, once: never through a symbolic link, never
+ * blocking (a FIFO), a plain file only, whose first line is a From_ line
+ * (empty is fine). Dies when it is not that. The import reads the same
+ * descriptor, so what was checked is what is imported.
+ */
+static int open_mbox(const char *path, uint64_t *size_r)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR) && is_link(path))
+        ctl_die("%s is a symbolic link; kotak reads no mbox through one: give the file it leads "
+                "to (readlink -f)", path);
+    if (fd < 0 && errno == EMFILE)
+        ctl_die("cannot open %s: too many files at once; import them in smaller groups", path);
+    if (fd < 0)
         ctl_die("cannot read %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) < 0 || S_ISDIR(st.st_mode))
-        ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
-    char head[5];
-    size_t n = fread(head, 1, sizeof(head), f);
-    if (ferror(f))
+    if (fstat(fd, &st) < 0)
         ctl_die("cannot read %s: %s", path, strerror(errno));
-    fclose(f);
-    if (n > 0 && !mbox_is_from_line(head, n))
+    if (S_ISDIR(st.st_mode))
+        ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
+    if (!S_ISREG(st.st_mode))
+        ctl_die("%s is not a plain file (%s); give an mbox file", path, file_kind(st.st_mode));
+    char head[5];
+    ssize_t n;
+    while ((n = pread(fd, head, sizeof(head), 0)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        ctl_die("cannot read %s: %s", path, strerror(errno));
+    if (n > 0 && !mbox_is_from_line(head, (size_t)n))
         ctl_die("%s is not an mbox: its first line is no 'From ' line", path);
-    return (uint64_t)st.st_size;
+    *size_r = (uint64_t)st.st_size;
+    return fd;
 }
 
 /* Whether every LF of b follows a CR (and there is one): an mbox with CRLF lines. */
@@ -178,59 +363,146 @@ static bool crlf_lines(const uint8_t *b, size_t n)
     return any;
 }
 
-/* The message gathered from an mbox: the empty line before the next From_ line is the mbox's. */
-static void mbox_message_done(struct importer *im, struct growbuf *m, int64_t arrived)
-{
-    size_t n = m->len;
-    bool crlf = crlf_lines(m->data, n);
-    const char *sep = crlf ? "\r\n" : "\n";
-    size_t k = crlf ? 2 : 1;
-    if (n == k && memcmp(m->data, sep, k) == 0)
-        n = 0;
-    else if (n >= 2 * k && memcmp(m->data + n - k, sep, k) == 0 &&
-             memcmp(m->data + n - 2 * k, sep, k) == 0)
-        n -= k;
-    import_one(im, m->data, n, arrived, NULL, true);
-    m->len = 0;
-}
+/* Lines from a descriptor, each kept only up to a bound: no line costs more memory than that. */
+struct reader {
+    int fd;
+    const char *path;
+    size_t at, end;
+    bool eof;
+    uint8_t buf[65536];
+};
 
-static void import_mbox_file(struct importer *im, const char *path)
+/*
+ * Appends the next line (its LF included) to b, at most max octets of it;
+ * returns the line's whole length, 0 at the end of the file.
+ */
+static size_t read_line(struct reader *r, struct growbuf *b, size_t max)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        ctl_die("cannot read %s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    struct growbuf m = {0};
-    bool in_msg = false;
-    int64_t arrived = 0;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        im->prog.done_bytes += (uint64_t)n;
-        size_t len = (size_t)n, body = len;
-        while (body > 0 && (line[body - 1] == '\n' || line[body - 1] == '\r'))
-            body--;
-        if (mbox_is_from_line(line, len)) {
-            if (in_msg)
-                mbox_message_done(im, &m, arrived);
-            in_msg = true;
-            im->prog.done_msgs = im->added + im->skipped;
-            progress_draw(&im->prog, false);
-            if (mbox_from_time(line, body, &arrived) != 1)
-                arrived = (int64_t)time(NULL);
+    size_t total = 0;
+    for (;;) {
+        if (r->at == r->end) {
+            if (r->eof)
+                return total;
+            ssize_t got = read(r->fd, r->buf, sizeof(r->buf));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0)
+                ctl_die("cannot read %s: %s", r->path, strerror(errno));
+            r->at = 0;
+            r->end = (size_t)got;
+            r->eof = got == 0;
             continue;
         }
-        size_t skip = mbox_unquote_len(line, len);
-        put(&m, line + skip, len - skip);
+        const uint8_t *p = r->buf + r->at;
+        const uint8_t *nl = memchr(p, '\n', r->end - r->at);
+        size_t n = nl ? (size_t)(nl - p) + 1 : r->end - r->at;
+        if (total < max)
+            put(b, p, n < max - total ? n : max - total);
+        total += n;
+        r->at += n;
+        if (nl != NULL)
+            return total;
     }
-    if (ferror(f))
-        ctl_die("cannot read %s: %s", path, strerror(errno));
+}
+
+/* One message of an mbox as it is read: its number in the file, where its From_ line is. */
+struct mbox_msg {
+    const char *path;
+    size_t number, line;
+    bool over; /* larger than the limit: its lines are read past, not kept */
+    int64_t arrived;
+};
+
+/* The message gathered from an mbox: the empty line before the next From_ line is the mbox's. */
+static void mbox_message_done(struct importer *im, struct growbuf *m, const struct mbox_msg *mm)
+{
+    size_t n = m->len, size = 0;
+    m->len = 0;
+    if (!mm->over) {
+        bool crlf = crlf_lines(m->data, n);
+        const char *sep = crlf ? "\r\n" : "\n";
+        size_t k = crlf ? 2 : 1;
+        if (n == k && memcmp(m->data, sep, k) == 0)
+            n = 0;
+        else if (n >= 2 * k && memcmp(m->data + n - k, sep, k) == 0 &&
+                 memcmp(m->data + n - 2 * k, sep, k) == 0)
+            n -= k;
+        if (import_one(im, m->data, n, mm->arrived, NULL, true, &size) == 0)
+            return;
+    }
+    char what[4200];
+    snprintf(what, sizeof(what), "%s: message %zu (its From_ line is line %zu)", mm->path,
+             mm->number, mm->line);
+    refuse(im, what, size); /* size 0: not known, its reading stopped at the limit */
+}
+
+/*
+ * Imports one mbox, read from fd (open_mbox's). A message is kept in memory
+ * only up to the limit: past it, its lines are read and dropped, and it is
+ * refused, so an mbox costs one message of at most [limits] message_size
+ * and its CRLF form. A line before the first From_ line is refused as
+ * open_mbox refuses it (the file changed since): nothing is prepended to
+ * the first message.
+ */
+static void import_mbox_file(struct importer *im, int fd, const char *path)
+{
+    struct reader *r = xmalloc(sizeof(*r));
+    *r = (struct reader){.fd = fd, .path = path};
+    struct growbuf m = {.max = im->limit + 3 + 256};
+    struct mbox_msg mm = {.path = path};
+    bool in_msg = false;
+    for (size_t lineno = 1;; lineno++) {
+        /* Room for the line: what the message may still take and its separator (past
+         * that it is too large), and at least enough to see a From_ line's date. */
+        size_t at = m.len;
+        size_t room = mm.over ? 0 : im->limit + 3 - at;
+        size_t len = read_line(r, &m, room > 256 ? room : 256);
+        if (len == 0)
+            break;
+        im->prog.done_bytes += (uint64_t)len;
+        const char *line = (const char *)m.data + at;
+        size_t kept = m.len - at;
+        if (mbox_is_from_line(line, kept)) {
+            char from[256];
+            size_t body = kept < sizeof(from) ? kept : sizeof(from);
+            memcpy(from, line, body);
+            m.len = at;
+            if (in_msg)
+                mbox_message_done(im, &m, &mm);
+            in_msg = true;
+            mm.number++;
+            mm.line = lineno;
+            mm.over = false;
+            m.len = 0;
+            im->prog.done_msgs = im->added + im->skipped + im->dups + im->refused;
+            progress_draw(&im->prog, false);
+            while (body > 0 && (from[body - 1] == '\n' || from[body - 1] == '\r'))
+                body--;
+            if (mbox_from_time(from, body, &mm.arrived) != 1)
+                mm.arrived = (int64_t)time(NULL);
+            continue;
+        }
+        if (!in_msg) {
+            progress_break(&im->prog);
+            ctl_die("%s is not an mbox: its first line is no 'From ' line", path);
+        }
+        if (mm.over || kept < len || at + len > im->limit + 2) {
+            /* Too large: the message's CRLF form is no shorter than its lines. */
+            mm.over = true;
+            m.len = 0;
+            continue;
+        }
+        size_t skip = mbox_unquote_len(line, kept);
+        if (skip > 0) {
+            memmove(m.data + at, m.data + at + skip, kept - skip);
+            m.len -= skip;
+        }
+    }
     if (in_msg)
-        mbox_message_done(im, &m, arrived);
-    im->prog.done_msgs = im->added + im->skipped;
-    free(line);
+        mbox_message_done(im, &m, &mm);
+    im->prog.done_msgs = im->added + im->skipped + im->dups + im->refused;
     free(m.data);
-    fclose(f);
+    free(r);
 }
 
 static int import_mbox(const struct ctl *c)
@@ -239,30 +511,43 @@ static int import_mbox(const struct ctl *c)
     if (c->argc < 2)
         ctl_usage(usage, false);
     uint64_t total = 0;
-    for (int i = 1; i < c->argc; i++) /* every file checked before anything is stored */
-        total += check_mbox(c->argv[i]);
+    int nfiles = c->argc - 1;
+    int *fds = xmalloc((size_t)nfiles * sizeof(*fds));
+    for (int i = 0; i < nfiles; i++) { /* every file checked before anything is stored */
+        uint64_t size;
+        fds[i] = open_mbox(c->argv[i + 1], &size);
+        total += size;
+    }
     struct conf conf;
     struct importer im = {0};
     char address[ADDR_TEXT_SIZE];
-    importer_open(&im, c, &conf, c->argv[0], address, sizeof(address));
+    importer_open(&im, c, &conf, "mbox", c->argv[0], address, sizeof(address));
+    im.limit = (size_t)conf.limits.message_size;
     progress_start(&im.prog, "importing", 0, total);
-    for (int i = 1; i < c->argc; i++)
-        import_mbox_file(&im, c->argv[i]);
-    import_finish(&im);
+    for (int i = 0; i < nfiles; i++) {
+        import_mbox_file(&im, fds[i], c->argv[i + 1]);
+        close(fds[i]);
+    }
+    free(fds);
+    int status = import_finish(&im);
     store_close(&im.s);
     conf_free(&conf);
-    return 0;
+    return status;
 }
 
 /* One file of a Maildir, in the order it is imported. */
 struct mdfile {
-    char *path;
-    char *base; /* the name up to its ':' */
-    uint32_t uid; /* from dovecot-uidlist; 0: not there */
-    char *uidl;   /* its P field, NULL when none */
+    char *name;       /* the file's name in cur/ or new/ */
+    int sub;          /* 0: cur/, 1: new/ */
+    const char *kind; /* not NULL: no plain file, what it is (left out) */
+    char *base;       /* the name up to its ':' */
+    uint32_t uid;     /* from dovecot-uidlist; 0: not there */
+    char *uidl;       /* its P field, NULL when none */
     int64_t time;
     uint64_t size;
 };
+
+static const char *const md_subs[2] = {"cur", "new"};
 
 struct uidlist {
     int version;
@@ -288,18 +573,65 @@ static int by_order(const void *a, const void *b)
     return strcmp(x->base, y->base);
 }
 
+/*
+ * Opens the Maildir DIR as the admin typed it, but not when DIR itself is a
+ * symbolic link: a Maildir is read where it is, and nothing inside it is
+ * followed either (open_md_sub, the files' openat), so a Maildir that its
+ * owner prepared leads kotak nowhere outside it.
+ */
+static int open_maildir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    if ((e == ELOOP || e == ENOTDIR) && is_link(dir))
+        ctl_die("%s is a symbolic link; kotak reads a Maildir only where it is: give the folder "
+                "it leads to (readlink -f)", dir);
+    if (e == ENOTDIR)
+        ctl_die("%s is not a Maildir (not a folder); 'kotak import mbox' reads an mbox file", dir);
+    ctl_die("cannot read %s: %s", dir, strerror(e));
+}
+
+/* DIR/cur or DIR/new, a folder in DIR itself: never a link to one elsewhere. */
+static int open_md_sub(int dfd, const char *dir, const char *name)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        ctl_die("%s/%s is a symbolic link; kotak reads nothing outside a Maildir: make %s/ a "
+                "folder of the Maildir (a copy) and import again", dir, name, name);
+    if (e == ENOENT || e == ENOTDIR || e == ELOOP)
+        ctl_die("%s is not a Maildir: it has no %s/ folder", dir, name);
+    ctl_die("cannot read %s/%s: %s", dir, name, strerror(e));
+}
+
 /* Reads DIR/dovecot-uidlist when there is one; dies when it is not one. */
-static void read_uidlist(const char *dir, struct uidlist *ul)
+static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
 {
     memset(ul, 0, sizeof(*ul));
-    char path[4096];
+    char path[4096 + 32];
     snprintf(path, sizeof(path), "%s/dovecot-uidlist", dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        if (errno == ENOENT)
-            return;
+    int fd = openat(dfd, "dovecot-uidlist", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return;
+    if (fd < 0 && errno == ELOOP)
+        ctl_die("%s is a symbolic link; kotak reads nothing outside a Maildir: move it away to "
+                "import without its UIDLs, or put the file itself there", path);
+    if (fd < 0)
         ctl_die("cannot read %s: %s", path, strerror(errno));
-    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        ctl_die("cannot read %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        ctl_die("%s is not a plain file (%s); move it away to import without its UIDLs", path,
+                file_kind(st.st_mode));
+    FILE *f = fdopen(fd, "r");
+    if (f == NULL)
+        ctl_die("cannot read %s: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0, alloc = 0;
     ssize_t n = getline(&line, &cap, f);
@@ -321,34 +653,42 @@ static void read_uidlist(const char *dir, struct uidlist *ul)
             .uidl = rec.pop3_uidl ? xstrndup(rec.pop3_uidl, rec.pop3_uidl_len) : NULL,
         };
     }
+    if (ferror(f))
+        ctl_die("cannot read %s: %s", path, strerror(errno));
     free(line);
     fclose(f);
-    qsort(ul->recs, ul->n, sizeof(ul->recs[0]), by_base);
+    if (ul->n > 0)
+        qsort(ul->recs, ul->n, sizeof(ul->recs[0]), by_base);
 }
 
-static void list_maildir(const char *dir, const char *sub, struct mdfile **files, size_t *n,
+/* The entries of cur/ or new/ (subfd), each with what it is; none is opened here. */
+static void list_maildir(int subfd, int sub, const char *dir, struct mdfile **files, size_t *n,
                          size_t *alloc)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, sub);
-    DIR *d = opendir(path);
+    int fd = fcntl(subfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (d == NULL)
-        ctl_die("cannot read %s: %s", path, strerror(errno));
+        ctl_die("cannot read %s/%s: %s", dir, md_subs[sub], strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        char file[4096 + 256];
-        snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
         struct stat st;
-        if (lstat(file, &st) < 0 || !S_ISREG(st.st_mode))
-            continue; /* a link or a folder is no message of this Maildir */
+        if (fstatat(subfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT) /* moved or taken away meanwhile */
+                continue;
+            ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[sub], e->d_name, strerror(errno));
+        }
         if (*n == *alloc) {
             *alloc = *alloc ? *alloc * 2 : 1024;
             *files = xrealloc(*files, *alloc * sizeof(**files));
         }
         struct mdfile *m = &(*files)[(*n)++];
-        *m = (struct mdfile){.path = xstrdup(file), .size = (uint64_t)st.st_size};
+        *m = (struct mdfile){.name = xstrdup(e->d_name), .sub = sub};
+        if (!S_ISREG(st.st_mode))
+            m->kind = file_kind(st.st_mode); /* no message of this Maildir: said, left out */
+        else
+            m->size = (uint64_t)st.st_size;
         m->base = xstrndup(e->d_name, strcspn(e->d_name, ":"));
         if (mbox_maildir_time(e->d_name, &m->time) != 1)
             m->time = (int64_t)st.st_mtime;
@@ -356,32 +696,83 @@ static void list_maildir(const char *dir, const char *sub, struct mdfile **files
     closedir(d);
 }
 
+/*
+ * Reads the Maildir file f into b, from its own descriptor: 1 read, 0 gone
+ * (moved meanwhile by a client of the old server), -1 not a plain file
+ * (f->kind says what), -EFBIG larger than limit octets.
+ */
+static int read_md_file(int subfd, const char *dir, struct mdfile *f, size_t limit,
+                        struct growbuf *b)
+{
+    int fd = openat(subfd, f->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    if (fd < 0 && errno == ELOOP) { /* made a link since it was listed */
+        f->kind = "a symbolic link";
+        return -1;
+    }
+    if (fd < 0)
+        ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[f->sub], f->name, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[f->sub], f->name, strerror(errno));
+    if (!S_ISREG(st.st_mode)) {
+        f->kind = file_kind(st.st_mode);
+        close(fd);
+        return -1;
+    }
+    /* The CRLF form is no shorter than the file. */
+    if ((uint64_t)st.st_size > limit) {
+        close(fd);
+        return -EFBIG;
+    }
+    b->len = 0;
+    b->max = limit + 1;
+    grow(b, (size_t)st.st_size + 1);
+    for (;;) {
+        if (b->len > limit) { /* it grew meanwhile */
+            close(fd);
+            return -EFBIG;
+        }
+        grow(b, b->len + 1);
+        size_t room = b->cap - b->len;
+        if (room > limit + 1 - b->len)
+            room = limit + 1 - b->len;
+        ssize_t got = read(fd, b->data + b->len, room);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[f->sub], f->name, strerror(errno));
+        if (got == 0)
+            break;
+        b->len += (size_t)got;
+    }
+    close(fd);
+    return 1;
+}
+
 static int import_maildir(const struct ctl *c)
 {
     static const char usage[] = "kotak import maildir USER DIR";
     if (c->argc != 2)
         ctl_usage(usage, false);
-    const char *dir = c->argv[1];
-    struct stat st;
-    char sub[4096];
-    if (stat(dir, &st) < 0)
-        ctl_die("cannot read %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        ctl_die("%s is not a Maildir (not a folder); 'kotak import mbox' reads an mbox file", dir);
-    for (int i = 0; i < 2; i++) {
-        snprintf(sub, sizeof(sub), "%s/%s", dir, i ? "new" : "cur");
-        if (stat(sub, &st) < 0 || !S_ISDIR(st.st_mode))
-            ctl_die("%s is not a Maildir: it has no %s/ folder", dir, i ? "new" : "cur");
-    }
+    char dir[4096];
+    trim_slashes(c->argv[1], dir, sizeof(dir));
+    int dfd = open_maildir(dir);
+    int subfd[2];
+    for (int i = 0; i < 2; i++)
+        subfd[i] = open_md_sub(dfd, dir, md_subs[i]);
     struct uidlist ul;
-    read_uidlist(dir, &ul);
+    read_uidlist(dfd, dir, &ul);
     struct mdfile *files = NULL;
     size_t n = 0, alloc = 0;
-    list_maildir(dir, "cur", &files, &n, &alloc);
-    list_maildir(dir, "new", &files, &n, &alloc);
+    for (int i = 0; i < 2; i++)
+        list_maildir(subfd[i], i, dir, &files, &n, &alloc);
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        struct mdfile *r = bsearch(&files[i], ul.recs, ul.n, sizeof(ul.recs[0]), by_base);
+        /* bsearch wants a non-NULL array even when it is empty. */
+        struct mdfile *r =
+            ul.n == 0 ? NULL : bsearch(&files[i], ul.recs, ul.n, sizeof(ul.recs[0]), by_base);
         if (r != NULL) {
             files[i].uid = r->uid;
             files[i].uidl = r->uidl ? xstrdup(r->uidl) : NULL;
@@ -393,41 +784,38 @@ static int import_maildir(const struct ctl *c)
         }
         total += files[i].size;
     }
-    qsort(files, n, sizeof(files[0]), by_order);
+    if (n > 0)
+        qsort(files, n, sizeof(files[0]), by_order);
 
     struct conf conf;
     struct importer im = {0};
     char address[ADDR_TEXT_SIZE];
-    importer_open(&im, c, &conf, c->argv[0], address, sizeof(address));
+    importer_open(&im, c, &conf, "maildir", c->argv[0], address, sizeof(address));
+    im.limit = (size_t)conf.limits.message_size;
     progress_start(&im.prog, "importing", n, total);
     struct growbuf b = {0};
     for (size_t i = 0; i < n; i++) {
-        int fd = open(files[i].path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT) /* moved to cur/ meanwhile by a client of the old server */
-            continue;
-        if (fd < 0)
-            ctl_die("cannot read %s: %s", files[i].path, strerror(errno));
-        b.len = 0;
-        for (;;) {
-            grow(&b, b.len + 65536);
-            ssize_t got = read(fd, b.data + b.len, b.cap - b.len);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got < 0)
-                ctl_die("cannot read %s: %s", files[i].path, strerror(errno));
-            if (got == 0)
-                break;
-            b.len += (size_t)got;
+        struct mdfile *f = &files[i];
+        int rc = f->kind != NULL ? -1 : read_md_file(subfd[f->sub], dir, f, im.limit, &b);
+        size_t size = 0;
+        if (rc == 1)
+            rc = import_one(&im, b.data, b.len, f->time, f->uidl, false, &size);
+        char what[4200];
+        if (rc == -1) {
+            im.odd++;
+            left_out(&im, "%s/%s/%s is not a plain file (%s): left out", dir, md_subs[f->sub],
+                     f->name, f->kind);
+        } else if (rc == -EFBIG) {
+            snprintf(what, sizeof(what), "%s/%s/%s", dir, md_subs[f->sub], f->name);
+            refuse(&im, what, size);
         }
-        close(fd);
-        import_one(&im, b.data, b.len, files[i].time, files[i].uidl, false);
         im.prog.done_msgs = i + 1;
-        im.prog.done_bytes += b.len;
+        im.prog.done_bytes += f->size;
         progress_draw(&im.prog, false);
     }
-    import_finish(&im);
+    int status = import_finish(&im);
     for (size_t i = 0; i < n; i++) {
-        free(files[i].path);
+        free(files[i].name);
         free(files[i].base);
         free(files[i].uidl);
     }
@@ -438,9 +826,12 @@ static int import_maildir(const struct ctl *c)
     free(ul.recs);
     free(files);
     free(b.data);
+    for (int i = 0; i < 2; i++)
+        close(subfd[i]);
+    close(dfd);
     store_close(&im.s);
     conf_free(&conf);
-    return 0;
+    return status;
 }
 
 int ctl_import(const struct ctl *c)
@@ -524,10 +915,11 @@ static void export_done(struct exporter *ex, const char *where)
            ex->n == 1 ? "" : "s", ex->octets, ex->user, where);
     if (ex->inexact > 0)
         fprintf(stderr,
-                "kotak: warning: %zu message%s hold%s a bare LF or end%s every line in CR CR LF; "
-                "%s come back with CRLF line ends instead\n",
+                "kotak: warning: %zu message%s hold%s a bare LF, end%s every line in CR CR LF "
+                "or lack%s a final line end; %s come back with CRLF line ends instead\n",
                 ex->inexact, ex->inexact == 1 ? "" : "s", ex->inexact == 1 ? "s" : "",
-                ex->inexact == 1 ? "s" : "", ex->inexact == 1 ? "it will" : "they will");
+                ex->inexact == 1 ? "s" : "", ex->inexact == 1 ? "s" : "",
+                ex->inexact == 1 ? "it will" : "they will");
     free(ex->list);
     free(ex->msg.data);
     free(ex->lf.data);
@@ -545,25 +937,6 @@ static void write_all(int fd, const void *p, size_t n, const char *what)
             ctl_die("cannot write %s: %s", what, strerror(errno));
         b += w;
         n -= (size_t)w;
-    }
-}
-
-/* Syncs the folder that holds path, so a rename or a new name in it is on disk. */
-static void sync_parent(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
     }
 }
 
@@ -589,14 +962,76 @@ static void out_flush(struct out *o)
     o->b.len = 0;
 }
 
+/*
+ * Opens the folder that is to hold FILE and parts FILE's name from it:
+ * dies unless that folder belongs to the user running kotak or to root.
+ * Another user's folder is refused: its owner could rename or replace what
+ * kotak writes there while it writes. Root's own folders (/root, and /tmp
+ * with its sticky bit, where nobody renames another's file) are fine.
+ */
+static int open_target_parent(const char *file, char *base, size_t size)
+{
+    char path[4096];
+    trim_slashes(file, path, sizeof(path));
+    if (strcmp(path, file) != 0 || strcmp(path, "/") == 0)
+        ctl_die("%s names a folder; give the name of the mbox file to write", file);
+    char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        ctl_die("%s names a folder; give the name of the mbox file to write", file);
+    if (strlen(name) + sizeof(".kotak-XXXXXX") > NAME_MAX)
+        ctl_die("%s: the name is too long", file);
+    snprintf(base, size, "%s", name);
+    if (slash == path)
+        path[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(path, sizeof(path), ".");
+    int pfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        ctl_die("cannot open the folder %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(pfd, &st) < 0)
+        ctl_die("cannot open the folder %s: %s", path, strerror(errno));
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        ctl_die("the folder %s belongs to uid %u, not to uid %u that runs kotak nor to root; "
+                "export into a folder of your own, then move the file", path,
+                (unsigned)st.st_uid, (unsigned)geteuid());
+    return pfd;
+}
+
+/* A new file named "base.kotak-XXXXXX" in the folder pfd: O_EXCL, no link followed, mode 0600. */
+static int create_temp(int pfd, const char *base, char *tmp, size_t size)
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int tries = 0; tries < 100; tries++) {
+        uint8_t r[6];
+        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            ctl_die("cannot make a temporary name: %s", strerror(errno));
+        char x[7];
+        for (int i = 0; i < 6; i++)
+            x[i] = letters[r[i] % (sizeof(letters) - 1)];
+        x[6] = '\0';
+        snprintf(tmp, size, "%s.kotak-%s", base, x);
+        int fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 static int export_mbox(const struct ctl *c)
 {
     static const char usage[] = "kotak export mbox USER FILE";
     if (c->argc != 2)
         ctl_usage(usage, false);
     const char *file = c->argv[1];
+    char base[NAME_MAX + 1], tmp[NAME_MAX + 1 + sizeof(".kotak-XXXXXX")];
+    int pfd = open_target_parent(file, base, sizeof(base));
     struct stat st;
-    if (lstat(file, &st) == 0) {
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode))
             ctl_die("%s is a symbolic link; kotak writes no file through one, give another name",
                     file);
@@ -605,16 +1040,13 @@ static int export_mbox(const struct ctl *c)
     } else if (errno != ENOENT) {
         ctl_die("cannot use %s: %s", file, strerror(errno));
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.kotak-XXXXXX", file) >= (int)sizeof(tmp))
-        ctl_die("%s: the name is too long", file);
     struct conf conf;
     struct exporter ex = {0};
     char address[ADDR_TEXT_SIZE];
     exporter_open(&ex, c, &conf, address, sizeof(address));
-    int fd = mkstemp(tmp); /* O_EXCL, mode 0600: no link followed, nobody else's file */
+    int fd = create_temp(pfd, base, tmp, sizeof(tmp));
     if (fd < 0)
-        ctl_die("cannot create %s: %s", tmp, strerror(errno));
+        ctl_die("cannot create %s beside %s: %s", tmp, file, strerror(errno));
     struct out o = {.fd = fd, .what = tmp};
     for (size_t i = 0; i < ex.n; i++) {
         export_read(&ex, i);
@@ -638,12 +1070,15 @@ static int export_mbox(const struct ctl *c)
     if (fsync(fd) < 0 || close(fd) < 0)
         ctl_die("cannot write %s: %s", tmp, strerror(errno));
     free(o.b.data);
-    if (rename(tmp, file) < 0) {
+    /* A rename over FILE, not through it: a link put there meanwhile is replaced, not followed. */
+    if (renameat(pfd, tmp, pfd, base) < 0) {
         int e = errno;
-        unlink(tmp);
+        unlinkat(pfd, tmp, 0);
         ctl_die("cannot rename %s to %s: %s", tmp, file, strerror(e));
     }
-    sync_parent(file);
+    if (fsync(pfd) < 0)
+        ctl_die("cannot sync the folder of %s: %s", file, strerror(errno));
+    close(pfd);
     export_done(&ex, file);
     conf_free(&conf);
     return 0;
@@ -678,7 +1113,8 @@ static int export_maildir(const struct ctl *c)
     static const char usage[] = "kotak export maildir USER DIR";
     if (c->argc != 2)
         ctl_usage(usage, false);
-    const char *dir = c->argv[1];
+    char dir[4096];
+    trim_slashes(c->argv[1], dir, sizeof(dir));
     struct stat st;
     if (lstat(dir, &st) == 0) {
         if (S_ISLNK(st.st_mode))
@@ -686,23 +1122,35 @@ static int export_maildir(const struct ctl *c)
                     "another name", dir);
         if (!S_ISDIR(st.st_mode))
             ctl_die("%s exists and is not a folder; give a new name", dir);
-        DIR *d = opendir(dir);
-        struct dirent *e;
-        bool empty = d != NULL;
-        while (d != NULL && (e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-                empty = false;
-        if (d != NULL)
-            closedir(d);
-        if (!empty)
-            ctl_die("%s exists and is not empty; give a new name", dir);
     } else if (errno != ENOENT || mkdir(dir, 0700) < 0) {
         ctl_die("cannot create %s: %s", dir, strerror(errno));
     }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 && errno == ELOOP)
+        ctl_die("%s is a symbolic link; kotak writes into no folder through one, give "
+                "another name", dir);
     if (dfd < 0)
         ctl_die("cannot open %s: %s", dir, strerror(errno));
-    fchmod(dfd, 0700);
+    /* An empty folder that is another user's is theirs to change while kotak writes. */
+    if (fstat(dfd, &st) < 0)
+        ctl_die("cannot open %s: %s", dir, strerror(errno));
+    if (st.st_uid != geteuid())
+        ctl_die("%s belongs to uid %u, not to uid %u that runs kotak; give a new name", dir,
+                (unsigned)st.st_uid, (unsigned)geteuid());
+    int lfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = lfd < 0 ? NULL : fdopendir(lfd);
+    if (d == NULL)
+        ctl_die("cannot read %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            empty = false;
+    closedir(d);
+    if (!empty)
+        ctl_die("%s exists and is not empty; give a new name", dir);
+    if (fchmod(dfd, 0700) < 0)
+        ctl_die("cannot make %s private (mode 0700): %s", dir, strerror(errno));
     for (int i = 0; i < 3; i++) {
         const char *name = i == 0 ? "cur" : i == 1 ? "new" : "tmp";
         if (mkdirat(dfd, name, 0700) < 0)

@@ -20,18 +20,36 @@
  *
  * Bounded: a reply line has POP3C_LINE_MAX octets at most, a message
  * [limits] message_size (a line without end fails there too), a listing
- * IMPORT_MAX_MESSAGES entries. Restartable: a message whose UIDL is kept
- * here already is skipped before it is fetched, one without a UIDL to keep
- * after it was, by its digest; the store's batches are whole or absent, so
- * a kill -9 and a second run add each message exactly once.
+ * IMPORT_MAX_MESSAGES entries, and only UIDLs RFC 1939 allows are kept from
+ * it (70 octets at most, IMPORT_MAX_UIDL_OCTETS in all); another is "no
+ * UIDL" from the moment it is read, so a listing costs about 24 octets a
+ * message plus its UIDLs.
+ *
+ * Restartable, and nothing lost: every entry records its source, "pop3
+ * HOST:PORT LOGIN". A message whose UIDL an entry of that same source keeps
+ * is skipped before it is fetched; any other message is fetched and known
+ * by its digest (store_import_seen): a UIDL that another server, an mbox's
+ * X-UIDL or a copy of this store gave proves nothing, and such a message
+ * goes in under a new UIDL, counted in the summary. The store's batches
+ * are whole or absent, so a kill -9 and a second run add each message
+ * exactly once.
+ *
+ * The store's write lock: a batch holds it while it is open, and
+ * kotak-smtpd's deliveries wait at most STORE_BUSY_TIMEOUT_MS for it. So
+ * the batch is committed before every wait on the socket (wait_fd): a batch
+ * holds only messages read without waiting, as pipelined replies already
+ * received are, never one across a silent server.
  *
  * The password is never sent in cleartext to a host that is not loopback:
  * --tls or --starttls is needed for that (an SSH tunnel to a server without
- * TLS makes it loopback). It goes from its file into a wiped buffer and out
- * in one command, and no message ever shows it.
+ * TLS makes it loopback). Its file must be the user's own, as ssh asks of a
+ * private key (no symbolic link, owned by the effective user, no group or
+ * other bits); it goes from there into a wiped buffer and out in one
+ * command, and no message ever shows it.
  */
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -63,18 +81,19 @@ static const char usage_text[] =
 
 #define IO_TIMEOUT_MS (120 * 1000)   /* a server silent this long has gone */
 #define CONNECT_TIMEOUT_MS (30 * 1000)
-#define IMPORT_MAX_MESSAGES 10000000 /* a listing longer than this is no maildrop */
+#define IMPORT_MAX_MESSAGES 2000000  /* a listing longer than this is no maildrop */
+#define IMPORT_MAX_UIDL_OCTETS (64u << 20) /* the UIDLs kept from a listing, NULs counted */
 #define PIPELINE_DEPTH 64            /* RETRs in flight with PIPELINING */
 #define CAPA_MAX_LINES 256
 #define PASSWORD_MAX 255             /* what AUTH PLAIN and PASS can carry */
 
 /* One message of the source's maildrop, from its UIDL and LIST lines. */
 struct entry {
-    uint64_t num;   /* the message number of this session */
-    char *uidl;     /* as the server sent it */
-    uint64_t size;  /* LIST's */
-    bool keepable;  /* valid under RFC 1939 and not repeated in the listing */
-    bool fetch;     /* not in the maildrop yet */
+    uint64_t num;     /* the message number of this session */
+    uint64_t size;    /* LIST's */
+    uint32_t uidl_at; /* its UIDL, NUL-terminated, at run.uidls + uidl_at (when keepable) */
+    bool keepable;    /* valid under RFC 1939 and not repeated in the listing */
+    bool fetch;       /* not in the maildrop yet */
 };
 
 struct run {
@@ -86,6 +105,7 @@ struct run {
     const char *ca;
     const char *login;
     char *password;
+    char source[600]; /* "pop3 HOST:PORT LOGIN", the host in lower case: maildrop.source */
     /* the connection */
     int fd;
     bool loopback;
@@ -100,6 +120,8 @@ struct run {
     struct store_import *imp;
     struct entry *entries;
     size_t n_entries;
+    char *uidls; /* the listing's RFC 1939 UIDLs, each NUL-terminated */
+    size_t uidls_len, uidls_cap;
     /* counts */
     uint64_t imported, octets, skipped, kept, renamed;
     struct progress prog;
@@ -177,13 +199,21 @@ static void parse_from(struct run *r, const char *arg)
 }
 
 /*
- * The password: the file's first line. The file must be a regular file that
- * neither group nor others may open, as ssh asks of a private key; read(2)
- * into a buffer that is wiped, so no stdio buffer keeps a copy.
+ * The password: the file's first line. The file must be a regular file of
+ * the effective user that neither group nor others may open, as ssh asks of
+ * a private key, and not a symbolic link (O_NOFOLLOW: a link could point
+ * anywhere the user may read, and the file would go to the server named on
+ * the command line). Every check is made on the descriptor that is read
+ * (fstat), so nothing can change between the check and the read; O_NONBLOCK
+ * so that a FIFO does not hang the open. read(2) into a buffer that is
+ * wiped, so no stdio buffer keeps a copy.
  */
 static char *read_password(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP)
+        die("the password file %s is a symbolic link; name the file itself (a regular file of "
+            "yours, chmod 600)", path);
     if (fd < 0)
         die("cannot read the password file %s: %s", path, strerror(errno));
     struct stat st;
@@ -192,6 +222,12 @@ static char *read_password(const char *path)
     if (!S_ISREG(st.st_mode))
         die("the password file %s is not a regular file; write the password into one, "
             "chmod 600", path);
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        die("the password file %s belongs to uid %u, not to uid %u who runs this; make it "
+            "yours (chown) with mode 600, as ssh asks of a private key", path,
+            (unsigned)st.st_uid, (unsigned)geteuid());
+    }
     if ((st.st_mode & 077) != 0) {
         close(fd);
         die("the password file %s may be read by others (mode %04o); chmod 600 %s, as ssh "
@@ -221,6 +257,25 @@ static char *read_password(const char *path)
     return p;
 }
 
+/*
+ * The source every imported entry records (maildrop.source): "pop3
+ * HOST:PORT LOGIN", the host in lower case (DNS names are not case
+ * sensitive) and an IPv6 address in brackets, so that one server and login
+ * are one source however they were typed.
+ */
+static void make_source(struct run *r)
+{
+    char host[sizeof r->host];
+    size_t i;
+    for (i = 0; r->host[i] != '\0'; i++)
+        host[i] = (char)tolower((unsigned char)r->host[i]);
+    host[i] = '\0';
+    bool v6 = strchr(host, ':') != NULL;
+    int n = snprintf(r->source, sizeof r->source, "pop3 %s%s%s:%s %s", v6 ? "[" : "", host,
+                     v6 ? "]" : "", r->port, r->login);
+    assert(n > 0 && (size_t)n < sizeof r->source);
+}
+
 /* --- the socket ------------------------------------------------------------------------- */
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -238,9 +293,22 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-/* Waits until fd is ready for events, or dies after timeout_ms saying what it waited for. */
+/*
+ * Waits until fd is ready for events, or dies after timeout_ms saying what it
+ * waited for. Every wait on the server comes through here, so the import's
+ * open batch is committed first: it holds the store's write lock, which
+ * kotak-smtpd must not wait for while the server is slow.
+ */
 static void wait_fd(struct run *r, short events, int timeout_ms, const char *what)
 {
+    if (r->imp != NULL) {
+        int rc = store_import_commit(r->imp);
+        if (rc < 0) {
+            r->imp = NULL; /* rolled back: nothing to commit on the way out */
+            progress_break(&r->prog);
+            ctl_die_store(r->store, rc, r->user);
+        }
+    }
     struct pollfd pfd = {.fd = r->fd, .events = events};
     for (;;) {
         int n = poll(&pfd, 1, timeout_ms);
@@ -601,16 +669,33 @@ static void uidl_cb(struct run *r, const char *line, size_t len, void *ctx)
         die("%s sent '%s' in its UIDL listing; each line must be a message number (rising) "
             "and its UIDL", r->host, pop3c_escape(line, len, esc, sizeof esc));
     if (r->n_entries >= IMPORT_MAX_MESSAGES)
-        die("%s lists more than %d messages; that is no maildrop kotak can take", r->host,
-            IMPORT_MAX_MESSAGES);
+        die("%s lists more than %d messages; kotak import pop3 takes at most that many from "
+            "one maildrop", r->host, IMPORT_MAX_MESSAGES);
     if (r->n_entries == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 1024;
         r->entries = xrealloc(r->entries, l->cap * sizeof *r->entries);
     }
     struct entry *e = &r->entries[r->n_entries++];
-    *e = (struct entry){.num = num, .uidl = xstrndup(uidl, ul),
-                        .keepable = pop3c_uidl_valid(uidl, ul)};
+    *e = (struct entry){.num = num};
     l->last = num;
+    /* Only a UIDL RFC 1939 allows is kept: any other goes in as none, so a
+     * line of 4 KB costs nothing past this point. */
+    if (!pop3c_uidl_valid(uidl, ul))
+        return;
+    if (r->uidls_len + ul + 1 > IMPORT_MAX_UIDL_OCTETS)
+        die("%s's UIDL listing holds more than %u MiB of UIDLs; that is no maildrop kotak can "
+            "take", r->host, IMPORT_MAX_UIDL_OCTETS >> 20);
+    if (r->uidls_len + ul + 1 > r->uidls_cap) {
+        r->uidls_cap = r->uidls_cap ? r->uidls_cap * 2 : 64 * 1024;
+        if (r->uidls_cap > IMPORT_MAX_UIDL_OCTETS)
+            r->uidls_cap = IMPORT_MAX_UIDL_OCTETS;
+        r->uidls = xrealloc(r->uidls, r->uidls_cap);
+    }
+    e->uidl_at = (uint32_t)r->uidls_len;
+    memcpy(r->uidls + r->uidls_len, uidl, ul);
+    r->uidls[r->uidls_len + ul] = '\0';
+    r->uidls_len += ul + 1;
+    e->keepable = true;
 }
 
 static void list_cb(struct run *r, const char *line, size_t len, void *ctx)
@@ -631,26 +716,38 @@ static void list_cb(struct run *r, const char *line, size_t len, void *ctx)
     r->entries[l->at++].size = size;
 }
 
-/* Marks every UIDL but the first of those the listing repeats: they cannot be kept. */
-static int cmp_uidl(const void *a, const void *b)
+/* An entry's UIDL, or NULL when it has none to keep. */
+static const char *entry_uidl(const struct run *r, const struct entry *e)
 {
-    const struct entry *const *x = a, *const *y = b;
-    int c = strcmp((*x)->uidl, (*y)->uidl);
-    return c != 0 ? c : ((*x)->num > (*y)->num) - ((*x)->num < (*y)->num);
+    return e->keepable ? r->uidls + e->uidl_at : NULL;
 }
 
+/* An entry seen by its UIDL, for sorting. */
+struct by_uidl {
+    const char *uidl;
+    struct entry *e;
+};
+
+static int cmp_uidl(const void *a, const void *b)
+{
+    const struct by_uidl *x = a, *y = b;
+    int c = strcmp(x->uidl, y->uidl);
+    return c != 0 ? c : (x->e->num > y->e->num) - (x->e->num < y->e->num);
+}
+
+/* Marks every UIDL but the first of those the listing repeats: they cannot be kept. */
 static uint64_t mark_repeated(struct run *r)
 {
     uint64_t repeated = 0;
-    if (r->n_entries < 2)
-        return 0;
-    struct entry **by = xmalloc(r->n_entries * sizeof *by);
+    struct by_uidl *by = xmalloc((r->n_entries ? r->n_entries : 1) * sizeof *by);
+    size_t n = 0;
     for (size_t i = 0; i < r->n_entries; i++)
-        by[i] = &r->entries[i];
-    qsort(by, r->n_entries, sizeof *by, cmp_uidl);
-    for (size_t i = 1; i < r->n_entries; i++) {
-        if (strcmp(by[i]->uidl, by[i - 1]->uidl) == 0 && by[i]->keepable) {
-            by[i]->keepable = false;
+        if (r->entries[i].keepable)
+            by[n++] = (struct by_uidl){entry_uidl(r, &r->entries[i]), &r->entries[i]};
+    qsort(by, n, sizeof *by, cmp_uidl);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(by[i].uidl, by[i - 1].uidl) == 0) {
+            by[i].e->keepable = false;
             repeated++;
         }
     }
@@ -660,12 +757,15 @@ static uint64_t mark_repeated(struct run *r)
 
 /* --- the import ------------------------------------------------------------------------- */
 
-/* Stores one fetched message, unless its octets are here already. */
+/*
+ * Stores one fetched message, unless it is here already: by its UIDL from
+ * this same source, else by its octets (store_import_seen).
+ */
 static void store_one(struct run *r, struct entry *e, const struct buf *msg)
 {
     uint8_t digest[STORE_DIGEST_SIZE];
     store_digest(msg->data, msg->len, digest);
-    const char *uidl = e->keepable ? e->uidl : NULL;
+    const char *uidl = entry_uidl(r, e);
     int rc = store_import_seen(r->imp, uidl, digest);
     if (rc < 0)
         ctl_die_store(r->store, rc, r->user);
@@ -674,7 +774,8 @@ static void store_one(struct run *r, struct entry *e, const struct buf *msg)
         return;
     }
     /* A UIDL RFC 1939 does not allow, or the second of a name, goes in as
-     * none: the store gives the entry one of its own. */
+     * none, and one the maildrop has for another message is not kept: the
+     * store gives the entry one of its own, and the summary counts it. */
     bool kept = false;
     rc = store_import_add(r->imp, msg->data, msg->len, (int64_t)time(NULL), uidl, digest,
                           &kept);
@@ -699,9 +800,10 @@ static void fetch_all(struct run *r)
     for (size_t i = 0; i < r->n_entries; i++) {
         struct entry *e = &r->entries[i];
         if (e->keepable) {
-            /* Here already by its UIDL: not fetched at all (without a digest,
-             * a UIDL the maildrop has decides; one it does not, fetch). */
-            int rc = store_import_seen(r->imp, e->uidl, NULL);
+            /* Here already by its UIDL, kept from this same source: not
+             * fetched at all. Any other is fetched, and store_one decides by
+             * its octets (a UIDL of another source proves nothing). */
+            int rc = store_import_seen(r->imp, entry_uidl(r, e), NULL);
             if (rc < 0)
                 ctl_die_store(r->store, rc, r->user);
             if (rc == 1) {
@@ -836,6 +938,7 @@ int ctl_import_pop3(const struct ctl *c)
         r->login = r->user;
     if (strpbrk(r->login, "\r\n") != NULL || strlen(r->login) > 255)
         ctl_die("--login '%s' is no login name (a line of at most 255 octets)", r->login);
+    make_source(r);
 
     r->password = read_password(password_file);
     run_dying = r;
@@ -890,7 +993,7 @@ int ctl_import_pop3(const struct ctl *c)
             r->host);
     (void)mark_repeated(r);
 
-    if ((rc = store_import_begin(r->store, u.id, &r->imp)) < 0)
+    if ((rc = store_import_begin(r->store, u.id, r->source, &r->imp)) < 0)
         ctl_die_store(r->store, rc, r->user);
     fetch_all(r);
     if ((rc = store_import_end(&r->imp)) < 0)
@@ -908,16 +1011,15 @@ int ctl_import_pop3(const struct ctl *c)
            r->imported, r->imported == 1 ? "" : "s", r->octets, r->host, u.address, r->skipped,
            r->kept);
     if (r->renamed > 0)
-        printf(", %" PRIu64 " given new UIDLs (the old ones were not RFC 1939 UIDLs, or were "
-               "repeated)", r->renamed);
+        printf(", %" PRIu64 " given new UIDLs (the old ones were not RFC 1939 UIDLs, were "
+               "repeated, or name other messages here)", r->renamed);
     printf("\n");
     run_dying = NULL;
     close(r->fd);
     tls_conn_free(&r->conn);
     tls_client_free(&r->cli);
-    for (size_t i = 0; i < r->n_entries; i++)
-        free(r->entries[i].uidl);
     free(r->entries);
+    free(r->uidls);
     store_close(&r->store);
     conf_free(&r->conf);
     return 0;

@@ -143,27 +143,50 @@ void mbox_ctime(int64_t t, char out[25])
              (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (int)(y % 10000));
 }
 
+/* Whether mbox_to_crlf leaves the line ends as they are: every LF after a CR, and one at least. */
+static bool crlf_already(const uint8_t *in, size_t len, size_t *lfs_r)
+{
+    bool all_after_cr = true;
+    size_t lfs = 0;
+    for (const uint8_t *p = in, *end = in + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
+         p++) {
+        lfs++;
+        if (p == in || p[-1] != '\r')
+            all_after_cr = false;
+    }
+    *lfs_r = lfs;
+    return lfs > 0 && all_after_cr;
+}
+
+/* Whether mbox_to_crlf ends the message with CRLF of its own: not empty, no LF at its end. */
+static bool needs_final_crlf(const uint8_t *in, size_t len)
+{
+    return len > 0 && in[len - 1] != '\n';
+}
+
+size_t mbox_crlf_len(const uint8_t *in, size_t len)
+{
+    size_t lfs;
+    size_t n = crlf_already(in, len, &lfs) ? len : len + lfs;
+    return n + (needs_final_crlf(in, len) ? 2 : 0);
+}
+
 size_t mbox_to_crlf(const uint8_t *in, size_t len, uint8_t *out)
 {
-    bool any_lf = false, all_after_cr = true;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] == '\n') {
-            any_lf = true;
-            if (i == 0 || in[i - 1] != '\r') {
-                all_after_cr = false;
-                break;
-            }
+    size_t lfs, o = 0;
+    if (crlf_already(in, len, &lfs)) {
+        memcpy(out, in, len);
+        o = len;
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            if (in[i] == '\n')
+                out[o++] = '\r';
+            out[o++] = in[i];
         }
     }
-    if (any_lf && all_after_cr) {
-        memcpy(out, in, len);
-        return len;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] == '\n')
-            out[o++] = '\r';
-        out[o++] = in[i];
+    if (needs_final_crlf(in, len)) {
+        out[o++] = '\r';
+        out[o++] = '\n';
     }
     return o;
 }
@@ -203,7 +226,7 @@ bool mbox_crlf_exact(const uint8_t *msg, size_t len)
             prev = msg[i];
         }
     }
-    return !bare_lf && !(out_lf && out_all_after_cr);
+    return !bare_lf && !(out_lf && out_all_after_cr) && (len == 0 || msg[len - 1] == '\n');
 }
 
 static bool is_field(const uint8_t *p, size_t n, const char *name)

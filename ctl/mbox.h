@@ -51,18 +51,25 @@ void mbox_ctime(int64_t t, char out[25]);
  * whose every LF follows a CR (there is at least one) is in that form
  * already, and is left as it is (a Maildir written with CRLF). Otherwise
  * each LF becomes CRLF, also one after a CR: so a CR that ended a line
- * in the store ("\r\r\n") comes back from the file's "\r\n". out has room
- * for 2 * len; returns the length written.
+ * in the store ("\r\r\n") comes back from the file's "\r\n". A message
+ * that does not end with a LF (and is not empty) gets CRLF at its end:
+ * POP3's RETR ends the last line anyway, so this is the message as every
+ * client receives it, and LIST's size then counts what RETR sends. out has
+ * room for mbox_crlf_len(in, len) octets; returns that length.
  */
 size_t mbox_to_crlf(const uint8_t *in, size_t len, uint8_t *out);
+
+/* The length mbox_to_crlf gives for in, without writing it (at most 2 * len + 2). */
+size_t mbox_crlf_len(const uint8_t *in, size_t len);
 
 /* The inverse for a file: each CRLF becomes LF; anything else stays. out has room for len. */
 size_t mbox_from_crlf(const uint8_t *in, size_t len, uint8_t *out);
 
 /*
  * Whether mbox_to_crlf(mbox_from_crlf(msg)) == msg: false for a message
- * holding a bare LF (kotak's SMTP never stores one) or whose every line
- * ends in CR CR LF. Export counts these.
+ * holding a bare LF (kotak's SMTP never stores one), whose every line
+ * ends in CR CR LF, or that does not end with a line end (an import before
+ * mbox_to_crlf supplied it; SMTP's never lacks it). Export counts these.
  */
 bool mbox_crlf_exact(const uint8_t *msg, size_t len);
 

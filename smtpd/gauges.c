@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -26,6 +27,7 @@ struct gauges {
     bool busy;
     /* the pool's answer, read on the loop once the work is done */
     int rc;
+    char err[512];
     int64_t recipients, oldest;
     /* the last good answer */
     bool answered;
@@ -36,7 +38,18 @@ struct gauges {
 static void work(uv_work_t *w)
 {
     struct gauges *gs = w->data;
+    /* Opened here, and again after a failure: a store that could not be
+     * opened at start (or went away) is tried at each refresh. */
+    if (gs->db == NULL &&
+        store_open(gs->store_path, STORE_READONLY, &gs->db, gs->err, sizeof(gs->err)) < 0) {
+        gs->rc = -1;
+        return;
+    }
     gs->rc = store_queue_summary(gs->db, &gs->recipients, &gs->oldest);
+    if (gs->rc < 0) {
+        snprintf(gs->err, sizeof(gs->err), "%s", store_errmsg(gs->db));
+        store_close(&gs->db);
+    }
 }
 
 static void work_done(uv_work_t *w, int status)
@@ -49,7 +62,9 @@ static void work_done(uv_work_t *w, int status)
         gs->last_recipients = gs->recipients;
         gs->last_oldest = gs->oldest;
     } else if (status == 0) {
-        log_warn("smtp event=metrics-queue result=failed reason=\"%s\"", store_errmsg(gs->db));
+        char v[600];
+        log_warn("smtp event=metrics-queue result=failed reason=%s",
+                 log_value(v, sizeof(v), gs->err, strlen(gs->err)));
     }
     service_check_stopped(gs->svc); /* the stop may have waited for this */
 }
@@ -67,12 +82,6 @@ static void refresh(uv_timer_t *t)
 struct gauges *gauges_start(uv_loop_t *loop, const char *store_path, struct service *svc)
 {
     struct gauges *gs = xcalloc(1, sizeof(*gs));
-    char err[512];
-    if (store_open(store_path, STORE_READONLY, &gs->db, err, sizeof(err)) < 0) {
-        log_warn("smtp event=metrics-queue result=failed reason=\"%s\"", err);
-        free(gs);
-        return NULL;
-    }
     gs->loop = loop;
     gs->svc = svc;
     gs->store_path = xstrdup(store_path);

@@ -21,7 +21,8 @@
 
 struct gauges;
 
-/* Starts the refreshes on loop for the store at store_path; NULL (logged) when it cannot open it. */
+/* Starts the refreshes on loop for the store at store_path (opened by the first refresh, and
+ * again after any failure). */
 struct gauges *gauges_start(uv_loop_t *loop, const char *store_path, struct service *svc);
 
 /* Fills g from the last refresh: queue_recipients -1 when the store has not answered lately. */

@@ -7,15 +7,33 @@
  * whose head holds the first STORE_CHUNK octets, chunks rows for the rest,
  * and a maildrop row with its size and arrival time; users.used follows
  * through the triggers of schema 6. The maildrop row also carries the kept
- * UIDL (NULL: the store's own PREFIX.id) and a SHA-256 digest of the
- * octets, by which an import run again knows a message without a UIDL.
+ * UIDL (NULL: the store's own PREFIX.id), a SHA-256 digest of the octets,
+ * and the import's source (schema 7: "pop3 HOST:PORT LOGIN", "mbox",
+ * "maildir"; NULL on a row delivered here).
+ *
+ * What is here already (store_import_seen). A UIDL is unique on the server
+ * that gave it, and on no other: two servers both number from 1, an mbox's
+ * X-UIDL is a field any sender can write, and a restored copy of this store
+ * hands out the same PREFIX.N for other mail. So a UIDL alone proves a
+ * message present only when the entry that keeps it (as its uidl column,
+ * not as the store's own PREFIX.N) came from the same source and its digest
+ * does not contradict the one offered: that lets `kotak import pop3` skip a
+ * message without fetching it, and a restart stays cheap. Anything else is
+ * decided by digest: an entry with the same octets means present, none
+ * means absent, and the message is added, under its UIDL when that is free,
+ * else under a new one. An entry without a digest (delivered here) never
+ * proves anything. The cost is a fetch of each message a UIDL of another
+ * source shadows, once per run.
  *
  * Batches: a batch commits after IMPORT_BATCH_MESSAGES messages,
  * IMPORT_BATCH_BYTES octets, or IMPORT_BATCH_MS milliseconds, whichever
  * comes first. The time bound is there because a batch holds the store's
  * write lock while it is open, and the daemons' own commits wait for it (at
  * most STORE_BUSY_TIMEOUT_MS): an import that reads slowly (a POP3 server
- * far away) must not keep kotak-smtpd waiting that long. A killed import
+ * far away) must not keep kotak-smtpd waiting that long. The bound is only
+ * looked at when a message is added, so a caller that is about to wait
+ * (for the network, for a slow disk) commits first (store_import_commit):
+ * a batch may span only messages the caller already holds. A killed import
  * leaves whole batches: SQLite rolls back the open one.
  *
  * Which UIDLs are kept. RFC 1939 allows 1 to 70 octets in 0x21..0x7E; a
@@ -33,6 +51,7 @@
  * The statements are prepared per import (not in the store's shared
  * cache): they are used by nothing else.
  */
+#include <assert.h>
 #include <errno.h>
 #include <mbedtls/sha256.h>
 #include <stdio.h>
@@ -61,10 +80,10 @@ enum imp_stmt {
 static const char *const imp_sql[IMP_COUNT] = {
     [IMP_MSG_ADD] = "INSERT INTO messages(received, size, head, eoh_at) VALUES(?1, ?2, ?3, ?4)",
     [IMP_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
-    [IMP_DROP_ADD] = "INSERT INTO maildrop(user_id, message_id, size, arrived, uidl, digest)"
-                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [IMP_DROP_ADD] = "INSERT INTO maildrop(user_id, message_id, size, arrived, uidl, digest,"
+                     " source) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     /* By the unique index maildrop_uidl. */
-    [IMP_BY_UIDL] = "SELECT digest FROM maildrop WHERE user_id = ?1 AND uidl = ?2",
+    [IMP_BY_UIDL] = "SELECT digest, source IS ?3 FROM maildrop WHERE user_id = ?1 AND uidl = ?2",
     /* By the index maildrop_digest. */
     [IMP_BY_DIGEST] = "SELECT 1 FROM maildrop WHERE user_id = ?1 AND digest = ?2 LIMIT 1",
     [IMP_ENTRY] = "SELECT user_id, uidl IS NULL, digest FROM maildrop WHERE id = ?1",
@@ -73,6 +92,7 @@ static const char *const imp_sql[IMP_COUNT] = {
 struct store_import {
     struct store *s;
     int64_t user_id;
+    char *source; /* written to each row's maildrop.source */
     sqlite3_stmt *st[IMP_COUNT];
     bool open;      /* a batch's transaction is open */
     size_t n;       /* messages in the open batch */
@@ -105,14 +125,17 @@ static sqlite3_stmt *stmt(struct store_import *imp, enum imp_stmt id)
     return st;
 }
 
-int store_import_begin(struct store *s, int64_t user_id, struct store_import **imp_r)
+int store_import_begin(struct store *s, int64_t user_id, const char *source,
+                       struct store_import **imp_r)
 {
     *imp_r = NULL;
+    assert(source != NULL && source[0] != '\0');
     if (s->readonly)
         return -KOTAK_EREADONLY;
     struct store_import *imp = xcalloc(1, sizeof(*imp));
     imp->s = s;
     imp->user_id = user_id;
+    imp->source = xstrdup(source);
     for (int i = 0; i < IMP_COUNT; i++) {
         int rc = sqlite3_prepare_v3(s->db, imp_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                     &imp->st[i], NULL);
@@ -130,7 +153,14 @@ int store_import_begin(struct store *s, int64_t user_id, struct store_import **i
 enum uidl_class {
     UIDL_BAD,   /* not one to keep: bad syntax, or PREFIX.N that may be handed out */
     UIDL_FREE,  /* one to keep: no entry of the maildrop has it */
-    UIDL_TAKEN, /* an entry of the maildrop has it; its digest in *digest_r when it has one */
+    UIDL_TAKEN, /* an entry of the maildrop serves it: see struct taken */
+};
+
+/* The entry that serves a taken UIDL. */
+struct taken {
+    bool has_digest;                  /* digest holds its digest (not for a delivered entry) */
+    bool same_source;                 /* it keeps this UIDL and came from the import's source */
+    uint8_t digest[STORE_DIGEST_SIZE];
 };
 
 static bool uidl_syntax_ok(const char *uidl)
@@ -154,13 +184,11 @@ static bool column_digest(sqlite3_stmt *st, int col, uint8_t digest_r[STORE_DIGE
 
 /*
  * Classifies uidl (see the top of the file). Returns a class, or a negative
- * code; *has_digest_r says whether digest_r holds the digest of the entry
- * that has it.
+ * code; for UIDL_TAKEN, *t_r describes the entry that serves it.
  */
-static int classify(struct store_import *imp, const char *uidl,
-                    uint8_t digest_r[STORE_DIGEST_SIZE], bool *has_digest_r)
+static int classify(struct store_import *imp, const char *uidl, struct taken *t_r)
 {
-    *has_digest_r = false;
+    *t_r = (struct taken){0};
     if (!uidl_syntax_ok(uidl))
         return UIDL_BAD;
     struct store *s = imp->s;
@@ -183,7 +211,9 @@ static int classify(struct store_import *imp, const char *uidl,
             bool mine = sqlite3_column_int64(st, 0) == imp->user_id;
             bool serves_it = sqlite3_column_int(st, 1) != 0;
             if (mine && serves_it) {
-                *has_digest_r = column_digest(st, 2, digest_r);
+                /* The store's own UIDL, never one a source gave: it proves
+                 * nothing by itself, whatever the entry's source. */
+                t_r->has_digest = column_digest(st, 2, t_r->digest);
                 sqlite3_reset(st);
                 return UIDL_TAKEN;
             }
@@ -197,9 +227,11 @@ static int classify(struct store_import *imp, const char *uidl,
     sqlite3_stmt *st = stmt(imp, IMP_BY_UIDL);
     sqlite3_bind_int64(st, 1, imp->user_id);
     sqlite3_bind_text(st, 2, uidl, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, imp->source, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *has_digest_r = column_digest(st, 0, digest_r);
+        t_r->has_digest = column_digest(st, 0, t_r->digest);
+        t_r->same_source = sqlite3_column_int(st, 1) != 0;
         sqlite3_reset(st);
         return UIDL_TAKEN;
     }
@@ -220,25 +252,20 @@ static int digest_seen(struct store_import *imp, const uint8_t digest[STORE_DIGE
 }
 
 /*
- * By UIDL when the message has one this store would keep: then the UIDL
- * alone decides, unless the entry that has it is known (by its digest) to
- * be another message, as when two sources both number from 1; else by
- * digest. So two copies of one message under two UIDLs are both imported,
- * and a message whose UIDL had to be renewed is still found, by digest.
+ * The rule at the top of the file: by UIDL only for an entry of the same
+ * source that keeps it (and whose digest agrees when one is offered), else
+ * by digest; without a digest, 0 means "fetch it and ask again".
  */
 int store_import_seen(struct store_import *imp, const char *uidl,
                       const uint8_t digest[STORE_DIGEST_SIZE])
 {
     if (uidl != NULL) {
-        uint8_t other[STORE_DIGEST_SIZE];
-        bool has_digest;
-        int c = classify(imp, uidl, other, &has_digest);
+        struct taken t;
+        int c = classify(imp, uidl, &t);
         if (c < 0)
             return c;
-        if (c == UIDL_FREE)
-            return 0;
-        if (c == UIDL_TAKEN &&
-            (!has_digest || digest == NULL || memcmp(other, digest, STORE_DIGEST_SIZE) == 0))
+        if (c == UIDL_TAKEN && t.same_source && t.has_digest &&
+            (digest == NULL || memcmp(t.digest, digest, STORE_DIGEST_SIZE) == 0))
             return 1;
     }
     return digest_seen(imp, digest);
@@ -293,6 +320,7 @@ static int write_message(struct store_import *imp, const uint8_t *msg, size_t le
     if (uidl != NULL)
         sqlite3_bind_text(st, 5, uidl, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, digest, STORE_DIGEST_SIZE, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, imp->source, -1, SQLITE_STATIC);
     return store__step_done(s, st);
 }
 
@@ -316,9 +344,8 @@ int store_import_add(struct store_import *imp, const void *msg, size_t len, int6
     }
     bool keep = false;
     if (uidl != NULL) {
-        uint8_t other[STORE_DIGEST_SIZE];
-        bool has_digest;
-        int c = classify(imp, uidl, other, &has_digest);
+        struct taken t;
+        int c = classify(imp, uidl, &t);
         if (c < 0)
             return fail(imp, c);
         keep = c == UIDL_FREE;
@@ -353,6 +380,7 @@ int store_import_end(struct store_import **imp_r)
     int rc = store_import_commit(imp);
     for (int i = 0; i < IMP_COUNT; i++)
         sqlite3_finalize(imp->st[i]);
+    free(imp->source);
     free(imp);
     *imp_r = NULL;
     return rc;

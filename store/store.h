@@ -411,7 +411,7 @@ int store_queue_drop(struct store *s, int64_t queue_id, int64_t now);
 
 #define STORE_DIGEST_SIZE 32 /* SHA-256 of a message's octets as stored */
 
-/* The digest an import keys a message by when it has no UIDL. */
+/* The digest by which an import knows a message's octets. */
 void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE]);
 
 /*
@@ -422,13 +422,30 @@ void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE]);
  */
 struct store_import;
 
-int store_import_begin(struct store *s, int64_t user_id, struct store_import **imp_r);
+/*
+ * Starts an import into user_id's maildrop from source, which names where
+ * the messages come from and is written to each entry's maildrop.source:
+ * "pop3 HOST:PORT LOGIN" (the host in lower case), "mbox", "maildir". The
+ * string is copied. Returns 0 with *imp_r, or a negative code.
+ */
+int store_import_begin(struct store *s, int64_t user_id, const char *source,
+                       struct store_import **imp_r);
 
 /*
- * Whether the maildrop holds the message already: by its UIDL when uidl
- * is one store_import_add would keep or has kept (also the store's own
- * PREFIX.N of this maildrop), unless that entry's digest shows it is
- * another message; else by digest. 1 yes, 0 no, or a negative code.
+ * Whether the maildrop holds the message already. 1 yes, 0 no, or a
+ * negative code.
+ *
+ * By UIDL alone only when an entry keeps uidl as the UIDL its source gave
+ * (not the store's own PREFIX.N) and came from this import's source; then
+ * digest may be NULL, so that a POP3 import skips a message without
+ * fetching it, and when digest is given it must match that entry's. A UIDL
+ * of another source (two servers both number from 1, an mbox's X-UIDL, a
+ * restored copy of this store) or of an entry delivered here proves
+ * nothing. Otherwise the digest decides: 1 when an entry has the same
+ * digest, 0 when none does, and 0 when digest is NULL, which means "fetch
+ * the message and ask again with its digest". A message found absent goes
+ * to store_import_add, which keeps its UIDL when it is free, else gives it
+ * a new one: never skipped because its UIDL is taken.
  */
 int store_import_seen(struct store_import *imp, const char *uidl,
                       const uint8_t digest[STORE_DIGEST_SIZE]);
@@ -440,15 +457,24 @@ int store_import_seen(struct store_import *imp, const char *uidl,
  * other entry of the maildrop has it, and it cannot be one this store
  * hands out itself; else the entry gets a new one. *kept_r says which.
  * The batch commits once it holds enough (500 messages, 32 MiB, or a
- * second open: a batch holds the write lock the daemons wait on). digest
- * NULL: computed here. When an add fails, the batch's messages not yet
- * committed are dropped with it, and the next add opens a new batch. The
- * quota is not applied: an import moves in what the user had.
+ * second open: a batch holds the write lock the daemons wait on); that
+ * bound is looked at only here, so a caller commits before it waits for
+ * anything (see store_import_commit). The entry records the import's
+ * source. digest NULL: computed here. When an add fails, the batch's
+ * messages not yet committed are dropped with it, and the next add opens a
+ * new batch. The quota is not applied: an import moves in what the user
+ * had.
  */
 int store_import_add(struct store_import *imp, const void *msg, size_t len, int64_t arrived,
                      const char *uidl, const uint8_t digest[STORE_DIGEST_SIZE], bool *kept_r);
 
-/* Commits what the batch holds; the next add starts another. */
+/*
+ * Commits what the batch holds, if one is open (0 and nothing done when
+ * not); the next add starts another. A caller about to block (poll(2) on a
+ * socket, a read that may wait) calls this first: an open batch holds the
+ * store's write lock, and kotak-smtpd's commits give up after
+ * STORE_BUSY_TIMEOUT_MS. On failure the batch is rolled back.
+ */
 int store_import_commit(struct store_import *imp);
 
 /* Commits the rest and frees *imp_r; NULL is fine. */

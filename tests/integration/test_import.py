@@ -8,6 +8,11 @@ Also: an import run again adds nothing; one killed with -9 halfway and run
 again holds every message once; 10,000 messages with binary attachments and
 From_ lines in their bodies go out and come back byte for byte with their
 UIDLs; each mistake is one line on stderr and exit status 2.
+
+And what an import run as root may not do: read through a symbolic link
+(a cur/ -> /etc, a message -> /etc/shadow, a linked mbox), hang on a FIFO,
+hold a message larger than [limits] message_size; what an export may not
+write into (a folder of another user).
 """
 import email.message
 import mailbox
@@ -20,7 +25,8 @@ import subprocess
 import time
 import unittest
 
-from kotak_harness import KOTAK, PASSWORDS, POP3, SOCKET_TIMEOUT, KotakTestCase, clean_env
+from kotak_harness import (KOTAK, PASSWORDS, POP3, SOCKET_TIMEOUT, KotakTestCase, clean_env,
+                           config, proc_status)
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 DOVECOT_POP3 = "/usr/lib/dovecot/pop3"
@@ -278,7 +284,7 @@ class Import(KotakTestCase):
         for i, m in enumerate(msgs):
             with open(os.path.join(src, "cur", f"{1700000000 + i}.M{i}.h:2,"), "wb") as f:
                 f.write(m)
-        # CRLF files are taken as they are; a message with no line end gets none.
+        # CRLF files are taken as they are (each of these ends with its line end).
         p = self.run_kotak("import", "maildir", ALICE, src, timeout=120)
         self.assertEqual(self.summary(p)[0], len(msgs))
         self.assertEqual(self.kotak.bodies(ALICE), msgs)
@@ -321,6 +327,223 @@ class Import(KotakTestCase):
         self.assertEqual([e[1] for e in self.kotak.mailbox_listing(BOB)[0]], uidls)
         # Dovecot reads the dovecot-uidlist kotak wrote: it serves the same UIDLs.
         self.assertEqual(self.dovecot_uidls(out), uidls)
+
+    # --- what an import reads: nothing outside the Maildir, no hang ---------
+
+    def maildir_at(self, name, msgs=(b"Subject: real\n\nbody\n",), sub="new"):
+        path = self.path(name)
+        for d in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(path, d), exist_ok=True)
+        for i, m in enumerate(msgs):
+            with open(os.path.join(path, sub, f"{1700000000 + i}.M{i}.h"), "wb") as f:
+                f.write(m)
+        return path
+
+    def test_maildir_cur_is_a_link_to_etc(self):
+        """cur -> /etc: refused, and nothing of /etc (nor of new/) is stored."""
+        path = self.maildir_at("md-link")
+        os.rmdir(os.path.join(path, "cur"))
+        os.symlink("/etc", os.path.join(path, "cur"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn("cur", p.stderr)
+        self.assertIn("symbolic link", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+        # new/ a link too, and the Maildir itself one: refused the same way.
+        path = self.maildir_at("md-link2")
+        shutil.rmtree(os.path.join(path, "new"))
+        os.symlink("/etc", os.path.join(path, "new"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("symbolic link", p.stderr)
+        real = self.maildir_at("md-real")
+        os.symlink(real, self.path("md-alias"))
+        p = self.run_kotak("import", "maildir", ALICE, self.path("md-alias"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("symbolic link", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+
+    def test_maildir_links_fifos_left_out(self):
+        """A message file that is a link to /etc/shadow, FIFOs in cur/ and new/, a
+        folder: each left out with a line on stderr, exit 1, the real one imported,
+        and no hang."""
+        path = self.maildir_at("md-odd", sub="cur")
+        os.symlink("/etc/shadow", os.path.join(path, "cur", "1700000001.M9.h:2,S"))
+        os.symlink("/etc/passwd", os.path.join(path, "new", "1700000002.M9.h"))
+        os.mkfifo(os.path.join(path, "cur", "1700000003.M9.h:2,"))
+        os.mkfifo(os.path.join(path, "new", "1700000004.M9.h"))
+        os.mkdir(os.path.join(path, "new", "1700000005.M9.h"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(self.summary(p)[0], 1)
+        lines = p.stderr.splitlines()
+        self.assertEqual(len(lines), 5, p.stderr)
+        self.assertTrue(all("not a plain file" in line for line in lines), p.stderr)
+        self.assertIn("5 left out", p.stdout)
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: real\r\n\r\nbody\r\n"])
+
+    def test_uidlist_fifo_or_link(self):
+        """A dovecot-uidlist that is a FIFO (no hang) or a link: refused, exit 2."""
+        path = self.maildir_at("md-fifo")
+        os.mkfifo(os.path.join(path, "dovecot-uidlist"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("dovecot-uidlist", p.stderr)
+        os.unlink(os.path.join(path, "dovecot-uidlist"))
+        with open(self.path("elsewhere-uidlist"), "w") as f:
+            f.write("3 V1 N2\n1 Pstolen :1700000000.M0.h\n")
+        os.symlink(self.path("elsewhere-uidlist"), os.path.join(path, "dovecot-uidlist"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("symbolic link", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+
+    def test_mbox_link_or_fifo(self):
+        """An mbox given as a symbolic link, or a FIFO: refused at once, exit 2."""
+        good = self.path("good.mbox")
+        with open(good, "w") as f:
+            f.write("From x Tue Nov 14 22:13:20 2023\nSubject: a\n\nb\n")
+        os.symlink(good, self.path("link.mbox"))
+        p = self.run_kotak("import", "mbox", ALICE, self.path("link.mbox"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn("symbolic link", p.stderr)
+        os.mkfifo(self.path("fifo.mbox"))
+        p = self.run_kotak("import", "mbox", ALICE, good, self.path("fifo.mbox"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("not a plain file", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+
+    # --- [limits] message_size ------------------------------------------------
+
+    @config(limits={"message_size": "100K"})
+    def test_message_size_mbox(self):
+        """A 64 MB message (limit 100K) is refused with one line, the others are
+        imported, exit 1, and the import never holds the large one."""
+        path = self.path("big.mbox")
+        line = b"x" * 999 + b"\n"
+        with open(path, "wb") as f:
+            f.write(b"From a Tue Nov 14 22:13:20 2023\nSubject: small 1\n\nhello\n\n")
+            f.write(b"From b Tue Nov 14 22:13:20 2023\nSubject: huge\n\n")
+            for _ in range(32):
+                f.write(line * 1024)
+            for _ in range(32):  # and one line of 32 MB
+                f.write(b"y" * (1 << 20))
+            f.write(b"\n\nFrom c Tue Nov 14 22:13:20 2023\nSubject: small 2\n\n"
+                    + b"z" * 50000 + b"\n")
+        # The peak RSS of kotak itself (VmHWM: its own memory, which wait4's
+        # ru_maxrss is not: that counts this Python process's as of the fork).
+        proc = subprocess.Popen([KOTAK, "-c", self.kotak.conf, "import", "mbox", ALICE, path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=clean_env(), cwd=self.kotak.dir, stdin=subprocess.DEVNULL)
+        peak, samples = 0, 0
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            hwm = proc_status(proc.pid, "VmHWM")
+            if hwm is not None:
+                peak, samples = max(peak, hwm), samples + 1
+            time.sleep(0.002)
+        out, err = proc.communicate(timeout=120)
+        out, err = out.decode(), err.decode()
+        self.assertEqual(proc.returncode, 1, out + err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("message_size", err)
+        self.assertIn("message 2", err)
+        self.assertIn("1 refused", out)
+        self.assertEqual(int(out.split()[1]), 2, out)
+        subjects = [b.split(b"\r\n")[0] for b in self.kotak.bodies(ALICE)]
+        self.assertEqual(subjects, [b"Subject: small 1", b"Subject: small 2"])
+        # Far below the 64 MB message (about 5 MB; 15 MB with ASan).
+        self.assertGreater(samples, 0)
+        self.assertLess(peak, 40 << 10, "peak RSS %d KiB" % peak)
+
+    @config(limits={"message_size": "100K"})
+    def test_message_size_maildir(self):
+        """The same in a Maildir: a file over the limit, and one whose CRLF form is
+        over it (60000 LFs become CRLF: 120,000 octets), are refused."""
+        path = self.maildir_at("md-big", msgs=[b"Subject: ok\n\nfine\n",
+                                               b"Subject: big\n\n" + b"x" * 200000 + b"\n",
+                                               b"Subject: lf\n\n" + b"\n" * 60000])
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 2, p.stderr)
+        self.assertIn("2 refused", p.stdout)
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: ok\r\n\r\nfine\r\n"])
+
+    # --- smaller things --------------------------------------------------------
+
+    def test_no_final_line_end(self):
+        """A message without its final line end gets CRLF: LIST's size is what RETR
+        sends. And no sanitizer speaks up (no dovecot-uidlist: no bsearch on NULL)."""
+        path = self.maildir_at("md-nofinal", msgs=[b"Subject: a\n\nno final newline",
+                                                   b"Subject: b\r\n\r\ncrlf, no end",
+                                                   b""])
+        p = self.run_kotak("import", "maildir", ALICE, path)
+        self.assertEqual(p.stderr, "")
+        self.assertEqual(self.kotak.bodies(ALICE),
+                         [b"Subject: a\r\n\r\nno final newline\r\n",
+                          b"Subject: b\r\n\r\ncrlf, no end\r\n", b""])
+        pop = POP3("127.0.0.1", self.kotak.ports["pop3"], timeout=SOCKET_TIMEOUT)
+        pop.user(ALICE)
+        pop.pass_(PASSWORDS[ALICE])
+        sizes = [int(line.split()[1]) for line in pop.list()[1]]
+        got = [len(b"".join(line + b"\r\n" for line in pop.retr(i + 1)[1]))
+               for i in range(len(sizes))]
+        pop.quit()
+        self.assertEqual(sizes, got)
+        self.assertEqual(sizes[0], 32)
+        # An mbox whose last message has no final line end, the same.
+        mb = self.path("nofinal.mbox")
+        with open(mb, "wb") as f:
+            f.write(b"From x Tue Nov 14 22:13:20 2023\nSubject: c\n\nlast")
+        p = self.run_kotak("import", "mbox", BOB, mb)
+        self.assertEqual(self.kotak.bodies(BOB), [b"Subject: c\r\n\r\nlast\r\n"])
+
+    def test_duplicates_within_the_source(self):
+        """Two identical messages without a UIDL are one message: the second is
+        counted apart from what the maildrop held already."""
+        same = b"Subject: twice\n\nsame octets\n"
+        path = self.maildir_at("md-dup", msgs=[same, b"Subject: other\n\nx\n", same])
+        p = self.run_kotak("import", "maildir", ALICE, path)
+        self.assertEqual(p.stderr, "")
+        self.assertEqual(self.summary(p), (2, 0, 0))
+        self.assertIn("1 duplicate within the source", p.stdout)
+        p = self.run_kotak("import", "maildir", ALICE, path)
+        self.assertEqual(self.summary(p), (0, 2, 0))
+        self.assertIn("1 duplicate within the source", p.stdout)
+        mb = self.path("dup.mbox")
+        with open(mb, "wb") as f:
+            for i in range(3):
+                f.write(b"From x Tue Nov 14 22:13:20 2023\n" + same + b"\n")
+        p = self.run_kotak("import", "mbox", BOB, mb)
+        self.assertEqual(self.summary(p), (1, 0, 0))
+        self.assertIn("2 duplicates within the source", p.stdout)
+
+    def test_export_target_owner(self):
+        """An existing empty folder of another user is no export target, nor is a
+        folder of another user for an mbox; root's own folders (as /tmp) are."""
+        nobody = pwd.getpwnam("nobody")
+        if os.geteuid() != 0:
+            self.skipTest("needs root to make a folder of another user")
+        theirs = self.path("theirs")
+        os.mkdir(theirs)
+        os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+        self.assert_mistake("export", "maildir", ALICE, theirs, says="belongs to")
+        self.assertEqual(os.listdir(theirs), [])
+        self.assert_mistake("export", "mbox", ALICE, os.path.join(theirs, "a.mbox"),
+                            says="belongs to")
+        self.assertEqual(os.listdir(theirs), [])
+        # A sticky folder of root's, as /tmp: fine.
+        tmp = self.path("tmp-like")
+        os.mkdir(tmp)
+        os.chmod(tmp, 0o1777)
+        self.run_kotak("export", "mbox", ALICE, os.path.join(tmp, "a.mbox"))
+        self.assertEqual(os.listdir(tmp), ["a.mbox"])
+        self.run_kotak("export", "maildir", ALICE, os.path.join(tmp, "md"))
 
     # --- mistakes -------------------------------------------------------------
 

@@ -73,7 +73,7 @@ static void test_uidls(void)
     struct store_import *imp;
     bool kept;
     char u[STORE_UIDL_MAX], want[STORE_UIDL_MAX + 32];
-    is_int(store_import_begin(s, alice, &imp), 0, "begin");
+    is_int(store_import_begin(s, alice, "mbox", &imp), 0, "begin");
 
     is_int(add(imp, "Subject: 1\r\n\r\none\r\n", "UID1-abc", &kept), 0, "add with a UIDL");
     ok(kept, "an RFC 1939 UIDL is kept");
@@ -121,25 +121,30 @@ static void test_uidls(void)
     char alice_first[STORE_UIDL_MAX];
     snprintf(alice_first, sizeof(alice_first), "%s", list[2].uidl);
     free(list);
-    is_int(store_import_begin(s, bob, &imp), 0, "begin for bob");
+    is_int(store_import_begin(s, bob, "mbox", &imp), 0, "begin for bob");
     add(imp, "Subject: 3\r\n\r\nthree\r\n", alice_first, &kept);
     ok(kept, "another user's PREFIX.N is kept");
     store_import_end(&imp);
     is_str(uidl_of(s, bob, 0, u), alice_first, "bob is served alice's UIDL for the copy");
 
     /* Alice again: her own PREFIX.N names her entry, which is there. */
-    store_import_begin(s, alice, &imp);
+    store_import_begin(s, alice, "mbox", &imp);
     uint8_t d[STORE_DIGEST_SIZE];
     const char *m3 = "Subject: 3\r\n\r\nthree\r\n";
     store_digest(m3, strlen(m3), d);
-    is_int(store_import_seen(imp, alice_first, d), 1, "own PREFIX.N is seen");
+    is_int(store_import_seen(imp, alice_first, d), 1, "own PREFIX.N: found by its digest");
+    is_int(store_import_seen(imp, alice_first, NULL), 0,
+           "own PREFIX.N without a digest: the store's UIDL proves nothing");
     store_digest("x", 1, d);
     is_int(store_import_seen(imp, alice_first, d), 0,
            "own PREFIX.N of an entry whose digest differs: not seen");
     const char *m1 = "Subject: 1\r\n\r\none\r\n";
     store_digest(m1, strlen(m1), d);
     is_int(store_import_seen(imp, "UID1-abc", d), 1, "seen by kept UIDL");
-    is_int(store_import_seen(imp, "UID-new", d), 0, "a new UIDL is not seen, digest or not");
+    is_int(store_import_seen(imp, "UID1-abc", NULL), 1,
+           "seen by a UIDL kept from the same source, without a digest");
+    is_int(store_import_seen(imp, "UID-new", d), 1, "a new UIDL with known octets: seen by digest");
+    is_int(store_import_seen(imp, "UID-new", NULL), 0, "a new UIDL without a digest: not seen");
     is_int(store_import_seen(imp, NULL, d), 1, "seen by digest without a UIDL");
     is_int(store_import_seen(imp, "has space", d), 1, "seen by digest with a bad UIDL");
     const char *m6 = "Subject: 6\r\n\r\nsix\r\n";
@@ -160,8 +165,14 @@ static void test_uidls(void)
     store_msg_add_rcpt(m, alice);
     store_msg_commit(&m, &mid);
     store_mbox_list(s, alice, &list, &n);
-    store_import_begin(s, alice, &imp);
-    is_int(store_import_seen(imp, list[n - 1].uidl, d), 1, "a delivered entry's UIDL is seen");
+    store_import_begin(s, alice, "mbox", &imp);
+    is_int(store_import_seen(imp, list[n - 1].uidl, d), 0,
+           "a delivered entry's UIDL proves nothing (it has no digest)");
+    is_int(store_import_seen(imp, list[n - 1].uidl, NULL), 0,
+           "a delivered entry's UIDL without a digest: not seen, fetch it");
+    is_int(add(imp, "Subject: copy\r\n\r\nother\r\n", list[n - 1].uidl, &kept), 0,
+           "another message under a delivered entry's UIDL");
+    ok(!kept, "added under a new UIDL");
     store_import_end(&imp);
     free(list);
 
@@ -177,6 +188,74 @@ static void test_uidls(void)
     store_close(&s);
 }
 
+/* The source an entry came from: its maildrop.source, or "(null)". */
+static const char *source_of(struct store *s, int64_t user, const char *uidl, char *out,
+                             size_t size)
+{
+    sqlite3_stmt *st;
+    snprintf(out, size, "(none)");
+    sqlite3_prepare_v2(s->db, "SELECT source FROM maildrop WHERE user_id = ?1 AND uidl = ?2", -1,
+                       &st, NULL);
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, uidl, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(out, size, "%s",
+                 sqlite3_column_type(st, 0) == SQLITE_NULL
+                     ? "(null)"
+                     : (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* Two sources that both number from 1, and an mbox's X-UIDL: a UIDL proves
+ * a message here only for the source that gave it. */
+static void test_sources(void)
+{
+    struct store *s = open_store();
+    int64_t frank = add_user(s, "frank@example.test");
+    const char *a1 = "Subject: A-1\r\n\r\nfrom A\r\n", *b1 = "Subject: B-1\r\n\r\nfrom B\r\n";
+    const char *m1 = "Subject: M-1\r\n\r\nfrom an mbox\r\n";
+    uint8_t da[STORE_DIGEST_SIZE], db[STORE_DIGEST_SIZE], dm[STORE_DIGEST_SIZE];
+    store_digest(a1, strlen(a1), da);
+    store_digest(b1, strlen(b1), db);
+    store_digest(m1, strlen(m1), dm);
+    struct store_import *imp;
+    bool kept;
+    char src[128];
+
+    is_int(store_import_begin(s, frank, "pop3 a.example:110 frank", &imp), 0, "begin A");
+    is_int(store_import_seen(imp, "1", NULL), 0, "A's 1: not here yet");
+    add(imp, a1, "1", &kept);
+    ok(kept, "A's 1 kept");
+    is_int(store_import_seen(imp, "1", NULL), 1, "A's 1 again, no digest: seen by its UIDL");
+    is_int(store_import_seen(imp, "1", da), 1, "A's 1 again, its digest: seen");
+    is_int(store_import_seen(imp, "1", db), 0,
+           "A's UIDL with octets that contradict its entry: not seen");
+    store_import_end(&imp);
+    is_str(source_of(s, frank, "1", src, sizeof(src)), "pop3 a.example:110 frank",
+           "the entry records its source");
+
+    is_int(store_import_begin(s, frank, "pop3 b.example:110 frank", &imp), 0, "begin B");
+    is_int(store_import_seen(imp, "1", NULL), 0, "B's 1, no digest: A's entry proves nothing");
+    is_int(store_import_seen(imp, "1", db), 0, "B's 1 with its own octets: not seen");
+    is_int(store_import_seen(imp, "1", da), 1, "B's 1 with A's octets: seen by digest");
+    is_int(add(imp, b1, "1", &kept), 0, "B's 1 added");
+    ok(!kept, "B's 1 under a new UIDL: A's entry keeps 1");
+    is_int(store_import_seen(imp, "1", db), 1, "B's 1 again: seen by digest");
+    store_import_end(&imp);
+    is_int(count(s, frank), 2, "both 1s are here");
+
+    is_int(store_import_begin(s, frank, "mbox", &imp), 0, "begin mbox");
+    add(imp, m1, "7", &kept);
+    ok(kept, "an mbox's X-UIDL 7 kept");
+    store_import_end(&imp);
+    is_int(store_import_begin(s, frank, "pop3 c.example:995 frank", &imp), 0, "begin C");
+    is_int(store_import_seen(imp, "7", NULL), 0, "C's 7: an mbox's X-UIDL proves nothing");
+    is_int(store_import_seen(imp, "7", dm), 1, "C's 7 with the mbox message's octets: seen");
+    store_import_end(&imp);
+    store_close(&s);
+}
+
 static void test_large(void)
 {
     struct store *s = open_store();
@@ -187,7 +266,7 @@ static void test_large(void)
         msg[i] = (uint8_t)(i * 7 + 3);
     struct store_import *imp;
     bool kept;
-    store_import_begin(s, carol, &imp);
+    store_import_begin(s, carol, "mbox", &imp);
     is_int(store_import_add(imp, msg, len, 5, "big", NULL, &kept), 0, "a message of 3 chunks");
     is_int(store_import_add(imp, "", 0, 5, "empty", NULL, &kept), 0, "an empty message");
     store_import_end(&imp);
@@ -226,7 +305,7 @@ static void test_batches(void)
     struct store_import *imp;
     bool kept;
     char msg[64];
-    store_import_begin(s, dave, &imp);
+    store_import_begin(s, dave, "mbox", &imp);
     for (int i = 0; i < 499; i++) {
         snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\n", i);
         add(imp, msg, NULL, &kept);
@@ -269,7 +348,7 @@ static void test_killed(void)
         struct store_import *imp;
         bool kept;
         char msg[64], uidl[32];
-        store_import_begin(c, erin, &imp);
+        store_import_begin(c, erin, "mbox", &imp);
         for (int i = 0; i < 1234; i++) {
             snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody\r\n", i);
             snprintf(uidl, sizeof(uidl), "U%d", i);
@@ -285,7 +364,7 @@ static void test_killed(void)
     is_int(count(s, erin), 1000, "a killed import leaves whole batches");
     /* Run again: what is there is seen, the rest added, each once. */
     struct store_import *imp;
-    store_import_begin(s, erin, &imp);
+    store_import_begin(s, erin, "mbox", &imp);
     int skipped = 0, added = 0;
     for (int i = 0; i < 1234; i++) {
         char msg[64], uidl[32];
@@ -332,6 +411,7 @@ int main(void)
         store_close(&s);
     }
     test_uidls();
+    test_sources();
     test_large();
     test_batches();
     test_killed();

@@ -70,7 +70,17 @@ static void test_crlf(void)
     ok(!mbox_crlf_exact((const uint8_t *)"a\r\r\n", 4), "every line CR CR LF: not exact");
     ok(mbox_crlf_exact((const uint8_t *)"a\r\r\nb\r\n", 7), "one CR CR LF: exact");
     ok(mbox_crlf_exact((const uint8_t *)"", 0), "empty: exact");
-    ok(mbox_crlf_exact((const uint8_t *)"abc", 3), "no line end: exact");
+    ok(!mbox_crlf_exact((const uint8_t *)"abc", 3), "no final line end: not exact");
+    ok(!mbox_crlf_exact((const uint8_t *)"a\r\nb", 4), "a last line without its end: not exact");
+    n = mbox_to_crlf((const uint8_t *)"a\n\nb", 4, out);
+    ok(n == 8 && memcmp(out, "a\r\n\r\nb\r\n", 8) == 0, "no final LF: CRLF supplied");
+    n = mbox_to_crlf((const uint8_t *)"a\r\nb", 4, out);
+    ok(n == 6 && memcmp(out, "a\r\nb\r\n", 6) == 0, "a CRLF file without its last line end");
+    n = mbox_to_crlf((const uint8_t *)"x\r", 2, out);
+    ok(n == 4 && memcmp(out, "x\r\r\n", 4) == 0, "a last CR is no line end");
+    is_int(mbox_to_crlf((const uint8_t *)"", 0, out), 0, "empty stays empty");
+    is_int(mbox_crlf_len((const uint8_t *)"a\nb", 3), 6, "crlf_len, final CRLF counted");
+    is_int(mbox_crlf_len((const uint8_t *)"a\r\n", 3), 3, "crlf_len of a CRLF message");
     /* Random messages over a small alphabet: exact says whether they come back. */
     const char alpha[] = "\r\n\rxF>";
     unsigned seed = 1;
@@ -82,12 +92,14 @@ static void test_crlf(void)
             msg[j] = (uint8_t)alpha[rand_r(&seed) % 6];
         size_t f = mbox_from_crlf(msg, len, out);
         size_t b = mbox_to_crlf(out, f, back);
+        if (b != mbox_crlf_len(out, f))
+            wrong++;
         bool same = b == len && memcmp(back, msg, len) == 0;
         exact += same;
         if (same != mbox_crlf_exact(msg, len))
             wrong++;
     }
-    is_int(wrong, 0, "crlf_exact predicts the round trip of random messages");
+    is_int(wrong, 0, "crlf_exact predicts the round trip of random messages, crlf_len the length");
     ok(exact > 1000, "and many of them come back");
 }
 
