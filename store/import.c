@@ -7,7 +7,7 @@
  * whose head holds the first STORE_CHUNK octets, chunks rows for the rest,
  * and a maildrop row with its size and arrival time; users.used follows
  * through the triggers of schema 6. The maildrop row also carries the kept
- * UIDL (NULL: the store's own PREFIX.id), a SHA-256 digest of the octets,
+ * UIDL (NULL: the store's own PREFIX.id), a digest of the octets (SHA-512 cut to 256 bits),
  * and the import's source (schema 7: "pop3 HOST:PORT LOGIN", "mbox",
  * "maildir"; NULL on a row delivered here).
  *
@@ -53,7 +53,7 @@
  */
 #include <assert.h>
 #include <errno.h>
-#include <mbedtls/sha256.h>
+#include <mbedtls/sha512.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,14 +100,14 @@ struct store_import {
     int64_t opened; /* when the batch opened, ms on the monotonic clock */
 };
 
+/* SHA-512 cut to 256 bits: as strong for telling messages apart as SHA-256,
+ * and twice as fast on a 64-bit machine (mbedTLS uses no SHA extensions):
+ * hashing was half of an import's instructions. */
 void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE])
 {
-    mbedtls_sha256_context ctx;
-    mbedtls_sha256_init(&ctx);
-    mbedtls_sha256_starts_ret(&ctx, 0);
-    mbedtls_sha256_update_ret(&ctx, msg, len);
-    mbedtls_sha256_finish_ret(&ctx, out);
-    mbedtls_sha256_free(&ctx);
+    uint8_t full[64];
+    mbedtls_sha512_ret(msg, len, full, 0);
+    memcpy(out, full, STORE_DIGEST_SIZE);
 }
 
 static int64_t now_ms(void)

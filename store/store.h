@@ -409,7 +409,7 @@ int store_queue_drop(struct store *s, int64_t queue_id, int64_t now);
 
 /* --- importing (kotak import) ------------------------------------------ */
 
-#define STORE_DIGEST_SIZE 32 /* SHA-256 of a message's octets as stored */
+#define STORE_DIGEST_SIZE 32 /* SHA-512/256 of a message's octets as stored */
 
 /* The digest by which an import knows a message's octets. */
 void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE]);
