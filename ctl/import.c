@@ -1,7 +1,8 @@
 /*
  * import.c — `kotak import mbox|maildir` and `kotak export mbox|maildir`:
  * a user's mail moved in from mbox files or a Maildir, and out to either,
- * round-trip exact (see mbox.h for the formats); `kotak import pop3` is
+ * round-trip exact but for what mbox.h says does not come back (export
+ * counts those); `kotak import pop3` is
  * import_pop3.c's.
  *
  * Import goes through the store's import API (store.h, "importing"):
@@ -18,11 +19,19 @@
  * What an import reads. The admin runs it as root, often on a user's own
  * files, which that user could have prepared: so it reads nothing but what
  * it was given. An mbox FILE or a Maildir DIR that is itself a symbolic
- * link is refused (the admin gives the real path); inside DIR, every name
+ * link is refused (the admin gives the real path), and so is one reached
+ * through a link on the way that root does not own (safe_path.c: alice's
+ * /home/alice/backup -> /home/bob would hand bob's mail to whoever the
+ * admin imports into); inside DIR, every name
  * is opened relative to its folder's descriptor with O_NOFOLLOW, so a
  * linked cur/ or new/ or dovecot-uidlist is refused (exit 2, nothing
  * stored), and a message file that is a link, a FIFO, a device or a folder
- * is left out with a line on stderr. Files are opened O_NONBLOCK and read
+ * is left out with a line on stderr. Run as root, a message file must
+ * belong to the owner of DIR (the mail user for Dovecot's Maildirs, root
+ * for an admin's copy): a hard link to a file of someone else, root's
+ * /etc/shadow say, which a user can make where fs.protected_hardlinks is
+ * off, is left out too. A dovecot-uidlist is read a bounded line at a
+ * time, up to a bounded number of records. Files are opened O_NONBLOCK and read
  * only when fstat says they are plain files: a FIFO never hangs the
  * import. An mbox is checked and imported from one descriptor.
  *
@@ -68,6 +77,7 @@
 #include "ctl.h"
 #include "mbox.h"
 #include "progress.h"
+#include "safe_path.h"
 #include "util.h"
 
 /* --- what every form shares ------------------------------------------------ */
@@ -195,7 +205,7 @@ static int import_one(struct importer *im, uint8_t *msg, size_t len, int64_t arr
     uint8_t digest[STORE_DIGEST_SIZE];
     store_digest(im->crlf.data, n, digest);
     bool again = digests_add(&im->seen, digest);
-    int rc = store_import_seen(im->imp, uidl, digest);
+    int rc = store_import_seen(im->imp, uidl, (int64_t)n, digest);
     if (rc == 1) {
         /* The same octets twice in the source: one message (see the top of the file). */
         if (again)
@@ -309,23 +319,29 @@ static void trim_slashes(const char *path, char *out, size_t size)
     out[n] = '\0';
 }
 
-/* Whether path itself (not what it leads to) is a symbolic link. */
-static bool is_link(const char *path)
+int ctl_open_path(const char *path, int flags)
 {
-    struct stat st;
-    return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+    char err[2 * PATH_MAX + 128];
+    int fd = safe_path_open(path, flags, err, sizeof(err));
+    if (fd >= 0)
+        return fd;
+    if (err[0] != '\0')
+        ctl_die("%s", err);
+    errno = -fd;
+    return -1;
 }
 
 /*
- * Opens an mbox FILE to import, once: never through a symbolic link, never
+ * Opens an mbox FILE to import, once: never through a symbolic link (but
+ * root's, on the way: ctl_open_path), never
  * blocking (a FIFO), a plain file only, whose first line is a From_ line
  * (empty is fine). Dies when it is not that. The import reads the same
  * descriptor, so what was checked is what is imported.
  */
 static int open_mbox(const char *path, uint64_t *size_r)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR) && is_link(path))
+    int fd = ctl_open_path(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP)
         ctl_die("%s is a symbolic link; kotak reads no mbox through one: give the file it leads "
                 "to (readlink -f)", path);
     if (fd < 0 && errno == EMFILE)
@@ -575,17 +591,18 @@ static int by_order(const void *a, const void *b)
 
 /*
  * Opens the Maildir DIR as the admin typed it, but not when DIR itself is a
- * symbolic link: a Maildir is read where it is, and nothing inside it is
+ * symbolic link, nor through a link of a user on the way (ctl_open_path):
+ * a Maildir is read where it is, and nothing inside it is
  * followed either (open_md_sub, the files' openat), so a Maildir that its
  * owner prepared leads kotak nowhere outside it.
  */
 static int open_maildir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = ctl_open_path(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0)
         return fd;
     int e = errno;
-    if ((e == ELOOP || e == ENOTDIR) && is_link(dir))
+    if (e == ELOOP)
         ctl_die("%s is a symbolic link; kotak reads a Maildir only where it is: give the folder "
                 "it leads to (readlink -f)", dir);
     if (e == ENOTDIR)
@@ -609,6 +626,27 @@ static int open_md_sub(int dfd, const char *dir, const char *name)
     ctl_die("cannot read %s/%s: %s", dir, name, strerror(e));
 }
 
+/* The longest line of a dovecot-uidlist read, and the most records: a user who can write the
+ * Maildir decides what the file holds, and root's import keeps no more than this of it. Dovecot's
+ * records are a few hundred octets, and a maildrop of ten million messages is far beyond any. */
+#define UIDLIST_LINE_MAX 65536
+#define UIDLIST_RECS_MAX 10000000
+
+/*
+ * The next line of a dovecot-uidlist into b (b->len its length, its LF
+ * included): 1, or 0 at the end of the file. Dies on one longer than
+ * UIDLIST_LINE_MAX, of which no more than that is kept.
+ */
+static int uidlist_line(struct reader *r, struct growbuf *b, size_t lineno)
+{
+    b->len = 0;
+    size_t n = read_line(r, b, UIDLIST_LINE_MAX);
+    if (n > UIDLIST_LINE_MAX)
+        ctl_die("%s: line %zu is longer than %d octets, so no dovecot-uidlist line; move the "
+                "file away to import without its UIDLs", r->path, lineno, UIDLIST_LINE_MAX);
+    return n > 0;
+}
+
 /* Reads DIR/dovecot-uidlist when there is one; dies when it is not one. */
 static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
 {
@@ -629,20 +667,23 @@ static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
     if (!S_ISREG(st.st_mode))
         ctl_die("%s is not a plain file (%s); move it away to import without its UIDLs", path,
                 file_kind(st.st_mode));
-    FILE *f = fdopen(fd, "r");
-    if (f == NULL)
-        ctl_die("cannot read %s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0, alloc = 0;
-    ssize_t n = getline(&line, &cap, f);
-    if (n <= 0 || mbox_uidlist_header(line, (size_t)n, &ul->version, &ul->uidvalidity) < 0)
+    struct reader *r = xmalloc(sizeof(*r));
+    *r = (struct reader){.fd = fd, .path = path};
+    struct growbuf line = {0};
+    size_t alloc = 0;
+    if (uidlist_line(r, &line, 1) == 0 ||
+        mbox_uidlist_header((const char *)line.data, line.len, &ul->version,
+                            &ul->uidvalidity) < 0)
         ctl_die("%s is not a dovecot-uidlist (its first line); move it away to import "
                 "without its UIDLs", path);
-    for (size_t lineno = 2; (n = getline(&line, &cap, f)) > 0; lineno++) {
+    for (size_t lineno = 2; uidlist_line(r, &line, lineno) == 1; lineno++) {
         struct mbox_uidlist_rec rec;
-        if (mbox_uidlist_record(line, (size_t)n, ul->version, &rec) < 0)
+        if (mbox_uidlist_record((const char *)line.data, line.len, ul->version, &rec) < 0)
             ctl_die("%s: line %zu is not a dovecot-uidlist record; move the file away to "
                     "import without its UIDLs", path, lineno);
+        if (ul->n == UIDLIST_RECS_MAX)
+            ctl_die("%s holds more than %d records, more than a Maildir has; move it away to "
+                    "import without its UIDLs", path, UIDLIST_RECS_MAX);
         if (ul->n == alloc) {
             alloc = alloc ? alloc * 2 : 256;
             ul->recs = xrealloc(ul->recs, alloc * sizeof(ul->recs[0]));
@@ -653,10 +694,9 @@ static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
             .uidl = rec.pop3_uidl ? xstrndup(rec.pop3_uidl, rec.pop3_uidl_len) : NULL,
         };
     }
-    if (ferror(f))
-        ctl_die("cannot read %s: %s", path, strerror(errno));
-    free(line);
-    fclose(f);
+    free(line.data);
+    free(r);
+    close(fd);
     if (ul->n > 0)
         qsort(ul->recs, ul->n, sizeof(ul->recs[0]), by_base);
 }
@@ -699,10 +739,11 @@ static void list_maildir(int subfd, int sub, const char *dir, struct mdfile **fi
 /*
  * Reads the Maildir file f into b, from its own descriptor: 1 read, 0 gone
  * (moved meanwhile by a client of the old server), -1 not a plain file
- * (f->kind says what), -EFBIG larger than limit octets.
+ * (f->kind says what), -EACCES not owner's (*uid_r its owner; owner is -1
+ * when any owner will do), -EFBIG larger than limit octets.
  */
-static int read_md_file(int subfd, const char *dir, struct mdfile *f, size_t limit,
-                        struct growbuf *b)
+static int read_md_file(int subfd, const char *dir, struct mdfile *f, uid_t owner, size_t limit,
+                        struct growbuf *b, uid_t *uid_r)
 {
     int fd = openat(subfd, f->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
@@ -720,6 +761,13 @@ static int read_md_file(int subfd, const char *dir, struct mdfile *f, size_t lim
         f->kind = file_kind(st.st_mode);
         close(fd);
         return -1;
+    }
+    /* Checked on the descriptor that is read: a hard link to a file of
+     * another user has that user as its owner, whatever folder it is in. */
+    if (owner != (uid_t)-1 && st.st_uid != owner) {
+        *uid_r = st.st_uid;
+        close(fd);
+        return -EACCES;
     }
     /* The CRLF form is no shorter than the file. */
     if ((uint64_t)st.st_size > limit) {
@@ -759,6 +807,12 @@ static int import_maildir(const struct ctl *c)
     char dir[4096];
     trim_slashes(c->argv[1], dir, sizeof(dir));
     int dfd = open_maildir(dir);
+    /* Root reads a message file only when the Maildir's owner owns it too
+     * (see the top of the file); another user reads what it may anyway. */
+    struct stat dst;
+    if (fstat(dfd, &dst) < 0)
+        ctl_die("cannot read %s: %s", dir, strerror(errno));
+    uid_t owner = geteuid() == 0 ? dst.st_uid : (uid_t)-1;
     int subfd[2];
     for (int i = 0; i < 2; i++)
         subfd[i] = open_md_sub(dfd, dir, md_subs[i]);
@@ -796,7 +850,9 @@ static int import_maildir(const struct ctl *c)
     struct growbuf b = {0};
     for (size_t i = 0; i < n; i++) {
         struct mdfile *f = &files[i];
-        int rc = f->kind != NULL ? -1 : read_md_file(subfd[f->sub], dir, f, im.limit, &b);
+        uid_t uid = 0;
+        int rc = f->kind != NULL ? -1
+                                 : read_md_file(subfd[f->sub], dir, f, owner, im.limit, &b, &uid);
         size_t size = 0;
         if (rc == 1)
             rc = import_one(&im, b.data, b.len, f->time, f->uidl, false, &size);
@@ -805,6 +861,11 @@ static int import_maildir(const struct ctl *c)
             im.odd++;
             left_out(&im, "%s/%s/%s is not a plain file (%s): left out", dir, md_subs[f->sub],
                      f->name, f->kind);
+        } else if (rc == -EACCES) {
+            im.odd++;
+            left_out(&im, "%s/%s/%s belongs to uid %u, not to uid %u who owns %s: left out (a "
+                     "hard link to a file of someone else?); chown it if it is this Maildir's",
+                     dir, md_subs[f->sub], f->name, (unsigned)uid, (unsigned)owner, dir);
         } else if (rc == -EFBIG) {
             snprintf(what, sizeof(what), "%s/%s/%s", dir, md_subs[f->sub], f->name);
             refuse(&im, what, size);
@@ -915,11 +976,10 @@ static void export_done(struct exporter *ex, const char *where)
            ex->n == 1 ? "" : "s", ex->octets, ex->user, where);
     if (ex->inexact > 0)
         fprintf(stderr,
-                "kotak: warning: %zu message%s hold%s a bare LF, end%s every line in CR CR LF "
-                "or lack%s a final line end; %s come back with CRLF line ends instead\n",
+                "kotak: warning: %zu message%s hold%s a bare LF or a CR before a line end, "
+                "or lack%s a final line end; %s come back with other line ends\n",
                 ex->inexact, ex->inexact == 1 ? "" : "s", ex->inexact == 1 ? "s" : "",
-                ex->inexact == 1 ? "s" : "", ex->inexact == 1 ? "s" : "",
-                ex->inexact == 1 ? "it will" : "they will");
+                ex->inexact == 1 ? "s" : "", ex->inexact == 1 ? "it will" : "they will");
     free(ex->list);
     free(ex->msg.data);
     free(ex->lf.data);

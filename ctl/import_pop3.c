@@ -26,13 +26,18 @@
  * message plus its UIDLs.
  *
  * Restartable, and nothing lost: every entry records its source, "pop3
- * HOST:PORT LOGIN". A message whose UIDL an entry of that same source keeps
- * is skipped before it is fetched; any other message is fetched and known
- * by its digest (store_import_seen): a UIDL that another server, an mbox's
- * X-UIDL or a copy of this store gave proves nothing, and such a message
- * goes in under a new UIDL, counted in the summary. The store's batches
- * are whole or absent, so a kill -9 and a second run add each message
- * exactly once.
+ * HOST:PORT LOGIN". A message whose UIDL an entry of that same source keeps,
+ * with the size LIST gives (the CRLF size, as Dovecot and kotak give it)
+ * equal to that entry's octets, is skipped before it is fetched; any other
+ * message is fetched and decided by store_import_seen. The size is there
+ * because a server rebuilt under the same name (a reinstall, Dovecot with
+ * pop3_uidl_format=%u after a UIDVALIDITY change) hands out old UIDLs for
+ * new mail. A UIDL that another server, an mbox's X-UIDL or a copy of this
+ * store gave proves nothing, and such a message is known by its digest or
+ * goes in under a new UIDL, counted in the summary; a message whose UIDL
+ * is free here goes in under it even when its octets are here already (two
+ * UIDLs, two entries: see store.h). The store's batches are whole or
+ * absent, so a kill -9 and a second run add each message exactly once.
  *
  * The store's write lock: a batch holds it while it is open, and
  * kotak-smtpd's deliveries wait at most STORE_BUSY_TIMEOUT_MS for it. So
@@ -71,6 +76,7 @@
 #include "ctl.h"
 #include "pop3_client.h"
 #include "progress.h"
+#include "safe_path.h"
 #include "sasl.h"
 #include "tls.h"
 #include "util.h"
@@ -210,18 +216,23 @@ static void parse_from(struct run *r, const char *arg)
  */
 static char *read_password(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+    int fd = ctl_open_path(path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 && errno == ELOOP)
         die("the password file %s is a symbolic link; name the file itself (a regular file of "
             "yours, chmod 600)", path);
     if (fd < 0)
         die("cannot read the password file %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        die("cannot read the password file %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
+    if (fstat(fd, &st) < 0) {
+        int err = errno;
+        close(fd);
+        die("cannot read the password file %s: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
         die("the password file %s is not a regular file; write the password into one, "
             "chmod 600", path);
+    }
     if (st.st_uid != geteuid()) {
         close(fd);
         die("the password file %s belongs to uid %u, not to uid %u who runs this; make it "
@@ -722,6 +733,12 @@ static const char *entry_uidl(const struct run *r, const struct entry *e)
     return e->keepable ? r->uidls + e->uidl_at : NULL;
 }
 
+/* The size LIST gave an entry, for store_import_seen: -1 when it is past int64 (unknown). */
+static int64_t listed_size(const struct entry *e)
+{
+    return e->size > (uint64_t)INT64_MAX ? -1 : (int64_t)e->size;
+}
+
 /* An entry seen by its UIDL, for sorting. */
 struct by_uidl {
     const char *uidl;
@@ -759,14 +776,15 @@ static uint64_t mark_repeated(struct run *r)
 
 /*
  * Stores one fetched message, unless it is here already: by its UIDL from
- * this same source, else by its octets (store_import_seen).
+ * this same source with these octets, else by its octets unless its UIDL is
+ * free here (store_import_seen).
  */
 static void store_one(struct run *r, struct entry *e, const struct buf *msg)
 {
     uint8_t digest[STORE_DIGEST_SIZE];
     store_digest(msg->data, msg->len, digest);
     const char *uidl = entry_uidl(r, e);
-    int rc = store_import_seen(r->imp, uidl, digest);
+    int rc = store_import_seen(r->imp, uidl, (int64_t)msg->len, digest);
     if (rc < 0)
         ctl_die_store(r->store, rc, r->user);
     if (rc == 1) {
@@ -800,10 +818,12 @@ static void fetch_all(struct run *r)
     for (size_t i = 0; i < r->n_entries; i++) {
         struct entry *e = &r->entries[i];
         if (e->keepable) {
-            /* Here already by its UIDL, kept from this same source: not
-             * fetched at all. Any other is fetched, and store_one decides by
-             * its octets (a UIDL of another source proves nothing). */
-            int rc = store_import_seen(r->imp, entry_uidl(r, e), NULL);
+            /* Here already by its UIDL, kept from this same source for a
+             * message of the size LIST gives: not fetched at all. Any other
+             * is fetched, and store_one decides with its octets (a UIDL of
+             * another source, or of this one for another size, proves
+             * nothing). */
+            int rc = store_import_seen(r->imp, entry_uidl(r, e), listed_size(e), NULL);
             if (rc < 0)
                 ctl_die_store(r->store, rc, r->user);
             if (rc == 1) {

@@ -143,46 +143,35 @@ void mbox_ctime(int64_t t, char out[25])
              (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (int)(y % 10000));
 }
 
-/* Whether mbox_to_crlf leaves the line ends as they are: every LF after a CR, and one at least. */
-static bool crlf_already(const uint8_t *in, size_t len, size_t *lfs_r)
-{
-    bool all_after_cr = true;
-    size_t lfs = 0;
-    for (const uint8_t *p = in, *end = in + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
-         p++) {
-        lfs++;
-        if (p == in || p[-1] != '\r')
-            all_after_cr = false;
-    }
-    *lfs_r = lfs;
-    return lfs > 0 && all_after_cr;
-}
-
 /* Whether mbox_to_crlf ends the message with CRLF of its own: not empty, no LF at its end. */
 static bool needs_final_crlf(const uint8_t *in, size_t len)
 {
     return len > 0 && in[len - 1] != '\n';
 }
 
+/* How many LFs of in have no CR before them: each gets one. */
+static size_t bare_lfs(const uint8_t *in, size_t len)
+{
+    size_t n = 0;
+    for (const uint8_t *p = in, *end = in + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
+         p++)
+        if (p == in || p[-1] != '\r')
+            n++;
+    return n;
+}
+
 size_t mbox_crlf_len(const uint8_t *in, size_t len)
 {
-    size_t lfs;
-    size_t n = crlf_already(in, len, &lfs) ? len : len + lfs;
-    return n + (needs_final_crlf(in, len) ? 2 : 0);
+    return len + bare_lfs(in, len) + (needs_final_crlf(in, len) ? 2 : 0);
 }
 
 size_t mbox_to_crlf(const uint8_t *in, size_t len, uint8_t *out)
 {
-    size_t lfs, o = 0;
-    if (crlf_already(in, len, &lfs)) {
-        memcpy(out, in, len);
-        o = len;
-    } else {
-        for (size_t i = 0; i < len; i++) {
-            if (in[i] == '\n')
-                out[o++] = '\r';
-            out[o++] = in[i];
-        }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
+            out[o++] = '\r';
+        out[o++] = in[i];
     }
     if (needs_final_crlf(in, len)) {
         out[o++] = '\r';
@@ -204,29 +193,20 @@ size_t mbox_from_crlf(const uint8_t *in, size_t len, uint8_t *out)
 
 bool mbox_crlf_exact(const uint8_t *msg, size_t len)
 {
-    /* Walks mbox_from_crlf's output without writing it: it comes back as
-     * msg unless msg has a bare LF, or that output has LFs all after CRs
-     * (mbox_to_crlf would then take it for a CRLF file). */
-    bool bare_lf = false, out_lf = false, out_all_after_cr = true;
-    uint8_t prev = 0;
-    for (size_t i = 0; i < len; i++) {
-        bool lf = msg[i] == '\n';
-        if (msg[i] == '\r' && i + 1 < len && msg[i + 1] == '\n') {
-            lf = true;
-            i++;
-        } else if (lf) {
-            bare_lf = true;
-        }
-        if (lf) {
-            out_lf = true;
-            if (prev != '\r')
-                out_all_after_cr = false;
-            prev = '\n';
-        } else {
-            prev = msg[i];
-        }
+    /* mbox_from_crlf makes every CRLF an LF and keeps the rest; mbox_to_crlf
+     * then puts a CR before each LF that has none. That is msg again unless
+     * msg has a bare LF (it comes back with a CR), a CR before its CRLF
+     * ("\r\r\n": the file's "\r\n" stays as it is, one CR short), or no
+     * line end at its end (one is added). */
+    for (const uint8_t *p = msg, *end = msg + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
+         p++) {
+        size_t i = (size_t)(p - msg);
+        if (i == 0 || msg[i - 1] != '\r')
+            return false;
+        if (i >= 2 && msg[i - 2] == '\r')
+            return false;
     }
-    return !bare_lf && !(out_lf && out_all_after_cr) && (len == 0 || msg[len - 1] == '\n');
+    return len == 0 || msg[len - 1] == '\n';
 }
 
 static bool is_field(const uint8_t *p, size_t n, const char *name)

@@ -14,9 +14,14 @@
  * file) belongs to the mbox, not to the message.
  *
  * Line ends. The store keeps a message as SMTP carried it, lines ended by
- * CRLF; files have LF. mbox_to_crlf and mbox_from_crlf are each other's
- * inverse for every message kotak stores (see there), so an export read
- * back gives the same octets.
+ * CRLF; files have LF, or CRLF, or both. mbox_to_crlf puts a CR before
+ * each LF that has none and leaves the rest as it is (Dovecot's rule for
+ * POP3's RETR, so a message imported from a file is the octets Dovecot
+ * served from it); mbox_from_crlf makes each CRLF an LF. A stored message
+ * comes back from its export as it was when it has no bare LF, no CR
+ * before a CRLF ("\r\r\n", a bare CR at a line end: its file has "\r\n",
+ * which import keeps) and ends with its line end (or is empty):
+ * mbox_crlf_exact says which, and export counts the others.
  *
  * Nothing here does I/O, reads the clock or allocates.
  */
@@ -47,29 +52,32 @@ int mbox_from_time(const char *line, size_t len, int64_t *t_r);
 void mbox_ctime(int64_t t, char out[25]);
 
 /*
- * A message as read from a file into the form the store keeps. A message
- * whose every LF follows a CR (there is at least one) is in that form
- * already, and is left as it is (a Maildir written with CRLF). Otherwise
- * each LF becomes CRLF, also one after a CR: so a CR that ended a line
- * in the store ("\r\r\n") comes back from the file's "\r\n". A message
- * that does not end with a LF (and is not empty) gets CRLF at its end:
- * POP3's RETR ends the last line anyway, so this is the message as every
- * client receives it, and LIST's size then counts what RETR sends. out has
- * room for mbox_crlf_len(in, len) octets; returns that length.
+ * A message as read from a file into the form the store keeps: a CR is
+ * put before each LF that has no CR before it, and nothing else changes,
+ * so a file with CRLF lines stays as it is and one with some of each gets
+ * CRLF lines (never "\r\r\n" made of a CRLF). A message that does not end
+ * with a LF (and is not empty) gets CRLF at its end: POP3's RETR ends the
+ * last line anyway, so this is the message as every client receives it,
+ * and LIST's size then counts what RETR sends. out has room for
+ * mbox_crlf_len(in, len) octets; returns that length.
  */
 size_t mbox_to_crlf(const uint8_t *in, size_t len, uint8_t *out);
 
 /* The length mbox_to_crlf gives for in, without writing it (at most 2 * len + 2). */
 size_t mbox_crlf_len(const uint8_t *in, size_t len);
 
-/* The inverse for a file: each CRLF becomes LF; anything else stays. out has room for len. */
+/* A stored message into a file's form: each CRLF becomes LF; anything else stays. out has
+ * room for len. */
 size_t mbox_from_crlf(const uint8_t *in, size_t len, uint8_t *out);
 
 /*
- * Whether mbox_to_crlf(mbox_from_crlf(msg)) == msg: false for a message
- * holding a bare LF (kotak's SMTP never stores one), whose every line
- * ends in CR CR LF, or that does not end with a line end (an import before
- * mbox_to_crlf supplied it; SMTP's never lacks it). Export counts these.
+ * Whether mbox_to_crlf(mbox_from_crlf(msg)) == msg, that is whether an
+ * export read back gives msg: true exactly when every LF of msg has a CR
+ * before it, no CR comes right before such a CRLF ("\r\r\n"), and msg is
+ * empty or ends with LF. False, then, for a message holding a bare LF
+ * (kotak's SMTP never stores one), a bare CR at a line end, or no line end
+ * at its end (an import before mbox_to_crlf supplied it; SMTP's never
+ * lacks it). Export counts these.
  */
 bool mbox_crlf_exact(const uint8_t *msg, size_t len);
 

@@ -14,16 +14,31 @@
  * What is here already (store_import_seen). A UIDL is unique on the server
  * that gave it, and on no other: two servers both number from 1, an mbox's
  * X-UIDL is a field any sender can write, and a restored copy of this store
- * hands out the same PREFIX.N for other mail. So a UIDL alone proves a
- * message present only when the entry that keeps it (as its uidl column,
- * not as the store's own PREFIX.N) came from the same source and its digest
- * does not contradict the one offered: that lets `kotak import pop3` skip a
- * message without fetching it, and a restart stays cheap. Anything else is
- * decided by digest: an entry with the same octets means present, none
- * means absent, and the message is added, under its UIDL when that is free,
- * else under a new one. An entry without a digest (delivered here) never
- * proves anything. The cost is a fetch of each message a UIDL of another
- * source shadows, once per run.
+ * hands out the same PREFIX.N for other mail. Nor is it unique on that
+ * server over time: one rebuilt under the same name (a reinstall, Dovecot
+ * with pop3_uidl_format=%u after a UIDVALIDITY change) hands out old UIDLs
+ * for new mail. So a UIDL proves a message present only when the entry that
+ * keeps it (as its uidl column, not as the store's own PREFIX.N) came from
+ * the same source, the size offered (POP3 LIST's, the CRLF size) equals the
+ * entry's octets (messages.size: maildrop.size may count 2 octets supplied
+ * for a missing end-of-header line), and its digest does not contradict
+ * the one offered: that lets `kotak import pop3` skip a message without
+ * fetching it, and a restart stays cheap. A reused UIDL on a message of the
+ * very same size still passes; that is the price of not fetching.
+ *
+ * Otherwise: a UIDL that is valid and free in this maildrop means absent,
+ * even when an entry has the same octets, and the message is added under
+ * it. Two messages of one source with the same octets under two UIDLs (or
+ * one under another source's free UIDL) so become two entries: the trade
+ * is a second copy rather than a message that vanishes for a client that
+ * tracked its UIDL. A restart keeps adding nothing twice: on a rerun that
+ * UIDL is taken by the entry of the same source and size, so it is seen.
+ * With no UIDL, one not to keep, or one another entry holds, the digest
+ * decides: an entry with the same octets means present, none means absent,
+ * and the message is added under a new UIDL. An entry without a digest
+ * (delivered here) never proves anything. The cost is a fetch of each
+ * message a UIDL of another source (or of this one for another size)
+ * shadows, once per run.
  *
  * Batches: a batch commits after IMPORT_BATCH_MESSAGES messages,
  * IMPORT_BATCH_BYTES octets, or IMPORT_BATCH_MS milliseconds, whichever
@@ -82,8 +97,12 @@ static const char *const imp_sql[IMP_COUNT] = {
     [IMP_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
     [IMP_DROP_ADD] = "INSERT INTO maildrop(user_id, message_id, size, arrived, uidl, digest,"
                      " source) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    /* By the unique index maildrop_uidl. */
-    [IMP_BY_UIDL] = "SELECT digest, source IS ?3 FROM maildrop WHERE user_id = ?1 AND uidl = ?2",
+    /* By the unique index maildrop_uidl. messages.size, not maildrop.size: the latter
+     * counts the 2 octets RETR supplies for a missing end-of-header line, which the
+     * source's LIST did not. */
+    [IMP_BY_UIDL] = "SELECT d.digest, d.source IS ?3, m.size FROM maildrop d"
+                    " JOIN messages m ON m.id = d.message_id"
+                    " WHERE d.user_id = ?1 AND d.uidl = ?2",
     /* By the index maildrop_digest. */
     [IMP_BY_DIGEST] = "SELECT 1 FROM maildrop WHERE user_id = ?1 AND digest = ?2 LIMIT 1",
     [IMP_ENTRY] = "SELECT user_id, uidl IS NULL, digest FROM maildrop WHERE id = ?1",
@@ -160,6 +179,7 @@ enum uidl_class {
 struct taken {
     bool has_digest;                  /* digest holds its digest (not for a delivered entry) */
     bool same_source;                 /* it keeps this UIDL and came from the import's source */
+    int64_t size;                     /* its octets as stored (messages.size) */
     uint8_t digest[STORE_DIGEST_SIZE];
 };
 
@@ -232,6 +252,7 @@ static int classify(struct store_import *imp, const char *uidl, struct taken *t_
     if (rc == SQLITE_ROW) {
         t_r->has_digest = column_digest(st, 0, t_r->digest);
         t_r->same_source = sqlite3_column_int(st, 1) != 0;
+        t_r->size = sqlite3_column_int64(st, 2);
         sqlite3_reset(st);
         return UIDL_TAKEN;
     }
@@ -253,10 +274,11 @@ static int digest_seen(struct store_import *imp, const uint8_t digest[STORE_DIGE
 
 /*
  * The rule at the top of the file: by UIDL only for an entry of the same
- * source that keeps it (and whose digest agrees when one is offered), else
- * by digest; without a digest, 0 means "fetch it and ask again".
+ * source that keeps it, of the size offered, and whose digest agrees when
+ * one is offered; a UIDL free here means absent, whatever the digest; else
+ * by digest. Without a digest, 0 means "fetch it and ask again".
  */
-int store_import_seen(struct store_import *imp, const char *uidl,
+int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
                       const uint8_t digest[STORE_DIGEST_SIZE])
 {
     if (uidl != NULL) {
@@ -264,8 +286,12 @@ int store_import_seen(struct store_import *imp, const char *uidl,
         int c = classify(imp, uidl, &t);
         if (c < 0)
             return c;
-        if (c == UIDL_TAKEN && t.same_source && t.has_digest &&
-            (digest == NULL || memcmp(t.digest, digest, STORE_DIGEST_SIZE) == 0))
+        if (c == UIDL_FREE)
+            return 0; /* added under it, even as a second copy of octets here */
+        bool digest_agrees =
+            digest == NULL || (t.has_digest && memcmp(t.digest, digest, STORE_DIGEST_SIZE) == 0);
+        bool size_agrees = size >= 0 ? size == t.size : digest != NULL;
+        if (c == UIDL_TAKEN && t.same_source && t.has_digest && size_agrees && digest_agrees)
             return 1;
     }
     return digest_seen(imp, digest);

@@ -433,21 +433,35 @@ int store_import_begin(struct store *s, int64_t user_id, const char *source,
 
 /*
  * Whether the maildrop holds the message already. 1 yes, 0 no, or a
- * negative code.
+ * negative code. size is the message's octets as its source gives them
+ * (POP3 LIST's CRLF size, or the length of the octets in hand), -1 when
+ * not known.
  *
  * By UIDL alone only when an entry keeps uidl as the UIDL its source gave
- * (not the store's own PREFIX.N) and came from this import's source; then
- * digest may be NULL, so that a POP3 import skips a message without
- * fetching it, and when digest is given it must match that entry's. A UIDL
- * of another source (two servers both number from 1, an mbox's X-UIDL, a
- * restored copy of this store) or of an entry delivered here proves
- * nothing. Otherwise the digest decides: 1 when an entry has the same
- * digest, 0 when none does, and 0 when digest is NULL, which means "fetch
- * the message and ask again with its digest". A message found absent goes
- * to store_import_add, which keeps its UIDL when it is free, else gives it
- * a new one: never skipped because its UIDL is taken.
+ * (not the store's own PREFIX.N), came from this import's source, and
+ * holds size octets (its messages.size, not maildrop.size); then digest
+ * may be NULL, so that a POP3 import skips a message without fetching it,
+ * and when digest is given it must match that entry's. With size -1 a UIDL
+ * alone never proves presence. The size is there because a source rebuilt
+ * under the same name hands out old UIDLs for new mail; one of the very
+ * same size still passes. A UIDL of another source (two servers both
+ * number from 1, an mbox's X-UIDL, a restored copy of this store) or of an
+ * entry delivered here proves nothing.
+ *
+ * A uidl that store_import_add would keep (valid, free here): 0, even when
+ * an entry has the same octets. Two messages with two UIDLs are two
+ * entries, whether they came from one source or two: a second copy of the
+ * octets rather than a message that vanishes for a client that tracked its
+ * UIDL. A rerun after a kill still adds nothing twice, since by then the
+ * UIDL is taken by the entry of the same source and size. With no uidl, a
+ * uidl not to keep, or one another entry holds, the digest decides: 1 when
+ * an entry has the same digest, 0 when none does, and 0 when digest is
+ * NULL, which means "fetch the message and ask again with its digest". A
+ * message found absent goes to store_import_add, which keeps its UIDL when
+ * it is free, else gives it a new one: never skipped because its UIDL is
+ * taken.
  */
-int store_import_seen(struct store_import *imp, const char *uidl,
+int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
                       const uint8_t digest[STORE_DIGEST_SIZE]);
 
 /*

@@ -21,7 +21,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${KOTAK_FUZZ_BUILD:-$root/build-fuzz}
-targets="smtp_parser smtp_data smtp_path addr pop3_parser sasl conf smtp_session pop3_session service smtp_client headers spf dmarc dkim http_request"
+targets="smtp_parser smtp_data smtp_path addr pop3_parser sasl conf smtp_session pop3_session service smtp_client headers spf dmarc dkim http_request mbox pop3_client"
 
 usage() {
     echo "usage: $0 TARGET|all SECONDS" >&2

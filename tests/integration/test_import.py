@@ -149,6 +149,28 @@ class Import(KotakTestCase):
     def dovecot_uidls(self, maildir):
         """The UIDLs a real Dovecot serves over POP3 for maildir (its own pop3 on a
         pipe, preauthenticated), having indexed it and written its dovecot-uidlist."""
+        lines = self.dovecot_pop3(maildir, b"UIDL\r\nQUIT\r\n").split(b"\r\n")
+        out = []
+        for line in lines[1:]:
+            if line == b".":
+                break
+            out.append(line.split()[1].decode())
+        return out
+
+    def dovecot_retr(self, maildir, n):
+        """Message n as a real Dovecot's pop3 RETR sends it, its octets dot-unstuffed."""
+        out = self.dovecot_pop3(maildir, b"RETR %d\r\nQUIT\r\n" % n)
+        first, _, rest = out.partition(b"\r\n")
+        self.assertTrue(first.startswith(b"+OK"), out)
+        body, end, _ = rest.partition(b"\r\n.\r\n")
+        self.assertEqual(end, b"\r\n.\r\n", out)
+        lines = (body + b"\r\n").split(b"\r\n")[:-1]
+        return b"".join((line[1:] if line.startswith(b".") else line) + b"\r\n"
+                        for line in lines)
+
+    def dovecot_pop3(self, maildir, commands):
+        """What Dovecot's own pop3, preauthenticated on a pipe, answers to commands on
+        maildir (made nobody's, as Dovecot's mail user)."""
         if not os.path.exists(DOVECOT_POP3):
             self.skipTest("Dovecot is not installed")
         conf = self.path("dovecot.conf")
@@ -163,16 +185,10 @@ class Import(KotakTestCase):
             for x in [root] + [os.path.join(root, f) for f in files]:
                 os.chown(x, nobody.pw_uid, nobody.pw_gid)
         env = dict(clean_env(), USER="nobody", HOME=self.kotak.dir)
-        p = subprocess.run([DOVECOT_POP3, "-c", conf], input=b"UIDL\r\nQUIT\r\n",
+        p = subprocess.run([DOVECOT_POP3, "-c", conf], input=commands,
                            capture_output=True, env=env, timeout=30)
-        lines = p.stdout.split(b"\r\n")
-        self.assertEqual(lines[0], b"+OK", p.stdout + p.stderr)
-        out = []
-        for line in lines[1:]:
-            if line == b".":
-                break
-            out.append(line.split()[1].decode())
-        return out
+        self.assertTrue(p.stdout.startswith(b"+OK"), p.stdout + p.stderr)
+        return p.stdout
 
     def test_maildir_with_dovecot(self):
         path, want = self.make_maildir(6)
@@ -247,7 +263,8 @@ class Import(KotakTestCase):
 
     def tricky_messages(self, n, seed=7):
         """n messages in the store's form: binary attachments (base64), bodies with
-        From_ lines, quoted From_ lines, a bare CR, a CR before a line end, no body."""
+        From_ lines, quoted From_ lines, a bare CR (not before a line end: that one
+        comes back without it, test_cr_before_line_end), no body."""
         rnd = random.Random(seed)
         out = []
         for i in range(n):
@@ -264,7 +281,7 @@ class Import(KotakTestCase):
             elif kind == 1:
                 body = (head + "\r\nFrom here\r\n>From there\r\n>>From far\r\nFrom\r\n").encode()
             elif kind == 2:
-                body = (head + "\r\na bare \r in a line\r\nends in CR\r\r\nlast\r\n").encode()
+                body = (head + "\r\na bare \r in a line\r\n\rat a line's start\r\nlast\r\n").encode()
             elif kind == 3:
                 body = head.encode()  # no body, no empty line
             elif kind == 4:
@@ -309,6 +326,18 @@ class Import(KotakTestCase):
         # And alice's own export imported into alice: all there already.
         p = self.run_kotak("import", "mbox", ALICE, out)
         self.assertEqual(self.summary(p), (0, 10000, 0))
+
+    def test_cr_before_line_end(self):
+        """A stored message with a bare CR at a line end ("\\r\\r\\n", from a file
+        that had it) is exported with "\\r\\n" there, which import keeps as it is: it
+        does not come back as it was, and export says so."""
+        msg = b"Subject: cr\r\n\r\nends in CR\r\r\nlast\r\n"
+        self.fill_alice([msg])
+        out = self.path("cr.mbox")
+        p = self.run_kotak("export", "mbox", ALICE, out)
+        self.assertIn("1 message holds a bare LF or a CR before a line end", p.stderr)
+        self.run_kotak("import", "mbox", BOB, out)
+        self.assertEqual(self.kotak.bodies(BOB), [msg.replace(b"\r\r\n", b"\r\n")])
 
     def test_round_trip_maildir_and_dovecot(self):
         msgs = self.tricky_messages(300, seed=3)
@@ -418,6 +447,109 @@ class Import(KotakTestCase):
         self.assertIn("not a plain file", p.stderr)
         self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
 
+    # --- what root may not be led to read ------------------------------------
+
+    def need_root(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root, as an admin runs an import")
+
+    def user_link(self, target, name, uid=None):
+        """A symbolic link made by another user (nobody): lchown, as only root can."""
+        link = self.path(name)
+        os.symlink(target, link)
+        if uid is None:
+            uid = pwd.getpwnam("nobody").pw_uid
+        os.lchown(link, uid, uid)
+        return link, uid
+
+    def test_user_link_on_the_way_refused(self):
+        """alice's backup -> bob's home: root imports nothing through a link that a
+        user owns, anywhere on the path (Maildir DIR, mbox FILE), and says which
+        link and whose; a link of root's on the way (as /var/mail -> spool/mail)
+        is followed."""
+        self.need_root()
+        bob = self.path("bobhome")
+        self.maildir_at("bobhome/Maildir", msgs=[b"Subject: bob's secret\n\nx\n"])
+        with open(os.path.join(bob, "bob.mbox"), "wb") as f:
+            f.write(b"From x Tue Nov 14 22:13:20 2023\nSubject: bob's mbox\n\nx\n")
+        link, uid = self.user_link(bob, "backup")
+        p = self.run_kotak("import", "maildir", ALICE, os.path.join(link, "Maildir"),
+                           check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn(f"{link} is a link owned by uid {uid}; give the path it points to",
+                      p.stderr)
+        p = self.run_kotak("import", "mbox", ALICE, os.path.join(link, "bob.mbox"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn(f"{link} is a link owned by uid {uid}", p.stderr)
+        # Deeper down, and relative to a link of root's that leads through it.
+        os.symlink("backup", self.path("rootlink"))
+        p = self.run_kotak("import", "maildir", ALICE, self.path("rootlink/Maildir/"),
+                           check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("is a link owned by uid", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+        # Root's own link on the way: followed, as before.
+        os.symlink(bob, self.path("spool"))
+        self.run_kotak("import", "maildir", ALICE, self.path("spool/Maildir"))
+        self.run_kotak("import", "mbox", BOB, self.path("spool/bob.mbox"))
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: bob's secret\r\n\r\nx\r\n"])
+        self.assertEqual(len(self.kotak.bodies(BOB)), 1)
+
+    def test_password_file_through_a_user_link(self):
+        """dir -> a folder of root's: its 0600 root file would pass the password
+        file's checks (root's, mode 0600); the link of another user on the way is
+        refused before anything is read or any connection made."""
+        self.need_root()
+        secrets = self.path("root-secrets")
+        os.mkdir(secrets, 0o700)
+        with open(os.path.join(secrets, "pw"), "w") as f:
+            f.write("root's secret\n")
+        os.chmod(os.path.join(secrets, "pw"), 0o600)
+        link, uid = self.user_link(secrets, "dir")
+        p = self.run_kotak("import", "pop3", ALICE, "--from", "127.0.0.1:1", "--password-file",
+                           os.path.join(link, "pw"), check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn(f"{link}/pw: {link} is a link owned by uid {uid}", p.stderr)
+
+    def test_hard_link_of_another_owner_left_out(self):
+        """A root-owned 0600 file hard-linked into cur/ of nobody's Maildir (possible
+        where fs.protected_hardlinks is off) is left out, named, exit 1; the
+        Maildir's own messages are imported."""
+        self.need_root()
+        nobody = pwd.getpwnam("nobody")
+        path = self.maildir_at("md-hard", msgs=[b"Subject: real\n\nbody\n"], sub="cur")
+        for root, dirs, files in os.walk(path):
+            for x in [root] + [os.path.join(root, f) for f in files]:
+                os.chown(x, nobody.pw_uid, nobody.pw_gid)
+        secret = self.path("shadow-like")
+        with open(secret, "wb") as f:
+            f.write(b"Subject: root's\n\nsecret\n")
+        os.chmod(secret, 0o600)
+        os.link(secret, os.path.join(path, "cur", "1700000009.M9.h:2,S"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(self.summary(p)[0], 1)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn(f"1700000009.M9.h:2,S belongs to uid 0, not to uid {nobody.pw_uid}",
+                      p.stderr)
+        self.assertIn("1 left out", p.stdout)
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: real\r\n\r\nbody\r\n"])
+
+    def test_uidlist_line_too_long(self):
+        """A dovecot-uidlist line longer than 64 KiB is refused, exit 2: root's import
+        holds no more of a line than that, whatever the Maildir's owner wrote."""
+        path = self.maildir_at("md-longlist")
+        with open(os.path.join(path, "dovecot-uidlist"), "w") as f:
+            f.write("3 V1 N2\n1 P" + "x" * 70000 + " :1700000000.M0.h\n")
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn("line 2 is longer than 65536 octets", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+
     # --- [limits] message_size ------------------------------------------------
 
     @config(limits={"message_size": "100K"})
@@ -475,6 +607,27 @@ class Import(KotakTestCase):
         self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: ok\r\n\r\nfine\r\n"])
 
     # --- smaller things --------------------------------------------------------
+
+    def test_mixed_line_ends_as_dovecot_serves_them(self):
+        """A message with CRLF and bare LF lines: a CR goes only before a bare LF
+        (Dovecot's rule), so the header stays intact, and what kotak-pop3d serves
+        after import maildir is what Dovecot's RETR served from the same file; an
+        import pop3 from that Dovecot then gives the same octets, one message."""
+        mixed = b"Subject: d\r\n\r\nmix\nline\r\n"
+        path = self.maildir_at("md-mixed", msgs=[mixed])
+        served = self.dovecot_retr(path, 1)
+        self.assertEqual(served, b"Subject: d\r\n\r\nmix\r\nline\r\n")
+        p = self.run_kotak("import", "maildir", ALICE, path)
+        self.assertEqual(p.stderr, "")
+        self.assertEqual(self.kotak.bodies(ALICE), [served])
+        _, msgs = pop3_all(self.kotak.ports["pop3"], ALICE)
+        self.assertEqual(msgs, [served])
+        # The same as an mbox line (a CRLF header, a bare LF in the body).
+        mb = self.path("mixed.mbox")
+        with open(mb, "wb") as f:
+            f.write(b"From x Tue Nov 14 22:13:20 2023\n" + mixed)
+        self.run_kotak("import", "mbox", BOB, mb)
+        self.assertEqual(self.kotak.bodies(BOB), [served])
 
     def test_no_final_line_end(self):
         """A message without its final line end gets CRLF: LIST's size is what RETR

@@ -755,6 +755,58 @@ class ScriptedTest(ImportTestCase):
             self.assertIn(m, bodies)
         self.assertEqual([u for _, u in self.kotak_uidls()][:2], here)
 
+    # --- a source that hands out its old UIDLs again (second review, 1) ---------------------
+
+    def test_rebuilt_server_reusing_a_uidl_loses_nothing(self):
+        # A server rebuilt under the same name (Dovecot with pop3_uidl_format=%u after a
+        # UIDVALIDITY change, a reinstall) numbers new mail with the UIDLs of old mail. Its
+        # UIDL proves the message here only when the size LIST gives agrees with the entry.
+        a = b"Subject: A\r\n\r\nfrom before the rebuild\r\n"
+        b = b"Subject: B\r\n\r\nfrom after the rebuild, longer\r\n"
+        srv = self.scripted([("1", a)])
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assert_imported(p, 1)
+        srv.messages = [("1", b)]
+        srv.commands.clear()
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assert_imported(p, 1, kept=0)
+        self.assertIn("1 given new UIDLs", p.stdout)
+        self.assertIn("RETR", srv.commands)
+        self.assertEqual(self.kotak.bodies(ALICE), [a, b])
+        self.assertEqual([u for _, u in self.kotak_uidls()][0], "1")
+        # Again: B is fetched (its UIDL names A here) and known by its octets.
+        srv.commands.clear()
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assert_imported(p, 0, skipped=1, kept=0)
+        self.assertEqual(srv.commands.count("RETR"), 1)
+        self.assertEqual(len(self.kotak.bodies(ALICE)), 2)
+
+    # --- the same octets under two UIDLs (second review, 2) ---------------------------------
+
+    def test_same_octets_under_two_uidls_stay_two_messages(self):
+        # A client that tracked u2 must still find u2: a second copy, not a vanished message.
+        x = b"Subject: same\r\n\r\nthe same octets twice\r\n"
+        srv = self.scripted([("u1", x), ("u2", x)])
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assert_imported(p, 2)
+        self.assertEqual([u for _, u in self.kotak_uidls()], ["u1", "u2"])
+        self.assertEqual(self.kotak.bodies(ALICE), [x, x])
+        # Again: both known by their UIDLs and sizes, nothing fetched, nothing added.
+        srv.commands.clear()
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assert_imported(p, 0, skipped=2, kept=0)
+        self.assertNotIn("RETR", srv.commands)
+        # Another source with the same octets under a UIDL free here: kept, as a third copy.
+        other = self.scripted([("v1", x), ("u1", x)])
+        p = self.import_pop3("--from", f"127.0.0.1:{other.port}")
+        # Its u1 is taken here by the first source's entry with the same octets: one message.
+        self.assert_imported(p, 1, skipped=1)
+        self.assertEqual([u for _, u in self.kotak_uidls()], ["u1", "u2", "v1"])
+        other.commands.clear()
+        p = self.import_pop3("--from", f"127.0.0.1:{other.port}")
+        self.assert_imported(p, 0, skipped=2, kept=0)
+        self.assertEqual(other.commands.count("RETR"), 1)  # its u1: another source's UIDL
+
     # --- the password file (M1) -----------------------------------------------------------
 
     def test_password_file_behind_a_symlink_is_refused_unread(self):
@@ -766,6 +818,29 @@ class ScriptedTest(ImportTestCase):
         self.assertEqual(srv.connections, 0)
         self.assertNotIn(PASSWORDS[ALICE].encode(), b"".join(srv.received))
         self.assertEqual(self.kotak.bodies(ALICE), [])
+
+    def test_password_file_not_a_regular_file_is_closed_before_exit(self):
+        # The descriptor of a refused password file is closed, not left to exit(3).
+        strace = tool("strace")
+        fifo = os.path.join(self.kotak.dir, "password-fifo")
+        os.mkfifo(fifo, 0o600)
+        trace = os.path.join(self.tmp, "strace.out")
+        argv = [strace, "-f", "-qq", "-e", "trace=open,openat,openat2,close", "-o", trace,
+                KOTAK, "-c", self.kotak.conf, "import", "pop3", ALICE, "--from",
+                "127.0.0.1:1", "--password-file", fifo]
+        # LeakSanitizer cannot run under ptrace: off for this run of a sanitized build.
+        env = clean_env(ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=86")
+        p = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env=env, cwd=self.kotak.dir, timeout=IMPORT_TIMEOUT)
+        self.assert_one_line_error(p, r"password file .*password-fifo is not a regular file")
+        with open(trace) as f:
+            calls = f.read().splitlines()
+        opened = [i for i, l in enumerate(calls) if "password-fifo" in l
+                  and re.search(r"\) = \d+$", l)]
+        self.assertTrue(opened, "\n".join(calls))
+        fd = re.search(r"\) = (\d+)$", calls[opened[-1]]).group(1)
+        closed = [l for l in calls[opened[-1] + 1:] if re.search(rf"close\({fd}\)", l)]
+        self.assertTrue(closed, f"fd {fd} of the password file is never closed")
 
     def test_password_file_of_another_owner_is_refused(self):
         if os.geteuid() != 0:

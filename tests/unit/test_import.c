@@ -132,29 +132,32 @@ static void test_uidls(void)
     uint8_t d[STORE_DIGEST_SIZE];
     const char *m3 = "Subject: 3\r\n\r\nthree\r\n";
     store_digest(m3, strlen(m3), d);
-    is_int(store_import_seen(imp, alice_first, d), 1, "own PREFIX.N: found by its digest");
-    is_int(store_import_seen(imp, alice_first, NULL), 0,
+    is_int(store_import_seen(imp, alice_first, -1, d), 1, "own PREFIX.N: found by its digest");
+    is_int(store_import_seen(imp, alice_first, (int64_t)strlen(m3), NULL), 0,
            "own PREFIX.N without a digest: the store's UIDL proves nothing");
     store_digest("x", 1, d);
-    is_int(store_import_seen(imp, alice_first, d), 0,
+    is_int(store_import_seen(imp, alice_first, -1, d), 0,
            "own PREFIX.N of an entry whose digest differs: not seen");
     const char *m1 = "Subject: 1\r\n\r\none\r\n";
     store_digest(m1, strlen(m1), d);
-    is_int(store_import_seen(imp, "UID1-abc", d), 1, "seen by kept UIDL");
-    is_int(store_import_seen(imp, "UID1-abc", NULL), 1,
-           "seen by a UIDL kept from the same source, without a digest");
-    is_int(store_import_seen(imp, "UID-new", d), 1, "a new UIDL with known octets: seen by digest");
-    is_int(store_import_seen(imp, "UID-new", NULL), 0, "a new UIDL without a digest: not seen");
-    is_int(store_import_seen(imp, NULL, d), 1, "seen by digest without a UIDL");
-    is_int(store_import_seen(imp, "has space", d), 1, "seen by digest with a bad UIDL");
+    int64_t z1 = (int64_t)strlen(m1);
+    is_int(store_import_seen(imp, "UID1-abc", z1, d), 1, "seen by kept UIDL");
+    is_int(store_import_seen(imp, "UID1-abc", z1, NULL), 1,
+           "seen by a UIDL kept from the same source with its size, without a digest");
+    is_int(store_import_seen(imp, "UID-new", z1, d), 0,
+           "a free UIDL with known octets: not seen, it is added as a second copy");
+    is_int(store_import_seen(imp, "UID-new", z1, NULL), 0,
+           "a free UIDL without a digest: not seen");
+    is_int(store_import_seen(imp, NULL, z1, d), 1, "seen by digest without a UIDL");
+    is_int(store_import_seen(imp, "has space", z1, d), 1, "seen by digest with a bad UIDL");
     const char *m6 = "Subject: 6\r\n\r\nsix\r\n";
     store_digest(m6, strlen(m6), d);
-    is_int(store_import_seen(imp, "UID1-abc", d), 1,
+    is_int(store_import_seen(imp, "UID1-abc", (int64_t)strlen(m6), d), 1,
            "a UIDL taken by another message: found by its digest");
     store_digest("other", 5, d);
-    is_int(store_import_seen(imp, "UID1-abc", d), 0,
+    is_int(store_import_seen(imp, "UID1-abc", 5, d), 0,
            "a UIDL taken by another message, digest unknown: not seen");
-    is_int(store_import_seen(imp, NULL, d), 0, "unknown digest: not seen");
+    is_int(store_import_seen(imp, NULL, 5, d), 0, "unknown digest: not seen");
     store_import_end(&imp);
 
     /* Seen by a PREFIX.N of an entry delivered over SMTP (no digest). */
@@ -166,9 +169,9 @@ static void test_uidls(void)
     store_msg_commit(&m, &mid);
     store_mbox_list(s, alice, &list, &n);
     store_import_begin(s, alice, "mbox", &imp);
-    is_int(store_import_seen(imp, list[n - 1].uidl, d), 0,
+    is_int(store_import_seen(imp, list[n - 1].uidl, 5, d), 0,
            "a delivered entry's UIDL proves nothing (it has no digest)");
-    is_int(store_import_seen(imp, list[n - 1].uidl, NULL), 0,
+    is_int(store_import_seen(imp, list[n - 1].uidl, list[n - 1].size, NULL), 0,
            "a delivered entry's UIDL without a digest: not seen, fetch it");
     is_int(add(imp, "Subject: copy\r\n\r\nother\r\n", list[n - 1].uidl, &kept), 0,
            "another message under a delivered entry's UIDL");
@@ -224,24 +227,26 @@ static void test_sources(void)
     char src[128];
 
     is_int(store_import_begin(s, frank, "pop3 a.example:110 frank", &imp), 0, "begin A");
-    is_int(store_import_seen(imp, "1", NULL), 0, "A's 1: not here yet");
+    int64_t za = (int64_t)strlen(a1), zb = (int64_t)strlen(b1), zm = (int64_t)strlen(m1);
+    is_int(store_import_seen(imp, "1", za, NULL), 0, "A's 1: not here yet");
     add(imp, a1, "1", &kept);
     ok(kept, "A's 1 kept");
-    is_int(store_import_seen(imp, "1", NULL), 1, "A's 1 again, no digest: seen by its UIDL");
-    is_int(store_import_seen(imp, "1", da), 1, "A's 1 again, its digest: seen");
-    is_int(store_import_seen(imp, "1", db), 0,
+    is_int(store_import_seen(imp, "1", za, NULL), 1,
+           "A's 1 again, no digest: seen by its UIDL and size");
+    is_int(store_import_seen(imp, "1", za, da), 1, "A's 1 again, its digest: seen");
+    is_int(store_import_seen(imp, "1", zb, db), 0,
            "A's UIDL with octets that contradict its entry: not seen");
     store_import_end(&imp);
     is_str(source_of(s, frank, "1", src, sizeof(src)), "pop3 a.example:110 frank",
            "the entry records its source");
 
     is_int(store_import_begin(s, frank, "pop3 b.example:110 frank", &imp), 0, "begin B");
-    is_int(store_import_seen(imp, "1", NULL), 0, "B's 1, no digest: A's entry proves nothing");
-    is_int(store_import_seen(imp, "1", db), 0, "B's 1 with its own octets: not seen");
-    is_int(store_import_seen(imp, "1", da), 1, "B's 1 with A's octets: seen by digest");
+    is_int(store_import_seen(imp, "1", za, NULL), 0, "B's 1, no digest: A's entry proves nothing");
+    is_int(store_import_seen(imp, "1", zb, db), 0, "B's 1 with its own octets: not seen");
+    is_int(store_import_seen(imp, "1", za, da), 1, "B's 1 with A's octets: seen by digest");
     is_int(add(imp, b1, "1", &kept), 0, "B's 1 added");
     ok(!kept, "B's 1 under a new UIDL: A's entry keeps 1");
-    is_int(store_import_seen(imp, "1", db), 1, "B's 1 again: seen by digest");
+    is_int(store_import_seen(imp, "1", zb, db), 1, "B's 1 again: seen by digest");
     store_import_end(&imp);
     is_int(count(s, frank), 2, "both 1s are here");
 
@@ -250,8 +255,83 @@ static void test_sources(void)
     ok(kept, "an mbox's X-UIDL 7 kept");
     store_import_end(&imp);
     is_int(store_import_begin(s, frank, "pop3 c.example:995 frank", &imp), 0, "begin C");
-    is_int(store_import_seen(imp, "7", NULL), 0, "C's 7: an mbox's X-UIDL proves nothing");
-    is_int(store_import_seen(imp, "7", dm), 1, "C's 7 with the mbox message's octets: seen");
+    is_int(store_import_seen(imp, "7", zm, NULL), 0, "C's 7: an mbox's X-UIDL proves nothing");
+    is_int(store_import_seen(imp, "7", zm, dm), 1, "C's 7 with the mbox message's octets: seen");
+    store_import_end(&imp);
+    store_close(&s);
+}
+
+/* A source rebuilt under the same name hands out its old UIDLs for new mail:
+ * its UIDL proves a message here only with the size of the entry's octets. */
+static void test_reused_uidl(void)
+{
+    struct store *s = open_store();
+    int64_t gina = add_user(s, "gina@example.test");
+    const char *a = "Subject: A\r\n\r\nbefore the rebuild\r\n";
+    const char *b = "Subject: B\r\n\r\nafter the rebuild, longer\r\n";
+    const char *c = "Subject: C\r\n\r\nbefore the REBUILD\r\n"; /* a's size */
+    const char *h = "Subject: no empty line\r\n";
+    int64_t za = (int64_t)strlen(a), zb = (int64_t)strlen(b), zh = (int64_t)strlen(h);
+    uint8_t da[STORE_DIGEST_SIZE], db[STORE_DIGEST_SIZE], dc[STORE_DIGEST_SIZE];
+    store_digest(a, strlen(a), da);
+    store_digest(b, strlen(b), db);
+    store_digest(c, strlen(c), dc);
+    struct store_import *imp;
+    bool kept;
+    is_int(store_import_begin(s, gina, "pop3 old.example:110 gina", &imp), 0, "begin");
+    add(imp, a, "1", &kept);
+    ok(kept, "A kept under 1");
+    is_int(store_import_seen(imp, "1", za, NULL), 1, "1 with A's size: seen without a fetch");
+    is_int(store_import_seen(imp, "1", zb, NULL), 0,
+           "1 with another size: the source reused it, fetch the message");
+    is_int(store_import_seen(imp, "1", -1, NULL), 0, "size unknown: a UIDL alone proves nothing");
+    is_int(store_import_seen(imp, "1", zb, db), 0, "1 with B's octets: not seen");
+    is_int(store_import_seen(imp, "1", -1, da), 1, "size unknown, A's digest: seen");
+    is_int(store_import_seen(imp, "1", za, dc), 0,
+           "1 with A's size but other octets: the digest contradicts, not seen");
+    is_int(add(imp, b, "1", &kept), 0, "B added");
+    ok(!kept, "B under a new UIDL: A keeps 1");
+    is_int(store_import_seen(imp, "1", zb, db), 1, "B again: seen by its digest");
+    /* A header without its empty line: the maildrop's size counts the 2 octets RETR
+     * supplies, the source's LIST did not. */
+    add(imp, h, "h", &kept);
+    ok(kept, "a header-only message kept under h");
+    is_int(store_import_seen(imp, "h", zh, NULL), 1, "h with the octets stored: seen");
+    is_int(store_import_seen(imp, "h", zh + 2, NULL), 0,
+           "h with the maildrop's size (2 supplied octets): not the source's size");
+    store_import_end(&imp);
+    is_int(count(s, gina), 3, "A, B and the header-only message are here");
+    store_close(&s);
+}
+
+/* Two messages of the same octets under two UIDLs: two entries, so that a client
+ * that tracked either finds it. */
+static void test_same_octets(void)
+{
+    struct store *s = open_store();
+    int64_t hank = add_user(s, "hank@example.test");
+    const char *x = "Subject: same\r\n\r\nthe same octets\r\n";
+    int64_t zx = (int64_t)strlen(x);
+    uint8_t dx[STORE_DIGEST_SIZE];
+    store_digest(x, strlen(x), dx);
+    struct store_import *imp;
+    bool kept;
+    char u[STORE_UIDL_MAX];
+    is_int(store_import_begin(s, hank, "pop3 a.example:110 hank", &imp), 0, "begin A");
+    add(imp, x, "u1", &kept);
+    is_int(store_import_seen(imp, "u2", zx, dx), 0, "u2, free, with u1's octets: not seen");
+    add(imp, x, "u2", &kept);
+    ok(kept, "u2 kept");
+    is_int(store_import_seen(imp, "u2", zx, NULL), 1, "u2 again: seen by its UIDL");
+    is_int(store_import_seen(imp, NULL, zx, dx), 1, "no UIDL: merged by digest");
+    is_int(store_import_seen(imp, "has space", zx, dx), 1, "a bad UIDL: merged by digest");
+    store_import_end(&imp);
+    is_int(count(s, hank), 2, "two entries");
+    is_str(uidl_of(s, hank, 1, u), "u2", "u2 is served");
+    is_int(store_import_begin(s, hank, "pop3 b.example:110 hank", &imp), 0, "begin B");
+    is_int(store_import_seen(imp, "v1", zx, dx), 0, "another source's free v1: not seen");
+    is_int(store_import_seen(imp, "u1", zx, dx), 1,
+           "another source's u1, taken here by the same octets: merged by digest");
     store_import_end(&imp);
     store_close(&s);
 }
@@ -337,6 +417,15 @@ static void test_batches(void)
     store_close(&s);
 }
 
+/* Message i of the killed import: every odd one has the same octets, under its own UIDL. */
+static void killed_msg(char *msg, size_t size, int i)
+{
+    if (i % 2)
+        snprintf(msg, size, "Subject: the same\r\n\r\nbody\r\n");
+    else
+        snprintf(msg, size, "Subject: %d\r\n\r\nbody\r\n", i);
+}
+
 static void test_killed(void)
 {
     struct store *s = open_store();
@@ -350,7 +439,7 @@ static void test_killed(void)
         char msg[64], uidl[32];
         store_import_begin(c, erin, "mbox", &imp);
         for (int i = 0; i < 1234; i++) {
-            snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody\r\n", i);
+            killed_msg(msg, sizeof(msg), i);
             snprintf(uidl, sizeof(uidl), "U%d", i);
             store_import_add(imp, msg, strlen(msg), 1, uidl, NULL, &kept);
         }
@@ -370,10 +459,13 @@ static void test_killed(void)
         char msg[64], uidl[32];
         uint8_t d[STORE_DIGEST_SIZE];
         bool kept;
-        snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody\r\n", i);
+        killed_msg(msg, sizeof(msg), i);
         snprintf(uidl, sizeof(uidl), "U%d", i);
+        /* As kotak import pop3 asks: before the fetch by UIDL and size, then with the digest. */
+        int64_t size = (int64_t)strlen(msg);
         store_digest(msg, strlen(msg), d);
-        if (store_import_seen(imp, uidl, d) == 1) {
+        if (store_import_seen(imp, uidl, size, NULL) == 1 ||
+            store_import_seen(imp, uidl, size, d) == 1) {
             skipped++;
             continue;
         }
@@ -412,6 +504,8 @@ int main(void)
     }
     test_uidls();
     test_sources();
+    test_reused_uidl();
+    test_same_octets();
     test_large();
     test_batches();
     test_killed();

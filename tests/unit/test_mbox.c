@@ -1,12 +1,21 @@
 /*
  * test_mbox.c — the pure parts of kotak import/export (ctl/mbox.c): From_
  * lines and their dates, mboxrd quoting, line ends (a random search for a
- * message that does not come back as it went out), X-UIDL, dovecot-uidlist.
+ * message that does not come back as it went out), X-UIDL, dovecot-uidlist;
+ * and the path walk that follows only root's links (ctl/safe_path.c), on a
+ * tree in a temporary folder (run as root, as an admin runs an import).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mbox.h"
+#include "safe_path.h"
 #include "tap.h"
 
 #define S(x) x, strlen(x)
@@ -63,12 +72,20 @@ static void test_crlf(void)
     n = mbox_to_crlf((const uint8_t *)"a\r\nb\r\n", 6, out);
     ok(n == 6 && memcmp(out, "a\r\nb\r\n", 6) == 0, "a CRLF file stays");
     n = mbox_to_crlf((const uint8_t *)"a\r\nb\n", 5, out);
-    ok(n == 7 && memcmp(out, "a\r\r\nb\r\n", 7) == 0, "mixed: CR kept before the line end");
+    ok(n == 6 && memcmp(out, "a\r\nb\r\n", 6) == 0, "mixed: a CR only before the bare LF");
+    const char *mixed = "Subject: d\r\n\r\nmix\nline\r\n";
+    const char *dovecot = "Subject: d\r\n\r\nmix\r\nline\r\n"; /* what its RETR sends */
+    n = mbox_to_crlf((const uint8_t *)mixed, strlen(mixed), out);
+    ok(n == strlen(dovecot) && memcmp(out, dovecot, n) == 0, "mixed: the header stays intact");
+    is_int(mbox_crlf_len((const uint8_t *)mixed, strlen(mixed)), strlen(dovecot), "its crlf_len");
+    n = mbox_to_crlf((const uint8_t *)"a\r\r\nb\n", 6, out);
+    ok(n == 7 && memcmp(out, "a\r\r\nb\r\n", 7) == 0, "a CR before a CRLF stays");
     n = mbox_from_crlf((const uint8_t *)"a\r\r\nb\rc\r\n", 10, out);
     ok(n == 8 && memcmp(out, "a\r\nb\rc\n", 8) == 0, "CRLF to LF, bare CR kept");
     ok(!mbox_crlf_exact((const uint8_t *)"a\nb\r\n", 5), "a bare LF: not exact");
     ok(!mbox_crlf_exact((const uint8_t *)"a\r\r\n", 4), "every line CR CR LF: not exact");
-    ok(mbox_crlf_exact((const uint8_t *)"a\r\r\nb\r\n", 7), "one CR CR LF: exact");
+    ok(!mbox_crlf_exact((const uint8_t *)"a\r\r\nb\r\n", 7), "one CR CR LF: not exact either");
+    ok(mbox_crlf_exact((const uint8_t *)"a\rb\r\n", 5), "a bare CR inside a line: exact");
     ok(mbox_crlf_exact((const uint8_t *)"", 0), "empty: exact");
     ok(!mbox_crlf_exact((const uint8_t *)"abc", 3), "no final line end: not exact");
     ok(!mbox_crlf_exact((const uint8_t *)"a\r\nb", 4), "a last line without its end: not exact");
@@ -81,15 +98,29 @@ static void test_crlf(void)
     is_int(mbox_to_crlf((const uint8_t *)"", 0, out), 0, "empty stays empty");
     is_int(mbox_crlf_len((const uint8_t *)"a\nb", 3), 6, "crlf_len, final CRLF counted");
     is_int(mbox_crlf_len((const uint8_t *)"a\r\n", 3), 3, "crlf_len of a CRLF message");
-    /* Random messages over a small alphabet: exact says whether they come back. */
+    /* Random messages over a small alphabet: to_crlf follows Dovecot's rule
+     * (written out here the plain way), exact says whether they come back. */
     const char alpha[] = "\r\n\rxF>";
     unsigned seed = 1;
-    int wrong = 0, exact = 0;
+    int wrong = 0, exact = 0, rule = 0;
     for (int i = 0; i < 200000; i++) {
-        uint8_t msg[12];
+        uint8_t msg[12], want[40];
         size_t len = (size_t)(rand_r(&seed) % 12);
         for (size_t j = 0; j < len; j++)
             msg[j] = (uint8_t)alpha[rand_r(&seed) % 6];
+        size_t w = 0;
+        for (size_t j = 0; j < len; j++) {
+            if (msg[j] == '\n' && (j == 0 || msg[j - 1] != '\r'))
+                want[w++] = '\r';
+            want[w++] = msg[j];
+        }
+        if (len > 0 && msg[len - 1] != '\n') {
+            want[w++] = '\r';
+            want[w++] = '\n';
+        }
+        size_t t = mbox_to_crlf(msg, len, back);
+        if (t != w || memcmp(back, want, w) != 0 || mbox_crlf_len(msg, len) != w)
+            rule++;
         size_t f = mbox_from_crlf(msg, len, out);
         size_t b = mbox_to_crlf(out, f, back);
         if (b != mbox_crlf_len(out, f))
@@ -99,6 +130,7 @@ static void test_crlf(void)
         if (same != mbox_crlf_exact(msg, len))
             wrong++;
     }
+    is_int(rule, 0, "to_crlf puts CR before each LF without one, and a final CRLF, nothing else");
     is_int(wrong, 0, "crlf_exact predicts the round trip of random messages, crlf_len the length");
     ok(exact > 1000, "and many of them come back");
 }
@@ -160,6 +192,131 @@ static void test_uidlist(void)
     is_int(mbox_maildir_time("msg.1", &t), 0, "no time");
 }
 
+/* The same file (device and inode) as path, opened the plain way. */
+static bool same_file(int fd, const char *path)
+{
+    struct stat a, b;
+    return fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+static int walk(const char *fmt, const char *dir, int flags, char *err, size_t size)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), fmt, dir);
+    return safe_path_open(path, flags, err, size);
+}
+
+/*
+ * The walk on a tree: T/real/dir/file; links owned by root (followed) and
+ * by uid 65534 (refused, named), made with lchown. A link swapped for
+ * another while a walk is on it cannot be timed from a test: safe_path.c's
+ * top comment gives the argument (each component is opened once, O_PATH
+ * and O_NOFOLLOW, and asked about through that descriptor only).
+ */
+static void test_safe_path(void)
+{
+    if (geteuid() != 0) {
+        ok(1, "# SKIP safe_path: lchown to another uid needs root");
+        return;
+    }
+    char t[] = "/tmp/kotak-safe-path-XXXXXX";
+    if (mkdtemp(t) == NULL) {
+        ok(0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    char p[PATH_MAX], q[PATH_MAX], file[PATH_MAX], err[2 * PATH_MAX + 128];
+    snprintf(p, sizeof(p), "%s/real/dir", t);
+    snprintf(q, sizeof(q), "%s/real", t);
+    ok(mkdir(q, 0755) == 0 && mkdir(p, 0755) == 0, "tree made");
+    snprintf(file, sizeof(file), "%s/real/dir/file", t);
+    FILE *f = fopen(file, "w");
+    ok(f != NULL && fclose(f) == 0, "file made");
+    struct {
+        const char *name, *target;
+        uid_t owner;
+    } links[] = {
+        {"rootlink", "real", 0},      {"userlink", "real", 65534},
+        {"abslink", NULL, 0},         {"real/up", "../real/dir", 0},
+        {"real/dir/last", "file", 0}, {"viauser", "userlink/dir", 0},
+        {"loop", "loop", 0},          {"real/dir/userlast", "file", 65534},
+    };
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", t, links[i].name);
+        const char *target = links[i].target ? links[i].target : q; /* abslink: /tmp/../real */
+        ok(symlink(target, p) == 0 && lchown(p, links[i].owner, links[i].owner) == 0,
+           "link %s made, owner %u", links[i].name, (unsigned)links[i].owner);
+    }
+
+    int fd = walk("%s/real/dir/file", t, O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file) && err[0] == '\0', "no link: opened");
+    close(fd);
+    fd = walk("%s/rootlink/dir/file", t, O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file), "root's relative link followed");
+    close(fd);
+    fd = walk("%s/abslink/dir/file", t, O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file), "root's absolute link followed");
+    close(fd);
+    fd = walk("%s/real/up/file", t, O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file), "root's link with .. in it, from the link's folder");
+    close(fd);
+    fd = walk("%s//rootlink/./dir//file", t, O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file), "doubled slashes and .");
+    close(fd);
+    fd = walk("%s/rootlink/dir", t, O_RDONLY | O_DIRECTORY, err, sizeof(err));
+    snprintf(p, sizeof(p), "%s/real/dir", t);
+    ok(same_file(fd, p), "a folder through root's link");
+    close(fd);
+
+    fd = walk("%s/userlink/dir/file", t, O_RDONLY, err, sizeof(err));
+    is_int(fd, -EPERM, "a link of uid 65534 on the way: refused");
+    snprintf(q, sizeof(q),
+             "%s/userlink/dir/file: %s/userlink is a link owned by uid 65534; give the path it "
+             "points to",
+             t, t);
+    is_str(err, q, "the line names the link and its owner");
+    fd = walk("%s/viauser/file", t, O_RDONLY, err, sizeof(err));
+    is_int(fd, -EPERM, "root's link whose target goes through a user's: refused");
+    ok(strstr(err, "/userlink is a link owned by uid 65534") != NULL, "named as walked: %s", err);
+    fd = walk("%s/real/dir/last", t, O_RDONLY, err, sizeof(err));
+    ok(fd == -ELOOP && err[0] == '\0', "the last component is never followed, root's neither");
+    fd = walk("%s/real/dir/userlast", t, O_RDONLY, err, sizeof(err));
+    ok(fd == -ELOOP && err[0] == '\0', "nor a user's");
+    fd = walk("%s/rootlink", t, O_RDONLY | O_DIRECTORY, err, sizeof(err));
+    ok(fd == -ELOOP && err[0] == '\0', "a last link with O_DIRECTORY: ELOOP too");
+    fd = walk("%s/loop/x", t, O_RDONLY, err, sizeof(err));
+    ok(fd == -ELOOP && strstr(err, "more than 40 symbolic links") != NULL, "a loop ends: %s", err);
+    fd = walk("%s/real/dir/file/x", t, O_RDONLY, err, sizeof(err));
+    is_int(fd, -ENOTDIR, "a file on the way");
+    fd = walk("%s/real/none/file", t, O_RDONLY, err, sizeof(err));
+    ok(fd == -ENOENT && err[0] == '\0', "absent");
+    fd = walk("%s/real/dir/file/", t, O_RDONLY, err, sizeof(err));
+    is_int(fd, -ENOTDIR, "a trailing slash asks for a folder");
+    fd = safe_path_open("/", O_RDONLY | O_DIRECTORY, err, sizeof(err));
+    ok(fd >= 0 && same_file(fd, "/"), "/ itself");
+    close(fd);
+    is_int(safe_path_open("", O_RDONLY, err, sizeof(err)), -ENOENT, "an empty path");
+
+    /* Relative paths walk from the working folder. */
+    char cwd[PATH_MAX];
+    ok(getcwd(cwd, sizeof(cwd)) != NULL && chdir(t) == 0, "into the tree");
+    fd = safe_path_open("rootlink/dir/file", O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file), "relative, through root's link");
+    close(fd);
+    fd = safe_path_open("userlink/dir/file", O_RDONLY, err, sizeof(err));
+    ok(fd == -EPERM &&
+           strncmp(err, "userlink/dir/file: userlink is a link owned by uid 65534", 56) == 0,
+       "relative, a user's link refused: %s", err);
+    fd = safe_path_open("real/../rootlink/dir/file", O_RDONLY, err, sizeof(err));
+    ok(same_file(fd, file), "relative with ..");
+    close(fd);
+    ok(chdir(cwd) == 0, "back");
+
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t);
+    ok(system(cmd) == 0, "tree removed");
+}
+
 int main(void)
 {
     test_lines();
@@ -167,5 +324,6 @@ int main(void)
     test_crlf();
     test_xuidl();
     test_uidlist();
+    test_safe_path();
     return done_testing();
 }
