@@ -20,7 +20,7 @@ import time
 import unittest
 
 from kotak_harness import POP3, SMTP, SOCKET_TIMEOUT, clean_env, free_ports
-from test_systemd import Notified
+from test_systemd import Notified, service_keys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TREE = os.path.dirname(os.path.dirname(HERE))
@@ -29,16 +29,7 @@ CONF = "/etc/kotak/kotak.conf"
 
 def installed_unit(daemon):
     """The installed unit's [Service] keys, each a list of its values."""
-    keys, section = {}, None
-    with open(f"/usr/lib/systemd/system/kotak-{daemon}.service") as f:
-        for line in f.read().splitlines():
-            line = line.strip()
-            if line.startswith("["):
-                section = line
-            elif section == "[Service]" and "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                keys.setdefault(k, []).append(v)
-    return keys
+    return service_keys(f"/usr/lib/systemd/system/kotak-{daemon}.service")
 
 
 def run(cmd, **kw):

@@ -45,9 +45,9 @@ UNITS = os.path.join(HERE, "..", "..", "dist", "systemd")
 HOOK = os.path.join(HERE, "..", "..", "dist", "certbot", "kotak-renew-hook")
 
 
-def unit(daemon):
-    """The unit's [Service] keys, each a list of its values, @sbindir@ set to this build."""
-    with open(os.path.join(UNITS, f"kotak-{daemon}.service.in")) as f:
+def service_keys(path):
+    """A unit file's [Service] keys, each a list of its values."""
+    with open(path) as f:
         text = f.read()
     keys = {}
     section = None
@@ -58,6 +58,12 @@ def unit(daemon):
         elif section == "[Service]" and "=" in line and not line.startswith("#"):
             k, v = line.split("=", 1)
             keys.setdefault(k, []).append(v)
+    return keys
+
+
+def unit(daemon):
+    """The unit's [Service] keys (@sbindir@ still in them), and this build's folder for it."""
+    keys = service_keys(os.path.join(UNITS, f"kotak-{daemon}.service.in"))
     return keys, os.path.dirname(DAEMONS[daemon])
 
 
