@@ -684,14 +684,20 @@ static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
         if (ul->n == UIDLIST_RECS_MAX)
             ctl_die("%s holds more than %d records, more than a Maildir has; move it away to "
                     "import without its UIDLs", path, UIDLIST_RECS_MAX);
+        /* Kept only what can count: a name no file can have matches none, and a
+         * UIDL longer than RFC 1939's 70 octets would be renewed by the store
+         * anyway; so a record holds at most a file name and a UIDL, not a line. */
+        if (rec.name_len > NAME_MAX)
+            continue;
         if (ul->n == alloc) {
             alloc = alloc ? alloc * 2 : 256;
             ul->recs = xrealloc(ul->recs, alloc * sizeof(ul->recs[0]));
         }
+        bool uidl_fits = rec.pop3_uidl != NULL && rec.pop3_uidl_len <= 70;
         ul->recs[ul->n++] = (struct mdfile){
             .base = xstrndup(rec.name, rec.name_len),
             .uid = rec.uid,
-            .uidl = rec.pop3_uidl ? xstrndup(rec.pop3_uidl, rec.pop3_uidl_len) : NULL,
+            .uidl = uidl_fits ? xstrndup(rec.pop3_uidl, rec.pop3_uidl_len) : NULL,
         };
     }
     free(line.data);
