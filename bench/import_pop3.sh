@@ -3,7 +3,7 @@
 # loopback, against Dovecot's own copy of the same Maildir into a fresh Dovecot user
 # (`doveadm import`, and dsync's `doveadm backup -R`).
 #
-#   bench/import_pop3.sh [BUILD] [COUNT] [SIZE]     default: build 100000 1024
+#   [ROUNDS=3] bench/import_pop3.sh [BUILD] [COUNT] [SIZE]     default: build 100000 1024
 #
 # Everything lives in a temporary folder: a Maildir of COUNT messages of SIZE octets
 # written directly (as a delivery agent would), a private Dovecot (`dovecot -c`,
@@ -112,7 +112,7 @@ rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }
 kotak_run() { # kotak_run LABEL ARGS...: a fresh kotak, one import, timed
   local label=$1; shift
   local k=$T/kotak-$label
-  mkdir -p "$k" && cd "$k" || die "cd $k"
+  rm -rf "$k" && mkdir -p "$k" && cd "$k" || die "cd $k"
   "$KOTAK" -c "$k/kotak.conf" init >/dev/null || die "kotak init"
   "$KOTAK" -c "$k/kotak.conf" domain add example.test >/dev/null
   echo 'a-Secret-pw-123' | "$KOTAK" -c "$k/kotak.conf" user add bench@example.test \
@@ -149,8 +149,30 @@ dove_run() { # dove_run LABEL COMMAND...: a fresh Dovecot user dst, one copy, ti
   echo "run=$label messages=$COUNT size=$SIZE seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') rate=$(rate "$COUNT" "$t0" "$t1")/s"
 }
 
-kotak_run maildir
-kotak_run plain --from "127.0.0.1:$PORT"
-kotak_run tls --from "127.0.0.1:$PORTS" --tls --ca "$T/cert.pem"
-dove_run doveadm-import doveadm -c "$T/dovecot.conf" import -u dst "maildir:$T/mail/src" "" all
-dove_run dsync-backup doveadm -c "$T/dovecot.conf" backup -R -u dst "maildir:$T/mail/src"
+# ROUNDS rounds, the copies in another order each round (what runs first meets a page cache
+# still busy with the Maildir just written); the summary gives each copy's median.
+ROUNDS=${ROUNDS:-3}
+one() {
+  case $1 in
+  maildir) kotak_run maildir ;;
+  plain) kotak_run plain --from "127.0.0.1:$PORT" ;;
+  tls) kotak_run tls --from "127.0.0.1:$PORTS" --tls --ca "$T/cert.pem" ;;
+  doveadm-import) dove_run doveadm-import doveadm -c "$T/dovecot.conf" import -u dst "maildir:$T/mail/src" "" all ;;
+  dsync-backup) dove_run dsync-backup doveadm -c "$T/dovecot.conf" backup -R -u dst "maildir:$T/mail/src" ;;
+  esac
+}
+COPIES=(doveadm-import maildir plain tls dsync-backup)
+for ((r = 0; r < ROUNDS; r++)); do
+  for ((i = 0; i < ${#COPIES[@]}; i++)); do
+    one "${COPIES[(i + r) % ${#COPIES[@]}]}"
+  done
+done | tee "$T/runs" || die "a copy failed"
+echo "summary (median of $ROUNDS rounds, seconds; ratio = doveadm import's seconds / the copy's):"
+median() { sed -n "s/^run=$1 .* seconds=\([0-9.]*\) .*/\1/p" "$T/runs" | sort -n |
+           awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+base=$(median doveadm-import)
+for c in "${COPIES[@]}"; do
+  label=$c; [ "$c" = maildir ] || [ "$c" = plain ] || [ "$c" = tls ] && label=kotak-import-$c
+  m=$(median "$label")
+  awk -v k="$label" -v m="$m" -v b="$base" 'BEGIN { printf "  %-22s %6.2f s  %5.2fx\n", k, m, b / m }'
+done

@@ -65,6 +65,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,51 +127,6 @@ static void user_id(struct store *s, const char *arg, int64_t *id_r, char *addre
 
 /* --- import ------------------------------------------------------------------ */
 
-/*
- * The digests of the messages this run has met, to tell a message the
- * source holds twice from one the maildrop held before: open addressing on
- * the digest's first octets (SHA-256: spread evenly), at most half full.
- */
-struct digests {
-    uint8_t (*slots)[STORE_DIGEST_SIZE]; /* all zero: free */
-    size_t n, cap;
-};
-
-static size_t digest_slot(const struct digests *d, const uint8_t k[STORE_DIGEST_SIZE])
-{
-    uint64_t h;
-    memcpy(&h, k, sizeof(h));
-    size_t i = (size_t)(h & (d->cap - 1));
-    static const uint8_t zero[STORE_DIGEST_SIZE];
-    while (memcmp(d->slots[i], zero, STORE_DIGEST_SIZE) != 0 &&
-           memcmp(d->slots[i], k, STORE_DIGEST_SIZE) != 0)
-        i = (i + 1) & (d->cap - 1);
-    return i;
-}
-
-/* Adds k; whether it was there already. */
-static bool digests_add(struct digests *d, const uint8_t k[STORE_DIGEST_SIZE])
-{
-    if (2 * (d->n + 1) > d->cap) {
-        struct digests bigger = {.cap = d->cap ? 2 * d->cap : 1024};
-        bigger.slots = xcalloc(bigger.cap, STORE_DIGEST_SIZE);
-        static const uint8_t zero[STORE_DIGEST_SIZE];
-        for (size_t i = 0; i < d->cap; i++)
-            if (memcmp(d->slots[i], zero, STORE_DIGEST_SIZE) != 0)
-                memcpy(bigger.slots[digest_slot(&bigger, d->slots[i])], d->slots[i],
-                       STORE_DIGEST_SIZE);
-        bigger.n = d->n;
-        free(d->slots);
-        *d = bigger;
-    }
-    size_t i = digest_slot(d, k);
-    if (memcmp(d->slots[i], k, STORE_DIGEST_SIZE) == 0)
-        return true;
-    memcpy(d->slots[i], k, STORE_DIGEST_SIZE);
-    d->n++;
-    return false;
-}
-
 struct importer {
     struct store *s;
     struct store_import *imp;
@@ -179,9 +135,35 @@ struct importer {
     size_t added, skipped, dups, refused, odd, kept;
     uint64_t octets;
     struct growbuf crlf;
-    struct digests seen;
     struct progress prog;
 };
+
+/* Stores a message in its CRLF form, of that digest, unless the maildrop holds it already. */
+static void store_crlf(struct importer *im, const uint8_t *msg, size_t n, int64_t arrived,
+                       const char *uidl, const uint8_t digest[STORE_DIGEST_SIZE])
+{
+    int rc = store_import_seen(im->imp, uidl, (int64_t)n, digest);
+    if (rc == 1) {
+        im->skipped++;
+        return;
+    }
+    if (rc == 2) { /* the same octets twice in the source: one message (see the top of the file) */
+        im->dups++;
+        return;
+    }
+    bool kept = false;
+    if (rc == 0)
+        rc = store_import_add(im->imp, msg, n, arrived, uidl, digest, &kept);
+    if (rc < 0) {
+        progress_break(&im->prog);
+        if (rc == -EFBIG)
+            ctl_die("a message of %zu octets is too large for the store", n);
+        ctl_die_store(im->s, rc, im->user);
+    }
+    im->added++;
+    im->kept += kept;
+    im->octets += n;
+}
 
 /*
  * One message in the file's form (msg is changed: its X-UIDL goes when
@@ -204,28 +186,7 @@ static int import_one(struct importer *im, uint8_t *msg, size_t len, int64_t arr
     mbox_to_crlf(msg, len, im->crlf.data);
     uint8_t digest[STORE_DIGEST_SIZE];
     store_digest(im->crlf.data, n, digest);
-    bool again = digests_add(&im->seen, digest);
-    int rc = store_import_seen(im->imp, uidl, (int64_t)n, digest);
-    if (rc == 1) {
-        /* The same octets twice in the source: one message (see the top of the file). */
-        if (again)
-            im->dups++;
-        else
-            im->skipped++;
-        return 0;
-    }
-    bool kept = false;
-    if (rc == 0)
-        rc = store_import_add(im->imp, im->crlf.data, n, arrived, uidl, digest, &kept);
-    if (rc < 0) {
-        progress_break(&im->prog);
-        if (rc == -EFBIG)
-            ctl_die("a message of %zu octets is too large for the store", n);
-        ctl_die_store(im->s, rc, im->user);
-    }
-    im->added++;
-    im->kept += kept;
-    im->octets += n;
+    store_crlf(im, im->crlf.data, n, arrived, uidl, digest);
     return 0;
 }
 
@@ -273,7 +234,6 @@ static int import_finish(struct importer *im)
         printf("%zu left out (not plain files), ", im->odd);
     printf("%zu UIDL%s kept\n", im->kept, im->kept == 1 ? "" : "s");
     free(im->crlf.data);
-    free(im->seen.slots);
     return im->refused > 0 || im->odd > 0 ? 1 : 0;
 }
 
@@ -560,7 +520,6 @@ struct mdfile {
     uint32_t uid;     /* from dovecot-uidlist; 0: not there */
     char *uidl;       /* its P field, NULL when none */
     int64_t time;
-    uint64_t size;
 };
 
 static const char *const md_subs[2] = {"cur", "new"};
@@ -707,7 +666,32 @@ static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
         qsort(ul->recs, ul->n, sizeof(ul->recs[0]), by_base);
 }
 
-/* The entries of cur/ or new/ (subfd), each with what it is; none is opened here. */
+/* What a file of the type readdir gives is; NULL for a plain file or a type not known. */
+static const char *dtype_kind(unsigned char type)
+{
+    switch (type) {
+    case DT_LNK:
+        return "a symbolic link";
+    case DT_DIR:
+        return "a folder";
+    case DT_FIFO:
+        return "a FIFO";
+    case DT_SOCK:
+        return "a socket";
+    case DT_CHR:
+    case DT_BLK:
+        return "a device";
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * The entries of cur/ or new/ (subfd), each with what it is; none is
+ * opened here. The type comes from readdir where the filesystem tells it
+ * (a stat per file would be a tenth of an import's calls into the kernel),
+ * else from a stat; read_md_file checks it again on what it opens.
+ */
 static void list_maildir(int subfd, int sub, const char *dir, struct mdfile **files, size_t *n,
                          size_t *alloc)
 {
@@ -719,66 +703,83 @@ static void list_maildir(int subfd, int sub, const char *dir, struct mdfile **fi
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
+        int64_t name_time;
+        bool timed = mbox_maildir_time(e->d_name, &name_time) == 1;
+        const char *kind = dtype_kind(e->d_type);
         struct stat st;
-        if (fstatat(subfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            if (errno == ENOENT) /* moved or taken away meanwhile */
-                continue;
-            ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[sub], e->d_name, strerror(errno));
+        bool stated = false;
+        if (e->d_type == DT_UNKNOWN || (e->d_type == DT_REG && !timed)) {
+            if (fstatat(subfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT) /* moved or taken away meanwhile */
+                    continue;
+                ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[sub], e->d_name,
+                        strerror(errno));
+            }
+            stated = true;
+            kind = S_ISREG(st.st_mode) ? NULL : file_kind(st.st_mode);
         }
         if (*n == *alloc) {
             *alloc = *alloc ? *alloc * 2 : 1024;
             *files = xrealloc(*files, *alloc * sizeof(**files));
         }
         struct mdfile *m = &(*files)[(*n)++];
-        *m = (struct mdfile){.name = xstrdup(e->d_name), .sub = sub};
-        if (!S_ISREG(st.st_mode))
-            m->kind = file_kind(st.st_mode); /* no message of this Maildir: said, left out */
-        else
-            m->size = (uint64_t)st.st_size;
+        /* kind not NULL: no message of this Maildir; said, left out */
+        *m = (struct mdfile){.name = xstrdup(e->d_name), .sub = sub, .kind = kind};
         m->base = xstrndup(e->d_name, strcspn(e->d_name, ":"));
-        if (mbox_maildir_time(e->d_name, &m->time) != 1)
-            m->time = (int64_t)st.st_mtime;
+        m->time = timed ? name_time : stated ? (int64_t)st.st_mtime : (int64_t)time(NULL);
     }
     closedir(d);
 }
 
+/* What read_md_file found. */
+enum md_read {
+    MD_READ = 1,      /* its octets are in the buffer */
+    MD_GONE = 0,      /* moved meanwhile by a client of the old server */
+    MD_ODD = -1,      /* not a plain file: f->kind says what */
+    MD_NOT_OWNER = -2, /* another owner's (see the top of the file) */
+    MD_TOO_BIG = -3,  /* larger than the limit */
+    MD_FAILED = -4,   /* could not be read: an errno says why */
+};
+
 /*
- * Reads the Maildir file f into b, from its own descriptor: 1 read, 0 gone
- * (moved meanwhile by a client of the old server), -1 not a plain file
- * (f->kind says what), -EACCES not owner's (*uid_r its owner; owner is -1
- * when any owner will do), -EFBIG larger than limit octets.
+ * Reads the Maildir file f into b, from its own descriptor; enum md_read.
+ * *uid_r is the file's owner for MD_NOT_OWNER (owner is -1 when any owner
+ * will do), *err_r the errno for MD_FAILED. Dies of nothing: it runs on
+ * the reader thread.
  */
-static int read_md_file(int subfd, const char *dir, struct mdfile *f, uid_t owner, size_t limit,
-                        struct growbuf *b, uid_t *uid_r)
+static int read_md_file(int subfd, struct mdfile *f, uid_t owner, size_t limit,
+                        struct growbuf *b, uid_t *uid_r, int *err_r)
 {
     int fd = openat(subfd, f->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
-        return 0;
+        return MD_GONE;
     if (fd < 0 && errno == ELOOP) { /* made a link since it was listed */
         f->kind = "a symbolic link";
-        return -1;
+        return MD_ODD;
     }
-    if (fd < 0)
-        ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[f->sub], f->name, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[f->sub], f->name, strerror(errno));
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        *err_r = errno;
+        if (fd >= 0)
+            close(fd);
+        return MD_FAILED;
+    }
     if (!S_ISREG(st.st_mode)) {
         f->kind = file_kind(st.st_mode);
         close(fd);
-        return -1;
+        return MD_ODD;
     }
     /* Checked on the descriptor that is read: a hard link to a file of
      * another user has that user as its owner, whatever folder it is in. */
     if (owner != (uid_t)-1 && st.st_uid != owner) {
         *uid_r = st.st_uid;
         close(fd);
-        return -EACCES;
+        return MD_NOT_OWNER;
     }
     /* The CRLF form is no shorter than the file. */
     if ((uint64_t)st.st_size > limit) {
         close(fd);
-        return -EFBIG;
+        return MD_TOO_BIG;
     }
     b->len = 0;
     b->max = limit + 1;
@@ -786,7 +787,7 @@ static int read_md_file(int subfd, const char *dir, struct mdfile *f, uid_t owne
     for (;;) {
         if (b->len > limit) { /* it grew meanwhile */
             close(fd);
-            return -EFBIG;
+            return MD_TOO_BIG;
         }
         grow(b, b->len + 1);
         size_t room = b->cap - b->len;
@@ -795,14 +796,180 @@ static int read_md_file(int subfd, const char *dir, struct mdfile *f, uid_t owne
         ssize_t got = read(fd, b->data + b->len, room);
         if (got < 0 && errno == EINTR)
             continue;
-        if (got < 0)
-            ctl_die("cannot read %s/%s/%s: %s", dir, md_subs[f->sub], f->name, strerror(errno));
-        if (got == 0)
-            break;
+        if (got < 0) {
+            *err_r = errno;
+            close(fd);
+            return MD_FAILED;
+        }
         b->len += (size_t)got;
+        /* A plain file reads short only at its end: the size fstat gave,
+         * read in one call with room to spare, needs no second call. */
+        if (got == 0 || (b->len == (uint64_t)st.st_size && (size_t)got < room))
+            break;
     }
     close(fd);
-    return 1;
+    return MD_READ;
+}
+
+/*
+ * The reader thread. Reading a Maildir is a file opened, read and closed
+ * per message, then its CRLF form and digest: about as much work as storing
+ * it. A thread of its own does that for the messages ahead, in order,
+ * while the main thread stores, so an import keeps two cores busy. It
+ * holds at most AHEAD_MSGS messages, and no more than AHEAD_BYTES of them
+ * unless one alone is larger; a slot's buffer is freed once it held more
+ * than AHEAD_KEEP, so large messages are not kept around. It dies of
+ * nothing: what went wrong travels with the message, and the main thread
+ * tells it in order, after storing all before it.
+ */
+#define AHEAD_MSGS 64
+#define AHEAD_BYTES (32u << 20)
+#define AHEAD_KEEP (1u << 20)
+/* A thread that waits is woken for this many messages or slots at once, or
+ * when the other is about to wait itself: a wake-up per message cost more
+ * than the message (a futex call each way). */
+#define AHEAD_WAKE 16
+
+struct ahead_msg {
+    int rc;              /* enum md_read */
+    int err;             /* MD_FAILED: the errno */
+    uid_t uid;           /* MD_NOT_OWNER: the file's owner */
+    size_t size;         /* MD_TOO_BIG: the CRLF size when known, else 0 */
+    struct growbuf data; /* MD_READ: the CRLF form */
+    uint8_t digest[STORE_DIGEST_SIZE];
+};
+
+struct ahead {
+    struct mdfile *files; /* the reader sets kind; the main thread reads it after */
+    size_t n;
+    const int *subfd;
+    uid_t owner;
+    size_t limit;
+    struct growbuf raw; /* the reader's: a file as read */
+    struct ahead_msg slot[AHEAD_MSGS];
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t filled, taken;
+    size_t head, tail; /* under mu: messages made ready, and taken */
+    size_t bytes;      /* under mu: octets in the slots made ready and not taken */
+    bool stop;         /* under mu */
+    bool reader_waits, taker_waits; /* under mu: on taken, on filled */
+};
+
+/* Reads files[i] into its slot, as its CRLF form, with its digest. */
+static void ahead_prepare(struct ahead *a, size_t i)
+{
+    struct ahead_msg *m = &a->slot[i % AHEAD_MSGS];
+    struct mdfile *f = &a->files[i];
+    m->size = 0;
+    m->data.len = 0;
+    m->rc = f->kind != NULL ? MD_ODD
+                            : read_md_file(a->subfd[f->sub], f, a->owner, a->limit, &a->raw,
+                                           &m->uid, &m->err);
+    if (m->rc != MD_READ)
+        return;
+    size_t n = mbox_crlf_len(a->raw.data, a->raw.len);
+    if (n > a->limit) {
+        m->size = n;
+        m->rc = MD_TOO_BIG;
+        return;
+    }
+    if (n == a->raw.len) { /* CRLF already: the buffer changes hands, no copy */
+        struct growbuf t = m->data;
+        m->data = a->raw;
+        a->raw = t;
+    } else {
+        grow(&m->data, n);
+        mbox_to_crlf(a->raw.data, a->raw.len, m->data.data);
+        m->data.len = n;
+    }
+    store_digest(m->data.data, n, m->digest);
+}
+
+static void *ahead_main(void *arg)
+{
+    struct ahead *a = arg;
+    for (size_t i = 0; i < a->n; i++) {
+        pthread_mutex_lock(&a->mu);
+        while (!a->stop && (a->head - a->tail == AHEAD_MSGS ||
+                            (a->bytes >= AHEAD_BYTES && a->head != a->tail))) {
+            if (a->taker_waits) /* full: whatever is ready goes now */
+                pthread_cond_signal(&a->filled);
+            a->reader_waits = true;
+            pthread_cond_wait(&a->taken, &a->mu);
+            a->reader_waits = false;
+        }
+        bool stop = a->stop;
+        pthread_mutex_unlock(&a->mu);
+        if (stop)
+            break;
+        ahead_prepare(a, i);
+        pthread_mutex_lock(&a->mu);
+        a->head++;
+        a->bytes += a->slot[i % AHEAD_MSGS].data.len;
+        if (a->taker_waits && (a->head - a->tail >= AHEAD_WAKE || i + 1 == a->n))
+            pthread_cond_signal(&a->filled);
+        pthread_mutex_unlock(&a->mu);
+    }
+    return NULL;
+}
+
+static void ahead_start(struct ahead *a)
+{
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->filled, NULL);
+    pthread_cond_init(&a->taken, NULL);
+    int e = pthread_create(&a->thread, NULL, ahead_main, a);
+    if (e != 0)
+        ctl_die("cannot start a thread to read with: %s", strerror(e));
+}
+
+/* The next message made ready, files[a->tail]'s: waits for the reader. */
+static struct ahead_msg *ahead_next(struct ahead *a)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->head == a->tail) {
+        if (a->reader_waits) /* cannot be: the reader waits only with messages ready */
+            pthread_cond_signal(&a->taken);
+        a->taker_waits = true;
+        pthread_cond_wait(&a->filled, &a->mu);
+        a->taker_waits = false;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return &a->slot[a->tail % AHEAD_MSGS];
+}
+
+/* Gives the slot of ahead_next back to the reader. */
+static void ahead_done(struct ahead *a, struct ahead_msg *m)
+{
+    size_t len = m->data.len;
+    if (m->data.cap > AHEAD_KEEP) {
+        free(m->data.data);
+        m->data = (struct growbuf){0};
+    }
+    pthread_mutex_lock(&a->mu);
+    a->tail++;
+    a->bytes -= len;
+    if (a->reader_waits &&
+        (AHEAD_MSGS - (a->head - a->tail) >= AHEAD_WAKE || a->head == a->tail))
+        pthread_cond_signal(&a->taken);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Stops the reader, also halfway (ctl_die does not come here: exit ends it). */
+static void ahead_stop(struct ahead *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->stop = true;
+    pthread_cond_signal(&a->taken);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    for (size_t i = 0; i < AHEAD_MSGS; i++)
+        free(a->slot[i].data.data);
+    free(a->raw.data);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->filled);
+    pthread_cond_destroy(&a->taken);
 }
 
 static int import_maildir(const struct ctl *c)
@@ -828,7 +995,6 @@ static int import_maildir(const struct ctl *c)
     size_t n = 0, alloc = 0;
     for (int i = 0; i < 2; i++)
         list_maildir(subfd[i], i, dir, &files, &n, &alloc);
-    uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         /* bsearch wants a non-NULL array even when it is empty. */
         struct mdfile *r =
@@ -842,7 +1008,6 @@ static int import_maildir(const struct ctl *c)
                 files[i].uidl = xstrdup(def);
             }
         }
-        total += files[i].size;
     }
     if (n > 0)
         qsort(files, n, sizeof(files[0]), by_order);
@@ -852,34 +1017,44 @@ static int import_maildir(const struct ctl *c)
     char address[ADDR_TEXT_SIZE];
     importer_open(&im, c, &conf, "maildir", c->argv[0], address, sizeof(address));
     im.limit = (size_t)conf.limits.message_size;
-    progress_start(&im.prog, "importing", n, total);
-    struct growbuf b = {0};
+    progress_start(&im.prog, "importing", n, 0);
+    struct ahead a = {.files = files, .n = n, .subfd = subfd, .owner = owner, .limit = im.limit};
+    ahead_start(&a);
     for (size_t i = 0; i < n; i++) {
         struct mdfile *f = &files[i];
-        uid_t uid = 0;
-        int rc = f->kind != NULL ? -1
-                                 : read_md_file(subfd[f->sub], dir, f, owner, im.limit, &b, &uid);
-        size_t size = 0;
-        if (rc == 1)
-            rc = import_one(&im, b.data, b.len, f->time, f->uidl, false, &size);
-        char what[4200];
-        if (rc == -1) {
-            im.odd++;
-            left_out(&im, "%s/%s/%s is not a plain file (%s): left out", dir, md_subs[f->sub],
-                     f->name, f->kind);
-        } else if (rc == -EACCES) {
-            im.odd++;
-            left_out(&im, "%s/%s/%s belongs to uid %u, not to uid %u who owns %s: left out (a "
-                     "hard link to a file of someone else?); chown it if it is this Maildir's",
-                     dir, md_subs[f->sub], f->name, (unsigned)uid, (unsigned)owner, dir);
-        } else if (rc == -EFBIG) {
+        struct ahead_msg *m = ahead_next(&a);
+        char what[4200] = "";
+        if (m->rc != MD_READ)
             snprintf(what, sizeof(what), "%s/%s/%s", dir, md_subs[f->sub], f->name);
-            refuse(&im, what, size);
+        switch (m->rc) {
+        case MD_READ:
+            store_crlf(&im, m->data.data, m->data.len, f->time, f->uidl, m->digest);
+            break;
+        case MD_GONE:
+            break;
+        case MD_ODD:
+            im.odd++;
+            left_out(&im, "%s is not a plain file (%s): left out", what, f->kind);
+            break;
+        case MD_NOT_OWNER:
+            im.odd++;
+            left_out(&im, "%s belongs to uid %u, not to uid %u who owns %s: left out (a hard "
+                     "link to a file of someone else?); chown it if it is this Maildir's",
+                     what, (unsigned)m->uid, (unsigned)owner, dir);
+            break;
+        case MD_TOO_BIG:
+            refuse(&im, what, m->size);
+            break;
+        default:
+            progress_break(&im.prog);
+            ctl_die("cannot read %s: %s", what, strerror(m->err));
         }
+        im.prog.done_bytes += m->data.len;
+        ahead_done(&a, m);
         im.prog.done_msgs = i + 1;
-        im.prog.done_bytes += f->size;
         progress_draw(&im.prog, false);
     }
+    ahead_stop(&a);
     int status = import_finish(&im);
     for (size_t i = 0; i < n; i++) {
         free(files[i].name);
@@ -892,7 +1067,6 @@ static int import_maildir(const struct ctl *c)
     }
     free(ul.recs);
     free(files);
-    free(b.data);
     for (int i = 0; i < 2; i++)
         close(subfd[i]);
     close(dfd);

@@ -787,7 +787,7 @@ static void store_one(struct run *r, struct entry *e, const struct buf *msg)
     int rc = store_import_seen(r->imp, uidl, (int64_t)msg->len, digest);
     if (rc < 0)
         ctl_die_store(r->store, rc, r->user);
-    if (rc == 1) {
+    if (rc > 0) { /* here before, or twice in the source */
         r->skipped++;
         return;
     }
@@ -826,7 +826,7 @@ static void fetch_all(struct run *r)
             int rc = store_import_seen(r->imp, entry_uidl(r, e), listed_size(e), NULL);
             if (rc < 0)
                 ctl_die_store(r->store, rc, r->user);
-            if (rc == 1) {
+            if (rc > 0) {
                 r->skipped++;
                 continue;
             }

@@ -47,7 +47,9 @@ void progress_draw(struct progress *p, bool last)
     p->last = now;
     double secs = (double)(now - p->start) / 1000.0;
     double rate = secs > 0 ? (double)p->done_msgs / secs : 0;
-    double frac = p->total_bytes ? (double)p->done_bytes / (double)p->total_bytes : 1;
+    double frac = p->total_bytes ? (double)p->done_bytes / (double)p->total_bytes
+                  : p->total_msgs ? (double)p->done_msgs / (double)p->total_msgs
+                                  : 1;
     if (frac > 1)
         frac = 1;
     char bar[21], done[32], left[32] = "--:--";

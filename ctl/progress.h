@@ -13,7 +13,9 @@
 /*
  * The caller keeps done_msgs and done_bytes up to date and draws. total_bytes
  * is what the whole job reads (files' sizes, a POP3 listing's), so time
- * left is told by octets; total_msgs 0 is a count not known ahead (an mbox).
+ * left is told by octets; 0 when not known ahead (a Maildir's files are not
+ * looked at one by one before), and then it is told by messages;
+ * total_msgs 0 is a count not known ahead (an mbox).
  */
 struct progress {
     bool tty;

@@ -12,38 +12,27 @@
 
 #define COPY_CHUNK (64 * 1024)
 
-/*
- * Checkpoints run on a thread of their own, beside the commits, once the
- * WAL holds CHECKPOINT_PAGES (16 MiB of 4 KiB pages). SQLite's default is
- * 1000, but the same few index pages are in every commit and each
- * checkpoint copies them again: at 4000, kotak-smtpd spent 7% less CPU per
- * 1 KiB message in an A/B run of 20 rounds. Under a steady stream of
- * commits such a checkpoint never catches up with the last one, and the
- * WAL would grow without end; past WAL_MAX_PAGES the store thread itself
- * checkpoints between two batches, when nothing is being written, so that
- * the WAL is copied out whole and starts again from its beginning.
- */
-#define CHECKPOINT_PAGES 4000
-#define WAL_MAX_PAGES 8000
+/* Checkpoints run on a thread of their own, beside the commits (store.h's
+ * store_checkpointer), so that no batch waits for the WAL's copy. */
 
 /*
  * Jobs pass between the threads on two lock-free stacks, so that handing
  * over a message takes no lock that the other thread might hold (a lock
  * taken per message was a futex wake, and often a sleep, per message).
- * The mutex and condition variables are for sleeping only: the store
- * thread when nothing waits, the checkpoint thread between checkpoints.
+ * The mutex and condition variable are for sleeping only: the store
+ * thread's when nothing waits.
  */
 struct committer {
     uv_loop_t *loop;
     struct store *store;
-    struct store *checkpoint_store;
-    uv_thread_t thread, checkpoint_thread;
+    struct store_checkpointer *checkpointer;
+    uv_thread_t thread;
     _Atomic(struct commit_job *) incoming; /* submitted, newest first */
     _Atomic(struct commit_job *) finished; /* written or failed, newest first */
     atomic_bool sleeping;                  /* the store thread waits on cv */
     uv_mutex_t mu;
-    uv_cond_t cv, checkpoint_cv;
-    bool checkpoint_wanted, stop; /* under mu */
+    uv_cond_t cv;
+    bool stop; /* under mu */
     uv_async_t async;
     size_t in_flight; /* loop thread only */
     void (*done_cb)(struct commit_job *job, void *ctx);
@@ -268,38 +257,11 @@ static void thread_main(void *arg)
         }
         uv_async_send(&c->async);
 
-        int pages = store_wal_pages(c->store);
-        if (pages >= WAL_MAX_PAGES) {
-            store_checkpoint(c->store);
-        } else if (pages >= CHECKPOINT_PAGES) {
-            uv_mutex_lock(&c->mu);
-            if (!c->checkpoint_wanted) {
-                c->checkpoint_wanted = true;
-                uv_cond_signal(&c->checkpoint_cv);
-            }
-            uv_mutex_unlock(&c->mu);
-        }
-    }
-    free(chunk);
-}
-
-static void checkpoint_main(void *arg)
-{
-    struct committer *c = arg;
-    uv_mutex_lock(&c->mu);
-    for (;;) {
-        while (!c->checkpoint_wanted && !c->stop)
-            uv_cond_wait(&c->checkpoint_cv, &c->mu);
-        if (!c->checkpoint_wanted)
-            break;
-        uv_mutex_unlock(&c->mu);
-        int rc = store_checkpoint(c->checkpoint_store);
+        int rc = store_checkpointer_committed(c->checkpointer);
         if (rc < 0)
             log_error("smtp event=checkpoint-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
-        uv_mutex_lock(&c->mu);
-        c->checkpoint_wanted = false;
     }
-    uv_mutex_unlock(&c->mu);
+    free(chunk);
 }
 
 static void on_done(uv_async_t *a)
@@ -320,7 +282,6 @@ static void async_closed(uv_handle_t *h)
     struct committer *c = h->data;
     uv_mutex_destroy(&c->mu);
     uv_cond_destroy(&c->cv);
-    uv_cond_destroy(&c->checkpoint_cv);
     free(c);
 }
 
@@ -330,13 +291,11 @@ static void stop_threads(struct committer *c, bool store_thread)
     uv_mutex_lock(&c->mu);
     c->stop = true;
     uv_cond_signal(&c->cv);
-    uv_cond_signal(&c->checkpoint_cv);
     uv_mutex_unlock(&c->mu);
     if (store_thread)
         uv_thread_join(&c->thread);
-    uv_thread_join(&c->checkpoint_thread);
+    store_checkpointer_stop(&c->checkpointer);
     store_close(&c->store);
-    store_close(&c->checkpoint_store);
 }
 
 struct committer *committer_start(uv_loop_t *loop, struct store *store,
@@ -346,18 +305,14 @@ struct committer *committer_start(uv_loop_t *loop, struct store *store,
     struct committer *c = xcalloc(1, sizeof(*c));
     c->loop = loop;
     c->store = store;
-    c->checkpoint_store = checkpoint_store;
-    store_defer_checkpoints(store);
     c->done_cb = done;
     c->ctx = ctx;
     uv_mutex_init(&c->mu);
     uv_cond_init(&c->cv);
-    uv_cond_init(&c->checkpoint_cv);
     uv_async_init(loop, &c->async, on_done);
     c->async.data = c;
-    if (uv_thread_create(&c->checkpoint_thread, checkpoint_main, c) != 0) {
+    if ((c->checkpointer = store_checkpointer_start(store, checkpoint_store)) == NULL) {
         store_close(&c->store);
-        store_close(&c->checkpoint_store);
         uv_close((uv_handle_t *)&c->async, async_closed);
         return NULL;
     }

@@ -40,7 +40,7 @@
  * message a UIDL of another source (or of this one for another size)
  * shadows, once per run.
  *
- * Batches: a batch commits after IMPORT_BATCH_MESSAGES messages,
+ * Batches: a batch commits after STORE_IMPORT_BATCH messages,
  * IMPORT_BATCH_BYTES octets, or IMPORT_BATCH_MS milliseconds, whichever
  * comes first. The time bound is there because a batch holds the store's
  * write lock while it is open, and the daemons' own commits wait for it (at
@@ -65,6 +65,21 @@
  *
  * The statements are prepared per import (not in the store's shared
  * cache): they are used by nothing else.
+ *
+ * A UIDL the source gave that was taken here, so that the entry got
+ * another, is kept too (maildrop.source_uidl): a run again finds the entry
+ * by it, with the same source, size and digest rule, also when the UIDL
+ * has become free meanwhile (the entry that had it was deleted), instead
+ * of adding the message a second time under it.
+ *
+ * Speed. An import writes as fast as it reads, so the WAL's copy into the
+ * database file runs on a thread of its own (store_checkpointer) over a
+ * second connection, and the connection's page cache is IMPORT_CACHE_KIB:
+ * with SQLite's 2 MiB, index pages left the cache mid-batch and were
+ * written to the WAL twice (100,000 messages of 1 KiB: 209,000 page writes
+ * against 101,000). Digests are looked up in memory (struct digest_set,
+ * read once at the start): an index on them takes its keys in no order, so
+ * every batch dirtied most of its pages, and it cost a third of the import.
  */
 #include <assert.h>
 #include <errno.h>
@@ -78,16 +93,17 @@
 #include "store_int.h"
 #include "util.h"
 
-#define IMPORT_BATCH_MESSAGES 500
 #define IMPORT_BATCH_BYTES (32u << 20)
 #define IMPORT_BATCH_MS 1000
+#define IMPORT_CACHE_KIB 65536
 
 enum imp_stmt {
     IMP_MSG_ADD,
     IMP_CHUNK_ADD,
     IMP_DROP_ADD,
     IMP_BY_UIDL,
-    IMP_BY_DIGEST,
+    IMP_BY_SOURCE_UIDL,
+    IMP_DIGESTS,
     IMP_ENTRY,
     IMP_COUNT
 };
@@ -96,23 +112,110 @@ static const char *const imp_sql[IMP_COUNT] = {
     [IMP_MSG_ADD] = "INSERT INTO messages(received, size, head, eoh_at) VALUES(?1, ?2, ?3, ?4)",
     [IMP_CHUNK_ADD] = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, ?2, ?3)",
     [IMP_DROP_ADD] = "INSERT INTO maildrop(user_id, message_id, size, arrived, uidl, digest,"
-                     " source) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     " source, source_uidl) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     /* By the unique index maildrop_uidl. messages.size, not maildrop.size: the latter
      * counts the 2 octets RETR supplies for a missing end-of-header line, which the
      * source's LIST did not. */
     [IMP_BY_UIDL] = "SELECT d.digest, d.source IS ?3, m.size FROM maildrop d"
                     " JOIN messages m ON m.id = d.message_id"
                     " WHERE d.user_id = ?1 AND d.uidl = ?2",
-    /* By the index maildrop_digest. */
-    [IMP_BY_DIGEST] = "SELECT 1 FROM maildrop WHERE user_id = ?1 AND digest = ?2 LIMIT 1",
+    /* By the index maildrop_source_uidl. */
+    [IMP_BY_SOURCE_UIDL] = "SELECT d.digest, m.size FROM maildrop d"
+                           " JOIN messages m ON m.id = d.message_id"
+                           " WHERE d.user_id = ?1 AND d.source_uidl = ?2 AND d.source IS ?3",
+    /* By the index maildrop_user: every digest of the maildrop, once per import. */
+    [IMP_DIGESTS] = "SELECT digest FROM maildrop WHERE user_id = ?1 AND digest IS NOT NULL",
     [IMP_ENTRY] = "SELECT user_id, uidl IS NULL, digest FROM maildrop WHERE id = ?1",
 };
+
+/*
+ * The digests of the maildrop's entries, read once when the import begins
+ * and kept up as it adds: open addressing on a digest's first octets (a
+ * hash: spread evenly), at most half full; a slot of all zeros is free.
+ * Each says whether this import met it already (added it, or found it
+ * present), so that the caller can tell a message its source holds twice
+ * from one the maildrop held before.
+ */
+struct digest_set {
+    uint8_t (*keys)[STORE_DIGEST_SIZE];
+    bool *mine;
+    size_t n, cap;
+};
+
+static const uint8_t no_digest[STORE_DIGEST_SIZE];
+
+static size_t digest_slot(const struct digest_set *d, const uint8_t k[STORE_DIGEST_SIZE])
+{
+    uint64_t h;
+    memcpy(&h, k, sizeof(h));
+    size_t i = (size_t)(h & (d->cap - 1));
+    while (memcmp(d->keys[i], no_digest, STORE_DIGEST_SIZE) != 0 &&
+           memcmp(d->keys[i], k, STORE_DIGEST_SIZE) != 0)
+        i = (i + 1) & (d->cap - 1);
+    return i;
+}
+
+/*
+ * 0: not there; 1: there, and this import meets it for the first time
+ * (marked met now); 2: met by this import before (it added it, or found it).
+ */
+static int digest_meet(struct digest_set *d, const uint8_t k[STORE_DIGEST_SIZE])
+{
+    if (d->cap == 0)
+        return 0;
+    size_t i = digest_slot(d, k);
+    if (memcmp(d->keys[i], k, STORE_DIGEST_SIZE) != 0)
+        return 0;
+    if (d->mine[i])
+        return 2;
+    d->mine[i] = true;
+    return 1;
+}
+
+static void digest_add(struct digest_set *d, const uint8_t k[STORE_DIGEST_SIZE], bool mine)
+{
+    if (memcmp(k, no_digest, STORE_DIGEST_SIZE) == 0)
+        return; /* the mark of a free slot; no digest SHA-512 gives in practice */
+    if (2 * (d->n + 1) > d->cap) {
+        struct digest_set bigger = {.cap = d->cap ? 2 * d->cap : 1024};
+        bigger.keys = xcalloc(bigger.cap, STORE_DIGEST_SIZE);
+        bigger.mine = xcalloc(bigger.cap, sizeof(bool));
+        for (size_t i = 0; i < d->cap; i++)
+            if (memcmp(d->keys[i], no_digest, STORE_DIGEST_SIZE) != 0) {
+                size_t j = digest_slot(&bigger, d->keys[i]);
+                memcpy(bigger.keys[j], d->keys[i], STORE_DIGEST_SIZE);
+                bigger.mine[j] = d->mine[i];
+            }
+        bigger.n = d->n;
+        free(d->keys);
+        free(d->mine);
+        *d = bigger;
+    }
+    size_t i = digest_slot(d, k);
+    if (memcmp(d->keys[i], k, STORE_DIGEST_SIZE) == 0) {
+        d->mine[i] = d->mine[i] || mine;
+        return;
+    }
+    memcpy(d->keys[i], k, STORE_DIGEST_SIZE);
+    d->mine[i] = mine;
+    d->n++;
+}
+
+static void digest_set_free(struct digest_set *d)
+{
+    free(d->keys);
+    free(d->mine);
+    *d = (struct digest_set){0};
+}
 
 struct store_import {
     struct store *s;
     int64_t user_id;
     char *source; /* written to each row's maildrop.source */
     sqlite3_stmt *st[IMP_COUNT];
+    struct digest_set digests; /* of the maildrop's entries, this import's included */
+    struct store_checkpointer *checkpointer; /* NULL: SQLite's own checkpoints */
+    int cache_kib;  /* the connection's cache size before, to put back */
     bool open;      /* a batch's transaction is open */
     size_t n;       /* messages in the open batch */
     size_t bytes;   /* their octets */
@@ -144,6 +247,31 @@ static sqlite3_stmt *stmt(struct store_import *imp, enum imp_stmt id)
     return st;
 }
 
+/* Copies column col, a digest or NULL, into digest_r; whether it was one. */
+static bool column_digest(sqlite3_stmt *st, int col, uint8_t digest_r[STORE_DIGEST_SIZE])
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, col) != STORE_DIGEST_SIZE)
+        return false;
+    memcpy(digest_r, sqlite3_column_blob(st, col), STORE_DIGEST_SIZE);
+    return true;
+}
+
+/* Reads the digests of the maildrop into imp->digests, anew (after a rollback too). */
+static int load_digests(struct store_import *imp)
+{
+    digest_set_free(&imp->digests);
+    sqlite3_stmt *st = stmt(imp, IMP_DIGESTS);
+    sqlite3_bind_int64(st, 1, imp->user_id);
+    int rc;
+    uint8_t d[STORE_DIGEST_SIZE];
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (column_digest(st, 0, d))
+            digest_add(&imp->digests, d, false);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : store__rc(imp->s, rc);
+}
+
 int store_import_begin(struct store *s, int64_t user_id, const char *source,
                        struct store_import **imp_r)
 {
@@ -155,6 +283,19 @@ int store_import_begin(struct store *s, int64_t user_id, const char *source,
     imp->s = s;
     imp->user_id = user_id;
     imp->source = xstrdup(source);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA cache_size", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        imp->cache_kib = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", IMPORT_CACHE_KIB);
+    sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    /* Without a second connection, SQLite checkpoints in the commits, as before. */
+    struct store *own;
+    char err[256];
+    if (store_open(sqlite3_db_filename(s->db, "main"), 0, &own, err, sizeof(err)) == 0)
+        imp->checkpointer = store_checkpointer_start(s, own);
     for (int i = 0; i < IMP_COUNT; i++) {
         int rc = sqlite3_prepare_v3(s->db, imp_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                     &imp->st[i], NULL);
@@ -163,6 +304,11 @@ int store_import_begin(struct store *s, int64_t user_id, const char *source,
             store_import_end(&imp);
             return rc < 0 ? rc : -KOTAK_ESTORE;
         }
+    }
+    int rc = load_digests(imp);
+    if (rc < 0) {
+        store_import_end(&imp);
+        return rc;
     }
     *imp_r = imp;
     return 0;
@@ -190,16 +336,6 @@ static bool uidl_syntax_ok(const char *uidl)
         if (*p < 0x21 || *p > 0x7e || n >= 70)
             return false;
     return n >= 1;
-}
-
-/* Copies column col, a digest or NULL, into digest_r; whether it was one. */
-static bool column_digest(sqlite3_stmt *st, int col, uint8_t digest_r[STORE_DIGEST_SIZE])
-{
-    if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
-        sqlite3_column_bytes(st, col) != STORE_DIGEST_SIZE)
-        return false;
-    memcpy(digest_r, sqlite3_column_blob(st, col), STORE_DIGEST_SIZE);
-    return true;
 }
 
 /*
@@ -260,16 +396,29 @@ static int classify(struct store_import *imp, const char *uidl, struct taken *t_
     return rc == SQLITE_DONE ? UIDL_FREE : store__rc(s, rc);
 }
 
-static int digest_seen(struct store_import *imp, const uint8_t digest[STORE_DIGEST_SIZE])
+/*
+ * Whether an entry from this source was handed another UIDL than uidl, its
+ * source's, and holds the octets offered (size and digest as for a taken
+ * UIDL): 1 or 0, or a negative code.
+ */
+static int renamed_seen(struct store_import *imp, const char *uidl, int64_t size,
+                        const uint8_t *digest)
 {
-    if (digest == NULL)
-        return 0;
-    sqlite3_stmt *st = stmt(imp, IMP_BY_DIGEST);
+    sqlite3_stmt *st = stmt(imp, IMP_BY_SOURCE_UIDL);
     sqlite3_bind_int64(st, 1, imp->user_id);
-    sqlite3_bind_blob(st, 2, digest, STORE_DIGEST_SIZE, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    sqlite3_bind_text(st, 2, uidl, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, imp->source, -1, SQLITE_STATIC);
+    int rc, found = 0;
+    while (found == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint8_t d[STORE_DIGEST_SIZE];
+        bool has = column_digest(st, 0, d);
+        bool size_agrees = size >= 0 ? size == sqlite3_column_int64(st, 1) : digest != NULL;
+        bool digest_agrees =
+            digest == NULL || (has && memcmp(d, digest, STORE_DIGEST_SIZE) == 0);
+        found = has && size_agrees && digest_agrees;
+    }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store__rc(imp->s, rc);
+    return found || rc == SQLITE_DONE ? found : store__rc(imp->s, rc);
 }
 
 /*
@@ -278,6 +427,12 @@ static int digest_seen(struct store_import *imp, const uint8_t digest[STORE_DIGE
  * one is offered; a UIDL free here means absent, whatever the digest; else
  * by digest. Without a digest, 0 means "fetch it and ask again".
  */
+/* What store_import_seen says of an entry found present, of that digest (NULL: not known). */
+static int present(struct store_import *imp, const uint8_t *digest)
+{
+    return digest != NULL && digest_meet(&imp->digests, digest) == 2 ? 2 : 1;
+}
+
 int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
                       const uint8_t digest[STORE_DIGEST_SIZE])
 {
@@ -286,22 +441,30 @@ int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
         int c = classify(imp, uidl, &t);
         if (c < 0)
             return c;
-        if (c == UIDL_FREE)
-            return 0; /* added under it, even as a second copy of octets here */
         bool digest_agrees =
             digest == NULL || (t.has_digest && memcmp(t.digest, digest, STORE_DIGEST_SIZE) == 0);
         bool size_agrees = size >= 0 ? size == t.size : digest != NULL;
         if (c == UIDL_TAKEN && t.same_source && t.has_digest && size_agrees && digest_agrees)
-            return 1;
+            return present(imp, t.digest);
+        if (c != UIDL_BAD) {
+            /* Stored once under another UIDL, its own being taken then. */
+            int r = renamed_seen(imp, uidl, size, digest);
+            if (r != 0)
+                return r < 0 ? r : present(imp, digest);
+        }
+        if (c == UIDL_FREE)
+            return 0; /* added under it, even as a second copy of octets here */
     }
-    return digest_seen(imp, digest);
+    return digest == NULL ? 0 : digest_meet(&imp->digests, digest);
 }
 
 /* Drops the open batch after a failure; the import may go on with a new one. */
 static int fail(struct store_import *imp, int rc)
 {
-    if (imp->open)
+    if (imp->open) {
         store__rollback(imp->s);
+        load_digests(imp); /* the batch's are gone; the set is read anew */
+    }
     imp->open = false;
     imp->n = 0;
     imp->bytes = 0;
@@ -309,7 +472,8 @@ static int fail(struct store_import *imp, int rc)
 }
 
 static int write_message(struct store_import *imp, const uint8_t *msg, size_t len,
-                         int64_t arrived, const char *uidl, const uint8_t *digest)
+                         int64_t arrived, const char *uidl, const char *source_uidl,
+                         const uint8_t *digest)
 {
     struct store *s = imp->s;
     size_t head = len < STORE_CHUNK ? len : STORE_CHUNK;
@@ -347,6 +511,8 @@ static int write_message(struct store_import *imp, const uint8_t *msg, size_t le
         sqlite3_bind_text(st, 5, uidl, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, digest, STORE_DIGEST_SIZE, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, imp->source, -1, SQLITE_STATIC);
+    if (source_uidl != NULL)
+        sqlite3_bind_text(st, 8, source_uidl, -1, SQLITE_STATIC);
     return store__step_done(s, st);
 }
 
@@ -368,21 +534,24 @@ int store_import_add(struct store_import *imp, const void *msg, size_t len, int6
         imp->open = true;
         imp->opened = now_ms();
     }
-    bool keep = false;
+    bool keep = false, renamed = false;
     if (uidl != NULL) {
         struct taken t;
         int c = classify(imp, uidl, &t);
         if (c < 0)
             return fail(imp, c);
         keep = c == UIDL_FREE;
+        renamed = c == UIDL_TAKEN;
     }
-    int rc = write_message(imp, msg, len, arrived, keep ? uidl : NULL, digest);
+    int rc = write_message(imp, msg, len, arrived, keep ? uidl : NULL, renamed ? uidl : NULL,
+                           digest);
     if (rc < 0)
         return fail(imp, rc);
+    digest_add(&imp->digests, digest, true);
     *kept_r = keep;
     imp->n++;
     imp->bytes += len;
-    if (imp->n >= IMPORT_BATCH_MESSAGES || imp->bytes >= IMPORT_BATCH_BYTES ||
+    if (imp->n >= STORE_IMPORT_BATCH || imp->bytes >= IMPORT_BATCH_BYTES ||
         now_ms() - imp->opened >= IMPORT_BATCH_MS)
         return store_import_commit(imp);
     return 0;
@@ -395,7 +564,12 @@ int store_import_commit(struct store_import *imp)
     imp->open = false;
     imp->n = 0;
     imp->bytes = 0;
-    return store__commit(imp->s); /* rolls back itself when it fails */
+    int rc = store__commit(imp->s); /* rolls back itself when it fails */
+    if (rc < 0)
+        load_digests(imp);
+    else if (imp->checkpointer != NULL)
+        store_checkpointer_committed(imp->checkpointer); /* a failed copy loses nothing */
+    return rc;
 }
 
 int store_import_end(struct store_import **imp_r)
@@ -406,6 +580,13 @@ int store_import_end(struct store_import **imp_r)
     int rc = store_import_commit(imp);
     for (int i = 0; i < IMP_COUNT; i++)
         sqlite3_finalize(imp->st[i]);
+    store_checkpointer_stop(&imp->checkpointer);
+    digest_set_free(&imp->digests);
+    if (imp->cache_kib != 0) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA cache_size = %d", imp->cache_kib);
+        sqlite3_exec(imp->s->db, sql, NULL, NULL, NULL);
+    }
     free(imp->source);
     free(imp);
     *imp_r = NULL;

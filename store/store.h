@@ -80,6 +80,27 @@ int store_wal_pages(const struct store *s);
  */
 int store_checkpoint(struct store *s);
 
+/*
+ * A thread of checkpoints (checkpointer.c) for a writer that commits
+ * often: started on writer, whose checkpoints it defers, and on own, a
+ * second connection to the same file that it takes over and checkpoints
+ * through, so that no commit waits for the copy. NULL when no thread could
+ * be started (own is closed then, and writer's checkpoints stay SQLite's).
+ */
+struct store_checkpointer *store_checkpointer_start(struct store *writer, struct store *own);
+
+/*
+ * Called on the writer's thread after each of its commits: wakes the
+ * thread when the WAL has grown enough, or checkpoints through writer
+ * itself when the WAL is growing past what the thread keeps up with.
+ * Returns 0, or the negative code of a checkpoint that failed since the
+ * last call (the WAL still holds what it did not copy: nothing is lost).
+ */
+int store_checkpointer_committed(struct store_checkpointer *cp);
+
+/* Stops the thread, closes its connection and frees *cp_r (NULL is fine). */
+void store_checkpointer_stop(struct store_checkpointer **cp_r);
+
 /* --- domains ----------------------------------------------------------- */
 
 struct store_domain {
@@ -422,6 +443,9 @@ void store_digest(const void *msg, size_t len, uint8_t out[STORE_DIGEST_SIZE]);
  */
 struct store_import;
 
+/* The messages of a batch at most (it may also end at 32 MiB or after 1 s). */
+#define STORE_IMPORT_BATCH 2000
+
 /*
  * Starts an import into user_id's maildrop from source, which names where
  * the messages come from and is written to each entry's maildrop.source:
@@ -459,7 +483,15 @@ int store_import_begin(struct store *s, int64_t user_id, const char *source,
  * NULL, which means "fetch the message and ask again with its digest". A
  * message found absent goes to store_import_add, which keeps its UIDL when
  * it is free, else gives it a new one: never skipped because its UIDL is
- * taken.
+ * taken. An entry of this source handed another UIDL that way is found by
+ * the UIDL its source gave (same size and digest rule), also once that
+ * UIDL has become free.
+ *
+ * Found present: 2 when this import met the same octets before (it added
+ * them, or found them present: the source holds them twice), else 1.
+ * Digests are looked up in memory, as the maildrop was when the import
+ * began plus what it added: two imports into one maildrop at once may each
+ * add a message the other adds (never lose one).
  */
 int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
                       const uint8_t digest[STORE_DIGEST_SIZE]);
@@ -470,8 +502,8 @@ int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
  * kept when it is one RFC 1939 allows (1 to 70 octets 0x21..0x7E), no
  * other entry of the maildrop has it, and it cannot be one this store
  * hands out itself; else the entry gets a new one. *kept_r says which.
- * The batch commits once it holds enough (500 messages, 32 MiB, or a
- * second open: a batch holds the write lock the daemons wait on); that
+ * The batch commits once it holds enough (STORE_IMPORT_BATCH messages,
+ * 32 MiB, or a second open: a batch holds the write lock the daemons wait on); that
  * bound is looked at only here, so a caller commits before it waits for
  * anything (see store_import_commit). The entry records the import's
  * source. digest NULL: computed here. When an add fails, the batch's

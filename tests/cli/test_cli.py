@@ -44,10 +44,11 @@ LISTENERS = {
 COMMANDS = ["init", "domain", "user", "alias", "mailbox", "stats", "backup", "run", "queue"]
 NOBODY = 65534
 # Takes a store back to schema 3: the outbound queue of migration 4 undone.
-UNDO_SCHEMA_4_TO_7 = """
+UNDO_SCHEMA_4_TO_8 = """
+DROP INDEX maildrop_source_uidl; ALTER TABLE maildrop DROP COLUMN source_uidl;
 DROP INDEX maildrop_retrieved; ALTER TABLE maildrop DROP COLUMN source;
 DROP TRIGGER maildrop_used_add; DROP TRIGGER maildrop_used_del;
-DROP INDEX maildrop_uidl; DROP INDEX maildrop_digest;
+DROP INDEX maildrop_uidl;
 ALTER TABLE maildrop DROP COLUMN uidl; ALTER TABLE maildrop DROP COLUMN digest;
 ALTER TABLE maildrop DROP COLUMN retrieved; ALTER TABLE messages DROP COLUMN eoh_at;
 ALTER TABLE users DROP COLUMN quota; ALTER TABLE users DROP COLUMN used;
@@ -59,7 +60,7 @@ CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop
   WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)
   BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;
 """
-SCHEMA_VERSION = 7  # store/store.c: the number of migrations
+SCHEMA_VERSION = 8  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):
@@ -990,7 +991,7 @@ class PostmasterTest(KotakTest):
         # The store as the kotak before postmaster aliases left it: schema 2.
         db = sqlite3.connect(self.db_path)
         db.execute("DELETE FROM aliases")
-        db.executescript(UNDO_SCHEMA_4_TO_7)
+        db.executescript(UNDO_SCHEMA_4_TO_8)
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()

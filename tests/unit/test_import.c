@@ -142,14 +142,15 @@ static void test_uidls(void)
     store_digest(m1, strlen(m1), d);
     int64_t z1 = (int64_t)strlen(m1);
     is_int(store_import_seen(imp, "UID1-abc", z1, d), 1, "seen by kept UIDL");
-    is_int(store_import_seen(imp, "UID1-abc", z1, NULL), 1,
+    /* 2 from here on: this import has met these octets (one message twice in a source). */
+    is_int(store_import_seen(imp, "UID1-abc", z1, NULL), 2,
            "seen by a UIDL kept from the same source with its size, without a digest");
     is_int(store_import_seen(imp, "UID-new", z1, d), 0,
            "a free UIDL with known octets: not seen, it is added as a second copy");
     is_int(store_import_seen(imp, "UID-new", z1, NULL), 0,
            "a free UIDL without a digest: not seen");
-    is_int(store_import_seen(imp, NULL, z1, d), 1, "seen by digest without a UIDL");
-    is_int(store_import_seen(imp, "has space", z1, d), 1, "seen by digest with a bad UIDL");
+    is_int(store_import_seen(imp, NULL, z1, d), 2, "seen by digest without a UIDL");
+    is_int(store_import_seen(imp, "has space", z1, d), 2, "seen by digest with a bad UIDL");
     const char *m6 = "Subject: 6\r\n\r\nsix\r\n";
     store_digest(m6, strlen(m6), d);
     is_int(store_import_seen(imp, "UID1-abc", (int64_t)strlen(m6), d), 1,
@@ -231,9 +232,10 @@ static void test_sources(void)
     is_int(store_import_seen(imp, "1", za, NULL), 0, "A's 1: not here yet");
     add(imp, a1, "1", &kept);
     ok(kept, "A's 1 kept");
-    is_int(store_import_seen(imp, "1", za, NULL), 1,
+    /* 2: present, and added by this same import. */
+    is_int(store_import_seen(imp, "1", za, NULL), 2,
            "A's 1 again, no digest: seen by its UIDL and size");
-    is_int(store_import_seen(imp, "1", za, da), 1, "A's 1 again, its digest: seen");
+    is_int(store_import_seen(imp, "1", za, da), 2, "A's 1 again, its digest: seen");
     is_int(store_import_seen(imp, "1", zb, db), 0,
            "A's UIDL with octets that contradict its entry: not seen");
     store_import_end(&imp);
@@ -246,7 +248,7 @@ static void test_sources(void)
     is_int(store_import_seen(imp, "1", za, da), 1, "B's 1 with A's octets: seen by digest");
     is_int(add(imp, b1, "1", &kept), 0, "B's 1 added");
     ok(!kept, "B's 1 under a new UIDL: A's entry keeps 1");
-    is_int(store_import_seen(imp, "1", zb, db), 1, "B's 1 again: seen by digest");
+    is_int(store_import_seen(imp, "1", zb, db), 2, "B's 1 again: seen by its source's UIDL");
     store_import_end(&imp);
     is_int(count(s, frank), 2, "both 1s are here");
 
@@ -281,22 +283,22 @@ static void test_reused_uidl(void)
     is_int(store_import_begin(s, gina, "pop3 old.example:110 gina", &imp), 0, "begin");
     add(imp, a, "1", &kept);
     ok(kept, "A kept under 1");
-    is_int(store_import_seen(imp, "1", za, NULL), 1, "1 with A's size: seen without a fetch");
+    is_int(store_import_seen(imp, "1", za, NULL), 2, "1 with A's size: seen without a fetch");
     is_int(store_import_seen(imp, "1", zb, NULL), 0,
            "1 with another size: the source reused it, fetch the message");
     is_int(store_import_seen(imp, "1", -1, NULL), 0, "size unknown: a UIDL alone proves nothing");
     is_int(store_import_seen(imp, "1", zb, db), 0, "1 with B's octets: not seen");
-    is_int(store_import_seen(imp, "1", -1, da), 1, "size unknown, A's digest: seen");
+    is_int(store_import_seen(imp, "1", -1, da), 2, "size unknown, A's digest: seen");
     is_int(store_import_seen(imp, "1", za, dc), 0,
            "1 with A's size but other octets: the digest contradicts, not seen");
     is_int(add(imp, b, "1", &kept), 0, "B added");
     ok(!kept, "B under a new UIDL: A keeps 1");
-    is_int(store_import_seen(imp, "1", zb, db), 1, "B again: seen by its digest");
+    is_int(store_import_seen(imp, "1", zb, db), 2, "B again: seen by the UIDL its source gave");
     /* A header without its empty line: the maildrop's size counts the 2 octets RETR
      * supplies, the source's LIST did not. */
     add(imp, h, "h", &kept);
     ok(kept, "a header-only message kept under h");
-    is_int(store_import_seen(imp, "h", zh, NULL), 1, "h with the octets stored: seen");
+    is_int(store_import_seen(imp, "h", zh, NULL), 2, "h with the octets stored: seen");
     is_int(store_import_seen(imp, "h", zh + 2, NULL), 0,
            "h with the maildrop's size (2 supplied octets): not the source's size");
     store_import_end(&imp);
@@ -322,9 +324,9 @@ static void test_same_octets(void)
     is_int(store_import_seen(imp, "u2", zx, dx), 0, "u2, free, with u1's octets: not seen");
     add(imp, x, "u2", &kept);
     ok(kept, "u2 kept");
-    is_int(store_import_seen(imp, "u2", zx, NULL), 1, "u2 again: seen by its UIDL");
-    is_int(store_import_seen(imp, NULL, zx, dx), 1, "no UIDL: merged by digest");
-    is_int(store_import_seen(imp, "has space", zx, dx), 1, "a bad UIDL: merged by digest");
+    is_int(store_import_seen(imp, "u2", zx, NULL), 2, "u2 again: seen by its UIDL");
+    is_int(store_import_seen(imp, NULL, zx, dx), 2, "no UIDL: merged by digest");
+    is_int(store_import_seen(imp, "has space", zx, dx), 2, "a bad UIDL: merged by digest");
     store_import_end(&imp);
     is_int(count(s, hank), 2, "two entries");
     is_str(uidl_of(s, hank, 1, u), "u2", "u2 is served");
@@ -386,17 +388,17 @@ static void test_batches(void)
     bool kept;
     char msg[64];
     store_import_begin(s, dave, "mbox", &imp);
-    for (int i = 0; i < 499; i++) {
+    for (int i = 0; i < STORE_IMPORT_BATCH - 1; i++) {
         snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\n", i);
         add(imp, msg, NULL, &kept);
     }
-    is_int(seen_by_other(dave), 0, "499 added: nothing committed yet");
-    add(imp, "Subject: 499\r\n\r\n", NULL, &kept);
-    is_int(seen_by_other(dave), 500, "500th: the batch committed");
-    add(imp, "Subject: 500\r\n\r\n", NULL, &kept);
-    is_int(seen_by_other(dave), 500, "501st waits in the next batch");
+    is_int(seen_by_other(dave), 0, "a batch but one added: nothing committed yet");
+    add(imp, "Subject: last\r\n\r\n", NULL, &kept);
+    is_int(seen_by_other(dave), STORE_IMPORT_BATCH, "the batch's last: the batch committed");
+    add(imp, "Subject: next\r\n\r\n", NULL, &kept);
+    is_int(seen_by_other(dave), STORE_IMPORT_BATCH, "the one after waits in the next batch");
     is_int(store_import_commit(imp), 0, "commit");
-    is_int(seen_by_other(dave), 501, "commit: all there");
+    is_int(seen_by_other(dave), STORE_IMPORT_BATCH + 1, "commit: all there");
     is_int(store_import_commit(imp), 0, "commit with nothing open");
     /* 32 MiB ends a batch too. */
     size_t big = 11u << 20;
@@ -405,7 +407,7 @@ static void test_batches(void)
         b[0] = (char)('a' + i);
         store_import_add(imp, b, big, 1, NULL, NULL, &kept);
     }
-    is_int(seen_by_other(dave), 504, "33 MiB: the batch committed");
+    is_int(seen_by_other(dave), STORE_IMPORT_BATCH + 4, "33 MiB: the batch committed");
     free(b);
     /* A failing add drops its batch and leaves the import usable. */
     add(imp, "Subject: kept\r\n\r\n", "K1", &kept);
@@ -413,11 +415,14 @@ static void test_batches(void)
     ok(kept, "K2 kept");
     is_int(store_import_add(imp, "x", 1, 1, NULL, NULL, &kept), 0, "still adding");
     store_import_end(&imp);
-    is_int(seen_by_other(dave), 507, "end commits the rest");
+    is_int(seen_by_other(dave), STORE_IMPORT_BATCH + 7, "end commits the rest");
     store_close(&s);
 }
 
 /* Message i of the killed import: every odd one has the same octets, under its own UIDL. */
+/* Two whole batches and a part of a third. */
+#define KILLED_N (2 * STORE_IMPORT_BATCH + 234)
+
 static void killed_msg(char *msg, size_t size, int i)
 {
     if (i % 2)
@@ -438,7 +443,7 @@ static void test_killed(void)
         bool kept;
         char msg[64], uidl[32];
         store_import_begin(c, erin, "mbox", &imp);
-        for (int i = 0; i < 1234; i++) {
+        for (int i = 0; i < KILLED_N; i++) {
             killed_msg(msg, sizeof(msg), i);
             snprintf(uidl, sizeof(uidl), "U%d", i);
             store_import_add(imp, msg, strlen(msg), 1, uidl, NULL, &kept);
@@ -450,12 +455,12 @@ static void test_killed(void)
     waitpid(pid, &status, 0);
     ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the importer was killed");
     s = open_store();
-    is_int(count(s, erin), 1000, "a killed import leaves whole batches");
+    is_int(count(s, erin), 2 * STORE_IMPORT_BATCH, "a killed import leaves whole batches");
     /* Run again: what is there is seen, the rest added, each once. */
     struct store_import *imp;
     store_import_begin(s, erin, "mbox", &imp);
     int skipped = 0, added = 0;
-    for (int i = 0; i < 1234; i++) {
+    for (int i = 0; i < KILLED_N; i++) {
         char msg[64], uidl[32];
         uint8_t d[STORE_DIGEST_SIZE];
         bool kept;
@@ -464,8 +469,8 @@ static void test_killed(void)
         /* As kotak import pop3 asks: before the fetch by UIDL and size, then with the digest. */
         int64_t size = (int64_t)strlen(msg);
         store_digest(msg, strlen(msg), d);
-        if (store_import_seen(imp, uidl, size, NULL) == 1 ||
-            store_import_seen(imp, uidl, size, d) == 1) {
+        if (store_import_seen(imp, uidl, size, NULL) > 0 ||
+            store_import_seen(imp, uidl, size, d) > 0) {
             skipped++;
             continue;
         }
@@ -473,8 +478,8 @@ static void test_killed(void)
             added++;
     }
     store_import_end(&imp);
-    is_int(skipped, 1000, "run again: the committed ones skipped");
-    is_int(added, 234, "run again: the rest added with their UIDLs");
+    is_int(skipped, 2 * STORE_IMPORT_BATCH, "run again: the committed ones skipped");
+    is_int(added, KILLED_N - 2 * STORE_IMPORT_BATCH, "run again: the rest added with their UIDLs");
     struct store_mail *list;
     size_t n;
     store_mbox_list(s, erin, &list, &n);
@@ -485,9 +490,47 @@ static void test_killed(void)
         if (strcmp(list[i].uidl, want) != 0)
             in_order = 0;
     }
-    is_int(n, 1234, "every message once");
+    is_int(n, KILLED_N, "every message once");
     ok(in_order, "in order, each with its UIDL");
     free(list);
+    store_close(&s);
+}
+
+/* A message stored under a new UIDL because its own was taken keeps the UIDL
+ * its source gave: a later run knows it by that UIDL, also once the entry that
+ * held it is gone and the UIDL is free. */
+static void test_renamed_then_free(void)
+{
+    struct store *s = open_store();
+    int64_t ivan = add_user(s, "ivan@example.test");
+    const char *other = "Subject: from the mbox\r\n\r\nan mbox's message\r\n";
+    const char *x = "Subject: X\r\n\r\nthe old server's message\r\n";
+    int64_t zx = (int64_t)strlen(x);
+    uint8_t dx[STORE_DIGEST_SIZE];
+    store_digest(x, strlen(x), dx);
+    struct store_import *imp;
+    bool kept;
+    store_import_begin(s, ivan, "mbox", &imp);
+    add(imp, other, "u", &kept);
+    store_import_end(&imp);
+    const char *src = "pop3 old.example:110 ivan";
+    store_import_begin(s, ivan, src, &imp);
+    add(imp, x, "u", &kept);
+    ok(!kept, "X under a new UIDL: the mbox's entry holds u");
+    store_import_end(&imp);
+    /* The user deletes the mbox's message: u is free now. */
+    sqlite3_exec(s->db, "DELETE FROM maildrop WHERE uidl = 'u'", NULL, NULL, NULL);
+    is_int(count(s, ivan), 1, "X alone is left");
+    store_import_begin(s, ivan, src, &imp);
+    is_int(store_import_seen(imp, "u", zx, NULL), 1,
+           "run again: X known by the UIDL its source gave, without a fetch");
+    is_int(store_import_seen(imp, "u", zx, dx), 1, "and with its digest");
+    is_int(store_import_seen(imp, "u", zx + 1, NULL), 0, "another size: fetch it");
+    store_import_end(&imp);
+    store_import_begin(s, ivan, "pop3 other.example:110 ivan", &imp);
+    is_int(store_import_seen(imp, "u", zx, NULL), 0, "another source's u proves nothing");
+    store_import_end(&imp);
+    is_int(count(s, ivan), 1, "no second copy");
     store_close(&s);
 }
 
@@ -506,6 +549,7 @@ int main(void)
     test_sources();
     test_reused_uidl();
     test_same_octets();
+    test_renamed_then_free();
     test_large();
     test_batches();
     test_killed();
