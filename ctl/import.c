@@ -27,11 +27,15 @@
  * linked cur/ or new/ or dovecot-uidlist is refused (exit 2, nothing
  * stored), and a message file that is a link, a FIFO, a device or a folder
  * is left out with a line on stderr. Run as root, a message file must
- * belong to the owner of DIR (the mail user for Dovecot's Maildirs, root
- * for an admin's copy): a hard link to a file of someone else, root's
- * /etc/shadow say, which a user can make where fs.protected_hardlinks is
- * off, is left out too. A dovecot-uidlist is read a bounded line at a
- * time, up to a bounded number of records. Files are opened O_NONBLOCK and read
+ * belong to the owner of its folder, cur/ or new/ (the mail user for
+ * Dovecot's Maildirs, root for an admin's copy): a hard link to a file of
+ * someone else, root's /var/mail/root say, which a user can make where
+ * fs.protected_hardlinks is off, is left out too; and a cur/ or new/ that
+ * others than its owner can write is refused, since anyone could put such
+ * a link of the owner's files there. An mbox FILE with more than one name
+ * is refused as root for the same reason. A dovecot-uidlist is read a
+ * bounded line at a time, and keeps nothing but what it says of the files
+ * found. Files are opened O_NONBLOCK and read
  * only when fstat says they are plain files: a FIFO never hangs the
  * import. An mbox is checked and imported from one descriptor.
  *
@@ -315,6 +319,11 @@ static int open_mbox(const char *path, uint64_t *size_r)
         ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
     if (!S_ISREG(st.st_mode))
         ctl_die("%s is not a plain file (%s); give an mbox file", path, file_kind(st.st_mode));
+    /* A second name may be a user's hard link to a file of someone else (root's
+     * /var/mail/root), where fs.protected_hardlinks is off: root reads no such file. */
+    if (geteuid() == 0 && st.st_nlink > 1)
+        ctl_die("%s has %ju names (hard links), and may be someone else's file; import a copy "
+                "of it (cp %s FILE) instead", path, (uintmax_t)st.st_nlink, path);
     char head[5];
     ssize_t n;
     while ((n = pread(fd, head, sizeof(head), 0)) < 0 && errno == EINTR)
@@ -524,13 +533,6 @@ struct mdfile {
 
 static const char *const md_subs[2] = {"cur", "new"};
 
-struct uidlist {
-    int version;
-    uint32_t uidvalidity;
-    struct mdfile *recs; /* base, uid and uidl only; sorted by base */
-    size_t n;
-};
-
 static int by_base(const void *a, const void *b)
 {
     return strcmp(((const struct mdfile *)a)->base, ((const struct mdfile *)b)->base);
@@ -585,11 +587,29 @@ static int open_md_sub(int dfd, const char *dir, const char *name)
     ctl_die("cannot read %s/%s: %s", dir, name, strerror(e));
 }
 
-/* The longest line of a dovecot-uidlist read, and the most records: a user who can write the
- * Maildir decides what the file holds, and root's import keeps no more than this of it. Dovecot's
- * records are a few hundred octets, and a maildrop of ten million messages is far beyond any. */
+/*
+ * The owner a message file in cur/ or new/ (subfd) must have, as root
+ * (see the top of the file): the folder's; -1 (any) for another user, who
+ * reads what it may anyway. Dies, as root, when others can write it.
+ */
+static uid_t md_sub_owner(int subfd, const char *dir, const char *name)
+{
+    struct stat st;
+    if (fstat(subfd, &st) < 0)
+        ctl_die("cannot read %s/%s: %s", dir, name, strerror(errno));
+    if (geteuid() != 0)
+        return (uid_t)-1;
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        ctl_die("%s/%s can be written by others than its owner (mode %04o), who could put "
+                "links to anyone's files there; make it the owner's alone (chmod go-w) and "
+                "import again", dir, name, (unsigned)(st.st_mode & 07777));
+    return st.st_uid;
+}
+
+/* The longest line of a dovecot-uidlist read: a user who can write the
+ * Maildir decides what the file holds. Dovecot's records are a few hundred
+ * octets. */
 #define UIDLIST_LINE_MAX 65536
-#define UIDLIST_RECS_MAX 10000000
 
 /*
  * The next line of a dovecot-uidlist into b (b->len its length, its LF
@@ -606,10 +626,16 @@ static int uidlist_line(struct reader *r, struct growbuf *b, size_t lineno)
     return n > 0;
 }
 
-/* Reads DIR/dovecot-uidlist when there is one; dies when it is not one. */
-static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
+/*
+ * Reads DIR/dovecot-uidlist when there is one, and gives each of files (n,
+ * sorted by base) the UID and UIDL of its record; dies when it is not a
+ * dovecot-uidlist. A record is kept only on the file it names, so what the
+ * file holds costs no memory beyond the files found, however long it is
+ * (a user who can write the Maildir decides that); the first record of a
+ * name counts.
+ */
+static void read_uidlist(int dfd, const char *dir, struct mdfile *files, size_t n)
 {
-    memset(ul, 0, sizeof(*ul));
     char path[4096 + 32];
     snprintf(path, sizeof(path), "%s/dovecot-uidlist", dir);
     int fd = openat(dfd, "dovecot-uidlist", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -629,41 +655,44 @@ static void read_uidlist(int dfd, const char *dir, struct uidlist *ul)
     struct reader *r = xmalloc(sizeof(*r));
     *r = (struct reader){.fd = fd, .path = path};
     struct growbuf line = {0};
-    size_t alloc = 0;
+    int version;
+    uint32_t uidvalidity;
     if (uidlist_line(r, &line, 1) == 0 ||
-        mbox_uidlist_header((const char *)line.data, line.len, &ul->version,
-                            &ul->uidvalidity) < 0)
+        mbox_uidlist_header((const char *)line.data, line.len, &version, &uidvalidity) < 0)
         ctl_die("%s is not a dovecot-uidlist (its first line); move it away to import "
                 "without its UIDLs", path);
     for (size_t lineno = 2; uidlist_line(r, &line, lineno) == 1; lineno++) {
         struct mbox_uidlist_rec rec;
-        if (mbox_uidlist_record((const char *)line.data, line.len, ul->version, &rec) < 0)
+        if (mbox_uidlist_record((const char *)line.data, line.len, version, &rec) < 0)
             ctl_die("%s: line %zu is not a dovecot-uidlist record; move the file away to "
                     "import without its UIDLs", path, lineno);
-        if (ul->n == UIDLIST_RECS_MAX)
-            ctl_die("%s holds more than %d records, more than a Maildir has; move it away to "
-                    "import without its UIDLs", path, UIDLIST_RECS_MAX);
-        /* Kept only what can count: a name no file can have matches none, and a
-         * UIDL longer than RFC 1939's 70 octets would be renewed by the store
-         * anyway; so a record holds at most a file name and a UIDL, not a line. */
-        if (rec.name_len > NAME_MAX)
-            continue;
-        if (ul->n == alloc) {
-            alloc = alloc ? alloc * 2 : 256;
-            ul->recs = xrealloc(ul->recs, alloc * sizeof(ul->recs[0]));
+        if (rec.name_len > NAME_MAX || n == 0)
+            continue; /* a name no file can have */
+        char base[NAME_MAX + 1];
+        memcpy(base, rec.name, rec.name_len);
+        base[rec.name_len] = '\0';
+        struct mdfile key = {.base = base};
+        struct mdfile *f = bsearch(&key, files, n, sizeof(files[0]), by_base);
+        /* Files of one base (a name listed in cur/ and new/ both) sit side by side. */
+        while (f != NULL && f > files && strcmp(f[-1].base, base) == 0)
+            f--;
+        for (; f != NULL && f < files + n && strcmp(f->base, base) == 0; f++) {
+            if (f->uid != 0)
+                continue;
+            f->uid = rec.uid;
+            /* A UIDL longer than RFC 1939's 70 octets would be renewed by the store anyway. */
+            if (rec.pop3_uidl != NULL && rec.pop3_uidl_len <= 70) {
+                f->uidl = xstrndup(rec.pop3_uidl, rec.pop3_uidl_len);
+            } else {
+                char def[17];
+                mbox_dovecot_uidl(rec.uid, uidvalidity, def);
+                f->uidl = xstrdup(def);
+            }
         }
-        bool uidl_fits = rec.pop3_uidl != NULL && rec.pop3_uidl_len <= 70;
-        ul->recs[ul->n++] = (struct mdfile){
-            .base = xstrndup(rec.name, rec.name_len),
-            .uid = rec.uid,
-            .uidl = uidl_fits ? xstrndup(rec.pop3_uidl, rec.pop3_uidl_len) : NULL,
-        };
     }
     free(line.data);
     free(r);
     close(fd);
-    if (ul->n > 0)
-        qsort(ul->recs, ul->n, sizeof(ul->recs[0]), by_base);
 }
 
 /* What a file of the type readdir gives is; NULL for a plain file or a type not known. */
@@ -843,7 +872,7 @@ struct ahead {
     struct mdfile *files; /* the reader sets kind; the main thread reads it after */
     size_t n;
     const int *subfd;
-    uid_t owner;
+    const uid_t *owner; /* of cur/ and new/ */
     size_t limit;
     struct growbuf raw; /* the reader's: a file as read */
     struct ahead_msg slot[AHEAD_MSGS];
@@ -864,7 +893,7 @@ static void ahead_prepare(struct ahead *a, size_t i)
     m->size = 0;
     m->data.len = 0;
     m->rc = f->kind != NULL ? MD_ODD
-                            : read_md_file(a->subfd[f->sub], f, a->owner, a->limit, &a->raw,
+                            : read_md_file(a->subfd[f->sub], f, a->owner[f->sub], a->limit, &a->raw,
                                            &m->uid, &m->err);
     if (m->rc != MD_READ)
         return;
@@ -980,35 +1009,19 @@ static int import_maildir(const struct ctl *c)
     char dir[4096];
     trim_slashes(c->argv[1], dir, sizeof(dir));
     int dfd = open_maildir(dir);
-    /* Root reads a message file only when the Maildir's owner owns it too
-     * (see the top of the file); another user reads what it may anyway. */
-    struct stat dst;
-    if (fstat(dfd, &dst) < 0)
-        ctl_die("cannot read %s: %s", dir, strerror(errno));
-    uid_t owner = geteuid() == 0 ? dst.st_uid : (uid_t)-1;
     int subfd[2];
-    for (int i = 0; i < 2; i++)
+    uid_t owner[2];
+    for (int i = 0; i < 2; i++) {
         subfd[i] = open_md_sub(dfd, dir, md_subs[i]);
-    struct uidlist ul;
-    read_uidlist(dfd, dir, &ul);
+        owner[i] = md_sub_owner(subfd[i], dir, md_subs[i]);
+    }
     struct mdfile *files = NULL;
     size_t n = 0, alloc = 0;
     for (int i = 0; i < 2; i++)
         list_maildir(subfd[i], i, dir, &files, &n, &alloc);
-    for (size_t i = 0; i < n; i++) {
-        /* bsearch wants a non-NULL array even when it is empty. */
-        struct mdfile *r =
-            ul.n == 0 ? NULL : bsearch(&files[i], ul.recs, ul.n, sizeof(ul.recs[0]), by_base);
-        if (r != NULL) {
-            files[i].uid = r->uid;
-            files[i].uidl = r->uidl ? xstrdup(r->uidl) : NULL;
-            if (files[i].uidl == NULL) {
-                char def[17];
-                mbox_dovecot_uidl(r->uid, ul.uidvalidity, def);
-                files[i].uidl = xstrdup(def);
-            }
-        }
-    }
+    if (n > 0)
+        qsort(files, n, sizeof(files[0]), by_base);
+    read_uidlist(dfd, dir, files, n);
     if (n > 0)
         qsort(files, n, sizeof(files[0]), by_order);
 
@@ -1038,9 +1051,9 @@ static int import_maildir(const struct ctl *c)
             break;
         case MD_NOT_OWNER:
             im.odd++;
-            left_out(&im, "%s belongs to uid %u, not to uid %u who owns %s: left out (a hard "
-                     "link to a file of someone else?); chown it if it is this Maildir's",
-                     what, (unsigned)m->uid, (unsigned)owner, dir);
+            left_out(&im, "%s belongs to uid %u, not to uid %u who owns %s/%s: left out (a "
+                     "hard link to a file of someone else?); chown it if it is this Maildir's",
+                     what, (unsigned)m->uid, (unsigned)owner[f->sub], dir, md_subs[f->sub]);
             break;
         case MD_TOO_BIG:
             refuse(&im, what, m->size);
@@ -1061,11 +1074,6 @@ static int import_maildir(const struct ctl *c)
         free(files[i].base);
         free(files[i].uidl);
     }
-    for (size_t i = 0; i < ul.n; i++) {
-        free(ul.recs[i].base);
-        free(ul.recs[i].uidl);
-    }
-    free(ul.recs);
     free(files);
     for (int i = 0; i < 2; i++)
         close(subfd[i]);

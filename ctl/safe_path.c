@@ -1,6 +1,7 @@
 /*
  * safe_path.c — a path opened component by component from descriptors,
- * following a symbolic link only when root owns it (see safe_path.h).
+ * following a symbolic link only when root owns it, in a place only root
+ * could have put it (see safe_path.h).
  *
  * Why a walk and not a check before open(): any check of a path by name
  * (lstat of each prefix, realpath) and the open() after it are two
@@ -37,6 +38,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "safe_path.h"
@@ -60,6 +63,36 @@ static void shown_root(struct shown *w)
     w->s[0] = '/';
     w->s[1] = '\0';
     w->len = 1;
+}
+
+#define FUSE_MAGIC 0x65735546 /* statfs(2): FUSE_SUPER_MAGIC */
+
+/*
+ * Why root's link lnk, in folder dir, proves nothing, or NULL when it is
+ * where only root could have put it. Owned by root is not enough: in a
+ * folder a user can write, the user can rename a link root made there
+ * (one meant for something else) into the walk's way; and on a filesystem
+ * a user mounted (an image or a stick through udisks, FUSE with
+ * allow_other), the user decides every owner, uid 0 included. The kernel
+ * mounts those nosuid, so a nosuid or FUSE filesystem is not trusted. A
+ * sticky folder (/tmp) is fine: there only a link's owner may rename it.
+ */
+static const char *untrusted_place(int dir, int lnk)
+{
+    struct stat st;
+    if (fstatat(dir, "", &st, AT_EMPTY_PATH) < 0)
+        return "in a folder that cannot be looked at";
+    if (st.st_uid != 0)
+        return "in a folder of another user, who can rename links there";
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)
+        return "in a folder others can write, who can rename links there";
+    struct statfs fs;
+    if (fstatfs(lnk, &fs) < 0)
+        return "on a filesystem that cannot be looked at";
+    if ((fs.f_flags & ST_NOSUID) != 0 || fs.f_type == FUSE_MAGIC)
+        return "on a filesystem mounted nosuid or FUSE, as users' own mounts are, where a "
+               "link's owner proves nothing";
+    return NULL;
 }
 
 /* A descriptor of "/" or of the working folder, to walk from. */
@@ -155,6 +188,15 @@ int safe_path_open(const char *path, int flags, char *err, size_t err_size)
                 snprintf(err, err_size,
                          "%s: %s is a link owned by uid %u; give the path it points to", path,
                          shown.s, (unsigned)st.st_uid);
+            close(fd);
+            close(cur);
+            return -EPERM;
+        }
+        const char *why = untrusted_place(cur, fd);
+        if (why != NULL) {
+            if (err_size > 0)
+                snprintf(err, err_size, "%s: %s is root's link %s; give the path it points to",
+                         path, shown.s, why);
             close(fd);
             close(cur);
             return -EPERM;

@@ -8,8 +8,11 @@
  * /home/alice/backup/Maildir read bob's mail. safe_path_open walks the
  * path one component at a time from descriptors and follows a link only
  * when root owns it (/var/mail -> spool/mail, /etc/alternatives/...), which
- * no other user can make or change; any other link on the way is refused,
- * naming it and its owner. The last component is never followed.
+ * no other user can make or change, and only from a folder of root's that
+ * no one else can write (or a sticky one), on a filesystem not mounted
+ * nosuid and not FUSE (where users' own mounts are, and any owner can be
+ * faked); any other link on the way is refused, naming it and why. The
+ * last component is never followed.
  */
 #ifndef KOTAK_SAFE_PATH_H
 #define KOTAK_SAFE_PATH_H
@@ -29,7 +32,9 @@
  * descriptor, the caller's to close; or a negative errno:
  *   -EPERM   a link on the way is owned by another user; err holds
  *            "PATH: COMPONENT is a link owned by uid N; give the path it
- *            points to";
+ *            points to"; or root's link is where it proves nothing: "PATH:
+ *            COMPONENT is root's link in a folder ... / on a filesystem
+ *            ...; give the path it points to";
  *   -ELOOP   with err set: more than SAFE_PATH_MAX_LINKS links;
  *            with err "": the last component is a symbolic link (what
  *            open() with O_NOFOLLOW says; with O_DIRECTORY too, where open

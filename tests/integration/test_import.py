@@ -538,6 +538,86 @@ class Import(KotakTestCase):
         self.assertIn("1 left out", p.stdout)
         self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: real\r\n\r\nbody\r\n"])
 
+    def test_hard_link_in_a_users_cur_of_roots_maildir(self):
+        """DIR is root's but cur/ is nobody's: a file must belong to cur/'s owner, so
+        root's file hard-linked there by nobody is left out and nobody's message is
+        imported (compared with DIR's owner, the other way round)."""
+        self.need_root()
+        nobody = pwd.getpwnam("nobody")
+        path = self.maildir_at("md-curowner", msgs=[b"Subject: real\n\nbody\n"], sub="cur")
+        cur = os.path.join(path, "cur")
+        for x in [cur] + [os.path.join(cur, f) for f in os.listdir(cur)]:
+            os.chown(x, nobody.pw_uid, nobody.pw_gid)
+        secret = self.path("root-mail")
+        with open(secret, "wb") as f:
+            f.write(b"Subject: root's\n\nsecret\n")
+        os.chmod(secret, 0o600)
+        os.link(secret, os.path.join(cur, "1700000009.M9.h:2,S"))
+        p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn(f"belongs to uid 0, not to uid {nobody.pw_uid} who owns {cur}", p.stderr)
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: real\r\n\r\nbody\r\n"])
+
+    def test_cur_writable_by_others_refused(self):
+        """As root, a cur/ or new/ that others can write is refused, exit 2, nothing
+        stored: anyone could put there a link to a file of its owner."""
+        self.need_root()
+        for sub, mode in (("cur", 0o777), ("new", 0o770)):
+            path = self.maildir_at(f"md-open-{sub}")
+            os.chmod(os.path.join(path, sub), mode)
+            p = self.run_kotak("import", "maildir", ALICE, path, check=False, timeout=20)
+            self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            self.assertIn(f"{path}/{sub} can be written by others than its owner (mode 0{mode:o})",
+                          p.stderr)
+            self.assertIn("chmod go-w", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+
+    def test_mbox_with_two_names_refused(self):
+        """As root, an mbox with a second name (a hard link, maybe of someone else's
+        file) is refused, exit 2; a copy of it imports."""
+        self.need_root()
+        mb = self.path("linked.mbox")
+        with open(mb, "wb") as f:
+            f.write(b"From x Tue Nov 14 22:13:20 2023\nSubject: m\n\nbody\n")
+        os.link(mb, self.path("other-name"))
+        p = self.run_kotak("import", "mbox", ALICE, mb, check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn(f"{mb} has 2 names (hard links)", p.stderr)
+        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
+        copy = self.path("copy.mbox")
+        shutil.copyfile(mb, copy)
+        p = self.run_kotak("import", "mbox", ALICE, copy)
+        self.assertEqual(self.summary(p)[0], 1)
+
+    def peak_kib(self, *args):
+        """Runs kotak with args; its peak resident memory in KiB (GNU time's %M)."""
+        out = self.path("time.out")
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out, KOTAK, "-c", self.kotak.conf,
+                            *args], capture_output=True, text=True, env=clean_env(),
+                           cwd=self.kotak.dir, timeout=120, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            return int(f.read().split()[-1])
+
+    def test_uidlist_records_of_no_file_cost_nothing(self):
+        """A dovecot-uidlist of 3,000,000 records naming files that are not there (its
+        owner wrote them) costs root's import no memory: a record is kept only on the
+        file it names. The one real file gets its record's UIDL."""
+        def maildir(name, records):
+            path = self.maildir_at(name, msgs=[b"Subject: real\n\nbody\n"], sub="cur")
+            with open(os.path.join(path, "dovecot-uidlist"), "w") as f:
+                f.write(f"3 V1 N{records + 2}\n")
+                f.writelines(f"{i} :1600000000.M{i}P1.nowhere-to-be-found-at-all\n"
+                             for i in range(1, records + 1))
+                f.write(f"{records + 1} P{name} :1700000000.M0.h\n")
+            return path
+        small = self.peak_kib("import", "maildir", ALICE, maildir("small", 1))
+        big = self.peak_kib("import", "maildir", BOB, maildir("big", 3000000))
+        self.assertLess(big - small, 40 * 1024, (small, big))
+        self.assertEqual(pop3_all(self.kotak.ports["pop3"], BOB)[0], ["big"])
+
     def test_uidlist_line_too_long(self):
         """A dovecot-uidlist line longer than 64 KiB is refused, exit 2: root's import
         holds no more of a line than that, whatever the Maildir's owner wrote."""

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -311,6 +313,53 @@ static void test_safe_path(void)
     ok(same_file(fd, file), "relative with ..");
     close(fd);
     ok(chdir(cwd) == 0, "back");
+
+    /* Root's link where a user could have put it, or moved it: not followed. */
+    struct {
+        const char *folder;
+        mode_t mode;
+        uid_t owner;
+        bool followed;
+        const char *why;
+    } places[] = {
+        {"users", 0755, 65534, false, "in a folder of another user"},
+        {"open", 0777, 0, false, "in a folder others can write"},
+        {"group", 0775, 0, false, "in a folder others can write"},
+        {"sticky", 01777, 0, true, NULL},
+    };
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", t, places[i].folder);
+        ok(mkdir(p, 0700) == 0 && chown(p, places[i].owner, 0) == 0 &&
+               chmod(p, places[i].mode) == 0,
+           "folder %s made", places[i].folder);
+        snprintf(p, sizeof(p), "%s/%s/rl", t, places[i].folder);
+        ok(symlink("../real", p) == 0 && lchown(p, 0, 0) == 0, "root's link in it");
+        snprintf(p, sizeof(p), "%s/%s/rl/dir/file", t, places[i].folder);
+        fd = safe_path_open(p, O_RDONLY, err, sizeof(err));
+        if (places[i].followed) {
+            ok(same_file(fd, file), "root's link in %s: followed", places[i].folder);
+            close(fd);
+        } else {
+            ok(fd == -EPERM && strstr(err, places[i].why) != NULL &&
+                   strstr(err, "is root's link") != NULL,
+               "root's link in %s: refused: %s", places[i].folder, err);
+        }
+    }
+    /* On a filesystem mounted nosuid, as a user's own mount is, uid 0 proves nothing. */
+    snprintf(p, sizeof(p), "%s/mnt", t);
+    if (mkdir(p, 0755) == 0 && mount("tmpfs", p, "tmpfs", MS_NOSUID, "size=1m") == 0) {
+        snprintf(p, sizeof(p), "%s/mnt/rl", t);
+        snprintf(q, sizeof(q), "%s/real", t);
+        ok(symlink(q, p) == 0 && lchown(p, 0, 0) == 0, "root's link on a nosuid mount");
+        snprintf(p, sizeof(p), "%s/mnt/rl/dir/file", t);
+        fd = safe_path_open(p, O_RDONLY, err, sizeof(err));
+        ok(fd == -EPERM && strstr(err, "mounted nosuid or FUSE") != NULL,
+           "root's link on a nosuid mount: refused: %s", err);
+        snprintf(p, sizeof(p), "%s/mnt", t);
+        ok(umount(p) == 0, "unmounted");
+    } else {
+        ok(1, "# SKIP no tmpfs mount here: %s", strerror(errno));
+    }
 
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t);
