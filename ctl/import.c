@@ -69,7 +69,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ahead.h"
 #include "ctl.h"
 #include "mbox.h"
 #include "progress.h"
@@ -777,7 +777,7 @@ enum md_read {
  * the reader thread.
  */
 static int read_md_file(int subfd, struct mdfile *f, uid_t owner, size_t limit,
-                        struct growbuf *b, uid_t *uid_r, int *err_r)
+                        struct buf *b, uid_t *uid_r, int *err_r)
 {
     int fd = openat(subfd, f->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
@@ -810,15 +810,15 @@ static int read_md_file(int subfd, struct mdfile *f, uid_t owner, size_t limit,
         close(fd);
         return MD_TOO_BIG;
     }
-    b->len = 0;
+    buf_reset(b);
     b->max = limit + 1;
-    grow(b, (size_t)st.st_size + 1);
+    buf_reserve(b, (size_t)st.st_size + 1); /* no more than max: the size is at most limit */
     for (;;) {
         if (b->len > limit) { /* it grew meanwhile */
             close(fd);
             return MD_TOO_BIG;
         }
-        grow(b, b->len + 1);
+        buf_reserve(b, 1);
         size_t room = b->cap - b->len;
         if (room > limit + 1 - b->len)
             room = limit + 1 - b->len;
@@ -840,165 +840,41 @@ static int read_md_file(int subfd, struct mdfile *f, uid_t owner, size_t limit,
     return MD_READ;
 }
 
-/*
- * The reader thread. Reading a Maildir is a file opened, read and closed
- * per message, then its CRLF form and digest: about as much work as storing
- * it. A thread of its own does that for the messages ahead, in order,
- * while the main thread stores, so an import keeps two cores busy. It
- * holds at most AHEAD_MSGS messages, and no more than AHEAD_BYTES of them
- * unless one alone is larger; a slot's buffer is freed once it held more
- * than AHEAD_KEEP, so large messages are not kept around. It dies of
- * nothing: what went wrong travels with the message, and the main thread
- * tells it in order, after storing all before it.
- */
-#define AHEAD_MSGS 64
-#define AHEAD_BYTES (32u << 20)
-#define AHEAD_KEEP (1u << 20)
-/* A thread that waits is woken for this many messages or slots at once, or
- * when the other is about to wait itself: a wake-up per message cost more
- * than the message (a futex call each way). */
-#define AHEAD_WAKE 16
-
-struct ahead_msg {
-    int rc;              /* enum md_read */
-    int err;             /* MD_FAILED: the errno */
-    uid_t uid;           /* MD_NOT_OWNER: the file's owner */
-    size_t size;         /* MD_TOO_BIG: the CRLF size when known, else 0 */
-    struct growbuf data; /* MD_READ: the CRLF form */
-    uint8_t digest[STORE_DIGEST_SIZE];
-};
-
-struct ahead {
-    struct mdfile *files; /* the reader sets kind; the main thread reads it after */
-    size_t n;
+/* What the producer thread (ahead.h) of a Maildir import reads from. */
+struct md_reader {
+    struct mdfile *files; /* the producer sets kind; the main thread reads it after */
     const int *subfd;
     const uid_t *owner; /* of cur/ and new/ */
     size_t limit;
-    struct growbuf raw; /* the reader's: a file as read */
-    struct ahead_msg slot[AHEAD_MSGS];
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t filled, taken;
-    size_t head, tail; /* under mu: messages made ready, and taken */
-    size_t bytes;      /* under mu: octets in the slots made ready and not taken */
-    bool stop;         /* under mu */
-    bool reader_waits, taker_waits; /* under mu: on taken, on filled */
+    struct buf raw; /* a file as read */
 };
 
-/* Reads files[i] into its slot, as its CRLF form, with its digest. */
-static void ahead_prepare(struct ahead *a, size_t i)
+/* Reads files[i] into it (rc: enum md_read), as its CRLF form, with its digest. */
+static void md_fill(void *ctx, size_t i, struct ahead_item *it)
 {
-    struct ahead_msg *m = &a->slot[i % AHEAD_MSGS];
-    struct mdfile *f = &a->files[i];
-    m->size = 0;
-    m->data.len = 0;
-    m->rc = f->kind != NULL ? MD_ODD
-                            : read_md_file(a->subfd[f->sub], f, a->owner[f->sub], a->limit, &a->raw,
-                                           &m->uid, &m->err);
-    if (m->rc != MD_READ)
+    struct md_reader *md = ctx;
+    struct mdfile *f = &md->files[i];
+    it->rc = f->kind != NULL ? MD_ODD
+                             : read_md_file(md->subfd[f->sub], f, md->owner[f->sub], md->limit,
+                                            &md->raw, &it->uid, &it->err);
+    if (it->rc != MD_READ)
         return;
-    size_t n = mbox_crlf_len(a->raw.data, a->raw.len);
-    if (n > a->limit) {
-        m->size = n;
-        m->rc = MD_TOO_BIG;
+    size_t n = mbox_crlf_len(md->raw.data, md->raw.len);
+    if (n > md->limit) {
+        it->size = n;
+        it->rc = MD_TOO_BIG;
         return;
     }
-    if (n == a->raw.len) { /* CRLF already: the buffer changes hands, no copy */
-        struct growbuf t = m->data;
-        m->data = a->raw;
-        a->raw = t;
+    if (n == md->raw.len) { /* CRLF already: the buffer changes hands, no copy */
+        struct buf t = it->data;
+        it->data = md->raw;
+        md->raw = t;
     } else {
-        grow(&m->data, n);
-        mbox_to_crlf(a->raw.data, a->raw.len, m->data.data);
-        m->data.len = n;
+        it->data.max = SIZE_MAX;
+        buf_reserve(&it->data, n);
+        it->data.len = mbox_to_crlf(md->raw.data, md->raw.len, it->data.data);
     }
-    store_digest(m->data.data, n, m->digest);
-}
-
-static void *ahead_main(void *arg)
-{
-    struct ahead *a = arg;
-    for (size_t i = 0; i < a->n; i++) {
-        pthread_mutex_lock(&a->mu);
-        while (!a->stop && (a->head - a->tail == AHEAD_MSGS ||
-                            (a->bytes >= AHEAD_BYTES && a->head != a->tail))) {
-            if (a->taker_waits) /* full: whatever is ready goes now */
-                pthread_cond_signal(&a->filled);
-            a->reader_waits = true;
-            pthread_cond_wait(&a->taken, &a->mu);
-            a->reader_waits = false;
-        }
-        bool stop = a->stop;
-        pthread_mutex_unlock(&a->mu);
-        if (stop)
-            break;
-        ahead_prepare(a, i);
-        pthread_mutex_lock(&a->mu);
-        a->head++;
-        a->bytes += a->slot[i % AHEAD_MSGS].data.len;
-        if (a->taker_waits && (a->head - a->tail >= AHEAD_WAKE || i + 1 == a->n))
-            pthread_cond_signal(&a->filled);
-        pthread_mutex_unlock(&a->mu);
-    }
-    return NULL;
-}
-
-static void ahead_start(struct ahead *a)
-{
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->filled, NULL);
-    pthread_cond_init(&a->taken, NULL);
-    int e = pthread_create(&a->thread, NULL, ahead_main, a);
-    if (e != 0)
-        ctl_die("cannot start a thread to read with: %s", strerror(e));
-}
-
-/* The next message made ready, files[a->tail]'s: waits for the reader. */
-static struct ahead_msg *ahead_next(struct ahead *a)
-{
-    pthread_mutex_lock(&a->mu);
-    while (a->head == a->tail) {
-        if (a->reader_waits) /* cannot be: the reader waits only with messages ready */
-            pthread_cond_signal(&a->taken);
-        a->taker_waits = true;
-        pthread_cond_wait(&a->filled, &a->mu);
-        a->taker_waits = false;
-    }
-    pthread_mutex_unlock(&a->mu);
-    return &a->slot[a->tail % AHEAD_MSGS];
-}
-
-/* Gives the slot of ahead_next back to the reader. */
-static void ahead_done(struct ahead *a, struct ahead_msg *m)
-{
-    size_t len = m->data.len;
-    if (m->data.cap > AHEAD_KEEP) {
-        free(m->data.data);
-        m->data = (struct growbuf){0};
-    }
-    pthread_mutex_lock(&a->mu);
-    a->tail++;
-    a->bytes -= len;
-    if (a->reader_waits &&
-        (AHEAD_MSGS - (a->head - a->tail) >= AHEAD_WAKE || a->head == a->tail))
-        pthread_cond_signal(&a->taken);
-    pthread_mutex_unlock(&a->mu);
-}
-
-/* Stops the reader, also halfway (ctl_die does not come here: exit ends it). */
-static void ahead_stop(struct ahead *a)
-{
-    pthread_mutex_lock(&a->mu);
-    a->stop = true;
-    pthread_cond_signal(&a->taken);
-    pthread_mutex_unlock(&a->mu);
-    pthread_join(a->thread, NULL);
-    for (size_t i = 0; i < AHEAD_MSGS; i++)
-        free(a->slot[i].data.data);
-    free(a->raw.data);
-    pthread_mutex_destroy(&a->mu);
-    pthread_cond_destroy(&a->filled);
-    pthread_cond_destroy(&a->taken);
+    store_digest(it->data.data, n, it->digest);
 }
 
 static int import_maildir(const struct ctl *c)
@@ -1031,11 +907,12 @@ static int import_maildir(const struct ctl *c)
     importer_open(&im, c, &conf, "maildir", c->argv[0], address, sizeof(address));
     im.limit = (size_t)conf.limits.message_size;
     progress_start(&im.prog, "importing", n, 0);
-    struct ahead a = {.files = files, .n = n, .subfd = subfd, .owner = owner, .limit = im.limit};
-    ahead_start(&a);
+    struct md_reader md = {.files = files, .subfd = subfd, .owner = owner, .limit = im.limit};
+    buf_init(&md.raw, 0);
+    struct ahead *a = ahead_start(n, md_fill, &md);
     for (size_t i = 0; i < n; i++) {
         struct mdfile *f = &files[i];
-        struct ahead_msg *m = ahead_next(&a);
+        struct ahead_item *m = ahead_next(a, -1); /* never NULL: md_fill does not fail */
         char what[4200] = "";
         if (m->rc != MD_READ)
             snprintf(what, sizeof(what), "%s/%s/%s", dir, md_subs[f->sub], f->name);
@@ -1063,11 +940,12 @@ static int import_maildir(const struct ctl *c)
             ctl_die("cannot read %s: %s", what, strerror(m->err));
         }
         im.prog.done_bytes += m->data.len;
-        ahead_done(&a, m);
+        ahead_done(a, m);
         im.prog.done_msgs = i + 1;
         progress_draw(&im.prog, false);
     }
-    ahead_stop(&a);
+    ahead_stop(a);
+    buf_free(&md.raw);
     int status = import_finish(&im);
     for (size_t i = 0; i < n; i++) {
         free(files[i].name);

@@ -39,11 +39,17 @@
  * UIDLs, two entries: see store.h). The store's batches are whole or
  * absent, so a kill -9 and a second run add each message exactly once.
  *
+ * Two threads while messages are fetched (ahead.h): one sends the RETRs
+ * and reads the replies, decoding and hashing each message, the main one
+ * stores them in order. Storing is half the work, and the server answers
+ * while kotak stores.
+ *
  * The store's write lock: a batch holds it while it is open, and
  * kotak-smtpd's deliveries wait at most STORE_BUSY_TIMEOUT_MS for it. So
- * the batch is committed before every wait on the socket (wait_fd): a batch
- * holds only messages read without waiting, as pipelined replies already
- * received are, never one across a silent server.
+ * the batch is committed before every wait on the socket (wait_fd), and
+ * while fetching, before the main thread waits for the fetching one: a
+ * batch holds only messages already received, never one across a silent
+ * server.
  *
  * The password is never sent in cleartext to a host that is not loopback:
  * --tls or --starttls is needed for that (an SSH tunnel to a server without
@@ -73,6 +79,7 @@
 
 #include "addr.h"
 #include "buf.h"
+#include "ahead.h"
 #include "ctl.h"
 #include "pop3_client.h"
 #include "progress.h"
@@ -90,6 +97,7 @@ static const char usage_text[] =
 #define IMPORT_MAX_MESSAGES 2000000  /* a listing longer than this is no maildrop */
 #define IMPORT_MAX_UIDL_OCTETS (64u << 20) /* the UIDLs kept from a listing, NULs counted */
 #define PIPELINE_DEPTH 64            /* RETRs in flight with PIPELINING */
+#define COMMIT_GRACE_MS 20           /* how long the store waits for a message before it commits */
 #define CAPA_MAX_LINES 256
 #define PASSWORD_MAX 255             /* what AUTH PLAIN and PASS can carry */
 
@@ -128,6 +136,10 @@ struct run {
     size_t n_entries;
     char *uidls; /* the listing's RFC 1939 UIDLs, each NUL-terminated */
     size_t uidls_len, uidls_cap;
+    /* the fetch: a producer thread (ahead.h) sends the RETRs and reads the replies */
+    struct ahead *ahead; /* while fetching */
+    size_t *todo;        /* the entries to fetch, n_todo of them */
+    size_t n_todo, sent, depth;
     /* counts */
     uint64_t imported, octets, skipped, kept, renamed;
     struct progress prog;
@@ -149,6 +161,9 @@ static void die(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* On the fetching thread: the main thread stores what came before, then dies with it. */
+    if (r != NULL && r->ahead != NULL && ahead_on_producer(r->ahead))
+        ahead_fail(r->ahead, msg);
     if (r != NULL) {
         progress_break(&r->prog);
         if (r->imp != NULL)
@@ -310,16 +325,24 @@ static bool is_loopback(const struct sockaddr *sa)
  * open batch is committed first: it holds the store's write lock, which
  * kotak-smtpd must not wait for while the server is slow.
  */
+/* Commits the import's open batch: before every wait (see the top of the file). */
+static void commit_batch(struct run *r)
+{
+    if (r->imp == NULL)
+        return;
+    int rc = store_import_commit(r->imp);
+    if (rc < 0) {
+        r->imp = NULL; /* rolled back: nothing to commit on the way out */
+        progress_break(&r->prog);
+        ctl_die_store(r->store, rc, r->user);
+    }
+}
+
+/* Waits for the socket; commits first, but while fetching the main thread does that. */
 static void wait_fd(struct run *r, short events, int timeout_ms, const char *what)
 {
-    if (r->imp != NULL) {
-        int rc = store_import_commit(r->imp);
-        if (rc < 0) {
-            r->imp = NULL; /* rolled back: nothing to commit on the way out */
-            progress_break(&r->prog);
-            ctl_die_store(r->store, rc, r->user);
-        }
-    }
+    if (r->ahead == NULL)
+        commit_batch(r);
     struct pollfd pfd = {.fd = r->fd, .events = events};
     for (;;) {
         int n = poll(&pfd, 1, timeout_ms);
@@ -779,10 +802,9 @@ static uint64_t mark_repeated(struct run *r)
  * this same source with these octets, else by its octets unless its UIDL is
  * free here (store_import_seen).
  */
-static void store_one(struct run *r, struct entry *e, const struct buf *msg)
+static void store_one(struct run *r, struct entry *e, const struct buf *msg,
+                      const uint8_t digest[STORE_DIGEST_SIZE])
 {
-    uint8_t digest[STORE_DIGEST_SIZE];
-    store_digest(msg->data, msg->len, digest);
     const char *uidl = entry_uidl(r, e);
     int rc = store_import_seen(r->imp, uidl, (int64_t)msg->len, digest);
     if (rc < 0)
@@ -807,6 +829,46 @@ static void store_one(struct run *r, struct entry *e, const struct buf *msg)
         r->kept++;
     else
         r->renamed++;
+}
+
+/*
+ * On the producer thread: RETR of the i-th entry to fetch, read into it with
+ * its digest, the RETRs of the entries after it sent ahead (PIPELINING).
+ * A failure ends the thread through die(), told after the messages before.
+ */
+static void fetch_one(void *ctx, size_t i, struct ahead_item *it)
+{
+    struct run *r = ctx;
+    char cmds[PIPELINE_DEPTH * 32];
+    size_t len = 0;
+    while (r->sent < r->n_todo && r->sent - i < r->depth) {
+        len += (size_t)snprintf(cmds + len, sizeof cmds - len, "RETR %" PRIu64 "\r\n",
+                                r->entries[r->todo[r->sent]].num);
+        r->sent++;
+    }
+    if (len > 0)
+        send_bytes(r, cmds, len);
+    struct entry *e = &r->entries[r->todo[i]];
+    uint64_t limit = r->conf.limits.message_size;
+    char text[300];
+    if (status(r, "waiting for RETR", text, sizeof text) != 1)
+        die("%s refused RETR %" PRIu64 ": -ERR %s", r->host, e->num, text);
+    it->data.max = limit;
+    struct pop3c_data d;
+    pop3c_data_init(&d);
+    for (;;) {
+        size_t used;
+        int rc = pop3c_data_feed(&d, r->in + r->in_off, r->in_len - r->in_off, &it->data, &used);
+        r->in_off += used;
+        if (rc == 1)
+            break;
+        if (rc < 0)
+            die("message %" PRIu64 " from %s is larger than [limits] message_size (%" PRIu64
+                " octets), or has a line without end; raise the limit in %s if the "
+                "message is real", e->num, r->host, limit, r->conf.path);
+        fill(r, "reading a message");
+    }
+    store_digest(it->data.data, it->data.len, it->digest);
 }
 
 static void fetch_all(struct run *r)
@@ -842,47 +904,36 @@ static void fetch_all(struct run *r)
     progress_start(&r->prog, "importing", n_todo, total_octets);
     progress_draw(&r->prog, false);
 
-    struct buf msg;
-    buf_init(&msg, limit);
-    size_t depth = r->capa.pipelining ? PIPELINE_DEPTH : 1;
-    size_t sent = 0, done = 0;
-    char cmds[PIPELINE_DEPTH * 32];
-    while (done < n_todo) {
-        size_t len = 0;
-        while (sent < n_todo && sent - done < depth) {
-            len += (size_t)snprintf(cmds + len, sizeof cmds - len, "RETR %" PRIu64 "\r\n",
-                                    r->entries[todo[sent]].num);
-            sent++;
+    r->todo = todo;
+    r->n_todo = n_todo;
+    r->sent = 0;
+    r->depth = r->capa.pipelining ? PIPELINE_DEPTH : 1;
+    r->ahead = ahead_start(n_todo, fetch_one, r);
+    for (size_t done = 0; done < n_todo; done++) {
+        /* The batch commits before the main thread waits longer than COMMIT_GRACE_MS:
+         * the fetch may be waiting on the server, and a batch holds the write lock (see
+         * the top of the file). Not before every short wait: the store keeps up with
+         * the server, so it would often find no message ready, and commit one at a time. */
+        struct ahead_item *it = ahead_next(r->ahead, COMMIT_GRACE_MS);
+        if (it == NULL && ahead_failure(r->ahead)[0] == '\0') {
+            commit_batch(r);
+            it = ahead_next(r->ahead, -1);
         }
-        if (len > 0)
-            send_bytes(r, cmds, len);
-        struct entry *e = &r->entries[todo[done]];
-        char text[300];
-        if (status(r, "waiting for RETR", text, sizeof text) != 1)
-            die("%s refused RETR %" PRIu64 ": -ERR %s", r->host, e->num, text);
-        buf_reset(&msg);
-        struct pop3c_data d;
-        pop3c_data_init(&d);
-        for (;;) {
-            size_t used;
-            int rc = pop3c_data_feed(&d, r->in + r->in_off, r->in_len - r->in_off, &msg, &used);
-            r->in_off += used;
-            if (rc == 1)
-                break;
-            if (rc < 0)
-                die("message %" PRIu64 " from %s is larger than [limits] message_size (%" PRIu64
-                    " octets), or has a line without end; raise the limit in %s if the "
-                    "message is real", e->num, r->host, limit, r->conf.path);
-            fill(r, "reading a message");
+        if (it == NULL) {
+            struct ahead *a = r->ahead;
+            r->ahead = NULL;
+            die("%s", ahead_failure(a));
         }
-        store_one(r, e, &msg);
-        done++;
+        store_one(r, &r->entries[todo[done]], &it->data, it->digest);
         r->prog.done_msgs++;
-        r->prog.done_bytes += msg.len;
+        r->prog.done_bytes += it->data.len;
+        ahead_done(r->ahead, it);
         progress_draw(&r->prog, false);
     }
-    buf_free(&msg);
+    ahead_stop(r->ahead);
+    r->ahead = NULL;
     free(todo);
+    r->todo = NULL;
     progress_draw(&r->prog, true);
 }
 

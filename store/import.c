@@ -217,6 +217,7 @@ struct store_import {
     struct store_checkpointer *checkpointer; /* NULL: SQLite's own checkpoints */
     int cache_kib;  /* the connection's cache size before, to put back */
     bool open;      /* a batch's transaction is open */
+    bool reading;   /* a read transaction is open for look-ups between batches */
     size_t n;       /* messages in the open batch */
     size_t bytes;   /* their octets */
     int64_t opened; /* when the batch opened, ms on the monotonic clock */
@@ -433,9 +434,35 @@ static int present(struct store_import *imp, const uint8_t *digest)
     return digest != NULL && digest_meet(&imp->digests, digest) == 2 ? 2 : 1;
 }
 
+/*
+ * Look-ups outside a batch share one read transaction, until the next
+ * batch or commit: one each would take and drop the store's shared locks,
+ * six calls into the kernel per message (a POP3 import asks of every
+ * message of the listing before it fetches any). A read transaction in WAL
+ * mode holds back no writer.
+ */
+static int read_open(struct store_import *imp)
+{
+    if (imp->open || imp->reading)
+        return 0;
+    int rc = store__run(imp->s, STMT_READ_BEGIN);
+    imp->reading = rc == 0;
+    return rc;
+}
+
+static void read_close(struct store_import *imp)
+{
+    if (imp->reading)
+        store__rollback(imp->s); /* nothing was written: the snapshot is let go */
+    imp->reading = false;
+}
+
 int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
                       const uint8_t digest[STORE_DIGEST_SIZE])
 {
+    int rc = read_open(imp);
+    if (rc < 0)
+        return rc;
     if (uidl != NULL) {
         struct taken t;
         int c = classify(imp, uidl, &t);
@@ -528,6 +555,7 @@ int store_import_add(struct store_import *imp, const void *msg, size_t len, int6
         digest = own;
     }
     if (!imp->open) {
+        read_close(imp); /* a write transaction starts from the newest snapshot */
         int rc = store__begin(imp->s);
         if (rc < 0)
             return rc;
@@ -559,6 +587,7 @@ int store_import_add(struct store_import *imp, const void *msg, size_t len, int6
 
 int store_import_commit(struct store_import *imp)
 {
+    read_close(imp);
     if (!imp->open)
         return 0;
     imp->open = false;

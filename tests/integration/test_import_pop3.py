@@ -898,6 +898,31 @@ class ScriptedTest(ImportTestCase):
 
     # --- the write lock while the server is slow (H3) -------------------------------------
 
+    def test_server_gone_halfway_keeps_what_came(self):
+        # The fetching thread meets the end; the main thread stores every message that came
+        # before it, then the command ends with one line for the failure, and a run again
+        # adds the rest.
+        msgs = [(f"g{i}", f"Subject: g{i}\r\n\r\nbody {i}\r\n".encode()) for i in range(1, 7)]
+        srv = None
+
+        def retr(sock, n):
+            if n == 4:
+                return False  # the connection ends without an answer
+            sock.sendall(b"+OK\r\n" + srv.stuffed(n) + b".\r\n")
+            return True
+
+        srv = self.scripted(msgs, retr=retr, capa=("PIPELINING",))
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("kotak: 3 messages were imported before this; run the same command again",
+                      p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 2, p.stderr)
+        self.assertEqual(self.kotak.bodies(ALICE), [m for _, m in msgs[:3]])
+        srv.retr = None
+        p = self.import_pop3("--from", f"127.0.0.1:{srv.port}")
+        self.assert_imported(p, 3, skipped=3)
+        self.assertEqual(self.kotak.bodies(ALICE), [m for _, m in msgs])
+
     def test_delivery_goes_through_while_a_retr_stalls(self):
         stalled, release = threading.Event(), threading.Event()
         msgs = [("s1", b"Subject: s1\r\n\r\n" + b"one\r\n" * 100),
