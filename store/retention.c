@@ -45,7 +45,8 @@ int store_mbox_update(struct store *s, int64_t user_id, const int64_t *del, size
         return rc;
     /* Marks first: an entry both retrieved and deleted is simply gone. */
     if ((rc = each_entry(s, STMT_MBOX_RETRIEVED, user_id, ret, n_ret, now)) < 0 ||
-        (rc = each_entry(s, STMT_MBOX_DELETE, user_id, del, n_del, now)) < 0) {
+        (rc = each_entry(s, STMT_MBOX_DELETE, user_id, del, n_del, now)) < 0 ||
+        (n_del > 0 && (rc = store_quota_rearm(s, user_id)) < 0)) {
         store__rollback(s);
         return rc;
     }

@@ -560,8 +560,11 @@ int store_mbox_delete(struct store *s, int64_t user_id, const int64_t *ids, size
  * POP3's UPDATE state ([pop3] expire): removes the entries del[0..n_del)
  * and records now as the retrieval time of the entries ret[0..n_ret) that
  * have none yet (the first RETR counts), in one transaction. Entries not
- * the user's are left alone. Returns 0 or a negative code; on failure
- * nothing changed.
+ * the user's are left alone. Deletions that take the maildrop under
+ * STORE_QUOTA_REARM_PCT of its quota re-arm the near-quota warning in the
+ * same transaction (store_quota_rearm), so that a fill before the next
+ * login warns at it. Returns 0 or a negative code; on failure nothing
+ * changed.
  */
 int store_mbox_update(struct store *s, int64_t user_id, const int64_t *del, size_t n_del,
                       const int64_t *ret, size_t n_ret, int64_t now);

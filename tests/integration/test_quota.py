@@ -250,6 +250,24 @@ class QuotaTest(KotakTestCase):
         p.quit()
         self.assertEqual(len(self.warnings()), 1)
 
+    def test_emptied_at_quit_and_filled_before_the_next_login_warns_again(self):
+        # The warning re-arms in QUIT's own transaction when the deletions take the
+        # maildrop under 80%: a fill before the next login warns at that login.
+        self.quota(ALICE, "10K")
+        self.deliver(ALICE, 9500)
+        p = self.pop3(ALICE)
+        self.assertEqual(p.stat()[0], 2, "the first warning")
+        p.dele(1)
+        p.dele(2)
+        p.quit()
+        self.assertEqual(self.kotak.query("SELECT quota_warned FROM users WHERE local = 'alice'"),
+                         [(0,)])
+        self.deliver(ALICE, 9500, "again")  # over 90% before any login
+        p = self.pop3(ALICE)
+        self.assertEqual(p.stat()[0], 2, "the fill warns again at the next login")
+        p.quit()
+        self.assertEqual(len(self.warnings()), 1)
+
     def test_no_quota_no_warning(self):
         self.deliver(BOB, 20000, "big")
         p = self.pop3(BOB)
