@@ -40,9 +40,13 @@ struct ahead {
     char why[1024];                   /* once failed */
 };
 
+/* Set on the producer's thread alone: which thread runs is known without its pthread_t. */
+static __thread const struct ahead *producer_of;
+
 static void *producer_main(void *arg)
 {
     struct ahead *a = arg;
+    producer_of = a;
     for (size_t i = 0; i < a->n; i++) {
         pthread_mutex_lock(&a->mu);
         while (!a->stop && (a->head - a->tail == AHEAD_ITEMS ||
@@ -72,7 +76,7 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
-struct ahead *ahead_start(size_t n, ahead_fill_fn *fill, void *ctx)
+void ahead_start(struct ahead **a_r, size_t n, ahead_fill_fn *fill, void *ctx)
 {
     struct ahead *a = xcalloc(1, sizeof(*a));
     a->n = n;
@@ -81,19 +85,24 @@ struct ahead *ahead_start(size_t n, ahead_fill_fn *fill, void *ctx)
     for (size_t i = 0; i < AHEAD_ITEMS; i++)
         buf_init(&a->slot[i].data, 0);
     pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->filled, NULL);
-    pthread_cond_init(&a->taken, NULL);
+    /* Timed waits by the monotonic clock: a step of the wall clock changes no wait. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->filled, &attr);
+    pthread_cond_init(&a->taken, &attr);
+    pthread_condattr_destroy(&attr);
+    *a_r = a; /* before the thread runs: what it calls may look at *a_r */
     int e = pthread_create(&a->thread, NULL, producer_main, a);
     if (e != 0)
         ctl_die("cannot start a thread to read with: %s", strerror(e));
-    return a;
 }
 
 struct ahead_item *ahead_next(struct ahead *a, int timeout_ms)
 {
     struct timespec until;
     if (timeout_ms > 0) {
-        clock_gettime(CLOCK_REALTIME, &until); /* the condition variables' clock */
+        clock_gettime(CLOCK_MONOTONIC, &until); /* the condition variables' clock */
         until.tv_sec += timeout_ms / 1000;
         until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
         if (until.tv_nsec >= 1000000000) {
@@ -115,6 +124,17 @@ struct ahead_item *ahead_next(struct ahead *a, int timeout_ms)
     bool ready = a->head != a->tail;
     pthread_mutex_unlock(&a->mu);
     return ready ? &a->slot[a->tail % AHEAD_ITEMS] : NULL;
+}
+
+struct ahead_item *ahead_next_or_commit(struct ahead *a, struct store_import *imp, int *rc_r)
+{
+    *rc_r = 0;
+    struct ahead_item *it = ahead_next(a, AHEAD_COMMIT_GRACE_MS);
+    if (it != NULL || a->why[0] != '\0')
+        return it;
+    if ((*rc_r = store_import_commit(imp)) < 0)
+        return NULL;
+    return ahead_next(a, -1);
 }
 
 void ahead_done(struct ahead *a, struct ahead_item *it)
@@ -140,7 +160,7 @@ const char *ahead_failure(const struct ahead *a)
 
 bool ahead_on_producer(const struct ahead *a)
 {
-    return pthread_equal(pthread_self(), a->thread) != 0;
+    return a != NULL && producer_of == a;
 }
 
 void ahead_fail(struct ahead *a, const char *why)

@@ -39,8 +39,11 @@ struct ahead;
 /* Fills item i (its data reset to empty, its other fields to 0) on the producer's thread. */
 typedef void ahead_fill_fn(void *ctx, size_t i, struct ahead_item *it);
 
-/* Starts the producer on n items; dies (ctl_die) when no thread can be made. */
-struct ahead *ahead_start(size_t n, ahead_fill_fn *fill, void *ctx);
+/*
+ * Starts the producer on n items, *a_r set before it runs (its callback may
+ * look at *a_r); dies (ctl_die) when no thread can be made.
+ */
+void ahead_start(struct ahead **a_r, size_t n, ahead_fill_fn *fill, void *ctx);
 
 /*
  * The next item, waiting at most timeout_ms for it (0: not at all, -1: as
@@ -49,13 +52,26 @@ struct ahead *ahead_start(size_t n, ahead_fill_fn *fill, void *ctx);
  */
 struct ahead_item *ahead_next(struct ahead *a, int timeout_ms);
 
+/*
+ * The next item for an import's main thread, which holds imp's open batch
+ * (and with it the store's write lock, or a read snapshot): when the item
+ * is not ready within AHEAD_COMMIT_GRACE_MS, the batch commits before the
+ * thread waits on, since the producer may be waiting on a server or a
+ * disk. Not before every short wait: the store keeps up with the
+ * producer, so it would often find nothing ready and commit one message at
+ * a time. NULL once the producer failed (ahead_failure), or with *rc_r the
+ * commit's failure (0 otherwise).
+ */
+#define AHEAD_COMMIT_GRACE_MS 20
+struct ahead_item *ahead_next_or_commit(struct ahead *a, struct store_import *imp, int *rc_r);
+
 /* Gives the item of ahead_next back. */
 void ahead_done(struct ahead *a, struct ahead_item *it);
 
 /* Why the producer failed (ahead_fail's text), "" while it did not. */
 const char *ahead_failure(const struct ahead *a);
 
-/* Whether the caller runs on a's producer thread. */
+/* Whether the caller runs on a's producer thread (a may be NULL: no). */
 bool ahead_on_producer(const struct ahead *a);
 
 /* On the producer thread: ends it with why, told to the main thread after the items before. */

@@ -909,10 +909,17 @@ static int import_maildir(const struct ctl *c)
     progress_start(&im.prog, "importing", n, 0);
     struct md_reader md = {.files = files, .subfd = subfd, .owner = owner, .limit = im.limit};
     buf_init(&md.raw, 0);
-    struct ahead *a = ahead_start(n, md_fill, &md);
+    struct ahead *a;
+    ahead_start(&a, n, md_fill, &md);
     for (size_t i = 0; i < n; i++) {
         struct mdfile *f = &files[i];
-        struct ahead_item *m = ahead_next(a, -1); /* never NULL: md_fill does not fail */
+        /* A read may wait (a slow disk, a FUSE mount): the batch commits first. */
+        int rc;
+        struct ahead_item *m = ahead_next_or_commit(a, im.imp, &rc);
+        if (rc < 0) {
+            progress_break(&im.prog);
+            ctl_die_store(im.s, rc, im.user);
+        }
         char what[4200] = "";
         if (m->rc != MD_READ)
             snprintf(what, sizeof(what), "%s/%s/%s", dir, md_subs[f->sub], f->name);

@@ -97,7 +97,6 @@ static const char usage_text[] =
 #define IMPORT_MAX_MESSAGES 2000000  /* a listing longer than this is no maildrop */
 #define IMPORT_MAX_UIDL_OCTETS (64u << 20) /* the UIDLs kept from a listing, NULs counted */
 #define PIPELINE_DEPTH 64            /* RETRs in flight with PIPELINING */
-#define COMMIT_GRACE_MS 20           /* how long the store waits for a message before it commits */
 #define CAPA_MAX_LINES 256
 #define PASSWORD_MAX 255             /* what AUTH PLAIN and PASS can carry */
 
@@ -162,7 +161,7 @@ static void die(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     /* On the fetching thread: the main thread stores what came before, then dies with it. */
-    if (r != NULL && r->ahead != NULL && ahead_on_producer(r->ahead))
+    if (r != NULL && ahead_on_producer(r->ahead))
         ahead_fail(r->ahead, msg);
     if (r != NULL) {
         progress_break(&r->prog);
@@ -341,7 +340,7 @@ static void commit_batch(struct run *r)
 /* Waits for the socket; commits first, but while fetching the main thread does that. */
 static void wait_fd(struct run *r, short events, int timeout_ms, const char *what)
 {
-    if (r->ahead == NULL)
+    if (!ahead_on_producer(r->ahead))
         commit_batch(r);
     struct pollfd pfd = {.fd = r->fd, .events = events};
     for (;;) {
@@ -908,16 +907,15 @@ static void fetch_all(struct run *r)
     r->n_todo = n_todo;
     r->sent = 0;
     r->depth = r->capa.pipelining ? PIPELINE_DEPTH : 1;
-    r->ahead = ahead_start(n_todo, fetch_one, r);
+    ahead_start(&r->ahead, n_todo, fetch_one, r);
     for (size_t done = 0; done < n_todo; done++) {
-        /* The batch commits before the main thread waits longer than COMMIT_GRACE_MS:
-         * the fetch may be waiting on the server, and a batch holds the write lock (see
-         * the top of the file). Not before every short wait: the store keeps up with
-         * the server, so it would often find no message ready, and commit one at a time. */
-        struct ahead_item *it = ahead_next(r->ahead, COMMIT_GRACE_MS);
-        if (it == NULL && ahead_failure(r->ahead)[0] == '\0') {
-            commit_batch(r);
-            it = ahead_next(r->ahead, -1);
+        /* The batch commits before the main thread waits long (see the top of the file). */
+        int rc;
+        struct ahead_item *it = ahead_next_or_commit(r->ahead, r->imp, &rc);
+        if (rc < 0) {
+            r->imp = NULL; /* rolled back: nothing to commit on the way out */
+            progress_break(&r->prog);
+            ctl_die_store(r->store, rc, r->user);
         }
         if (it == NULL) {
             struct ahead *a = r->ahead;

@@ -161,8 +161,8 @@ static size_t digest_slot(const struct digest_set *d, const uint8_t k[STORE_DIGE
  */
 static int digest_meet(struct digest_set *d, const uint8_t k[STORE_DIGEST_SIZE])
 {
-    if (d->cap == 0)
-        return 0;
+    if (d->cap == 0 || memcmp(k, no_digest, STORE_DIGEST_SIZE) == 0)
+        return 0; /* an empty set; the mark of a free slot, never added */
     size_t i = digest_slot(d, k);
     if (memcmp(d->keys[i], k, STORE_DIGEST_SIZE) != 0)
         return 0;
@@ -218,6 +218,8 @@ struct store_import {
     int cache_kib;  /* the connection's cache size before, to put back */
     bool open;      /* a batch's transaction is open */
     bool reading;   /* a read transaction is open for look-ups between batches */
+    int64_t read_opened; /* when it opened, ms on the monotonic clock */
+    int broken;     /* not 0: the digests could not be read again after a rollback */
     size_t n;       /* messages in the open batch */
     size_t bytes;   /* their octets */
     int64_t opened; /* when the batch opened, ms on the monotonic clock */
@@ -258,10 +260,16 @@ static bool column_digest(sqlite3_stmt *st, int col, uint8_t digest_r[STORE_DIGE
     return true;
 }
 
-/* Reads the digests of the maildrop into imp->digests, anew (after a rollback too). */
+/*
+ * Reads the digests of the maildrop into imp->digests, anew (after a
+ * rollback too). When that fails the set is not to be trusted (a message
+ * here would look absent, and be added twice): the import is marked broken
+ * and refuses every call after.
+ */
 static int load_digests(struct store_import *imp)
 {
     digest_set_free(&imp->digests);
+    imp->broken = -KOTAK_ESTORE;
     sqlite3_stmt *st = stmt(imp, IMP_DIGESTS);
     sqlite3_bind_int64(st, 1, imp->user_id);
     int rc;
@@ -270,7 +278,10 @@ static int load_digests(struct store_import *imp)
         if (column_digest(st, 0, d))
             digest_add(&imp->digests, d, false);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : store__rc(imp->s, rc);
+    if (rc != SQLITE_DONE)
+        return store__rc(imp->s, rc);
+    imp->broken = 0;
+    return 0;
 }
 
 int store_import_begin(struct store *s, int64_t user_id, const char *source,
@@ -436,20 +447,11 @@ static int present(struct store_import *imp, const uint8_t *digest)
 
 /*
  * Look-ups outside a batch share one read transaction, until the next
- * batch or commit: one each would take and drop the store's shared locks,
+ * batch or commit (or IMPORT_BATCH_MS, see lookup_begin): one each would take and drop the store's shared locks,
  * six calls into the kernel per message (a POP3 import asks of every
  * message of the listing before it fetches any). A read transaction in WAL
  * mode holds back no writer.
  */
-static int read_open(struct store_import *imp)
-{
-    if (imp->open || imp->reading)
-        return 0;
-    int rc = store__run(imp->s, STMT_READ_BEGIN);
-    imp->reading = rc == 0;
-    return rc;
-}
-
 static void read_close(struct store_import *imp)
 {
     if (imp->reading)
@@ -457,10 +459,36 @@ static void read_close(struct store_import *imp)
     imp->reading = false;
 }
 
+/*
+ * Before a look-up: a batch open longer than IMPORT_BATCH_MS commits here
+ * too, not only when a message is added (an import that finds every
+ * message present adds none, and would hold the write lock for as long as
+ * its source keeps sending); a read snapshot that old is let go, so that
+ * checkpoints can copy the WAL back.
+ */
+static int lookup_begin(struct store_import *imp)
+{
+    if (imp->broken)
+        return imp->broken;
+    if (imp->open && now_ms() - imp->opened >= IMPORT_BATCH_MS) {
+        int rc = store_import_commit(imp);
+        if (rc < 0)
+            return rc;
+    }
+    if (imp->reading && now_ms() - imp->read_opened >= IMPORT_BATCH_MS)
+        read_close(imp);
+    if (imp->open || imp->reading)
+        return 0;
+    int rc = store__run(imp->s, STMT_READ_BEGIN);
+    imp->reading = rc == 0;
+    imp->read_opened = now_ms();
+    return rc;
+}
+
 int store_import_seen(struct store_import *imp, const char *uidl, int64_t size,
                       const uint8_t digest[STORE_DIGEST_SIZE])
 {
-    int rc = read_open(imp);
+    int rc = lookup_begin(imp);
     if (rc < 0)
         return rc;
     if (uidl != NULL) {
@@ -547,6 +575,8 @@ int store_import_add(struct store_import *imp, const void *msg, size_t len, int6
                      const char *uidl, const uint8_t digest[STORE_DIGEST_SIZE], bool *kept_r)
 {
     *kept_r = false;
+    if (imp->broken)
+        return imp->broken;
     if (len > INT32_MAX)
         return -EFBIG;
     uint8_t own[STORE_DIGEST_SIZE];

@@ -923,6 +923,37 @@ class ScriptedTest(ImportTestCase):
         self.assert_imported(p, 3, skipped=3)
         self.assertEqual(self.kotak.bodies(ALICE), [m for _, m in msgs])
 
+    def test_delivery_goes_through_while_known_messages_trickle_in(self):
+        # The first message is new and opens a batch; the 449 after it are the same octets
+        # (a UIDL given twice proves nothing, so each is fetched and known by its digest)
+        # and come one every 10 ms. The batch still commits within its second: it is not
+        # held, with the store's write lock, for as long as the source keeps sending.
+        msg = b"Subject: same\r\n\r\nthe same octets\r\n"
+        srv = None
+
+        def retr(sock, n):
+            time.sleep(0.010)
+            sock.sendall(b"+OK\r\n" + srv.stuffed(n) + b".\r\n")
+            return True
+
+        srv = self.scripted([("dup", msg)] * 450, retr=retr, capa=("PIPELINING",))
+        argv = [KOTAK, "-c", self.kotak.conf, "import", "pop3", ALICE, "--from",
+                f"127.0.0.1:{srv.port}", "--password-file", self.password_file]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, env=clean_env(), cwd=self.kotak.dir)
+        try:
+            time.sleep(1.5)
+            self.assertIsNone(proc.poll(), "the import ended before the delivery")
+            t0 = time.monotonic()
+            self.deliver("during-the-trickle")
+            took = time.monotonic() - t0
+            self.assertLess(took, 2.0, f"kotak-smtpd waited {took:.1f} s on the import's lock")
+        finally:
+            out, err = proc.communicate(timeout=IMPORT_TIMEOUT)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("imported 1 message", out)
+        self.assertEqual(len(self.kotak.bodies(ALICE)), 2)
+
     def test_delivery_goes_through_while_a_retr_stalls(self):
         stalled, release = threading.Event(), threading.Event()
         msgs = [("s1", b"Subject: s1\r\n\r\n" + b"one\r\n" * 100),
