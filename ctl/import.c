@@ -32,8 +32,8 @@
  * someone else, root's /var/mail/root say, which a user can make where
  * fs.protected_hardlinks is off, is left out too; and a cur/ or new/ that
  * others than its owner can write is refused, since anyone could put such
- * a link of the owner's files there. An mbox FILE with more than one name
- * is refused as root for the same reason. A dovecot-uidlist is read a
+ * a link of the owner's files there. An mbox FILE follows a like rule
+ * (open_mbox). A dovecot-uidlist is read a
  * bounded line at a time, and keeps nothing but what it says of the files
  * found. Files are opened O_NONBLOCK and read
  * only when fstat says they are plain files: a FIFO never hangs the
@@ -297,14 +297,38 @@ int ctl_open_path(const char *path, int flags)
 
 /*
  * Opens an mbox FILE to import, once: never through a symbolic link (but
- * root's, on the way: ctl_open_path), never
- * blocking (a FIFO), a plain file only, whose first line is a From_ line
- * (empty is fine). Dies when it is not that. The import reads the same
- * descriptor, so what was checked is what is imported.
+ * root's, on the way: ctl_open_path), never blocking (a FIFO), a plain
+ * file only, whose first line is a From_ line (empty is fine). Dies when
+ * it is not that. The import reads the same descriptor, so what was
+ * checked is what is imported.
+ *
+ * As root, the file is opened from its folder's descriptor, and the two
+ * are looked at together: a folder others can write (/tmp) is refused,
+ * since anyone could have put a hard link to anyone's file there; in a
+ * folder of a user, the file must be that user's (a hard link keeps the
+ * owner of the file it names, so alice's link to root's /var/mail/root is
+ * root's). A folder of root's (as /var/mail, whose group may write it)
+ * holds what root and that group put there. The link count proves
+ * nothing: the other name can be removed between the open and any look.
  */
 static int open_mbox(const char *path, uint64_t *size_r)
 {
-    int fd = ctl_open_path(path, O_RDONLY | O_NONBLOCK);
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    char dir[PATH_MAX + 3];
+    /* The folder with "/." after it: a link of root's that names it is followed (safe_path.h). */
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if ((size_t)(slash - path) >= PATH_MAX)
+        ctl_die("%s: the name is too long", path);
+    else
+        snprintf(dir, sizeof(dir), "%.*s/.", (int)(slash - path), path);
+    if (base[0] == '\0')
+        ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
+    int dfd = ctl_open_path(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0)
+        ctl_die("cannot read the folder of %s: %s", path, strerror(errno));
+    int fd = openat(dfd, base, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ELOOP)
         ctl_die("%s is a symbolic link; kotak reads no mbox through one: give the file it leads "
                 "to (readlink -f)", path);
@@ -312,18 +336,22 @@ static int open_mbox(const char *path, uint64_t *size_r)
         ctl_die("cannot open %s: too many files at once; import them in smaller groups", path);
     if (fd < 0)
         ctl_die("cannot read %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0)
+    struct stat st, dst;
+    if (fstat(fd, &st) < 0 || fstat(dfd, &dst) < 0)
         ctl_die("cannot read %s: %s", path, strerror(errno));
+    close(dfd);
     if (S_ISDIR(st.st_mode))
         ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
     if (!S_ISREG(st.st_mode))
         ctl_die("%s is not a plain file (%s); give an mbox file", path, file_kind(st.st_mode));
-    /* A second name may be a user's hard link to a file of someone else (root's
-     * /var/mail/root), where fs.protected_hardlinks is off: root reads no such file. */
-    if (geteuid() == 0 && st.st_nlink > 1)
-        ctl_die("%s has %ju names (hard links), and may be someone else's file; import a copy "
-                "of it (cp %s FILE) instead", path, (uintmax_t)st.st_nlink, path);
+    if (geteuid() == 0 && (dst.st_mode & S_IWOTH) != 0)
+        ctl_die("%s is in a folder anyone can write (mode %04o), where anyone could have put a "
+                "link to someone else's file; move it to a folder of its owner and import it "
+                "from there", path, (unsigned)(dst.st_mode & 07777));
+    if (geteuid() == 0 && dst.st_uid != 0 && st.st_uid != dst.st_uid)
+        ctl_die("%s belongs to uid %u, not to uid %u who owns its folder (a hard link to "
+                "someone else's file?); chown it if it is this user's mail", path,
+                (unsigned)st.st_uid, (unsigned)dst.st_uid);
     char head[5];
     ssize_t n;
     while ((n = pread(fd, head, sizeof(head), 0)) < 0 && errno == EINTR)

@@ -1,7 +1,7 @@
 /*
  * safe_path.c — a path opened component by component from descriptors,
- * following a symbolic link only when root owns it, in a place only root
- * could have put it (see safe_path.h).
+ * following a symbolic link only when root owns it, past folders only root
+ * can change (see safe_path.h).
  *
  * Why a walk and not a check before open(): any check of a path by name
  * (lstat of each prefix, realpath) and the open() after it are two
@@ -68,24 +68,52 @@ static void shown_root(struct shown *w)
 #define FUSE_MAGIC 0x65735546 /* statfs(2): FUSE_SUPER_MAGIC */
 
 /*
- * Why root's link lnk, in folder dir, proves nothing, or NULL when it is
- * where only root could have put it. Owned by root is not enough: in a
- * folder a user can write, the user can rename a link root made there
- * (one meant for something else) into the walk's way; and on a filesystem
- * a user mounted (an image or a stick through udisks, FUSE with
- * allow_other), the user decides every owner, uid 0 included. The kernel
- * mounts those nosuid, so a nosuid or FUSE filesystem is not trusted. A
- * sticky folder (/tmp) is fine: there only a link's owner may rename it.
+ * A folder only root can change: root's, and no group or other may write
+ * it. Root's link is followed only when every folder the walk went through
+ * to reach it is one (see safe_path.h): in a folder a user can write, the
+ * user can rename a link of root's (one made for something else) into the
+ * walk's way, or a folder of root's holding one; and in a sticky folder
+ * (/tmp), where renames are barred, a user can still hard-link root's
+ * links, where fs.protected_hardlinks is off.
  */
-static const char *untrusted_place(int dir, int lnk)
+static bool root_only(const struct stat *st)
 {
+    return S_ISDIR(st->st_mode) && st->st_uid == 0 && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+/*
+ * Whether the working folder and every folder above it are root_only:
+ * its name from getcwd (no links in it), walked from "/" as above.
+ */
+static bool cwd_root_only(void)
+{
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL || cwd[0] != '/')
+        return false;
+    int cur = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
-    if (fstatat(dir, "", &st, AT_EMPTY_PATH) < 0)
-        return "in a folder that cannot be looked at";
-    if (st.st_uid != 0)
-        return "in a folder of another user, who can rename links there";
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)
-        return "in a folder others can write, who can rename links there";
+    bool ok = cur >= 0 && fstatat(cur, "", &st, AT_EMPTY_PATH) == 0 && root_only(&st);
+    for (char *save = NULL, *c = strtok_r(cwd, "/", &save); ok && c != NULL;
+         c = strtok_r(NULL, "/", &save)) {
+        int fd = openat(cur, c, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        ok = fd >= 0 && fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+             root_only(&st);
+        close(cur);
+        cur = fd;
+    }
+    if (cur >= 0)
+        close(cur);
+    return ok;
+}
+
+/*
+ * Why root's link lnk proves nothing on a filesystem, or NULL: on one a
+ * user mounted (an image or a stick through udisks, FUSE with
+ * allow_other), the user decides every owner, uid 0 included. The kernel
+ * mounts those nosuid, so a nosuid or FUSE filesystem is not trusted.
+ */
+static const char *untrusted_fs(int lnk)
+{
     struct statfs fs;
     if (fstatfs(lnk, &fs) < 0)
         return "on a filesystem that cannot be looked at";
@@ -95,11 +123,16 @@ static const char *untrusted_place(int dir, int lnk)
     return NULL;
 }
 
-/* A descriptor of "/" or of the working folder, to walk from. */
-static int walk_start(bool absolute)
+/* A descriptor of "/" or of the working folder, to walk from; *root_only_r as above. */
+static int walk_start(bool absolute, bool *root_only_r)
 {
     int fd = open(absolute ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    *root_only_r = absolute ? fstatat(fd, "", &st, AT_EMPTY_PATH) == 0 && root_only(&st)
+                            : cwd_root_only();
+    return fd;
 }
 
 int safe_path_open(const char *path, int flags, char *err, size_t err_size)
@@ -119,9 +152,14 @@ int safe_path_open(const char *path, int flags, char *err, size_t err_size)
     struct shown shown = {.len = 0};
     if (path[0] == '/')
         shown_root(&shown);
-    int cur = walk_start(path[0] == '/');
+    /* Whether every folder walked through so far is root_only; else the first that is not. */
+    bool trusted;
+    struct shown changeable = {.len = 0};
+    int cur = walk_start(path[0] == '/', &trusted);
     if (cur < 0)
         return cur;
+    if (!trusted)
+        snprintf(changeable.s, sizeof(changeable.s), "%s", path[0] == '/' ? "/" : ".");
     int links = 0;
     for (;;) {
         while (rest[at] == '/')
@@ -175,6 +213,10 @@ int safe_path_open(const char *path, int flags, char *err, size_t err_size)
             close(cur);
             cur = fd;
             shown_add(&shown, name);
+            if (trusted && !root_only(&st)) {
+                trusted = false;
+                changeable = shown;
+            }
             continue;
         }
         if (!S_ISLNK(st.st_mode)) {
@@ -192,11 +234,15 @@ int safe_path_open(const char *path, int flags, char *err, size_t err_size)
             close(cur);
             return -EPERM;
         }
-        const char *why = untrusted_place(cur, fd);
-        if (why != NULL) {
-            if (err_size > 0)
+        const char *why = trusted ? untrusted_fs(fd) : NULL;
+        if (!trusted || why != NULL) {
+            if (err_size > 0 && why != NULL)
                 snprintf(err, err_size, "%s: %s is root's link %s; give the path it points to",
                          path, shown.s, why);
+            else if (err_size > 0)
+                snprintf(err, err_size,
+                         "%s: %s is root's link, reached through %s, which others than root can "
+                         "change; give the path it points to", path, shown.s, changeable.s);
             close(fd);
             close(cur);
             return -EPERM;
@@ -223,10 +269,12 @@ int safe_path_open(const char *path, int flags, char *err, size_t err_size)
         rest[at + (size_t)tlen] = '/';
         if (target[0] == '/') {
             close(cur);
-            cur = walk_start(true);
+            cur = walk_start(true, &trusted);
             if (cur < 0)
                 return cur;
             shown_root(&shown);
+            if (!trusted)
+                changeable = shown;
         } else {
             /* Relative to the link's folder, cur, where the walk is. */
             size_t nlen = strlen(name);

@@ -8,11 +8,12 @@
  * /home/alice/backup/Maildir read bob's mail. safe_path_open walks the
  * path one component at a time from descriptors and follows a link only
  * when root owns it (/var/mail -> spool/mail, /etc/alternatives/...), which
- * no other user can make or change, and only from a folder of root's that
- * no one else can write (or a sticky one), on a filesystem not mounted
- * nosuid and not FUSE (where users' own mounts are, and any owner can be
- * faked); any other link on the way is refused, naming it and why. The
- * last component is never followed.
+ * no other user can make or change, and only when every folder the walk
+ * went through to reach it (from "/", or for a relative path from "/" to
+ * the working folder and on) is root's and no group's or other's to write,
+ * on a filesystem not mounted nosuid and not FUSE (where users' own mounts
+ * are, and any owner can be faked); any other link on the way is refused,
+ * naming it and why. The last component is never followed.
  */
 #ifndef KOTAK_SAFE_PATH_H
 #define KOTAK_SAFE_PATH_H
@@ -33,8 +34,9 @@
  *   -EPERM   a link on the way is owned by another user; err holds
  *            "PATH: COMPONENT is a link owned by uid N; give the path it
  *            points to"; or root's link is where it proves nothing: "PATH:
- *            COMPONENT is root's link in a folder ... / on a filesystem
- *            ...; give the path it points to";
+ *            COMPONENT is root's link, reached through FOLDER, which others
+ *            than root can change" / "... on a filesystem mounted nosuid or
+ *            FUSE ..."; "; give the path it points to" after either;
  *   -ELOOP   with err set: more than SAFE_PATH_MAX_LINKS links;
  *            with err "": the last component is a symbolic link (what
  *            open() with O_NOFOLLOW says; with O_DIRECTORY too, where open

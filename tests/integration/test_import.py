@@ -22,6 +22,7 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -483,17 +484,27 @@ class Import(KotakTestCase):
                            timeout=20)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
         self.assertIn(f"{link} is a link owned by uid {uid}", p.stderr)
-        # Deeper down, and relative to a link of root's that leads through it.
-        os.symlink("backup", self.path("rootlink"))
-        p = self.run_kotak("import", "maildir", ALICE, self.path("rootlink/Maildir/"),
+        # Root's links are followed only past folders only root can change (not /tmp,
+        # where this instance lives): they go in a folder of /var/lib.
+        base = tempfile.mkdtemp(prefix="kotak-integ-links-", dir="/var/lib")
+        self.addCleanup(shutil.rmtree, base, True)
+        os.symlink(self.path("rootlink-target"), self.path("in-tmp"))
+        p = self.run_kotak("import", "maildir", ALICE, self.path("in-tmp/Maildir"),
+                           check=False, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("in-tmp is root's link, reached through /tmp, which others than root can "
+                      "change", p.stderr)
+        # Deeper down, and through a link of root's that leads to the user's.
+        os.symlink(link, os.path.join(base, "rootlink"))
+        p = self.run_kotak("import", "maildir", ALICE, os.path.join(base, "rootlink/Maildir/"),
                            check=False, timeout=20)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
         self.assertIn("is a link owned by uid", p.stderr)
         self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
         # Root's own link on the way: followed, as before.
-        os.symlink(bob, self.path("spool"))
-        self.run_kotak("import", "maildir", ALICE, self.path("spool/Maildir"))
-        self.run_kotak("import", "mbox", BOB, self.path("spool/bob.mbox"))
+        os.symlink(bob, os.path.join(base, "spool"))
+        self.run_kotak("import", "maildir", ALICE, os.path.join(base, "spool/Maildir"))
+        self.run_kotak("import", "mbox", BOB, os.path.join(base, "spool/bob.mbox"))
         self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: bob's secret\r\n\r\nx\r\n"])
         self.assertEqual(len(self.kotak.bodies(BOB)), 1)
 
@@ -573,23 +584,51 @@ class Import(KotakTestCase):
             self.assertIn("chmod go-w", p.stderr)
         self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
 
-    def test_mbox_with_two_names_refused(self):
-        """As root, an mbox with a second name (a hard link, maybe of someone else's
-        file) is refused, exit 2; a copy of it imports."""
+    def test_mbox_hard_link_of_someone_elses_file_refused(self):
+        """As root: nobody's hard link to root's mbox, in nobody's folder, is root's file,
+        refused (exit 2) whatever its link count says by then; nobody's own mbox there
+        imports; a folder anyone can write (as /tmp) is refused; a folder of root's that its
+        group may write (as /var/mail) holds the users' own mboxes."""
         self.need_root()
-        mb = self.path("linked.mbox")
-        with open(mb, "wb") as f:
-            f.write(b"From x Tue Nov 14 22:13:20 2023\nSubject: m\n\nbody\n")
-        os.link(mb, self.path("other-name"))
-        p = self.run_kotak("import", "mbox", ALICE, mb, check=False, timeout=20)
+        nobody = pwd.getpwnam("nobody")
+        text = b"From x Tue Nov 14 22:13:20 2023\nSubject: m\n\nbody\n"
+        secret = self.path("root-mbox")
+        with open(secret, "wb") as f:
+            f.write(b"From x Tue Nov 14 22:13:20 2023\nSubject: root's\n\nsecret\n")
+        os.chmod(secret, 0o600)
+        home = self.path("home-nobody")
+        os.mkdir(home)
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        os.link(secret, os.path.join(home, "evil.mbox"))
+        p = self.run_kotak("import", "mbox", ALICE, os.path.join(home, "evil.mbox"),
+                           check=False, timeout=20)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
         self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
-        self.assertIn(f"{mb} has 2 names (hard links)", p.stderr)
-        self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
-        copy = self.path("copy.mbox")
-        shutil.copyfile(mb, copy)
-        p = self.run_kotak("import", "mbox", ALICE, copy)
-        self.assertEqual(self.summary(p)[0], 1)
+        self.assertIn(f"belongs to uid 0, not to uid {nobody.pw_uid} who owns its folder",
+                      p.stderr)
+        own = os.path.join(home, "own.mbox")
+        with open(own, "wb") as f:
+            f.write(text)
+        os.chown(own, nobody.pw_uid, nobody.pw_gid)
+        self.assertEqual(self.summary(self.run_kotak("import", "mbox", ALICE, own))[0], 1)
+        tmp = self.path("tmp-like")
+        os.mkdir(tmp)
+        os.chmod(tmp, 0o1777)
+        with open(os.path.join(tmp, "x.mbox"), "wb") as f:
+            f.write(text)
+        p = self.run_kotak("import", "mbox", BOB, os.path.join(tmp, "x.mbox"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("is in a folder anyone can write (mode 1777)", p.stderr)
+        spool = self.path("var-mail")
+        os.mkdir(spool)
+        os.chmod(spool, 0o2775)
+        box = os.path.join(spool, "nobody")
+        with open(box, "wb") as f:
+            f.write(text)
+        os.chown(box, nobody.pw_uid, nobody.pw_gid)
+        self.assertEqual(self.summary(self.run_kotak("import", "mbox", BOB, box))[0], 1)
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: m\r\n\r\nbody\r\n"])
 
     def peak_kib(self, *args):
         """Runs kotak with args; its peak resident memory in KiB (GNU time's %M)."""

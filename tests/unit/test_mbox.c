@@ -222,7 +222,9 @@ static void test_safe_path(void)
         ok(1, "# SKIP safe_path: lchown to another uid needs root");
         return;
     }
-    char t[] = "/tmp/kotak-safe-path-XXXXXX";
+    /* In a folder only root can change, as /var/lib is: root's links are followed only
+     * past such folders (/tmp is everyone's). */
+    char t[] = "/var/lib/kotak-safe-path-XXXXXX";
     if (mkdtemp(t) == NULL) {
         ok(0, "mkdtemp: %s", strerror(errno));
         return;
@@ -322,10 +324,12 @@ static void test_safe_path(void)
         bool followed;
         const char *why;
     } places[] = {
-        {"users", 0755, 65534, false, "in a folder of another user"},
-        {"open", 0777, 0, false, "in a folder others can write"},
-        {"group", 0775, 0, false, "in a folder others can write"},
-        {"sticky", 01777, 0, true, NULL},
+        {"users", 0755, 65534, false, "users, which others than root can change"},
+        {"open", 0777, 0, false, "open, which others than root can change"},
+        {"group", 0775, 0, false, "group, which others than root can change"},
+        /* no renames there, but hard links of root's links (fs.protected_hardlinks off) */
+        {"sticky", 01777, 0, false, "sticky, which others than root can change"},
+        {"rootonly", 0755, 0, true, NULL},
     };
     for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", t, places[i].folder);
@@ -345,9 +349,28 @@ static void test_safe_path(void)
                "root's link in %s: refused: %s", places[i].folder, err);
         }
     }
+    /* A folder of root's inside a user's, which the user can rename or replace: root's
+     * link in it is no longer root's alone to place. */
+    snprintf(p, sizeof(p), "%s/users/inner", t);
+    ok(mkdir(p, 0755) == 0, "a folder of root's in the user's");
+    snprintf(p, sizeof(p), "%s/users/inner/rl", t);
+    snprintf(q, sizeof(q), "%s/real", t);
+    ok(symlink(q, p) == 0, "root's link in it");
+    snprintf(p, sizeof(p), "%s/users/inner/rl/dir/file", t);
+    fd = safe_path_open(p, O_RDONLY, err, sizeof(err));
+    ok(fd == -EPERM && strstr(err, "/users, which others than root can change") != NULL,
+       "root's link past a user's folder: refused: %s", err);
+    /* Relative: the working folder's own way counts. */
+    snprintf(p, sizeof(p), "%s/users", t);
+    ok(chdir(p) == 0, "into the user's folder");
+    fd = safe_path_open("inner/rl/dir/file", O_RDONLY, err, sizeof(err));
+    ok(fd == -EPERM && strstr(err, "reached through .,") != NULL,
+       "relative, from a folder others can change: refused: %s", err);
+    ok(chdir(cwd) == 0, "back");
+
     /* On a filesystem mounted nosuid, as a user's own mount is, uid 0 proves nothing. */
     snprintf(p, sizeof(p), "%s/mnt", t);
-    if (mkdir(p, 0755) == 0 && mount("tmpfs", p, "tmpfs", MS_NOSUID, "size=1m") == 0) {
+    if (mkdir(p, 0755) == 0 && mount("tmpfs", p, "tmpfs", MS_NOSUID, "size=1m,mode=0755") == 0) {
         snprintf(p, sizeof(p), "%s/mnt/rl", t);
         snprintf(q, sizeof(q), "%s/real", t);
         ok(symlink(q, p) == 0 && lchown(p, 0, 0) == 0, "root's link on a nosuid mount");
