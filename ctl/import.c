@@ -20,24 +20,24 @@
  * files, which that user could have prepared: so it reads nothing but what
  * it was given. An mbox FILE or a Maildir DIR that is itself a symbolic
  * link is refused (the admin gives the real path), and so is one reached
- * through a link on the way that root does not own (safe_path.c: alice's
- * /home/alice/backup -> /home/bob would hand bob's mail to whoever the
- * admin imports into); inside DIR, every name
- * is opened relative to its folder's descriptor with O_NOFOLLOW, so a
- * linked cur/ or new/ or dovecot-uidlist is refused (exit 2, nothing
- * stored), and a message file that is a link, a FIFO, a device or a folder
- * is left out with a line on stderr. Run as root, a message file must
- * belong to the owner of its folder, cur/ or new/ (the mail user for
- * Dovecot's Maildirs, root for an admin's copy): a hard link to a file of
- * someone else, root's /var/mail/root say, which a user can make where
- * fs.protected_hardlinks is off, is left out too; and a cur/ or new/ that
- * others than its owner can write is refused, since anyone could put such
- * a link of the owner's files there. An mbox FILE follows a like rule
- * (open_mbox). A dovecot-uidlist is read a
- * bounded line at a time, and keeps nothing but what it says of the files
- * found. Files are opened O_NONBLOCK and read
- * only when fstat says they are plain files: a FIFO never hangs the
- * import. An mbox is checked and imported from one descriptor.
+ * through a link on the way that root does not own, or owns where a user
+ * could have placed it (safe_path.c: alice's /home/alice/backup ->
+ * /home/bob would hand bob's mail to whoever the admin imports into).
+ * Inside DIR, every name is opened relative to its folder's descriptor
+ * with O_NOFOLLOW, so a linked cur/ or new/ or dovecot-uidlist is refused
+ * (exit 2, nothing stored), and a message file that is a link, a FIFO, a
+ * device or a folder is left out with a line on stderr. Run as root, a
+ * message file must belong to the owner of its folder, cur/ or new/ (the
+ * mail user for Dovecot's Maildirs, root for an admin's copy): a hard link
+ * to a file of someone else, root's /var/mail/root say, which a user can
+ * make where fs.protected_hardlinks is off, is left out too; and a cur/ or
+ * new/ that others than its owner can write is refused, since anyone could
+ * put such a link of the owner's files there. An mbox FILE follows a like
+ * rule (open_mbox). A dovecot-uidlist is read a bounded line at a time,
+ * and keeps nothing but what it says of the files found. Files are opened
+ * O_NONBLOCK and read only when fstat says they are plain files: a FIFO
+ * never hangs the import. An mbox is checked and imported from one
+ * descriptor.
  *
  * Memory. A message larger than [limits] message_size (in its CRLF form,
  * as it would be stored) is refused with a line on stderr and the import

@@ -445,13 +445,7 @@ static int present(struct store_import *imp, const uint8_t *digest)
     return digest != NULL && digest_meet(&imp->digests, digest) == 2 ? 2 : 1;
 }
 
-/*
- * Look-ups outside a batch share one read transaction, until the next
- * batch or commit (or IMPORT_BATCH_MS, see lookup_begin): one each would take and drop the store's shared locks,
- * six calls into the kernel per message (a POP3 import asks of every
- * message of the listing before it fetches any). A read transaction in WAL
- * mode holds back no writer.
- */
+/* Lets go of the read transaction of look-ups between batches (lookup_begin). */
 static void read_close(struct store_import *imp)
 {
     if (imp->reading)
@@ -460,11 +454,15 @@ static void read_close(struct store_import *imp)
 }
 
 /*
- * Before a look-up: a batch open longer than IMPORT_BATCH_MS commits here
- * too, not only when a message is added (an import that finds every
- * message present adds none, and would hold the write lock for as long as
- * its source keeps sending); a read snapshot that old is let go, so that
- * checkpoints can copy the WAL back.
+ * Before a look-up. Look-ups outside a batch share one read transaction,
+ * until the next batch or commit: one each would take and drop the
+ * store's shared locks, six calls into the kernel per message (a POP3
+ * import asks of every message of the listing before it fetches any). A
+ * read transaction in WAL mode holds back no writer, but one IMPORT_BATCH_MS
+ * old is let go, so that checkpoints can copy the WAL back. And a batch
+ * open that long commits here too, not only when a message is added: an
+ * import that finds every message present adds none, and would hold the
+ * write lock for as long as its source keeps sending.
  */
 static int lookup_begin(struct store_import *imp)
 {
