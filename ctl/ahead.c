@@ -37,11 +37,12 @@ struct ahead {
     size_t bytes;                     /* under mu: data in items ready and not taken */
     bool stop, failed;                /* under mu */
     bool producer_waits, taker_waits; /* under mu: on taken, on filled */
+    bool taker_eager;                 /* under mu: it waits as long as it takes, wake it at once */
     char why[1024];                   /* once failed */
 };
 
 /* Set on the producer's thread alone: which thread runs is known without its pthread_t. */
-static __thread const struct ahead *producer_of;
+static __thread struct ahead *producer_of;
 
 static void *producer_main(void *arg)
 {
@@ -69,9 +70,13 @@ static void *producer_main(void *arg)
         pthread_mutex_lock(&a->mu);
         a->head++;
         a->bytes += it->data.len;
-        if (a->taker_waits && (a->head - a->tail >= AHEAD_WAKE || i + 1 == a->n))
+        if (a->taker_waits && (a->taker_eager || a->head - a->tail >= AHEAD_WAKE ||
+                               i + 1 == a->n || it->last))
             pthread_cond_signal(&a->filled);
+        bool last = it->last;
         pthread_mutex_unlock(&a->mu);
+        if (last)
+            break;
     }
     return NULL;
 }
@@ -115,6 +120,9 @@ struct ahead_item *ahead_next(struct ahead *a, int timeout_ms)
         if (a->producer_waits) /* cannot be: it waits only with items ready */
             pthread_cond_signal(&a->taken);
         a->taker_waits = true;
+        /* A wait with no end follows a commit (ahead_next_or_commit): what comes is
+         * stored at once, not after AHEAD_WAKE more. */
+        a->taker_eager = timeout_ms < 0;
         int rc = timeout_ms < 0 ? pthread_cond_wait(&a->filled, &a->mu)
                                 : pthread_cond_timedwait(&a->filled, &a->mu, &until);
         a->taker_waits = false;
@@ -130,7 +138,10 @@ struct ahead_item *ahead_next_or_commit(struct ahead *a, struct store_import *im
 {
     *rc_r = 0;
     struct ahead_item *it = ahead_next(a, AHEAD_COMMIT_GRACE_MS);
-    if (it != NULL || a->why[0] != '\0')
+    pthread_mutex_lock(&a->mu);
+    bool failed = a->failed;
+    pthread_mutex_unlock(&a->mu);
+    if (it != NULL || failed)
         return it;
     if ((*rc_r = store_import_commit(imp)) < 0)
         return NULL;
@@ -171,6 +182,12 @@ void ahead_fail(struct ahead *a, const char *why)
     pthread_cond_signal(&a->filled);
     pthread_mutex_unlock(&a->mu);
     pthread_exit(NULL);
+}
+
+void ahead_fail_if_producer(const char *why)
+{
+    if (producer_of != NULL)
+        ahead_fail(producer_of, why);
 }
 
 void ahead_stop(struct ahead *a)

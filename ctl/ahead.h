@@ -32,11 +32,20 @@ struct ahead_item {
     size_t size;     /* a size, when rc calls for one */
     struct buf data; /* the message, ready to store (reused from item to item) */
     uint8_t digest[STORE_DIGEST_SIZE];
+    int64_t time;    /* an arrival time, when rc calls for one */
+    int file;        /* which file of the source, when rc calls for it */
+    size_t number, line; /* where in it */
+    char uidl[128];  /* a UIDL found in the message, "" for none */
+    bool last;       /* set by the callback: no item comes after this one */
 };
 
 struct ahead;
 
-/* Fills item i (its data reset to empty, its other fields to 0) on the producer's thread. */
+/*
+ * Fills item i (its data reset to empty, its other fields to 0) on the
+ * producer's thread; with n unknown (SIZE_MAX), the callback sets last on
+ * the item after which none comes.
+ */
 typedef void ahead_fill_fn(void *ctx, size_t i, struct ahead_item *it);
 
 /*
@@ -76,6 +85,9 @@ bool ahead_on_producer(const struct ahead *a);
 
 /* On the producer thread: ends it with why, told to the main thread after the items before. */
 void ahead_fail(struct ahead *a, const char *why) __attribute__((noreturn));
+
+/* ahead_fail when called on a producer thread (ctl_die's way out there), else nothing. */
+void ahead_fail_if_producer(const char *why);
 
 /* Stops the producer (also halfway), waits for it and frees a. */
 void ahead_stop(struct ahead *a);

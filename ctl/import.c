@@ -69,6 +69,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,7 +139,6 @@ struct importer {
     size_t limit; /* [limits] message_size: the largest message stored, in its CRLF form */
     size_t added, skipped, dups, refused, odd, kept;
     uint64_t octets;
-    struct growbuf crlf;
     struct progress prog;
 };
 
@@ -169,29 +169,30 @@ static void store_crlf(struct importer *im, const uint8_t *msg, size_t n, int64_
     im->octets += n;
 }
 
-/*
- * One message in the file's form (msg is changed: its X-UIDL goes when
- * take_xuidl). 0 when it was added or skipped; -EFBIG when its CRLF form,
- * *size_r octets, is larger than im->limit (nothing stored, the caller says
- * which message that was).
- */
-static int import_one(struct importer *im, uint8_t *msg, size_t len, int64_t arrived,
-                      const char *uidl, bool take_xuidl, size_t *size_r)
+/* Commits the import's open batch (before a wait); dies when that fails. */
+static void importer_commit(struct importer *im)
 {
-    char xuidl[128];
-    if (take_xuidl && mbox_take_xuidl(msg, &len, xuidl, sizeof(xuidl)) == 1)
-        uidl = xuidl;
-    size_t n = mbox_crlf_len(msg, len);
-    *size_r = n;
-    if (n > im->limit)
-        return -EFBIG;
-    im->crlf.max = im->limit;
-    grow(&im->crlf, n);
-    mbox_to_crlf(msg, len, im->crlf.data);
-    uint8_t digest[STORE_DIGEST_SIZE];
-    store_digest(im->crlf.data, n, digest);
-    store_crlf(im, im->crlf.data, n, arrived, uidl, digest);
-    return 0;
+    int rc = store_import_commit(im->imp);
+    if (rc < 0) {
+        im->prog.before_write = NULL;
+        progress_break(&im->prog);
+        ctl_die_store(im->s, rc, im->user);
+    }
+}
+
+static void commit_before_write(void *ctx)
+{
+    struct importer *im = ctx;
+    if (im->imp != NULL)
+        importer_commit(im);
+}
+
+/* Starts the progress bar, which commits before it writes. */
+static void importer_progress(struct importer *im, uint64_t msgs, uint64_t bytes)
+{
+    progress_start(&im->prog, "importing", msgs, bytes);
+    im->prog.before_write = commit_before_write;
+    im->prog.ctx = im;
 }
 
 /* Says on stderr that a message of the source is left out; the import goes on. */
@@ -200,6 +201,7 @@ static void left_out(struct importer *im, const char *fmt, ...)
 
 static void left_out(struct importer *im, const char *fmt, ...)
 {
+    importer_commit(im); /* a write to stderr can block: no write lock held across it */
     progress_break(&im->prog);
     va_list ap;
     va_start(ap, fmt);
@@ -237,7 +239,6 @@ static int import_finish(struct importer *im)
     if (im->odd > 0)
         printf("%zu left out (not plain files), ", im->odd);
     printf("%zu UIDL%s kept\n", im->kept, im->kept == 1 ? "" : "s");
-    free(im->crlf.data);
     return im->refused > 0 || im->odd > 0 ? 1 : 0;
 }
 
@@ -303,13 +304,15 @@ int ctl_open_path(const char *path, int flags)
  * checked is what is imported.
  *
  * As root, the file is opened from its folder's descriptor, and the two
- * are looked at together: a folder others can write (/tmp) is refused,
- * since anyone could have put a hard link to anyone's file there; in a
- * folder of a user, the file must be that user's (a hard link keeps the
- * owner of the file it names, so alice's link to root's /var/mail/root is
- * root's). A folder of root's (as /var/mail, whose group may write it)
- * holds what root and that group put there. The link count proves
- * nothing: the other name can be removed between the open and any look.
+ * are looked at together, since where fs.protected_hardlinks is off a
+ * user can put a hard link to anyone's file in a folder the user can
+ * write, and a hard link keeps the owner of the file it names (alice's
+ * link to root's /var/mail/root is root's). In a folder others than its
+ * owner can write (/var/mail, its group's; /tmp) a file is taken only as
+ * a mail spool's: named for the account that owns it. In a folder of a
+ * user, the file must be that user's. A folder only root can write holds
+ * what root put there. The link count proves nothing: the other name can
+ * be removed between the open and any look.
  */
 static int open_mbox(const char *path, uint64_t *size_r)
 {
@@ -344,14 +347,20 @@ static int open_mbox(const char *path, uint64_t *size_r)
         ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
     if (!S_ISREG(st.st_mode))
         ctl_die("%s is not a plain file (%s); give an mbox file", path, file_kind(st.st_mode));
-    if (geteuid() == 0 && (dst.st_mode & S_IWOTH) != 0)
-        ctl_die("%s is in a folder anyone can write (mode %04o), where anyone could have put a "
-                "link to someone else's file; move it to a folder of its owner and import it "
-                "from there", path, (unsigned)(dst.st_mode & 07777));
-    if (geteuid() == 0 && dst.st_uid != 0 && st.st_uid != dst.st_uid)
+    if (geteuid() == 0 && (dst.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        /* A mail spool (/var/mail, its group's to write; sticky 1777 elsewhere): each
+         * file is named for the account that owns it. */
+        struct passwd *pw = getpwnam(base);
+        if (pw == NULL || pw->pw_uid != st.st_uid)
+            ctl_die("%s is in a folder others than its owner can write (mode %04o), where a file "
+                    "is taken only as a mail spool's, named for the account that owns it; this "
+                    "one belongs to uid %u: move it to a folder of its owner and import it from "
+                    "there", path, (unsigned)(dst.st_mode & 07777), (unsigned)st.st_uid);
+    } else if (geteuid() == 0 && dst.st_uid != 0 && st.st_uid != dst.st_uid) {
         ctl_die("%s belongs to uid %u, not to uid %u who owns its folder (a hard link to "
                 "someone else's file?); chown it if it is this user's mail", path,
                 (unsigned)st.st_uid, (unsigned)dst.st_uid);
+    }
     char head[5];
     ssize_t n;
     while ((n = pread(fd, head, sizeof(head), 0)) < 0 && errno == EINTR)
@@ -420,102 +429,151 @@ static size_t read_line(struct reader *r, struct growbuf *b, size_t max)
 
 /* One message of an mbox as it is read: its number in the file, where its From_ line is. */
 struct mbox_msg {
-    const char *path;
     size_t number, line;
     bool over; /* larger than the limit: its lines are read past, not kept */
     int64_t arrived;
 };
 
-/* The message gathered from an mbox: the empty line before the next From_ line is the mbox's. */
-static void mbox_message_done(struct importer *im, struct growbuf *m, const struct mbox_msg *mm)
-{
-    size_t n = m->len, size = 0;
-    m->len = 0;
-    if (!mm->over) {
-        bool crlf = crlf_lines(m->data, n);
-        const char *sep = crlf ? "\r\n" : "\n";
-        size_t k = crlf ? 2 : 1;
-        if (n == k && memcmp(m->data, sep, k) == 0)
-            n = 0;
-        else if (n >= 2 * k && memcmp(m->data + n - k, sep, k) == 0 &&
-                 memcmp(m->data + n - 2 * k, sep, k) == 0)
-            n -= k;
-        if (import_one(im, m->data, n, mm->arrived, NULL, true, &size) == 0)
-            return;
-    }
-    char what[4200];
-    snprintf(what, sizeof(what), "%s: message %zu (its From_ line is line %zu)", mm->path,
-             mm->number, mm->line);
-    refuse(im, what, size); /* size 0: not known, its reading stopped at the limit */
-}
+/* What an mbox item is (enum for ahead_item.rc). */
+enum mbox_item {
+    MB_MSG = 1,     /* a message, ready to store */
+    MB_TOO_BIG = 2, /* a message over the limit: size its CRLF size, or 0 when not known */
+    MB_NONE = 3,    /* no message at all: the files are empty */
+};
 
 /*
- * Imports one mbox, read from fd (open_mbox's). A message is kept in memory
- * only up to the limit: past it, its lines are read and dropped, and it is
- * refused, so an mbox costs one message of at most [limits] message_size
- * and its CRLF form. A line before the first From_ line is refused as
- * open_mbox refuses it (the file changed since): nothing is prepended to
- * the first message.
+ * The producer (ahead.h) of an mbox import: the files in turn, a line at a
+ * time, each message made an item once the next From_ line (or the end)
+ * shows where it ends. A message is kept in memory only up to the limit:
+ * past it, its lines are read and dropped, and it is refused, so an mbox
+ * costs one message of at most [limits] message_size and its CRLF form.
+ * A line before the first From_ line is refused as open_mbox refuses it
+ * (the file changed since): nothing is prepended to the first message.
  */
-static void import_mbox_file(struct importer *im, int fd, const char *path)
+struct mbox_reader {
+    int *fds;
+    char **paths;
+    int nfiles, file;  /* the file read now */
+    struct reader *r;  /* its reader; NULL before it and after the last */
+    struct growbuf m;  /* the message being gathered */
+    struct mbox_msg mm;
+    bool in_msg;
+    size_t lineno;
+    size_t limit;
+};
+
+/* The message gathered in mb->m into it: the empty line before the next From_ line is the mbox's. */
+static void mbox_item(struct mbox_reader *mb, struct ahead_item *it)
 {
-    struct reader *r = xmalloc(sizeof(*r));
-    *r = (struct reader){.fd = fd, .path = path};
-    struct growbuf m = {.max = im->limit + 3 + 256};
-    struct mbox_msg mm = {.path = path};
-    bool in_msg = false;
-    for (size_t lineno = 1;; lineno++) {
+    struct growbuf *m = &mb->m;
+    size_t n = m->len;
+    m->len = 0;
+    it->number = mb->mm.number;
+    it->line = mb->mm.line;
+    it->time = mb->mm.arrived;
+    it->file = mb->file;
+    if (mb->mm.over) {
+        it->rc = MB_TOO_BIG; /* size 0: not known, its reading stopped at the limit */
+        return;
+    }
+    bool crlf = crlf_lines(m->data, n);
+    const char *sep = crlf ? "\r\n" : "\n";
+    size_t k = crlf ? 2 : 1;
+    if (n == k && memcmp(m->data, sep, k) == 0)
+        n = 0;
+    else if (n >= 2 * k && memcmp(m->data + n - k, sep, k) == 0 &&
+             memcmp(m->data + n - 2 * k, sep, k) == 0)
+        n -= k;
+    if (mbox_take_xuidl(m->data, &n, it->uidl, sizeof(it->uidl)) != 1)
+        it->uidl[0] = '\0';
+    size_t size = mbox_crlf_len(m->data, n);
+    if (size > mb->limit) {
+        it->rc = MB_TOO_BIG;
+        it->size = size;
+        return;
+    }
+    it->data.max = SIZE_MAX;
+    buf_reserve(&it->data, size);
+    it->data.len = mbox_to_crlf(m->data, n, it->data.data);
+    store_digest(it->data.data, it->data.len, it->digest);
+    it->rc = MB_MSG;
+}
+
+/* Fills it with the next message of the files (ahead.h's callback); last after the final one. */
+static void mbox_fill(void *ctx, size_t i, struct ahead_item *it)
+{
+    (void)i;
+    struct mbox_reader *mb = ctx;
+    for (;;) {
+        if (mb->r == NULL) {
+            if (mb->file + 1 >= mb->nfiles) {
+                it->rc = MB_NONE;
+                it->last = true;
+                return;
+            }
+            mb->file++;
+            mb->r = xmalloc(sizeof(*mb->r));
+            *mb->r = (struct reader){.fd = mb->fds[mb->file], .path = mb->paths[mb->file]};
+            mb->mm = (struct mbox_msg){0};
+            mb->in_msg = false;
+            mb->lineno = 0;
+            mb->m.len = 0;
+        }
         /* Room for the line: what the message may still take and its separator (past
          * that it is too large), and at least enough to see a From_ line's date. */
-        size_t at = m.len;
-        size_t room = mm.over ? 0 : im->limit + 3 - at;
-        size_t len = read_line(r, &m, room > 256 ? room : 256);
-        if (len == 0)
-            break;
-        im->prog.done_bytes += (uint64_t)len;
-        const char *line = (const char *)m.data + at;
-        size_t kept = m.len - at;
+        struct growbuf *m = &mb->m;
+        size_t at = m->len;
+        size_t room = mb->mm.over ? 0 : mb->limit + 3 - at;
+        size_t len = read_line(mb->r, m, room > 256 ? room : 256);
+        mb->lineno++;
+        if (len == 0) { /* the end of this file */
+            bool had = mb->in_msg;
+            free(mb->r);
+            mb->r = NULL;
+            if (had) {
+                mbox_item(mb, it);
+                it->last = mb->file + 1 >= mb->nfiles;
+                return;
+            }
+            continue;
+        }
+        const char *line = (const char *)m->data + at;
+        size_t kept = m->len - at;
         if (mbox_is_from_line(line, kept)) {
             char from[256];
             size_t body = kept < sizeof(from) ? kept : sizeof(from);
             memcpy(from, line, body);
-            m.len = at;
-            if (in_msg)
-                mbox_message_done(im, &m, &mm);
-            in_msg = true;
-            mm.number++;
-            mm.line = lineno;
-            mm.over = false;
-            m.len = 0;
-            im->prog.done_msgs = im->added + im->skipped + im->dups + im->refused;
-            progress_draw(&im->prog, false);
+            m->len = at;
+            bool had = mb->in_msg;
+            if (had)
+                mbox_item(mb, it); /* the message before this From_ line */
+            mb->in_msg = true;
+            mb->mm.number++;
+            mb->mm.line = mb->lineno;
+            mb->mm.over = false;
+            m->len = 0;
             while (body > 0 && (from[body - 1] == '\n' || from[body - 1] == '\r'))
                 body--;
-            if (mbox_from_time(from, body, &mm.arrived) != 1)
-                mm.arrived = (int64_t)time(NULL);
+            if (mbox_from_time(from, body, &mb->mm.arrived) != 1)
+                mb->mm.arrived = (int64_t)time(NULL);
+            if (had)
+                return;
             continue;
         }
-        if (!in_msg) {
-            progress_break(&im->prog);
-            ctl_die("%s is not an mbox: its first line is no 'From ' line", path);
-        }
-        if (mm.over || kept < len || at + len > im->limit + 2) {
+        if (!mb->in_msg)
+            ctl_die("%s is not an mbox: its first line is no 'From ' line", mb->r->path);
+        if (mb->mm.over || kept < len || at + len > mb->limit + 2) {
             /* Too large: the message's CRLF form is no shorter than its lines. */
-            mm.over = true;
-            m.len = 0;
+            mb->mm.over = true;
+            m->len = 0;
             continue;
         }
         size_t skip = mbox_unquote_len(line, kept);
         if (skip > 0) {
-            memmove(m.data + at, m.data + at + skip, kept - skip);
-            m.len -= skip;
+            memmove(m->data + at, m->data + at + skip, kept - skip);
+            m->len -= skip;
         }
     }
-    if (in_msg)
-        mbox_message_done(im, &m, &mm);
-    im->prog.done_msgs = im->added + im->skipped + im->dups + im->refused;
-    free(m.data);
-    free(r);
 }
 
 static int import_mbox(const struct ctl *c)
@@ -536,12 +594,43 @@ static int import_mbox(const struct ctl *c)
     char address[ADDR_TEXT_SIZE];
     importer_open(&im, c, &conf, "mbox", c->argv[0], address, sizeof(address));
     im.limit = (size_t)conf.limits.message_size;
-    progress_start(&im.prog, "importing", 0, total);
-    for (int i = 0; i < nfiles; i++) {
-        import_mbox_file(&im, fds[i], c->argv[i + 1]);
-        close(fds[i]);
+    importer_progress(&im, 0, total);
+    struct mbox_reader mb = {.fds = fds, .paths = c->argv + 1, .nfiles = nfiles, .file = -1,
+                             .m = {.max = im.limit + 3 + 256}, .limit = im.limit};
+    struct ahead *a;
+    ahead_start(&a, SIZE_MAX, mbox_fill, &mb);
+    for (bool last = false; !last;) {
+        int rc;
+        struct ahead_item *it = ahead_next_or_commit(a, im.imp, &rc);
+        if (rc < 0) {
+            progress_break(&im.prog);
+            ctl_die_store(im.s, rc, im.user);
+        }
+        if (it == NULL) { /* a file could not be read, or is no mbox: after what came before */
+            progress_break(&im.prog);
+            import_finish(&im);
+            ctl_die("%s", ahead_failure(a));
+        }
+        last = it->last;
+        if (it->rc == MB_MSG) {
+            store_crlf(&im, it->data.data, it->data.len, it->time,
+                       it->uidl[0] ? it->uidl : NULL, it->digest);
+            im.prog.done_bytes += it->data.len;
+        } else if (it->rc == MB_TOO_BIG) {
+            char what[4200];
+            snprintf(what, sizeof(what), "%s: message %zu (its From_ line is line %zu)",
+                     c->argv[1 + it->file], it->number, it->line);
+            refuse(&im, what, it->size);
+        }
+        ahead_done(a, it);
+        im.prog.done_msgs = im.added + im.skipped + im.dups + im.refused;
+        progress_draw(&im.prog, false);
     }
+    ahead_stop(a);
+    for (int i = 0; i < nfiles; i++)
+        close(fds[i]);
     free(fds);
+    free(mb.m.data);
     int status = import_finish(&im);
     store_close(&im.s);
     conf_free(&conf);
@@ -934,7 +1023,7 @@ static int import_maildir(const struct ctl *c)
     char address[ADDR_TEXT_SIZE];
     importer_open(&im, c, &conf, "maildir", c->argv[0], address, sizeof(address));
     im.limit = (size_t)conf.limits.message_size;
-    progress_start(&im.prog, "importing", n, 0);
+    importer_progress(&im, n, 0);
     struct md_reader md = {.files = files, .subfd = subfd, .owner = owner, .limit = im.limit};
     buf_init(&md.raw, 0);
     struct ahead *a;

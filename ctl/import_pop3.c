@@ -337,6 +337,11 @@ static void commit_batch(struct run *r)
     }
 }
 
+static void commit_before_write(void *ctx)
+{
+    commit_batch(ctx);
+}
+
 /* Waits for the socket; commits first, but while fetching the main thread does that. */
 static void wait_fd(struct run *r, short events, int timeout_ms, const char *what)
 {
@@ -901,6 +906,8 @@ static void fetch_all(struct run *r)
         total_octets += e->size;
     }
     progress_start(&r->prog, "importing", n_todo, total_octets);
+    r->prog.before_write = commit_before_write; /* a write to stderr can block */
+    r->prog.ctx = r;
     progress_draw(&r->prog, false);
 
     r->todo = todo;

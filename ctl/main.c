@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ahead.h"
 #include "ctl.h"
 #include "util.h"
 
@@ -84,11 +85,13 @@ void ctl_usage(const char *usage, bool asked)
 void ctl_die(const char *fmt, ...)
 {
     va_list ap;
-    fputs("kotak: ", stderr);
+    /* On an import's producer thread, the main thread says it, after what came before. */
+    char msg[1024];
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    ahead_fail_if_producer(msg);
+    fprintf(stderr, "kotak: %s\n", msg);
     exit(KOTAK_EXIT_USAGE);
 }
 

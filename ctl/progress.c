@@ -45,6 +45,8 @@ void progress_draw(struct progress *p, bool last)
     if (!last && now - p->last < 100)
         return;
     p->last = now;
+    if (p->before_write != NULL)
+        p->before_write(p->ctx);
     double secs = (double)(now - p->start) / 1000.0;
     double rate = secs > 0 ? (double)p->done_msgs / secs : 0;
     double frac = p->total_bytes ? (double)p->done_bytes / (double)p->total_bytes
@@ -76,6 +78,8 @@ void progress_draw(struct progress *p, bool last)
 
 void progress_break(struct progress *p)
 {
+    if (p->drawn && p->before_write != NULL)
+        p->before_write(p->ctx);
     if (p->drawn)
         fputc('\n', stderr);
     p->drawn = false;

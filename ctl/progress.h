@@ -24,6 +24,10 @@ struct progress {
     uint64_t total_bytes, done_bytes;
     uint64_t total_msgs, done_msgs;
     int64_t start, last;
+    /* Called before each write to stderr, which can block (a pager that stopped
+     * reading, Ctrl-S on a terminal): an import commits its open batch there. */
+    void (*before_write)(void *ctx);
+    void *ctx;
 };
 
 /* Starts the clock of *p; verb ("importing") leads the line and must outlive *p. */

@@ -83,23 +83,27 @@ static bool root_only(const struct stat *st)
 
 /*
  * Whether the working folder and every folder above it are root_only:
- * its name from getcwd (no links in it), walked from "/" as above.
+ * walked up through "..", from the folder itself, not by its name (a
+ * name can lead elsewhere once something is mounted over part of it),
+ * until "/" is reached.
  */
 static bool cwd_root_only(void)
 {
-    char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof(cwd)) == NULL || cwd[0] != '/')
+    struct stat top, st;
+    if (stat("/", &top) < 0)
         return false;
-    int cur = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    struct stat st;
-    bool ok = cur >= 0 && fstatat(cur, "", &st, AT_EMPTY_PATH) == 0 && root_only(&st);
-    for (char *save = NULL, *c = strtok_r(cwd, "/", &save); ok && c != NULL;
-         c = strtok_r(NULL, "/", &save)) {
-        int fd = openat(cur, c, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        ok = fd >= 0 && fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
-             root_only(&st);
+    int cur = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    bool ok = false;
+    for (int depth = 0; cur >= 0 && depth < 4096; depth++) {
+        if (fstatat(cur, "", &st, AT_EMPTY_PATH) < 0 || !root_only(&st))
+            break;
+        if (st.st_dev == top.st_dev && st.st_ino == top.st_ino) {
+            ok = true;
+            break;
+        }
+        int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
         close(cur);
-        cur = fd;
+        cur = up;
     }
     if (cur >= 0)
         close(cur);

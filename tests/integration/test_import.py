@@ -21,6 +21,7 @@ import pwd
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -430,6 +431,57 @@ class Import(KotakTestCase):
         self.assertIn("symbolic link", p.stderr)
         self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
 
+    def test_mbox_reading_holds_no_lock(self):
+        """A message past the limit is read to its end, however long (here 2 GB of a
+        sparse file, seconds of reading): the batch before it commits meanwhile, so a
+        writer (kotak-smtpd's deliveries) gets the store's write lock at once."""
+        mb = self.path("sparse.mbox")
+        with open(mb, "wb") as f:
+            f.write(b"From a Tue Nov 14 22:13:20 2023\nSubject: small\n\nbody\n"
+                    b"From b Tue Nov 14 22:13:20 2023\nSubject: big\n\n")
+            f.truncate(2 << 30)
+        proc = subprocess.Popen([KOTAK, "-c", self.kotak.conf, "import", "mbox", ALICE, mb],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=clean_env(), cwd=self.kotak.dir, stdin=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            self.assertIsNone(proc.poll(), "the import ended before the writer came")
+            db = sqlite3.connect(self.kotak.db_path, timeout=5.0, isolation_level=None)
+            t0 = time.monotonic()
+            db.execute("BEGIN IMMEDIATE")
+            took = time.monotonic() - t0
+            db.execute("ROLLBACK")
+            db.close()
+            self.assertLess(took, 1.0, f"the writer waited {took:.1f} s for the import's lock")
+        finally:
+            out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 1, out + err)
+        self.assertIn("imported 1 message", out)
+        self.assertIn("message 2 (its From_ line is line 5) is larger than", err)
+
+    def test_stderr_nobody_reads_holds_no_lock(self):
+        """The lines that say what was left out go to stderr, which can block (a pager
+        that stopped reading): the batch commits before each, so the store's write lock
+        is free while the import waits there."""
+        path = self.maildir_at("md-stderr", msgs=[b"Subject: real\n\nbody\n"], sub="cur")
+        for i in range(3000):
+            os.mkfifo(os.path.join(path, "cur", f"{1800000000 + i}.M{i}.fifo"))
+        proc = subprocess.Popen([KOTAK, "-c", self.kotak.conf, "import", "maildir", ALICE, path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=clean_env(), cwd=self.kotak.dir, stdin=subprocess.DEVNULL)
+        try:
+            time.sleep(1.5)
+            self.assertIsNone(proc.poll(), "the import did not block on its stderr")
+            db = sqlite3.connect(self.kotak.db_path, timeout=1.0, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")  # sqlite3.OperationalError when the lock is held
+            db.execute("ROLLBACK")
+            db.close()
+        finally:
+            out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 1, out)
+        self.assertEqual(len(err.splitlines()), 3000)
+        self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: real\r\n\r\nbody\r\n"])
+
     def test_mbox_link_or_fifo(self):
         """An mbox given as a symbolic link, or a FIFO: refused at once, exit 2."""
         good = self.path("good.mbox")
@@ -619,10 +671,19 @@ class Import(KotakTestCase):
         p = self.run_kotak("import", "mbox", BOB, os.path.join(tmp, "x.mbox"), check=False,
                            timeout=20)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
-        self.assertIn("is in a folder anyone can write (mode 1777)", p.stderr)
+        self.assertIn("is in a folder others than its owner can write (mode 1777), where a file "
+                      "is taken only as a mail spool's", p.stderr)
         spool = self.path("var-mail")
         os.mkdir(spool)
         os.chmod(spool, 0o2775)
+        # A spool's file named for another account than its owner's (a hard link of root's
+        # mbox by a member of the spool's group): refused.
+        os.link(secret, os.path.join(spool, "nobody"))
+        p = self.run_kotak("import", "mbox", BOB, os.path.join(spool, "nobody"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("this one belongs to uid 0", p.stderr)
+        os.unlink(os.path.join(spool, "nobody"))
         box = os.path.join(spool, "nobody")
         with open(box, "wb") as f:
             f.write(text)
