@@ -27,6 +27,9 @@ struct ctl {
 /* Prints "kotak: ..." on stderr and exits with status 2. */
 void ctl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* Has ctl_die call fn(ctx) once before it writes (NULL: nothing): an import commits there. */
+void ctl_before_dying(void (*fn)(void *ctx), void *ctx);
+
 /* Loads the config the way every command does, or dies with its line. */
 void ctl_load_conf(const struct ctl *c, struct conf *conf);
 

@@ -187,12 +187,21 @@ static void commit_before_write(void *ctx)
         importer_commit(im);
 }
 
+/* ctl_die's hook: what is stored is committed before the line goes out (it can block). */
+static void commit_before_dying(void *ctx)
+{
+    struct importer *im = ctx;
+    if (im->imp != NULL)
+        (void)store_import_commit(im->imp); /* dying anyway: a failure rolls it back */
+}
+
 /* Starts the progress bar, which commits before it writes. */
 static void importer_progress(struct importer *im, uint64_t msgs, uint64_t bytes)
 {
     progress_start(&im->prog, "importing", msgs, bytes);
     im->prog.before_write = commit_before_write;
     im->prog.ctx = im;
+    ctl_before_dying(commit_before_dying, im);
 }
 
 /* Says on stderr that a message of the source is left out; the import goes on. */
@@ -226,6 +235,7 @@ static void refuse(struct importer *im, const char *what, size_t size)
 /* Prints the summary; the command's exit status: 1 when a message was left out, else 0. */
 static int import_finish(struct importer *im)
 {
+    ctl_before_dying(NULL, NULL);
     int rc = store_import_end(&im->imp);
     if (rc < 0)
         ctl_die_store(im->s, rc, im->user);
@@ -307,9 +317,10 @@ int ctl_open_path(const char *path, int flags)
  * are looked at together, since where fs.protected_hardlinks is off a
  * user can put a hard link to anyone's file in a folder the user can
  * write, and a hard link keeps the owner of the file it names (alice's
- * link to root's /var/mail/root is root's). In a folder others than its
- * owner can write (/var/mail, its group's; /tmp) a file is taken only as
- * a mail spool's: named for the account that owns it. In a folder of a
+ * link to root's /var/mail/root is root's). A folder anyone can write
+ * (/tmp) is refused: there a link can have any name. In a folder of
+ * root's that its group can write (/var/mail) a file is taken only as a
+ * mail spool's: named for the account that owns it. In a folder of a
  * user, the file must be that user's. A folder only root can write holds
  * what root put there. The link count proves nothing: the other name can
  * be removed between the open and any look.
@@ -347,14 +358,18 @@ static int open_mbox(const char *path, uint64_t *size_r)
         ctl_die("%s is a folder, not an mbox; 'kotak import maildir' reads a Maildir", path);
     if (!S_ISREG(st.st_mode))
         ctl_die("%s is not a plain file (%s); give an mbox file", path, file_kind(st.st_mode));
-    if (geteuid() == 0 && (dst.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-        /* A mail spool (/var/mail, its group's to write; sticky 1777 elsewhere): each
-         * file is named for the account that owns it. */
+    if (geteuid() == 0 && (dst.st_mode & S_IWOTH) != 0)
+        ctl_die("%s is in a folder anyone can write (mode %04o), where anyone could have put a "
+                "link to someone else's file under any name; move it to a folder of its owner "
+                "and import it from there", path, (unsigned)(dst.st_mode & 07777));
+    if (geteuid() == 0 && dst.st_uid == 0 && (dst.st_mode & S_IWGRP) != 0) {
+        /* A mail spool (/var/mail, root's and its group's to write): each file is named
+         * for the account that owns it. */
         struct passwd *pw = getpwnam(base);
         if (pw == NULL || pw->pw_uid != st.st_uid)
-            ctl_die("%s is in a folder others than its owner can write (mode %04o), where a file "
-                    "is taken only as a mail spool's, named for the account that owns it; this "
-                    "one belongs to uid %u: move it to a folder of its owner and import it from "
+            ctl_die("%s is in a folder its group can write (mode %04o), where a file is taken "
+                    "only as a mail spool's, named for the account that owns it; this one "
+                    "belongs to uid %u: move it to a folder of its owner and import it from "
                     "there", path, (unsigned)(dst.st_mode & 07777), (unsigned)st.st_uid);
     } else if (geteuid() == 0 && dst.st_uid != 0 && st.st_uid != dst.st_uid) {
         ctl_die("%s belongs to uid %u, not to uid %u who owns its folder (a hard link to "

@@ -82,6 +82,15 @@ void ctl_usage(const char *usage, bool asked)
     ctl_die("usage: %s", usage);
 }
 
+static void (*dying_hook)(void *ctx);
+static void *dying_ctx;
+
+void ctl_before_dying(void (*fn)(void *ctx), void *ctx)
+{
+    dying_hook = fn;
+    dying_ctx = ctx;
+}
+
 void ctl_die(const char *fmt, ...)
 {
     va_list ap;
@@ -91,6 +100,10 @@ void ctl_die(const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     ahead_fail_if_producer(msg);
+    void (*hook)(void *ctx) = dying_hook;
+    dying_hook = NULL; /* once: the hook may die itself */
+    if (hook != NULL)
+        hook(dying_ctx);
     fprintf(stderr, "kotak: %s\n", msg);
     exit(KOTAK_EXIT_USAGE);
 }

@@ -671,8 +671,13 @@ class Import(KotakTestCase):
         p = self.run_kotak("import", "mbox", BOB, os.path.join(tmp, "x.mbox"), check=False,
                            timeout=20)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
-        self.assertIn("is in a folder others than its owner can write (mode 1777), where a file "
-                      "is taken only as a mail spool's", p.stderr)
+        self.assertIn("is in a folder anyone can write (mode 1777)", p.stderr)
+        # Not even under the name of the account that owns it: a link can have any name.
+        os.link(secret, os.path.join(tmp, "root"))
+        p = self.run_kotak("import", "mbox", BOB, os.path.join(tmp, "root"), check=False,
+                           timeout=20)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("is in a folder anyone can write (mode 1777)", p.stderr)
         spool = self.path("var-mail")
         os.mkdir(spool)
         os.chmod(spool, 0o2775)
@@ -682,6 +687,8 @@ class Import(KotakTestCase):
         p = self.run_kotak("import", "mbox", BOB, os.path.join(spool, "nobody"), check=False,
                            timeout=20)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("is in a folder its group can write (mode 2775), where a file is taken only "
+                      "as a mail spool's", p.stderr)
         self.assertIn("this one belongs to uid 0", p.stderr)
         os.unlink(os.path.join(spool, "nobody"))
         box = os.path.join(spool, "nobody")
