@@ -431,21 +431,16 @@ class Import(KotakTestCase):
         self.assertIn("symbolic link", p.stderr)
         self.assertEqual(self.kotak.query("SELECT count(*) FROM maildrop")[0][0], 0)
 
-    def test_mbox_reading_holds_no_lock(self):
-        """A message past the limit is read to its end, however long (here 2 GB of a
-        sparse file, seconds of reading): the batch before it commits meanwhile, so a
-        writer (kotak-smtpd's deliveries) gets the store's write lock at once."""
-        mb = self.path("sparse.mbox")
-        with open(mb, "wb") as f:
-            f.write(b"From a Tue Nov 14 22:13:20 2023\nSubject: small\n\nbody\n"
-                    b"From b Tue Nov 14 22:13:20 2023\nSubject: big\n\n")
-            f.truncate(2 << 30)
-        proc = subprocess.Popen([KOTAK, "-c", self.kotak.conf, "import", "mbox", ALICE, mb],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=clean_env(), cwd=self.kotak.dir, stdin=subprocess.DEVNULL)
+    def lock_free_while_running(self, after, *args):
+        """Runs kotak with args, stdout and stderr read only at its end; after `after`
+        seconds, while it still runs, a writer (as kotak-smtpd's deliveries) must get
+        the store's write lock within a second. (returncode, stdout, stderr)."""
+        proc = subprocess.Popen([KOTAK, "-c", self.kotak.conf, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=clean_env(),
+                                cwd=self.kotak.dir, stdin=subprocess.DEVNULL)
         try:
-            time.sleep(1.0)
-            self.assertIsNone(proc.poll(), "the import ended before the writer came")
+            time.sleep(after)
+            self.assertIsNone(proc.poll(), "kotak ended before the writer came")
             db = sqlite3.connect(self.kotak.db_path, timeout=5.0, isolation_level=None)
             t0 = time.monotonic()
             db.execute("BEGIN IMMEDIATE")
@@ -455,7 +450,19 @@ class Import(KotakTestCase):
             self.assertLess(took, 1.0, f"the writer waited {took:.1f} s for the import's lock")
         finally:
             out, err = proc.communicate(timeout=120)
-        self.assertEqual(proc.returncode, 1, out + err)
+        return proc.returncode, out, err
+
+    def test_mbox_reading_holds_no_lock(self):
+        """A message past the limit is read to its end, however long (here 2 GB of a
+        sparse file, seconds of reading): the batch before it commits meanwhile, so a
+        writer (kotak-smtpd's deliveries) gets the store's write lock at once."""
+        mb = self.path("sparse.mbox")
+        with open(mb, "wb") as f:
+            f.write(b"From a Tue Nov 14 22:13:20 2023\nSubject: small\n\nbody\n"
+                    b"From b Tue Nov 14 22:13:20 2023\nSubject: big\n\n")
+            f.truncate(2 << 30)
+        returncode, out, err = self.lock_free_while_running(1.0, "import", "mbox", ALICE, mb)
+        self.assertEqual(returncode, 1, out + err)
         self.assertIn("imported 1 message", out)
         self.assertIn("message 2 (its From_ line is line 5) is larger than", err)
 
@@ -466,19 +473,9 @@ class Import(KotakTestCase):
         path = self.maildir_at("md-stderr", msgs=[b"Subject: real\n\nbody\n"], sub="cur")
         for i in range(3000):
             os.mkfifo(os.path.join(path, "cur", f"{1800000000 + i}.M{i}.fifo"))
-        proc = subprocess.Popen([KOTAK, "-c", self.kotak.conf, "import", "maildir", ALICE, path],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=clean_env(), cwd=self.kotak.dir, stdin=subprocess.DEVNULL)
-        try:
-            time.sleep(1.5)
-            self.assertIsNone(proc.poll(), "the import did not block on its stderr")
-            db = sqlite3.connect(self.kotak.db_path, timeout=1.0, isolation_level=None)
-            db.execute("BEGIN IMMEDIATE")  # sqlite3.OperationalError when the lock is held
-            db.execute("ROLLBACK")
-            db.close()
-        finally:
-            out, err = proc.communicate(timeout=60)
-        self.assertEqual(proc.returncode, 1, out)
+        returncode, out, err = self.lock_free_while_running(1.5, "import", "maildir", ALICE,
+                                                           path)
+        self.assertEqual(returncode, 1, out)
         self.assertEqual(len(err.splitlines()), 3000)
         self.assertEqual(self.kotak.bodies(ALICE), [b"Subject: real\r\n\r\nbody\r\n"])
 
