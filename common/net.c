@@ -84,6 +84,7 @@ struct net_conn {
     const char *failure;       /* why an outbound connection got nowhere: see net_conn_failure */
     struct connect_args *connect_args; /* implicit TLS to begin once connected */
     bool output_blocked; /* input waits until the peer takes our output */
+    bool stepping;       /* a handshake step runs in the thread pool: see handshake_step */
     unsigned tls_noise;  /* records that made TLS answer and brought no data */
     const char *tls_end; /* why net ended TLS when the engine did not fail */
     int handles; /* libuv handles not yet closed */
@@ -318,15 +319,20 @@ size_t net_conn_pending(const struct net_conn *c)
 
 /* --- closing ------------------------------------------------------------ */
 
-static void handle_closed(uv_handle_t *h)
+static void conn_free(struct net_conn *c)
 {
-    struct net_conn *c = h->data;
-    if (--c->handles > 0)
-        return;
     tls_conn_free(&c->tls);
     buf_free(&c->in);
     free(c->connect_args);
     free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct net_conn *c = h->data;
+    if (--c->handles > 0 || c->stepping)
+        return; /* a handshake step still holds it: freed when it comes back */
+    conn_free(c);
 }
 
 /* Really closes: the protocol is told, the handles go, the memory follows. */
@@ -426,7 +432,7 @@ static size_t read_room(const struct net_conn *c)
  */
 static void conn_update_reading(struct net_conn *c)
 {
-    bool want = !c->closing && !c->closed && !c->eof && read_room(c) > 0;
+    bool want = !c->closing && !c->closed && !c->eof && !c->stepping && read_room(c) > 0;
     if (c->mode == MODE_TLS)
         want = want && c->in.len < NET_INPUT_MAX;
     if (want && !c->reading)
@@ -579,6 +585,86 @@ static int tls_drain(struct net_conn *c)
     }
 }
 
+/*
+ * A handshake step (the ECDHE key exchange and the signature of a full
+ * handshake cost about 2 ms) runs in libuv's thread pool, so that the
+ * handshakes of many clients use every core and the loop goes on serving
+ * the other sessions meanwhile. While a step runs it owns the engine: the
+ * loop stops reading the socket, feeds nothing, asks the engine nothing
+ * (net_conn_tls_error), and frees the connection only once the step is back.
+ * The engine's shared parts are safe from several threads (see tls.h).
+ */
+struct handshake_job {
+    uv_work_t work;
+    struct net_conn *c;
+    int rc;
+};
+
+static void handshake_work(uv_work_t *w)
+{
+    struct handshake_job *job = w->data;
+    job->rc = tls_conn_handshake(job->c->tls);
+}
+
+static void handshake_done(uv_work_t *w, int status)
+{
+    struct handshake_job *job = w->data;
+    struct net_conn *c = job->c;
+    int rc = status < 0 ? -EPROTO : job->rc;
+    free(job);
+    c->stepping = false;
+    if (c->closed) {
+        if (c->handles == 0)
+            conn_free(c); /* its handles closed while the step ran */
+        return;
+    }
+    flush_tls(c);
+    if (rc < 0) {
+        /* The reason goes on the disconnect line: net_conn_tls_error. */
+        c->closing = true;
+        if (c->pending == 0)
+            conn_finish(c);
+        else
+            uv_timer_start(&c->timer, grace_expired, 1000, 0);
+        conn_update_reading(c);
+        return;
+    }
+    if (c->closing) {
+        /* Closed while the step ran, with output still going out. */
+        return;
+    }
+    if (rc == 0) {
+        conn_update_reading(c); /* the next flight of the peer's */
+        return;
+    }
+    c->mode = MODE_TLS;
+    if (!c->outbound)
+        metrics_count(tls_conn_resumed(c->tls) ? METRIC_TLS_RESUMED : METRIC_TLS_OK);
+    arm_idle(c);
+    if (!c->opened)
+        conn_open(c);
+    else if (c->proto->tls_started != NULL)
+        c->proto->tls_started(c, c->ctx);
+    if (c->closed || c->closing)
+        return;
+    deliver(c); /* application data that came with the peer's last flight */
+}
+
+static void handshake_step(struct net_conn *c)
+{
+    struct handshake_job *job = xmalloc(sizeof(*job));
+    job->c = c;
+    job->work.data = job;
+    c->stepping = true;
+    conn_update_reading(c);
+    if (uv_queue_work(c->srv->loop, &job->work, handshake_work, handshake_done) != 0) {
+        free(job);
+        c->stepping = false;
+        c->closing = true;
+        conn_finish(c);
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 {
     struct net_conn *c = stream->data;
@@ -615,30 +701,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         return;
     }
     if (c->mode == MODE_HANDSHAKE) {
-        int rc = tls_conn_handshake(c->tls);
-        flush_tls(c);
-        if (rc < 0) {
-            /* The reason goes on the disconnect line: net_conn_tls_error. */
-            c->closing = true;
-            if (c->pending == 0)
-                conn_finish(c);
-            else
-                uv_timer_start(&c->timer, grace_expired, 1000, 0);
-            conn_update_reading(c);
-            return;
-        }
-        if (rc == 0)
-            return;
-        c->mode = MODE_TLS;
-        if (!c->outbound)
-            metrics_count(tls_conn_resumed(c->tls) ? METRIC_TLS_RESUMED : METRIC_TLS_OK);
-        arm_idle(c);
-        if (!c->opened)
-            conn_open(c);
-        else if (c->proto->tls_started != NULL)
-            c->proto->tls_started(c, c->ctx);
-        if (c->closed || c->closing)
-            return;
+        handshake_step(c);
+        return;
     }
     deliver(c);
 }
@@ -1111,7 +1175,8 @@ const char *net_conn_tls_cert_name(const struct net_conn *c)
 
 const char *net_conn_tls_error(const struct net_conn *c, char *buf, size_t size)
 {
-    if (c->tls != NULL && tls_conn_error(c->tls, buf, size))
+    /* A step in the thread pool owns the engine; a connection ended meanwhile has tls_end. */
+    if (c->tls != NULL && !c->stepping && tls_conn_error(c->tls, buf, size))
         return buf;
     return c->tls_end;
 }

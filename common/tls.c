@@ -46,6 +46,10 @@
 #if MBEDTLS_VERSION_MAJOR >= 3 /* meson.build checks this too; see there */
 #error "kotak is written for mbedTLS 2.28; mbedTLS 3.x is not supported"
 #endif
+#if !defined(MBEDTLS_THREADING_C)
+/* Handshakes run on several threads at once (tls.h). */
+#error "kotak needs mbedTLS built with MBEDTLS_THREADING_C"
+#endif
 
 #include "buf.h"
 #include "util.h"
@@ -332,6 +336,19 @@ static int seed(struct tls_server *side, const char *pers, char *err, size_t err
     return 0;
 }
 
+/*
+ * One signature with the key before any handshake runs: an EC key keeps a
+ * table of its curve's base point that its first signature fills in, and
+ * handshakes on several threads must find it there, not write it at once.
+ */
+static void sign_once(struct tls_server *srv)
+{
+    unsigned char hash[32] = {0}, sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t len;
+    (void)mbedtls_pk_sign(&srv->key, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &len,
+                          mbedtls_ctr_drbg_random, &srv->drbg);
+}
+
 int tls_server_new(const char *cert_path, const char *key_path, struct tls_server **srv_r,
                    char *err, size_t err_size)
 {
@@ -343,6 +360,7 @@ int tls_server_new(const char *cert_path, const char *key_path, struct tls_serve
         goto fail;
     if (setup_config(srv, err, err_size) < 0)
         goto fail;
+    sign_once(srv);
     *srv_r = srv;
     return 0;
 

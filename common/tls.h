@@ -10,9 +10,13 @@
  *
  * Policy, fixed here rather than in the config: TLS 1.2 only, ECDHE key
  * exchange with AEAD ciphers only (AES-GCM, ChaCha20-Poly1305), no
- * renegotiation, no session resumption.
+ * renegotiation; sessions resume by ticket or by session id.
  *
- * A tls_server and its connections belong to one thread (the daemon's loop).
+ * A tls_server and its connections belong to the daemon's loop, with one
+ * exception: a connection's tls_conn_handshake may run on another thread,
+ * one at a time per connection, while nothing else touches that connection.
+ * What handshakes share (the random generator, the ticket keys, the session
+ * cache, the private key) takes mbedTLS's own locks (MBEDTLS_THREADING_C).
  */
 #ifndef KOTAK_TLS_H
 #define KOTAK_TLS_H
