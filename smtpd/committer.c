@@ -11,6 +11,7 @@
 #include "util.h"
 
 #define COPY_CHUNK (64 * 1024)
+#define RECLAIM_EVERY_NS (1000 * 1000 * 1000ull) /* how often the free pages are looked at */
 
 /* Checkpoints run on a thread of their own, beside the commits (store.h's
  * store_checkpointer), so that no batch waits for the WAL's copy. */
@@ -225,8 +226,9 @@ static void run_batch(struct committer *c, struct commit_job *batch, char *chunk
         log_store_failed(rc);
 }
 
-/* The next batch; NULL once stopped with nothing left. */
-static struct commit_job *wait_for_jobs(struct committer *c)
+/* The next batch; NULL when none came by `until` (uv_hrtime), or once
+ * stopped with nothing left (*stopped). */
+static struct commit_job *wait_for_jobs(struct committer *c, uint64_t until, bool *stopped)
 {
     struct commit_job *batch = take_all(&c->incoming);
     if (batch != NULL)
@@ -236,19 +238,52 @@ static struct commit_job *wait_for_jobs(struct committer *c)
      * after that look sees the flag, and signals under the mutex, which
      * this thread holds until it waits. */
     atomic_store(&c->sleeping, true);
-    while ((batch = take_all(&c->incoming)) == NULL && !c->stop)
-        uv_cond_wait(&c->cv, &c->mu);
+    uint64_t now;
+    while ((batch = take_all(&c->incoming)) == NULL && !c->stop && (now = uv_hrtime()) < until)
+        uv_cond_timedwait(&c->cv, &c->mu, until - now);
+    *stopped = batch == NULL && c->stop;
     atomic_store(&c->sleeping, false);
     uv_mutex_unlock(&c->mu);
     return batch;
+}
+
+static void after_commit(struct committer *c, bool checkpoint_now)
+{
+    int rc = store_checkpointer_committed(c->checkpointer, checkpoint_now);
+    if (rc < 0)
+        log_error("smtp event=checkpoint-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+}
+
+/*
+ * Gives the pages of deleted mail back, a step at a time between batches
+ * (store_reclaim_step), once a second, and at once while there is more.
+ * Returns when to look next.
+ */
+static uint64_t reclaim(struct committer *c, uint64_t now)
+{
+    int rc = store_reclaim_step(c->store);
+    if (rc < 0 && rc != -KOTAK_ELOCKED)
+        log_error("smtp event=reclaim-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+    if (rc > 0)
+        after_commit(c, true);
+    return rc > 0 ? now : now + RECLAIM_EVERY_NS;
 }
 
 static void thread_main(void *arg)
 {
     struct committer *c = arg;
     char *chunk = xmalloc(COPY_CHUNK);
-    struct commit_job *batch;
-    while ((batch = wait_for_jobs(c)) != NULL) {
+    uint64_t next_reclaim = uv_hrtime() + RECLAIM_EVERY_NS;
+    for (;;) {
+        uint64_t now = uv_hrtime();
+        if (now >= next_reclaim)
+            next_reclaim = reclaim(c, now);
+        bool stopped = false;
+        struct commit_job *batch = wait_for_jobs(c, next_reclaim, &stopped);
+        if (stopped)
+            break;
+        if (batch == NULL)
+            continue;
         run_batch(c, batch, chunk);
         while (batch != NULL) {
             struct commit_job *next = batch->next;
@@ -256,10 +291,7 @@ static void thread_main(void *arg)
             batch = next;
         }
         uv_async_send(&c->async);
-
-        int rc = store_checkpointer_committed(c->checkpointer);
-        if (rc < 0)
-            log_error("smtp event=checkpoint-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+        after_commit(c, false);
     }
     free(chunk);
 }

@@ -69,20 +69,24 @@ struct store_checkpointer *store_checkpointer_start(struct store *writer, struct
     return cp;
 }
 
-int store_checkpointer_committed(struct store_checkpointer *cp)
+static void wake(struct store_checkpointer *cp)
+{
+    pthread_mutex_lock(&cp->mu);
+    if (!cp->wanted) {
+        cp->wanted = true;
+        pthread_cond_signal(&cp->cv);
+    }
+    pthread_mutex_unlock(&cp->mu);
+}
+
+int store_checkpointer_committed(struct store_checkpointer *cp, bool now)
 {
     int rc = 0;
     int pages = store_wal_pages(cp->writer);
-    if (pages >= WAL_MAX_PAGES) {
+    if (pages >= WAL_MAX_PAGES)
         rc = store_checkpoint(cp->writer);
-    } else if (pages >= CHECKPOINT_PAGES) {
-        pthread_mutex_lock(&cp->mu);
-        if (!cp->wanted) {
-            cp->wanted = true;
-            pthread_cond_signal(&cp->cv);
-        }
-        pthread_mutex_unlock(&cp->mu);
-    }
+    else if (pages >= CHECKPOINT_PAGES || now)
+        wake(cp);
     int failed = atomic_exchange(&cp->failed, 0);
     return rc < 0 ? rc : failed;
 }

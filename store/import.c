@@ -625,7 +625,7 @@ int store_import_commit(struct store_import *imp)
     if (rc < 0)
         load_digests(imp);
     else if (imp->checkpointer != NULL)
-        store_checkpointer_committed(imp->checkpointer); /* a failed copy loses nothing */
+        store_checkpointer_committed(imp->checkpointer, false); /* a failed copy loses nothing */
     return rc;
 }
 

@@ -91,15 +91,28 @@ struct store_checkpointer *store_checkpointer_start(struct store *writer, struct
 
 /*
  * Called on the writer's thread after each of its commits: wakes the
- * thread when the WAL has grown enough, or checkpoints through writer
- * itself when the WAL is growing past what the thread keeps up with.
- * Returns 0, or the negative code of a checkpoint that failed since the
- * last call (the WAL still holds what it did not copy: nothing is lost).
+ * thread when the WAL has grown enough (or at once, with now: the file
+ * shrinks only when a checkpoint copies a reclaim step out), or
+ * checkpoints through writer itself when the WAL is growing past what the
+ * thread keeps up with. Returns 0, or the negative code of a checkpoint
+ * that failed since the last call (the WAL still holds what it did not
+ * copy: nothing is lost).
  */
-int store_checkpointer_committed(struct store_checkpointer *cp);
+int store_checkpointer_committed(struct store_checkpointer *cp, bool now);
 
 /* Stops the thread, closes its connection and frees *cp_r (NULL is fine). */
 void store_checkpointer_stop(struct store_checkpointer **cp_r);
+
+/*
+ * Gives some of the pages deleted mail left free back to the filesystem
+ * (reclaim.c), in one short write transaction, when they have grown to an
+ * eighth of the file; the file shrinks at the next checkpoint. Called by
+ * the writer between its commits, about once a second, and at once again
+ * after it returns 1 (a step was taken; there may be more). Returns 0 when
+ * there was nothing (left) to do, 1, or a negative code (-KOTAK_ELOCKED:
+ * another writer held the lock; the next call tries again).
+ */
+int store_reclaim_step(struct store *s);
 
 /* --- domains ----------------------------------------------------------- */
 

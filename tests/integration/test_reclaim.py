@@ -1,0 +1,104 @@
+"""Disk space comes back: the pages of deleted mail go back to the
+filesystem (auto_vacuum INCREMENTAL, freed in short steps by kotak-smtpd's
+store thread), so the store file shrinks to about what it holds, with mail
+flowing meanwhile; and a store made by an older kotak is converted once,
+when it is first opened.
+
+The real daemons on free loopback ports, smtplib and poplib.
+
+Run: KOTAK_BUILD=build python3 -m unittest test_reclaim (in tests/integration)
+"""
+import hashlib
+import os
+import sqlite3
+import time
+
+import test_pop3d
+from test_pop3d import BOB, joined, message, token
+
+BIG = 400 * 1024
+COUNT = 40
+KEEP = 4
+SLACK = 512 * 1024  # the store's own tables and indexes; an empty one is about 100 KiB
+
+
+def pragma(path, name):
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        con.close()
+
+
+class ReclaimTest(test_pop3d.Pop3dTest):
+    def body(self, i):
+        line = (f"{i:06d} " + hashlib.sha256(str(i).encode()).hexdigest() + "\r\n").encode()
+        return line * (BIG // len(line))
+
+    def test_space_of_deleted_mail_comes_back_while_mail_flows(self):
+        db = self.kotak.db_path
+        self.assertEqual(pragma(db, "auto_vacuum"), 2, "a new store is made incremental")
+        for i in range(COUNT):
+            self.deliver(message(f"big-{i}", self.body(i)))
+        full = os.path.getsize(db) + os.path.getsize(db + "-wal")
+        self.assertGreater(full, COUNT * BIG)
+
+        p = self.pop()
+        count, _ = p.stat()
+        self.assertEqual(count, COUNT)
+        for n in range(1, COUNT - KEEP + 1):
+            p.dele(n)
+        p.quit()
+
+        p = self.pop()
+        kept = [size for _, size in self.listing(p)]
+        p.quit()
+        live = sum(kept)
+        want = live * 1.25 + SLACK
+        flowing = []
+        deadline = time.monotonic() + 30
+        while os.path.getsize(db) > want and time.monotonic() < deadline:
+            subject = token()
+            self.deliver(message(subject))  # mail goes on arriving meanwhile
+            flowing.append(subject)
+            time.sleep(0.2)
+        size = os.path.getsize(db)
+        self.assertLessEqual(size, want, f"{size} octets for {live} of mail (full: {full}; "
+                                         f"{pragma(db, 'freelist_count')} pages free of "
+                                         f"{pragma(db, 'page_count')})\n"
+                                         + self.kotak.log("smtpd")[-2000:])
+        self.assertLess(pragma(db, "freelist_count"), 200)
+
+        # Nothing that was kept or came meanwhile was hurt by the pages' moves.
+        p = self.pop()
+        subjects = []
+        for n, _ in self.listing(p):
+            data = joined(p.retr(n)[1])
+            subject = [l for l in data.split(b"\r\n") if l.startswith(b"Subject: ")][0][9:]
+            subjects.append(subject.decode())
+            if subject.startswith(b"big-"):
+                i = int(subject[4:])
+                self.assertTrue(data.endswith(self.body(i)), f"message {i} intact")
+        p.quit()
+        self.assertEqual(subjects, [f"big-{i}" for i in range(COUNT - KEEP, COUNT)] + flowing)
+
+
+class OlderStore(test_pop3d.Pop3dTest):
+    DAEMONS_TO_START = ()
+
+    def test_a_store_without_auto_vacuum_is_converted_once(self):
+        db = self.kotak.db_path
+        con = sqlite3.connect(db, isolation_level=None)
+        con.execute("PRAGMA auto_vacuum = NONE")
+        con.execute("VACUUM")
+        con.execute("PRAGMA user_version = 8")
+        con.close()
+        self.assertEqual(pragma(db, "auto_vacuum"), 0)
+        # The first read-write open brings it to schema 9.
+        self.kotak.kotak("alias", "add", "converted@example.test", BOB)
+        self.assertEqual(pragma(db, "auto_vacuum"), 2)
+        self.assertEqual(pragma(db, "user_version"), 9)
+        self.kotak.start("smtpd")
+        self.kotak.start("pop3d")
+        self.deliver(message("after"))
+        self.assertEqual(self.pop().stat()[0], 1)
