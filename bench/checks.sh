@@ -270,6 +270,7 @@ sed -i -e "s/^listen = 127.0.0.1:2525/listen = 127.0.0.1:$P_SMTP/" -e "s/^listen
   -e "s/^listen = 127.0.0.1:2465/listen = 127.0.0.1:$P_SUBS/" -e "s/^listen = 127.0.0.1:2110/listen = 127.0.0.1:$P_POP/" \
   -e "s/^listen = 127.0.0.1:2995/listen = 127.0.0.1:$P_POPS/" \
   -e "s/^connections = [0-9]*/connections = 20000/" -e "s/^connections_per_address = [0-9]*/connections_per_address = 20000/" \
+  -e "s/^password_min_length = [0-9]*/password_min_length = 1/" \
   -e "s/^servers =.*/servers = 127.0.0.1:$DNS_PORT/" "$KC"
 grep -q "^servers = 127.0.0.1:$DNS_PORT\$" "$KC" && grep -q "^listen = 127.0.0.1:$P_SMTP\$" "$KC" &&
   grep -q "^connections_per_address = 20000" "$KC" || die "could not set [dns] servers, the listeners or the limits in $KC"

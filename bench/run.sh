@@ -195,6 +195,7 @@ sed -i -e "s/^listen = 127.0.0.1:2525/listen = $KS/" -e "s/^listen = 127.0.0.1:2
   -e "s/^listen = 127.0.0.1:2465/listen = $KSUBS/" -e "s/^listen = 127.0.0.1:2110/listen = $KP/" \
   -e "s/^listen = 127.0.0.1:2995/listen = $KPS/" \
   -e "s/^connections = [0-9]*/connections = 20000/" -e "s/^connections_per_address = [0-9]*/connections_per_address = 20000/" \
+  -e "s/^password_min_length = [0-9]*/password_min_length = 1/" \
   -e "s/^message_size = [0-9A-Z]*/message_size = 64M/" "$KC"
 grep -q "^connections = 20000" "$KC" && grep -q "^message_size = 64M" "$KC" || die "could not set the limits in $KC"
 "$K" -c "$KC" domain add example.test >> "$LOG" 2>&1 || die "domain add failed"

@@ -154,6 +154,10 @@ static const char *const migrations[] = {
     "SELECT 1;",
 };
 #define SCHEMA_RECLAIM 9
+
+/* The WAL's size once it starts over: 16 MiB, what kotak-smtpd's commits
+ * fill between two checkpoints (checkpointer.c). */
+#define STORE_WAL_KEEP "16777216"
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 /* One queued recipient with its entry's envelope: read by queue.c's read_queued. */
@@ -654,6 +658,12 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
             snprintf(err, err_size, "cannot use %s: %s", path, sqlite3_errmsg(s->db));
             goto fail;
         }
+    }
+    /* A WAL that one large transaction (a mailbox emptied) grew is cut back
+     * to this when it next starts over, not kept at its largest for good. */
+    if (!s->readonly && (rc = store__exec(s, "PRAGMA journal_size_limit = " STORE_WAL_KEEP)) < 0) {
+        snprintf(err, err_size, "cannot use %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
     }
     if ((rc = store__exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON")) < 0) {
         snprintf(err, err_size, "cannot use %s: %s", path, sqlite3_errmsg(s->db));
