@@ -4,25 +4,33 @@
 # into Maildirs under /var/vmail, and Dovecot serving those Maildirs over POP3 on
 # 127.0.0.1:1110. Users are user1..userN@example.test with password passN
 # (yescrypt-hashed for Dovecot, as kotak's bench instance hashes them).
+# With TLS (settings v2), all with one certificate and key, /etc/kotak-bench-tls/{cert,key}.pem,
+# TLS 1.2 at most on Postfix: Postfix smtps (wrapper mode, implicit TLS, like 465) on
+# 127.0.0.1:1465 and submission with STARTTLS (like 587) on 127.0.0.1:1587, both with SASL
+# through Dovecot's auth (PLAIN, LOGIN); Dovecot pop3s (implicit TLS, like 995) on
+# 127.0.0.1:1995. One more Dovecot user, sasl@example.test / saslpass, has a salted
+# SHA-256 hash ({SSHA256}), for SASL runs that should measure TLS and SMTP, not yescrypt.
 #
 #   bench/peers.sh setup [NUSERS]            install + configure (NUSERS users, default 120)
 #   bench/peers.sh is-set-up                 exit 0 when this script's set-up is in place
 #   bench/peers.sh start | stop | status     run the two servers (no systemd needed)
 #   bench/peers.sh populate USERS COUNT SIZE fill Maildirs directly, e.g. user21-user40 2000 4096
+#   bench/peers.sh tls-cert CERT KEY         install a PEM certificate and key for both (setup
+#                                            makes a self-signed P-256 pair); restart to use it
 #   bench/peers.sh unsetup                   stop, restore Postfix's files, drop Dovecot's
 #
 # Needs root. It changes /etc/postfix/main.cf and master.cf (the originals are kept as
-# *.pre-kotak-bench) and adds /etc/dovecot/kotak-bench.conf, a config of its own:
-# Debian's /etc/dovecot/dovecot.conf is not touched. Run it on a machine you may change.
+# *.pre-kotak-bench), adds /etc/dovecot/kotak-bench.conf, a config of its own, and
+# /etc/kotak-bench-tls/: Debian's /etc/dovecot/dovecot.conf is not touched. Run it on a machine you may change.
 # Progress goes to stderr; a failure ends with one line "peers.sh: reason" and exit 1.
 set -u -o pipefail
 
 # Settings version, written into the marker: raise it whenever the settings below change,
 # so that is-set-up answers no for an older set-up and setup rewrites it.
-VERSION=1
+VERSION=2
 MARK="# ---- kotak bench settings v$VERSION (written by bench/peers.sh; originals in *.pre-kotak-bench) ----"
 MARK_ANY='^# ---- kotak bench settings v'
-MASTER_MARK="# ---- kotak bench v$VERSION: SMTP on 127.0.0.1:2525, not chrooted (no init script populates the chroot here) ----"
+MASTER_MARK="# ---- kotak bench v$VERSION: SMTP on 127.0.0.1:2525, smtps 1465, submission 1587, not chrooted (no init script populates the chroot here) ----"
 MASTER_MARK_ANY='^# ---- kotak bench v'
 # how another benchmark set-up's block in main.cf begins (see undo_other_setup)
 OTHER_MARK='^# -+ .*benchmark settings'
@@ -42,6 +50,18 @@ DOMAIN=example.test
 VUID=5000
 SMTP_ADDR=127.0.0.1:2525
 POP_ADDR=127.0.0.1:1110
+SMTPS_ADDR=127.0.0.1:1465                  # Postfix smtps, implicit TLS (wrapper mode)
+SUBM_ADDR=127.0.0.1:1587                   # Postfix submission, STARTTLS
+POPS_ADDR=127.0.0.1:1995                   # Dovecot pop3s, implicit TLS
+ALL_ADDRS="$SMTP_ADDR $POP_ADDR $SMTPS_ADDR $SUBM_ADDR $POPS_ADDR"
+TLS_DIR=/etc/kotak-bench-tls               # cert.pem and key.pem, read by both as root
+TLS_CERT=$TLS_DIR/cert.pem
+TLS_KEY=$TLS_DIR/key.pem
+# Postfix's smtpd asks Dovecot's auth through this socket (smtpd is not chrooted here, so
+# private/... is under the queue directory)
+SASL_SOCK=private/kotak-bench-auth
+SASL_USER=sasl@$DOMAIN
+SASL_PASS=saslpass
 WAIT_STEPS=50                              # port waits: 50 x 0.2 s = 10 s at most
 
 say() { echo "peers.sh: $*" >&2; }
@@ -113,19 +133,42 @@ smtpd_client_message_rate_limit = 0
 EOF
 }
 
+# The services of the bench, appended to Debian's master.cf: SMTP on $SMTP_ADDR as in v1
+# (no TLS), and the TLS listeners, whose settings are all given here with -o so that the
+# plaintext listener stays as it was. TLS 1.2 only (kotak speaks TLS 1.2); everything else
+# at Postfix's defaults (e.g. session tickets on, server cipher preference off).
+master_block() {
+  local tls="-o smtpd_tls_cert_file=$TLS_CERT -o smtpd_tls_key_file=$TLS_KEY
+  -o smtpd_tls_protocols=>=TLSv1.2,<=TLSv1.2 -o smtpd_tls_mandatory_protocols=>=TLSv1.2,<=TLSv1.2
+  -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path=$SASL_SOCK"
+  cat <<EOF
+$MASTER_MARK
+$SMTP_ADDR inet n - n - - smtpd
+$SMTPS_ADDR inet n - n - - smtpd
+  -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt
+  $tls
+$SUBM_ADDR inet n - n - - smtpd
+  -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt
+  $tls
+EOF
+}
+
 # The Dovecot config of the bench: standalone (dovecot -c), POP3 only.
 dovecot_conf() {
   cat <<EOF
 # Dovecot 2.3 for kotak's bench, written by bench/peers.sh (settings v$VERSION).
 # Standalone: run as "dovecot -c $DOVE_CONF"; /etc/dovecot/dovecot.conf is not read.
-# POP3 only, on $POP_ADDR, over the Maildirs Postfix's virtual(8) writes under
+# POP3 on $POP_ADDR and pop3s on $POPS_ADDR, and SASL for Postfix, over the Maildirs Postfix's virtual(8) writes under
 # $VMAIL/<domain>/<user>/.
 base_dir = $DOVE_RUN/
 instance_name = dovecot-kotak-bench
 protocols = pop3
 listen = 127.0.0.1
-# loopback benchmark: no TLS, so plaintext logins must be allowed
-ssl = no
+# TLS for the pop3s listener; plaintext logins stay allowed on $POP_ADDR (loopback)
+ssl = yes
+ssl_cert = <$TLS_CERT
+ssl_key = <$TLS_KEY
+ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = $DOVE_LOG
@@ -159,9 +202,20 @@ service pop3-login {
     address = 127.0.0.1
     port = ${POP_ADDR##*:}
   }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = ${POPS_ADDR##*:}
+    ssl = yes
+  }
 }
 service auth {
   client_limit = 4000
+  # Postfix's SASL (smtpd_sasl_type = dovecot) on its smtps and submission listeners
+  unix_listener /var/spool/postfix/$SASL_SOCK {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
 }
 service anvil {
   client_limit = 4000
@@ -288,7 +342,7 @@ setup_postfix() {
     # no listener on port 25; the bench's listener on 127.0.0.1:2525 is not chrooted,
     # as nothing populates the chroot for smtpd here
     sed -i -E 's/^(smtp[[:space:]]+inet[[:space:]].*[[:space:]]smtpd)$/#\1/' "$MASTER" || die "cannot edit $MASTER"
-    printf '%s\n%s inet n - n - - smtpd\n' "$MASTER_MARK" "$SMTP_ADDR" >> "$MASTER" || die "cannot write $MASTER"
+    master_block >> "$MASTER" || die "cannot write $MASTER"
     say "postfix: settings v$VERSION written (SMTP on $SMTP_ADDR, Maildirs under $VMAIL/$DOMAIN)"
   fi
 
@@ -315,9 +369,9 @@ setup_dovecot() {
   # module is deprecated. crypt_gensalt("$y$", 0 = default cost, NULL = its own random bytes).
   tmp=$(mktemp "$DOVE_USERS.XXXXXX") || die "cannot write $DOVE_USERS"
   say "dovecot: hashing $nusers passwords (yescrypt)"
-  if ! python3 - "$nusers" "$DOMAIN" > "$tmp" <<'EOF'
+  if ! python3 - "$nusers" "$DOMAIN" "$SASL_USER" "$SASL_PASS" > "$tmp" <<'EOF'
 import ctypes, sys
-n, domain = int(sys.argv[1]), sys.argv[2]
+n, domain, sasl_user, sasl_pass = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 lib = ctypes.CDLL("libcrypt.so.1")
 lib.crypt_gensalt.restype = ctypes.c_char_p
 lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
@@ -333,6 +387,11 @@ for i in range(1, n + 1):
     if not h or not h.startswith(b"$y$"):
         sys.exit("crypt(3) did not return a yescrypt hash")
     out.append("user%d@%s:{CRYPT}%s\n" % (i, domain, h.decode()))
+# one user with a cheap salted SHA-256 ({SSHA256}: base64 of sha256(password + salt) + salt)
+import base64, hashlib, os
+salt = os.urandom(8)
+digest = hashlib.sha256(sasl_pass.encode() + salt).digest()
+out.append("%s:{SSHA256}%s\n" % (sasl_user, base64.b64encode(digest + salt).decode()))
 sys.stdout.write("".join(out))
 EOF
   then
@@ -344,6 +403,31 @@ EOF
   mkdir -p "$DOVE_RUN" || die "cannot create $DOVE_RUN"
   doveconf -c "$DOVE_CONF" -n >/dev/null 2>&1 || die "doveconf rejects $DOVE_CONF: $(doveconf -c "$DOVE_CONF" -n 2>&1 >/dev/null | head -1)"
   say "dovecot: $DOVE_CONF and $DOVE_USERS ($nusers users)"
+}
+
+# A self-signed EC P-256 pair for both, made once; tls-cert replaces it with a caller's
+setup_tls() {
+  if [ -s "$TLS_CERT" ] && [ -s "$TLS_KEY" ]; then
+    say "tls: $TLS_CERT and $TLS_KEY already there"
+    return 0
+  fi
+  command -v openssl >/dev/null || die "openssl is needed"
+  { mkdir -p "$TLS_DIR" && chmod 755 "$TLS_DIR"; } || die "cannot create $TLS_DIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=mail.$DOMAIN" -addext "subjectAltName=DNS:mail.$DOMAIN" \
+    -keyout "$TLS_KEY" -out "$TLS_CERT" >/dev/null 2>&1 || die "openssl could not make a P-256 pair"
+  chmod 600 "$TLS_KEY"; chmod 644 "$TLS_CERT"
+  say "tls: a self-signed P-256 pair in $TLS_DIR"
+}
+
+# tls-cert CERT KEY: both servers use this pair from their next start
+cmd_tls_cert() {
+  [ $# = 2 ] || die "usage: bench/peers.sh tls-cert CERT KEY"
+  need_root
+  if ! [ -s "$1" ] || ! [ -s "$2" ]; then die "no certificate $1 or key $2"; fi
+  { mkdir -p "$TLS_DIR" && chmod 755 "$TLS_DIR" &&
+    install -m 644 "$1" "$TLS_CERT" && install -m 600 "$2" "$TLS_KEY"; } || die "cannot write $TLS_DIR"
+  say "tls: $1 and $2 installed in $TLS_DIR (restart the peers to use them)"
 }
 
 cmd_setup() {
@@ -359,6 +443,7 @@ cmd_setup() {
     cmd_stop
   fi
   setup_vmail
+  setup_tls
   setup_postfix "$nusers"
   setup_dovecot "$nusers"
   if [ $was_up = 1 ]; then
@@ -377,7 +462,9 @@ cmd_is_set_up() {
     grep -qxF "$MASTER_MARK" "$MASTER" 2>/dev/null &&
     [ -f "$VMAP.db" ] &&
     [ -f "$DOVE_CONF" ] &&
-    grep -qF "{CRYPT}\$y\$" "$DOVE_USERS" 2>/dev/null
+    grep -qF "{CRYPT}\$y\$" "$DOVE_USERS" 2>/dev/null &&
+    grep -qF "$SASL_USER:{SSHA256}" "$DOVE_USERS" 2>/dev/null &&
+    [ -s "$TLS_CERT" ] && [ -s "$TLS_KEY" ]
 }
 
 # --- start / stop / status -----------------------------------------------------
@@ -387,11 +474,16 @@ cmd_start() {
   need_root
   cmd_is_set_up || die "not set up (v$VERSION): run bench/peers.sh setup first"
   # a port held by some other program is found before either server starts
-  if ! postfix_running && listening "$SMTP_ADDR"; then
-    die "$SMTP_ADDR is taken by another program: $(who_listens "$SMTP_ADDR")"
+  local a
+  if ! postfix_running; then
+    for a in "$SMTP_ADDR" "$SMTPS_ADDR" "$SUBM_ADDR"; do
+      listening "$a" && die "$a is taken by another program: $(who_listens "$a")"
+    done
   fi
-  if ! dovecot_running && listening "$POP_ADDR"; then
-    die "$POP_ADDR is taken by another program: $(who_listens "$POP_ADDR")"
+  if ! dovecot_running; then
+    for a in "$POP_ADDR" "$POPS_ADDR"; do
+      listening "$a" && die "$a is taken by another program: $(who_listens "$a")"
+    done
   fi
   # copies /etc files into Postfix's chroot, as Debian's service unit does at start
   /usr/lib/postfix/configure-instance.sh - >/dev/null 2>&1 || true
@@ -411,9 +503,10 @@ cmd_start() {
       die "dovecot failed to start: $(tail -n 1 "$DOVE_LOG" 2>/dev/null)"
     say "dovecot: started"
   fi
-  wait_ports up "$SMTP_ADDR" "$POP_ADDR" ||
-    die "not listening after 10 s: $SMTP_ADDR $(listening "$SMTP_ADDR" && echo up || echo down), $POP_ADDR $(listening "$POP_ADDR" && echo up || echo down) (see $PF_LOG, $DOVE_LOG)"
-  say "listening on $SMTP_ADDR (postfix) and $POP_ADDR (dovecot)"
+  # shellcheck disable=SC2086  # one word per address
+  wait_ports up $ALL_ADDRS ||
+    die "not listening after 10 s: $(for a in $ALL_ADDRS; do printf '%s %s, ' "$a" "$(listening "$a" && echo up || echo down)"; done)(see $PF_LOG, $DOVE_LOG)"
+  say "listening on $SMTP_ADDR, $SMTPS_ADDR (smtps), $SUBM_ADDR (submission) (postfix) and $POP_ADDR, $POPS_ADDR (pop3s) (dovecot)"
 }
 
 cmd_stop() {
@@ -431,13 +524,14 @@ cmd_stop() {
     fi
     say "dovecot: stopped"
   fi
-  wait_ports down "$SMTP_ADDR" "$POP_ADDR" ||
-    die "still listening after 10 s: $(who_listens "$SMTP_ADDR") $(who_listens "$POP_ADDR")"
+  # shellcheck disable=SC2086  # one word per address
+  wait_ports down $ALL_ADDRS ||
+    die "still listening after 10 s: $(for a in $ALL_ADDRS; do who_listens "$a"; done | tr '\n' ' ')"
 }
 
 cmd_status() {
   local a up=1
-  for a in "$SMTP_ADDR" "$POP_ADDR"; do
+  for a in $ALL_ADDRS; do
     if listening "$a"; then who_listens "$a"; else echo "$a: nothing listens"; up=0; fi
   done
   postfix_running && echo "postfix: running" || echo "postfix: stopped"
@@ -563,8 +657,8 @@ cmd_unsetup() {
     die "$MAIN holds the kotak bench settings but $MAIN.$KEEP or $MASTER.$KEEP is missing"
   fi
   rm -f "$VMAP" "$VMAP.db" "$DOVE_CONF" "$DOVE_USERS"
-  rm -rf "$DOVE_RUN"
-  say "removed $VMAP, $DOVE_CONF, $DOVE_USERS (packages and $VMAIL left in place)"
+  rm -rf "$DOVE_RUN" "$TLS_DIR"
+  say "removed $VMAP, $DOVE_CONF, $DOVE_USERS, $TLS_DIR (packages and $VMAIL left in place)"
 }
 
 # --- main ----------------------------------------------------------------------
@@ -578,6 +672,7 @@ case $cmd in
   stop) cmd_stop ;;
   status) cmd_status ;;
   populate) cmd_populate "$@" ;;
+  tls-cert) cmd_tls_cert "$@" ;;
   unsetup) cmd_unsetup ;;
-  *) die "usage: bench/peers.sh setup [NUSERS] | is-set-up | start | stop | status | populate USERS COUNT SIZE | unsetup" ;;
+  *) die "usage: bench/peers.sh setup [NUSERS] | is-set-up | start | stop | status | populate USERS COUNT SIZE | tls-cert CERT KEY | unsetup" ;;
 esac
