@@ -1093,6 +1093,71 @@ static int write_and_close(const char *path)
     return rc == 0 ? 0 : 1;
 }
 
+static int raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/*
+ * The pages of deleted mail go back in steps (reclaim.c): not while they
+ * are few, then until only a handful are left, and what stays is whole.
+ */
+static void test_reclaim(const char *dir)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof(path), "%s/reclaim.db", dir);
+    struct store *w;
+    mode = "reclaim";
+    if (store_open(path, STORE_CREATE, &w, err, sizeof(err)) < 0) {
+        ok(0, "open: %s", err);
+        return;
+    }
+    int64_t alice = add_alice(w);
+    enum { N = 200, SIZE = 60000 };
+    int rc = 0;
+    for (int i = 0; i < N && rc == 0; i++) {
+        char *p = pattern(SIZE, (unsigned)i);
+        rc = deliver_bytes(w, alice, p, SIZE);
+        free(p);
+    }
+    is_int(rc, 0, "%d messages of %d octets", N, SIZE);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_busy_timeout(db, 5000);
+    int full = raw_int(db, "PRAGMA page_count");
+    sqlite3_exec(db, "DELETE FROM maildrop WHERE id <= 10", NULL, NULL, NULL);
+    is_int(store_reclaim_step(w), 0, "a few free pages (%d) are kept for new mail",
+           raw_int(db, "PRAGMA freelist_count"));
+    sqlite3_exec(db, "DELETE FROM maildrop WHERE id <= 180", NULL, NULL, NULL);
+    int steps = 0;
+    while ((rc = store_reclaim_step(w)) == 1 && steps < 100)
+        steps++;
+    is_int(rc, 0, "reclaiming ends");
+    ok(steps >= 2, "in steps (%d), each its own short transaction", steps);
+    int left = raw_int(db, "PRAGMA page_count"), free_pages = raw_int(db, "PRAGMA freelist_count");
+    ok(free_pages <= 64, "a handful of free pages left (%d)", free_pages);
+    ok(left * 5 < full, "the store went from %d pages to %d", full, left);
+    sqlite3_stmt *st;
+    int whole = 0;
+    sqlite3_prepare_v2(db, "SELECT d.id, m.head FROM maildrop d JOIN messages m"
+                           " ON m.id = d.message_id ORDER BY d.id", -1, &st, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char *p = pattern(SIZE, (unsigned)(sqlite3_column_int(st, 0) - 1));
+        whole += sqlite3_column_bytes(st, 1) == SIZE &&
+                 memcmp(sqlite3_column_blob(st, 1), p, SIZE) == 0;
+        free(p);
+    }
+    sqlite3_finalize(st);
+    is_int(whole, N - 180, "every message kept is whole after the pages moved");
+    sqlite3_close(db);
+    store_close(&w);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-and-close") == 0)
@@ -1109,6 +1174,7 @@ int main(int argc, char **argv)
     test_open(dir);
     test_full();
     test_checkpoints(dir);
+    test_reclaim(dir);
     test_wal_file(dir);
     test_headless_bodies(dir);
     test_wal_rollback(dir);
