@@ -36,6 +36,7 @@ struct committer {
     bool stop; /* under mu */
     uv_async_t async;
     size_t in_flight; /* loop thread only */
+    int reclaim_failed; /* store thread only: the last step's error, told once */
     void (*done_cb)(struct commit_job *job, void *ctx);
     void *ctx;
 };
@@ -256,17 +257,19 @@ static void after_commit(struct committer *c, bool checkpoint_now)
 
 /*
  * Gives the pages of deleted mail back, a step at a time between batches
- * (store_reclaim_step), once a second, and at once while there is more.
- * Returns when to look next.
+ * (store_reclaim_step), once a second, and after a pause while there is
+ * more. A failure is told once, not each second it lasts. Returns when to
+ * look next.
  */
 static uint64_t reclaim(struct committer *c, uint64_t now)
 {
     int rc = store_reclaim_step(c->store);
-    if (rc < 0 && rc != -KOTAK_ELOCKED)
+    if (rc < 0 && rc != -KOTAK_ELOCKED && rc != c->reclaim_failed)
         log_error("smtp event=reclaim-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
+    c->reclaim_failed = rc < 0 ? rc : 0;
     if (rc > 0)
         after_commit(c, true);
-    return rc > 0 ? now : now + RECLAIM_EVERY_NS;
+    return now + (rc > 0 ? RECLAIM_PAUSE_MS * 1000000ull : RECLAIM_EVERY_NS);
 }
 
 static void thread_main(void *arg)

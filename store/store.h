@@ -107,11 +107,14 @@ void store_checkpointer_stop(struct store_checkpointer **cp_r);
  * Gives some of the pages deleted mail left free back to the filesystem
  * (reclaim.c), in one short write transaction, when they have grown to an
  * eighth of the file; the file shrinks at the next checkpoint. Called by
- * the writer between its commits, about once a second, and at once again
- * after it returns 1 (a step was taken; there may be more). Returns 0 when
- * there was nothing (left) to do, 1, or a negative code (-KOTAK_ELOCKED:
- * another writer held the lock; the next call tries again).
+ * the writer between its commits, about once a second, and again
+ * RECLAIM_PAUSE_MS after it returns 1 (a step was taken; there may be
+ * more): the pause lets another process's writer, waiting in SQLite's busy
+ * handler, have the lock. Returns 0 when there was nothing (left) to do, 1,
+ * or a negative code (-KOTAK_ELOCKED: another writer held the lock, which
+ * a step never waits for; the next call tries again).
  */
+#define RECLAIM_PAUSE_MS 150
 int store_reclaim_step(struct store *s);
 
 /* --- domains ----------------------------------------------------------- */

@@ -80,7 +80,8 @@ struct store {
     int batch_lost; /* why a message of the batch failed, spoiling the batch */
     bool readonly;
     int wal_pages; /* as of the last commit, with deferred checkpoints */
-    bool reclaiming; /* store_reclaim_step has begun and not yet reached its low mark */
+    bool reclaiming;  /* store_reclaim_step has begun and not yet reached its low mark */
+    int reclaim_step; /* pages its next step gives back at most */
 };
 
 /*

@@ -102,6 +102,51 @@ class ReclaimTest(test_pop3d.Pop3dTest):
         self.assertLess(frames, 40, "pages written to delete one message of 400 KiB")
 
 
+class OtherWriters(test_pop3d.Pop3dTest):
+    """Reclaiming pauses between its steps and never waits for the lock, so
+    another process's write (kotak-pop3d's QUIT, any kotak command) waiting in
+    SQLite's busy handler gets the lock between two steps."""
+    DAEMONS_TO_START = ()
+    ROWS, ROW = 5000, 60 * 1024  # 300 MB, the oldest three quarters deleted
+
+    def test_writes_of_another_process_go_through_while_pages_come_back(self):
+        db = self.kotak.db_path
+        con = sqlite3.connect(db, isolation_level=None, timeout=5)
+        con.execute("BEGIN")
+        blob = os.urandom(self.ROW)
+        for _ in range(self.ROWS):
+            con.execute("INSERT INTO messages(received, size, head) VALUES(0, ?, ?)",
+                        (self.ROW, blob))
+        con.execute("COMMIT")
+        cut = con.execute("SELECT min(id) + ? FROM messages", (self.ROWS * 3 // 4,)).fetchone()[0]
+        con.execute("DELETE FROM messages WHERE id < ?", (cut,))
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        free0 = con.execute("PRAGMA freelist_count").fetchone()[0]
+        con.close()
+
+        self.kotak.start("smtpd")
+        w = sqlite3.connect(db, isolation_level=None, timeout=5)  # STORE_BUSY_TIMEOUT_MS
+        waits, started, deadline = [], None, time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                free = pragma(db, "freelist_count")
+                if started is None and free < free0:
+                    started = time.monotonic()
+                if started is not None and free <= 200:
+                    break
+                t = time.monotonic()
+                w.execute("BEGIN IMMEDIATE")  # sqlite3.OperationalError: the test fails
+                w.execute("UPDATE users SET last_login = ? WHERE id = 1", (int(t),))
+                w.execute("COMMIT")
+                waits.append(time.monotonic() - t)
+                time.sleep(0.05)
+        finally:
+            w.close()
+        self.assertIsNotNone(started, "reclaiming began")
+        self.assertLessEqual(pragma(db, "freelist_count"), 200, "and ended within a minute")
+        self.assertLess(max(waits), 1.0, f"another process's write waited {max(waits):.2f} s")
+
+
 class OlderStore(test_pop3d.Pop3dTest):
     DAEMONS_TO_START = ()
 
