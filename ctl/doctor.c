@@ -1223,6 +1223,12 @@ int ctl_doctor(const struct ctl *c)
         mend("run 'kotak init --keep-config' to make it, or set [server] data_dir");
     } else {
         line(&d, OK, "store", "%s: %zu domain%s", db, ds.n, ds.n == 1 ? "" : "s");
+        if (store_reclaims(s) == 0) {
+            line(&d, WARN, "store", "%s was made by an older kotak: the space of deleted mail "
+                                    "is not given back", db);
+            mend("kotak backup FILE; stop the daemons; kotak restore FILE (the restored store "
+                 "gives it back)");
+        }
     }
     store_close(&s);
     free(db);

@@ -371,6 +371,14 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
         rc = -KOTAK_ESTORE;
     } else if ((rc = continue_numbering(s, &cur, r)) < 0) {
         snprintf(err, err_size, "cannot set the numbering: %s", store_errmsg(s));
+    } else if (store_reclaims(s) == 0) {
+        /* Made before stores gave deleted mail's space back: the copy is
+         * ours alone, the one place where the rewrite that changes that
+         * holds up no one. Without the room for it, the store is restored
+         * as it was. */
+        r->reclaims = store__make_reclaiming(s) == 0;
+    } else {
+        r->reclaims = true;
     }
     store_close(&s); /* writes its WAL back into the file */
     if (rc < 0)

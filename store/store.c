@@ -148,12 +148,7 @@ static const char *const migrations[] = {
     "ALTER TABLE maildrop ADD COLUMN source_uidl TEXT;"
     "CREATE INDEX maildrop_source_uidl ON maildrop(user_id, source_uidl)"
     "  WHERE source_uidl IS NOT NULL;",
-    /* 9: the pages of deleted mail go back to the filesystem (reclaim.c).
-     * A new store is made with auto_vacuum INCREMENTAL (store_open); an older
-     * one is rewritten once for it, after this, by convert_for_reclaim. */
-    "SELECT 1;",
 };
-#define SCHEMA_RECLAIM 9
 
 /* The WAL's size once it starts over: 16 MiB, what kotak-smtpd's commits
  * fill between two checkpoints (checkpointer.c). */
@@ -418,21 +413,24 @@ int store_set_max_size(struct store *s, uint64_t bytes)
     return store__exec(s, sql);
 }
 
-/*
- * A store older than schema 9 was made without auto_vacuum, and only a
- * VACUUM can set it: the file is rewritten once, which takes as much free
- * disk space as the store while it runs. When that fails (no room, another
- * writer), the store works as before and keeps its free pages for new mail.
- */
-static void convert_for_reclaim(struct store *s)
+int store_reclaims(struct store *s)
 {
     int mode = 0;
-    if (pragma_int(s, "PRAGMA auto_vacuum", &mode) < 0 || mode != 0)
-        return;
-    if (store__exec(s, "PRAGMA auto_vacuum = INCREMENTAL") < 0 || store__exec(s, "VACUUM") < 0)
-        return;
+    int rc = pragma_int(s, "PRAGMA auto_vacuum", &mode);
+    return rc < 0 ? rc : mode == 2;
+}
+
+int store__make_reclaiming(struct store *s)
+{
+    int rc = store_reclaims(s);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = store__exec(s, "PRAGMA auto_vacuum = INCREMENTAL")) < 0 ||
+        (rc = store__exec(s, "VACUUM")) < 0)
+        return rc;
     /* The rewrite went through the WAL: copy it out and let it start over. */
     sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    return 0;
 }
 
 static int migrate(struct store *s, char *err, size_t err_size)
@@ -462,7 +460,6 @@ static int migrate(struct store *s, char *err, size_t err_size)
                  version);
         return -KOTAK_ESCHEMA;
     }
-    int from = version;
     for (; version < SCHEMA_VERSION; version++) {
         char set[64];
         snprintf(set, sizeof(set), "PRAGMA user_version = %d", version + 1);
@@ -474,8 +471,6 @@ static int migrate(struct store *s, char *err, size_t err_size)
             return rc;
         }
     }
-    if (from > 0 && from < SCHEMA_RECLAIM)
-        convert_for_reclaim(s);
     return 0;
 }
 
@@ -634,7 +629,7 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
     }
     /* A new store gives the pages of deleted mail back (reclaim.c). This
      * comes before its first page is written, by WAL mode too: later it
-     * takes a VACUUM (convert_for_reclaim). */
+     * takes a VACUUM, which `kotak restore` runs (store__make_reclaiming). */
     if (!s->readonly && (flags & STORE_CREATE)) {
         int pages = -1;
         if (pragma_int(s, "PRAGMA page_count", &pages) == 0 && pages == 0 &&

@@ -115,6 +115,13 @@ void store_checkpointer_stop(struct store_checkpointer **cp_r);
  * a step never waits for; the next call tries again).
  */
 #define RECLAIM_PAUSE_MS 150
+
+/*
+ * Whether the store gives the pages of deleted mail back (1): every store
+ * made since kotak did so, and an older one once `kotak restore` has put it
+ * back; 0 for an older one, or a negative code.
+ */
+int store_reclaims(struct store *s);
 int store_reclaim_step(struct store *s);
 
 /* --- domains ----------------------------------------------------------- */
@@ -628,6 +635,7 @@ struct store_restored {
     int64_t queued;           /* recipients it holds queued for other servers */
     int64_t next_uidl;        /* the number the next maildrop entry gets */
     bool new_uidl_prefix;     /* no store to continue from: every UIDL is new */
+    bool reclaims;            /* it gives deleted mail's space back (store_reclaims) */
     char aside[4096];         /* where the store it replaced went ("" when there was none) */
 };
 

@@ -104,6 +104,15 @@ int store__step_done(struct store *s, sqlite3_stmt *st);
 /* Runs prepared statement id, which has no parameters and no results, to its end. */
 int store__run(struct store *s, enum store_stmt id);
 
+/*
+ * Rewrites a store made without auto_vacuum (before kotak gave the pages of
+ * deleted mail back) so that it has it: a VACUUM, which holds the write
+ * lock throughout and needs free disk space as large as the store twice
+ * over, so it is run only where nobody else uses the store (`kotak
+ * restore`'s copy). 0 (also when there was nothing to do) or a code.
+ */
+int store__make_reclaiming(struct store *s);
+
 /* Runs a statement without results: 0 or a mapped code. */
 int store__exec(struct store *s, const char *sql);
 

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import struct
 import threading
 import time
@@ -347,6 +348,21 @@ class Doctor(unittest.TestCase):
         p = self.doctor()
         self.expect(p, "fail", "perm", r"kotak\.db has mode 0644: every user of this machine may read",
                     mend=r"chmod 600 .*kotak\.db$")
+
+    def test_store_that_keeps_the_space_of_deleted_mail(self):
+        def set_auto_vacuum(mode):
+            con = sqlite3.connect(self.inst.db_path, isolation_level=None, timeout=10)
+            try:
+                con.execute(f"PRAGMA auto_vacuum = {mode}")
+                con.execute("VACUUM")
+            finally:
+                con.close()
+        set_auto_vacuum("NONE")  # as a store made by an older kotak
+        self.addCleanup(set_auto_vacuum, "INCREMENTAL")
+        p = self.doctor()
+        self.expect(p, "warn", "store", r"made by an older kotak: the space of deleted mail",
+                    mend=r"kotak backup FILE; stop the daemons; kotak restore FILE")
+        self.assertEqual(p.returncode, 0, p.stdout)
 
     def test_store_owned_by_another_user(self):
         st = os.stat(self.inst.db_path)
