@@ -108,6 +108,13 @@ int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
         rc = store__rc(s, rc == SQLITE_DONE ? frc : rc);
         goto done;
     }
+    /* The copy has the store's free pages too, which may still hold mail
+     * users deleted: they stay out of it (a store that gives space back). */
+    if (sqlite3_exec(out, "PRAGMA incremental_vacuum", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "backup failed: %s", sqlite3_errmsg(out));
+        rc = -KOTAK_ESTORE;
+        goto done;
+    }
     sqlite3_close(out);
     out = NULL;
     if ((rc = sync_path(tmp, false)) < 0 || rename(tmp, dest) != 0) {

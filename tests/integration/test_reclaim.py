@@ -102,6 +102,23 @@ class ReclaimTest(test_pop3d.Pop3dTest):
         self.assertLess(frames, 40, "pages written to delete one message of 400 KiB")
 
 
+    def test_a_backup_holds_no_deleted_mail(self):
+        """Free pages may still hold deleted text; a backup leaves them out."""
+        for i in range(COUNT):
+            self.deliver(message(f"big-{i}", self.body(i)))
+        p = self.pop()
+        p.dele(1)  # too little for the store thread to give back: its pages stay free
+        p.quit()
+        self.assertGreater(pragma(self.kotak.db_path, "freelist_count"), 50)
+        backup = os.path.join(self.kotak.dir, "backup.db")
+        self.kotak.kotak("backup", backup)
+        self.assertEqual(pragma(backup, "freelist_count"), 0)
+        with open(backup, "rb") as f:
+            copy = f.read()
+        self.assertNotIn(self.body(0)[:200], copy, "the deleted message's text")
+        self.assertIn(self.body(1)[:200], copy)
+
+
 class OtherWriters(test_pop3d.Pop3dTest):
     """Reclaiming pauses between its steps and never waits for the lock, so
     another process's write (kotak-pop3d's QUIT, any kotak command) waiting in
