@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
 /* --check-config: the certificate and key as the daemon would load them. */
@@ -76,6 +77,7 @@ int daemon_main(int argc, char **argv, const struct daemon_info *info)
         conf_free(&conf);
         return 0;
     }
+    net_pool_size();
     int rc = info->run(&conf);
     conf_free(&conf);
     return rc;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -84,7 +85,8 @@ struct net_conn {
     const char *failure;       /* why an outbound connection got nowhere: see net_conn_failure */
     struct connect_args *connect_args; /* implicit TLS to begin once connected */
     bool output_blocked; /* input waits until the peer takes our output */
-    bool stepping;       /* a handshake step runs in the thread pool: see handshake_step */
+    bool stepping;       /* a handshake step runs in the thread pool, or waits: handshake_step */
+    struct net_conn *next_step; /* the next connection whose step waits for its turn */
     unsigned tls_noise;  /* records that made TLS answer and brought no data */
     const char *tls_end; /* why net ended TLS when the engine did not fail */
     int handles; /* libuv handles not yet closed */
@@ -587,12 +589,18 @@ static int tls_drain(struct net_conn *c)
 
 /*
  * A handshake step (the ECDHE key exchange and the signature of a full
- * handshake cost about 2 ms) runs in libuv's thread pool, so that the
+ * handshake cost about 3 ms) runs in libuv's thread pool, so that the
  * handshakes of many clients use every core and the loop goes on serving
- * the other sessions meanwhile. While a step runs it owns the engine: the
- * loop stops reading the socket, feeds nothing, asks the engine nothing
- * (net_conn_tls_error), and frees the connection only once the step is back.
- * The engine's shared parts are safe from several threads (see tls.h).
+ * the other sessions meanwhile. While a step runs, or waits for its turn,
+ * it owns the engine: the loop stops reading the socket, feeds nothing,
+ * asks the engine nothing (net_conn_tls_error), and frees the connection
+ * only once the step is back. The engine's shared parts are safe from
+ * several threads (see tls.h).
+ *
+ * At most one step per core is in the pool at once, for the whole process
+ * (one loop, so plain counters): a flood of handshakes then leaves the
+ * pool's other threads (net_pool_size) to password checks, a message's
+ * checks and deletions. The other steps wait here, oldest first.
  */
 struct handshake_job {
     uv_work_t work;
@@ -600,10 +608,48 @@ struct handshake_job {
     int rc;
 };
 
+static unsigned steps_running;
+static struct net_conn *steps_first, *steps_last; /* waiting for their turn, by next_step */
+
+static unsigned cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+void net_pool_size(void)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%u", cores() + 2 < 4 ? 4 : cores() + 2);
+    setenv("UV_THREADPOOL_SIZE", n, 0); /* an administrator's own setting stands */
+}
+
+static void start_step(struct net_conn *c);
+
 static void handshake_work(uv_work_t *w)
 {
     struct handshake_job *job = w->data;
     job->rc = tls_conn_handshake(job->c->tls);
+}
+
+/* Hands the pool the steps that waited, as far as there is room; those of
+ * connections closed meanwhile end here. */
+static void start_waiting_steps(void)
+{
+    while (steps_running < cores() && steps_first != NULL) {
+        struct net_conn *c = steps_first;
+        steps_first = c->next_step;
+        if (steps_first == NULL)
+            steps_last = NULL;
+        c->next_step = NULL;
+        if (!c->closed) {
+            start_step(c);
+            continue;
+        }
+        c->stepping = false;
+        if (c->handles == 0)
+            conn_free(c);
+    }
 }
 
 static void handshake_done(uv_work_t *w, int status)
@@ -612,6 +658,8 @@ static void handshake_done(uv_work_t *w, int status)
     struct net_conn *c = job->c;
     int rc = status < 0 ? -EPROTO : job->rc;
     free(job);
+    steps_running--;
+    start_waiting_steps();
     c->stepping = false;
     if (c->closed) {
         if (c->handles == 0)
@@ -650,19 +698,34 @@ static void handshake_done(uv_work_t *w, int status)
     deliver(c); /* application data that came with the peer's last flight */
 }
 
-static void handshake_step(struct net_conn *c)
+static void start_step(struct net_conn *c)
 {
     struct handshake_job *job = xmalloc(sizeof(*job));
     job->c = c;
     job->work.data = job;
-    c->stepping = true;
-    conn_update_reading(c);
     if (uv_queue_work(c->srv->loop, &job->work, handshake_work, handshake_done) != 0) {
         free(job);
         c->stepping = false;
         c->closing = true;
         conn_finish(c);
+        return;
     }
+    steps_running++;
+}
+
+static void handshake_step(struct net_conn *c)
+{
+    c->stepping = true;
+    conn_update_reading(c);
+    if (steps_running < cores() && steps_first == NULL) {
+        start_step(c);
+        return;
+    }
+    if (steps_last != NULL)
+        steps_last->next_step = c;
+    else
+        steps_first = c;
+    steps_last = c;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)

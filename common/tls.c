@@ -435,6 +435,29 @@ static const char *system_ca(void)
     return env != NULL && env[0] != '\0' ? env : TLS_SYSTEM_CA;
 }
 
+/*
+ * Checking a signature with a trust anchor's EC key fills, on first use, a
+ * table of its curve's base point kept in that key, and handshakes check
+ * signatures on several threads (tls.h): each EC anchor makes its table
+ * here, once, before any handshake can.
+ */
+static void fill_anchor_tables(struct tls_server *side)
+{
+    mbedtls_ecp_point r;
+    mbedtls_mpi two;
+    mbedtls_ecp_point_init(&r);
+    mbedtls_mpi_init(&two);
+    if (mbedtls_mpi_lset(&two, 2) == 0)
+        for (mbedtls_x509_crt *crt = &side->chain; crt != NULL; crt = crt->next)
+            if (crt->raw.len > 0 && mbedtls_pk_can_do(&crt->pk, MBEDTLS_PK_ECKEY)) {
+                mbedtls_ecp_group *grp = &mbedtls_pk_ec(crt->pk)->grp;
+                (void)mbedtls_ecp_mul(grp, &r, &two, &grp->G, mbedtls_ctr_drbg_random,
+                                      &side->drbg);
+            }
+    mbedtls_ecp_point_free(&r);
+    mbedtls_mpi_free(&two);
+}
+
 int tls_client_new(const char *ca_path, bool verify, struct tls_client **cli_r, char *err,
                    size_t err_size)
 {
@@ -453,6 +476,7 @@ int tls_client_new(const char *ca_path, bool verify, struct tls_client **cli_r, 
                  mbed_err(rc, tmp, sizeof tmp));
         goto fail;
     }
+    fill_anchor_tables(side);
     mbedtls_ssl_config *conf = &side->conf;
     rc = mbedtls_ssl_config_defaults(conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                      MBEDTLS_SSL_PRESET_DEFAULT);

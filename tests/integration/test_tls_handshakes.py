@@ -13,7 +13,9 @@ import threading
 import time
 import unittest
 
-from kotak_harness import SOCKET_TIMEOUT, KotakTestCase, RawClient
+BOB = "bob@example.test"
+
+from kotak_harness import PASSWORDS, SOCKET_TIMEOUT, KotakTestCase, RawClient
 
 HANDSHAKES = 160  # per listener; at 2 ms each, enough CPU for /proc's 10 ms ticks to tell
 CLIENTS = 4
@@ -117,6 +119,47 @@ class HandshakesOffTheLoop(KotakTestCase):
             self.assertIsNone(self.kotak.procs[daemon].poll(), f"{daemon} still runs")
         self.assertEqual(full_handshakes(self.kotak.ports["submissions"], b"220 ", 4, 1), [])
         self.assertEqual(full_handshakes(self.kotak.ports["pop3s"], b"+OK", 4, 1), [])
+
+
+class FloodOfHandshakes(KotakTestCase):
+    """At most one handshake step per core is in the thread pool: a flood of
+    ClientHellos leaves the pool's other threads to password checks."""
+    DAEMONS_TO_START = ("smtpd", "pop3d")
+    CONFIG = {"limits": {"connections": "2000", "connections_per_address": "2000"},
+              "auth": {"cache": "0s"}}  # every login a full check, in the pool
+    FLOOD = 800
+
+    def login_seconds(self):
+        with RawClient(self.kotak.ports["pop3"]) as c:
+            c.readline()
+            c.send(f"USER {BOB}\r\n".encode())
+            c.readline()
+            t = time.monotonic()
+            c.send(f"PASS {PASSWORDS[BOB]}\r\n".encode())
+            line = c.readline()
+            took = time.monotonic() - t
+            self.assertTrue(line.startswith(b"+OK"), line)
+            return took
+
+    def test_a_login_is_not_held_up_behind_a_flood_of_handshakes(self):
+        quiet = self.login_seconds()
+        hello = client_hello()
+        flood = []
+        try:
+            for _ in range(self.FLOOD):
+                s = socket.create_connection(("127.0.0.1", self.kotak.ports["pop3s"]),
+                                             timeout=SOCKET_TIMEOUT)
+                flood.append(s)
+            for s in flood:
+                s.sendall(hello)  # each a step of about 3 ms of CPU
+            during = self.login_seconds()
+        finally:
+            for s in flood:
+                s.close()
+        # Behind every step in the pool's queue, the check would wait about
+        # FLOOD x 3 ms / 2 cores; beside them, about as long as when quiet.
+        self.assertLess(during, quiet + 0.15, f"a login took {during:.3f} s in the flood, "
+                                              f"{quiet:.3f} s without")
 
 
 if __name__ == "__main__":
