@@ -75,6 +75,7 @@ struct pop3_session {
     bool *retrieved;               /* RETR sent it: recorded at QUIT when expire is on */
     size_t n_mails;
     int64_t pending_id;            /* locked, its ops->login under way */
+    bool listed;                   /* mails came from ops->login (pop3_session_listed) */
     unsigned errors;
     struct pop3_send send;
     struct buf out;
@@ -353,7 +354,8 @@ void pop3_session_auth_done(struct pop3_session *s, int rc, int64_t user_id)
         s->user[0] = '\0';
         return;
     }
-    if ((s->cfg.login_delay > 0 || s->cfg.expire) && s->ops->login != NULL) {
+    if ((s->cfg.login_delay > 0 || s->cfg.expire || s->cfg.list_in_login) &&
+        s->ops->login != NULL) {
         /* LOGIN-DELAY and EXPIRE are the store's to check and do, off the
          * loop, under the lock and before the listing: after the password
          * check, so a refusal tells a guesser nothing. */
@@ -375,6 +377,10 @@ void pop3_session_login_done(struct pop3_session *s, int rc)
         return;
     log_value(user, sizeof(user), s->user, strlen(s->user));
     if (s->state == ST_CLOSED || rc != 0) {
+        free(s->mails); /* a listing given with a refusal is no one's */
+        s->mails = NULL;
+        s->n_mails = 0;
+        s->listed = false;
         s->ops->unlock(s->ctx, user_id);
         if (s->state == ST_CLOSED)
             return;
@@ -390,10 +396,18 @@ void pop3_session_login_done(struct pop3_session *s, int rc)
     open_maildrop(s, user_id, user);
 }
 
+void pop3_session_listed(struct pop3_session *s, struct store_mail *list, size_t n)
+{
+    free(s->mails);
+    s->mails = list;
+    s->n_mails = n;
+    s->listed = true;
+}
+
 /* The login's last step, under the maildrop lock: the listing, TRANSACTION. */
 static void open_maildrop(struct pop3_session *s, int64_t user_id, const char *user)
 {
-    int lrc = s->ops->list(s->ctx, user_id, &s->mails, &s->n_mails);
+    int lrc = s->listed ? 0 : s->ops->list(s->ctx, user_id, &s->mails, &s->n_mails);
     if (lrc < 0) {
         s->ops->unlock(s->ctx, user_id);
         log_info("pop3 session=%s ip=%s event=login user=%s result=store-error", s->cfg.session_id,

@@ -41,9 +41,11 @@ struct pop3d {
     const struct conf *conf;
     uv_loop_t *loop;
     struct service *svc;
-    struct store *reader;     /* loop thread: look-ups, lists, bodies */
+    struct store *reader;     /* loop thread: look-ups, bodies */
     struct store *writer;     /* thread pool: deletions, one at a time */
     uv_mutex_t writer_mu;
+    struct store *lister;     /* thread pool: a login's listing, one at a time */
+    uv_mutex_t lister_mu;
     int64_t *locked;          /* user ids whose maildrop a session holds */
     size_t n_locked, cap_locked;
     size_t in_flight;         /* deletions under way */
@@ -77,6 +79,9 @@ struct login_job {
     int rc;
     size_t removed;
     int expire_rc;
+    struct store_mail *mails; /* the maildrop after it all */
+    size_t n_mails;
+    int list_rc;
 };
 
 /* Expired entries go in transactions of at most this many, so that the
@@ -323,12 +328,12 @@ static void op_commit(void *ctx, int64_t user_id, const int64_t *ids, size_t n,
 }
 
 /*
- * The store's part of a login, under the maildrop lock and before the
- * listing: LOGIN-DELAY's check and the login's time, then EXPIRE's removal
- * of what was first retrieved expire days ago or more, in batches that
- * each take the writer for one short transaction. A failed expiry is
- * logged and the login goes on: the mail is then kept a little longer,
- * which EXPIRE (a minimum) allows, and the next login tries again.
+ * The store's part of a login, under the maildrop lock: LOGIN-DELAY's
+ * check and the login's time, then EXPIRE's removal of what was first
+ * retrieved expire days ago or more, in batches that each take the writer
+ * for one short transaction, then the listing. A failed expiry is logged
+ * and the login goes on: the mail is then kept a little longer, which
+ * EXPIRE (a minimum) allows, and the next login tries again.
  */
 static void login_work(uv_work_t *w)
 {
@@ -343,10 +348,8 @@ static void login_work(uv_work_t *w)
         if (j->rc != 0)
             return;
     }
-    if (d->conf->pop3_expire_days < 0)
-        return;
     int64_t before = now - d->conf->pop3_expire_days * 86400;
-    for (;;) {
+    while (d->conf->pop3_expire_days >= 0) {
         size_t removed = 0;
         uv_mutex_lock(&d->writer_mu);
         j->expire_rc = store_mbox_expire(d->writer, j->user_id, before, EXPIRE_BATCH, &removed);
@@ -355,6 +358,11 @@ static void login_work(uv_work_t *w)
         if (j->expire_rc < 0 || removed < EXPIRE_BATCH)
             break;
     }
+    /* The listing too: a large maildrop's would hold the loop, and every
+     * other session, for as long as it takes. */
+    uv_mutex_lock(&d->lister_mu);
+    j->list_rc = store_mbox_list(d->lister, j->user_id, &j->mails, &j->n_mails);
+    uv_mutex_unlock(&d->lister_mu);
 }
 
 static void login_done(uv_work_t *w, int status)
@@ -369,9 +377,20 @@ static void login_done(uv_work_t *w, int status)
                  j->expire_rc < 0 ? " result=store-error" : "");
     if (rc < 0)
         log_error("pop3 session=%s event=login-record user=%s rc=%d", pc->id, j->user, rc);
-    free(j);
-    if (lock_job_done(pc))
+    if (rc == 0 && j->list_rc < 0) {
+        rc = j->list_rc;
+        log_error("pop3 session=%s event=list user=%s rc=%d", pc->id, j->user, rc);
+    }
+    if (lock_job_done(pc)) {
+        if (rc == 0)
+            pop3_session_listed(pc->conn.session, j->mails, j->n_mails);
+        else
+            free(j->mails);
         pop3_session_login_done(pc->conn.session, rc);
+    } else {
+        free(j->mails);
+    }
+    free(j);
     service_result_done(&pc->conn);
 }
 
@@ -569,6 +588,7 @@ static struct service_conn *on_open(void *ctx, struct net_conn *c, void *listene
         .expire = d->conf->pop3_expire_days >= 0,
         .expire_days = d->conf->pop3_expire_days >= 0 ? (unsigned)d->conf->pop3_expire_days : 0,
         .login_delay = (unsigned)d->conf->pop3_login_delay_s,
+        .list_in_login = true,
     };
     snprintf(cfg.session_id, sizeof(cfg.session_id), "%s", net_conn_id(c));
     snprintf(cfg.peer_ip, sizeof(cfg.peer_ip), "%s", net_conn_peer(c));
@@ -630,9 +650,11 @@ static void open_store(struct pop3d *d)
     char err[512];
     if (store_open(path, 0, &d->writer, err, sizeof(err)) < 0)
         fatal(2, "%s; run 'kotak init' first, or check [server] data_dir", err);
-    if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
+    if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0 ||
+        store_open(path, STORE_READONLY, &d->lister, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
     uv_mutex_init(&d->writer_mu);
+    uv_mutex_init(&d->lister_mu);
     free(path);
 }
 
@@ -662,9 +684,11 @@ int pop3d_run(const struct conf *conf)
     service_run(&d.svc);
     metrics_stop();
     store_close(&d.reader);
+    store_close(&d.lister);
     store_close(&d.writer);
     watch_close(&d.watch);
     uv_mutex_destroy(&d.writer_mu);
+    uv_mutex_destroy(&d.lister_mu);
     free(d.locked);
     return 0;
 }

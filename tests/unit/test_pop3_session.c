@@ -1945,6 +1945,61 @@ static struct pop3_session *configured(struct fake *f, bool expire, unsigned day
     return s;
 }
 
+/* list_in_login: the glue lists the maildrop with the login's store work,
+ * off the loop, and hands the listing over; ops->list is never asked. */
+static void test_listing_in_login(void)
+{
+    struct locks l = {0};
+    struct fake f;
+    fake_default(&f, &l);
+    struct pop3_session_config cfg = {
+        .peer_loopback = true, .session_id = "l1n", .bad_commands = 100, .list_in_login = true,
+    };
+    struct pop3_session *s = pop3_session_new(&cfg, &fake_ops, &f);
+    say(s, NULL);
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    ok(f.login_calls == 1 && f.list_calls == 0 && pop3_session_busy(s),
+       "list_in_login: login() for every login, nothing listed on the loop");
+    struct store_mail *list = calloc(2, sizeof(*list));
+    list[0] = (struct store_mail){.id = 1, .message_id = 11, .size = 100};
+    list[1] = (struct store_mail){.id = 2, .message_id = 12, .size = 20};
+    snprintf(list[0].uidl, sizeof(list[0].uidl), "u1");
+    snprintf(list[1].uidl, sizeof(list[1].uidl), "u2");
+    pop3_session_listed(s, list, 2);
+    pop3_session_login_done(s, 0);
+    is_str(say(s, NULL), "+OK Logged in, 2 messages (120 octets)\r\n",
+           "the listing handed over is the maildrop");
+    is_str(say(s, "UIDL 2\r\n"), "+OK 2 u2\r\n", "and it answers UIDL");
+    is_int(f.list_calls, 0, "ops->list was never asked");
+    say(s, "QUIT\r\n");
+    pop3_session_commit_done(s, 0);
+    pop3_session_free(&s);
+
+    /* A refusal with a listing: the listing goes, the next login lists anew. */
+    fake_default(&f, &l);
+    cfg.login_delay = 60;
+    s = pop3_session_new(&cfg, &fake_ops, &f);
+    say(s, NULL);
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    pop3_session_listed(s, calloc(1, sizeof(struct store_mail)), 1);
+    pop3_session_login_done(s, 42);
+    ok(strncmp(say(s, NULL), "-ERR [LOGIN-DELAY]", 18) == 0 && l.n == 0,
+       "refused: the listing dropped, the lock let go");
+    say(s, "USER bob\r\n");
+    say(s, "PASS secret\r\n");
+    pop3_session_auth_done(s, 1, 7);
+    pop3_session_listed(s, NULL, 0);
+    pop3_session_login_done(s, 0);
+    is_str(say(s, NULL), "+OK Logged in, 0 messages (0 octets)\r\n",
+           "the next login takes the listing it is given, not the one dropped");
+    pop3_session_free(&s);
+    ok(l.n == 0, "the lock is let go");
+}
+
 static void test_retention_session(void)
 {
     struct locks l = {0};
@@ -2121,6 +2176,7 @@ int main(void)
     test_short_body();
     test_sticky_failure();
     test_retention_session();
+    test_listing_in_login();
     test_eoh_session();
 
     out_clear(&last);
