@@ -29,7 +29,7 @@
 
 #define RECLAIM_START_PAGES 256 /* 1 MiB of 4 KiB pages */
 #define RECLAIM_KEEP_PAGES 64
-#define RECLAIM_STEP_MS 40
+#define RECLAIM_STEP_MS 100
 #define RECLAIM_STEP_MIN 64
 #define RECLAIM_STEP_MAX 4096
 

@@ -114,7 +114,7 @@ void store_checkpointer_stop(struct store_checkpointer **cp_r);
  * or a negative code (-KOTAK_ELOCKED: another writer held the lock, which
  * a step never waits for; the next call tries again).
  */
-#define RECLAIM_PAUSE_MS 150
+#define RECLAIM_PAUSE_MS 120
 
 /*
  * Whether the store gives the pages of deleted mail back (1): every store
