@@ -71,18 +71,31 @@ static int create_private(const char *path, char *err, size_t err_size)
     return 0;
 }
 
+/*
+ * The copy is made in a folder of its own beside dest, which mkdtemp makes
+ * 0700 and nobody else can enter, and then renamed into place: the files
+ * SQLite opens beside the copy while it leaves the free pages out (its WAL
+ * and shared memory, which hold mail) are then never a file someone else
+ * put there.
+ */
 int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
 {
-    size_t n = strlen(dest) + sizeof(".tmp");
-    char *tmp = xmalloc(n);
-    snprintf(tmp, n, "%s.tmp", dest);
+    size_t n = strlen(dest) + sizeof(".tmpXXXXXX/backup.db-wal");
+    char *dir = xmalloc(n), *tmp = xmalloc(n);
+    snprintf(dir, n, "%s.tmpXXXXXX", dest);
     sqlite3 *out = NULL;
-    bool made = false; /* the .tmp is ours to remove */
-    int rc = create_private(tmp, err, err_size);
-    if (rc < 0)
+    int rc = 0;
+    if (mkdtemp(dir) == NULL) {
+        rc = -errno;
+        snprintf(err, err_size, "cannot create a folder beside %s: %s", dest, strerror(errno));
+        free(dir);
+        free(tmp);
+        return rc;
+    }
+    snprintf(tmp, n, "%s/backup.db", dir);
+    if ((rc = create_private(tmp, err, err_size)) < 0)
         goto done;
-    made = true;
-    rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE, NULL);
+    rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "cannot create %s: %s", tmp, out ? sqlite3_errmsg(out) : "");
         rc = store__rc(s, rc);
@@ -115,7 +128,12 @@ int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
         rc = -KOTAK_ESTORE;
         goto done;
     }
-    sqlite3_close(out);
+    /* Closing copies the WAL into the file and removes it. */
+    if (sqlite3_close(out) != SQLITE_OK) {
+        snprintf(err, err_size, "backup failed: %s", sqlite3_errmsg(out));
+        rc = -KOTAK_ESTORE;
+        goto done;
+    }
     out = NULL;
     if ((rc = sync_path(tmp, false)) < 0 || rename(tmp, dest) != 0) {
         rc = rc < 0 ? rc : -errno;
@@ -123,15 +141,20 @@ int store_backup(struct store *s, const char *dest, char *err, size_t err_size)
         goto done;
     }
     char *slash = strrchr(dest, '/');
-    char *dir = slash ? xstrndup(dest, slash == dest ? 1 : (size_t)(slash - dest)) : xstrdup(".");
-    sync_path(dir, true);
-    free(dir);
+    char *parent = slash ? xstrndup(dest, slash == dest ? 1 : (size_t)(slash - dest)) : xstrdup(".");
+    sync_path(parent, true);
+    free(parent);
     rc = 0;
 done:
     if (out != NULL)
         sqlite3_close(out);
-    if (rc != 0 && made)
+    static const char *const leftovers[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof(leftovers) / sizeof(leftovers[0]); i++) {
+        snprintf(tmp, n, "%s/backup.db%s", dir, leftovers[i]);
         unlink(tmp);
+    }
+    rmdir(dir);
+    free(dir);
     free(tmp);
     return rc;
 }

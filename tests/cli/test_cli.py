@@ -1232,7 +1232,11 @@ class BackupTest(KotakTest):
         self.assertEqual(
             self.query("SELECT * FROM users ORDER BY id", path=path),
             self.query("SELECT * FROM users ORDER BY id"))
-        self.assertFalse(os.path.exists(path + ".tmp"))
+        # The copy is made in a folder of its own beside path, gone after.
+        folder, name = os.path.split(path)
+        self.assertEqual([e for e in os.listdir(folder)
+                          if e.startswith(name + ".tmp") and not os.path.islink(
+                              os.path.join(folder, e))], [])
 
     def test_backup_writes_a_valid_sqlite_copy(self):
         p = self.ok("backup", self.dest)

@@ -11,6 +11,8 @@ Run: KOTAK_BUILD=build python3 -m unittest test_reclaim (in tests/integration)
 import hashlib
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 
 import test_pop3d
@@ -117,6 +119,51 @@ class ReclaimTest(test_pop3d.Pop3dTest):
             copy = f.read()
         self.assertNotIn(self.body(0)[:200], copy, "the deleted message's text")
         self.assertIn(self.body(1)[:200], copy)
+
+
+    def test_a_backup_writes_no_file_another_user_planted(self):
+        """`kotak backup` into a folder others can write: the files SQLite
+        opens beside the copy (its WAL, while the free pages are left out)
+        are never a file another user put in their way."""
+        for i in range(COUNT):
+            self.deliver(message(f"big-{i}", self.body(i)))
+        p = self.pop()
+        p.dele(1)
+        p.quit()
+        shared = os.path.join(self.kotak.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        os.chmod(self.kotak.dir, 0o755)
+        dest = os.path.join(shared, "backup.db")
+        spy = os.path.join(shared, "spy")
+        with open(spy, "wb") as f:
+            f.write(b"x")
+        os.chmod(spy, 0o666)
+        os.chown(spy, 65534, 65534)
+        # nobody plants second names of its file wherever the backup may write
+        planter = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+             "import os, sys\n"
+             "shared, spy = sys.argv[1], sys.argv[2]\n"
+             "while True:\n"
+             "    for name in os.listdir(shared):\n"
+             "        for target in (os.path.join(shared, name) + '-wal',\n"
+             "                       os.path.join(shared, name, 'backup.db-wal')):\n"
+             "            try:\n"
+             "                os.link(spy, target)\n"
+             "            except OSError:\n"
+             "                pass\n", shared, spy])
+        try:
+            time.sleep(0.2)
+            self.kotak.kotak("backup", dest)
+        finally:
+            planter.kill()
+            planter.wait()
+        with open(spy, "rb") as f:
+            got = f.read()
+        self.assertEqual([i for i in range(COUNT) if self.body(i)[:200] in got], [],
+                         "nobody's file holds mail")
+        self.assertEqual(pragma(dest, "freelist_count"), 0)
 
 
 class OtherWriters(test_pop3d.Pop3dTest):
