@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -611,10 +610,13 @@ struct handshake_job {
 static unsigned steps_running;
 static struct net_conn *steps_first, *steps_last; /* waiting for their turn, by next_step */
 
+static unsigned steps_max; /* set once, by net_pool_size or at the first step */
+
+/* The cores this process may use (its CPU affinity), at most 64. */
 static unsigned cores(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+    unsigned n = uv_available_parallelism();
+    return n < 1 ? 1 : n > 64 ? 64 : n;
 }
 
 void net_pool_size(void)
@@ -622,6 +624,16 @@ void net_pool_size(void)
     char n[16];
     snprintf(n, sizeof(n), "%u", cores() + 2 < 4 ? 4 : cores() + 2);
     setenv("UV_THREADPOOL_SIZE", n, 0); /* an administrator's own setting stands */
+    /* A pool the administrator made small still keeps two threads free. */
+    long pool = strtol(getenv("UV_THREADPOOL_SIZE"), NULL, 10);
+    steps_max = pool - 2 < (long)cores() ? (pool > 2 ? (unsigned)(pool - 2) : 1) : cores();
+}
+
+static unsigned max_steps(void)
+{
+    if (steps_max == 0)
+        steps_max = cores();
+    return steps_max;
 }
 
 static void start_step(struct net_conn *c);
@@ -636,7 +648,7 @@ static void handshake_work(uv_work_t *w)
  * connections closed meanwhile end here. */
 static void start_waiting_steps(void)
 {
-    while (steps_running < cores() && steps_first != NULL) {
+    while (steps_running < max_steps() && steps_first != NULL) {
         struct net_conn *c = steps_first;
         steps_first = c->next_step;
         if (steps_first == NULL)
@@ -717,7 +729,7 @@ static void handshake_step(struct net_conn *c)
 {
     c->stepping = true;
     conn_update_reading(c);
-    if (steps_running < cores() && steps_first == NULL) {
+    if (steps_running < max_steps() && steps_first == NULL) {
         start_step(c);
         return;
     }

@@ -542,7 +542,7 @@ int ctl_restore(const struct ctl *c)
         printf("the store it replaced is kept as %s\n", r.aside);
     if (!r.reclaims)
         printf("the store keeps the space of deleted mail: there was no room to rewrite it "
-               "(it needs free space twice its size); restore it again once there is\n");
+               "(it needs free space beside it twice its size); restore it again once there is\n");
     if (r.queued > 0) /* the queue is the backup's: what left since then goes again */
         printf("%lld recipients wait in the queue as they did then: kotak-smtpd tries them again, "
                "so mail delivered since the backup may arrive twice; see 'kotak queue list'\n",

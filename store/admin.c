@@ -404,9 +404,15 @@ int store_restore(const char *from, const char *path, struct store_restored *r, 
     } else if (store_reclaims(s) == 0) {
         /* Made before stores gave deleted mail's space back: the copy is
          * ours alone, the one place where the rewrite that changes that
-         * holds up no one. Without the room for it, the store is restored
-         * as it was. */
+         * holds up no one. Its scratch copy of all the mail goes beside the
+         * store, not into a shared /var/tmp. Without the room for it, the
+         * store is restored as it was. */
+        char *folder = xstrdup(path);
+        sqlite3_temp_directory = sqlite3_mprintf("%s", dirname(folder));
+        free(folder);
         r->reclaims = store__make_reclaiming(s) == 0;
+        sqlite3_free(sqlite3_temp_directory);
+        sqlite3_temp_directory = NULL;
     } else {
         r->reclaims = true;
     }
