@@ -44,12 +44,24 @@ struct pop3d {
     struct store *reader;     /* loop thread: look-ups, bodies */
     struct store *writer;     /* thread pool: deletions, one at a time */
     uv_mutex_t writer_mu;
-    struct store *lister;     /* thread pool: a login's listing, one at a time */
-    uv_mutex_t lister_mu;
+    struct lister *listers;   /* thread pool: logins' listings, one per pool thread */
+    size_t n_listers;
+    char *store_path;
     int64_t *locked;          /* user ids whose maildrop a session holds */
     size_t n_locked, cap_locked;
     size_t in_flight;         /* deletions under way */
     struct watch *watch;      /* the live view's ring; NULL: off */
+};
+
+/*
+ * A read-only connection for the listings in the thread pool, as many as
+ * the pool has threads, so that one large maildrop's listing holds up no
+ * other login's (nor the pool thread it would wait on). Each is opened at
+ * its first use.
+ */
+struct lister {
+    uv_mutex_t mu;
+    struct store *store;
 };
 
 /* One connection beside its session: the core's part, and the lock's. */
@@ -360,9 +372,21 @@ static void login_work(uv_work_t *w)
     }
     /* The listing too: a large maildrop's would hold the loop, and every
      * other session, for as long as it takes. */
-    uv_mutex_lock(&d->lister_mu);
-    j->list_rc = store_mbox_list(d->lister, j->user_id, &j->mails, &j->n_mails);
-    uv_mutex_unlock(&d->lister_mu);
+    struct lister *l = NULL;
+    for (size_t i = 0; i < d->n_listers && l == NULL; i++)
+        if (uv_mutex_trylock(&d->listers[i].mu) == 0)
+            l = &d->listers[i];
+    if (l == NULL) { /* the pool has more threads than it said: wait for one */
+        l = &d->listers[0];
+        uv_mutex_lock(&l->mu);
+    }
+    char err[256];
+    j->list_rc = l->store != NULL ? 0
+                                  : store_open(d->store_path, STORE_READONLY, &l->store, err,
+                                               sizeof(err));
+    if (j->list_rc == 0)
+        j->list_rc = store_mbox_list(l->store, j->user_id, &j->mails, &j->n_mails);
+    uv_mutex_unlock(&l->mu);
 }
 
 static void login_done(uv_work_t *w, int status)
@@ -650,12 +674,16 @@ static void open_store(struct pop3d *d)
     char err[512];
     if (store_open(path, 0, &d->writer, err, sizeof(err)) < 0)
         fatal(2, "%s; run 'kotak init' first, or check [server] data_dir", err);
-    if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0 ||
-        store_open(path, STORE_READONLY, &d->lister, err, sizeof(err)) < 0)
+    if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
     uv_mutex_init(&d->writer_mu);
-    uv_mutex_init(&d->lister_mu);
-    free(path);
+    const char *pool = getenv("UV_THREADPOOL_SIZE"); /* net_pool_size set it */
+    long n = pool != NULL ? strtol(pool, NULL, 10) : 4;
+    d->n_listers = n < 1 ? 1 : n > 1024 ? 1024 : (size_t)n;
+    d->listers = xcalloc(d->n_listers, sizeof(*d->listers));
+    for (size_t i = 0; i < d->n_listers; i++)
+        uv_mutex_init(&d->listers[i].mu);
+    d->store_path = path;
 }
 
 bool pop3d_tls_needed(const struct conf *conf)
@@ -684,11 +712,15 @@ int pop3d_run(const struct conf *conf)
     service_run(&d.svc);
     metrics_stop();
     store_close(&d.reader);
-    store_close(&d.lister);
+    for (size_t i = 0; i < d.n_listers; i++) {
+        store_close(&d.listers[i].store);
+        uv_mutex_destroy(&d.listers[i].mu);
+    }
+    free(d.listers);
+    free(d.store_path);
     store_close(&d.writer);
     watch_close(&d.watch);
     uv_mutex_destroy(&d.writer_mu);
-    uv_mutex_destroy(&d.lister_mu);
     free(d.locked);
     return 0;
 }

@@ -7,12 +7,13 @@ the whole process.
 
 Run: KOTAK_BUILD=build python3 -m unittest test_loop (in tests/integration)
 """
-import os
 import sqlite3
+import threading
 import time
 
 import test_pop3d
-from test_pop3d import BOB
+from kotak_harness import PASSWORDS, RawClient
+from test_pop3d import ALICE, BOB
 
 ENTRIES = 60000
 LOGINS = 6
@@ -55,3 +56,34 @@ class LargeMaildrop(test_pop3d.Pop3dTest):
         self.assertGreaterEqual(spent, 10, "the listings cost the daemon CPU time")
         self.assertLess(on_loop, spent * 0.35,
                         f"the loop thread spent {on_loop} of {spent} ticks")
+
+    def login_seconds(self, user, out):
+        """USER/PASS over a raw connection: the seconds from PASS to its +OK."""
+        with RawClient(self.kotak.ports["pop3"]) as c:
+            c.readline()
+            c.send(f"USER {user}\r\n".encode())
+            c.readline()
+            t = time.monotonic()
+            c.send(f"PASS {PASSWORDS[user]}\r\n".encode())
+            line = c.readline()
+            out[user] = time.monotonic() - t
+            assert line.startswith(b"+OK"), line
+            c.send(b"QUIT\r\n")
+            c.readline()
+
+    def test_a_large_maildrop_holds_up_no_other_login(self):
+        self.fill(ENTRIES * 2)
+        times = {}
+        for user in (BOB, ALICE):  # each password checked once: the rest is the listing
+            self.login_seconds(user, times)
+        for _ in range(3):
+            bob = threading.Thread(target=self.login_seconds, args=(BOB, times))
+            bob.start()
+            time.sleep(0.01)
+            self.login_seconds(ALICE, times)
+            bob.join()
+            if times[ALICE] < times[BOB] / 3:
+                break
+        self.assertLess(times[ALICE], times[BOB] / 3,
+                        f"alice's login took {times[ALICE]:.3f} s beside bob's "
+                        f"{times[BOB]:.3f} s of listing")
