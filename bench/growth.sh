@@ -167,22 +167,7 @@ trap 'exit 130' INT TERM
 # server of our own on loopback answers every question at once with NXDOMAIN, the same for
 # every store size: the machine's resolver may be slow or drop questions (without it,
 # messages here waited for a 5 s DNS timeout each), and the figure is the store's.
-cat > "$KD/dns_nx.py" <<'EOF'
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-while True:
-    q, a = s.recvfrom(4096)
-    if len(q) < 12:
-        continue
-    qid, flags = struct.unpack(">HH", q[:4])
-    end = 12
-    while end < len(q) and q[end] != 0:
-        end += q[end] + 1
-    end += 5  # the root label, QTYPE, QCLASS: the question is sent back with the answer
-    s.sendto(struct.pack(">HHHHHH", qid, 0x8480 | (flags & 0x7900) | 3, 1, 0, 0, 0) + q[12:end], a)
-EOF
-"$PY" "$KD/dns_nx.py" "$P_DNS" & DNS_PID=$!
+"$PY" "$BENCH/dns_nx.py" "$P_DNS" & DNS_PID=$!
 
 say "kotak instance in $KD: smtp 127.0.0.1:$P_SMTP, pop3 127.0.0.1:$P_POP"
 t0=$(now)
