@@ -40,28 +40,13 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static int pragma_value(struct store *s, const char *sql, int *v_r)
-{
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return store__rc(s, rc);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *v_r = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : store__rc(s, rc);
-}
-
 int store_reclaim_step(struct store *s)
 {
-    int mode = 0, free_pages = 0, pages = 0, rc;
-    if ((rc = pragma_value(s, "PRAGMA auto_vacuum", &mode)) < 0)
+    int free_pages = 0, pages = 0, rc = store_reclaims(s);
+    if (rc <= 0) /* a store made before keeps its pages */
         return rc;
-    if (mode != 2) /* INCREMENTAL; a store whose conversion failed keeps its pages */
-        return 0;
-    if ((rc = pragma_value(s, "PRAGMA freelist_count", &free_pages)) < 0 ||
-        (rc = pragma_value(s, "PRAGMA page_count", &pages)) < 0)
+    if ((rc = store__pragma_int(s, "PRAGMA freelist_count", &free_pages)) < 0 ||
+        (rc = store__pragma_int(s, "PRAGMA page_count", &pages)) < 0)
         return rc;
     if (!s->reclaiming)
         s->reclaiming = free_pages >= RECLAIM_START_PAGES && free_pages >= pages / 8;

@@ -385,7 +385,7 @@ void store_set_busy_timeout(struct store *s, int ms)
     sqlite3_busy_timeout(s->db, ms);
 }
 
-static int pragma_int(struct store *s, const char *sql, int *v_r)
+int store__pragma_int(struct store *s, const char *sql, int *v_r)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
@@ -401,7 +401,7 @@ static int pragma_int(struct store *s, const char *sql, int *v_r)
 int store_set_max_size(struct store *s, uint64_t bytes)
 {
     int page_size = 0;
-    int rc = pragma_int(s, "PRAGMA page_size", &page_size);
+    int rc = store__pragma_int(s, "PRAGMA page_size", &page_size);
     if (rc < 0)
         return rc;
     /* SQLite's own ceiling stands for "no cap". */
@@ -416,7 +416,7 @@ int store_set_max_size(struct store *s, uint64_t bytes)
 int store_reclaims(struct store *s)
 {
     int mode = 0;
-    int rc = pragma_int(s, "PRAGMA auto_vacuum", &mode);
+    int rc = store__pragma_int(s, "PRAGMA auto_vacuum", &mode);
     return rc < 0 ? rc : mode == 2;
 }
 
@@ -436,7 +436,7 @@ int store__make_reclaiming(struct store *s)
 static int migrate(struct store *s, char *err, size_t err_size)
 {
     int version = 0, rc;
-    if ((rc = pragma_int(s, "PRAGMA user_version", &version)) < 0) {
+    if ((rc = store__pragma_int(s, "PRAGMA user_version", &version)) < 0) {
         snprintf(err, err_size, "cannot read the schema version: %s", store_errmsg(s));
         return rc;
     }
@@ -447,7 +447,7 @@ static int migrate(struct store *s, char *err, size_t err_size)
     }
     if (version == 0) {
         int tables = 0;
-        pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables);
+        store__pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables);
         if (tables > 0) {
             snprintf(err, err_size, "the file is an SQLite database but not a kotak store");
             return -KOTAK_ESCHEMA;
@@ -549,7 +549,7 @@ static char *file_uri(const char *path, const char *query)
 static int reopen_immutable_if_needed(struct store *s, const char *path)
 {
     int version = 0;
-    if (pragma_int(s, "PRAGMA user_version", &version) == 0)
+    if (store__pragma_int(s, "PRAGMA user_version", &version) == 0)
         return 0;
     size_t n = strlen(path) + sizeof("-shm");
     char *shm = xmalloc(n);
@@ -632,7 +632,7 @@ int store_open(const char *path, unsigned flags, struct store **s_r, char *err, 
      * takes a VACUUM, which `kotak restore` runs (store__make_reclaiming). */
     if (!s->readonly && (flags & STORE_CREATE)) {
         int pages = -1;
-        if (pragma_int(s, "PRAGMA page_count", &pages) == 0 && pages == 0 &&
+        if (store__pragma_int(s, "PRAGMA page_count", &pages) == 0 && pages == 0 &&
             (rc = store__exec(s, "PRAGMA auto_vacuum = INCREMENTAL")) < 0) {
             snprintf(err, err_size, "cannot set up %s: %s", path, sqlite3_errmsg(s->db));
             goto fail;

@@ -113,6 +113,9 @@ int store__run(struct store *s, enum store_stmt id);
  */
 int store__make_reclaiming(struct store *s);
 
+/* The integer the one-row statement sql (a PRAGMA) answers: 0 or a mapped code. */
+int store__pragma_int(struct store *s, const char *sql, int *v_r);
+
 /* Runs a statement without results: 0 or a mapped code. */
 int store__exec(struct store *s, const char *sql);
 
