@@ -269,7 +269,9 @@ static uint64_t reclaim(struct committer *c, uint64_t now)
     c->reclaim_failed = rc < 0 ? rc : 0;
     if (rc > 0)
         after_commit(c, true);
-    return now + (rc > 0 ? RECLAIM_PAUSE_MS * 1000000ull : RECLAIM_EVERY_NS);
+    /* The pause runs from the step's end: from its start, a step as long as
+     * the pause left other writers no time at all. */
+    return rc > 0 ? uv_hrtime() + RECLAIM_PAUSE_MS * 1000000ull : now + RECLAIM_EVERY_NS;
 }
 
 static void thread_main(void *arg)

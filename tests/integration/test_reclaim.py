@@ -201,15 +201,16 @@ class OtherWriters(test_pop3d.Pop3dTest):
                     break
                 t = time.monotonic()
                 w.execute("BEGIN IMMEDIATE")  # sqlite3.OperationalError: the test fails
+                waits.append(time.monotonic() - t)  # for the lock alone, not the commit's fsync
                 w.execute("UPDATE users SET last_login = ? WHERE id = 1", (int(t),))
                 w.execute("COMMIT")
-                waits.append(time.monotonic() - t)
                 time.sleep(0.05)
         finally:
             w.close()
         self.assertIsNotNone(started, "reclaiming began")
         self.assertLessEqual(pragma(db, "freelist_count"), 200, "and ended within a minute")
-        self.assertLess(max(waits), 1.0, f"another process's write waited {max(waits):.2f} s")
+        self.assertLess(max(waits), 0.5, f"another process's write waited {max(waits):.2f} s "
+                                         f"for the lock")
 
 
 class OlderStore(test_pop3d.Pop3dTest):
