@@ -60,7 +60,7 @@ CREATE TRIGGER maildrop_release AFTER DELETE ON maildrop
   WHEN NOT EXISTS (SELECT 1 FROM maildrop WHERE message_id = OLD.message_id)
   BEGIN DELETE FROM messages WHERE id = OLD.message_id; END;
 """
-SCHEMA_VERSION = 8  # store/store.c: the number of migrations
+SCHEMA_VERSION = 9  # store/store.c: the number of migrations
 
 
 def clean_env(**extra):

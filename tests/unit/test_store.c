@@ -732,7 +732,7 @@ static void test_open(const char *dir)
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     sqlite3_step(st);
-    is_int(sqlite3_column_int(st, 0), 8, "schema version recorded");
+    is_int(sqlite3_column_int(st, 0), 9, "schema version recorded");
     sqlite3_finalize(st);
     sqlite3_prepare_v2(db, "PRAGMA auto_vacuum", -1, &st, NULL);
     sqlite3_step(st);
