@@ -677,6 +677,31 @@ def proc_status(pid, field):
     return None
 
 
+def cpu_ticks(pid, tid=None):
+    """utime + stime of a process (all its threads) or of one of its threads, in clock ticks."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def pop3_login_seconds(port, user, password):
+    """USER/PASS over a plain connection, then QUIT: the seconds from PASS to its +OK."""
+    with RawClient(port) as c:
+        c.readline()
+        c.send(f"USER {user}\r\n".encode())
+        c.readline()
+        t = time.monotonic()
+        c.send(f"PASS {password}\r\n".encode())
+        line = c.readline()
+        took = time.monotonic() - t
+        if not line.startswith(b"+OK"):
+            raise HarnessError(f"login of {user}: {line!r}")
+        c.send(b"QUIT\r\n")
+        c.readline()
+        return took
+
+
 def processes_with(text):
     """{pid: argv} of the processes whose command line contains text."""
     out = {}

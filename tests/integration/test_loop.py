@@ -12,18 +12,11 @@ import threading
 import time
 
 import test_pop3d
-from kotak_harness import PASSWORDS, RawClient
+from kotak_harness import PASSWORDS, cpu_ticks, pop3_login_seconds
 from test_pop3d import ALICE, BOB
 
 ENTRIES = 60000
 LOGINS = 6
-
-
-def cpu_ticks(path):
-    """utime + stime of /proc/PID/stat or /proc/PID/task/TID/stat, in clock ticks."""
-    with open(path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 class LargeMaildrop(test_pop3d.Pop3dTest):
@@ -46,30 +39,18 @@ class LargeMaildrop(test_pop3d.Pop3dTest):
     def test_a_large_maildrop_is_listed_beside_the_loop(self):
         self.fill(ENTRIES)
         pid = self.kotak.procs["pop3d"].pid
-        process, loop = f"/proc/{pid}/stat", f"/proc/{pid}/task/{pid}/stat"
-        all_before, loop_before = cpu_ticks(process), cpu_ticks(loop)
+        all_before, loop_before = cpu_ticks(pid), cpu_ticks(pid, pid)
         for _ in range(LOGINS):
             p = self.pop(stls=False)
             self.assertEqual(p.stat()[0], ENTRIES)
             p.quit()
-        spent, on_loop = cpu_ticks(process) - all_before, cpu_ticks(loop) - loop_before
+        spent, on_loop = cpu_ticks(pid) - all_before, cpu_ticks(pid, pid) - loop_before
         self.assertGreaterEqual(spent, 10, "the listings cost the daemon CPU time")
         self.assertLess(on_loop, spent * 0.35,
                         f"the loop thread spent {on_loop} of {spent} ticks")
 
     def login_seconds(self, user, out):
-        """USER/PASS over a raw connection: the seconds from PASS to its +OK."""
-        with RawClient(self.kotak.ports["pop3"]) as c:
-            c.readline()
-            c.send(f"USER {user}\r\n".encode())
-            c.readline()
-            t = time.monotonic()
-            c.send(f"PASS {PASSWORDS[user]}\r\n".encode())
-            line = c.readline()
-            out[user] = time.monotonic() - t
-            assert line.startswith(b"+OK"), line
-            c.send(b"QUIT\r\n")
-            c.readline()
+        out[user] = pop3_login_seconds(self.kotak.ports["pop3"], user, PASSWORDS[user])
 
     def test_a_large_maildrop_holds_up_no_other_login(self):
         self.fill(ENTRIES * 2)

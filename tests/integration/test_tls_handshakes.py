@@ -5,7 +5,6 @@ more than move the bytes.
 
 Real clients: Python's ssl, several at once, each handshake a full one.
 """
-import os
 import socket
 import ssl
 import struct
@@ -15,17 +14,11 @@ import unittest
 
 BOB = "bob@example.test"
 
-from kotak_harness import PASSWORDS, SOCKET_TIMEOUT, KotakTestCase, RawClient
+from kotak_harness import (PASSWORDS, SOCKET_TIMEOUT, KotakTestCase, RawClient, cpu_ticks,
+                           pop3_login_seconds)
 
 HANDSHAKES = 160  # per listener; at 2 ms each, enough CPU for /proc's 10 ms ticks to tell
 CLIENTS = 4
-
-
-def cpu_ticks(path):
-    """utime + stime of /proc/PID/stat or /proc/PID/task/TID/stat, in clock ticks."""
-    with open(path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def client_context():
@@ -77,11 +70,10 @@ class HandshakesOffTheLoop(KotakTestCase):
 
     def check_loop_thread_share(self, daemon, listener, greeting):
         pid = self.kotak.procs[daemon].pid
-        process, loop = f"/proc/{pid}/stat", f"/proc/{pid}/task/{pid}/stat"
-        all_before, loop_before = cpu_ticks(process), cpu_ticks(loop)
+        all_before, loop_before = cpu_ticks(pid), cpu_ticks(pid, pid)
         errors = full_handshakes(self.kotak.ports[listener], greeting, HANDSHAKES)
         self.assertEqual(errors, [])
-        spent, on_loop = cpu_ticks(process) - all_before, cpu_ticks(loop) - loop_before
+        spent, on_loop = cpu_ticks(pid) - all_before, cpu_ticks(pid, pid) - loop_before
         self.assertGreaterEqual(spent, 10, "the handshakes cost the daemon CPU time")
         # On the loop, every full handshake's crypto would make this all of it.
         self.assertLess(on_loop, spent * 0.35,
@@ -130,16 +122,7 @@ class FloodOfHandshakes(KotakTestCase):
     FLOOD = 800
 
     def login_seconds(self):
-        with RawClient(self.kotak.ports["pop3"]) as c:
-            c.readline()
-            c.send(f"USER {BOB}\r\n".encode())
-            c.readline()
-            t = time.monotonic()
-            c.send(f"PASS {PASSWORDS[BOB]}\r\n".encode())
-            line = c.readline()
-            took = time.monotonic() - t
-            self.assertTrue(line.startswith(b"+OK"), line)
-            return took
+        return pop3_login_seconds(self.kotak.ports["pop3"], BOB, PASSWORDS[BOB])
 
     def test_a_login_is_not_held_up_behind_a_flood_of_handshakes(self):
         quiet = self.login_seconds()
