@@ -1,5 +1,5 @@
 """TLS handshakes run off the event loop, in the thread pool: the ECDHE key
-exchange and the signature of a full handshake (about 2 ms each) use every
+exchange and the signature of a full handshake (about 3 ms) use every
 core, and the loop thread, which serves every other session, does little
 more than move the bytes.
 
@@ -12,12 +12,12 @@ import threading
 import time
 import unittest
 
-BOB = "bob@example.test"
-
 from kotak_harness import (PASSWORDS, SOCKET_TIMEOUT, KotakTestCase, RawClient, cpu_ticks,
                            pop3_login_seconds)
 
-HANDSHAKES = 160  # per listener; at 2 ms each, enough CPU for /proc's 10 ms ticks to tell
+BOB = "bob@example.test"
+
+HANDSHAKES = 160  # per listener; at 3 ms each, enough CPU for /proc's 10 ms ticks to tell
 CLIENTS = 4
 
 
