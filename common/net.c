@@ -610,7 +610,7 @@ struct handshake_job {
 static unsigned steps_running;
 static struct net_conn *steps_first, *steps_last; /* waiting for their turn, by next_step */
 
-static unsigned steps_max; /* set once, by net_pool_size or at the first step */
+static unsigned pool_threads, steps_max; /* set once, by net_pool_size */
 
 /* The cores this process may use (its CPU affinity), at most 64. */
 static unsigned cores(void)
@@ -619,21 +619,20 @@ static unsigned cores(void)
     return n < 1 ? 1 : n > 64 ? 64 : n;
 }
 
-void net_pool_size(void)
+unsigned net_pool_size(void)
 {
+    if (pool_threads != 0)
+        return pool_threads;
     char n[16];
     snprintf(n, sizeof(n), "%u", cores() + 2 < 4 ? 4 : cores() + 2);
     setenv("UV_THREADPOOL_SIZE", n, 0); /* an administrator's own setting stands */
-    /* A pool the administrator made small still keeps two threads free. */
     long pool = strtol(getenv("UV_THREADPOOL_SIZE"), NULL, 10);
-    steps_max = pool - 2 < (long)cores() ? (pool > 2 ? (unsigned)(pool - 2) : 1) : cores();
-}
-
-static unsigned max_steps(void)
-{
-    if (steps_max == 0)
+    pool_threads = pool < 1 ? 4 : pool > 1024 ? 1024 : (unsigned)pool; /* as libuv reads it */
+    /* A pool the administrator made small still keeps two threads free. */
+    steps_max = pool_threads > 2 ? pool_threads - 2 : 1;
+    if (steps_max > cores())
         steps_max = cores();
-    return steps_max;
+    return pool_threads;
 }
 
 static void start_step(struct net_conn *c);
@@ -648,7 +647,7 @@ static void handshake_work(uv_work_t *w)
  * connections closed meanwhile end here. */
 static void start_waiting_steps(void)
 {
-    while (steps_running < max_steps() && steps_first != NULL) {
+    while (steps_running < steps_max && steps_first != NULL) {
         struct net_conn *c = steps_first;
         steps_first = c->next_step;
         if (steps_first == NULL)
@@ -729,7 +728,8 @@ static void handshake_step(struct net_conn *c)
 {
     c->stepping = true;
     conn_update_reading(c);
-    if (steps_running < max_steps() && steps_first == NULL) {
+    net_pool_size(); /* once: a program that did not call it first */
+    if (steps_running < steps_max && steps_first == NULL) {
         start_step(c);
         return;
     }

@@ -106,9 +106,10 @@ void net_server_free(struct net_server **srv);
  * Sizes libuv's thread pool, unless UV_THREADPOOL_SIZE is set already: two
  * threads more than the cores (at least 4), since TLS handshake steps take
  * at most one per core and password checks, a message's checks and
- * deletions need the others. Called before anything uses the pool.
+ * deletions need the others. Called before anything uses the pool; returns
+ * the pool's threads (the same on every later call).
  */
-void net_pool_size(void);
+unsigned net_pool_size(void);
 
 /* Plaintext read and not yet used; the protocol consumes what it used. */
 struct buf *net_conn_input(struct net_conn *c);

@@ -677,9 +677,7 @@ static void open_store(struct pop3d *d)
     if (store_open(path, STORE_READONLY, &d->reader, err, sizeof(err)) < 0)
         fatal(2, "%s", err);
     uv_mutex_init(&d->writer_mu);
-    const char *pool = getenv("UV_THREADPOOL_SIZE"); /* net_pool_size set it */
-    long n = pool != NULL ? strtol(pool, NULL, 10) : 4;
-    d->n_listers = n < 1 ? 1 : n > 1024 ? 1024 : (size_t)n;
+    d->n_listers = net_pool_size();
     d->listers = xcalloc(d->n_listers, sizeof(*d->listers));
     for (size_t i = 0; i < d->n_listers; i++)
         uv_mutex_init(&d->listers[i].mu);
