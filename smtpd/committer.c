@@ -12,6 +12,7 @@
 
 #define COPY_CHUNK (64 * 1024)
 #define RECLAIM_EVERY_NS (1000 * 1000 * 1000ull) /* how often the free pages are looked at */
+#define RECLAIM_CHECKPOINTS_AFTER 10
 
 /* Checkpoints run on a thread of their own, beside the commits (store.h's
  * store_checkpointer), so that no batch waits for the WAL's copy. */
@@ -37,6 +38,7 @@ struct committer {
     uv_async_t async;
     size_t in_flight; /* loop thread only */
     int reclaim_failed; /* store thread only: the last step's error, told once */
+    int reclaim_checkpoints; /* store thread only: checkpoints still to ask for after the last step */
     void (*done_cb)(struct commit_job *job, void *ctx);
     void *ctx;
 };
@@ -267,8 +269,16 @@ static uint64_t reclaim(struct committer *c, uint64_t now)
     if (rc < 0 && rc != -KOTAK_ELOCKED && rc != c->reclaim_failed)
         log_error("smtp event=reclaim-failed rc=%d error=\"%s\"", rc, kotak_strerror(rc));
     c->reclaim_failed = rc < 0 ? rc : 0;
+    /* The file shrinks only at a checkpoint that copies the whole WAL, which
+     * a reader's snapshot can stop short: one is asked for after each step,
+     * and each second for a while after the last. */
     if (rc > 0)
-        after_commit(c, true);
+        c->reclaim_checkpoints = RECLAIM_CHECKPOINTS_AFTER;
+    else if (c->reclaim_checkpoints > 0)
+        c->reclaim_checkpoints--;
+    else
+        return now + RECLAIM_EVERY_NS;
+    after_commit(c, true);
     /* The pause runs from the step's end: from its start, a step as long as
      * the pause left other writers no time at all. */
     return rc > 0 ? uv_hrtime() + RECLAIM_PAUSE_MS * 1000000ull : now + RECLAIM_EVERY_NS;
