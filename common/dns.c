@@ -81,7 +81,7 @@ struct dns {
     struct dns_query *done, *done_tail;
     unsigned handles; /* open or closing: the memory goes when it reaches 0 */
     bool closing;
-    struct dns_cache *cache; /* TXT answers, kept for their TTL */
+    struct dns_cache *cache; /* TXT answers, and names without, kept for their TTL */
 };
 
 const char *dns_status_name(enum dns_status status)
@@ -476,17 +476,21 @@ static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, in
 }
 
 /*
- * The smallest TTL of the answer section's records of type, in seconds;
- * 0 when the answer cannot be read that far (then nothing is kept).
+ * How long an answer may be kept, in seconds: with authority false, the
+ * smallest TTL of the answer section's records of type; with true, that
+ * the name has none, as its authority section's SOA says (RFC 2308 5: the
+ * smaller of the SOA's TTL and its MINIMUM). 0 when there is no such
+ * record or the answer cannot be read that far: then nothing is kept.
  */
-static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type)
+static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type, bool authority)
 {
     if (alen < 12)
         return 0;
     unsigned qd = (unsigned)abuf[4] << 8 | abuf[5], an = (unsigned)abuf[6] << 8 | abuf[7];
+    unsigned ns = authority ? ((unsigned)abuf[8] << 8 | abuf[9]) : 0;
     const unsigned char *p = abuf + 12, *end = abuf + alen;
     uint32_t ttl = UINT32_MAX;
-    for (unsigned i = 0; i < qd + an; i++) {
+    for (unsigned i = 0; i < qd + an + ns; i++) {
         char *name = NULL;
         long enc = 0;
         if (ares_expand_name(p, abuf, alen, &name, &enc) != ARES_SUCCESS)
@@ -506,8 +510,19 @@ static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type)
         size_t rdlen = (size_t)(p[8] << 8 | p[9]);
         if ((size_t)(end - p) < 10 + rdlen)
             return 0;
-        p += 10 + rdlen;
-        if (rtype == type && rttl < ttl)
+        const unsigned char *rdata_end = p + 10 + rdlen;
+        p = rdata_end;
+        if (rtype != type || authority != (i >= qd + an))
+            continue;
+        if (authority) {
+            if (rdlen < 22) /* two names of one octet at least, five numbers */
+                return 0;
+            const unsigned char *m = rdata_end - 4; /* MINIMUM, the last of the five */
+            uint32_t minimum = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
+            if (minimum < rttl)
+                rttl = minimum;
+        }
+        if (rttl < ttl)
             ttl = rttl;
     }
     return ttl == UINT32_MAX ? 0 : ttl;
@@ -519,6 +534,10 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
     struct dns_query *q = arg;
     if (status != ARES_SUCCESS) {
         q->status = status_of(status);
+        if ((q->status == DNS_NXDOMAIN || q->status == DNS_NODATA) && abuf != NULL &&
+            !q->d->closing)
+            dns_cache_put_none(q->d->cache, q->name, q->status, uv_now(q->d->loop),
+                               answer_ttl(abuf, alen, ns_t_soa, true));
         query_ended(q);
         return;
     }
@@ -554,7 +573,7 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
     q->status = q->n_texts > 0 ? DNS_OK : DNS_NODATA;
     if (q->status == DNS_OK && !q->d->closing)
         dns_cache_put(q->d->cache, q->name, (const char *const *)q->texts, q->lens, q->n_texts,
-                      uv_now(q->d->loop), answer_ttl(abuf, alen, ns_t_txt));
+                      uv_now(q->d->loop), answer_ttl(abuf, alen, ns_t_txt, false));
     query_ended(q);
 }
 
@@ -658,19 +677,20 @@ int dns_txt(struct dns *d, const char *name,
     q->txt_cb = cb;
     q->status = DNS_TEMPFAIL;
     q->outstanding = 1;
-    const char *const *records;
-    const size_t *lens;
-    size_t n = dns_cache_get(d->cache, name, uv_now(d->loop), &records, &lens);
-    if (n > 0) { /* answered from the cache, on the loop's next turn as any answer */
-        q->texts = xcalloc(DNS_TXT_MAX, sizeof(*q->texts));
-        q->lens = xcalloc(DNS_TXT_MAX, sizeof(*q->lens));
-        for (size_t i = 0; i < n && i < DNS_TXT_MAX; i++) {
-            q->texts[i] = xmalloc(lens[i] + 1);
-            memcpy(q->texts[i], records[i], lens[i] + 1);
-            q->lens[i] = lens[i];
-            q->n_texts++;
+    struct dns_cached kept;
+    if (dns_cache_get(d->cache, name, uv_now(d->loop), &kept)) {
+        /* answered from the cache, on the loop's next turn as any answer */
+        if (kept.status == DNS_OK) {
+            q->texts = xcalloc(DNS_TXT_MAX, sizeof(*q->texts));
+            q->lens = xcalloc(DNS_TXT_MAX, sizeof(*q->lens));
+            for (size_t i = 0; i < kept.n && i < DNS_TXT_MAX; i++) {
+                q->texts[i] = xmalloc(kept.lens[i] + 1);
+                memcpy(q->texts[i], kept.records[i], kept.lens[i] + 1);
+                q->lens[i] = kept.lens[i];
+                q->n_texts++;
+            }
         }
-        q->status = DNS_OK;
+        q->status = kept.status;
         query_ended(q);
         return 0;
     }

@@ -1,5 +1,6 @@
 /*
- * dns_cache.c — a bounded cache of TXT answers; see dns_cache.h.
+ * dns_cache.c — a bounded cache of TXT answers, and of names without; see
+ * dns_cache.h.
  *
  * A chained hash table of names (lower-cased) beside a list in order of
  * use: a get moves its entry to the front, and a put that goes over the
@@ -21,6 +22,7 @@ struct entry {
     struct entry *prev, *next; /* the use list, most recent first */
     char name[DNS_NAME_MAX + 1];
     uint64_t expires_ms;
+    enum dns_status status; /* DNS_OK: n >= 1 records; DNS_NXDOMAIN, DNS_NODATA: none */
     size_t n, bytes;
     char **records;
     size_t *lens;
@@ -113,8 +115,11 @@ void dns_cache_free(struct dns_cache **cp)
     *cp = NULL;
 }
 
-void dns_cache_put(struct dns_cache *c, const char *name, const char *const *records,
-                   const size_t *lens, size_t n, uint64_t now_ms, uint32_t ttl_s)
+/* A new entry for name, with room counted for n records, in place of what
+ * was kept for it, at the front of the use list;
+ * NULL when it is not to be kept. */
+static struct entry *entry_add(struct dns_cache *c, const char *name, size_t n, const size_t *lens,
+                               uint64_t now_ms, uint32_t ttl_s, uint32_t ttl_max)
 {
     char key[DNS_NAME_MAX + 1];
     lower_copy(key, name);
@@ -124,18 +129,34 @@ void dns_cache_put(struct dns_cache *c, const char *name, const char *const *rec
     size_t bytes = sizeof(struct entry) + strlen(key);
     for (size_t i = 0; i < n; i++)
         bytes += lens[i] + 1 + sizeof(char *) + sizeof(size_t);
-    if (ttl_s == 0 || n == 0 || bytes > DNS_CACHE_BYTES_MAX / 10)
-        return;
-    if (ttl_s > DNS_CACHE_TTL_MAX)
-        ttl_s = DNS_CACHE_TTL_MAX;
+    if (ttl_s == 0 || bytes > DNS_CACHE_BYTES_MAX / 10)
+        return NULL;
+    if (ttl_s > ttl_max)
+        ttl_s = ttl_max;
     while (c->last != NULL &&
            (c->count >= DNS_CACHE_ENTRIES_MAX || c->bytes + bytes > DNS_CACHE_BYTES_MAX))
         entry_drop(c, c->last);
     struct entry *e = xcalloc(1, sizeof(*e));
     memcpy(e->name, key, strlen(key) + 1);
     e->expires_ms = now_ms + (uint64_t)ttl_s * 1000;
-    e->n = n;
     e->bytes = bytes;
+    unsigned b = bucket_of(key);
+    e->chain = c->buckets[b];
+    c->buckets[b] = e;
+    push_front(c, e);
+    c->count++;
+    c->bytes += bytes;
+    return e;
+}
+
+void dns_cache_put(struct dns_cache *c, const char *name, const char *const *records,
+                   const size_t *lens, size_t n, uint64_t now_ms, uint32_t ttl_s)
+{
+    struct entry *e = entry_add(c, name, n, lens, now_ms, n > 0 ? ttl_s : 0, DNS_CACHE_TTL_MAX);
+    if (e == NULL)
+        return;
+    e->status = DNS_OK;
+    e->n = n;
     e->records = xcalloc(n, sizeof(*e->records));
     e->lens = xcalloc(n, sizeof(*e->lens));
     for (size_t i = 0; i < n; i++) {
@@ -144,31 +165,37 @@ void dns_cache_put(struct dns_cache *c, const char *name, const char *const *rec
         e->records[i][lens[i]] = '\0';
         e->lens[i] = lens[i];
     }
-    unsigned b = bucket_of(key);
-    e->chain = c->buckets[b];
-    c->buckets[b] = e;
-    push_front(c, e);
-    c->count++;
-    c->bytes += bytes;
 }
 
-size_t dns_cache_get(struct dns_cache *c, const char *name, uint64_t now_ms,
-                     const char *const **records_r, const size_t **lens_r)
+void dns_cache_put_none(struct dns_cache *c, const char *name, enum dns_status status,
+                        uint64_t now_ms, uint32_t ttl_s)
+{
+    bool none = status == DNS_NXDOMAIN || status == DNS_NODATA;
+    struct entry *e = entry_add(c, name, 0, NULL, now_ms, none ? ttl_s : 0, DNS_CACHE_NONE_TTL_MAX);
+    if (e != NULL)
+        e->status = status;
+}
+
+bool dns_cache_get(struct dns_cache *c, const char *name, uint64_t now_ms, struct dns_cached *r)
 {
     char key[DNS_NAME_MAX + 1];
     lower_copy(key, name);
     struct entry *e = find(c, key);
     if (e == NULL)
-        return 0;
+        return false;
     if (now_ms >= e->expires_ms) {
         entry_drop(c, e);
-        return 0;
+        return false;
     }
     unlink_use(c, e);
     push_front(c, e);
-    *records_r = (const char *const *)e->records;
-    *lens_r = e->lens;
-    return e->n;
+    *r = (struct dns_cached){
+        .status = e->status,
+        .n = e->n,
+        .records = (const char *const *)e->records,
+        .lens = e->lens,
+    };
+    return true;
 }
 
 size_t dns_cache_count(const struct dns_cache *c)

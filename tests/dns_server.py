@@ -31,7 +31,10 @@ TTL of 60 seconds, or the entry's "ttl" (0 for a record a test changes
 while a resolver that caches is running).
 
 A name without an entry is NXDOMAIN; an entry without records of the type
-asked is NOERROR with no answer (NODATA). "types" overrides rcode, drop and
+asked is NOERROR with no answer (NODATA). Neither carries an SOA, so that
+no resolver keeps it (RFC 2308), unless the entry (for NXDOMAIN, the
+nearest entry above the name) has "negative_ttl": N, the zone's SOA with
+TTL and MINIMUM N; such an entry's delay_ms then holds for the NXDOMAIN too. "types" overrides rcode, drop and
 delay_ms for one query type. An answer longer than 512 octets (or the
 client's EDNS size) goes over UDP truncated, so that the client asks again
 over TCP. Exit status 77 when dnslib is missing: the test is then skipped.
@@ -52,7 +55,7 @@ import threading
 import time
 
 try:
-    from dnslib import CNAME, MX, PTR, QTYPE, RCODE, RR, TXT, AAAA, A, DNSRecord
+    from dnslib import CNAME, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, AAAA, A, DNSRecord
 except ImportError:
     print("python3-dnslib is missing (Debian: apt-get install python3-dnslib)", file=sys.stderr)
     sys.exit(77)
@@ -88,6 +91,23 @@ class Zone:
                 return self.entries[wild]
         return None
 
+    def apex(self, name):
+        """The nearest entry above name that has a negative_ttl (its zone's SOA), or None."""
+        labels = name.lower().rstrip(".").split(".")
+        for i in range(1, len(labels)):
+            entry = self.entries.get(".".join(labels[i:]))
+            if entry is not None and "negative_ttl" in entry:
+                return ".".join(labels[i:]), entry
+        return None, None
+
+    @staticmethod
+    def add_soa(reply, owner, entry):
+        """The SOA of a negative answer: its TTL and MINIMUM are the entry's negative_ttl."""
+        if entry is not None and "negative_ttl" in entry:
+            n = entry["negative_ttl"]
+            reply.add_auth(RR(owner, QTYPE.SOA, ttl=n, rdata=SOA(
+                "ns." + owner, "hostmaster." + owner, (1, 3600, 600, 86400, n))))
+
     @staticmethod
     def behaviour(entry, qtype, key, default=None):
         typed = entry.get("types", {}).get(qtype, {})
@@ -103,7 +123,9 @@ class Zone:
         entry = self.find(name)
         if entry is None:
             reply.header.rcode = RCODE.NXDOMAIN
-            return reply, 0.0
+            apex, zone = self.apex(name)
+            self.add_soa(reply, apex, zone)
+            return reply, (zone or {}).get("delay_ms", 0) / 1000.0
         if self.behaviour(entry, qtype, "drop", False):
             return None, 0.0
         delay = self.behaviour(entry, qtype, "delay_ms", 0) / 1000.0
@@ -133,6 +155,8 @@ class Zone:
             reply.add_answer(RR(owner, QTYPE.TXT, ttl=ttl, rdata=TXT(txt_strings(text))))
         for host in entry.get("PTR", []) if qtype == "PTR" else []:
             reply.add_answer(RR(owner, QTYPE.PTR, ttl=ttl, rdata=PTR(host)))
+        if not reply.rr:
+            self.add_soa(reply, owner, entry)
         return reply, delay
 
 

@@ -71,6 +71,9 @@ static void write_zone(void)
     zone_add(f, "'refused.test': {'rcode': 'REFUSED'}");
     zone_add(f, "'silent.test': {'drop': True}");
     zone_add(f, "'slow.test': {'delay_ms': 200, 'MX': [(5, 'mx.slow.test')], 'TXT': ['slow']}");
+    /* Negative answers with the zone's SOA (kept, RFC 2308), and without (not kept). */
+    zone_add(f, "'neg.test': {'delay_ms': 200, 'negative_ttl': 300}");
+    zone_add(f, "'nosoa.test': {'delay_ms': 200}");
     zone_add(f, "'half.test': {'A': ['192.0.2.7'], 'types': {'AAAA': {'rcode': 'SERVFAIL'}}}");
     fputs("'spf.test': {'TXT': ['v=spf1 -all', ['two ', 'strings'], '", f);
     for (int i = 0; i < 300; i++)
@@ -511,6 +514,27 @@ static void test_txt_ptr(void)
     ok(second_ms < 100 && strcmp(r.rec[0], "slow") == 0,
        "TXT: the same name again is answered from the cache (%llu ms)",
        (unsigned long long)second_ms);
+    /* A name without records is kept as long as its SOA says, and only then. */
+    const char *none_names[] = {"neg.test", "_dmarc.neg.test", "nosoa.test"};
+    const char *none_status[] = {"nodata", "nxdomain", "nodata"};
+    for (int i = 0; i < 3; i++) {
+        uint64_t ms[2];
+        for (int k = 0; k < 2; k++) {
+            t0 = uv_hrtime();
+            txt_of(d, none_names[i], &r);
+            ms[k] = (uv_hrtime() - t0) / 1000000;
+            is_str(dns_status_name(r.status), none_status[i], "TXT of %s (%s time): %s",
+                   none_names[i], k == 0 ? "first" : "second", none_status[i]);
+        }
+        ok(ms[0] >= 150, "TXT of %s: the first answer waits on the server (%llu ms)",
+           none_names[i], (unsigned long long)ms[0]);
+        if (i < 2)
+            ok(ms[1] < 100, "TXT of %s, with an SOA: again from the cache (%llu ms)",
+               none_names[i], (unsigned long long)ms[1]);
+        else
+            ok(ms[1] >= 150, "TXT of %s, without an SOA: asked again (%llu ms)", none_names[i],
+               (unsigned long long)ms[1]);
+    }
     txt_of(d, "mx1.example.test", &r);
     is_str(dns_status_name(r.status), "nodata", "TXT of a name with none: nodata");
     txt_of(d, "nowhere.test", &r);

@@ -1,7 +1,7 @@
 /*
- * test_dns_cache.c — TXT answers are kept for their TTL (capped), looked
- * up without regard to case, and dropped least recently used first when
- * the count or the bytes run out.
+ * test_dns_cache.c — TXT answers are kept for their TTL (capped), so are
+ * names without (for the SOA's), looked up without regard to case, and
+ * dropped least recently used first when the count or the bytes run out.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,9 +19,10 @@ static void put1(struct dns_cache *c, const char *name, const char *text, uint64
 
 static const char *get1(struct dns_cache *c, const char *name, uint64_t now)
 {
-    const char *const *records;
-    const size_t *lens;
-    return dns_cache_get(c, name, now, &records, &lens) > 0 ? records[0] : "(none)";
+    struct dns_cached r;
+    if (!dns_cache_get(c, name, now, &r))
+        return "(none)";
+    return r.status == DNS_OK ? r.records[0] : dns_status_name(r.status);
 }
 
 int main(void)
@@ -49,10 +50,28 @@ int main(void)
     const char *two[2] = {"a", "bc"};
     size_t lens2[2] = {1, 2};
     dns_cache_put(c, "two.test", two, lens2, 2, 0, 60);
-    const char *const *r;
-    const size_t *l;
-    is_int((int)dns_cache_get(c, "two.test", 0, &r, &l), 2, "every record of an answer");
-    ok(strcmp(r[1], "bc") == 0 && l[1] == 2, "each with its length");
+    struct dns_cached r;
+    ok(dns_cache_get(c, "two.test", 0, &r) && r.status == DNS_OK, "an answer with records");
+    is_int((int)r.n, 2, "every record of an answer");
+    ok(strcmp(r.records[1], "bc") == 0 && r.lens[1] == 2, "each with its length");
+
+    /* A name without records (RFC 2308): kept as long as the SOA says, capped lower. */
+    dns_cache_put_none(c, "_dmarc.Example.NET.", DNS_NXDOMAIN, 1000, 300);
+    is_str(get1(c, "_dmarc.example.net", 1000), "nxdomain", "no such name: kept");
+    is_str(get1(c, "_dmarc.example.net", 300999), "nxdomain", "until just before its TTL ends");
+    is_str(get1(c, "_dmarc.example.net", 301000), "(none)", "then gone");
+    dns_cache_put_none(c, "nodata.test", DNS_NODATA, 0, 86400);
+    is_str(get1(c, "nodata.test", (uint64_t)DNS_CACHE_NONE_TTL_MAX * 1000 - 1), "nodata",
+           "no record of the type: kept up to its own cap");
+    is_str(get1(c, "nodata.test", (uint64_t)DNS_CACHE_NONE_TTL_MAX * 1000), "(none)",
+           "and no longer, below the cap of answers with records");
+    dns_cache_put_none(c, "nosoa.test", DNS_NXDOMAIN, 0, 0);
+    is_str(get1(c, "nosoa.test", 0), "(none)", "TTL 0 (an answer without an SOA): not kept");
+    dns_cache_put_none(c, "fail.test", DNS_TEMPFAIL, 0, 60);
+    is_str(get1(c, "fail.test", 0), "(none)", "a failure is never kept");
+    put1(c, "was-none.test", "x", 0, 60);
+    dns_cache_put_none(c, "was-none.test", DNS_NXDOMAIN, 0, 60);
+    is_str(get1(c, "was-none.test", 0), "nxdomain", "a later answer without records replaces one with");
 
     static char big[DNS_CACHE_BYTES_MAX / 10 + 1];
     memset(big, 'x', sizeof(big) - 1);
