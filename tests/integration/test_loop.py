@@ -1,6 +1,7 @@
-"""The loops never wait on the store's slow work: a login's listing of a
-large maildrop (100,000 messages take about 150 ms to list) runs in the
-thread pool, beside the loop that serves every other session.
+"""The loops never wait on slow work: a login's listing of a large
+maildrop (100,000 messages take about 150 ms to list) runs in the thread
+pool, beside the loop that serves every other session; so does the reading
+of a small message whose header fields make DKIM's work large.
 
 The real daemons, poplib, and /proc's CPU time of the loop thread against
 the whole process.
@@ -12,6 +13,7 @@ import threading
 import time
 
 import test_pop3d
+import test_smtpd
 from kotak_harness import PASSWORDS, cpu_ticks, pop3_login_seconds
 from test_pop3d import ALICE, BOB
 
@@ -68,3 +70,31 @@ class LargeMaildrop(test_pop3d.Pop3dTest):
         self.assertLess(times[ALICE], times[BOB] / 3,
                         f"alice's login took {times[ALICE]:.3f} s beside bob's "
                         f"{times[BOB]:.3f} s of listing")
+
+
+def crafted_message(subject):
+    """Under 32 KiB, read on the loop by size alone: 8 DKIM signatures that
+    each name 256 fields in h=, over 5,000 short fields, which DKIM compares
+    name by name (about 10 million comparisons)."""
+    names = ["from"] + ["x%d" % i for i in range(255)]
+    names = ":\r\n\t".join(":".join(names[i:i + 16]) for i in range(0, 256, 16))
+    sig = ("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=remote.example;"
+           " s=sel; h=%s; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n" % names)
+    head = sig * 8 + "a:\r\n" * 5000
+    head += "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n" % (test_smtpd.REMOTE, ALICE, subject)
+    return (head + "\r\nHello.\r\n").encode()
+
+
+class CraftedHeaders(test_smtpd.SmtpdTest):
+    def test_a_message_with_costly_fields_is_read_beside_the_loop(self):
+        sent = crafted_message("costly")
+        self.assertLess(len(sent), 32 * 1024)
+        pid = self.kotak.procs["smtpd"].pid
+        s = self.mx()
+        all_before, loop_before = cpu_ticks(pid), cpu_ticks(pid, pid)
+        for _ in range(20):
+            self.assertEqual(s.sendmail(test_smtpd.REMOTE, [ALICE], sent), {})
+        spent, on_loop = cpu_ticks(pid) - all_before, cpu_ticks(pid, pid) - loop_before
+        self.assertGreaterEqual(spent, 10, "the fields cost the daemon CPU time")
+        self.assertLess(on_loop, spent * 0.35,
+                        f"the loop thread spent {on_loop} of {spent} ticks")
