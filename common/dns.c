@@ -476,20 +476,23 @@ static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, in
 }
 
 /*
- * How long an answer may be kept, in seconds: with authority false, the
- * smallest TTL of the answer section's records of type; with true, that
- * the name has none, as its authority section's SOA says (RFC 2308 5: the
- * smaller of the SOA's TTL and its MINIMUM). 0 when there is no such
- * record or the answer cannot be read that far: then nothing is kept.
+ * How long an answer to a question of type may be kept, in seconds. With
+ * none false: the smallest TTL of the answer section's records of that
+ * type. With none true, that the name has no record: as the authority
+ * section's SOA says (RFC 2308 5: the smaller of its TTL and its MINIMUM),
+ * and no longer than any record of the answer section (a CNAME that led
+ * there). 0 when there is no such record or the answer cannot be read
+ * that far: then nothing is kept.
  */
-static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type, bool authority)
+static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type, bool none)
 {
     if (alen < 12)
         return 0;
     unsigned qd = (unsigned)abuf[4] << 8 | abuf[5], an = (unsigned)abuf[6] << 8 | abuf[7];
-    unsigned ns = authority ? ((unsigned)abuf[8] << 8 | abuf[9]) : 0;
+    unsigned ns = none ? ((unsigned)abuf[8] << 8 | abuf[9]) : 0;
     const unsigned char *p = abuf + 12, *end = abuf + alen;
     uint32_t ttl = UINT32_MAX;
+    bool soa = false;
     for (unsigned i = 0; i < qd + an + ns; i++) {
         char *name = NULL;
         long enc = 0;
@@ -512,19 +515,23 @@ static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type, bool a
             return 0;
         const unsigned char *rdata_end = p + 10 + rdlen;
         p = rdata_end;
-        if (rtype != type || authority != (i >= qd + an))
+        if (i < qd + an) { /* the answer section */
+            if (none || rtype == type)
+                ttl = rttl < ttl ? rttl : ttl;
             continue;
-        if (authority) {
-            if (rdlen < 22) /* two names of one octet at least, five numbers */
-                return 0;
-            const unsigned char *m = rdata_end - 4; /* MINIMUM, the last of the five */
-            uint32_t minimum = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
-            if (minimum < rttl)
-                rttl = minimum;
         }
-        if (rttl < ttl)
-            ttl = rttl;
+        if (rtype != ns_t_soa)
+            continue;
+        if (rdlen < 22) /* two names of one octet at least, five numbers */
+            return 0;
+        const unsigned char *m = rdata_end - 4; /* MINIMUM, the last of the five */
+        uint32_t minimum = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
+        rttl = minimum < rttl ? minimum : rttl;
+        ttl = rttl < ttl ? rttl : ttl;
+        soa = true;
     }
+    if (none && !soa)
+        return 0;
     return ttl == UINT32_MAX ? 0 : ttl;
 }
 
@@ -537,7 +544,7 @@ static void on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int
         if ((q->status == DNS_NXDOMAIN || q->status == DNS_NODATA) && abuf != NULL &&
             !q->d->closing)
             dns_cache_put_none(q->d->cache, q->name, q->status, uv_now(q->d->loop),
-                               answer_ttl(abuf, alen, ns_t_soa, true));
+                               answer_ttl(abuf, alen, ns_t_txt, true));
         query_ended(q);
         return;
     }

@@ -2,9 +2,14 @@
  * dns_cache.c — a bounded cache of TXT answers, and of names without; see
  * dns_cache.h.
  *
- * A chained hash table of names (lower-cased) beside a list in order of
- * use: a get moves its entry to the front, and a put that goes over the
- * count or the bytes drops entries from the back.
+ * A chained hash table of names (lower-cased) beside two lists in order of
+ * use, one of answers with records and one of names without: a get moves
+ * its entry to the front of its list, and a put that goes over the count
+ * or the bytes drops the least recently used of the two lists' last
+ * entries. Names without are at most a quarter of the count, their own
+ * oldest going for a new one: one message may name a dozen that do not
+ * exist (DKIM keys' d= and s=, SPF, DMARC), and they must not push out
+ * the records every message needs.
  */
 #include "dns_cache.h"
 
@@ -19,20 +24,32 @@
 
 struct entry {
     struct entry *chain;      /* the next in its bucket */
-    struct entry *prev, *next; /* the use list, most recent first */
+    struct entry *prev, *next; /* its use list, most recent first */
     char name[DNS_NAME_MAX + 1];
     uint64_t expires_ms;
+    uint64_t used; /* the cache's use count when last put or got: which list's last is older */
     enum dns_status status; /* DNS_OK: n >= 1 records; DNS_NXDOMAIN, DNS_NODATA: none */
     size_t n, bytes;
     char **records;
     size_t *lens;
 };
 
+struct use_list {
+    struct entry *first, *last;
+    size_t count;
+};
+
 struct dns_cache {
     struct entry *buckets[BUCKETS];
-    struct entry *first, *last;
+    struct use_list lists[2]; /* [0] answers with records, [1] names without */
     size_t count, bytes;
+    uint64_t uses;
 };
+
+static struct use_list *list_of(struct dns_cache *c, const struct entry *e)
+{
+    return &c->lists[e->status != DNS_OK];
+}
 
 static unsigned bucket_of(const char *name)
 {
@@ -59,25 +76,30 @@ struct dns_cache *dns_cache_new(void)
 
 static void unlink_use(struct dns_cache *c, struct entry *e)
 {
+    struct use_list *l = list_of(c, e);
     if (e->prev != NULL)
         e->prev->next = e->next;
     else
-        c->first = e->next;
+        l->first = e->next;
     if (e->next != NULL)
         e->next->prev = e->prev;
     else
-        c->last = e->prev;
+        l->last = e->prev;
     e->prev = e->next = NULL;
+    l->count--;
 }
 
 static void push_front(struct dns_cache *c, struct entry *e)
 {
-    e->next = c->first;
-    if (c->first != NULL)
-        c->first->prev = e;
-    c->first = e;
-    if (c->last == NULL)
-        c->last = e;
+    struct use_list *l = list_of(c, e);
+    e->used = ++c->uses;
+    e->next = l->first;
+    if (l->first != NULL)
+        l->first->prev = e;
+    l->first = e;
+    if (l->last == NULL)
+        l->last = e;
+    l->count++;
 }
 
 static void entry_drop(struct dns_cache *c, struct entry *e)
@@ -109,17 +131,26 @@ void dns_cache_free(struct dns_cache **cp)
     struct dns_cache *c = *cp;
     if (c == NULL)
         return;
-    while (c->first != NULL)
-        entry_drop(c, c->first);
+    for (int i = 0; i < 2; i++)
+        while (c->lists[i].first != NULL)
+            entry_drop(c, c->lists[i].first);
     free(c);
     *cp = NULL;
 }
 
-/* A new entry for name, with room counted for n records, in place of what
- * was kept for it, at the front of the use list;
- * NULL when it is not to be kept. */
-static struct entry *entry_add(struct dns_cache *c, const char *name, size_t n, const size_t *lens,
-                               uint64_t now_ms, uint32_t ttl_s, uint32_t ttl_max)
+/* The least recently used entry of both lists, or NULL. */
+static struct entry *oldest(struct dns_cache *c)
+{
+    struct entry *a = c->lists[0].last, *b = c->lists[1].last;
+    if (a == NULL || b == NULL)
+        return a != NULL ? a : b;
+    return a->used < b->used ? a : b;
+}
+
+/* A new entry for name, of status, with room counted for n records, in place
+ * of what was kept for it, at the front of its use list. */
+static struct entry *entry_add(struct dns_cache *c, const char *name, enum dns_status status,
+                               size_t n, const size_t *lens, uint64_t now_ms, uint32_t ttl_s)
 {
     char key[DNS_NAME_MAX + 1];
     lower_copy(key, name);
@@ -131,14 +162,18 @@ static struct entry *entry_add(struct dns_cache *c, const char *name, size_t n, 
         bytes += lens[i] + 1 + sizeof(char *) + sizeof(size_t);
     if (ttl_s == 0 || bytes > DNS_CACHE_BYTES_MAX / 10)
         return NULL;
+    uint32_t ttl_max = status == DNS_OK ? DNS_CACHE_TTL_MAX : DNS_CACHE_NONE_TTL_MAX;
     if (ttl_s > ttl_max)
         ttl_s = ttl_max;
-    while (c->last != NULL &&
+    if (status != DNS_OK && c->lists[1].count >= DNS_CACHE_NONE_MAX)
+        entry_drop(c, c->lists[1].last);
+    while (oldest(c) != NULL &&
            (c->count >= DNS_CACHE_ENTRIES_MAX || c->bytes + bytes > DNS_CACHE_BYTES_MAX))
-        entry_drop(c, c->last);
+        entry_drop(c, oldest(c));
     struct entry *e = xcalloc(1, sizeof(*e));
     memcpy(e->name, key, strlen(key) + 1);
     e->expires_ms = now_ms + (uint64_t)ttl_s * 1000;
+    e->status = status;
     e->bytes = bytes;
     unsigned b = bucket_of(key);
     e->chain = c->buckets[b];
@@ -152,10 +187,9 @@ static struct entry *entry_add(struct dns_cache *c, const char *name, size_t n, 
 void dns_cache_put(struct dns_cache *c, const char *name, const char *const *records,
                    const size_t *lens, size_t n, uint64_t now_ms, uint32_t ttl_s)
 {
-    struct entry *e = entry_add(c, name, n, lens, now_ms, n > 0 ? ttl_s : 0, DNS_CACHE_TTL_MAX);
+    struct entry *e = entry_add(c, name, DNS_OK, n, lens, now_ms, n > 0 ? ttl_s : 0);
     if (e == NULL)
         return;
-    e->status = DNS_OK;
     e->n = n;
     e->records = xcalloc(n, sizeof(*e->records));
     e->lens = xcalloc(n, sizeof(*e->lens));
@@ -170,10 +204,10 @@ void dns_cache_put(struct dns_cache *c, const char *name, const char *const *rec
 void dns_cache_put_none(struct dns_cache *c, const char *name, enum dns_status status,
                         uint64_t now_ms, uint32_t ttl_s)
 {
-    bool none = status == DNS_NXDOMAIN || status == DNS_NODATA;
-    struct entry *e = entry_add(c, name, 0, NULL, now_ms, none ? ttl_s : 0, DNS_CACHE_NONE_TTL_MAX);
-    if (e != NULL)
-        e->status = status;
+    /* Nothing to keep leaves what is kept alone: a reply without an SOA
+     * (or a failure) says nothing about how long the name has no record. */
+    if ((status == DNS_NXDOMAIN || status == DNS_NODATA) && ttl_s > 0)
+        entry_add(c, name, status, 0, NULL, now_ms, ttl_s);
 }
 
 bool dns_cache_get(struct dns_cache *c, const char *name, uint64_t now_ms, struct dns_cached *r)

@@ -22,6 +22,7 @@
 #define DNS_CACHE_BYTES_MAX (4u << 20)
 #define DNS_CACHE_TTL_MAX 3600 /* seconds: a record changed is seen within the hour */
 #define DNS_CACHE_NONE_TTL_MAX 900 /* seconds: a record published is seen within 15 minutes */
+#define DNS_CACHE_NONE_MAX (DNS_CACHE_ENTRIES_MAX / 4) /* names without records, at most */
 
 struct dns_cache;
 
@@ -40,8 +41,11 @@ void dns_cache_put(struct dns_cache *c, const char *name, const char *const *rec
 /*
  * Keeps that name has no record: status DNS_NXDOMAIN or DNS_NODATA, for
  * ttl_s (RFC 2308 5: the SOA's TTL or MINIMUM, the smaller; capped at
- * DNS_CACHE_NONE_TTL_MAX; 0 keeps nothing). Most senders' domains have no
- * DMARC record, and a sender's every message asked again.
+ * DNS_CACHE_NONE_TTL_MAX), in place of what was kept for it; ttl_s 0, or
+ * another status, changes nothing. Most senders' domains have no DMARC
+ * record, and a sender's every message asked again. At most
+ * DNS_CACHE_NONE_MAX such names are kept: past that, the least recently
+ * used of them goes.
  */
 void dns_cache_put_none(struct dns_cache *c, const char *name, enum dns_status status,
                         uint64_t now_ms, uint32_t ttl_s);

@@ -34,7 +34,8 @@ A name without an entry is NXDOMAIN; an entry without records of the type
 asked is NOERROR with no answer (NODATA). Neither carries an SOA, so that
 no resolver keeps it (RFC 2308), unless the entry (for NXDOMAIN, the
 nearest entry above the name) has "negative_ttl": N, the zone's SOA with
-TTL and MINIMUM N; such an entry's delay_ms then holds for the NXDOMAIN too. "types" overrides rcode, drop and
+MINIMUM N and TTL N, or the entry's "soa_ttl"; such an entry's delay_ms
+then holds for the NXDOMAIN too, also at the end of a CNAME. "types" overrides rcode, drop and
 delay_ms for one query type. An answer longer than 512 octets (or the
 client's EDNS size) goes over UDP truncated, so that the client asks again
 over TCP. Exit status 77 when dnslib is missing: the test is then skipped.
@@ -105,7 +106,7 @@ class Zone:
         """The SOA of a negative answer: its TTL and MINIMUM are the entry's negative_ttl."""
         if entry is not None and "negative_ttl" in entry:
             n = entry["negative_ttl"]
-            reply.add_auth(RR(owner, QTYPE.SOA, ttl=n, rdata=SOA(
+            reply.add_auth(RR(owner, QTYPE.SOA, ttl=entry.get("soa_ttl", n), rdata=SOA(
                 "ns." + owner, "hostmaster." + owner, (1, 3600, 600, 86400, n))))
 
     @staticmethod
@@ -144,7 +145,9 @@ class Zone:
             entry = self.find(target)
         if entry is None:
             reply.header.rcode = RCODE.NXDOMAIN
-            return reply, delay
+            apex, zone = self.apex(owner)
+            self.add_soa(reply, apex, zone)
+            return reply, max(delay, (zone or {}).get("delay_ms", 0) / 1000.0)
         for pref, host in entry.get("MX", []) if qtype == "MX" else []:
             reply.add_answer(RR(owner, QTYPE.MX, ttl=ttl, rdata=MX(host, pref)))
         for addr in entry.get("A", []) if qtype == "A" else []:

@@ -3,6 +3,7 @@
  * names without (for the SOA's), looked up without regard to case, and
  * dropped least recently used first when the count or the bytes run out.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,9 +52,10 @@ int main(void)
     size_t lens2[2] = {1, 2};
     dns_cache_put(c, "two.test", two, lens2, 2, 0, 60);
     struct dns_cached r;
-    ok(dns_cache_get(c, "two.test", 0, &r) && r.status == DNS_OK, "an answer with records");
-    is_int((int)r.n, 2, "every record of an answer");
-    ok(strcmp(r.records[1], "bc") == 0 && r.lens[1] == 2, "each with its length");
+    bool found = dns_cache_get(c, "two.test", 0, &r) && r.status == DNS_OK;
+    ok(found, "an answer with records");
+    is_int(found ? (int)r.n : -1, 2, "every record of an answer");
+    ok(found && strcmp(r.records[1], "bc") == 0 && r.lens[1] == 2, "each with its length");
 
     /* A name without records (RFC 2308): kept as long as the SOA says, capped lower. */
     dns_cache_put_none(c, "_dmarc.Example.NET.", DNS_NXDOMAIN, 1000, 300);
@@ -72,6 +74,12 @@ int main(void)
     put1(c, "was-none.test", "x", 0, 60);
     dns_cache_put_none(c, "was-none.test", DNS_NXDOMAIN, 0, 60);
     is_str(get1(c, "was-none.test", 0), "nxdomain", "a later answer without records replaces one with");
+    put1(c, "was-none.test", "y", 0, 60);
+    is_str(get1(c, "was-none.test", 0), "y", "and a later one with records replaces that");
+    dns_cache_put_none(c, "was-none.test", DNS_NXDOMAIN, 0, 0);
+    dns_cache_put_none(c, "was-none.test", DNS_TEMPFAIL, 0, 60);
+    is_str(get1(c, "was-none.test", 0), "y",
+           "an answer without an SOA, or a failure, leaves the records kept alone");
 
     static char big[DNS_CACHE_BYTES_MAX / 10 + 1];
     memset(big, 'x', sizeof(big) - 1);
@@ -91,6 +99,33 @@ int main(void)
     is_int((int)dns_cache_count(c), DNS_CACHE_ENTRIES_MAX, "the count stays at its limit");
     is_str(get1(c, "n1.test", 0), "(none)", "the least recently used went");
     is_str(get1(c, "n0.test", 0), "r", "the one used again stayed");
+
+    /* Names without records: at most a quarter of the count, and they push
+     * out no more of the records than that. */
+    dns_cache_free(&c);
+    c = dns_cache_new();
+    for (int i = 0; i < DNS_CACHE_ENTRIES_MAX; i++) {
+        snprintf(name, sizeof(name), "n%d.test", i);
+        put1(c, name, "r", 0, 60);
+    }
+    for (int i = 0; i < DNS_CACHE_ENTRIES_MAX; i++) {
+        snprintf(name, sizeof(name), "none%d.test", i);
+        dns_cache_put_none(c, name, DNS_NXDOMAIN, 0, 60);
+    }
+    is_int((int)dns_cache_count(c), DNS_CACHE_ENTRIES_MAX, "the count stays at its limit");
+    int records = 0, nones = 0;
+    for (int i = 0; i < DNS_CACHE_ENTRIES_MAX; i++) {
+        snprintf(name, sizeof(name), "n%d.test", i);
+        records += strcmp(get1(c, name, 0), "r") == 0;
+        snprintf(name, sizeof(name), "none%d.test", i);
+        nones += strcmp(get1(c, name, 0), "nxdomain") == 0;
+    }
+    is_int(nones, DNS_CACHE_NONE_MAX, "a flood of names without records keeps a quarter of them");
+    is_int(records, DNS_CACHE_ENTRIES_MAX - DNS_CACHE_NONE_MAX, "and the records keep the rest");
+    is_str(get1(c, "none4095.test", 0), "nxdomain", "the newest name without is there");
+    is_str(get1(c, "none0.test", 0), "(none)", "the oldest went");
+    is_str(get1(c, "n4095.test", 0), "r", "the newest records stayed");
+    is_str(get1(c, "n0.test", 0), "(none)", "the oldest records made room");
 
     /* The bytes: many large answers stay under the cap. */
     dns_cache_free(&c);
