@@ -54,8 +54,10 @@
  * 3.1 asks verifiers for 1024 to 4096 bits, and 65537 is the exponent. */
 #define DKIM_KEY_BITS_MAX 4096
 #define DKIM_E_BITS_MAX 17
-/* Field-name comparisons one signature's h= may cost (names times fields):
- * far above any real message, far below what makes a message a CPU sink. */
+/* Octets of field names one signature's h= may compare (each name's length
+ * times the fields and the names before it): far above any real message,
+ * far below what makes a message a CPU sink. Counted in octets, as a long
+ * name repeated costs its length at every comparison. */
 #define DKIM_FIELD_WORK_MAX (1u << 21)
 #define DKIM_H_MAX 256         /* names in one h= */
 #define DKIM_FUTURE_SLACK 300  /* t= this far ahead of our clock is a clock's error */
@@ -671,7 +673,10 @@ static int hash_fields(const struct dkim_reader *r, const char *h, size_t n, boo
         lens[count++] = b - a;
         i++;
     }
-    if ((uint64_t)count * (r->n_fields + count) > DKIM_FIELD_WORK_MAX)
+    uint64_t work = 0;
+    for (size_t j = 0; j < count; j++)
+        work += (uint64_t)lens[j] * (r->n_fields + j);
+    if (work > DKIM_FIELD_WORK_MAX)
         return -E2BIG;
     char *buf = NULL;
     size_t buf_size = 0;

@@ -632,6 +632,20 @@ static void test_limits(void)
     v = verify_with(work, key_record);
     ok(v.count == 1 && v.r[0].status == DKIM_PERMERROR && strstr(v.r[0].why, "too many") != NULL,
        "h= names times fields past the limit: permerror (%s)", v.count ? v.r[0].why : "none");
+    /* Few fields, but 256 names of 1,000 octets, each compared with the
+     * names before it octet by octet: counted in octets, refused too. */
+    w = work;
+    w += sprintf(w, "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=sel; h=from");
+    for (int i = 0; i < 255; i++) {
+        *w++ = ':';
+        memset(w, 'x', 1000);
+        w += 1000;
+    }
+    w += sprintf(w, "; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n");
+    sprintf(w, "From: a@example.org\r\n\r\nbody\r\n");
+    v = verify_with(work, key_record);
+    ok(v.count == 1 && v.r[0].status == DKIM_PERMERROR && strstr(v.r[0].why, "too many") != NULL,
+       "long h= names past the limit in octets: permerror (%s)", v.count ? v.r[0].why : "none");
     free(work);
     /* A header section past DKIM_HEADER_MAX. */
     size_t big = DKIM_HEADER_MAX + 100;
