@@ -478,7 +478,7 @@ static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, in
 /*
  * How long an answer to a question of type may be kept, in seconds. With
  * none false: the smallest TTL of the answer section's records of that
- * type. With none true, that the name has no record: as the authority
+ * type and of a CNAME that led to them. With none true, that the name has no record: as the authority
  * section's SOA says (RFC 2308 5: the smaller of its TTL and its MINIMUM),
  * and no longer than any record of the answer section (a CNAME that led
  * there). 0 when there is no such record or the answer cannot be read
@@ -516,7 +516,7 @@ static uint32_t answer_ttl(const unsigned char *abuf, int alen, int type, bool n
         const unsigned char *rdata_end = p + 10 + rdlen;
         p = rdata_end;
         if (i < qd + an) { /* the answer section */
-            if (none || rtype == type)
+            if (none || rtype == type || rtype == ns_t_cname)
                 ttl = rttl < ttl ? rttl : ttl;
             continue;
         }

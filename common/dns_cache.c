@@ -160,7 +160,7 @@ static struct entry *entry_add(struct dns_cache *c, const char *name, enum dns_s
     size_t bytes = sizeof(struct entry) + strlen(key);
     for (size_t i = 0; i < n; i++)
         bytes += lens[i] + 1 + sizeof(char *) + sizeof(size_t);
-    if (ttl_s == 0 || bytes > DNS_CACHE_BYTES_MAX / 10)
+    if (ttl_s == 0 || bytes > DNS_CACHE_ENTRY_BYTES_MAX)
         return NULL;
     uint32_t ttl_max = status == DNS_OK ? DNS_CACHE_TTL_MAX : DNS_CACHE_NONE_TTL_MAX;
     if (ttl_s > ttl_max)

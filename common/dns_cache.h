@@ -20,6 +20,9 @@
 
 #define DNS_CACHE_ENTRIES_MAX 4096
 #define DNS_CACHE_BYTES_MAX (4u << 20)
+/* One answer's, at most: a domain's TXT records take a few KiB; answers of
+ * a tenth of the cache let a few messages' made-up names push out all. */
+#define DNS_CACHE_ENTRY_BYTES_MAX (16u << 10)
 #define DNS_CACHE_TTL_MAX 3600 /* seconds: a record changed is seen within the hour */
 #define DNS_CACHE_NONE_TTL_MAX 900 /* seconds: a record published is seen within 15 minutes */
 #define DNS_CACHE_NONE_MAX (DNS_CACHE_ENTRIES_MAX / 4) /* names without records, at most */
@@ -32,8 +35,8 @@ void dns_cache_free(struct dns_cache **c);
 /*
  * Keeps name's n records (text and length each) until now_ms + ttl_s
  * seconds (ttl_s capped at DNS_CACHE_TTL_MAX; 0 keeps nothing), in place
- * of what was kept for it. An answer larger than a tenth of the cache's
- * bytes is not kept.
+ * of what was kept for it. An answer larger than DNS_CACHE_ENTRY_BYTES_MAX
+ * is not kept.
  */
 void dns_cache_put(struct dns_cache *c, const char *name, const char *const *records,
                    const size_t *lens, size_t n, uint64_t now_ms, uint32_t ttl_s);

@@ -81,10 +81,10 @@ int main(void)
     is_str(get1(c, "was-none.test", 0), "y",
            "an answer without an SOA, or a failure, leaves the records kept alone");
 
-    static char big[DNS_CACHE_BYTES_MAX / 10 + 1];
+    static char big[DNS_CACHE_ENTRY_BYTES_MAX + 1];
     memset(big, 'x', sizeof(big) - 1);
     put1(c, "big.test", big, 0, 60);
-    is_str(get1(c, "big.test", 0), "(none)", "an answer past a tenth of the bytes is not kept");
+    is_str(get1(c, "big.test", 0), "(none)", "an answer past an entry's bytes is not kept");
 
     /* The count: the least recently used goes first. */
     dns_cache_free(&c);
@@ -127,18 +127,35 @@ int main(void)
     is_str(get1(c, "n4095.test", 0), "r", "the newest records stayed");
     is_str(get1(c, "n0.test", 0), "(none)", "the oldest records made room");
 
+    /* Room is made from whichever list holds the least recently used. */
+    dns_cache_free(&c);
+    c = dns_cache_new();
+    dns_cache_put_none(c, "old-none.test", DNS_NXDOMAIN, 0, 60);
+    for (int i = 0; i < DNS_CACHE_ENTRIES_MAX - 1; i++) {
+        snprintf(name, sizeof(name), "n%d.test", i);
+        put1(c, name, "r", 0, 60);
+    }
+    dns_cache_put_none(c, "new-none.test", DNS_NXDOMAIN, 0, 60);
+    is_str(get1(c, "old-none.test", 0), "(none)", "an old name without records goes first");
+    is_str(get1(c, "n0.test", 0), "r", "before older records than the new one");
+    put1(c, "one-more.test", "r", 0, 60);
+    is_str(get1(c, "new-none.test", 0), "nxdomain", "a recent name without records stays");
+    is_str(get1(c, "n1.test", 0), "(none)", "while the least recently used record goes");
+
     /* The bytes: many large answers stay under the cap. */
     dns_cache_free(&c);
     c = dns_cache_new();
-    static char large[DNS_CACHE_BYTES_MAX / 20];
+    static char large[DNS_CACHE_ENTRY_BYTES_MAX - 1024];
     memset(large, 'y', sizeof(large) - 1);
-    for (int i = 0; i < 100; i++) {
+    int n_large = 2 * DNS_CACHE_BYTES_MAX / sizeof(large);
+    for (int i = 0; i < n_large; i++) {
         snprintf(name, sizeof(name), "large%d.test", i);
         put1(c, name, large, 0, 60);
     }
     ok(dns_cache_bytes(c) <= DNS_CACHE_BYTES_MAX, "the bytes stay under the cap (%zu)",
        dns_cache_bytes(c));
-    is_str(get1(c, "large99.test", 0), large, "the newest is there");
+    snprintf(name, sizeof(name), "large%d.test", n_large - 1);
+    is_str(get1(c, name, 0), large, "the newest is there");
     is_str(get1(c, "large0.test", 0), "(none)", "the oldest went");
     dns_cache_free(&c);
     dns_cache_free(&c); /* NULL: a no-op */
