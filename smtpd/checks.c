@@ -5,7 +5,7 @@
  * One run per message. On the MX it starts SPF and rspamd on the loop and
  * the reading of the message (DKIM's hashes, the From: domain, forged
  * results) on the thread pool, all at once (a small message is read on the
- * loop: READ_ON_LOOP_MAX); DKIM's keys are asked once the
+ * loop: read_on_loop); DKIM's keys are asked once the
  * hashes are known and checked on the thread pool once they came (the RSA
  * work stays off the loop); DMARC once SPF and DKIM have answered. A
  * deadline timer bounds the whole: what has not answered by then is
@@ -122,7 +122,8 @@ static char *read_head(struct spool *sp, size_t n, size_t *got_r)
     return head;
 }
 
-/* Whether the message is small enough to read on the loop (READ_ON_LOOP_MAX). */
+/* Whether the message is small enough to read on the loop: the limits
+ * beside READ_ON_LOOP_MAX. */
 static bool read_on_loop(const struct spool *sp)
 {
     if (sp->fd >= 0 || sp->mem.len > READ_ON_LOOP_MAX)
