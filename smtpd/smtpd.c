@@ -161,10 +161,22 @@ static const struct session_ops session_ops = {
 
 /* --- smtp_ops ------------------------------------------------------------ */
 
+/* A look-up that fails is told: the client only hears 451. */
+static void log_lookup_failed(struct sconn *sc, const char *what, int rc)
+{
+    char v[600];
+    const char *why = store_errmsg(sc->d->reader);
+    log_error("smtp session=%s event=lookup-failed of=%s rc=%d error=%s", sc->id, what, rc,
+              log_value(v, sizeof(v), why, strlen(why)));
+}
+
 static int op_resolve(void *ctx, const struct addr *rcpt, struct store_rcpts *r)
 {
     struct sconn *sc = ctx;
-    return store_resolve(sc->d->reader, rcpt, r);
+    int rc = store_resolve(sc->d->reader, rcpt, r);
+    if (rc < 0 && rc != -KOTAK_ENODOMAIN)
+        log_lookup_failed(sc, "recipient", rc);
+    return rc;
 }
 
 static void op_rcpts_free(void *ctx, struct store_rcpts *r)
@@ -177,7 +189,10 @@ static void op_rcpts_free(void *ctx, struct store_rcpts *r)
 static int op_quota(void *ctx, int64_t user_id, struct store_quota *q_r)
 {
     struct sconn *sc = ctx;
-    return store_quota_get(sc->d->reader, user_id, q_r);
+    int rc = store_quota_get(sc->d->reader, user_id, q_r);
+    if (rc < 0)
+        log_lookup_failed(sc, "quota", rc);
+    return rc;
 }
 
 static int op_spool_begin(void *ctx)
