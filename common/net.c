@@ -626,8 +626,9 @@ unsigned net_pool_size(void)
     char n[16];
     snprintf(n, sizeof(n), "%u", cores() + 2 < 4 ? 4 : cores() + 2);
     setenv("UV_THREADPOOL_SIZE", n, 0); /* an administrator's own setting stands */
+    /* As libuv reads it: atoi, 0 as 1, past 1024 (a negative one too, as unsigned) as 1024. */
     long pool = strtol(getenv("UV_THREADPOOL_SIZE"), NULL, 10);
-    pool_threads = pool < 1 ? 4 : pool > 1024 ? 1024 : (unsigned)pool; /* as libuv reads it */
+    pool_threads = pool == 0 ? 1 : pool < 0 || pool > 1024 ? 1024 : (unsigned)pool;
     /* A pool the administrator made small still keeps two threads free. */
     steps_max = pool_threads > 2 ? pool_threads - 2 : 1;
     if (steps_max > cores())
@@ -728,7 +729,8 @@ static void handshake_step(struct net_conn *c)
 {
     c->stepping = true;
     conn_update_reading(c);
-    net_pool_size(); /* once: a program that did not call it first */
+    if (steps_max == 0) /* a program that did not size the pool: set nothing now, threads run */
+        steps_max = cores();
     if (steps_running < steps_max && steps_first == NULL) {
         start_step(c);
         return;

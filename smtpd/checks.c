@@ -15,6 +15,7 @@
  */
 #include "checks.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,7 @@ static bool read_on_loop(const struct spool *sp)
 {
     if (sp->fd >= 0 || sp->mem.len > READ_ON_LOOP_MAX)
         return false; /* a file would be read on the loop, or the message is large */
-    static const char sig[] = "DKIM-Signature:";
+    static const char sig[] = "DKIM-Signature";
     const char *p = (const char *)sp->mem.data, *end = p + sp->mem.len;
     unsigned sigs = 0;
     size_t sig_octets = 0;
@@ -140,9 +141,11 @@ static bool read_on_loop(const struct spool *sp)
             return false;
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *next = nl != NULL ? nl + 1 : end;
-        if (*p != ' ' && *p != '\t') { /* a field starts */
-            in_sig = (size_t)(end - p) >= sizeof(sig) - 1 &&
-                     strncasecmp(p, sig, sizeof(sig) - 1) == 0;
+        if (*p != ' ' && *p != '\t') { /* a field starts: its name as DKIM reads it */
+            const char *colon = memchr(p, ':', (size_t)(next - p)), *q = p + sizeof(sig) - 1;
+            in_sig = colon != NULL && q <= colon && strncasecmp(p, sig, sizeof(sig) - 1) == 0;
+            for (; in_sig && q < colon; q++)
+                in_sig = *q == ' ' || *q == '\t';
             sigs += in_sig;
         }
         if (in_sig)
@@ -619,11 +622,6 @@ static void spf_answer(void *ctx, const struct spf_outcome *o)
     maybe_finish(run);
 }
 
-static void noop_work(uv_work_t *w)
-{
-    (void)w;
-}
-
 static void check_keys_work(uv_work_t *w)
 {
     struct check_run *run = w->data;
@@ -679,7 +677,7 @@ static void work_done(uv_work_t *w, int status)
  * pool's would come, never inside checks_start's caller. */
 static void read_later(void *ctx, enum dns_status status)
 {
-    (void)status; /* cancelled: the daemon stops, and the reading is done anyway */
+    (void)status; /* never cancelled: the resolver outlives every run */
     struct check_run *run = ctx;
     work_done(&run->work, 0);
 }
@@ -765,8 +763,9 @@ void checks_start(struct checks *c, const struct check_request *req, struct comm
     run->work_out = true;
     if (req->kind == CHECK_INBOUND && read_on_loop(&job->spool)) {
         work(&run->work);
-        if (dns_later(c->dns, read_later, run) < 0)
-            uv_queue_work(c->loop, &run->work, noop_work, work_done); /* the resolver is closing */
+        int rc = dns_later(c->dns, read_later, run);
+        assert(rc == 0); /* the resolver closes only after the last run (checks_free) */
+        (void)rc;
     } else {
         uv_queue_work(c->loop, &run->work, work, work_done);
     }

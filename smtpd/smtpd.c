@@ -66,6 +66,7 @@ struct smtpd {
     struct web *web;     /* the live view's page; NULL: off */
     struct exporter *exporter; /* /metrics, /healthz; NULL: off */
     struct gauges *gauges;     /* what only kotak-smtpd shows there; NULL: off */
+    bool lookup_failing;       /* a failed look-up was logged; told again after one succeeds */
 };
 
 /* One connection beside its session: the core's part, and the spool. */
@@ -161,21 +162,29 @@ static const struct session_ops session_ops = {
 
 /* --- smtp_ops ------------------------------------------------------------ */
 
-/* A look-up that fails is told: the client only hears 451. */
-static void log_lookup_failed(struct sconn *sc, const char *what, int rc)
+/* A look-up that fails is told (the client only hears 451), once until
+ * one succeeds again: a client repeating RCPT must not flood the log. */
+static void lookup_done(struct sconn *sc, const char *what, int rc)
 {
+    struct smtpd *d = sc->d;
+    if (rc >= 0 || rc == -KOTAK_ENODOMAIN) {
+        d->lookup_failing = false;
+        return;
+    }
+    if (d->lookup_failing)
+        return;
+    d->lookup_failing = true;
     char v[600];
-    const char *why = store_errmsg(sc->d->reader);
+    const char *why = store_errmsg(d->reader);
     log_error("smtp session=%s event=lookup-failed of=%s rc=%d error=%s", sc->id, what, rc,
               log_value(v, sizeof(v), why, strlen(why)));
 }
 
-static int op_resolve(void *ctx, const struct addr *rcpt, struct store_rcpts *r)
+static int op_resolve(void *ctx, const struct addr *address, struct store_rcpts *r)
 {
     struct sconn *sc = ctx;
-    int rc = store_resolve(sc->d->reader, rcpt, r);
-    if (rc < 0 && rc != -KOTAK_ENODOMAIN)
-        log_lookup_failed(sc, "recipient", rc);
+    int rc = store_resolve(sc->d->reader, address, r);
+    lookup_done(sc, "address", rc);
     return rc;
 }
 
@@ -190,8 +199,7 @@ static int op_quota(void *ctx, int64_t user_id, struct store_quota *q_r)
 {
     struct sconn *sc = ctx;
     int rc = store_quota_get(sc->d->reader, user_id, q_r);
-    if (rc < 0)
-        log_lookup_failed(sc, "quota", rc);
+    lookup_done(sc, "quota", rc);
     return rc;
 }
 

@@ -72,12 +72,12 @@ class LargeMaildrop(test_pop3d.Pop3dTest):
                         f"{times[BOB]:.3f} s of listing")
 
 
-def crafted_message(subject, sigs, names, fields, field="a"):
+def crafted_message(subject, sigs, names, fields, field="a", sig_name="DKIM-Signature"):
     """Under 32 KiB, read on the loop by size alone: sigs DKIM signatures
     whose h= lists names, over fields short fields: DKIM compares the names
     with the fields and with each other, octet by octet."""
     folded = ":\r\n\t".join(":".join(names[i:i + 14]) for i in range(0, len(names), 14))
-    sig = ("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=remote.example;"
+    sig = (sig_name + ": v=1; a=rsa-sha256; c=relaxed/relaxed; d=remote.example;"
            " s=sel; h=%s; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n" % folded)
     head = sig * sigs + (field + ":\r\n") * fields
     head += "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n" % (test_smtpd.REMOTE, ALICE, subject)
@@ -109,3 +109,9 @@ class CraftedHeaders(test_smtpd.SmtpdTest):
         # 2 signatures of 256 long names, in 60 lines: the names against each other
         names = ["from"] + ["x" * 59] * 255
         self.assert_read_beside_the_loop(crafted_message("names", 2, names, 0), 60)
+
+    def test_signatures_with_space_before_the_colon_are_read_beside_the_loop(self):
+        # DKIM reads "DKIM-Signature :" as a signature too
+        names = ["from"] + ["x" * 59] * 255
+        self.assert_read_beside_the_loop(
+            crafted_message("spaced", 2, names, 0, sig_name="DKIM-Signature "), 60)
